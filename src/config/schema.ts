@@ -1,0 +1,109 @@
+import { z } from 'zod';
+
+/**
+ * The whole of pgwarden's configuration. Strict: an unknown key is an error, so a typo never
+ * silently leaves a default in force. Documented in docs/config.md.
+ */
+const upstream = z
+  .object({
+    host: z.string().default('127.0.0.1'),
+    port: z.number().int().min(1).max(65535).default(5432),
+    database: z.string().min(1),
+    user: z.string().min(1),
+    password: z.string().optional(),
+    connectTimeoutMs: z.number().int().positive().default(5000),
+  })
+  .strict();
+
+const claims = z
+  .object({
+    human: z.string().default('sub'),
+    tenant: z.string().default('tenant'),
+    roles: z.string().default('roles'),
+    tokenId: z.string().default('jti'),
+  })
+  .strict();
+
+const auth = z
+  .object({
+    hs256Secret: z.string().min(32, 'hs256Secret must be at least 32 characters').optional(),
+    jwksFile: z.string().optional(),
+    jwksUrl: z.url().optional(),
+    issuer: z.string().optional(),
+    audience: z.string().optional(),
+    claims: claims.default(claims.parse({})),
+    failureDelayMs: z.number().int().min(0).default(250),
+    clockToleranceSec: z.number().int().min(0).default(5),
+  })
+  .strict()
+  .refine((a) => a.hs256Secret !== undefined || a.jwksFile !== undefined || a.jwksUrl !== undefined, {
+    message: 'auth needs one of hs256Secret, jwksFile or jwksUrl',
+  });
+
+const tls = z
+  .object({
+    certFile: z.string().optional(),
+    keyFile: z.string().optional(),
+    /** Where a client may skip TLS: only loopback addresses (default), anywhere, or nowhere. */
+    allowPlaintext: z.enum(['loopback', 'always', 'never']).default('loopback'),
+  })
+  .strict();
+
+const limits = z
+  .object({
+    maxMessageBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .default(16 * 1024 * 1024),
+    maxQueryBytes: z
+      .number()
+      .int()
+      .min(64)
+      .default(1024 * 1024),
+    maxConnections: z.number().int().positive().default(1000),
+    startupTimeoutMs: z.number().int().positive().default(10_000),
+    idleTimeoutMs: z.number().int().min(0).default(0),
+  })
+  .strict();
+
+const session = z
+  .object({
+    searchPath: z.string().default('public'),
+    statementTimeoutMs: z.number().int().min(0).default(30_000),
+  })
+  .strict();
+
+const audit = z
+  .object({
+    /** NDJSON decision lines: a file path, or "stdout". */
+    ndjson: z.string().default('stdout'),
+    redactParameters: z.boolean().default(true),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    listen: z
+      .object({
+        host: z.string().default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(6432),
+      })
+      .strict()
+      .default({ host: '127.0.0.1', port: 6432 }),
+    upstream,
+    auth,
+    tls: tls.default(tls.parse({})),
+    limits: limits.default(limits.parse({})),
+    session: session.default(session.parse({})),
+    rules: z
+      .object({ paths: z.array(z.string()).min(1).default(['rules']) })
+      .strict()
+      .default({ paths: ['rules'] }),
+    audit: audit.default(audit.parse({})),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .strict();
+
+export type Config = Readonly<z.infer<typeof configSchema>>;
+export type ConfigInput = z.input<typeof configSchema>;

@@ -1,0 +1,131 @@
+import { readFileSync } from 'node:fs';
+import {
+  SignJWT,
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  jwtVerify,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+} from 'jose';
+import type { Config } from '../config/schema.js';
+import type { Identity } from './identity.js';
+
+type AuthConfig = Config['auth'];
+
+/** Why a token was refused; goes to the log and the decision record, never to the client. */
+export class TokenError extends Error {
+  override readonly name = 'TokenError';
+  constructor(
+    readonly reason: 'invalid' | 'expired' | 'claims',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export type TokenVerifier = (token: string, startupUser: string) => Promise<Identity>;
+
+function keySource(auth: AuthConfig): Uint8Array | JWTVerifyGetKey {
+  if (auth.hs256Secret !== undefined) return new TextEncoder().encode(auth.hs256Secret);
+  if (auth.jwksFile !== undefined) return createLocalJWKSet(JSON.parse(readFileSync(auth.jwksFile, 'utf8')));
+  if (auth.jwksUrl !== undefined) return createRemoteJWKSet(new URL(auth.jwksUrl));
+  throw new Error('auth has no key source');
+}
+
+function stringClaim(payload: JWTPayload, name: string): string | undefined {
+  const v = payload[name];
+  if (typeof v === 'string' && v.length > 0) return v;
+  if (typeof v === 'number' && Number.isFinite(v)) return String(v);
+  return undefined;
+}
+
+export function identityFromClaims(payload: JWTPayload, auth: AuthConfig, startupUser: string): Identity {
+  const human = stringClaim(payload, auth.claims.human);
+  if (human === undefined) throw new TokenError('claims', `token has no "${auth.claims.human}" claim`);
+  const tenant = stringClaim(payload, auth.claims.tenant);
+  if (tenant === undefined) throw new TokenError('claims', `token has no "${auth.claims.tenant}" claim`);
+  const act = payload.act;
+  const actor =
+    act !== null && typeof act === 'object' && typeof (act as { sub?: unknown }).sub === 'string'
+      ? (act as { sub: string }).sub
+      : undefined;
+  const rawRoles = payload[auth.claims.roles];
+  const roles =
+    rawRoles === undefined
+      ? []
+      : Array.isArray(rawRoles) && rawRoles.every((r) => typeof r === 'string')
+        ? rawRoles
+        : typeof rawRoles === 'string'
+          ? rawRoles.split(/[ ,]+/).filter(Boolean)
+          : undefined;
+  if (roles === undefined)
+    throw new TokenError('claims', `claim "${auth.claims.roles}" must be a string array`);
+  return Object.freeze({
+    human,
+    agent: actor ?? startupUser,
+    tenant,
+    roles: Object.freeze([...roles]),
+    tokenId: stringClaim(payload, auth.claims.tokenId),
+    expiresAt: typeof payload.exp === 'number' ? payload.exp : undefined,
+  });
+}
+
+export function createTokenVerifier(auth: AuthConfig): TokenVerifier {
+  const key = keySource(auth);
+  const algorithms = auth.hs256Secret !== undefined ? ['HS256'] : ['RS256', 'ES256'];
+  return async (token, startupUser) => {
+    let payload: JWTPayload;
+    try {
+      const opts = {
+        algorithms,
+        clockTolerance: auth.clockToleranceSec,
+        ...(auth.issuer !== undefined ? { issuer: auth.issuer } : {}),
+        ...(auth.audience !== undefined ? { audience: auth.audience } : {}),
+      };
+      const result =
+        key instanceof Uint8Array ? await jwtVerify(token, key, opts) : await jwtVerify(token, key, opts);
+      payload = result.payload;
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === 'ERR_JWT_EXPIRED') throw new TokenError('expired', 'token expired');
+      throw new TokenError('invalid', `token rejected: ${code ?? (err as Error).message}`);
+    }
+    return identityFromClaims(payload, auth, startupUser);
+  };
+}
+
+/** Parses "15m", "2h", "30s", "1d" into seconds. */
+export function parseTtl(ttl: string): number {
+  const m = /^(\d+)([smhd])$/.exec(ttl);
+  if (!m) throw new Error(`invalid ttl "${ttl}" (expected e.g. 30s, 15m, 2h, 1d)`);
+  const unit = { s: 1, m: 60, h: 3600, d: 86400 }[m[2] as 's' | 'm' | 'h' | 'd'];
+  return Number(m[1]) * unit;
+}
+
+export interface MintOptions {
+  tenant: string;
+  human: string;
+  agent?: string;
+  roles?: readonly string[];
+  ttlSeconds: number;
+  tokenId?: string;
+}
+
+/** Mints an HS256 token with the configured secret, for demos and tests. */
+export async function mintToken(auth: AuthConfig, opts: MintOptions): Promise<string> {
+  if (auth.hs256Secret === undefined) throw new Error('minting needs auth.hs256Secret');
+  const claims: JWTPayload = {
+    [auth.claims.tenant]: opts.tenant,
+    [auth.claims.roles]: [...(opts.roles ?? [])],
+  };
+  if (opts.agent !== undefined) claims.act = { sub: opts.agent };
+  let jwt = new SignJWT(claims)
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setSubject(opts.human)
+    .setIssuedAt()
+    .setExpirationTime(Math.floor(Date.now() / 1000) + opts.ttlSeconds)
+    .setJti(opts.tokenId ?? crypto.randomUUID());
+  if (auth.issuer !== undefined) jwt = jwt.setIssuer(auth.issuer);
+  if (auth.audience !== undefined) jwt = jwt.setAudience(auth.audience);
+  return jwt.sign(new TextEncoder().encode(auth.hs256Secret));
+}

@@ -1,0 +1,125 @@
+import type { ErrorCode } from '../errors/registry.js';
+import type { Rules } from './rules-schema.js';
+import type { Judge, Judgement, Verdict, VerdictFacts } from './verdict.js';
+import { fingerprint, parseSql } from '../sql/parse.js';
+
+const emptyFacts: VerdictFacts = {
+  ruleIds: [],
+  reasons: [],
+  tables: [],
+  columns: [],
+  flags: [],
+  statementKinds: [],
+};
+
+function deny(
+  message: string,
+  reason: string,
+  facts: Partial<VerdictFacts> = {},
+  code: ErrorCode = 'PGW_POLICY_DENIED',
+): Verdict {
+  return {
+    ...emptyFacts,
+    ...facts,
+    kind: 'deny',
+    code,
+    message,
+    reasons: [reason],
+    ruleIds: ['default.read-only'],
+  };
+}
+
+/** Node types that make a SELECT not read-only, wherever they appear. */
+const writingNodes = new Set([
+  'InsertStmt',
+  'UpdateStmt',
+  'DeleteStmt',
+  'MergeStmt',
+  'IntoClause',
+  'LockingClause',
+]);
+
+/**
+ * The proxy core's strict default: a query is allowed only if every statement is a plain SELECT
+ * whose relations are all listed in the rules. Names are resolved with the pinned search_path's
+ * first schema when unqualified. Everything else is denied. The policy engine replaces this.
+ */
+export function createStrictDefaultJudge(rules: Rules, searchPath = 'public'): Judge {
+  const listed = new Set(Object.keys(rules.tables));
+  const defaultSchema = searchPath.split(',')[0]?.trim() ?? 'public';
+
+  function verdictFor(sql: string): Verdict {
+    let parsed;
+    try {
+      parsed = parseSql(sql);
+    } catch (err) {
+      return deny(`syntax error: ${(err as Error).message}`, 'syntax_error', {}, 'PGW_SYNTAX_ERROR');
+    }
+    if (parsed.stmts.length === 0) return { ...emptyFacts, kind: 'allow' };
+    const tables = new Set<string>();
+    const kinds: string[] = [];
+    const cteNames = new Set<string>();
+    for (const { stmt } of parsed.stmts) {
+      const kind = Object.keys(stmt)[0] ?? 'unknown';
+      kinds.push(kind);
+      if (kind !== 'SelectStmt')
+        return deny(`${kind} is not allowed: only read-only SELECT statements are`, 'statement_not_allowed', {
+          statementKinds: kinds,
+        });
+      let problem: string | undefined;
+      walk(stmt, (key, node) => {
+        if (writingNodes.has(key)) problem ??= `${key} makes this statement not read-only`;
+        if (key === 'CommonTableExpr') cteNames.add(String((node as { ctename?: string }).ctename));
+        if (key === 'RangeVar') {
+          const rv = node as { schemaname?: string; relname?: string };
+          const name = `${rv.schemaname ?? defaultSchema}.${rv.relname}`;
+          if (rv.schemaname === undefined && cteNames.has(String(rv.relname))) return;
+          tables.add(name);
+        }
+      });
+      if (problem) return deny(problem, 'not_read_only', { statementKinds: kinds });
+    }
+    for (const t of tables) {
+      if (!listed.has(t))
+        return deny(`relation ${t} is not available to agents`, 'table_not_listed', {
+          tables: [...tables],
+          statementKinds: kinds,
+        });
+    }
+    return {
+      ...emptyFacts,
+      kind: 'allow',
+      ruleIds: [...tables].map((t) => `tables.${t}`),
+      reasons: ['read_only_listed_tables'],
+      tables: [...tables],
+      statementKinds: kinds,
+    };
+  }
+
+  const cache = new Map<string, { verdict: Verdict; fingerprint: string }>();
+  return {
+    judge(sql): Judgement {
+      const start = performance.now();
+      const hit = cache.get(sql);
+      if (hit) return { ...hit, cached: true, judgeMicros: Math.round((performance.now() - start) * 1000) };
+      const verdict = verdictFor(sql);
+      const entry = { verdict, fingerprint: fingerprint(sql) };
+      if (cache.size > 10_000) cache.clear();
+      cache.set(sql, entry);
+      return { ...entry, cached: false, judgeMicros: Math.round((performance.now() - start) * 1000) };
+    },
+  };
+}
+
+/** Visits every object node of a libpg-query AST as (node type key, node body). */
+function walk(node: unknown, visit: (key: string, body: unknown) => void): void {
+  if (Array.isArray(node)) {
+    for (const n of node) walk(n, visit);
+    return;
+  }
+  if (node === null || typeof node !== 'object') return;
+  for (const [k, v] of Object.entries(node)) {
+    if (v !== null && typeof v === 'object' && /^[A-Z]/.test(k)) visit(k, v);
+    walk(v, visit);
+  }
+}

@@ -1,0 +1,91 @@
+import type { ErrorCode } from '../errors/registry.js';
+import type { Identity } from '../identity/identity.js';
+
+/** What the policy engine reports alongside any verdict; it goes to the decision record. */
+export interface VerdictFacts {
+  /** Ids of the rules that decided, e.g. "tables.public.orders" or "default.read-only". */
+  readonly ruleIds: readonly string[];
+  /** Stable reason codes, e.g. "table_not_listed", "tenant_filter_added". */
+  readonly reasons: readonly string[];
+  /** Relations touched, schema-qualified. */
+  readonly tables: readonly string[];
+  /** Columns touched, as "schema.table.column". */
+  readonly columns: readonly string[];
+  /** Notable facts for responders, e.g. "cross_tenant_attempt". */
+  readonly flags: readonly string[];
+  /** Top-level statement kinds, e.g. ["SelectStmt"]. */
+  readonly statementKinds: readonly string[];
+}
+
+/**
+ * A parameter whose value is only known at Bind: the proxy checks it before forwarding the Bind.
+ * Used, for example, when an INSERT puts $2 in the tenant column.
+ */
+export interface ParamCheck {
+  /** 1-based, as in $1. */
+  readonly index: number;
+  readonly equals: string;
+  readonly type: 'text' | 'int4' | 'int8' | 'uuid';
+  readonly message: string;
+}
+
+/** Changes to session state the proxy applies once the statement is forwarded. */
+export interface SessionEffects {
+  readonly prepare?: string;
+  readonly deallocate?: string | { all: true };
+  readonly declareCursor?: string;
+}
+
+export type Verdict =
+  | (VerdictFacts & {
+      readonly kind: 'allow';
+      readonly paramChecks?: readonly ParamCheck[];
+      readonly effects?: SessionEffects;
+    })
+  | (VerdictFacts & {
+      readonly kind: 'rewrite';
+      /** The SQL to forward instead of the agent's. */
+      readonly sql: string;
+      readonly paramChecks?: readonly ParamCheck[];
+      readonly effects?: SessionEffects;
+    })
+  | (VerdictFacts & {
+      readonly kind: 'deny';
+      readonly code: ErrorCode;
+      /** What the agent sees: what was refused and what it may do instead. */
+      readonly message: string;
+      readonly hint?: string;
+    });
+
+/** Session state the policy engine may read (never write). */
+export interface SessionPolicyState {
+  /** Names of SQL-level prepared statements (PREPARE) pgwarden judged in this session. */
+  readonly preparedStatements: ReadonlySet<string>;
+  /** Names of cursors (DECLARE) pgwarden judged in this session. */
+  readonly cursors: ReadonlySet<string>;
+}
+
+export interface JudgeContext {
+  readonly identity: Identity;
+  readonly protocol: 'simple' | 'extended';
+  readonly session: SessionPolicyState;
+}
+
+export interface Judgement {
+  readonly verdict: Verdict;
+  /** libpg-query fingerprint of the statement shape, or "" when it did not parse. */
+  readonly fingerprint: string;
+  /** Microseconds spent judging. */
+  readonly judgeMicros: number;
+  readonly cached: boolean;
+}
+
+/**
+ * The seam between proxy and policy: one query string (a whole simple-protocol Query message, or
+ * the text of one Parse message) in, one verdict out. A multi-statement string is allowed only if
+ * every statement is; the verdict then covers the whole string. Must not throw: a bug is a deny
+ * with PGW_INTERNAL. Synchronous, so judging adds no event-loop turns.
+ */
+export interface Judge {
+  judge(sql: string, ctx: JudgeContext): Judgement;
+}
