@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { auditConfigSchema } from '../audit/config.js';
 
 /**
  * The whole of pgwarden's configuration. Strict: an unknown key is an error, so a typo never
@@ -74,14 +75,6 @@ const session = z
   })
   .strict();
 
-const audit = z
-  .object({
-    /** NDJSON decision lines: a file path, or "stdout". */
-    ndjson: z.string().default('stdout'),
-    redactParameters: z.boolean().default(true),
-  })
-  .strict();
-
 export const configSchema = z
   .object({
     listen: z
@@ -100,7 +93,7 @@ export const configSchema = z
       .object({ paths: z.array(z.string()).min(1).default(['rules']) })
       .strict()
       .default({ paths: ['rules'] }),
-    audit: audit.default(audit.parse({})),
+    audit: auditConfigSchema.default(auditConfigSchema.parse({})),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .strict();
