@@ -29,6 +29,17 @@ function deny(
   };
 }
 
+/** Transaction control is allowed: it changes no data and clients rely on it. Two-phase commit is not. */
+const transactionControl = new Set([
+  'TRANS_STMT_BEGIN',
+  'TRANS_STMT_START',
+  'TRANS_STMT_COMMIT',
+  'TRANS_STMT_ROLLBACK',
+  'TRANS_STMT_SAVEPOINT',
+  'TRANS_STMT_RELEASE',
+  'TRANS_STMT_ROLLBACK_TO',
+]);
+
 /** Node types that make a SELECT not read-only, wherever they appear. */
 const writingNodes = new Set([
   'InsertStmt',
@@ -62,6 +73,11 @@ export function createStrictDefaultJudge(rules: Rules, searchPath = 'public'): J
     for (const { stmt } of parsed.stmts) {
       const kind = Object.keys(stmt)[0] ?? 'unknown';
       kinds.push(kind);
+      if (
+        kind === 'TransactionStmt' &&
+        transactionControl.has(String((stmt.TransactionStmt as { kind?: string }).kind))
+      )
+        continue;
       if (kind !== 'SelectStmt')
         return deny(`${kind} is not allowed: only read-only SELECT statements are`, 'statement_not_allowed', {
           statementKinds: kinds,

@@ -1,0 +1,68 @@
+import { Backend, type TransactionStatus } from './codes.js';
+
+/**
+ * Encoders for the backend messages pgwarden itself sends to clients.
+ * https://www.postgresql.org/docs/current/protocol-message-formats.html
+ */
+function message(code: number, body: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(5 + body.length);
+  out[0] = code;
+  out.writeInt32BE(4 + body.length, 1);
+  body.copy(out, 5);
+  return out;
+}
+
+function cstrings(...values: string[]): Buffer {
+  return Buffer.concat(values.map((v) => Buffer.from(`${v}\0`, 'utf8')));
+}
+
+function int32(v: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeInt32BE(v);
+  return b;
+}
+
+export const authenticationOk = (): Buffer => message(Backend.Authentication, int32(0));
+export const authenticationCleartextPassword = (): Buffer => message(Backend.Authentication, int32(3));
+
+export const parameterStatus = (name: string, value: string): Buffer =>
+  message(Backend.ParameterStatus, cstrings(name, value));
+
+export const backendKeyData = (processId: number, secretKey: number): Buffer =>
+  message(Backend.BackendKeyData, Buffer.concat([int32(processId), int32(secretKey)]));
+
+export const readyForQuery = (status: TransactionStatus): Buffer =>
+  message(Backend.ReadyForQuery, Buffer.from(status, 'latin1'));
+
+/** Tells a client which protocol minor version and which `_pq_.` options the server supports. */
+export const negotiateProtocolVersion = (
+  newestMinor: number,
+  unsupportedOptions: readonly string[],
+): Buffer =>
+  message(
+    Backend.NegotiateProtocolVersion,
+    Buffer.concat([int32(newestMinor), int32(unsupportedOptions.length), cstrings(...unsupportedOptions)]),
+  );
+
+export interface ErrorFields {
+  readonly severity: 'ERROR' | 'FATAL' | 'WARNING' | 'NOTICE';
+  readonly sqlstate: string;
+  readonly message: string;
+  readonly detail?: string | undefined;
+  readonly hint?: string | undefined;
+}
+
+/** Field codes: https://www.postgresql.org/docs/current/protocol-error-fields.html */
+function fields(f: ErrorFields): Buffer {
+  const parts = [`S${f.severity}`, `V${f.severity}`, `C${f.sqlstate}`, `M${f.message}`];
+  if (f.detail) parts.push(`D${f.detail}`);
+  if (f.hint) parts.push(`H${f.hint}`);
+  return Buffer.concat([cstrings(...parts), Buffer.from([0])]);
+}
+
+export const errorResponse = (f: ErrorFields): Buffer => message(Backend.ErrorResponse, fields(f));
+export const noticeResponse = (f: ErrorFields): Buffer => message(Backend.NoticeResponse, fields(f));
+
+/** The single-byte answers to SSLRequest and GSSENCRequest. */
+export const sslAccepted = (): Buffer => Buffer.from('S');
+export const sslDeclined = (): Buffer => Buffer.from('N');

@@ -1,0 +1,43 @@
+/**
+ * Readers for the few backend messages pgwarden looks inside while relaying results.
+ * https://www.postgresql.org/docs/current/protocol-message-formats.html
+ */
+
+/** The SQLSTATE, severity and message of an ErrorResponse or NoticeResponse body. */
+export function readErrorFields(body: Buffer): { sqlstate: string; severity: string; message: string } {
+  let sqlstate = '';
+  let severity = '';
+  let message = '';
+  let pos = 0;
+  while (pos < body.length && body[pos] !== 0) {
+    const field = body[pos]!;
+    const end = body.indexOf(0, pos + 1);
+    if (end < 0) break;
+    const value = body.toString('utf8', pos + 1, end);
+    if (field === 0x43)
+      sqlstate = value; // 'C'
+    else if (field === 0x56)
+      severity = value; // 'V': never localized
+    else if (field === 0x4d) message = value; // 'M'
+    pos = end + 1;
+  }
+  return { sqlstate, severity, message };
+}
+
+/** The command tag of a CommandComplete body, e.g. "INSERT 0 3". */
+export function readCommandTag(body: Buffer): string {
+  const end = body.indexOf(0);
+  return body.toString('utf8', 0, end < 0 ? body.length : end);
+}
+
+/** Rows returned or affected, from the last number of a command tag ("SELECT 5", "INSERT 0 3"). */
+export function rowsFromTag(tag: string): number | null {
+  const m = /(\d+)$/.exec(tag);
+  return m ? Number(m[1]) : null;
+}
+
+export function readParameterStatus(body: Buffer): { name: string; value: string } {
+  const a = body.indexOf(0);
+  const b = body.indexOf(0, a + 1);
+  return { name: body.toString('utf8', 0, a), value: body.toString('utf8', a + 1, b < 0 ? body.length : b) };
+}

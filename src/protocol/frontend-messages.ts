@@ -1,0 +1,183 @@
+import { PgwardenError } from '../errors/registry.js';
+import { StartupCode } from './codes.js';
+
+/**
+ * Readers for the bodies of frontend messages pgwarden needs to look inside.
+ * https://www.postgresql.org/docs/current/protocol-message-formats.html
+ * Every reader checks bounds: a body that ends early or has trailing bytes is malformed.
+ */
+class BodyReader {
+  private pos = 0;
+  constructor(private readonly buf: Buffer) {}
+
+  cstring(): string {
+    const end = this.buf.indexOf(0, this.pos);
+    if (end < 0) throw malformed('unterminated string');
+    const s = this.buf.toString('utf8', this.pos, end);
+    this.pos = end + 1;
+    return s;
+  }
+  int16(): number {
+    if (this.pos + 2 > this.buf.length) throw malformed('message ends early');
+    const v = this.buf.readInt16BE(this.pos);
+    this.pos += 2;
+    return v;
+  }
+  int32(): number {
+    if (this.pos + 4 > this.buf.length) throw malformed('message ends early');
+    const v = this.buf.readInt32BE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+  byte(): number {
+    if (this.pos + 1 > this.buf.length) throw malformed('message ends early');
+    return this.buf[this.pos++]!;
+  }
+  bytes(n: number): Buffer {
+    if (n < 0 || this.pos + n > this.buf.length) throw malformed('message ends early');
+    const b = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return b;
+  }
+  end(): void {
+    if (this.pos !== this.buf.length) throw malformed('trailing bytes in message');
+  }
+  get remaining(): number {
+    return this.buf.length - this.pos;
+  }
+}
+
+function malformed(what: string): PgwardenError {
+  return new PgwardenError('PGW_PROTOCOL_VIOLATION', { message: `malformed message: ${what}` });
+}
+
+export type StartupPacket =
+  | {
+      readonly type: 'startup';
+      readonly major: number;
+      readonly minor: number;
+      readonly params: ReadonlyMap<string, string>;
+    }
+  | { readonly type: 'ssl' }
+  | { readonly type: 'gssenc' }
+  | { readonly type: 'cancel'; readonly processId: number; readonly secretKey: Buffer }
+  | { readonly type: 'unsupported'; readonly major: number; readonly minor: number };
+
+export function readStartupPacket(body: Buffer): StartupPacket {
+  const r = new BodyReader(body);
+  const code = r.int32();
+  if (code === StartupCode.SSLRequest) return (r.end(), { type: 'ssl' });
+  if (code === StartupCode.GSSENCRequest) return (r.end(), { type: 'gssenc' });
+  if (code === StartupCode.CancelRequest) {
+    const processId = r.int32();
+    // Protocol 3.2 allows longer secret keys (up to 256 bytes); 3.0 has four.
+    const secretKey = r.bytes(r.remaining);
+    return { type: 'cancel', processId, secretKey };
+  }
+  const major = code >>> 16;
+  const minor = code & 0xffff;
+  if (major !== 3) return { type: 'unsupported', major, minor };
+  const params = new Map<string, string>();
+  while (true) {
+    const name = r.cstring();
+    if (name === '') break;
+    if (params.has(name)) throw malformed(`startup parameter ${name} given twice`);
+    params.set(name, r.cstring());
+  }
+  r.end();
+  return { type: 'startup', major, minor, params };
+}
+
+export function readPassword(body: Buffer): string {
+  const r = new BodyReader(body);
+  const s = r.cstring();
+  r.end();
+  return s;
+}
+
+export function readQuery(body: Buffer): string {
+  return readPassword(body);
+}
+
+export interface ParseMessage {
+  readonly statement: string;
+  readonly query: string;
+  readonly paramTypes: readonly number[];
+}
+
+export function readParse(body: Buffer): ParseMessage {
+  const r = new BodyReader(body);
+  const statement = r.cstring();
+  const query = r.cstring();
+  const n = r.int16();
+  if (n < 0) throw malformed('negative parameter count');
+  const paramTypes: number[] = [];
+  for (let i = 0; i < n; i++) paramTypes.push(r.int32() >>> 0);
+  r.end();
+  return { statement, query, paramTypes };
+}
+
+export interface BindMessage {
+  readonly portal: string;
+  readonly statement: string;
+  /** Format code per parameter (0 text, 1 binary), expanded from the message's short forms. */
+  readonly paramFormats: readonly number[];
+  /** Parameter values; null for SQL NULL. */
+  readonly params: readonly (Buffer | null)[];
+}
+
+export function readBind(body: Buffer): BindMessage {
+  const r = new BodyReader(body);
+  const portal = r.cstring();
+  const statement = r.cstring();
+  const nf = r.int16();
+  const formats: number[] = [];
+  for (let i = 0; i < nf; i++) formats.push(r.int16());
+  const np = r.int16();
+  if (nf < 0 || np < 0) throw malformed('negative count');
+  if (nf > 1 && nf !== np) throw malformed('parameter format count does not match parameter count');
+  const params: (Buffer | null)[] = [];
+  for (let i = 0; i < np; i++) {
+    const len = r.int32();
+    params.push(len === -1 ? null : r.bytes(len));
+  }
+  const nr = r.int16();
+  if (nr < 0) throw malformed('negative result format count');
+  for (let i = 0; i < nr; i++) r.int16();
+  r.end();
+  const paramFormats = params.map((_, i) => (nf === 0 ? 0 : nf === 1 ? formats[0]! : formats[i]!));
+  return { portal, statement, paramFormats, params };
+}
+
+export interface TargetMessage {
+  /** 'S' for a prepared statement, 'P' for a portal. */
+  readonly target: 'S' | 'P';
+  readonly name: string;
+}
+
+/** Describe and Close share a body: a target byte and a name. */
+export function readTarget(body: Buffer): TargetMessage {
+  const r = new BodyReader(body);
+  const t = r.byte();
+  if (t !== 0x53 && t !== 0x50) throw malformed('Describe/Close target must be S or P');
+  const name = r.cstring();
+  r.end();
+  return { target: t === 0x53 ? 'S' : 'P', name };
+}
+
+export interface ExecuteMessage {
+  readonly portal: string;
+  readonly maxRows: number;
+}
+
+export function readExecute(body: Buffer): ExecuteMessage {
+  const r = new BodyReader(body);
+  const portal = r.cstring();
+  const maxRows = r.int32();
+  r.end();
+  return { portal, maxRows };
+}
+
+export function expectEmpty(body: Buffer): void {
+  new BodyReader(body).end();
+}

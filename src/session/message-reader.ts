@@ -1,0 +1,79 @@
+import type { Socket } from 'node:net';
+import { FrontendDecoder, type FrontendMessage } from '../protocol/frontend-decoder.js';
+
+/**
+ * Awaitable reads of whole messages, for the startup phase where each step waits for the
+ * client's answer. After startup the session reads event-driven instead (see session.ts).
+ */
+export class MessageReader {
+  private waiter: { resolve: (m: FrontendMessage) => void; reject: (e: Error) => void } | undefined;
+  private failure: Error | undefined;
+  private readonly onData = (chunk: Buffer): void => {
+    try {
+      this.decoder.push(chunk);
+      this.deliver();
+    } catch (err) {
+      this.fail(err as Error);
+    }
+  };
+  private readonly onEnd = (): void => this.fail(new Error('client closed the connection during startup'));
+  private readonly onError = (err: Error): void => this.fail(err);
+
+  constructor(
+    private socket: Socket,
+    readonly decoder: FrontendDecoder,
+  ) {
+    this.attach(socket);
+  }
+
+  private attach(socket: Socket): void {
+    this.socket = socket;
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('close', this.onEnd);
+    socket.on('error', this.onError);
+  }
+
+  /** Stops reading from the socket, e.g. before a TLS upgrade or the hand-over to the session. */
+  detach(): void {
+    this.socket.off('data', this.onData);
+    this.socket.off('end', this.onEnd);
+    this.socket.off('close', this.onEnd);
+    this.socket.off('error', this.onError);
+  }
+
+  /** Reads from another socket (the TLS socket after an upgrade). */
+  reattach(socket: Socket): void {
+    this.detach();
+    this.attach(socket);
+  }
+
+  next(): Promise<FrontendMessage> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      this.waiter = { resolve, reject };
+      try {
+        this.deliver();
+      } catch (err) {
+        this.fail(err as Error);
+      }
+    });
+  }
+
+  private deliver(): void {
+    if (!this.waiter) return;
+    const m = this.decoder.next();
+    if (m) {
+      const w = this.waiter;
+      this.waiter = undefined;
+      w.resolve(m);
+    }
+  }
+
+  private fail(err: Error): void {
+    this.failure ??= err;
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.reject(this.failure);
+  }
+}

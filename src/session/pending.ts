@@ -1,0 +1,69 @@
+/**
+ * What the session is waiting for from the server, in the order requests were forwarded.
+ * The server answers messages strictly in order, so the head of this queue tells what each
+ * backend message belongs to: https://www.postgresql.org/docs/current/protocol-flow.html
+ */
+export type PendingKind = 'query' | 'parse' | 'bind' | 'describe' | 'execute' | 'close' | 'sync';
+
+export interface Pending {
+  readonly kind: PendingKind;
+  /** The decision record this request's outcome completes, if any. */
+  readonly recordId: string | undefined;
+  /** pgwarden's own ErrorResponse, sent instead of the server's answer to a stand-in. */
+  readonly standIn: Buffer | undefined;
+  readonly startedAt: number;
+  rows: number | null;
+  command: string | null;
+  sqlstate: string | null;
+  errorMessage: string | null;
+}
+
+export function pending(kind: PendingKind, recordId?: string, standIn?: Buffer): Pending {
+  return {
+    kind,
+    recordId,
+    standIn,
+    startedAt: performance.now(),
+    rows: null,
+    command: null,
+    sqlstate: null,
+    errorMessage: null,
+  };
+}
+
+/** A FIFO with O(1) shift; sessions pipeline many requests. */
+export class PendingQueue {
+  private items: (Pending | undefined)[] = [];
+  private head = 0;
+
+  push(p: Pending): void {
+    this.items.push(p);
+  }
+  peek(): Pending | undefined {
+    return this.items[this.head];
+  }
+  shift(): Pending | undefined {
+    const p = this.items[this.head];
+    if (p === undefined) return undefined;
+    this.items[this.head++] = undefined;
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return p;
+  }
+  get length(): number {
+    return this.items.length - this.head;
+  }
+  /** Takes every request before the next Sync: the server skips them after an error. */
+  shiftUntilSync(): Pending[] {
+    const skipped: Pending[] = [];
+    while (this.length > 0 && this.peek()!.kind !== 'sync') skipped.push(this.shift()!);
+    return skipped;
+  }
+  drain(): Pending[] {
+    const all: Pending[] = [];
+    while (this.length > 0) all.push(this.shift()!);
+    return all;
+  }
+}

@@ -1,0 +1,826 @@
+import { randomUUID } from 'node:crypto';
+import { isIPv4, isIPv6, type Socket } from 'node:net';
+import type { SecureContext } from 'node:tls';
+import type { Logger } from 'pino';
+import { serialize } from 'pg-protocol';
+import type { DecisionRecord, DecisionSink } from '../audit/record.js';
+import type { Config } from '../config/schema.js';
+import { PgwardenError, errors, type ErrorCode } from '../errors/registry.js';
+import type { Identity } from '../identity/identity.js';
+import { TokenError, type TokenVerifier } from '../identity/token.js';
+import type { Judge, Judgement, SessionEffects, SessionPolicyState, Verdict } from '../policy/verdict.js';
+import * as be from '../protocol/backend-encoder.js';
+import {
+  readCommandTag,
+  readErrorFields,
+  readParameterStatus,
+  rowsFromTag,
+} from '../protocol/backend-messages.js';
+import { Backend, Frontend, type TransactionStatus } from '../protocol/codes.js';
+import type { FrontendDecoder, FrontendMessage } from '../protocol/frontend-decoder.js';
+import * as fm from '../protocol/frontend-messages.js';
+import { BackendStream, type Disposition } from '../upstream/backend-stream.js';
+import { cancelUpstream, connectUpstream, type UpstreamConnection } from '../upstream/connect.js';
+import type { CancelRegistry } from './cancel-registry.js';
+import { checkParam } from './param-check.js';
+import { PendingQueue, pending, type Pending } from './pending.js';
+import { checkClientParameters, readStartup, type ClientParameters } from './startup.js';
+
+export interface SessionDeps {
+  readonly config: Config;
+  readonly judge: Judge;
+  readonly sink: DecisionSink;
+  readonly verifyToken: TokenVerifier;
+  readonly cancels: CancelRegistry<Session>;
+  readonly tls: SecureContext | undefined;
+  readonly instanceId: string;
+  readonly logger: Logger;
+  /** True while pgwarden accepts new sessions; false once shutting down. */
+  readonly accepting: () => boolean;
+}
+
+/**
+ * The text forwarded in place of a denied statement. It fails in the server's parser, so the
+ * server itself moves to the state a failed statement leaves (failed transaction block, skip to
+ * Sync) and answers with the true transaction status; pgwarden replaces the syntax error with its
+ * own. It also leaves a readable trace in the server's log.
+ */
+const STAND_IN_SQL = 'pgwarden denied this statement';
+const STAND_IN_STATEMENT = 'pgwarden_denied';
+
+/** A statement judged at Parse time (protocol-level prepared statement, named or unnamed). */
+interface JudgedStatement {
+  readonly name: string;
+  readonly sql: string;
+  readonly judgement: Judgement;
+}
+
+function isLoopback(address: string | undefined): boolean {
+  if (!address) return false;
+  if (isIPv4(address)) return address.startsWith('127.');
+  if (isIPv6(address)) return address === '::1' || address.startsWith('::ffff:127.');
+  return false;
+}
+
+function clientError(err: unknown): PgwardenError {
+  return err instanceof PgwardenError ? err : new PgwardenError('PGW_INTERNAL', { cause: err });
+}
+
+/** Settings that must not drift: they change how the server reads SQL or who it thinks we are. */
+function pinnedSettings(config: Config): ReadonlyMap<string, string> {
+  return new Map([
+    ['client_encoding', 'UTF8'],
+    ['standard_conforming_strings', 'on'],
+    ['search_path', config.session.searchPath],
+    ['session_authorization', config.upstream.user],
+  ]);
+}
+
+/**
+ * One client connection: startup and authentication, then the relay between the client and its
+ * own upstream connection, with every statement judged before it is forwarded.
+ */
+export class Session {
+  readonly id = randomUUID();
+  private client!: Socket;
+  private decoder!: FrontendDecoder;
+  private upstream: UpstreamConnection | undefined;
+  private identity: Identity | undefined;
+  private params: ClientParameters | undefined;
+  private keyData: { processId: number; secretKey: number } | undefined;
+  private readonly queue = new PendingQueue();
+  private readonly statements = new Map<string, JudgedStatement>();
+  private readonly portals = new Map<string, JudgedStatement>();
+  private readonly policyState = { preparedStatements: new Set<string>(), cursors: new Set<string>() };
+  private readonly pinned: ReadonlyMap<string, string>;
+  private seq = 0;
+  /** After an error in an extended-protocol batch the server ignores messages until Sync; so do we. */
+  private skipUntilSync = false;
+  private status: TransactionStatus = 'I';
+  private closed = false;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly deps: SessionDeps,
+  ) {
+    this.log = deps.logger.child({ session: this.id });
+    this.pinned = pinnedSettings(deps.config);
+  }
+
+  /** The server's last reported transaction status: idle, in a block, or in a failed block. */
+  get transactionStatus(): TransactionStatus {
+    return this.status;
+  }
+
+  get clientAddress(): string {
+    return this.socket.remoteAddress ?? 'unknown';
+  }
+
+  /** Runs the session until it ends; never rejects. */
+  async run(): Promise<void> {
+    const { config } = this.deps;
+    this.socket.setNoDelay(true);
+    const startupTimer = setTimeout(() => {
+      this.fatal(new PgwardenError('PGW_TIMEOUT', { message: 'startup timed out' }));
+    }, config.limits.startupTimeoutMs);
+    try {
+      await this.startup();
+    } catch (err) {
+      this.fatal(clientError(err));
+    } finally {
+      clearTimeout(startupTimer);
+    }
+  }
+
+  private async startup(): Promise<void> {
+    const { config } = this.deps;
+    this.socket.on('error', () => this.close('client socket error'));
+    const first = await readStartup(this.socket, {
+      maxMessageBytes: config.limits.maxMessageBytes,
+      tls: this.deps.tls,
+    });
+    if (first.kind === 'cancel') {
+      const target = this.deps.cancels.lookup(first.processId, first.secretKey);
+      target?.cancel();
+      this.socket.end();
+      this.closed = true;
+      return;
+    }
+    this.client = first.socket;
+    this.decoder = first.reader.decoder;
+    this.decoder.startTypedPhase(config.limits.maxMessageBytes);
+    const reader = first.reader;
+    if (!this.deps.accepting()) throw new PgwardenError('PGW_SHUTTING_DOWN');
+
+    const loopback = isLoopback(this.socket.remoteAddress);
+    if (!first.secure) {
+      const allowed =
+        config.tls.allowPlaintext === 'always' || (config.tls.allowPlaintext === 'loopback' && loopback);
+      // A token sent in clear over a network can be replayed by anyone on the path.
+      if (!allowed || !loopback) throw new PgwardenError('PGW_TLS_REQUIRED');
+    }
+    const params = checkClientParameters(first.params, config.upstream.database);
+    this.params = params;
+    if (first.minor > 0 || params.protocolOptions.length > 0) {
+      // https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-NEGOTIATEPROTOCOLVERSION
+      this.client.write(be.negotiateProtocolVersion(0, params.protocolOptions));
+    }
+
+    this.client.write(be.authenticationCleartextPassword());
+    const answer = await reader.next();
+    if (answer.code !== Frontend.Password) {
+      throw new PgwardenError('PGW_PROTOCOL_VIOLATION', { message: 'expected a password message' });
+    }
+    const token = fm.readPassword(answer.body);
+    try {
+      this.identity = await this.deps.verifyToken(token, params.user);
+    } catch (err) {
+      const reason = err instanceof TokenError ? `${err.reason}: ${err.message}` : String(err);
+      this.recordAuthFailure(params, reason);
+      this.log.warn(
+        { event: 'auth_failure', user: params.user, client: this.clientAddress, reason },
+        'authentication failed',
+      );
+      // The same answer after the same delay whatever the cause, so failures reveal nothing.
+      await new Promise((r) => setTimeout(r, config.auth.failureDelayMs));
+      throw new PgwardenError('PGW_AUTH_FAILED', {
+        message: `password authentication failed for user "${params.user}"`,
+      });
+    }
+
+    const identity = this.identity;
+    try {
+      this.upstream = await connectUpstream({
+        ...config.upstream,
+        parameters: {
+          ...params.forwarded,
+          client_encoding: 'UTF8',
+          standard_conforming_strings: 'on',
+          search_path: config.session.searchPath,
+          statement_timeout: String(config.session.statementTimeoutMs),
+          application_name: `pgwarden/${identity.agent}`.slice(0, 63),
+        },
+      });
+    } catch (err) {
+      this.log.error({ event: 'upstream_unavailable', err: (err as PgwardenError).detail ?? String(err) });
+      throw err;
+    }
+    if (this.closed) {
+      this.upstream.socket.destroy();
+      return;
+    }
+    reader.detach();
+    this.keyData = this.deps.cancels.register(this);
+    const out: Buffer[] = [be.authenticationOk()];
+    for (const [name, value] of this.upstream.parameters) out.push(be.parameterStatus(name, value));
+    out.push(be.backendKeyData(this.keyData.processId, this.keyData.secretKey), be.readyForQuery('I'));
+    this.decide(this.baseRecord('session_start', { mode: 'startup' }));
+    this.log.info({
+      event: 'session_start',
+      human: identity.human,
+      agent: identity.agent,
+      tenant: identity.tenant,
+    });
+    this.client.write(Buffer.concat(out));
+    this.attachRelay();
+  }
+
+  /** From here on, both directions are event-driven and synchronous per chunk. */
+  private attachRelay(): void {
+    const upstream = this.upstream!.socket;
+    const stream = new BackendStream((code, body) => this.onBackendMessage(code, body));
+    upstream.on('data', (chunk: Buffer) => {
+      const out = stream.push(chunk);
+      if (out.length > 0 && !this.closed) {
+        const ok = this.client.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+        // Backpressure: stop reading results until the client has taken what it was sent.
+        if (!ok) {
+          upstream.pause();
+          this.client.once('drain', () => upstream.resume());
+        }
+      }
+      if (this.endAfterWrite) this.fatal(this.endAfterWrite);
+    });
+    upstream.on('error', () => this.upstreamLost());
+    upstream.on('close', () => this.upstreamLost());
+    this.client.on('data', (chunk: Buffer) => this.onClientData(chunk));
+    this.client.on('close', () => this.close('client closed'));
+    this.client.on('end', () => this.close('client closed'));
+    this.client.on('error', () => this.close('client socket error'));
+    const idle = this.deps.config.limits.idleTimeoutMs;
+    if (idle > 0) {
+      this.client.setTimeout(idle, () => {
+        if (this.queue.length === 0)
+          this.fatal(new PgwardenError('PGW_TIMEOUT', { message: 'idle session timed out' }));
+      });
+    }
+    // Bytes the client pipelined behind its password message.
+    if (this.decoder.pendingBytes > 0) this.onClientData(Buffer.alloc(0));
+  }
+
+  private endAfterWrite: PgwardenError | undefined;
+
+  // ---- client → server -------------------------------------------------------------------
+
+  private onClientData(chunk: Buffer): void {
+    if (this.closed) return;
+    const out: Buffer[] = [];
+    try {
+      this.decoder.push(chunk);
+      let m: FrontendMessage | undefined;
+      while (!this.closed && (m = this.decoder.next())) this.onClientMessage(m, out);
+    } catch (err) {
+      this.flushUpstream(out);
+      this.fatal(clientError(err));
+      return;
+    }
+    this.flushUpstream(out);
+  }
+
+  private flushUpstream(out: Buffer[]): void {
+    if (out.length === 0 || this.closed || !this.upstream) return;
+    const socket = this.upstream.socket;
+    if (!socket.write(out.length === 1 ? out[0]! : Buffer.concat(out))) {
+      this.client.pause();
+      socket.once('drain', () => this.client.resume());
+    }
+  }
+
+  private onClientMessage(m: FrontendMessage, out: Buffer[]): void {
+    const identity = this.identity!;
+    if (identity.expiresAt !== undefined && Date.now() / 1000 > identity.expiresAt) {
+      this.log.info(
+        { event: 'token_expired', human: identity.human, tokenId: identity.tokenId },
+        'token expired during session',
+      );
+      throw new PgwardenError('PGW_TOKEN_EXPIRED');
+    }
+    switch (m.code) {
+      case Frontend.Query:
+        return this.onQuery(fm.readQuery(m.body), m.raw, out);
+      case Frontend.Parse:
+        return this.onParse(fm.readParse(m.body), m.raw, out);
+      case Frontend.Bind:
+        return this.onBind(fm.readBind(m.body), m.raw, out);
+      case Frontend.Execute:
+        return this.onExecute(fm.readExecute(m.body), m.raw, out);
+      case Frontend.Describe: {
+        fm.readTarget(m.body);
+        if (this.skipUntilSync) return;
+        out.push(m.raw);
+        this.queue.push(pending('describe'));
+        return;
+      }
+      case Frontend.Close: {
+        const t = fm.readTarget(m.body);
+        if (this.skipUntilSync) return;
+        (t.target === 'S' ? this.statements : this.portals).delete(t.name);
+        out.push(m.raw);
+        this.queue.push(pending('close'));
+        return;
+      }
+      case Frontend.Sync:
+        fm.expectEmpty(m.body);
+        this.skipUntilSync = false;
+        out.push(m.raw);
+        this.queue.push(pending('sync'));
+        return;
+      case Frontend.Flush:
+        fm.expectEmpty(m.body);
+        out.push(m.raw);
+        return;
+      case Frontend.Terminate:
+        this.flushUpstream(out.splice(0));
+        this.close('client sent Terminate');
+        return;
+      case Frontend.FunctionCall: {
+        // The fast-path function call runs a function by OID, outside SQL and so outside policy.
+        const record = this.statementRecord(
+          { mode: 'function-call' },
+          null,
+          null,
+          this.refusal(
+            'PGW_FEATURE_REFUSED',
+            'the fast-path FunctionCall message is not allowed; call functions in SQL',
+          ),
+        );
+        this.denyQuery(record, out);
+        return;
+      }
+      case Frontend.CopyData:
+      case Frontend.CopyDone:
+      case Frontend.CopyFail:
+        throw new PgwardenError('PGW_PROTOCOL_VIOLATION', {
+          message: 'COPY data outside COPY FROM STDIN, which pgwarden does not allow',
+        });
+      default:
+        throw new PgwardenError('PGW_PROTOCOL_VIOLATION', {
+          message: `unexpected message type ${JSON.stringify(String.fromCharCode(m.code))}`,
+        });
+    }
+  }
+
+  private judge(sql: string, mode: 'simple' | 'extended'): Judgement {
+    if (Buffer.byteLength(sql) > this.deps.config.limits.maxQueryBytes) {
+      return {
+        verdict: this.refusal(
+          'PGW_MESSAGE_TOO_LARGE',
+          `query text exceeds ${this.deps.config.limits.maxQueryBytes} bytes`,
+        ),
+        fingerprint: '',
+        judgeMicros: 0,
+        cached: false,
+      };
+    }
+    return this.deps.judge.judge(sql, {
+      identity: this.identity!,
+      protocol: mode,
+      session: this.policyState as SessionPolicyState,
+    });
+  }
+
+  private refusal(code: ErrorCode, message: string): Verdict {
+    return {
+      kind: 'deny',
+      code,
+      message,
+      ruleIds: [],
+      reasons: [code.toLowerCase()],
+      tables: [],
+      columns: [],
+      flags: [],
+      statementKinds: [],
+    };
+  }
+
+  private onQuery(sql: string, raw: Buffer, out: Buffer[]): void {
+    if (this.skipUntilSync) return;
+    const judgement = this.judge(sql, 'simple');
+    const record = this.statementRecord({ mode: 'simple' }, sql, judgement, judgement.verdict);
+    const v = judgement.verdict;
+    if (v.kind === 'deny') return this.denyQuery(record, out);
+    if (!this.tryDecide(record, out, 'query')) return;
+    out.push(v.kind === 'allow' ? raw : serialize.query(v.sql));
+    this.applyEffects(v.effects);
+    this.queue.push(pending('query', record.id));
+  }
+
+  private onParse(msg: fm.ParseMessage, raw: Buffer, out: Buffer[]): void {
+    if (this.skipUntilSync) return;
+    const judgement = this.judge(msg.query, 'extended');
+    const v = judgement.verdict;
+    const statement: JudgedStatement = { name: msg.statement, sql: msg.query, judgement };
+    if (v.kind === 'deny') {
+      const record = this.statementRecord(
+        { mode: 'extended', statementName: msg.statement },
+        msg.query,
+        judgement,
+        v,
+      );
+      this.denyExtended(record, out);
+      return;
+    }
+    // A named statement is recorded when it is prepared; an unnamed one when it is executed.
+    let recordId: string | undefined;
+    if (msg.statement !== '') {
+      const record = this.statementRecord(
+        { mode: 'extended', statementName: msg.statement },
+        msg.query,
+        judgement,
+        v,
+      );
+      if (!this.tryDecide(record, out, 'extended')) return;
+      recordId = record.id;
+    }
+    this.statements.set(msg.statement, statement);
+    out.push(
+      v.kind === 'allow'
+        ? raw
+        : serialize.parse({ name: msg.statement, text: v.sql, types: [...msg.paramTypes] }),
+    );
+    this.applyEffects(v.effects);
+    this.queue.push(pending('parse', recordId));
+  }
+
+  private onBind(msg: fm.BindMessage, raw: Buffer, out: Buffer[]): void {
+    if (this.skipUntilSync) return;
+    const statement = this.statements.get(msg.statement);
+    if (!statement) {
+      const v = this.refusal(
+        'PGW_POLICY_DENIED',
+        `prepared statement "${msg.statement}" was not judged by pgwarden`,
+      );
+      this.denyExtended(
+        this.statementRecord(
+          { mode: 'extended', statementName: msg.statement, portalName: msg.portal },
+          null,
+          null,
+          v,
+        ),
+        out,
+      );
+      return;
+    }
+    const v = statement.judgement.verdict;
+    const checks = v.kind === 'deny' ? [] : (v.paramChecks ?? []);
+    for (const check of checks) {
+      const problem = checkParam(check, msg.params[check.index - 1], msg.paramFormats[check.index - 1] ?? 0);
+      if (problem) {
+        const denial: Verdict = {
+          ...this.refusal('PGW_POLICY_DENIED', problem),
+          flags: ['cross_tenant_attempt'],
+          reasons: ['param_check_failed'],
+        };
+        this.denyExtended(
+          this.statementRecord(
+            { mode: 'extended', statementName: msg.statement, portalName: msg.portal },
+            statement.sql,
+            statement.judgement,
+            denial,
+          ),
+          out,
+        );
+        return;
+      }
+    }
+    this.portals.set(msg.portal, statement);
+    out.push(raw);
+    this.queue.push(pending('bind'));
+  }
+
+  private onExecute(msg: fm.ExecuteMessage, raw: Buffer, out: Buffer[]): void {
+    if (this.skipUntilSync) return;
+    const statement = this.portals.get(msg.portal);
+    const protocol = {
+      mode: 'extended' as const,
+      statementName: statement?.name ?? '',
+      portalName: msg.portal,
+    };
+    if (!statement) {
+      const v = this.refusal('PGW_POLICY_DENIED', `portal "${msg.portal}" was not judged by pgwarden`);
+      this.denyExtended(this.statementRecord(protocol, null, null, v), out);
+      return;
+    }
+    const record = this.statementRecord(
+      protocol,
+      statement.sql,
+      { ...statement.judgement, judgeMicros: 0, cached: true },
+      statement.judgement.verdict,
+    );
+    if (!this.tryDecide(record, out, 'extended')) return;
+    out.push(raw);
+    this.queue.push(pending('execute', record.id));
+  }
+
+  private applyEffects(effects: SessionEffects | undefined): void {
+    if (!effects) return;
+    if (effects.prepare) this.policyState.preparedStatements.add(effects.prepare);
+    if (effects.declareCursor) this.policyState.cursors.add(effects.declareCursor);
+    if (typeof effects.deallocate === 'string')
+      this.policyState.preparedStatements.delete(effects.deallocate);
+    else if (effects.deallocate) this.policyState.preparedStatements.clear();
+  }
+
+  /** Records the decision; if the log cannot take it, the statement is refused instead. */
+  private tryDecide(record: DecisionRecord, out: Buffer[], mode: 'query' | 'extended'): boolean {
+    try {
+      this.deps.sink.decide(record);
+      return true;
+    } catch (err) {
+      const e = clientError(err);
+      this.log.error({ event: 'audit_unavailable', err: e.message });
+      const standIn = be.errorResponse({ severity: 'ERROR', sqlstate: e.sqlstate, message: e.message });
+      this.forwardStandIn(standIn, out, mode);
+      return false;
+    }
+  }
+
+  private denyQuery(record: DecisionRecord, out: Buffer[]): void {
+    this.decideDenial(record);
+    this.forwardStandIn(this.denialErrorOf(record), out, 'query');
+  }
+
+  private denyExtended(record: DecisionRecord, out: Buffer[]): void {
+    this.decideDenial(record);
+    this.forwardStandIn(this.denialErrorOf(record), out, 'extended');
+  }
+
+  private denialErrorOf(record: DecisionRecord): Buffer {
+    const e = record.error!;
+    return be.errorResponse({
+      severity: 'ERROR',
+      sqlstate: e.sqlstate,
+      message: e.message,
+      hint: (record as { hint?: string }).hint,
+    });
+  }
+
+  /** A denial is recorded too; if the log is down the client still gets the denial. */
+  private decideDenial(record: DecisionRecord): void {
+    try {
+      this.deps.sink.decide(record);
+    } catch (err) {
+      this.log.error({ event: 'audit_unavailable', err: String(err), record: record.id });
+    }
+  }
+
+  /**
+   * Sends the stand-in so the server fails exactly where the denied message stood; the server's
+   * answer to it is replaced by `error`.
+   */
+  private forwardStandIn(error: Buffer, out: Buffer[], mode: 'query' | 'extended'): void {
+    if (mode === 'query') {
+      out.push(serialize.query(STAND_IN_SQL));
+      this.queue.push(pending('query', undefined, error));
+    } else {
+      out.push(serialize.parse({ name: STAND_IN_STATEMENT, text: STAND_IN_SQL }));
+      this.queue.push(pending('parse', undefined, error));
+      this.skipUntilSync = true;
+    }
+  }
+
+  // ---- server → client -------------------------------------------------------------------
+
+  private onBackendMessage(code: number, body: Buffer): Disposition {
+    switch (code) {
+      case Backend.ParseComplete:
+      case Backend.BindComplete:
+      case Backend.CloseComplete:
+      case Backend.NoData: {
+        const p = this.queue.shift();
+        if (p && p.kind === 'parse') this.complete(p, 'PARSE');
+        return 'forward';
+      }
+      case Backend.RowDescription:
+        if (this.queue.peek()?.kind === 'describe') this.queue.shift();
+        return 'forward';
+      case Backend.ParameterDescription:
+      case Backend.NoticeResponse:
+      case Backend.NotificationResponse:
+      case Backend.CopyOutResponse:
+      case Backend.CopyDone:
+        return 'forward';
+      case Backend.CommandComplete:
+      case Backend.EmptyQueryResponse:
+      case Backend.PortalSuspended: {
+        const p = this.queue.peek();
+        const tag =
+          code === Backend.CommandComplete
+            ? readCommandTag(body)
+            : code === Backend.PortalSuspended
+              ? 'SUSPENDED'
+              : 'EMPTY';
+        if (p?.kind === 'execute') {
+          this.queue.shift();
+          p.command = tag;
+          p.rows = rowsFromTag(tag);
+          this.complete(p);
+        } else if (p?.kind === 'query') {
+          p.command = tag;
+          const rows = rowsFromTag(tag);
+          if (rows !== null) p.rows = (p.rows ?? 0) + rows;
+        }
+        return 'forward';
+      }
+      case Backend.ErrorResponse: {
+        const f = readErrorFields(body);
+        const p = this.queue.peek();
+        if (!p) return 'forward';
+        p.sqlstate = f.sqlstate;
+        p.errorMessage = f.message;
+        if (p.kind !== 'query') {
+          this.queue.shift();
+          this.complete(p);
+          // The server now ignores everything up to Sync, so those requests get no answers.
+          for (const skipped of this.queue.shiftUntilSync()) {
+            skipped.command = 'SKIPPED';
+            this.complete(skipped);
+          }
+        }
+        return p.standIn ?? 'forward';
+      }
+      case Backend.ReadyForQuery: {
+        const p = this.queue.shift();
+        if (p?.kind === 'query') this.complete(p);
+        this.status = String.fromCharCode(body[0] ?? 0x49) as TransactionStatus;
+        return 'forward';
+      }
+      case Backend.ParameterStatus: {
+        const { name, value } = readParameterStatus(body);
+        const want = this.pinned.get(name);
+        if (want !== undefined && value !== want) {
+          this.log.warn({ event: 'session_drift', parameter: name, value }, 'pinned setting changed');
+          this.endAfterWrite = new PgwardenError('PGW_SESSION_DRIFT', {
+            message: `${errors.PGW_SESSION_DRIFT.message} (${name} became "${value}")`,
+          });
+          return 'drop';
+        }
+        return 'forward';
+      }
+      default:
+        // CopyInResponse, CopyBothResponse, FunctionCallResponse and anything unknown: pgwarden
+        // never asks for these, so their arrival means the server and pgwarden disagree.
+        this.log.error({ event: 'unexpected_backend_message', code: String.fromCharCode(code) });
+        this.endAfterWrite = new PgwardenError('PGW_INTERNAL', {
+          message: 'unexpected message from the database; session ended',
+        });
+        return 'drop';
+    }
+  }
+
+  private complete(p: Pending, command?: string): void {
+    if (!p.recordId) return;
+    try {
+      this.deps.sink.complete({
+        recordId: p.recordId,
+        sessionId: this.id,
+        time: new Date().toISOString(),
+        command: p.command ?? command ?? null,
+        rows: p.rows,
+        upstreamMicros: Math.round((performance.now() - p.startedAt) * 1000),
+        sqlstate: p.sqlstate,
+        errorMessage: p.errorMessage,
+      });
+    } catch (err) {
+      this.log.error({ event: 'audit_complete_failed', err: String(err) });
+    }
+  }
+
+  // ---- records ---------------------------------------------------------------------------
+
+  private baseRecord(kind: DecisionRecord['kind'], protocol: DecisionRecord['protocol']): DecisionRecord {
+    const id = this.identity;
+    return {
+      id: randomUUID(),
+      time: new Date().toISOString(),
+      kind,
+      instanceId: this.deps.instanceId,
+      sessionId: this.id,
+      seq: this.seq++,
+      human: id?.human ?? null,
+      agent: id?.agent ?? this.params?.user ?? null,
+      tenant: id?.tenant ?? null,
+      roles: id?.roles ?? [],
+      tokenId: id?.tokenId ?? null,
+      clientAddress: this.clientAddress,
+      applicationName: this.params?.applicationName ?? null,
+      protocol,
+      sql: null,
+      rewrittenSql: null,
+      fingerprint: null,
+      verdict: null,
+      reasons: [],
+      ruleIds: [],
+      tables: [],
+      columns: [],
+      flags: [],
+      error: null,
+      detail: null,
+      parameters: null,
+      judgeMicros: null,
+    };
+  }
+
+  private statementRecord(
+    protocol: NonNullable<DecisionRecord['protocol']>,
+    sql: string | null,
+    judgement: Judgement | null,
+    v: Verdict,
+  ): DecisionRecord {
+    const spec = v.kind === 'deny' ? errors[v.code] : undefined;
+    const record: DecisionRecord & { hint?: string } = {
+      ...this.baseRecord('statement', protocol),
+      sql,
+      rewrittenSql: v.kind === 'rewrite' ? v.sql : null,
+      fingerprint: judgement?.fingerprint ?? null,
+      verdict: v.kind,
+      reasons: v.reasons,
+      ruleIds: v.ruleIds,
+      tables: v.tables,
+      columns: v.columns,
+      flags: v.flags,
+      error: v.kind === 'deny' ? { code: v.code, sqlstate: spec!.sqlstate, message: v.message } : null,
+      judgeMicros: judgement?.judgeMicros ?? null,
+    };
+    if (v.kind === 'deny' && v.hint) record.hint = v.hint;
+    return record;
+  }
+
+  private recordAuthFailure(params: ClientParameters, reason: string): void {
+    this.params = params;
+    const spec = errors.PGW_AUTH_FAILED;
+    this.decideDenial({
+      ...this.baseRecord('auth_failure', { mode: 'startup' }),
+      agent: params.user,
+      error: { code: 'PGW_AUTH_FAILED', sqlstate: spec.sqlstate, message: spec.message },
+      detail: reason,
+    });
+  }
+
+  /** Session start and end records: a log outage must not stop a session from ending. */
+  private decide(record: DecisionRecord): void {
+    this.decideDenial(record);
+  }
+
+  // ---- ending ----------------------------------------------------------------------------
+
+  /** Sends a CancelRequest for whatever the upstream backend is running. */
+  cancel(): void {
+    const up = this.upstream;
+    if (!up) return;
+    const { host, port } = this.deps.config.upstream;
+    cancelUpstream(host, port, up.processId, up.secretKey);
+  }
+
+  /** Ends the session with a FATAL error the client can read. */
+  fatal(err: PgwardenError): void {
+    if (this.closed) return;
+    const level = err.spec.logLevel;
+    this.log[level]({ event: 'session_fatal', code: err.code, message: err.message });
+    const sock = this.client ?? this.socket;
+    if (sock.writable) {
+      sock.write(
+        be.errorResponse({
+          severity: 'FATAL',
+          sqlstate: err.sqlstate,
+          message: err.message,
+          detail: err.detail,
+          hint: err.hint,
+        }),
+      );
+    }
+    this.close(err.code);
+  }
+
+  private upstreamLost(): void {
+    if (this.closed) return;
+    this.fatal(
+      new PgwardenError('PGW_UPSTREAM_UNAVAILABLE', { message: 'the database closed the connection' }),
+    );
+  }
+
+  close(why: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    const up = this.upstream;
+    if (up) {
+      if (this.queue.length > 0) this.cancel();
+      for (const p of this.queue.drain()) {
+        p.sqlstate ??= '08006';
+        p.command ??= 'ABANDONED';
+        this.complete(p);
+      }
+      if (up.socket.writable) up.socket.end(serialize.end());
+      up.socket.destroy();
+    }
+    if (this.keyData) this.deps.cancels.unregister(this.keyData.processId);
+    const sock = this.client ?? this.socket;
+    sock.end();
+    setTimeout(() => sock.destroy(), 1000).unref();
+    if (this.identity && this.upstream) {
+      this.decide({ ...this.baseRecord('session_end', null), detail: why });
+      this.log.info({ event: 'session_end', why });
+    }
+  }
+}
