@@ -1,0 +1,59 @@
+import { createHash, createHmac } from 'node:crypto';
+
+/** The `prev` of an instance's first entry. */
+export const GENESIS = '0'.repeat(64);
+
+/**
+ * One link of an instance's hash chain: the hash covers the previous link's hash and the exact
+ * body text, so editing a body, dropping an entry or moving one breaks the chain at that point.
+ * The optional HMAC keys the link, so someone who can write the store cannot recompute the chain.
+ */
+export interface Link {
+  readonly seq: number;
+  readonly prev: string;
+  readonly hash: string;
+  readonly mac: string | null;
+}
+
+export function linkHash(prev: string, body: string): string {
+  return createHash('sha256').update(prev).update('\n').update(body).digest('hex');
+}
+
+export function linkMac(key: string, hash: string): string {
+  return createHmac('sha256', key).update(hash).digest('hex');
+}
+
+/** The head of a chain: the last link written. Appending is the only way forward. */
+export class Chain {
+  private seq: number;
+  private hash: string;
+
+  constructor(
+    head: { seq: number; hash: string },
+    private readonly hmacKey: string | undefined,
+  ) {
+    this.seq = head.seq;
+    this.hash = head.hash;
+  }
+
+  /** The head as {last seq, last hash}; a fresh chain is {0, GENESIS} and its first link is seq 1. */
+  head(): { seq: number; hash: string } {
+    return { seq: this.seq, hash: this.hash };
+  }
+
+  /** Computes the next link for `body` without committing it (the caller commits after the write). */
+  peek(body: string): Link {
+    const hash = linkHash(this.hash, body);
+    return {
+      seq: this.seq + 1,
+      prev: this.hash,
+      hash,
+      mac: this.hmacKey === undefined ? null : linkMac(this.hmacKey, hash),
+    };
+  }
+
+  commit(link: Link): void {
+    this.seq = link.seq;
+    this.hash = link.hash;
+  }
+}

@@ -1,0 +1,240 @@
+import { join, resolve } from 'node:path';
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { PgwardenError } from '../errors/registry.js';
+import { entryLine, outcomeBody, recordBody } from './canonical.js';
+import { Chain, GENESIS, linkHash } from './chain.js';
+import type { AuditConfig } from './config.js';
+import { resolveHmacKey } from './hmac-key.js';
+import { openNdjson } from './ndjson.js';
+import type { DecisionRecord, DecisionSink, Outcome } from './record.js';
+import { applyRetention } from './retention.js';
+import { Shipper, type ShipperStats } from './shipper.js';
+import { instanceDirName } from './spool-layout.js';
+import { SpoolWriter } from './spool-writer.js';
+import { ensureDatabase, ensureSchema } from './store-schema.js';
+import { AuditReader } from './store-reader.js';
+import { redactUrl, storeUrl } from './store-url.js';
+
+export interface DecisionLogStats {
+  readonly instanceId: string;
+  readonly durable: boolean;
+  readonly decided: number;
+  readonly completed: number;
+  /** Statements refused because the spool was full (onFull: refuse) or failed. */
+  readonly refused: number;
+  /** Records that went only to NDJSON because the spool was full (onFull: ndjson-only). */
+  readonly unspooled: number;
+  readonly chainSeq: number;
+  readonly spool: { readonly dir: string; readonly unshippedBytes: number; readonly maxBytes: number } | null;
+  readonly shipper: ShipperStats | null;
+}
+
+export interface DecisionLog extends DecisionSink {
+  stats(): DecisionLogStats;
+  /** Read access to the store, for the API (null when `durable` is off). */
+  readonly reader: AuditReader | null;
+  /** Waits until everything spooled so far is in the store (tests, orderly shutdown). */
+  flushToStore(timeoutMs?: number): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+export interface DecisionLogOptions {
+  readonly instanceId: string;
+  /** pgwarden's service-credential DSN of the upstream server (the default store lives there). */
+  readonly upstreamUrl: string;
+  readonly logger: Logger;
+}
+
+/** Time an orderly close() spends delivering what is left before leaving it to the next start. */
+const CLOSE_DRAIN_MS = 3000;
+
+/** Sessions refused while the spool was full are remembered so their outcomes stay out of the chain. */
+const MAX_UNSPOOLED_IDS = 100_000;
+
+export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOptions): Promise<DecisionLog> {
+  const hmacKey = resolveHmacKey(config);
+  const ndjson = openNdjson(config.ndjson);
+  const redact = config.redactParameters;
+  const instanceId = opts.instanceId;
+  const log = opts.logger;
+  let decided = 0;
+  let completed = 0;
+  let refused = 0;
+  let unspooled = 0;
+  const unspooledIds = new Set<string>();
+
+  if (!config.durable) {
+    // No spool: NDJSON lines still carry a chain, so a SIEM can check them on its own.
+    const chain = new Chain({ seq: 0, hash: GENESIS }, hmacKey);
+    const write = (type: 'decision' | 'outcome', time: string, warn: boolean, body: string): void => {
+      const link = chain.peek(body);
+      chain.commit(link);
+      ndjson.write(entryLine(type, instanceId, time, warn, link, body));
+    };
+    return {
+      reader: null,
+      decide(r) {
+        decided++;
+        write('decision', r.time, isWarning(r), recordBody(r, redact));
+      },
+      complete(o) {
+        completed++;
+        write('outcome', o.time, false, outcomeBody(o));
+      },
+      stats: () => ({
+        instanceId,
+        durable: false,
+        decided,
+        completed,
+        refused,
+        unspooled,
+        chainSeq: chain.head().seq,
+        spool: null,
+        shipper: null,
+      }),
+      flushToStore: async () => true,
+      close: () => ndjson.close(),
+    };
+  }
+
+  const root = resolve(config.spool.dir);
+  const dir = join(root, instanceDirName(instanceId));
+  const writer = SpoolWriter.open({
+    dir,
+    instanceId,
+    segmentBytes: config.spool.segmentBytes,
+    maxBytes: config.spool.maxBytes,
+    fsyncIntervalMs: config.spool.fsyncIntervalMs,
+    hmacKey,
+    onLine: (lines) => ndjson.write(lines),
+    onFsyncError: (err) =>
+      log.error({ err: err.message, dir }, 'pgwarden audit: spool write or fsync failed'),
+  });
+
+  const url = storeUrl(config, opts.upstreamUrl);
+  const pool = new pg.Pool({ connectionString: url, max: 2, connectionTimeoutMillis: 5000 });
+  // Idle connections die when the store restarts; the shipper's next round reconnects.
+  pool.on('error', () => {});
+  const reader = new AuditReader(url);
+  const shipper = new Shipper({
+    pool,
+    prepare: async () => {
+      if (!config.store.url) await ensureDatabase(opts.upstreamUrl, config.store.database);
+      await ensureSchema(pool);
+      log.info({ store: redactUrl(url) }, 'pgwarden audit: store ready');
+    },
+    ownDir: dir,
+    spoolRoot: root,
+    batchSize: config.store.batchSize,
+    pollIntervalMs: config.store.pollIntervalMs,
+    maxRetryDelayMs: config.store.maxRetryDelayMs,
+    logger: log,
+    onDelivered: (bytes) => {
+      writer.unshipped = Math.max(0, writer.unshipped - bytes);
+    },
+  });
+  shipper.start();
+
+  let retentionTimer: NodeJS.Timeout | undefined;
+  if (config.store.retentionDays > 0) {
+    const run = (): void => {
+      const cutoff = new Date(Date.now() - config.store.retentionDays * 86_400_000);
+      applyRetention(pool, cutoff).then(
+        (n) => n > 0 && log.info({ deleted: n, cutoff }, 'pgwarden audit: retention applied'),
+        (err: Error) => log.warn({ err: err.message }, 'pgwarden audit: retention failed; will retry'),
+      );
+    };
+    retentionTimer = setInterval(run, config.store.retentionCheckIntervalMs);
+    retentionTimer.unref();
+  }
+
+  const onFull = config.spool.onFull;
+  let fullLogged = false;
+
+  return {
+    reader,
+    decide(r: DecisionRecord): void {
+      const body = recordBody(r, redact);
+      if (writer.full(body.length + 512)) {
+        if (!fullLogged) {
+          fullLogged = true;
+          log.error({ dir, maxBytes: config.spool.maxBytes, onFull }, 'pgwarden audit: spool full');
+        }
+        if (onFull === 'refuse') {
+          refused++;
+          throw new PgwardenError('PGW_AUDIT_UNAVAILABLE', { detail: 'the decision spool is full' });
+        }
+        // ndjson-only: run the statement with a line outside the chain (chainSeq 0).
+        unspooled++;
+        if (unspooledIds.size < MAX_UNSPOOLED_IDS) unspooledIds.add(r.id);
+        ndjson.write(unchained('decision', instanceId, r.time, isWarning(r), body));
+        return;
+      }
+      fullLogged = false;
+      try {
+        writer.appendNow('decision', r.time, isWarning(r), body);
+      } catch (err) {
+        refused++;
+        throw new PgwardenError('PGW_AUDIT_UNAVAILABLE', {
+          detail: `the decision spool cannot be written: ${(err as Error).message}`,
+          cause: err,
+        });
+      }
+      decided++;
+    },
+    complete(o: Outcome): void {
+      const body = outcomeBody(o);
+      completed++;
+      if (unspooledIds.delete(o.recordId)) {
+        ndjson.write(unchained('outcome', instanceId, o.time, false, body));
+        return;
+      }
+      writer.appendLater('outcome', o.time, body);
+    },
+    stats: () => ({
+      instanceId,
+      durable: true,
+      decided,
+      completed,
+      refused,
+      unspooled,
+      chainSeq: writer.head().seq,
+      spool: { dir, unshippedBytes: writer.unshipped, maxBytes: config.spool.maxBytes },
+      shipper: shipper.stats(),
+    }),
+    flushToStore: async (timeoutMs = 10_000) => {
+      writer.flush();
+      return shipper.drain(timeoutMs);
+    },
+    close: async () => {
+      if (retentionTimer) clearInterval(retentionTimer);
+      writer.flush();
+      await shipper.drain(CLOSE_DRAIN_MS);
+      await shipper.stop();
+      writer.close();
+      await Promise.all([pool.end(), reader.close(), ndjson.close()]);
+    },
+  };
+}
+
+function isWarning(r: DecisionRecord): boolean {
+  return r.verdict === 'deny' || r.kind === 'auth_failure';
+}
+
+function unchained(
+  type: 'decision' | 'outcome',
+  instance: string,
+  time: string,
+  warn: boolean,
+  body: string,
+): string {
+  return entryLine(
+    type,
+    instance,
+    time,
+    warn,
+    { seq: 0, prev: GENESIS, hash: linkHash(GENESIS, body), mac: null },
+    body,
+  );
+}

@@ -1,0 +1,12 @@
+/** The decision log's public surface: what main.ts and the CLI use. */
+export {
+  startDecisionLog,
+  type DecisionLog,
+  type DecisionLogOptions,
+  type DecisionLogStats,
+} from './decision-log.js';
+export { auditConfigSchema, type AuditConfig, type AuditConfigInput } from './config.js';
+export type { DecisionRecord, DecisionSink, Outcome, RecordKind } from './record.js';
+export { AuditReader, type DecisionView, type Page } from './store-reader.js';
+export { verifyAll, verifyInstance, type InstanceReport, type Problem } from './verify.js';
+export { storeUrl, upstreamUrlFromConfig } from './store-url.js';

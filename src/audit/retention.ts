@@ -1,0 +1,56 @@
+import type pg from 'pg';
+
+/**
+ * Deletes decisions older than the cutoff while keeping every instance's chain verifiable: it cuts
+ * each chain at a position C such that nothing at or after C is deleted, and records (C, prev hash
+ * of C) as the chain's new anchor. A decision older than the cutoff whose outcome link lies after C
+ * (a long statement) is kept until a later run.
+ */
+export async function applyRetention(pool: pg.Pool, cutoff: Date): Promise<number> {
+  const { rows: instances } = await pool.query<{ instance_id: string; chain_seq: string; hash: string }>(
+    'SELECT instance_id, chain_seq, hash FROM pgwarden_chain_heads',
+  );
+  let deleted = 0;
+  for (const inst of instances) {
+    const c = await pool.connect();
+    try {
+      await c.query('BEGIN');
+      const firstKept = await c.query<{ seq: string | null }>(
+        'SELECT min(chain_seq) AS seq FROM pgwarden_decisions WHERE instance_id = $1 AND time >= $2',
+        [inst.instance_id, cutoff],
+      );
+      // Nothing newer than the cutoff: the chain resumes after the delivered head.
+      const cut = firstKept.rows[0]?.seq != null ? Number(firstKept.rows[0].seq) : Number(inst.chain_seq) + 1;
+      const prev = await c.query<{ prev: string }>(
+        `SELECT prev_hash AS prev FROM pgwarden_decisions WHERE instance_id = $1 AND chain_seq = $2
+         UNION ALL
+         SELECT outcome_prev_hash FROM pgwarden_decisions WHERE instance_id = $1 AND outcome_chain_seq = $2`,
+        [inst.instance_id, cut],
+      );
+      const anchorPrev = prev.rows[0]?.prev ?? (cut === Number(inst.chain_seq) + 1 ? inst.hash : null);
+      if (anchorPrev === null) {
+        await c.query('ROLLBACK');
+        continue;
+      }
+      const del = await c.query(
+        `DELETE FROM pgwarden_decisions WHERE instance_id = $1 AND chain_seq < $2
+           AND (outcome_chain_seq IS NULL OR outcome_chain_seq < $2)`,
+        [inst.instance_id, cut],
+      );
+      await c.query(
+        `INSERT INTO pgwarden_chain_anchors (instance_id, chain_seq, prev_hash) VALUES ($1, $2, $3)
+         ON CONFLICT (instance_id) DO UPDATE SET chain_seq = excluded.chain_seq, prev_hash = excluded.prev_hash
+         WHERE pgwarden_chain_anchors.chain_seq < excluded.chain_seq`,
+        [inst.instance_id, cut, anchorPrev],
+      );
+      await c.query('COMMIT');
+      deleted += del.rowCount ?? 0;
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => {});
+      throw err;
+    } finally {
+      c.release();
+    }
+  }
+  return deleted;
+}

@@ -1,0 +1,208 @@
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { SpoolReader } from './spool-reader.js';
+import { deliver } from './store-writer.js';
+
+export interface ShipperOptions {
+  readonly pool: pg.Pool;
+  /** Creates the database and tables if needed; retried until it succeeds. */
+  readonly prepare: () => Promise<void>;
+  /** This instance's spool directory. */
+  readonly ownDir: string;
+  /** The parent of all instance directories, searched for spools of crashed instances. */
+  readonly spoolRoot: string;
+  readonly batchSize: number;
+  readonly pollIntervalMs: number;
+  readonly maxRetryDelayMs: number;
+  readonly logger: Logger;
+  /** Spool bytes of this instance delivered (so the writer's bound frees up). */
+  readonly onDelivered: (bytes: number) => void;
+}
+
+export interface ShipperStats {
+  readonly delivered: number;
+  readonly storeUp: boolean;
+  readonly consecutiveFailures: number;
+  readonly lastError: string | null;
+  readonly orphanSpools: number;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Spool directories whose writer process is gone: their records are delivered by us. */
+function findOrphans(root: string, ownDir: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(root);
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  for (const name of names) {
+    const dir = join(root, name);
+    if (dir === ownDir) continue;
+    try {
+      const owner = JSON.parse(readFileSync(join(dir, 'owner.json'), 'utf8')) as { pid: number };
+      if (owner.pid !== process.pid && pidAlive(owner.pid)) continue;
+      out.push(dir);
+    } catch {
+      // Not a spool directory (no owner file): not ours to touch.
+    }
+  }
+  return out;
+}
+
+/**
+ * Delivers spooled entries to the store in batches, in spool order, until stopped. While the
+ * store is down it retries with capped exponential back-off; records wait in the spool.
+ */
+export class Shipper {
+  private readonly own: SpoolReader;
+  private orphans: SpoolReader[];
+  private stopped = false;
+  private prepared = false;
+  private wake: (() => void) | null = null;
+  private loop: Promise<void> | null = null;
+  private delivered = 0;
+  private failures = 0;
+  private lastError: string | null = null;
+  private roundsStarted = 0;
+  private lastIdleRound = -1;
+
+  constructor(private readonly o: ShipperOptions) {
+    const bad = (segment: string, err: Error): void =>
+      o.logger.error({ segment, err: err.message }, 'pgwarden audit: unreadable spool line skipped');
+    this.own = new SpoolReader(o.ownDir, bad);
+    this.orphans = findOrphans(o.spoolRoot, o.ownDir).map((d) => new SpoolReader(d, bad, true));
+    if (this.orphans.length > 0) {
+      o.logger.info(
+        { spools: this.orphans.map((r) => r.dir) },
+        'pgwarden audit: delivering spools of stopped instances',
+      );
+    }
+  }
+
+  start(): void {
+    this.loop = this.run();
+  }
+
+  /** Asks for a delivery round now instead of after the poll interval. */
+  poke(): void {
+    this.wake?.();
+  }
+
+  stats(): ShipperStats {
+    return {
+      delivered: this.delivered,
+      storeUp: this.failures === 0 && this.prepared,
+      consecutiveFailures: this.failures,
+      lastError: this.lastError,
+      orphanSpools: this.orphans.length,
+    };
+  }
+
+  /** Resolves when a round found nothing to deliver (or the timeout passes); for close and tests. */
+  async drain(timeoutMs: number): Promise<boolean> {
+    const until = Date.now() + timeoutMs;
+    // Only a round that started after this call has seen every write made before it.
+    const after = this.roundsStarted;
+    while (Date.now() < until) {
+      this.poke();
+      await new Promise((r) => setTimeout(r, 20));
+      if (this.lastIdleRound > after) return true;
+    }
+    return false;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.poke();
+    await this.loop;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(t);
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+
+  private async round(): Promise<boolean> {
+    if (!this.prepared) {
+      await this.o.prepare();
+      this.prepared = true;
+    }
+    let worked = false;
+    for (const r of [this.own, ...this.orphans]) {
+      const batch = await r.read(this.o.batchSize);
+      if (batch.entries.length > 0) await deliver(this.o.pool, batch.entries);
+      if (batch.bytes > 0 || batch.finished.length > 0) {
+        await r.commit(batch);
+        this.delivered += batch.entries.length;
+        if (r === this.own) this.o.onDelivered(batch.bytes);
+        worked = worked || batch.entries.length > 0 || batch.finished.length > 0;
+      }
+    }
+    for (const r of this.orphans) {
+      if (await r.drained()) {
+        rmSync(r.dir, { recursive: true, force: true });
+        this.o.logger.info({ spool: r.dir }, 'pgwarden audit: spool of a stopped instance delivered');
+      }
+    }
+    this.orphans = this.orphans.filter((r) => !(r.dir === '' || !existsDir(r.dir)));
+    return worked;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      const n = ++this.roundsStarted;
+      try {
+        const worked = await this.round();
+        if (this.failures > 0) {
+          this.o.logger.info({ after: this.failures }, 'pgwarden audit: store reachable again');
+        }
+        this.failures = 0;
+        this.lastError = null;
+        if (!worked) {
+          this.lastIdleRound = n;
+          await this.sleep(this.o.pollIntervalMs);
+        }
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        // The database or its tables vanished: create them again before the next round.
+        if (code === '3D000' || code === '42P01') this.prepared = false;
+        this.failures++;
+        this.lastError = (err as Error).message;
+        if (this.failures === 1) {
+          this.o.logger.warn(
+            { err: this.lastError },
+            'pgwarden audit: store unavailable; records wait in the spool',
+          );
+        }
+        await this.sleep(Math.min(this.o.maxRetryDelayMs, 50 * 2 ** Math.min(this.failures, 16)));
+      }
+    }
+  }
+}
+
+function existsDir(dir: string): boolean {
+  try {
+    readdirSync(dir);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,63 @@
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+/**
+ * The spool on disk: `<dir>/<instance>/seg-<first chain seq>.ndjson` segments written in order,
+ * `cursor.json` (how far the shipper has delivered) and `owner.json` (the pid writing it).
+ * Segment names sort in chain order, so the last one always holds the chain's head.
+ */
+export const SEGMENT_RE = /^seg-(\d{16})\.ndjson$/;
+
+export function instanceDirName(instanceId: string): string {
+  return instanceId.replace(/[^A-Za-z0-9._-]/g, '_');
+}
+
+export function segmentName(firstSeq: number): string {
+  return `seg-${String(firstSeq).padStart(16, '0')}.ndjson`;
+}
+
+export function listSegments(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((f) => SEGMENT_RE.test(f))
+    .sort();
+}
+
+export interface Cursor {
+  readonly segment: string;
+  readonly offset: number;
+}
+
+export function readCursor(dir: string): Cursor | null {
+  try {
+    const c = JSON.parse(readFileSync(join(dir, 'cursor.json'), 'utf8')) as Cursor;
+    return typeof c.segment === 'string' && Number.isInteger(c.offset) ? c : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Bytes written to the spool and not yet delivered to the store. */
+export function unshippedBytes(dir: string): number {
+  const cursor = readCursor(dir);
+  let total = 0;
+  for (const seg of listSegments(dir)) {
+    if (cursor && seg < cursor.segment) continue;
+    const size = statSync(join(dir, seg)).size;
+    total += cursor && seg === cursor.segment ? Math.max(0, size - cursor.offset) : size;
+  }
+  return total;
+}
+
+/**
+ * The last complete line of a segment, and the length up to its end. A line without its newline
+ * can only be a write cut short by a machine crash before fsync: it was never acknowledged.
+ * Segments are bounded (segmentBytes plus one record), so reading one whole at start-up is fine.
+ */
+export function lastCompleteLine(path: string): { line: string | null; validLength: number } {
+  const buf = readFileSync(path);
+  const end = buf.lastIndexOf(0x0a);
+  if (end < 0) return { line: null, validLength: 0 };
+  const start = end === 0 ? 0 : buf.lastIndexOf(0x0a, end - 1) + 1;
+  return { line: buf.subarray(start, end).toString('utf8'), validLength: end + 1 };
+}

@@ -1,0 +1,115 @@
+import { open, readdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseEntryLine, type SpoolEntry } from './canonical.js';
+import { listSegments, readCursor, type Cursor } from './spool-layout.js';
+
+export interface Batch {
+  readonly entries: SpoolEntry[];
+  /** Where the next read starts once this batch is delivered. */
+  readonly next: Cursor;
+  /** Spool bytes this batch covers (head lines and skipped lines included). */
+  readonly bytes: number;
+  /** Segments wholly before `next`, safe to delete once the batch is delivered. */
+  readonly finished: string[];
+}
+
+const CHUNK = 1 << 20;
+
+/**
+ * Reads a spool directory from its delivery cursor. It never reads past the last newline, so it
+ * can run while the writer appends. A segment is finished when a later segment existed before it
+ * was read to its end: the writer (same thread) only opens a new segment after the last write to
+ * the old one.
+ */
+export class SpoolReader {
+  private cursor: Cursor | null;
+
+  constructor(
+    readonly dir: string,
+    private readonly onBadLine: (segment: string, err: Error) => void,
+    /** The writer of this directory is gone (a crashed instance): its last segment is final too. */
+    private readonly orphan = false,
+  ) {
+    this.cursor = readCursor(dir);
+  }
+
+  async read(maxEntries: number): Promise<Batch> {
+    const entries: SpoolEntry[] = [];
+    const finished: string[] = [];
+    let bytes = 0;
+    const segs = listSegments(this.dir);
+    let cur: Cursor = this.cursor ?? { segment: segs[0] ?? '', offset: 0 };
+    for (let i = 0; i < segs.length && entries.length < maxEntries; i++) {
+      const seg = segs[i] as string;
+      if (seg < cur.segment) {
+        finished.push(seg); // left behind by a crash between delivery and deletion
+        continue;
+      }
+      if (seg > cur.segment) cur = { segment: seg, offset: 0 };
+      const sealed = this.orphan || i < segs.length - 1;
+      const r = await this.readSegment(seg, cur.offset, maxEntries - entries.length, entries);
+      bytes += r.consumed;
+      cur = { segment: seg, offset: cur.offset + r.consumed };
+      if (!(sealed && r.atEnd)) break;
+      finished.push(seg);
+    }
+    return { entries, next: cur, bytes, finished };
+  }
+
+  private async readSegment(
+    seg: string,
+    offset: number,
+    max: number,
+    out: SpoolEntry[],
+  ): Promise<{ consumed: number; atEnd: boolean }> {
+    const fh = await open(join(this.dir, seg), 'r');
+    try {
+      let consumed = 0;
+      let carry = Buffer.alloc(0);
+      let count = 0;
+      while (count < max) {
+        const buf = Buffer.alloc(CHUNK);
+        const { bytesRead } = await fh.read(buf, 0, CHUNK, offset + consumed + carry.length);
+        if (bytesRead === 0) return { consumed, atEnd: true };
+        let data = Buffer.concat([carry, buf.subarray(0, bytesRead)]);
+        let start = 0;
+        while (count < max) {
+          const nl = data.indexOf(0x0a, start);
+          if (nl < 0) break;
+          const line = data.toString('utf8', start, nl);
+          start = nl + 1;
+          try {
+            const e = parseEntryLine(line);
+            if ('body' in e) {
+              out.push(e);
+              count++;
+            }
+          } catch (err) {
+            this.onBadLine(seg, err as Error);
+          }
+        }
+        consumed += start;
+        data = data.subarray(start);
+        carry = Buffer.from(data);
+      }
+      return { consumed, atEnd: false };
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Records delivery: the cursor moves first, then finished segments go. */
+  async commit(batch: Batch): Promise<void> {
+    this.cursor = batch.next;
+    const tmp = join(this.dir, 'cursor.json.tmp');
+    await writeFile(tmp, JSON.stringify(batch.next));
+    await rename(tmp, join(this.dir, 'cursor.json'));
+    for (const seg of batch.finished) await unlink(join(this.dir, seg)).catch(() => {});
+  }
+
+  /** True when nothing is left to deliver in a directory whose writer is gone. */
+  async drained(): Promise<boolean> {
+    const segs = (await readdir(this.dir)).filter((f) => f.startsWith('seg-'));
+    return segs.length === 0;
+  }
+}

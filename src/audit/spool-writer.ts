@@ -1,0 +1,250 @@
+import {
+  closeSync,
+  fdatasync,
+  fdatasyncSync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { Chain, GENESIS, type Link } from './chain.js';
+import { entryLine, headLine, parseEntryLine, type EntryType } from './canonical.js';
+import { lastCompleteLine, listSegments, segmentName, unshippedBytes } from './spool-layout.js';
+
+export interface SpoolWriterOptions {
+  readonly dir: string;
+  readonly instanceId: string;
+  readonly segmentBytes: number;
+  readonly maxBytes: number;
+  readonly fsyncIntervalMs: number;
+  readonly hmacKey: string | undefined;
+  /** Called with every line once it is in the spool (the NDJSON output). */
+  readonly onLine: (line: string) => void;
+  readonly onFsyncError: (err: Error) => void;
+}
+
+/** Spool directories open in this process, so two writers never share one. */
+const openDirs = new Set<string>();
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * The crash-safe half of the decision log. `append` returns only once the line is in the kernel
+ * (writeSync), which survives the death of this process; fdatasync on a timer bounds what a
+ * machine crash can take. Outcomes are not on a statement's critical path, so they are buffered
+ * and ride along with the next decision's write (or a flush on the next event-loop turn).
+ */
+export class SpoolWriter {
+  private readonly chain: Chain;
+  private fd = -1;
+  private segmentSize = 0;
+  private pending = '';
+  private pendingBytes = 0;
+  private flushScheduled = false;
+  private dirty = false;
+  private syncing = false;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  /** Bytes in the spool not yet delivered; the shipper subtracts what it delivers. */
+  unshipped: number;
+  appended = 0;
+
+  private constructor(
+    private readonly opts: SpoolWriterOptions,
+    head: { seq: number; hash: string },
+  ) {
+    this.chain = new Chain(head, opts.hmacKey);
+    this.unshipped = unshippedBytes(opts.dir);
+    this.openSegment();
+    if (opts.fsyncIntervalMs > 0) {
+      this.timer = setInterval(() => this.syncSoon(), opts.fsyncIntervalMs);
+      this.timer.unref();
+    }
+  }
+
+  static open(opts: SpoolWriterOptions): SpoolWriter {
+    if (openDirs.has(opts.dir)) throw new Error(`spool ${opts.dir} is already open in this process`);
+    mkdirSync(opts.dir, { recursive: true });
+    const owner = join(opts.dir, 'owner.json');
+    try {
+      const o = JSON.parse(readFileSync(owner, 'utf8')) as { pid: number };
+      if (o.pid !== process.pid && pidAlive(o.pid)) {
+        throw new Error(`spool ${opts.dir} is in use by pid ${o.pid}`);
+      }
+    } catch (err) {
+      if ((err as Error).message.startsWith('spool ')) throw err;
+    }
+    writeFileSync(owner, JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString() }));
+    const head = recoverHead(opts.dir);
+    const w = new SpoolWriter(opts, head);
+    openDirs.add(opts.dir);
+    return w;
+  }
+
+  head(): { seq: number; hash: string } {
+    return this.chain.head();
+  }
+
+  full(extraBytes: number): boolean {
+    return this.unshipped + this.pendingBytes + extraBytes > this.opts.maxBytes;
+  }
+
+  /** Writes a decision (with any buffered outcomes before it) and returns once the kernel has it. */
+  appendNow(type: EntryType, time: string, warn: boolean, body: string): Link {
+    const link = this.chain.peek(body);
+    const line = entryLine(type, this.opts.instanceId, time, warn, link, body);
+    const text = this.pending === '' ? line : this.pending + line;
+    this.write(text);
+    this.chain.commit(link);
+    this.pending = '';
+    this.pendingBytes = 0;
+    this.afterWrite(text);
+    return link;
+  }
+
+  /** Queues an entry for the next write; its place in the chain is fixed now. */
+  appendLater(type: EntryType, time: string, body: string): Link {
+    const link = this.chain.peek(body);
+    this.chain.commit(link);
+    const line = entryLine(type, this.opts.instanceId, time, false, link, body);
+    this.pending += line;
+    this.pendingBytes += Buffer.byteLength(line);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => {
+        this.flushScheduled = false;
+        this.flush();
+      });
+    }
+    return link;
+  }
+
+  /** Writes buffered entries now. */
+  flush(): void {
+    if (this.pending === '' || this.closed) return;
+    const text = this.pending;
+    try {
+      this.write(text);
+    } catch (err) {
+      // Keep them for the next write; they are outcomes of statements that already ran.
+      this.opts.onFsyncError(err as Error);
+      return;
+    }
+    this.pending = '';
+    this.pendingBytes = 0;
+    this.afterWrite(text);
+  }
+
+  private write(text: string): void {
+    if (this.fd < 0) this.openSegment();
+    const buf = Buffer.from(text, 'utf8');
+    let off = 0;
+    try {
+      while (off < buf.length) off += writeSync(this.fd, buf, off, buf.length - off);
+    } catch (err) {
+      // Cut the torn line off so the segment stays a sequence of whole lines, then start afresh.
+      try {
+        ftruncateSync(this.fd, this.segmentSize);
+      } catch {
+        // The next segment starts clean either way; the reader ignores a torn tail.
+      }
+      this.closeSegment();
+      throw err;
+    }
+    this.segmentSize += buf.length;
+    this.unshipped += buf.length;
+    this.appended += buf.length;
+    if (this.opts.fsyncIntervalMs === 0) fdatasyncSync(this.fd);
+    else this.dirty = true;
+  }
+
+  private afterWrite(text: string): void {
+    this.opts.onLine(text);
+    if (this.segmentSize >= this.opts.segmentBytes) this.rotate();
+  }
+
+  private openSegment(): void {
+    const head = this.chain.head();
+    const path = join(this.opts.dir, segmentName(head.seq + 1));
+    this.fd = openSync(path, 'a');
+    const h = headLine(this.opts.instanceId, head);
+    writeSync(this.fd, h);
+    this.segmentSize = Buffer.byteLength(h);
+    this.unshipped += this.segmentSize;
+    // The new file's directory entry must survive a crash too, or the chain's head is lost.
+    const dirFd = openSync(this.opts.dir, 'r');
+    try {
+      fsyncSync(dirFd);
+    } finally {
+      closeSync(dirFd);
+    }
+  }
+
+  private closeSegment(): void {
+    if (this.fd < 0) return;
+    try {
+      fdatasyncSync(this.fd);
+    } catch {
+      // Closing anyway; a failed fsync on a dying segment is reported by the write that failed.
+    }
+    closeSync(this.fd);
+    this.fd = -1;
+  }
+
+  private rotate(): void {
+    this.closeSegment();
+    this.openSegment();
+  }
+
+  private syncSoon(): void {
+    if (!this.dirty || this.syncing || this.fd < 0) return;
+    this.dirty = false;
+    this.syncing = true;
+    fdatasync(this.fd, (err) => {
+      this.syncing = false;
+      if (err) this.opts.onFsyncError(err);
+    });
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.closeSegment();
+    openDirs.delete(this.opts.dir);
+  }
+}
+
+/**
+ * The chain's head from the last segment's last whole line. A torn tail (machine crash before
+ * fsync) is truncated, so the next write starts on a line boundary.
+ */
+export function recoverHead(dir: string): { seq: number; hash: string } {
+  const segs = listSegments(dir);
+  for (let i = segs.length - 1; i >= 0; i--) {
+    const path = join(dir, segs[i] as string);
+    const { line, validLength } = lastCompleteLine(path);
+    const fd = openSync(path, 'r+');
+    try {
+      ftruncateSync(fd, validLength);
+    } finally {
+      closeSync(fd);
+    }
+    if (line === null) continue;
+    const e = parseEntryLine(line);
+    return 'body' in e ? { seq: e.seq, hash: e.hash } : { seq: e.chainSeq, hash: e.hash };
+  }
+  return { seq: 0, hash: GENESIS };
+}

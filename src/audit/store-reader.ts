@@ -1,0 +1,202 @@
+import pg from 'pg';
+import { whereClause, type DecisionFilter } from './filter.js';
+
+/** A decision as responders see it: the hashed record, its outcome, and its place in the chain. */
+export interface DecisionView extends Record<string, unknown> {
+  readonly id: string;
+  readonly outcome: Record<string, unknown> | null;
+  readonly chain: { readonly instance: string; readonly seq: number; readonly hash: string };
+}
+
+export interface Page {
+  readonly items: DecisionView[];
+  /** Opaque; pass back as `cursor` for the next page. Null on the last page. */
+  readonly nextCursor: string | null;
+}
+
+export type AggregateBy = 'verdict' | 'human' | 'agent' | 'tenant' | 'rule' | 'table' | 'flag' | 'kind';
+export const AGGREGATE_BY: readonly AggregateBy[] = [
+  'verdict',
+  'human',
+  'agent',
+  'tenant',
+  'rule',
+  'table',
+  'flag',
+  'kind',
+];
+export type Interval = 'minute' | 'hour' | 'day';
+
+const GROUP_EXPR: Record<AggregateBy, string> = {
+  verdict: 'verdict',
+  human: 'human',
+  agent: 'agent',
+  tenant: 'tenant',
+  kind: 'kind',
+  rule: 'unnest(rule_ids)',
+  table: 'unnest(tables)',
+  flag: 'unnest(flags)',
+};
+
+// The cursor keeps the stored microseconds; a JS Date would round them to milliseconds.
+const COLUMNS = `id, instance_id, chain_seq, hash, body, outcome_body,
+  to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS tcur`;
+
+interface Row {
+  id: string;
+  instance_id: string;
+  chain_seq: string;
+  hash: string;
+  body: string;
+  outcome_body: string | null;
+  tcur: string;
+}
+
+function view(r: Row): DecisionView {
+  const record = JSON.parse(r.body) as Record<string, unknown>;
+  return {
+    ...record,
+    id: r.id,
+    outcome: r.outcome_body === null ? null : (JSON.parse(r.outcome_body) as Record<string, unknown>),
+    chain: { instance: r.instance_id, seq: Number(r.chain_seq), hash: r.hash },
+  };
+}
+
+function encodeCursor(r: Row): string {
+  return Buffer.from(JSON.stringify([r.tcur, r.id])).toString('base64url');
+}
+
+export class BadCursorError extends Error {}
+
+function decodeCursor(c: string): [string, string] {
+  try {
+    const v = JSON.parse(Buffer.from(c, 'base64url').toString('utf8')) as unknown;
+    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'string') {
+      return [v[0], v[1]];
+    }
+  } catch {
+    // fall through
+  }
+  throw new BadCursorError('invalid cursor');
+}
+
+/** Read access to the audit store for the API and the CLI. Newest first, keyset-paginated. */
+export class AuditReader {
+  readonly pool: pg.Pool;
+
+  constructor(url: string, max = 4) {
+    this.pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 5000 });
+    // An idle connection dying (store restart) must not take the process down.
+    this.pool.on('error', () => {});
+  }
+
+  async search(f: DecisionFilter, opts: { limit: number; cursor?: string | undefined }): Promise<Page> {
+    const params: unknown[] = [];
+    let where = whereClause(f, params);
+    if (opts.cursor) {
+      const [t, id] = decodeCursor(opts.cursor);
+      params.push(t, id);
+      where += ` AND (time, id) < ($${params.length - 1}::timestamptz, $${params.length})`;
+    }
+    params.push(opts.limit + 1);
+    const { rows } = await this.pool.query<Row>(
+      `SELECT ${COLUMNS} FROM pgwarden_decisions WHERE ${where} ORDER BY time DESC, id DESC LIMIT $${params.length}`,
+      params,
+    );
+    const more = rows.length > opts.limit;
+    const page = more ? rows.slice(0, opts.limit) : rows;
+    const last = page[page.length - 1];
+    return { items: page.map(view), nextCursor: more && last ? encodeCursor(last) : null };
+  }
+
+  async get(id: string): Promise<DecisionView | null> {
+    const { rows } = await this.pool.query<Row>(`SELECT ${COLUMNS} FROM pgwarden_decisions WHERE id = $1`, [
+      id,
+    ]);
+    return rows[0] ? view(rows[0]) : null;
+  }
+
+  /** A session in the order it happened: by its own sequence numbers, not by clock. */
+  async session(sessionId: string): Promise<DecisionView[]> {
+    const { rows } = await this.pool.query<Row>(
+      `SELECT ${COLUMNS} FROM pgwarden_decisions WHERE session_id = $1 ORDER BY seq, chain_seq`,
+      [sessionId],
+    );
+    return rows.map(view);
+  }
+
+  async aggregate(
+    by: AggregateBy,
+    f: DecisionFilter,
+    limit = 100,
+  ): Promise<{ key: string | null; count: number }[]> {
+    const params: unknown[] = [];
+    const where = whereClause(f, params);
+    params.push(limit);
+    const { rows } = await this.pool.query<{ key: string | null; count: string }>(
+      `SELECT ${GROUP_EXPR[by]} AS key, count(*) AS count FROM pgwarden_decisions WHERE ${where}
+       GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $${params.length}`,
+      params,
+    );
+    return rows.map((r) => ({ key: r.key, count: Number(r.count) }));
+  }
+
+  /** Counts per time bucket, split by verdict (records without a verdict count as `other`). */
+  async overTime(
+    interval: Interval,
+    f: DecisionFilter,
+  ): Promise<{ bucket: string; allow: number; rewrite: number; deny: number; other: number }[]> {
+    const params: unknown[] = [interval];
+    const where = whereClause(f, params);
+    const { rows } = await this.pool.query<{
+      bucket: Date;
+      allow: string;
+      rewrite: string;
+      deny: string;
+      other: string;
+    }>(
+      `SELECT date_trunc($1, time) AS bucket,
+         count(*) FILTER (WHERE verdict = 'allow') AS allow,
+         count(*) FILTER (WHERE verdict = 'rewrite') AS rewrite,
+         count(*) FILTER (WHERE verdict = 'deny') AS deny,
+         count(*) FILTER (WHERE verdict IS NULL) AS other
+       FROM pgwarden_decisions WHERE ${where} GROUP BY 1 ORDER BY 1 LIMIT 10000`,
+      params,
+    );
+    return rows.map((r) => ({
+      bucket: r.bucket.toISOString(),
+      allow: Number(r.allow),
+      rewrite: Number(r.rewrite),
+      deny: Number(r.deny),
+      other: Number(r.other),
+    }));
+  }
+
+  /** Every matching decision, newest first, a page at a time (for exports). */
+  async *all(f: DecisionFilter, max: number, pageSize = 1000): AsyncGenerator<DecisionView> {
+    let cursor: string | undefined;
+    let n = 0;
+    while (n < max) {
+      const page = await this.search(f, { limit: Math.min(pageSize, max - n), cursor });
+      for (const item of page.items) yield item;
+      n += page.items.length;
+      if (!page.nextCursor) return;
+      cursor = page.nextCursor;
+    }
+  }
+
+  async instances(): Promise<{ instance: string; chainSeq: number; updatedAt: string }[]> {
+    const { rows } = await this.pool.query<{ instance_id: string; chain_seq: string; updated_at: Date }>(
+      'SELECT instance_id, chain_seq, updated_at FROM pgwarden_chain_heads ORDER BY updated_at DESC',
+    );
+    return rows.map((r) => ({
+      instance: r.instance_id,
+      chainSeq: Number(r.chain_seq),
+      updatedAt: r.updated_at.toISOString(),
+    }));
+  }
+
+  close(): Promise<void> {
+    return this.pool.end();
+  }
+}

@@ -1,0 +1,125 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { auditConfigSchema, type AuditConfigInput } from '../src/audit/config.js';
+import { startDecisionLog, type DecisionLog } from '../src/audit/decision-log.js';
+import { sampleOutcome, sampleRecord } from '../src/audit/sample-records.js';
+import { verifyAll, verifyInstance } from '../src/audit/verify.js';
+import { AuditReader } from '../src/audit/store-reader.js';
+import { createTestDatabase, type TestDatabase } from './support/db.js';
+
+const logger = pino({ level: 'silent' });
+let db: TestDatabase;
+let spoolRoot: string;
+let reader: AuditReader;
+
+function config(over: AuditConfigInput = {}): ReturnType<typeof auditConfigSchema.parse> {
+  return auditConfigSchema.parse({
+    ndjson: 'off',
+    store: { url: db.url, pollIntervalMs: 10 },
+    spool: { dir: spoolRoot },
+    ...over,
+  });
+}
+
+/** Writes `n` statements (with outcomes) over a few sessions through the sink, as the proxy would. */
+function drive(log: DecisionLog, instanceId: string, n: number, sessions = 3): string[] {
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const s = i % sessions;
+    const r = sampleRecord({
+      instanceId,
+      sessionId: `${instanceId}-s${s}`,
+      seq: Math.floor(i / sessions),
+      human: `human${s}@acme.test`,
+      verdict: (['allow', 'rewrite', 'deny'] as const)[i % 3],
+    });
+    log.decide(r);
+    if (r.verdict !== 'deny') log.complete(sampleOutcome(r, { rows: i }));
+    ids.push(r.id);
+  }
+  return ids;
+}
+
+beforeAll(async () => {
+  db = await createTestDatabase('audit_store');
+  spoolRoot = mkdtempSync(join(tmpdir(), 'pgw-spool-'));
+  reader = new AuditReader(db.url);
+});
+
+afterAll(async () => {
+  await reader.close();
+  await db.drop();
+  rmSync(spoolRoot, { recursive: true, force: true });
+});
+
+describe('decision log to the Postgres store', () => {
+  it('delivers every record once with its outcome, and the chain verifies', async () => {
+    const log = await startDecisionLog(config(), { instanceId: 'i-basic', upstreamUrl: db.url, logger });
+    const ids = drive(log, 'i-basic', 300);
+    expect(await log.flushToStore()).toBe(true);
+    const rows = await db.sql<{ n: string; done: string }>(
+      `SELECT count(*) AS n, count(outcome_body) AS done FROM pgwarden_decisions WHERE instance_id = 'i-basic'`,
+    );
+    expect(Number(rows[0]?.n)).toBe(300);
+    expect(Number(rows[0]?.done)).toBe(200);
+    const one = await reader.get(ids[4] as string);
+    expect(one?.verdict).toBe('rewrite');
+    expect(one?.outcome?.rows).toBe(4);
+    expect(log.stats().spool?.unshippedBytes).toBeLessThan(200);
+    await log.close();
+    const [report] = await verifyAll(reader.pool, undefined, 'i-basic');
+    expect(report).toMatchObject({ ok: true, checked: 500, problem: null });
+  });
+
+  it('continues the same chain after a restart with the same instance id', async () => {
+    const a = await startDecisionLog(config(), { instanceId: 'i-restart', upstreamUrl: db.url, logger });
+    drive(a, 'i-restart', 10);
+    await a.close();
+    const b = await startDecisionLog(config(), { instanceId: 'i-restart', upstreamUrl: db.url, logger });
+    expect(b.stats().chainSeq).toBeGreaterThan(10);
+    drive(b, 'i-restart', 10);
+    await b.flushToStore();
+    await b.close();
+    const r = await verifyInstance(reader.pool, 'i-restart', undefined);
+    expect(r.ok).toBe(true);
+    expect(r.checked).toBe(2 * (10 + 7));
+  });
+
+  it('creates the audit database on the upstream server when no store URL is given', async () => {
+    const name = `pgwarden_audit_${Math.random().toString(16).slice(2, 8)}`;
+    const cfg = auditConfigSchema.parse({
+      ndjson: 'off',
+      store: { database: name, pollIntervalMs: 10 },
+      spool: { dir: spoolRoot },
+    });
+    const log = await startDecisionLog(cfg, { instanceId: 'i-create', upstreamUrl: db.url, logger });
+    drive(log, 'i-create', 5);
+    expect(await log.flushToStore()).toBe(true);
+    await log.close();
+    const u = new URL(db.url);
+    u.pathname = `/${name}`;
+    const r2 = new AuditReader(u.toString());
+    const page = await r2.search({}, { limit: 10 });
+    expect(page.items).toHaveLength(5);
+    await r2.close();
+    await db.sql(`DROP DATABASE ${name} WITH (FORCE)`);
+  });
+
+  it('keys the chain with an HMAC and reports a chain recomputed without the key', async () => {
+    const key = 'k'.repeat(40);
+    const log = await startDecisionLog(config({ hmacKey: key }), {
+      instanceId: 'i-hmac',
+      upstreamUrl: db.url,
+      logger,
+    });
+    drive(log, 'i-hmac', 6);
+    await log.flushToStore();
+    await log.close();
+    expect((await verifyInstance(reader.pool, 'i-hmac', key)).ok).toBe(true);
+    const wrong = await verifyInstance(reader.pool, 'i-hmac', 'x'.repeat(40));
+    expect(wrong.problem?.kind).toBe('forged');
+  });
+});
