@@ -132,7 +132,11 @@ export function readBind(body: Buffer): BindMessage {
   const statement = r.cstring();
   const nf = r.int16();
   const formats: number[] = [];
-  for (let i = 0; i < nf; i++) formats.push(r.int16());
+  for (let i = 0; i < nf; i++) {
+    const f = r.int16();
+    if (f !== 0 && f !== 1) throw malformed(`unknown parameter format code ${f}`);
+    formats.push(f);
+  }
   const np = r.int16();
   if (nf < 0 || np < 0) throw malformed('negative count');
   if (nf > 1 && nf !== np) throw malformed('parameter format count does not match parameter count');

@@ -1,0 +1,49 @@
+import { describe, expect, it } from 'vitest';
+import { BackendStream } from './backend-stream.js';
+
+function msg(code: string, body: string): Buffer {
+  const b = Buffer.from(body);
+  const out = Buffer.alloc(5 + b.length);
+  out[0] = code.charCodeAt(0);
+  out.writeInt32BE(4 + b.length, 1);
+  b.copy(out, 5);
+  return out;
+}
+
+const stream = Buffer.concat([
+  msg('T', 'rowdesc'),
+  msg('D', 'row-1'),
+  msg('D', 'a much longer row that will be split'),
+  msg('C', 'SELECT 2\0'),
+  msg('E', 'error'),
+  msg('Z', 'I'),
+]);
+
+describe('BackendStream', () => {
+  it('forwards every byte unchanged and inspects every non-row message, for any split', () => {
+    for (let i = 0; i <= stream.length; i++) {
+      const seen: string[] = [];
+      const s = new BackendStream((code) => (seen.push(String.fromCharCode(code)), 'forward'));
+      const out = [...s.push(stream.subarray(0, i)), ...s.push(stream.subarray(i))];
+      expect(Buffer.concat(out)).toEqual(stream);
+      expect(seen).toEqual(['T', 'C', 'E', 'Z']);
+    }
+  });
+
+  it('replaces or drops a message in place', () => {
+    const s = new BackendStream((code) =>
+      code === 0x45 ? Buffer.from('X') : code === 0x54 ? 'drop' : 'forward',
+    );
+    const out = Buffer.concat(s.push(stream)).toString('latin1');
+    expect(out).not.toContain('rowdesc');
+    expect(out).toContain('SELECT 2\0X');
+  });
+
+  it('streams a large row before it has fully arrived', () => {
+    const big = msg('D', 'x'.repeat(1000));
+    const s = new BackendStream(() => 'forward');
+    const first = Buffer.concat(s.push(big.subarray(0, 100)));
+    expect(first.length).toBe(100);
+    expect(Buffer.concat(s.push(big.subarray(100))).length).toBe(big.length - 100);
+  });
+});

@@ -1,0 +1,216 @@
+import pg from 'pg';
+import { serialize } from 'pg-protocol';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { StartupCode } from '../src/protocol/codes.js';
+import { createTestDatabase, type TestDatabase } from './support/db.js';
+import { startTestProxy, type TestProxy } from './support/proxy.js';
+import { RawClient, errorOf, startupPacket } from './support/raw-client.js';
+
+let db: TestDatabase;
+let px: TestProxy;
+
+beforeAll(async () => {
+  db = await createTestDatabase('proto');
+  await db.sql(`CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
+    INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 10) g;
+    CREATE TABLE secrets (id int, secret text);`);
+  px = await startTestProxy(db, {
+    tables: ['public.items'],
+    config: { limits: { maxMessageBytes: 64 * 1024, maxConnections: 20 } },
+  });
+});
+afterAll(async () => {
+  await px?.close();
+  await db?.drop();
+});
+
+/** The proxy must keep serving others after any bad input: checked after each attack. */
+async function stillServes(): Promise<void> {
+  const c = new pg.Client({ connectionString: await px.url() });
+  await c.connect();
+  expect((await c.query('SELECT count(*)::int AS n FROM items')).rows).toEqual([{ n: 10 }]);
+  await c.end();
+}
+
+describe('bad input gets a clear error and the proxy keeps serving', () => {
+  it('garbage before startup', async () => {
+    const c = await RawClient.connect(px.port);
+    c.send(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+    const m = await c.read();
+    expect(errorOf(m)).toMatchObject({ severity: 'FATAL' });
+    expect(await c.read()).toBeUndefined();
+    await stillServes();
+  });
+
+  it('an unsupported protocol version', async () => {
+    const c = await RawClient.connect(px.port);
+    c.send(startupPacket(2 << 16, Buffer.from('user\0x\0\0')));
+    expect(errorOf(await c.read())).toMatchObject({
+      severity: 'FATAL',
+      code: '08P01',
+      message: expect.stringContaining('unsupported frontend protocol 2.0'),
+    });
+    await stillServes();
+  });
+
+  it('protocol 3.2 is negotiated down to 3.0 with NegotiateProtocolVersion', async () => {
+    const c = await RawClient.connect(px.port);
+    const startup = Buffer.from(
+      serialize.startup({ user: 'support-bot', database: db.name, '_pq_.test_option': 'x' }),
+    );
+    startup.writeInt32BE(StartupCode.Protocol32, 4);
+    c.send(startup);
+    const v = await c.read();
+    expect(v?.code).toBe('v');
+    expect(v!.body.readInt32BE(0)).toBe(0);
+    expect(await c.read()).toMatchObject({ code: 'R' });
+    c.send(serialize.password(await px.token()));
+    const msgs = await c.untilReady();
+    expect(msgs.map((m) => m.code)).toContain('K');
+    expect(msgs.at(-1)?.code).toBe('Z');
+    c.close();
+  });
+
+  it('GSSENCRequest is declined and SSLRequest declined when no certificate is configured', async () => {
+    const c = await RawClient.connect(px.port);
+    c.send(startupPacket(StartupCode.GSSENCRequest));
+    expect(await c.readByte()).toBe('N');
+    c.close();
+    const s = await RawClient.connect(px.port);
+    s.send(startupPacket(StartupCode.SSLRequest));
+    expect(await s.readByte()).toBe('N');
+    const msgs = await s.login('support-bot', db.name, await px.token());
+    expect(msgs.at(-1)?.code).toBe('Z');
+    s.close();
+  });
+
+  it('startup options that would change how SQL is read are refused', async () => {
+    for (const extra of [
+      { options: '-c search_path=evil' },
+      { search_path: 'evil' },
+      { replication: 'database' },
+    ]) {
+      const c = await RawClient.connect(px.port);
+      c.send(serialize.startup({ user: 'support-bot', database: db.name, ...extra }));
+      expect(errorOf(await c.read())).toMatchObject({ severity: 'FATAL', code: '28000' });
+    }
+    await stillServes();
+  });
+
+  it('an oversized message ends that session with 54000 only', async () => {
+    const c = await RawClient.connect(px.port);
+    await c.login('support-bot', db.name, await px.token());
+    c.send(serialize.query(`SELECT '${'x'.repeat(100 * 1024)}'`));
+    expect(errorOf(await c.read())).toMatchObject({ severity: 'FATAL', code: '54000' });
+    await stillServes();
+  });
+
+  it('a malformed message ends that session with 08P01', async () => {
+    const c = await RawClient.connect(px.port);
+    await c.login('support-bot', db.name, await px.token());
+    c.send(Buffer.from([0x51, 0, 0, 0, 8, 0x41, 0x42, 0x43, 0x44])); // Query without its terminator
+    expect(errorOf(await c.read())).toMatchObject({ severity: 'FATAL', code: '08P01' });
+    await stillServes();
+  });
+
+  it('unknown message types, CopyData and FunctionCall are refused, never passed through', async () => {
+    const unknown = await RawClient.connect(px.port);
+    await unknown.login('support-bot', db.name, await px.token());
+    unknown.send(Buffer.from([0x21, 0, 0, 0, 4]));
+    expect(errorOf(await unknown.read())).toMatchObject({ severity: 'FATAL', code: '08P01' });
+
+    const copy = await RawClient.connect(px.port);
+    await copy.login('support-bot', db.name, await px.token());
+    copy.send(serialize.copyData(Buffer.from('1\tx\n')));
+    expect(errorOf(await copy.read())).toMatchObject({ severity: 'FATAL', code: '08P01' });
+
+    const fn = await RawClient.connect(px.port);
+    await fn.login('support-bot', db.name, await px.token());
+    // FunctionCall: OID 1 (nonsense), no args, text result.
+    fn.send(Buffer.from([0x46, 0, 0, 0, 14, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]));
+    const reply = await fn.untilReady();
+    expect(errorOf(reply[0])).toMatchObject({ severity: 'ERROR', code: '0A000' });
+    expect(reply.at(-1)?.code).toBe('Z');
+    await stillServes();
+  });
+
+  it('a client that disconnects mid-query does not disturb others', async () => {
+    const c = await RawClient.connect(px.port);
+    await c.login('support-bot', db.name, await px.token());
+    c.send(serialize.query('SELECT pg_sleep(5) FROM items LIMIT 1'));
+    await new Promise((r) => setTimeout(r, 100));
+    c.close();
+    await stillServes();
+  });
+
+  it('refuses connections beyond the limit with 53300', async () => {
+    const clients: RawClient[] = [];
+    for (let i = 0; i < 20; i++) clients.push(await RawClient.connect(px.port));
+    await new Promise((r) => setTimeout(r, 100));
+    const extra = await RawClient.connect(px.port);
+    expect(errorOf(await extra.read())).toMatchObject({ severity: 'FATAL', code: '53300' });
+    for (const c of clients) c.close();
+    await new Promise((r) => setTimeout(r, 200));
+    await stillServes();
+  });
+});
+
+describe('extended protocol error semantics', () => {
+  it('after a denied Parse, skips to Sync and answers one ReadyForQuery with the true status', async () => {
+    const c = await RawClient.connect(px.port);
+    await c.login('support-bot', db.name, await px.token());
+    c.send(
+      Buffer.concat([
+        serialize.query('BEGIN'),
+        serialize.parse({ text: 'SELECT secret FROM secrets' }),
+        serialize.bind({}),
+        serialize.execute({}),
+        serialize.sync(),
+        serialize.parse({ text: 'SELECT 1 FROM items' }),
+        serialize.bind({}),
+        serialize.execute({}),
+        serialize.sync(),
+        serialize.query('ROLLBACK'),
+      ]),
+    );
+    const begin = await c.untilReady();
+    expect(begin.at(-1)?.body.toString()).toBe('T');
+    const denied = await c.untilReady();
+    expect(denied.map((m) => m.code)).toEqual(['E', 'Z']);
+    expect(errorOf(denied[0])).toMatchObject({ code: '42501', message: expect.stringContaining('secrets') });
+    expect(denied[1]!.body.toString()).toBe('E'); // in a failed transaction block, as Postgres would be
+    const aborted = await c.untilReady();
+    expect(errorOf(aborted[0])).toMatchObject({ code: '25P02' });
+    const rollback = await c.untilReady();
+    expect(rollback.at(-1)?.body.toString()).toBe('I');
+    c.close();
+  });
+
+  it('named statements and portals, pipelined, with Describe and Close', async () => {
+    const c = await RawClient.connect(px.port);
+    await c.login('support-bot', db.name, await px.token());
+    c.send(
+      Buffer.concat([
+        serialize.parse({ name: 'q1', text: 'SELECT name FROM items WHERE id = $1', types: [23] }),
+        serialize.describe({ type: 'S', name: 'q1' }),
+        serialize.bind({ statement: 'q1', portal: 'p1', values: ['3'] }),
+        serialize.execute({ portal: 'p1' }),
+        serialize.bind({ statement: 'q1', portal: 'p2', values: ['4'] }),
+        serialize.execute({ portal: 'p2' }),
+        serialize.close({ type: 'S', name: 'q1' }),
+        serialize.sync(),
+      ]),
+    );
+    const msgs = await c.untilReady();
+    expect(msgs.map((m) => m.code).join('')).toBe('1tT2DC2DC3Z');
+    expect(msgs.filter((m) => m.code === 'D').map((m) => m.body.subarray(6).toString())).toEqual([
+      'item 3',
+      'item 4',
+    ]);
+    // The statement was closed: binding it again is refused by pgwarden, which never judged it.
+    c.send(Buffer.concat([serialize.bind({ statement: 'q1' }), serialize.execute({}), serialize.sync()]));
+    const after = await c.untilReady();
+    expect(errorOf(after[0])).toMatchObject({ code: '42501' });
+    c.close();
+  });
+});
