@@ -1,0 +1,129 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import postgres from 'postgres';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './support/db.js';
+import { startTestProxy, type TestProxy } from './support/proxy.js';
+
+const run = promisify(execFile);
+let db: TestDatabase;
+let px: TestProxy;
+
+/** What pgbench reads at start (its partition check) plus its own tables. */
+const pgbenchTables = [
+  'public.pgbench_accounts',
+  'public.pgbench_branches',
+  'public.pgbench_tellers',
+  'public.pgbench_history',
+  'pg_catalog.pg_class',
+  'pg_catalog.pg_namespace',
+  'pg_catalog.pg_partitioned_table',
+  'pg_catalog.pg_inherits',
+  // postgres.js reads array types at connect.
+  'pg_catalog.pg_type',
+];
+
+beforeAll(async () => {
+  db = await createTestDatabase('clients');
+  await db.sql(`CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
+    INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 50) g;
+    CREATE TABLE secrets (id int, secret text); INSERT INTO secrets VALUES (1, 'hidden');`);
+  await run('pgbench', ['-i', '-s', '1', '-q', db.url], { env: { ...process.env } });
+  px = await startTestProxy(db, { tables: ['public.items', ...pgbenchTables] });
+});
+afterAll(async () => {
+  await px?.close();
+  await db?.drop();
+});
+
+describe('psql (simple protocol)', () => {
+  it('runs allowed statements and shows the denial for others', async () => {
+    const url = await px.url();
+    const ok = await run('psql', [url, '-XAtc', 'SELECT name FROM items WHERE id = 2']);
+    expect(ok.stdout.trim()).toBe('item 2');
+    const denied = await run('psql', [url, '-XAtc', 'SELECT secret FROM secrets']).catch(
+      (e: { stderr: string }) => e,
+    );
+    expect((denied as { stderr: string }).stderr).toMatch(/ERROR:.*secrets/);
+  });
+
+  it('judges a multi-statement query as a whole: one denial and nothing runs', async () => {
+    const url = await px.url();
+    const before = px.sink.records.length;
+    const r = await run('psql', [
+      url,
+      '-XAtc',
+      "SELECT 'first' FROM items LIMIT 1; SELECT secret FROM secrets",
+    ]).catch((e: { stderr: string; stdout: string }) => e);
+    expect((r as { stdout: string }).stdout).not.toContain('first');
+    const recs = px.sink.records.slice(before).filter((x) => x.kind === 'statement');
+    expect(recs.map((x) => x.verdict)).toEqual(['deny']);
+  });
+});
+
+describe('node-postgres', () => {
+  it('keeps a transaction in step after a denied statement (extended protocol)', async () => {
+    const c = new pg.Client({ connectionString: await px.url() });
+    await c.connect();
+    try {
+      await c.query('BEGIN');
+      expect((await c.query('SELECT name FROM items WHERE id = $1', [1])).rows).toEqual([{ name: 'item 1' }]);
+      await expect(c.query('SELECT secret FROM secrets WHERE id = $1', [1])).rejects.toMatchObject({
+        code: '42501',
+      });
+      await expect(c.query('SELECT 1 FROM items LIMIT 1')).rejects.toMatchObject({ code: '25P02' });
+      await c.query('ROLLBACK');
+      expect((await c.query('SELECT count(*)::int AS n FROM items')).rows).toEqual([{ n: 50 }]);
+    } finally {
+      await c.end();
+    }
+  });
+});
+
+describe('postgres.js', () => {
+  it('uses named prepared statements and pipelines many queries on one connection', async () => {
+    const sql = postgres(await px.url(), { max: 1, prepare: true, onnotice: () => {} });
+    try {
+      const ids = Array.from({ length: 40 }, (_, i) => i + 1);
+      const rows = await Promise.all(ids.map((id) => sql`SELECT name FROM items WHERE id = ${id}`));
+      expect(rows.map((r) => r[0]?.name)).toEqual(ids.map((id) => `item ${id}`));
+      await expect(sql`SELECT secret FROM secrets WHERE id = ${1}`).rejects.toMatchObject({ code: '42501' });
+      const again = await sql`SELECT name FROM items WHERE id = ${5}`;
+      expect(again[0]?.name).toBe('item 5');
+    } finally {
+      await sql.end();
+    }
+  });
+});
+
+describe('pgbench', () => {
+  for (const mode of ['simple', 'extended', 'prepared']) {
+    it(`-S -M ${mode} completes every transaction through pgwarden`, async () => {
+      const token = await px.token();
+      const { stdout } = await run(
+        'pgbench',
+        [
+          '-n',
+          '-S',
+          '-M',
+          mode,
+          '-c',
+          '2',
+          '-t',
+          '50',
+          '-h',
+          '127.0.0.1',
+          '-p',
+          String(px.port),
+          '-U',
+          'support-bot',
+          db.name,
+        ],
+        { env: { ...process.env, PGPASSWORD: token } },
+      );
+      expect(stdout).toMatch(/number of transactions actually processed: 100\/100/);
+      expect(stdout).toMatch(/number of failed transactions: 0/);
+    });
+  }
+});
