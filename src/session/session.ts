@@ -240,7 +240,7 @@ export class Session {
           this.client.once('drain', () => upstream.resume());
         }
       }
-      if (this.endAfterWrite) this.fatal(this.endAfterWrite);
+      if (this.endAfterWrite) this.close(this.endAfterWrite.code);
     });
     upstream.on('error', () => this.upstreamLost());
     upstream.on('close', () => this.upstreamLost());
@@ -583,6 +583,8 @@ export class Session {
   // ---- server → client -------------------------------------------------------------------
 
   private onBackendMessage(code: number, body: Buffer): Disposition {
+    // Once the session is condemned nothing more from the server reaches the client.
+    if (this.endAfterWrite) return 'drop';
     switch (code) {
       case Backend.ParseComplete:
       case Backend.BindComplete:
@@ -651,10 +653,11 @@ export class Session {
         const want = this.pinned.get(name);
         if (want !== undefined && value !== want) {
           this.log.warn({ event: 'session_drift', parameter: name, value }, 'pinned setting changed');
-          this.endAfterWrite = new PgwardenError('PGW_SESSION_DRIFT', {
-            message: `${errors.PGW_SESSION_DRIFT.message} (${name} became "${value}")`,
-          });
-          return 'drop';
+          return this.condemn(
+            new PgwardenError('PGW_SESSION_DRIFT', {
+              message: `${errors.PGW_SESSION_DRIFT.message} (${name} became "${value}")`,
+            }),
+          );
         }
         return 'forward';
       }
@@ -662,11 +665,18 @@ export class Session {
         // CopyInResponse, CopyBothResponse, FunctionCallResponse and anything unknown: pgwarden
         // never asks for these, so their arrival means the server and pgwarden disagree.
         this.log.error({ event: 'unexpected_backend_message', code: String.fromCharCode(code) });
-        this.endAfterWrite = new PgwardenError('PGW_INTERNAL', {
-          message: 'unexpected message from the database; session ended',
-        });
-        return 'drop';
+        return this.condemn(
+          new PgwardenError('PGW_INTERNAL', {
+            message: 'unexpected message from the database; session ended',
+          }),
+        );
     }
+  }
+
+  /** Ends the session after this chunk: the client gets the FATAL error in place of the message. */
+  private condemn(err: PgwardenError): Buffer {
+    this.endAfterWrite = err;
+    return be.errorResponse({ severity: 'FATAL', sqlstate: err.sqlstate, message: err.message });
   }
 
   private complete(p: Pending, command?: string): void {

@@ -1,0 +1,190 @@
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { serialize } from 'pg-protocol';
+import postgres from 'postgres';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createMemorySink } from '../src/audit/log-only-sink.js';
+import type { Judge } from '../src/policy/verdict.js';
+import { createTestDatabase, type TestDatabase } from './support/db.js';
+import { startEmbeddedPostgres, type RunningPostgres } from './support/embedded.js';
+import { startTestProxy, type TestProxy } from './support/proxy.js';
+import { RawClient, errorOf } from './support/raw-client.js';
+
+const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+
+/**
+ * Allows every statement. Only for testing the proxy's own defences that must hold even when
+ * the policy lets a statement through (pinned settings).
+ */
+const allowEverything: Judge = {
+  judge: () => ({
+    verdict: {
+      kind: 'allow',
+      ruleIds: [],
+      reasons: [],
+      tables: [],
+      columns: [],
+      flags: [],
+      statementKinds: [],
+    },
+    fingerprint: '',
+    judgeMicros: 0,
+    cached: false,
+  }),
+};
+
+let db: TestDatabase;
+let px: TestProxy;
+
+beforeAll(async () => {
+  db = await createTestDatabase('resil');
+  await db.sql(`CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
+    INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 10) g;`);
+  px = await startTestProxy(db, {
+    tables: ['public.items'],
+    config: {
+      tls: { certFile: fixture('tls.crt'), keyFile: fixture('tls.key'), allowPlaintext: 'loopback' },
+    },
+  });
+});
+afterAll(async () => {
+  await px?.close();
+  await db?.drop();
+});
+
+describe('TLS', () => {
+  it('upgrades on SSLRequest (sslmode=require) and serves queries', async () => {
+    const c = new pg.Client({ connectionString: await px.url(), ssl: { rejectUnauthorized: false } });
+    await c.connect();
+    expect((await c.query('SELECT count(*)::int AS n FROM items')).rows).toEqual([{ n: 10 }]);
+    expect(
+      (c as unknown as { connection: { stream: { encrypted?: boolean } } }).connection.stream.encrypted,
+    ).toBe(true);
+    await c.end();
+  });
+
+  it('refuses plaintext where only TLS is allowed (08004)', async () => {
+    const strict = await startTestProxy(db, {
+      tables: ['public.items'],
+      config: { tls: { allowPlaintext: 'never' } },
+    });
+    const c = new pg.Client({ connectionString: await strict.url() });
+    await expect(c.connect()).rejects.toMatchObject({ code: '08004' });
+    await strict.close();
+  });
+});
+
+describe('tokens', () => {
+  it('a token that expires during a session ends it at the next statement with FATAL 28000', async () => {
+    const c = await RawClient.connect(px.port);
+    const ready = await c.login('support-bot', db.name, await px.token({ ttlSeconds: 2 }));
+    expect(ready.at(-1)?.code).toBe('Z');
+    // jose allows clock tolerance of auth.clockToleranceSec (5 s by default) at login only; the
+    // session checks exp exactly.
+    await new Promise((r) => setTimeout(r, 2200));
+    c.send(serialize.query('SELECT 1 FROM items LIMIT 1'));
+    const m = await c.read();
+    expect(errorOf(m)).toMatchObject({
+      severity: 'FATAL',
+      code: '28000',
+      message: expect.stringContaining('expired'),
+    });
+    expect(await c.read()).toBeUndefined();
+  });
+
+  it('the agent comes from the act claim, else the startup user name', async () => {
+    const c = new pg.Client({
+      connectionString: (await px.url({ agent: undefined })).replace('support-bot', 'report-bot'),
+    });
+    await c.connect();
+    await c.query("SELECT 'who-am-i' FROM items LIMIT 1");
+    await c.end();
+    const rec = px.sink.records.find((r) => r.sql?.includes('who-am-i'));
+    expect(rec?.agent).toBe('report-bot');
+  });
+});
+
+describe('cancel and backpressure', () => {
+  it('CancelRequest with pgwarden key data cancels the upstream query', async () => {
+    const sql = postgres(await px.url(), { max: 1, onnotice: () => {}, fetch_types: false });
+    const q = sql`SELECT pg_sleep(10) FROM items LIMIT 1`;
+    const started = Date.now();
+    setTimeout(() => void q.cancel(), 300);
+    await expect(q).rejects.toMatchObject({ code: '57014' });
+    expect(Date.now() - started).toBeLessThan(5000);
+    await sql.end();
+  });
+
+  it('streams a large result with backpressure instead of buffering it', async () => {
+    const c = await RawClient.connect(px.port);
+    await c.login('support-bot', db.name, await px.token());
+    c.socket.pause();
+    // ~400 MB of rows; pgwarden must not read them faster than the client takes them.
+    c.send(serialize.query("SELECT repeat('x', 4000) FROM generate_series(1, 10000), items"));
+    const rss0 = process.memoryUsage().rss;
+    await new Promise((r) => setTimeout(r, 3000));
+    const grown = process.memoryUsage().rss - rss0;
+    expect(grown).toBeLessThan(150 * 1024 * 1024);
+    c.close();
+  });
+});
+
+describe('drift of pinned settings', () => {
+  it('ends the session if the server reports a changed client_encoding or search_path', async () => {
+    const open = await startTestProxy(db, { judge: allowEverything });
+    const c = new pg.Client({ connectionString: await open.url() });
+    c.on('error', () => {});
+    await c.connect();
+    await expect(c.query("SET client_encoding = 'LATIN1'")).rejects.toMatchObject({ code: '42501' });
+    await open.close();
+  });
+});
+
+describe('upstream that goes away', () => {
+  let server: RunningPostgres;
+  let proxy: TestProxy;
+
+  beforeAll(async () => {
+    server = await startEmbeddedPostgres();
+    const url = new URL(server.url);
+    proxy = await startTestProxy(
+      {
+        url: server.url,
+        name: 'postgres',
+        host: url.hostname,
+        port: server.port,
+        user: 'postgres',
+        password: 'postgres',
+        sql: async () => [],
+        drop: async () => {},
+      },
+      { tables: ['pg_catalog.pg_class'], sink: createMemorySink() },
+    );
+  });
+  afterAll(async () => {
+    await proxy?.close();
+    await server?.destroy();
+  });
+
+  it('ends affected sessions with 08006, refuses new ones while down, and serves again after restart', async () => {
+    const c = new pg.Client({ connectionString: await proxy.url() });
+    const errors: unknown[] = [];
+    c.on('error', (e) => errors.push(e));
+    await c.connect();
+    expect((await c.query('SELECT count(*) > 0 AS ok FROM pg_catalog.pg_class')).rows).toEqual([
+      { ok: true },
+    ]);
+    await server.stop();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(errors).toContainEqual(expect.objectContaining({ code: '08006' }));
+    const down = new pg.Client({ connectionString: await proxy.url() });
+    await expect(down.connect()).rejects.toMatchObject({ code: '08006' });
+    await server.start();
+    const again = new pg.Client({ connectionString: await proxy.url() });
+    await again.connect();
+    expect((await again.query('SELECT count(*) > 0 AS ok FROM pg_catalog.pg_class')).rows).toEqual([
+      { ok: true },
+    ]);
+    await again.end();
+  });
+});
