@@ -18,6 +18,7 @@ import {
   postmasterGone,
   registerPostgresDataDir,
   run,
+  shuttingDown,
 } from './lib/processes.js';
 import { markdownTable, type Measurements, type TargetName } from './lib/report.js';
 import { libpqEnv, modes as allModes, runPgbench, type Endpoint, type Mode } from './lib/targets.js';
@@ -248,7 +249,7 @@ async function main(): Promise<void> {
 try {
   await main();
 } catch (err) {
-  console.error(`\nbench failed: ${(err as Error).message}`);
+  if (!shuttingDown()) console.error(`\nbench failed: ${(err as Error).message}`);
   process.exitCode = 1;
 } finally {
   await cleanup();

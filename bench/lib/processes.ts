@@ -185,6 +185,11 @@ function finalSweepSync(): void {
 
 let cleaning: Promise<void> | undefined;
 
+/** True once cleanup has begun: a child failing after that was stopped by us, not a bench error. */
+export function shuttingDown(): boolean {
+  return cleaning !== undefined;
+}
+
 /** Runs the registered tasks newest first, then kills and deletes whatever is left. Idempotent. */
 export function cleanup(): Promise<void> {
   cleaning ??= (async () => {
