@@ -1,0 +1,34 @@
+import { readFileSync } from 'node:fs';
+import type { Catalog, CatalogRelation } from './catalog.js';
+
+/**
+ * A catalog saved to a file, for `pgwarden explain` / `rules test` without a database and for the
+ * grammar tests. System relations keep their names only (nothing resolves their columns), and
+ * keys are sorted so the file diffs cleanly.
+ */
+export function catalogSnapshot(catalog: Catalog): string {
+  const relations: Record<string, Record<string, CatalogRelation>> = {};
+  for (const schema of Object.keys(catalog.relations).sort()) {
+    const out: Record<string, CatalogRelation> = {};
+    const rels = catalog.relations[schema] ?? {};
+    for (const name of Object.keys(rels).sort()) {
+      const r = rels[name] as CatalogRelation;
+      out[name] = schema === 'pg_catalog' ? { ...r, columns: [] } : r;
+    }
+    relations[schema] = out;
+  }
+  const functions: Record<string, Record<string, { safe: boolean }>> = {};
+  for (const schema of Object.keys(catalog.functions).sort()) {
+    const fns = catalog.functions[schema] ?? {};
+    functions[schema] = Object.fromEntries(
+      Object.keys(fns)
+        .sort()
+        .map((n) => [n, { safe: fns[n]?.safe === true }]),
+    );
+  }
+  return `${JSON.stringify({ searchPath: catalog.searchPath, relations, functions, userOperators: catalog.userOperators })}\n`;
+}
+
+export function readCatalogSnapshot(file: string): Catalog {
+  return JSON.parse(readFileSync(file, 'utf8')) as Catalog;
+}

@@ -1,0 +1,272 @@
+import type { ErrorCode } from '../errors/registry.js';
+import type { Node } from '../sql/ast.js';
+import { deparseStatements } from '../sql/deparse.js';
+import { literalKey } from '../sql/literal-key.js';
+import { fingerprint, parseSql } from '../sql/parse.js';
+import { Denial, RewriteContext } from '../rewrite/context.js';
+import { checkInvariant } from '../rewrite/invariant.js';
+import { setTypeNameParser } from '../rewrite/scoped.js';
+import { rewriteStatement } from '../rewrite/statement.js';
+import type { Catalog } from './catalog.js';
+import { BoundedCache } from './decision-cache.js';
+import { effectivePolicy, parseTypeName, type EffectivePolicy } from './effective.js';
+import type { Rules } from './rules-schema.js';
+import type { Judge, JudgeContext, Judgement, Verdict, VerdictFacts } from './verdict.js';
+
+setTypeNameParser(parseTypeName);
+
+export interface PolicyJudgeOptions {
+  readonly searchPath: string;
+  /** Entries per cache (exact text, and literal-normalised shapes). Default 10,000. */
+  readonly cacheSize?: number;
+}
+
+/** What is cached: the verdict, and for a shape, a template to re-insert the literals into. */
+interface Entry {
+  readonly verdict: Verdict;
+  readonly fingerprint: string;
+  /** For literal-shape entries of rewrites: the rewritten SQL split around literal markers. */
+  readonly pieces?: readonly string[];
+}
+
+const MARKER_BASE = 1_000_000;
+
+function facts(ctx: RewriteContext | undefined, kinds: string[]): VerdictFacts {
+  return {
+    ruleIds: ctx ? [...ctx.ruleIds] : [],
+    reasons: ctx ? [...ctx.reasons] : [],
+    tables: ctx ? [...ctx.tables] : [],
+    columns: ctx ? [...ctx.columns] : [],
+    flags: ctx ? [...ctx.flags] : [],
+    statementKinds: kinds,
+  };
+}
+
+function deny(
+  f: VerdictFacts,
+  message: string,
+  reason: string,
+  code: ErrorCode,
+  extra: { ruleId?: string; flags?: string[]; hint?: string } = {},
+): Verdict {
+  return {
+    ...f,
+    reasons: [...f.reasons, reason],
+    ruleIds: extra.ruleId ? [...f.ruleIds, extra.ruleId] : f.ruleIds,
+    flags: [...f.flags, ...(extra.flags ?? [])],
+    kind: 'deny',
+    code,
+    message,
+    ...(extra.hint ? { hint: extra.hint } : {}),
+  };
+}
+
+/** Collects every A_Const node, by parser location, so literals can be swapped for markers. */
+function constsByLocation(node: unknown, out: Map<number, Node[]>): void {
+  if (Array.isArray(node)) {
+    for (const n of node) constsByLocation(n, out);
+    return;
+  }
+  if (node === null || typeof node !== 'object') return;
+  const c = (node as { A_Const?: { location?: number } }).A_Const;
+  if (c && typeof c.location === 'number') {
+    const list = out.get(c.location) ?? [];
+    list.push(node as Node);
+    out.set(c.location, list);
+  }
+  for (const v of Object.values(node)) constsByLocation(v, out);
+}
+
+/**
+ * The policy engine behind the proxy's seam. Pure given (rules, catalog, identity, session): each
+ * statement is parsed with PostgreSQL's grammar, every relation resolved and scoped, every
+ * function, type and column checked, the result deparsed, re-parsed and checked again.
+ */
+export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJudgeOptions): Judge {
+  const size = opts.cacheSize ?? 10_000;
+  const exact = new BoundedCache<Entry>(size);
+  const shapes = new BoundedCache<Entry>(size);
+  const policies = new Map<string, EffectivePolicy>();
+  const roleNames = Object.keys(rules.roles ?? {});
+
+  const policyFor = (roles: readonly string[]): { key: string; policy: EffectivePolicy } => {
+    const key = roleNames.filter((r) => roles.includes(r)).join(',');
+    let policy = policies.get(key);
+    if (!policy) {
+      policy = effectivePolicy(rules, catalog, roles);
+      policies.set(key, policy);
+    }
+    return { key, policy };
+  };
+
+  function evaluate(
+    sql: string,
+    jc: JudgeContext,
+    policy: EffectivePolicy,
+  ): { entry: Entry; cacheable: boolean; shape?: Entry } {
+    const kinds: string[] = [];
+    let parsed;
+    try {
+      parsed = parseSql(sql);
+    } catch (err) {
+      const verdict = deny(
+        facts(undefined, []),
+        `syntax error: ${(err as Error).message}`,
+        'syntax_error',
+        'PGW_SYNTAX_ERROR',
+      );
+      return { entry: { verdict, fingerprint: '' }, cacheable: true };
+    }
+    const stmts = parsed.stmts.map((s) => s.stmt as Node);
+    for (const s of stmts) kinds.push(Object.keys(s)[0] ?? 'unknown');
+    const fp = fingerprint(sql);
+    const tenant = jc.identity.tenant;
+    if (!tenant) {
+      const verdict = deny(
+        facts(undefined, kinds),
+        'your token carries no tenant, so pgwarden cannot scope any query',
+        'no_tenant',
+        'PGW_POLICY_DENIED',
+      );
+      return { entry: { verdict, fingerprint: fp }, cacheable: true };
+    }
+    if (stmts.length === 0)
+      return {
+        entry: { verdict: { ...facts(undefined, kinds), kind: 'allow' }, fingerprint: fp },
+        cacheable: true,
+      };
+    const ctx = new RewriteContext(policy, catalog, tenant, jc.protocol, jc.session);
+    const lk = literalKey(sql);
+    const consts = new Map<number, Node[]>();
+    if (lk) constsByLocation(stmts, consts);
+    const before = JSON.stringify(stmts);
+    try {
+      for (const s of stmts) rewriteStatement(s, ctx);
+    } catch (err) {
+      if (!(err instanceof Denial)) throw err;
+      const verdict = deny(
+        facts(ctx, kinds),
+        err.message,
+        err.reason,
+        err.opts.code ?? 'PGW_POLICY_DENIED',
+        err.opts,
+      );
+      return {
+        entry: { verdict, fingerprint: fp },
+        cacheable: !ctx.sessionDependent,
+        ...(ctx.literalSensitive ? {} : { shape: { verdict, fingerprint: fp } }),
+      };
+    }
+    const changed = JSON.stringify(stmts) !== before;
+    const base = facts(ctx, kinds);
+    const extras = {
+      ...(ctx.paramChecks.length ? { paramChecks: ctx.paramChecks } : {}),
+      ...(ctx.effects ? { effects: ctx.effects } : {}),
+    };
+    let out = sql;
+    let check = stmts;
+    if (changed) {
+      out = deparseStatements(stmts);
+      try {
+        check = parseSql(out).stmts.map((s) => s.stmt as Node);
+      } catch (err) {
+        const verdict = deny(
+          base,
+          'pgwarden could not check its own rewrite; the statement was denied',
+          `rewrite_unparsable: ${(err as Error).message}`,
+          'PGW_INTERNAL',
+        );
+        return { entry: { verdict, fingerprint: fp }, cacheable: true };
+      }
+    }
+    const violation =
+      check.length === stmts.length
+        ? checkInvariant(check, policy, catalog, tenant, ctx.paramChecks)
+        : 'statement count changed';
+    if (violation !== undefined) {
+      const verdict = deny(
+        base,
+        'pgwarden could not prove its rewrite keeps you in your tenant; the statement was denied',
+        `invariant_violation: ${violation}`,
+        'PGW_INTERNAL',
+      );
+      return { entry: { verdict, fingerprint: fp }, cacheable: true };
+    }
+    const verdict: Verdict = changed
+      ? { ...base, ...extras, kind: 'rewrite', sql: out }
+      : { ...base, ...extras, kind: 'allow' };
+    const entry: Entry = { verdict, fingerprint: fp };
+    const cacheable = !ctx.sessionDependent;
+    if (!lk || ctx.literalSensitive || ctx.sessionDependent || ctx.paramChecks.length > 0)
+      return { entry, cacheable };
+    if (!changed) return { entry, cacheable, shape: entry };
+    // Swap the agent's literals for markers and deparse again: the template for this shape.
+    const marked: Node[] = [];
+    for (const [start] of lk.spans) {
+      const at = consts.get(start);
+      if (at?.length !== 1 || !at[0]) return { entry, cacheable };
+      marked.push(at[0]);
+    }
+    marked.forEach((n, i) => {
+      delete (n as Record<string, unknown>).A_Const;
+      (n as Record<string, unknown>).ParamRef = { number: MARKER_BASE + i };
+    });
+    const template = deparseStatements(stmts);
+    const pieces = template.split(/\$(1\d{6})\b/);
+    const order = pieces.filter((_, i) => i % 2 === 1).map((m) => Number(m) - MARKER_BASE);
+    if (order.length !== marked.length || order.some((m, i) => m !== i)) return { entry, cacheable };
+    return {
+      entry,
+      cacheable,
+      shape: { verdict, fingerprint: fp, pieces: pieces.filter((_, i) => i % 2 === 0) },
+    };
+  }
+
+  function fromShape(shape: Entry, sql: string, spans: readonly (readonly [number, number])[]): Verdict {
+    if (!shape.pieces || shape.verdict.kind !== 'rewrite') return shape.verdict;
+    let out = shape.pieces[0] ?? '';
+    for (let i = 0; i < spans.length; i++) {
+      const [s, e] = spans[i] as readonly [number, number];
+      out += sql.slice(s, e) + (shape.pieces[i + 1] ?? '');
+    }
+    return { ...shape.verdict, sql: out };
+  }
+
+  return {
+    judge(sql: string, jc: JudgeContext): Judgement {
+      const start = performance.now();
+      const micros = (): number => Math.round((performance.now() - start) * 1000);
+      try {
+        const { key: roleKey, policy } = policyFor(jc.identity.roles);
+        const prefix = `${jc.identity.tenant}\u0001${roleKey}\u0001`;
+        const hit = exact.get(prefix + sql);
+        if (hit)
+          return { verdict: hit.verdict, fingerprint: hit.fingerprint, cached: true, judgeMicros: micros() };
+        const lk = literalKey(sql);
+        const shapeKey = lk ? prefix + lk.key : undefined;
+        const shapeHit = shapeKey !== undefined && lk ? shapes.get(shapeKey) : undefined;
+        if (shapeHit && lk) {
+          const verdict = fromShape(shapeHit, sql, lk.spans);
+          return { verdict, fingerprint: shapeHit.fingerprint, cached: true, judgeMicros: micros() };
+        }
+        const r = evaluate(sql, jc, policy);
+        if (r.cacheable) exact.set(prefix + sql, r.entry);
+        if (r.shape && shapeKey !== undefined) shapes.set(shapeKey, r.shape);
+        return {
+          verdict: r.entry.verdict,
+          fingerprint: r.entry.fingerprint,
+          cached: false,
+          judgeMicros: micros(),
+        };
+      } catch (err) {
+        const verdict = deny(
+          facts(undefined, []),
+          'internal pgwarden error; the statement was denied',
+          `internal: ${(err as Error).message}`,
+          'PGW_INTERNAL',
+        );
+        return { verdict, fingerprint: '', cached: false, judgeMicros: micros() };
+      }
+    },
+  };
+}

@@ -1,0 +1,91 @@
+import type { Catalog } from './catalog.js';
+
+/**
+ * Built-in functions agents may never call, although their argument types look harmless:
+ * they run SQL given as a string (query_to_xml family, cursor_to_xml, ts_stat, ts_rewrite),
+ * reach outside the database or the session (lo_*, dblink, pg_read_file, pg_notify, advisory
+ * locks, pg_sleep), change settings (set_config) or sequences, or describe objects by name.
+ */
+const deniedNames = new Set([
+  'query_to_xml',
+  'query_to_xml_and_xmlschema',
+  'query_to_xmlschema',
+  'cursor_to_xml',
+  'cursor_to_xmlschema',
+  'table_to_xml',
+  'table_to_xml_and_xmlschema',
+  'table_to_xmlschema',
+  'schema_to_xml',
+  'schema_to_xml_and_xmlschema',
+  'schema_to_xmlschema',
+  'database_to_xml',
+  'database_to_xml_and_xmlschema',
+  'database_to_xmlschema',
+  'ts_stat',
+  'ts_rewrite',
+  'set_config',
+  'nextval',
+  'setval',
+  'currval',
+  'lastval',
+  'loread',
+  'lowrite',
+  'obj_description',
+  'col_description',
+  'shobj_description',
+  'row_security_active',
+  'gin_clean_pending_list',
+  'txid_current_snapshot',
+  'current_setting',
+]);
+
+const deniedPrefixes = ['pg_', 'lo_', 'dblink', 'has_', 'to_reg', 'brin_', 'binary_upgrade'];
+
+/** pg_* functions that only compute on their arguments. */
+const allowedPgPrefixed = new Set([
+  'pg_typeof',
+  'pg_size_pretty',
+  'pg_size_bytes',
+  'pg_column_size',
+  'pg_input_is_valid',
+  'pg_input_error_info',
+  'pg_client_encoding',
+]);
+
+function builtinAllowed(name: string, catalog: Catalog): boolean {
+  if (deniedNames.has(name)) return false;
+  if (deniedPrefixes.some((p) => name.startsWith(p)) && !allowedPgPrefixed.has(name)) return false;
+  return catalog.functions.pg_catalog?.[name]?.safe === true;
+}
+
+export type FunctionDecision =
+  { ok: true; qualified: string } | { ok: false; qualified: string; why: string };
+
+/**
+ * Resolves a function name as Postgres would (an unqualified name is looked up in every schema of
+ * the search path, pg_catalog first) and decides. A name that exists in more than one schema of
+ * the path is refused unless written schema-qualified, because overload resolution could pick
+ * the user-defined one for some argument types.
+ * https://www.postgresql.org/docs/current/typeconv-func.html
+ */
+export function decideFunction(
+  parts: readonly string[],
+  catalog: Catalog,
+  allowedUser: ReadonlySet<string>,
+): FunctionDecision {
+  const name = parts[parts.length - 1] ?? '';
+  if (parts.length > 2) return { ok: false, qualified: parts.join('.'), why: 'cross-database reference' };
+  const decide = (schema: string): FunctionDecision => {
+    const qualified = `${schema}.${name}`;
+    if (schema === 'pg_catalog')
+      return builtinAllowed(name, catalog)
+        ? { ok: true, qualified }
+        : { ok: false, qualified, why: 'denied' };
+    return allowedUser.has(qualified) ? { ok: true, qualified } : { ok: false, qualified, why: 'not_listed' };
+  };
+  if (parts.length === 2) return decide(parts[0] ?? '');
+  const homes = catalog.searchPath.filter((s) => catalog.functions[s]?.[name] !== undefined);
+  if (homes.length === 0) return { ok: false, qualified: name, why: 'unknown' };
+  if (homes.length > 1) return { ok: false, qualified: name, why: 'ambiguous' };
+  return decide(homes[0] ?? '');
+}

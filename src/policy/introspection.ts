@@ -1,0 +1,26 @@
+/**
+ * System catalog relations that agents may read when the rules list them (`introspection:`).
+ * They describe the schema, never row data: pg_statistic, pg_stats, pg_proc (function bodies),
+ * pg_views / pg_rules (definitions), pg_authid, pg_settings and the pg_stat_* views are not here,
+ * because they hold values, source text or cluster-wide state. What this set does reveal: the
+ * names, columns and row-count estimates (pg_class.reltuples) of every relation, listed or not.
+ *
+ * The first four are what pgbench reads at start (it asks whether pgbench_accounts is partitioned).
+ */
+export const safeIntrospection = [
+  'pg_catalog.pg_class',
+  'pg_catalog.pg_namespace',
+  'pg_catalog.pg_partitioned_table',
+  'pg_catalog.pg_inherits',
+  'pg_catalog.pg_type',
+  'pg_catalog.pg_attribute',
+  'pg_catalog.pg_index',
+  'pg_catalog.pg_constraint',
+  'pg_catalog.pg_attrdef',
+  'pg_catalog.pg_enum',
+  'pg_catalog.pg_range',
+  'pg_catalog.pg_am',
+  'pg_catalog.pg_collation',
+] as const;
+
+export type SafeIntrospection = (typeof safeIntrospection)[number];

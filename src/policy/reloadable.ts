@@ -1,0 +1,87 @@
+import { watch as watchPath } from 'node:fs';
+import type { Catalog } from './catalog.js';
+import { checkRulesAgainstCatalog } from './catalog.js';
+import { createPolicyJudge } from './engine.js';
+import { loadRules, RulesError } from './rules-load.js';
+import type { Rules } from './rules-schema.js';
+import type { Judge } from './verdict.js';
+
+export interface ReloadLogger {
+  info(o: object, m?: string): void;
+  warn(o: object, m?: string): void;
+}
+
+export interface ReloadableJudge {
+  /** Always judges with the rules in force; a reload swaps them in one assignment. */
+  readonly judge: Judge;
+  reload(): Promise<{ ok: boolean; error?: string }>;
+  /** Reloads when a rules file changes (debounced); returns a function that stops watching. */
+  watch(): () => void;
+}
+
+/** Loads rules and catalog, checks one against the other and builds a judge; throws RulesError. */
+export async function buildJudge(
+  rulesPaths: readonly string[],
+  catalog: () => Promise<Catalog>,
+  searchPath: string,
+): Promise<{ judge: Judge; rules: Rules }> {
+  const rules = await loadRules(rulesPaths);
+  const cat = await catalog();
+  const problems = checkRulesAgainstCatalog(rules, cat);
+  if (problems.length > 0) throw new RulesError(problems);
+  return { judge: createPolicyJudge(rules, cat, { searchPath }), rules };
+}
+
+/**
+ * The judge the proxy holds for its whole life. The first load must succeed (pgwarden does not
+ * start without valid rules); later reloads that fail leave the previous rules in force.
+ */
+export async function createReloadableJudge(opts: {
+  rulesPaths: string[];
+  loadCatalog: () => Promise<Catalog>;
+  searchPath: string;
+  logger?: ReloadLogger;
+}): Promise<ReloadableJudge> {
+  let current = (await buildJudge(opts.rulesPaths, opts.loadCatalog, opts.searchPath)).judge;
+  let generation = 0;
+  const judge: Judge = { judge: (sql, ctx) => current.judge(sql, ctx) };
+
+  const reload = async (): Promise<{ ok: boolean; error?: string }> => {
+    const mine = ++generation;
+    try {
+      const next = await buildJudge(opts.rulesPaths, opts.loadCatalog, opts.searchPath);
+      // A slower, older reload must not overwrite a newer one.
+      if (mine !== generation) return { ok: false, error: 'superseded by a newer reload' };
+      current = next.judge;
+      opts.logger?.info(
+        { event: 'rules_loaded', tables: Object.keys(next.rules.tables).length },
+        'rules loaded',
+      );
+      return { ok: true };
+    } catch (err) {
+      const error =
+        err instanceof RulesError ? err.message : `could not load rules: ${(err as Error).message}`;
+      opts.logger?.warn(
+        { event: 'rules_refused', error },
+        'new rules refused; the previous rules stay in force',
+      );
+      return { ok: false, error };
+    }
+  };
+
+  const watch = (): (() => void) => {
+    let timer: NodeJS.Timeout | undefined;
+    const watchers = opts.rulesPaths.map((p) =>
+      watchPath(p, () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => void reload(), 200);
+      }),
+    );
+    return () => {
+      clearTimeout(timer);
+      for (const w of watchers) w.close();
+    };
+  };
+
+  return { judge, reload, watch };
+}

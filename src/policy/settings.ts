@@ -1,0 +1,75 @@
+/**
+ * Settings an agent may SET / RESET: they change how values are shown or how long to wait, never
+ * who the session is, which objects names resolve to, or how SQL text is read. The proxy pins
+ * search_path, standard_conforming_strings, client_encoding, statement_timeout and
+ * application_name, so those are never here. https://www.postgresql.org/docs/current/runtime-config-client.html
+ */
+export const settableParameters = new Set([
+  'datestyle',
+  'intervalstyle',
+  'timezone',
+  'extra_float_digits',
+  'bytea_output',
+  'client_min_messages',
+  'lock_timeout',
+  'idle_in_transaction_session_timeout',
+  'default_transaction_isolation',
+  'default_transaction_read_only',
+  'default_transaction_deferrable',
+  'transaction_isolation',
+  'transaction_read_only',
+  'transaction_deferrable',
+  'xmloption',
+  'xmlbinary',
+]);
+
+/** Settings an agent may SHOW: the settable ones plus read-only facts clients ask for at start. */
+export const showableParameters = new Set([
+  ...settableParameters,
+  'server_version',
+  'server_version_num',
+  'server_encoding',
+  'client_encoding',
+  'standard_conforming_strings',
+  'search_path',
+  'integer_datetimes',
+  'max_identifier_length',
+  'statement_timeout',
+  'application_name',
+  'lc_collate',
+  'lc_ctype',
+  'lc_messages',
+  'lc_monetary',
+  'lc_numeric',
+  'lc_time',
+  'transaction isolation level',
+]);
+
+/** EXPLAIN options that only change what is printed (ANALYZE runs the already-scoped query). */
+export const explainOptions = new Set([
+  'analyze',
+  'verbose',
+  'costs',
+  'settings',
+  'generic_plan',
+  'buffers',
+  'serialize',
+  'wal',
+  'timing',
+  'summary',
+  'memory',
+  'format',
+]);
+
+/** COPY options allowed with TO STDOUT. */
+export const copyOptions = new Set([
+  'format',
+  'delimiter',
+  'null',
+  'default',
+  'header',
+  'quote',
+  'escape',
+  'force_quote',
+  'encoding',
+]);

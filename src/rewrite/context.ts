@@ -1,0 +1,93 @@
+import type { Catalog } from '../policy/catalog.js';
+import { tenantFitsType, type EffectivePolicy, type TablePolicy } from '../policy/effective.js';
+import type { ParamCheck, SessionEffects, SessionPolicyState } from '../policy/verdict.js';
+
+/** A refusal raised anywhere in the analysis; the engine turns it into a deny verdict. */
+export class Denial extends Error {
+  constructor(
+    message: string,
+    readonly reason: string,
+    readonly opts: {
+      ruleId?: string;
+      flags?: string[];
+      hint?: string;
+      code?: 'PGW_POLICY_DENIED' | 'PGW_FEATURE_REFUSED';
+    } = {},
+  ) {
+    super(message);
+    this.name = 'Denial';
+  }
+}
+
+/** A base relation being written (UPDATE/DELETE/INSERT/MERGE target): its raw columns are in scope. */
+export interface WriteTarget {
+  readonly policy: TablePolicy;
+  /** Names by which expressions refer to the target row (alias or table name; old/new in RETURNING). */
+  readonly refnames: ReadonlySet<string>;
+}
+
+/** CTE names visible at a point of the query, innermost last. */
+export interface Scope {
+  readonly ctes: ReadonlySet<string>;
+  readonly parent: Scope | undefined;
+}
+
+export function cteVisible(scope: Scope | undefined, name: string): boolean {
+  for (let s = scope; s; s = s.parent) if (s.ctes.has(name)) return true;
+  return false;
+}
+
+/** Everything one judgement collects; one per statement string. */
+export class RewriteContext {
+  readonly tables = new Set<string>();
+  readonly columns = new Set<string>();
+  readonly reasons = new Set<string>();
+  readonly ruleIds = new Set<string>();
+  readonly flags = new Set<string>();
+  readonly paramChecks: ParamCheck[] = [];
+  effects: SessionEffects | undefined;
+  /** Set when the verdict depends on a literal's value, so it must not be reused for other literals. */
+  literalSensitive = false;
+  /** Set when the verdict depends on session state (EXECUTE, FETCH), so it must not be cached at all. */
+  sessionDependent = false;
+  /** alias or table name -> table, for every table read or written in the statement. */
+  readonly refs = new Map<string, TablePolicy>();
+  /** "schema.table" of scoped reads written without an alias (their 3-part column refs are shortened). */
+  readonly qualifiedReads = new Set<string>();
+  writeTarget: WriteTarget | undefined;
+  /** The row limit of the tables a top-level SELECT reads (smallest wins). */
+  rowLimit: number | undefined;
+
+  constructor(
+    readonly policy: EffectivePolicy,
+    readonly catalog: Catalog,
+    readonly tenant: string,
+    readonly protocol: 'simple' | 'extended',
+    readonly session: SessionPolicyState,
+  ) {}
+
+  touch(t: TablePolicy): void {
+    const scoped = t.tenantColumn ?? t.parent?.policy.tenantColumn;
+    if (scoped && !tenantFitsType(this.tenant, scoped.type))
+      throw new Denial(
+        `your tenant id is not a valid ${scoped.type} for ${t.qname}; ask the data owner to check the token's tenant claim`,
+        'tenant_type_mismatch',
+        { ruleId: `tables.${t.qname}` },
+      );
+    this.tables.add(t.qname);
+    for (const id of t.ruleIds) this.ruleIds.add(id);
+    if (t.rowLimit !== undefined) this.rowLimit = Math.min(this.rowLimit ?? Infinity, t.rowLimit);
+  }
+
+  /** Names of agent-usable columns of a table, for messages that say what the agent may use instead. */
+  usableColumns(t: TablePolicy): string {
+    return t.columns
+      .filter((c) => !t.hidden.has(c.name))
+      .map((c) => c.name)
+      .join(', ');
+  }
+
+  listedTables(): string {
+    return [...this.policy.tables.keys()].sort().join(', ');
+  }
+}

@@ -1,0 +1,306 @@
+import { names, nodeType, type Node } from '../sql/ast.js';
+import { unsafeTypes } from '../policy/catalog.js';
+import { decideFunction } from '../policy/functions.js';
+import { Denial, type RewriteContext, type Scope } from './context.js';
+import { rewriteSelect } from './select.js';
+
+/**
+ * Expression nodes of the raw parse tree that hold no relation, function or column reference of
+ * their own: their children are visited, nothing else. Any node type not here and not handled
+ * below is refused (fail closed), so new grammar never slips through unchecked.
+ */
+const passive = new Set([
+  'A_Const',
+  'ParamRef',
+  'BoolExpr',
+  'NullTest',
+  'BooleanTest',
+  'CollateClause',
+  'CaseExpr',
+  'CaseWhen',
+  'CoalesceExpr',
+  'MinMaxExpr',
+  'A_ArrayExpr',
+  'A_Indirection',
+  'A_Indices',
+  'A_Star',
+  'RowExpr',
+  'SQLValueFunction',
+  'GroupingFunc',
+  'GroupingSet',
+  'ResTarget',
+  'SortBy',
+  'WindowDef',
+  'List',
+  'String',
+  'Integer',
+  'Float',
+  'Boolean',
+  'BitString',
+  'NamedArgExpr',
+  'SetToDefault',
+  'MultiAssignRef',
+  'XmlExpr',
+  'XmlSerialize',
+  'JsonValueExpr',
+  'JsonFormat',
+  'JsonOutput',
+  'JsonReturning',
+  'JsonKeyValue',
+  'JsonObjectConstructor',
+  'JsonArrayConstructor',
+  'JsonArrayQueryConstructor',
+  'JsonAggConstructor',
+  'JsonObjectAgg',
+  'JsonArrayAgg',
+  'JsonIsPredicate',
+  'JsonParseExpr',
+  'JsonScalarExpr',
+  'JsonSerializeExpr',
+  'JsonFuncExpr',
+  'JsonArgument',
+  'JsonBehavior',
+  'MergeSupportFunc',
+  'IndexElem',
+]);
+
+const unsafeTypeNames = new Set<string>(unsafeTypes);
+
+function isNode(v: unknown): v is Node {
+  const t = nodeType(v);
+  return t !== undefined && /^[A-Z]/.test(t);
+}
+
+/** Visits any value inside an expression: nodes, arrays of nodes, and bare structs (e.g. WindowDef). */
+export function visitValue(v: unknown, ctx: RewriteContext, scope: Scope | undefined, key?: string): void {
+  if (Array.isArray(v)) {
+    for (const x of v) visitValue(x, ctx, scope);
+    return;
+  }
+  if (v === null || typeof v !== 'object') return;
+  if (key === 'typeName') {
+    checkTypeName(v as Node);
+    return;
+  }
+  if (isNode(v)) {
+    visitExpr(v, ctx, scope);
+    return;
+  }
+  for (const [k, child] of Object.entries(v)) visitValue(child, ctx, scope, k);
+}
+
+export function visitExpr(node: Node, ctx: RewriteContext, scope: Scope | undefined): void {
+  const type = nodeType(node) ?? '';
+  const body = node[type] as Record<string, unknown>;
+  switch (type) {
+    case 'ColumnRef':
+      checkColumnRef(body as { fields: Node[] }, ctx);
+      return;
+    case 'FuncCall':
+      checkFunction(body, ctx);
+      for (const [k, v] of Object.entries(body)) if (k !== 'funcname') visitValue(v, ctx, scope, k);
+      return;
+    case 'TypeCast':
+      checkTypeName(body.typeName as Node);
+      visitValue(body.arg, ctx, scope);
+      return;
+    case 'TypeName':
+      checkTypeName(body);
+      return;
+    case 'A_Expr':
+      checkOperator(body.name as Node[] | undefined, ctx);
+      checkCrossTenant(body, ctx);
+      visitValue(body.lexpr, ctx, scope);
+      visitValue(body.rexpr, ctx, scope);
+      return;
+    case 'SubLink':
+      checkOperator(body.operName as Node[] | undefined, ctx);
+      visitValue(body.testexpr, ctx, scope);
+      rewriteSelect(selectBody(body.subselect as Node), ctx, scope);
+      return;
+    case 'SelectStmt':
+      rewriteSelect(body, ctx, scope);
+      return;
+    case 'CurrentOfExpr':
+      throw new Denial('WHERE CURRENT OF is not allowed: use a key column in WHERE instead', 'current_of');
+    default:
+      if (!passive.has(type))
+        throw new Denial(`${type || 'this syntax'} is not supported by pgwarden`, 'unsupported_syntax');
+      for (const [k, v] of Object.entries(body)) visitValue(v, ctx, scope, k);
+  }
+}
+
+export function selectBody(node: Node): Record<string, unknown> {
+  const body = node.SelectStmt as Record<string, unknown> | undefined;
+  if (!body) throw new Denial(`${nodeType(node)} is not allowed here: only SELECT`, 'unsupported_syntax');
+  return body;
+}
+
+function checkTypeName(typeName: Node): void {
+  const parts = names((typeName as { names?: Node[] }).names);
+  const last = parts[parts.length - 1] ?? '';
+  if (unsafeTypeNames.has(last))
+    throw new Denial(
+      `casts to ${last} are not allowed: pgwarden does not let strings name relations or functions`,
+      'object_name_cast',
+      { hint: 'name the tables you need directly in FROM' },
+    );
+}
+
+function checkFunction(body: Record<string, unknown>, ctx: RewriteContext): void {
+  const parts = names(body.funcname as Node[]);
+  const d = decideFunction(parts, ctx.catalog, ctx.policy.functions);
+  if (d.ok) return;
+  const shown = parts.join('.');
+  if (d.why === 'ambiguous')
+    throw new Denial(
+      `function ${shown} exists in more than one schema of the search path; write it schema-qualified`,
+      'function_ambiguous',
+    );
+  if (d.why === 'not_listed' || d.why === 'unknown')
+    throw new Denial(
+      `function ${shown} is not available to agents: only built-in functions and those the rules list`,
+      'function_not_allowed',
+      { ruleId: 'functions' },
+    );
+  throw new Denial(
+    `function ${shown} is not allowed: it runs SQL from strings, reaches outside the database, reads catalog or session state, or takes locks`,
+    'function_denied',
+    { ruleId: 'functions' },
+  );
+}
+
+function checkOperator(name: Node[] | undefined, ctx: RewriteContext): void {
+  if (!name) return;
+  const parts = names(name);
+  if (parts.length > 1 && parts[0] !== 'pg_catalog')
+    throw new Denial(
+      `operator ${parts.join('.')} is not allowed: only built-in operators`,
+      'operator_not_allowed',
+    );
+  if (parts.length === 1 && ctx.catalog.userOperators.includes(parts[0] ?? ''))
+    throw new Denial(
+      `operator ${parts[0]} is also defined outside pg_catalog; write OPERATOR(pg_catalog.${parts[0]})`,
+      'operator_ambiguous',
+    );
+}
+
+/** The literal value of a constant (optionally cast), or undefined when it is not a literal. */
+export function literalValue(node: unknown): string | undefined {
+  const t = nodeType(node);
+  if (t === 'TypeCast') return literalValue((node as { TypeCast: { arg: unknown } }).TypeCast.arg);
+  if (t !== 'A_Const') return undefined;
+  const c = (node as { A_Const: Record<string, unknown> }).A_Const;
+  if (c.isnull) return undefined;
+  const v = (c.sval ?? c.ival ?? c.fval) as Record<string, unknown> | undefined;
+  if (!v) return undefined;
+  if ('sval' in v) return String(v.sval);
+  if ('fval' in v) return String(v.fval);
+  return String(v.ival ?? 0);
+}
+
+/**
+ * `tenant_col = '<other tenant>'` (or IN (...)) can only be an attempt to reach another tenant:
+ * pgwarden's filter would return nothing, so the statement is refused and flagged for responders.
+ */
+function checkCrossTenant(body: Record<string, unknown>, ctx: RewriteContext): void {
+  const kind = body.kind as string;
+  const op = names(body.name as Node[]).pop();
+  const equality =
+    (kind === 'AEXPR_OP' && op === '=') || kind === 'AEXPR_IN' || kind === 'AEXPR_NOT_DISTINCT';
+  if (!equality) return;
+  const isTenantCol = (n: unknown): boolean => {
+    if (nodeType(n) !== 'ColumnRef') return false;
+    const last = names((n as { ColumnRef: { fields: Node[] } }).ColumnRef.fields).pop() ?? '';
+    return ctx.policy.tenantColumnNames.has(last);
+  };
+  const other = isTenantCol(body.lexpr) ? body.rexpr : isTenantCol(body.rexpr) ? body.lexpr : undefined;
+  if (other === undefined) return;
+  const items =
+    nodeType(other) === 'List' ? ((other as { List: { items: unknown[] } }).List.items ?? []) : [other];
+  for (const item of items) {
+    const v = literalValue(item);
+    if (v === undefined) continue;
+    ctx.literalSensitive = true;
+    if (v !== ctx.tenant)
+      throw new Denial(
+        `this statement names tenant '${v}'; you act for tenant '${ctx.tenant}' and pgwarden limits every query to it, so leave the tenant condition out`,
+        'cross_tenant_literal',
+        { flags: ['cross_tenant_attempt'] },
+      );
+  }
+}
+
+function checkColumnRef(body: { fields: Node[] }, ctx: RewriteContext): void {
+  const f = names(body.fields);
+  // schema.table.column over a scoped read becomes table.column: the subquery carries the table name.
+  if (f.length >= 3 && ctx.qualifiedReads.has(`${f[0]}.${f[1]}`)) {
+    body.fields = body.fields.slice(1);
+    f.shift();
+  }
+  const w = ctx.writeTarget;
+  if (w) {
+    const t = w.policy;
+    const isColumn = (c: string): boolean => t.columns.some((x) => x.name === c);
+    const secret = (c: string): boolean => t.hidden.has(c) || t.masks.has(c);
+    const refuse = (c: string): never => {
+      throw new Denial(
+        `column ${t.qname}.${c} is ${t.hidden.has(c) ? 'not available to agents' : 'masked and cannot be read by a write statement'}; usable columns: ${ctx.usableColumns(t)}`,
+        t.hidden.has(c) ? 'column_denied' : 'masked_column_in_write',
+        { ruleId: `tables.${t.qname}.columns` },
+      );
+    };
+    if (f.length === 1 && f[0] !== '*' && secret(f[0] ?? '')) refuse(f[0] ?? '');
+    if (
+      f.length === 1 &&
+      w.refnames.has(f[0] ?? '') &&
+      !isColumn(f[0] ?? '') &&
+      (t.hidden.size > 0 || t.masks.size > 0)
+    )
+      throw new Denial(
+        `whole-row references to ${t.qname} are not allowed in a write: list the columns`,
+        'whole_row_in_write',
+      );
+    if (f.length >= 2 && w.refnames.has(f[0] ?? '')) {
+      const c = f[1] ?? '';
+      if (c === '*') {
+        if (t.hidden.size > 0 || t.masks.size > 0)
+          throw new Denial(
+            `${f[0]}.* would include hidden columns of ${t.qname}; list the columns: ${ctx.usableColumns(t)}`,
+            'star_in_write',
+          );
+      } else if (!isColumn(c))
+        throw new Denial(
+          `${f.join('.')} is not a column of ${t.qname}; usable columns: ${ctx.usableColumns(t)}`,
+          'not_a_column',
+        );
+      else if (secret(c)) refuse(c);
+      else ctx.columns.add(`${t.qname}.${c}`);
+    }
+  }
+  if (f.length === 1 && f[0] !== '*') {
+    for (const t of ctx.refs.values())
+      if (t.hidden.has(f[0] ?? ''))
+        throw new Denial(
+          `column ${t.qname}.${f[0]} is not available to agents; usable columns: ${ctx.usableColumns(t)}`,
+          'column_denied',
+          { ruleId: `tables.${t.qname}.columns` },
+        );
+    for (const t of ctx.refs.values())
+      if (t.columns.some((c) => c.name === f[0])) ctx.columns.add(`${t.qname}.${f[0]}`);
+  } else if (f.length >= 2) {
+    const t = ctx.refs.get(f[0] ?? '');
+    const c = f[1] ?? '';
+    if (t && c !== '*') {
+      if (t.hidden.has(c))
+        throw new Denial(
+          `column ${t.qname}.${c} is not available to agents; usable columns: ${ctx.usableColumns(t)}`,
+          'column_denied',
+          {
+            ruleId: `tables.${t.qname}.columns`,
+          },
+        );
+      ctx.columns.add(`${t.qname}.${c}`);
+    }
+  }
+}

@@ -1,0 +1,214 @@
+import { names, nodeType, sameTree, type Node, type RangeVar } from '../sql/ast.js';
+import type { Catalog } from '../policy/catalog.js';
+import { needsSubquery, type EffectivePolicy, type TablePolicy } from '../policy/effective.js';
+import type { ParamCheck } from '../policy/verdict.js';
+import { literalValue } from './expr.js';
+import type { Scope } from './context.js';
+import { cteBodyScope, resolveRelation } from './resolve.js';
+import { parentFilter, tenantFilter, visibleTargets } from './scoped.js';
+
+type Body = Record<string, unknown>;
+
+/**
+ * Checks pgwarden's own output, re-parsed, independently of how it was produced: every reference
+ * to a listed table is either the exact scoped subquery for the caller's tenant, a write target
+ * whose WHERE / ON starts with the tenant filter and whose inserted tenant values are the
+ * caller's, or a table that needs no scoping; no hidden column is named anywhere else.
+ * Returns the first violation, or undefined when the invariant holds.
+ */
+export function checkInvariant(
+  stmts: readonly Node[],
+  policy: EffectivePolicy,
+  catalog: Catalog,
+  tenant: string,
+  paramChecks: readonly ParamCheck[],
+): string | undefined {
+  const hiddenNames = new Set<string>();
+  for (const t of policy.tables.values()) for (const h of t.hidden) hiddenNames.add(h);
+  const checkedParams = new Set(paramChecks.map((p) => p.index));
+
+  const tableOf = (rv: RangeVar, scope: Scope | undefined): TablePolicy | 'cte' | 'other' | 'unknown' => {
+    const r = resolveRelation(rv, catalog, scope);
+    if (r.kind === 'cte') return 'cte';
+    if (r.kind === 'missing') return 'unknown';
+    if (policy.introspection.has(r.qname)) return 'other';
+    return policy.tables.get(r.qname) ?? 'unknown';
+  };
+
+  const startsWithFilter = (where: unknown, t: TablePolicy, refname: string): boolean => {
+    const f = tenantFilter(t, tenant, [refname]);
+    if (sameTree(where, f)) return true;
+    const b = (where as { BoolExpr?: { boolop: string; args: unknown[] } } | undefined)?.BoolExpr;
+    return b?.boolop === 'AND_EXPR' && sameTree(b.args[0], f);
+  };
+
+  const tenantValueOk = (v: unknown): boolean => {
+    if (literalValue(v) === tenant) return true;
+    const p = (v as { ParamRef?: { number: number } } | undefined)?.ParamRef;
+    return p !== undefined && checkedParams.has(p.number);
+  };
+
+  function scopedSubquery(sub: Body): TablePolicy | undefined {
+    const from = sub.fromClause as Node[] | undefined;
+    if (from?.length !== 1 || !from[0]) return undefined;
+    let item = from[0];
+    if (nodeType(item) === 'RangeTableSample') item = (item.RangeTableSample as { relation: Node }).relation;
+    if (nodeType(item) !== 'RangeVar') return undefined;
+    const rv = item.RangeVar as RangeVar;
+    if (rv.schemaname === undefined) return undefined;
+    const t = policy.tables.get(`${rv.schemaname}.${rv.relname}`);
+    if (!t || !needsSubquery(t)) return undefined;
+    const allowedKeys = new Set([
+      'targetList',
+      'fromClause',
+      'whereClause',
+      'limitOption',
+      'op',
+      'limitOffset',
+    ]);
+    if (Object.keys(sub).some((k) => !allowedKeys.has(k))) return undefined;
+    if (!sameTree(sub.targetList, visibleTargets(t))) return undefined;
+    if (t.scope === 'tenant' && (!sameTree(sub.whereClause, tenantFilter(t, tenant)) || sub.limitOffset))
+      return undefined;
+    if (
+      t.scope === 'parent' &&
+      (!sameTree(sub.whereClause, parentFilter(t, tenant)) || literalValue(sub.limitOffset) !== '0')
+    )
+      return undefined;
+    if (t.scope === 'global' && (sub.whereClause || sub.limitOffset)) return undefined;
+    return t;
+  }
+
+  let violation: string | undefined;
+  const fail = (m: string): void => {
+    violation ??= m;
+  };
+
+  function walk(v: unknown, scope: Scope | undefined, key?: string): void {
+    if (violation || v === null || typeof v !== 'object') return;
+    if (Array.isArray(v)) {
+      for (const x of v) walk(x, scope);
+      return;
+    }
+    if (key === 'lockingClause') return; // names FROM items, not relations
+    const type = nodeType(v);
+    const isNode = type !== undefined && /^[A-Z]/.test(type);
+    const body = (isNode ? (v as Body)[type] : v) as Body;
+    if (isNode && type === 'RangeSubselect') {
+      const sub = ((body.subquery as Node).SelectStmt ?? {}) as Body;
+      if (scopedSubquery(sub)) {
+        const from = (sub.fromClause as Node[])[0] as Node;
+        if (nodeType(from) === 'RangeTableSample') {
+          walk((from.RangeTableSample as Body).args, scope);
+          walk((from.RangeTableSample as Body).repeatable, scope);
+        }
+        return;
+      }
+    }
+    if (isNode && type === 'ColumnRef') {
+      const last = names((body as { fields: Node[] }).fields).pop() ?? '';
+      if (hiddenNames.has(last)) fail(`hidden column ${last} is referenced`);
+      return;
+    }
+    if (isNode && type === 'RangeVar') {
+      const t = tableOf(body as unknown as RangeVar, scope);
+      if (t === 'unknown') fail(`relation ${(body as unknown as RangeVar).relname} is not listed`);
+      else if (t !== 'cte' && t !== 'other' && needsSubquery(t))
+        fail(`${t.qname} is read without its scoped subquery`);
+      return;
+    }
+    if (!isNode && typeof body.relname === 'string') {
+      fail(`unexpected relation reference ${body.relname}`);
+      return;
+    }
+    let inner = scope;
+    const w = body.withClause as { ctes?: Node[]; recursive?: boolean } | undefined;
+    if (w?.ctes) {
+      const cteNames = w.ctes.map((c) => (c.CommonTableExpr as { ctename: string }).ctename);
+      w.ctes.forEach((c, i) =>
+        walk((c.CommonTableExpr as Body).ctequery, cteBodyScope(scope, cteNames, i, w.recursive === true)),
+      );
+      inner = { ctes: new Set(cteNames), parent: scope };
+    }
+    if (
+      isNode &&
+      (type === 'UpdateStmt' || type === 'DeleteStmt' || type === 'InsertStmt' || type === 'MergeStmt')
+    )
+      checkWrite(type, body, inner);
+    for (const [k, child] of Object.entries(body)) {
+      if (
+        k === 'withClause' ||
+        (k === 'relation' && isNode && type !== 'CopyStmt' && type !== 'RangeTableSample')
+      )
+        continue;
+      walk(child, inner, k);
+    }
+  }
+
+  function checkWrite(type: string, body: Body, scope: Scope | undefined): void {
+    const rv = body.relation as RangeVar;
+    const t = tableOf(rv, undefined);
+    if (t === 'cte' || t === 'other' || t === 'unknown')
+      return fail(`write to unlisted relation ${rv.relname}`);
+    for (const rt of [
+      ...((body.targetList as Node[] | undefined) ?? []),
+      ...((body.cols as Node[] | undefined) ?? []),
+    ]) {
+      const name = (rt.ResTarget as { name?: string }).name;
+      if (name !== undefined && t.hidden.has(name)) fail(`hidden column ${name} is written`);
+    }
+    if (t.scope !== 'tenant') return;
+    const refname = rv.alias?.aliasname ?? rv.relname;
+    const tc = t.tenantColumn?.name ?? '';
+    if (type === 'UpdateStmt' || type === 'DeleteStmt') {
+      if (!startsWithFilter(body.whereClause, t, refname))
+        fail(`${type} on ${t.qname} lacks the tenant filter`);
+      for (const rt of (body.targetList as Node[] | undefined) ?? []) {
+        const r = rt.ResTarget as { name?: string; val?: unknown };
+        if (r.name === tc && !tenantValueOk(r.val)) fail('tenant column assigned another value');
+      }
+    }
+    if (type === 'InsertStmt') {
+      const cols = ((body.cols as Node[] | undefined) ?? []).map(
+        (c) => (c.ResTarget as { name: string }).name,
+      );
+      const at = cols.indexOf(tc);
+      if (at < 0) return fail(`INSERT into ${t.qname} does not set ${tc}`);
+      const sel = (body.selectStmt as Node | undefined)?.SelectStmt as Body | undefined;
+      const rows = ((sel?.valuesLists as Node[] | undefined) ?? []).map(
+        (r) => (r.List as { items: unknown[] }).items,
+      );
+      for (const row of rows)
+        if (!tenantValueOk(row[at])) fail(`INSERT into ${t.qname} sets ${tc} to another value`);
+      if (sel && !sel.valuesLists) {
+        const tl = (sel.targetList as Node[] | undefined) ?? [];
+        if (!tenantValueOk((tl[at]?.ResTarget as { val?: unknown } | undefined)?.val))
+          fail(`INSERT ... SELECT into ${t.qname} sets ${tc} unchecked`);
+      }
+      const oc = body.onConflictClause as Body | undefined;
+      if (oc?.action === 'ONCONFLICT_UPDATE' && !startsWithFilter(oc.whereClause, t, refname))
+        fail(`ON CONFLICT DO UPDATE on ${t.qname} lacks the tenant filter`);
+    }
+    if (type === 'MergeStmt') {
+      if (!startsWithFilter(body.joinCondition, t, refname))
+        fail(`MERGE into ${t.qname} lacks the tenant filter`);
+      for (const n of (body.mergeWhenClauses as Node[] | undefined) ?? []) {
+        const a = n.MergeWhenClause as Body;
+        if (a.matchKind !== 'MERGE_WHEN_NOT_MATCHED_BY_TARGET' && !startsWithFilter(a.condition, t, refname))
+          fail('MERGE arm lacks the tenant filter');
+        if (a.commandType === 'CMD_INSERT') {
+          const cols = ((a.targetList as Node[] | undefined) ?? []).map(
+            (c) => (c.ResTarget as { name: string }).name,
+          );
+          const at = cols.indexOf(tc);
+          if (at < 0 || !tenantValueOk((a.values as unknown[] | undefined)?.[at]))
+            fail(`MERGE INSERT into ${t.qname} does not set ${tc}`);
+        }
+      }
+    }
+    void scope;
+  }
+
+  for (const s of stmts) walk(s, undefined);
+  return violation;
+}

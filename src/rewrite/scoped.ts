@@ -1,0 +1,118 @@
+import {
+  catalogEquals,
+  clone,
+  columnRef,
+  nullConst,
+  str,
+  stringConst,
+  typeCast,
+  type Node,
+} from '../sql/ast.js';
+import type { TablePolicy } from '../policy/effective.js';
+
+/** `schema.table.tenant_col OPERATOR(pg_catalog.=) '<tenant>'::<type>`, naming the row by `refname`. */
+export function tenantFilter(t: TablePolicy, tenant: string, refname?: readonly string[]): Node {
+  const col = t.tenantColumn;
+  if (!col || !t.tenantTypeName) throw new Error(`${t.qname} has no tenant column`);
+  const ref = refname ?? [t.schema, t.name];
+  return catalogEquals(columnRef(...ref, col.name), tenantValue(t, tenant));
+}
+
+export function tenantValue(t: TablePolicy, tenant: string): Node {
+  const typeName = (t.tenantTypeName as { TypeName: Node }).TypeName;
+  return typeCast(stringConst(tenant), clone(typeName));
+}
+
+function relation(t: TablePolicy, inh: boolean): Node {
+  return { RangeVar: { schemaname: t.schema, relname: t.name, inh, relpersistence: 'p' } };
+}
+
+/**
+ * The target list agents see for a table: every column in attnum order, so positions (alias column
+ * lists, INSERT ... SELECT *) keep their meaning; a hidden column becomes a typed NULL and a masked
+ * one its mask expression, so nothing above this point can read the raw value.
+ */
+export function visibleTargets(t: TablePolicy): Node[] {
+  if (t.hidden.size === 0 && t.masks.size === 0)
+    return [{ ResTarget: { val: { ColumnRef: { fields: [{ A_Star: {} }] } } } }];
+  return t.columns.map((c) => {
+    if (t.hidden.has(c.name))
+      return { ResTarget: { name: c.name, val: typeCast(nullConst(), parseTypeNameCache(c.sqlType)) } };
+    const mask = t.masks.get(c.name);
+    if (mask) return { ResTarget: { name: c.name, val: clone(mask) } };
+    return { ResTarget: { val: columnRef(c.name) } };
+  });
+}
+
+let typeNameParser: ((sqlType: string) => Node) | undefined;
+const typeNames = new Map<string, Node>();
+/** Set by the engine at start; kept indirect so this module does not load the parser itself. */
+export function setTypeNameParser(fn: (sqlType: string) => Node): void {
+  typeNameParser = fn;
+}
+function parseTypeNameCache(sqlType: string): Node {
+  let n = typeNames.get(sqlType);
+  if (!n) {
+    if (!typeNameParser) throw new Error('type name parser not set');
+    n = (typeNameParser(sqlType) as { TypeName: Node }).TypeName;
+    typeNames.set(sqlType, n);
+  }
+  return clone(n);
+}
+
+/**
+ * The scoped replacement of a base-relation reference:
+ * `(SELECT <visible columns> FROM [ONLY] schema.table [TABLESAMPLE ...] WHERE <tenant filter>)`.
+ * A tenant-scoped subquery is simple, so the planner pulls it up and indexes still serve both the
+ * filter and the agent's predicates; its filter comes first and costs one operator, so
+ * order_qual_clauses (a stable sort by cost) evaluates it before any agent predicate.
+ * A parent-scoped table is filtered through its parent and fenced with OFFSET 0 (no pull-up, no
+ * predicate push-down), because there the agent's predicates would otherwise run below the join.
+ */
+export function scopedSelect(t: TablePolicy, tenant: string, opts: { inh: boolean; sample?: Node }): Node {
+  const rel = relation(t, opts.inh);
+  const from = opts.sample
+    ? {
+        RangeTableSample: {
+          ...(opts.sample as { RangeTableSample: object }).RangeTableSample,
+          relation: rel,
+        },
+      }
+    : rel;
+  const select: Record<string, unknown> = {
+    targetList: visibleTargets(t),
+    fromClause: [from],
+    limitOption: 'LIMIT_OPTION_DEFAULT',
+    op: 'SETOP_NONE',
+  };
+  if (t.scope === 'tenant') select.whereClause = tenantFilter(t, tenant);
+  if (t.scope === 'parent') {
+    select.whereClause = parentFilter(t, tenant);
+    select.limitOffset = { A_Const: { ival: {} } };
+    select.limitOption = 'LIMIT_OPTION_COUNT';
+  }
+  return { SelectStmt: select };
+}
+
+/** `schema.table.fk = ANY (SELECT parent.key FROM ONLY parent WHERE <parent tenant filter>)`. */
+export function parentFilter(t: TablePolicy, tenant: string): Node {
+  const p = t.parent;
+  if (!p) throw new Error(`${t.qname} has no parent`);
+  const sub = {
+    SelectStmt: {
+      targetList: [{ ResTarget: { val: columnRef(p.policy.schema, p.policy.name, p.references) } }],
+      fromClause: [relation(p.policy, true)],
+      whereClause: tenantFilter(p.policy, tenant),
+      limitOption: 'LIMIT_OPTION_DEFAULT',
+      op: 'SETOP_NONE',
+    },
+  };
+  return {
+    SubLink: {
+      subLinkType: 'ANY_SUBLINK',
+      testexpr: columnRef(t.schema, t.name, p.foreignKey),
+      operName: [str('pg_catalog'), str('=')],
+      subselect: sub,
+    },
+  };
+}

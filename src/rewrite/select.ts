@@ -1,0 +1,214 @@
+import {
+  names,
+  nodeType,
+  type CommonTableExpr,
+  type Node,
+  type RangeVar,
+  type WithClause,
+} from '../sql/ast.js';
+import { needsSubquery, type TablePolicy } from '../policy/effective.js';
+import { Denial, type RewriteContext, type Scope } from './context.js';
+import { selectBody, visitExpr, visitValue } from './expr.js';
+import { cteBodyScope, resolveRelation } from './resolve.js';
+import { scopedSelect } from './scoped.js';
+import { rewriteWrite } from './writes.js';
+
+/** Fields of SelectStmt that hold expressions (visited after FROM, whose aliases they use). */
+const expressionFields = [
+  'distinctClause',
+  'targetList',
+  'whereClause',
+  'groupClause',
+  'havingClause',
+  'windowClause',
+  'valuesLists',
+  'sortClause',
+  'limitOffset',
+  'limitCount',
+] as const;
+
+const knownSelectFields = new Set<string>([
+  ...expressionFields,
+  'fromClause',
+  'withClause',
+  'op',
+  'all',
+  'larg',
+  'rarg',
+  'limitOption',
+  'lockingClause',
+  'groupDistinct',
+  'intoClause',
+]);
+
+/** Rewrites a SELECT (any nesting level) in place so every base relation it reads is scoped. */
+export function rewriteSelect(
+  sel: Record<string, unknown>,
+  ctx: RewriteContext,
+  outer: Scope | undefined,
+): void {
+  for (const k of Object.keys(sel))
+    if (!knownSelectFields.has(k))
+      throw new Denial(`SELECT ... ${k} is not supported by pgwarden`, 'unsupported_syntax');
+  if (sel.intoClause)
+    throw new Denial(
+      'SELECT INTO creates a table and is not allowed; run the SELECT on its own',
+      'select_into',
+    );
+  const scope = processWith(sel.withClause as WithClause | undefined, ctx, outer);
+  if (sel.op !== undefined && sel.op !== 'SETOP_NONE') {
+    // Each arm of UNION / INTERSECT / EXCEPT is a SELECT of its own, scoped alike.
+    rewriteSelect(sel.larg as Record<string, unknown>, ctx, scope);
+    rewriteSelect(sel.rarg as Record<string, unknown>, ctx, scope);
+  }
+  const from = sel.fromClause as Node[] | undefined;
+  if (from) sel.fromClause = from.map((item) => rewriteFromItem(item, ctx, scope));
+  for (const field of expressionFields) visitValue(sel[field], ctx, scope);
+  if (sel.lockingClause) checkLocking(sel.lockingClause as Node[], ctx);
+}
+
+/** FOR UPDATE / FOR SHARE lock rows, so they need update access on what is read. */
+function checkLocking(clauses: Node[], ctx: RewriteContext): void {
+  for (const t of ctx.refs.values())
+    if (!t.access.has('update'))
+      throw new Denial(
+        `FOR UPDATE/SHARE needs update access to ${t.qname}, which the rules do not grant; drop the locking clause`,
+        'locking_not_allowed',
+        { ruleId: `tables.${t.qname}` },
+      );
+  void clauses;
+}
+
+/** Scopes every CTE body (a SELECT, or a data-modifying statement scoped like a top-level write). */
+export function processWith(
+  w: WithClause | undefined,
+  ctx: RewriteContext,
+  outer: Scope | undefined,
+): Scope | undefined {
+  if (!w?.ctes?.length) return outer;
+  const ctes = w.ctes.map((c) => {
+    if (nodeType(c) !== 'CommonTableExpr') throw new Denial('malformed WITH clause', 'unsupported_syntax');
+    return (c as { CommonTableExpr: CommonTableExpr }).CommonTableExpr;
+  });
+  const cteNames = ctes.map((c) => c.ctename);
+  ctes.forEach((cte, i) => {
+    const inner = cteBodyScope(outer, cteNames, i, w.recursive === true);
+    const q = cte.ctequery;
+    if (!q) throw new Denial('empty WITH query', 'unsupported_syntax');
+    const kind = nodeType(q);
+    if (kind === 'SelectStmt') rewriteSelect(selectBody(q), ctx, inner);
+    else if (kind === 'InsertStmt' || kind === 'UpdateStmt' || kind === 'DeleteStmt' || kind === 'MergeStmt')
+      rewriteWrite(q, ctx, inner);
+    else throw new Denial(`${kind} is not allowed in WITH`, 'statement_not_allowed');
+  });
+  return { ctes: new Set(cteNames), parent: outer };
+}
+
+/** Replaces one FROM item (recursively through joins) with its scoped form. */
+export function rewriteFromItem(item: Node, ctx: RewriteContext, scope: Scope | undefined): Node {
+  const type = nodeType(item);
+  switch (type) {
+    case 'RangeVar':
+      return rewriteRangeVar(item.RangeVar as RangeVar, ctx, scope);
+    case 'RangeTableSample': {
+      const s = item.RangeTableSample as Record<string, unknown>;
+      visitValue(s.args, ctx, scope);
+      visitValue(s.repeatable, ctx, scope);
+      if (names(s.method as Node[]).some((m) => m !== 'system' && m !== 'bernoulli'))
+        throw new Denial('only TABLESAMPLE SYSTEM and BERNOULLI are allowed', 'tablesample_method');
+      const rel = s.relation as Node;
+      if (nodeType(rel) !== 'RangeVar') throw new Denial('TABLESAMPLE needs a table', 'unsupported_syntax');
+      return rewriteRangeVar(rel.RangeVar as RangeVar, ctx, scope, item);
+    }
+    case 'JoinExpr': {
+      const j = item.JoinExpr as Record<string, unknown>;
+      j.larg = rewriteFromItem(j.larg as Node, ctx, scope);
+      j.rarg = rewriteFromItem(j.rarg as Node, ctx, scope);
+      for (const col of names(j.usingClause as Node[] | undefined)) checkUsingColumn(col, ctx);
+      visitValue(j.quals, ctx, scope);
+      return item;
+    }
+    case 'RangeSubselect': {
+      const r = item.RangeSubselect as Record<string, unknown>;
+      rewriteSelect(selectBody(r.subquery as Node), ctx, scope);
+      return item;
+    }
+    case 'RangeFunction': {
+      const r = item.RangeFunction as Record<string, unknown>;
+      for (const pair of (r.functions as Node[] | undefined) ?? []) {
+        const items = (pair as { List?: { items?: Node[] } }).List?.items ?? [];
+        const fn = items[0];
+        if (!fn || nodeType(fn) !== 'FuncCall')
+          throw new Denial('only function calls may stand in FROM', 'unsupported_syntax');
+        visitExpr(fn, ctx, scope);
+        visitValue(items[1], ctx, scope, 'coldeflist');
+      }
+      visitValue(r.coldeflist, ctx, scope);
+      return item;
+    }
+    default:
+      throw new Denial(
+        `${type ?? 'this FROM item'} is not supported in FROM by pgwarden`,
+        'unsupported_from_item',
+      );
+  }
+}
+
+function checkUsingColumn(col: string, ctx: RewriteContext): void {
+  for (const t of ctx.refs.values())
+    if (t.hidden.has(col))
+      throw new Denial(
+        `column ${t.qname}.${col} is not available to agents, so it cannot join in USING`,
+        'column_denied',
+      );
+}
+
+/** Finds the table policy for a resolved relation, refusing what the rules do not name. */
+export function tableFor(qname: string, written: string, ctx: RewriteContext): TablePolicy {
+  const t = ctx.policy.tables.get(qname);
+  if (!t)
+    throw new Denial(
+      `relation ${written} is not available to agents; available: ${ctx.listedTables()}`,
+      'table_not_listed',
+      { ruleId: 'tables' },
+    );
+  return t;
+}
+
+function rewriteRangeVar(rv: RangeVar, ctx: RewriteContext, scope: Scope | undefined, sample?: Node): Node {
+  const original: Node = sample ?? { RangeVar: rv };
+  const r = resolveRelation(rv, ctx.catalog, scope);
+  if (r.kind === 'cte') {
+    if (sample) throw new Denial('TABLESAMPLE needs a table, not a WITH query', 'unsupported_syntax');
+    return original;
+  }
+  if (r.kind === 'missing')
+    throw new Denial(
+      `relation ${r.written} does not exist for agents; available: ${ctx.listedTables()}`,
+      'table_not_listed',
+    );
+  if (ctx.policy.introspection.has(r.qname)) {
+    ctx.tables.add(r.qname);
+    ctx.ruleIds.add('introspection');
+    ctx.reasons.add('introspection');
+    return original;
+  }
+  const written = rv.schemaname ? r.qname : rv.relname;
+  const t = tableFor(r.qname, written, ctx);
+  if (!t.access.has('select'))
+    throw new Denial(
+      `reading ${t.qname} is not allowed: the rules grant ${[...t.access].join(', ')}`,
+      'access_denied',
+      {
+        ruleId: `tables.${t.qname}`,
+      },
+    );
+  ctx.touch(t);
+  const refname = rv.alias?.aliasname ?? rv.relname;
+  ctx.refs.set(refname, t);
+  if (!needsSubquery(t)) return original;
+  if (!rv.alias) ctx.qualifiedReads.add(t.qname);
+  ctx.reasons.add(t.scope === 'global' ? 'columns_restricted' : 'tenant_filter_added');
+  const sub = scopedSelect(t, ctx.tenant, { inh: rv.inh !== false, ...(sample ? { sample } : {}) });
+  return { RangeSubselect: { subquery: sub, alias: rv.alias ?? { aliasname: rv.relname } } };
+}

@@ -1,0 +1,211 @@
+import { names, nodeType, type Node } from '../sql/ast.js';
+import { copyOptions, explainOptions, settableParameters, showableParameters } from '../policy/settings.js';
+import { Denial, type RewriteContext } from './context.js';
+import { literalValue, selectBody, visitValue } from './expr.js';
+import { rewriteSelect } from './select.js';
+import { rewriteWrite } from './writes.js';
+
+type Body = Record<string, unknown>;
+
+/** What the engine forwards for one statement: unchanged, or rewritten. */
+export type StatementOutcome = { readonly changed: boolean };
+
+const refusedStatements: Record<string, string> = {
+  TruncateStmt:
+    'TRUNCATE is not allowed: it would empty the table for every tenant; use DELETE, which pgwarden scopes',
+  DoStmt: 'DO blocks are not allowed: pgwarden cannot check code that builds SQL at run time',
+  CallStmt: 'CALL is not allowed: procedures run SQL pgwarden cannot check',
+  ListenStmt: 'LISTEN is not allowed',
+  UnlistenStmt: 'UNLISTEN is not allowed',
+  NotifyStmt: 'NOTIFY is not allowed',
+  LockStmt: 'LOCK TABLE is not allowed: it would block every tenant',
+  DiscardStmt: 'DISCARD is not allowed: it would reset settings pgwarden pins',
+  VacuumStmt: 'VACUUM / ANALYZE are not allowed for agents',
+  CreateTableAsStmt: 'CREATE TABLE AS is not allowed: agents cannot create objects',
+};
+
+function readQuery(q: Node, ctx: RewriteContext): void {
+  const kind = nodeType(q);
+  if (kind === 'SelectStmt') {
+    const sel = selectBody(q);
+    rewriteSelect(sel, ctx, undefined);
+    applyRowLimit(sel, ctx);
+  } else if (kind === 'InsertStmt' || kind === 'UpdateStmt' || kind === 'DeleteStmt' || kind === 'MergeStmt')
+    rewriteWrite(q, ctx, undefined);
+  else
+    throw new Denial(
+      `${kind} is not allowed here: only SELECT, INSERT, UPDATE, DELETE or MERGE`,
+      'statement_not_allowed',
+    );
+}
+
+/**
+ * A row limit from the rules caps what a top-level SELECT returns: LIMIT n becomes
+ * LIMIT LEAST(n, cap), so the verdict does not depend on the agent's literal.
+ */
+function applyRowLimit(sel: Body, ctx: RewriteContext): void {
+  const cap = ctx.rowLimit;
+  if (cap === undefined) return;
+  const capNode: Node = { A_Const: { ival: { ival: cap } } };
+  if (sel.limitOption === 'LIMIT_OPTION_WITH_TIES')
+    throw new Denial(
+      `FETCH ... WITH TIES cannot be combined with the row limit of ${cap}; use LIMIT`,
+      'row_limit',
+    );
+  const given = sel.limitCount as Node | undefined;
+  const isAll =
+    given !== undefined && nodeType(given) === 'A_Const' && (given.A_Const as Body).isnull === true;
+  sel.limitCount =
+    given === undefined || isAll ? capNode : { MinMaxExpr: { op: 'IS_LEAST', args: [given, capNode] } };
+  sel.limitOption = 'LIMIT_OPTION_COUNT';
+  ctx.reasons.add('row_limit_applied');
+}
+
+function checkOptions(opts: Node[] | undefined, allowed: Set<string>, what: string): void {
+  for (const o of opts ?? []) {
+    const d = (o as { DefElem?: { defname: string } }).DefElem;
+    if (!d || !allowed.has(d.defname))
+      throw new Denial(`${what} option ${d?.defname ?? '?'} is not allowed`, 'option_not_allowed');
+  }
+}
+
+/** Judges and rewrites one top-level statement in place. Every kind not listed is refused. */
+export function rewriteStatement(stmt: Node, ctx: RewriteContext): void {
+  const kind = nodeType(stmt) ?? '';
+  const body = stmt[kind] as Body;
+  switch (kind) {
+    case 'SelectStmt':
+    case 'InsertStmt':
+    case 'UpdateStmt':
+    case 'DeleteStmt':
+    case 'MergeStmt':
+      return readQuery(stmt, ctx);
+    case 'ExplainStmt':
+      checkOptions(body.options as Node[], explainOptions, 'EXPLAIN');
+      return readQuery(body.query as Node, ctx);
+    case 'PrepareStmt':
+      visitValue(body.argtypes, ctx, undefined);
+      readQuery(body.query as Node, ctx);
+      ctx.effects = { prepare: body.name as string };
+      return;
+    case 'DeclareCursorStmt':
+      readQuery(body.query as Node, ctx);
+      ctx.effects = { declareCursor: body.portalname as string };
+      return;
+    case 'ExecuteStmt': {
+      ctx.sessionDependent = true;
+      if (!ctx.session.preparedStatements.has(body.name as string))
+        throw new Denial(
+          `prepared statement ${String(body.name)} was not prepared through pgwarden in this session`,
+          'unknown_prepared',
+        );
+      visitValue(body.params, ctx, undefined);
+      return;
+    }
+    case 'DeallocateStmt':
+      ctx.effects = { deallocate: body.isall ? { all: true } : (body.name as string) };
+      return;
+    case 'FetchStmt':
+      ctx.sessionDependent = true;
+      if (!ctx.session.cursors.has(body.portalname as string))
+        throw new Denial(
+          `cursor ${String(body.portalname)} was not declared through pgwarden in this session`,
+          'unknown_cursor',
+        );
+      return;
+    case 'ClosePortalStmt':
+      return;
+    case 'TransactionStmt': {
+      const k = body.kind as string;
+      if (
+        k === 'TRANS_STMT_PREPARE' ||
+        k === 'TRANS_STMT_COMMIT_PREPARED' ||
+        k === 'TRANS_STMT_ROLLBACK_PREPARED'
+      )
+        throw new Denial('two-phase commit is not allowed', 'statement_not_allowed');
+      return;
+    }
+    case 'VariableSetStmt':
+      return checkSet(body, ctx);
+    case 'VariableShowStmt': {
+      const name = String(body.name).toLowerCase();
+      if (!showableParameters.has(name))
+        throw new Denial(
+          `SHOW ${name} is not allowed; you may show: ${[...showableParameters].join(', ')}`,
+          'setting_not_allowed',
+        );
+      return;
+    }
+    case 'CopyStmt':
+      return rewriteCopy(stmt, body, ctx);
+    default: {
+      const refused = refusedStatements[kind];
+      throw new Denial(
+        refused ??
+          `${kind.replace(/Stmt$/, '')} statements are not allowed: agents may run SELECT, INSERT, UPDATE, DELETE, MERGE, EXPLAIN, COPY ... TO STDOUT, transaction control and a few SET commands`,
+        'statement_not_allowed',
+      );
+    }
+  }
+}
+
+function checkSet(body: Body, ctx: RewriteContext): void {
+  const kind = body.kind as string;
+  const name = String(body.name ?? '').toLowerCase();
+  if (kind === 'VAR_RESET_ALL')
+    throw new Denial(
+      'RESET ALL is not allowed: it would undo settings pgwarden pins; reset one setting',
+      'setting_not_allowed',
+    );
+  if (kind === 'VAR_SET_MULTI') {
+    // SET TRANSACTION ... / SET SESSION CHARACTERISTICS AS TRANSACTION ...: isolation and read-only only.
+    if (name !== 'transaction' && name !== 'session characteristics')
+      throw new Denial(`SET ${name} is not allowed`, 'setting_not_allowed');
+    for (const a of (body.args as Node[] | undefined) ?? []) {
+      const d = (a as { DefElem?: { defname: string } }).DefElem;
+      if (!d || !settableParameters.has(d.defname))
+        throw new Denial(`SET TRANSACTION ${d?.defname ?? '?'} is not allowed`, 'setting_not_allowed');
+    }
+    return;
+  }
+  if (!settableParameters.has(name))
+    throw new Denial(
+      `SET ${name} is not allowed; settable: ${[...settableParameters].join(', ')}`,
+      'setting_not_allowed',
+    );
+  for (const a of (body.args as Node[] | undefined) ?? [])
+    if (literalValue(a) === undefined && nodeType(a) !== 'A_Const')
+      throw new Denial(`SET ${name} takes literal values only`, 'setting_not_allowed');
+  ctx.literalSensitive = true;
+}
+
+/** COPY ... TO STDOUT only; COPY table becomes COPY (SELECT ...) so it is scoped like a query. */
+function rewriteCopy(stmt: Node, body: Body, ctx: RewriteContext): void {
+  if (body.is_from)
+    throw new Denial('COPY FROM is not allowed: use INSERT, which pgwarden scopes', 'copy_from');
+  if (body.filename !== undefined || body.is_program)
+    throw new Denial('COPY to a server file or program is not allowed; use COPY ... TO STDOUT', 'copy_file');
+  checkOptions(body.options as Node[], copyOptions, 'COPY');
+  if (body.whereClause) throw new Denial('COPY ... WHERE is only for COPY FROM', 'unsupported_syntax');
+  if (body.relation) {
+    const attl = names(body.attlist as Node[] | undefined);
+    const targetList = attl.length
+      ? attl.map((c) => ({ ResTarget: { val: { ColumnRef: { fields: [{ String: { sval: c } }] } } } }))
+      : [{ ResTarget: { val: { ColumnRef: { fields: [{ A_Star: {} }] } } } }];
+    body.query = {
+      SelectStmt: {
+        targetList,
+        fromClause: [{ RangeVar: body.relation }],
+        limitOption: 'LIMIT_OPTION_DEFAULT',
+        op: 'SETOP_NONE',
+      },
+    };
+    delete body.relation;
+    delete body.attlist;
+  }
+  const q = body.query as Node;
+  if (nodeType(q) !== 'SelectStmt' && !(q[nodeType(q) ?? ''] as Body).returningClause)
+    throw new Denial('COPY (query) needs a SELECT or a write with RETURNING', 'unsupported_syntax');
+  readQuery(q, ctx);
+  void stmt;
+}

@@ -1,0 +1,381 @@
+import {
+  and,
+  columnRef,
+  names,
+  nodeType,
+  nullConst,
+  str,
+  typeCast,
+  type Node,
+  type RangeVar,
+  type WithClause,
+} from '../sql/ast.js';
+import type { TablePolicy } from '../policy/effective.js';
+import type { ParamCheck } from '../policy/verdict.js';
+import { Denial, type RewriteContext, type Scope, type WriteTarget } from './context.js';
+import { literalValue, visitValue } from './expr.js';
+import { resolveRelation } from './resolve.js';
+import { tenantFilter, tenantValue } from './scoped.js';
+import { processWith, rewriteFromItem, rewriteSelect, tableFor } from './select.js';
+import type { AccessKind } from '../policy/rules-schema.js';
+
+type Body = Record<string, unknown>;
+
+/** Rewrites INSERT / UPDATE / DELETE / MERGE (top level or in WITH) so they stay in the tenant. */
+export function rewriteWrite(node: Node, ctx: RewriteContext, outer: Scope | undefined): void {
+  const kind = nodeType(node);
+  const body = node[kind ?? ''] as Body;
+  if (ctx.writeTarget) throw new Denial('nested data-modifying statements are not supported', 'nested_write');
+  const scope = processWith(body.withClause as WithClause | undefined, ctx, outer);
+  switch (kind) {
+    case 'InsertStmt':
+      return rewriteInsert(body, ctx, scope);
+    case 'UpdateStmt':
+      return rewriteUpdate(body, ctx, scope);
+    case 'DeleteStmt':
+      return rewriteDelete(body, ctx, scope);
+    case 'MergeStmt':
+      return rewriteMerge(body, ctx, scope);
+    default:
+      throw new Denial(`${kind} is not allowed`, 'statement_not_allowed');
+  }
+}
+
+function target(
+  body: Body,
+  ctx: RewriteContext,
+  needs: AccessKind[],
+): { t: TablePolicy; rv: RangeVar; refname: string } {
+  const rv = body.relation as RangeVar;
+  // A write target is never a CTE (parserOpenTable), so no scope is passed.
+  const r = resolveRelation(rv, ctx.catalog, undefined);
+  if (r.kind !== 'relation')
+    throw new Denial(
+      `relation ${rv.relname} does not exist for agents; available: ${ctx.listedTables()}`,
+      'table_not_listed',
+    );
+  const t = tableFor(r.qname, rv.schemaname ? r.qname : rv.relname, ctx);
+  for (const a of needs)
+    if (!t.access.has(a))
+      throw new Denial(
+        `${a} on ${t.qname} is not allowed: the rules grant ${[...t.access].join(', ')}`,
+        'access_denied',
+        { ruleId: `tables.${t.qname}` },
+      );
+  if (t.scope === 'parent') throw new Denial(`${t.qname} is read-only for agents`, 'access_denied');
+  ctx.touch(t);
+  const refname = rv.alias?.aliasname ?? rv.relname;
+  ctx.refs.set(refname, t);
+  ctx.reasons.add('write_scoped');
+  return { t, rv, refname };
+}
+
+function enterTarget(ctx: RewriteContext, t: TablePolicy, refnames: string[]): WriteTarget {
+  const w: WriteTarget = { policy: t, refnames: new Set(refnames) };
+  ctx.writeTarget = w;
+  return w;
+}
+
+/** The tenant filter on the target row, first in the WHERE so it runs before any agent predicate. */
+function filterFirst(t: TablePolicy, ctx: RewriteContext, refname: string, where: unknown): Node | undefined {
+  if (t.scope !== 'tenant') return where as Node | undefined;
+  return and(tenantFilter(t, ctx.tenant, [refname]), where as Node | undefined);
+}
+
+const paramTypes: Record<string, ParamCheck['type']> = {
+  text: 'text',
+  varchar: 'text',
+  int4: 'int4',
+  int8: 'int8',
+  uuid: 'uuid',
+};
+
+/**
+ * A value written into the tenant column must be the caller's tenant: a literal is checked now,
+ * a parameter ($n) when the proxy sees its Bind value. Anything else could be another tenant.
+ */
+function checkTenantValue(value: unknown, t: TablePolicy, ctx: RewriteContext): void {
+  const col = t.tenantColumn;
+  if (!col) return;
+  const lit = literalValue(value);
+  if (lit !== undefined) {
+    ctx.literalSensitive = true;
+    if (lit !== ctx.tenant)
+      throw new Denial(
+        `${t.qname}.${col.name} must be your tenant '${ctx.tenant}', not '${lit}'; you may also leave ${col.name} out and pgwarden fills it in`,
+        'cross_tenant_write',
+        { flags: ['cross_tenant_attempt'], ruleId: `tables.${t.qname}` },
+      );
+    return;
+  }
+  const param =
+    nodeType(value) === 'ParamRef' ? (value as { ParamRef: { number: number } }).ParamRef.number : undefined;
+  const type = paramTypes[col.type];
+  if (param !== undefined && type !== undefined) {
+    ctx.paramChecks.push({
+      index: param,
+      equals: ctx.tenant,
+      type,
+      message: `${t.qname}.${col.name} must be your tenant '${ctx.tenant}'`,
+    });
+    ctx.reasons.add('tenant_param_checked');
+    return;
+  }
+  throw new Denial(
+    `${t.qname}.${col.name} may only be set to your tenant '${ctx.tenant}' as a literal or parameter; leave it out and pgwarden fills it in`,
+    'tenant_value_unchecked',
+    { ruleId: `tables.${t.qname}` },
+  );
+}
+
+/** SET assignments: no hidden columns, and the tenant column only to the caller's tenant. */
+function checkAssignments(
+  list: Node[] | undefined,
+  t: TablePolicy,
+  ctx: RewriteContext,
+  scope: Scope | undefined,
+): void {
+  for (const n of list ?? []) {
+    const rt = (n as { ResTarget: { name: string; val: Node; indirection?: Node[] } }).ResTarget;
+    const col = t.columns.find((c) => c.name === rt.name);
+    if (!col) throw new Denial(`${rt.name} is not a column of ${t.qname}`, 'not_a_column');
+    if (t.hidden.has(col.name))
+      throw new Denial(
+        `column ${t.qname}.${col.name} is not available to agents; usable columns: ${ctx.usableColumns(t)}`,
+        'column_denied',
+        {
+          ruleId: `tables.${t.qname}.columns`,
+        },
+      );
+    if (col.name === t.tenantColumn?.name) {
+      if (
+        rt.indirection?.length ||
+        nodeType(rt.val) === 'MultiAssignRef' ||
+        nodeType(rt.val) === 'SetToDefault'
+      )
+        throw new Denial(
+          `${t.qname}.${col.name} may only be assigned your tenant '${ctx.tenant}' directly`,
+          'tenant_value_unchecked',
+        );
+      checkTenantValue(rt.val, t, ctx);
+    }
+    ctx.columns.add(`${t.qname}.${col.name}`);
+    visitValue(rt.val, ctx, scope);
+    visitValue(rt.indirection, ctx, scope);
+  }
+}
+
+/**
+ * RETURNING reads the raw target row: `*` is spelled out with hidden and masked columns as typed
+ * NULLs, and anything naming a hidden or masked column is refused (by the column check).
+ * PostgreSQL 18 also names the row `old` / `new` there.
+ */
+function rewriteReturning(
+  body: Body,
+  t: TablePolicy,
+  refname: string,
+  ctx: RewriteContext,
+  scope: Scope | undefined,
+  hasFrom: boolean,
+): void {
+  const rc = body.returningClause as { exprs?: Node[]; options?: Node[] } | undefined;
+  if (!rc?.exprs) return;
+  if (rc.options?.length)
+    throw new Denial('RETURNING WITH (OLD AS ..., NEW AS ...) is not supported', 'unsupported_syntax');
+  const restricted = t.hidden.size > 0 || t.masks.size > 0;
+  const prev = ctx.writeTarget;
+  ctx.writeTarget = { policy: t, refnames: new Set([refname, 'old', 'new']) };
+  const out: Node[] = [];
+  for (const n of rc.exprs) {
+    const val = (n as { ResTarget: { val: Node } }).ResTarget.val;
+    const f =
+      nodeType(val) === 'ColumnRef' ? names((val as { ColumnRef: { fields: Node[] } }).ColumnRef.fields) : [];
+    const star = f.length === 1 && f[0] === '*';
+    const qualifiedStar = f.length === 2 && f[1] === '*' && ctx.writeTarget.refnames.has(f[0] ?? '');
+    if (restricted && (star || qualifiedStar)) {
+      if (star && hasFrom)
+        throw new Denial(
+          `RETURNING * would include hidden columns of ${t.qname}; list the columns: ${ctx.usableColumns(t)}`,
+          'star_in_write',
+        );
+      const qual = qualifiedStar ? (f[0] ?? refname) : refname;
+      for (const c of t.columns) {
+        if (t.hidden.has(c.name) || t.masks.has(c.name))
+          out.push({
+            ResTarget: {
+              name: c.name,
+              val: typeCast(nullConst(), { names: [str('pg_catalog'), str('text')] }),
+            },
+          });
+        else out.push({ ResTarget: { name: c.name, val: columnRef(qual, c.name) } });
+      }
+      continue;
+    }
+    visitValue(n, ctx, scope);
+    out.push(n);
+  }
+  rc.exprs = out;
+  ctx.writeTarget = prev;
+}
+
+function rewriteUpdate(body: Body, ctx: RewriteContext, scope: Scope | undefined): void {
+  const { t, refname } = target(body, ctx, ['update']);
+  const from = body.fromClause as Node[] | undefined;
+  if (from) body.fromClause = from.map((i) => rewriteFromItem(i, ctx, scope));
+  enterTarget(ctx, t, [refname]);
+  checkAssignments(body.targetList as Node[], t, ctx, scope);
+  visitValue(body.whereClause, ctx, scope);
+  body.whereClause = filterFirst(t, ctx, refname, body.whereClause);
+  rewriteReturning(body, t, refname, ctx, scope, (from?.length ?? 0) > 0);
+  ctx.writeTarget = undefined;
+}
+
+function rewriteDelete(body: Body, ctx: RewriteContext, scope: Scope | undefined): void {
+  const { t, refname } = target(body, ctx, ['delete']);
+  const using = body.usingClause as Node[] | undefined;
+  if (using) body.usingClause = using.map((i) => rewriteFromItem(i, ctx, scope));
+  enterTarget(ctx, t, [refname]);
+  visitValue(body.whereClause, ctx, scope);
+  body.whereClause = filterFirst(t, ctx, refname, body.whereClause);
+  rewriteReturning(body, t, refname, ctx, scope, (using?.length ?? 0) > 0);
+  ctx.writeTarget = undefined;
+}
+
+/** The explicit column list of an INSERT (positional inserts fill columns in attnum order). */
+function insertColumns(body: Body, t: TablePolicy, width: number): Node[] {
+  const cols = body.cols as Node[] | undefined;
+  if (cols?.length) return cols;
+  if (width > t.columns.length)
+    throw new Denial(`INSERT has more values than ${t.qname} has columns`, 'insert_width');
+  return t.columns.slice(0, width).map((c) => ({ ResTarget: { name: c.name } }));
+}
+
+function rewriteInsert(body: Body, ctx: RewriteContext, scope: Scope | undefined): void {
+  const { t, refname } = target(body, ctx, ['insert']);
+  const source = body.selectStmt as Node | undefined;
+  const sel = source ? (source.SelectStmt as Body | undefined) : undefined;
+  if (source && !sel) throw new Denial('INSERT source must be VALUES or SELECT', 'unsupported_syntax');
+  const values = sel?.valuesLists as Node[] | undefined;
+  const simpleSelect = sel && !values && (sel.op === undefined || sel.op === 'SETOP_NONE');
+  if (sel && !values && !simpleSelect)
+    throw new Denial(
+      'INSERT ... SELECT with UNION/INTERSECT/EXCEPT is not supported; insert each part on its own',
+      'unsupported_syntax',
+    );
+  const rows = (values ?? []).map((r) => (r as { List: { items: Node[] } }).List.items);
+  const targets = (simpleSelect ? (sel.targetList as Node[]) : undefined) ?? [];
+  if (
+    targets.some((n) =>
+      names(
+        ((n as { ResTarget: { val: Node } }).ResTarget.val as { ColumnRef?: { fields: Node[] } }).ColumnRef
+          ?.fields,
+      ).includes('*'),
+    )
+  )
+    throw new Denial('INSERT ... SELECT * is not allowed: list the columns you select', 'insert_select_star');
+  const width = values ? Math.max(...rows.map((r) => r.length)) : simpleSelect ? targets.length : 0;
+  // The source is read like any query, before the tenant value is added to it.
+  if (sel) rewriteSelect(sel, ctx, scope);
+  const cols = sel ? insertColumns(body, t, width) : [];
+  const colNames = cols.map((c) => (c as { ResTarget: { name: string } }).ResTarget.name);
+  for (const c of colNames) {
+    if (!t.columns.some((x) => x.name === c))
+      throw new Denial(`${c} is not a column of ${t.qname}`, 'not_a_column');
+    if (t.hidden.has(c))
+      throw new Denial(
+        `column ${t.qname}.${c} is not available to agents; usable columns: ${ctx.usableColumns(t)}`,
+        'column_denied',
+      );
+    ctx.columns.add(`${t.qname}.${c}`);
+  }
+  if (t.scope === 'tenant' && t.tenantColumn) {
+    const tc = t.tenantColumn.name;
+    const at = colNames.indexOf(tc);
+    if (at >= 0) {
+      if (((cols[at] as { ResTarget: { indirection?: Node[] } }).ResTarget.indirection?.length ?? 0) > 0)
+        throw new Denial(`${t.qname}.${tc} may only be set whole`, 'tenant_value_unchecked');
+      for (const row of rows) checkTenantValue(row[at], t, ctx);
+      if (simpleSelect) checkTenantValue((targets[at] as { ResTarget: { val: Node } }).ResTarget.val, t, ctx);
+    } else {
+      // pgwarden fills the tenant column in, as RLS WITH CHECK would require it to be.
+      cols.push({ ResTarget: { name: tc } });
+      for (const row of rows) row.push(tenantValue(t, ctx.tenant));
+      if (simpleSelect) targets.push({ ResTarget: { val: tenantValue(t, ctx.tenant) } });
+      if (!sel)
+        body.selectStmt = {
+          SelectStmt: {
+            valuesLists: [{ List: { items: [tenantValue(t, ctx.tenant)] } }],
+            limitOption: 'LIMIT_OPTION_DEFAULT',
+            op: 'SETOP_NONE',
+          },
+        };
+      ctx.reasons.add('tenant_column_set');
+    }
+    if (!sel && at < 0) cols.splice(0, cols.length, { ResTarget: { name: tc } });
+    body.cols = cols;
+  } else if (sel) body.cols = cols;
+  const oc = body.onConflictClause as Body | undefined;
+  if (oc) {
+    visitValue((oc.infer as Body | undefined)?.whereClause, ctx, scope);
+    if (oc.action === 'ONCONFLICT_UPDATE') {
+      // The conflicting row may belong to another tenant: only a row of the caller's is updated.
+      enterTarget(ctx, t, [refname]);
+      checkAssignments(oc.targetList as Node[], t, ctx, scope);
+      visitValue(oc.whereClause, ctx, scope);
+      oc.whereClause = filterFirst(t, ctx, refname, oc.whereClause);
+      ctx.writeTarget = undefined;
+    } else if (oc.action !== 'ONCONFLICT_NOTHING')
+      throw new Denial('unsupported ON CONFLICT action', 'unsupported_syntax');
+  }
+  rewriteReturning(body, t, refname, ctx, scope, false);
+}
+
+function rewriteMerge(body: Body, ctx: RewriteContext, scope: Scope | undefined): void {
+  const arms = ((body.mergeWhenClauses as Node[] | undefined) ?? []).map(
+    (n) => (n as { MergeWhenClause: Body }).MergeWhenClause,
+  );
+  const needs = new Set<AccessKind>();
+  for (const a of arms) {
+    if (a.commandType === 'CMD_UPDATE') needs.add('update');
+    if (a.commandType === 'CMD_DELETE') needs.add('delete');
+    if (a.commandType === 'CMD_INSERT') needs.add('insert');
+  }
+  const { t, refname } = target(body, ctx, [...needs]);
+  body.sourceRelation = rewriteFromItem(body.sourceRelation as Node, ctx, scope);
+  enterTarget(ctx, t, [refname]);
+  visitValue(body.joinCondition, ctx, scope);
+  // Only the caller's rows can match; rows of other tenants are neither matched nor "not matched by source".
+  body.joinCondition = filterFirst(t, ctx, refname, body.joinCondition);
+  for (const a of arms) {
+    visitValue(a.condition, ctx, scope);
+    if (a.matchKind !== 'MERGE_WHEN_NOT_MATCHED_BY_TARGET')
+      a.condition = filterFirst(t, ctx, refname, a.condition);
+    if (a.commandType === 'CMD_UPDATE') checkAssignments(a.targetList as Node[], t, ctx, scope);
+    if (a.commandType === 'CMD_INSERT') mergeInsert(a, t, ctx, scope);
+  }
+  ctx.writeTarget = undefined;
+  rewriteReturning(body, t, refname, ctx, scope, true);
+}
+
+function mergeInsert(a: Body, t: TablePolicy, ctx: RewriteContext, scope: Scope | undefined): void {
+  const values = (a.values as Node[] | undefined) ?? [];
+  const prev = ctx.writeTarget;
+  // The inserted values come from the source row; the target row does not exist yet.
+  ctx.writeTarget = undefined;
+  visitValue(values, ctx, scope);
+  ctx.writeTarget = prev;
+  const cols = insertColumns({ cols: a.targetList }, t, values.length);
+  const colNames = cols.map((c) => (c as { ResTarget: { name: string } }).ResTarget.name);
+  for (const c of colNames)
+    if (t.hidden.has(c))
+      throw new Denial(`column ${t.qname}.${c} is not available to agents`, 'column_denied');
+  if (t.scope !== 'tenant' || !t.tenantColumn) return;
+  const at = colNames.indexOf(t.tenantColumn.name);
+  if (at >= 0) checkTenantValue(values[at], t, ctx);
+  else {
+    cols.push({ ResTarget: { name: t.tenantColumn.name } });
+    values.push(tenantValue(t, ctx.tenant));
+  }
+  a.targetList = cols;
+  a.values = values;
+}

@@ -1,0 +1,104 @@
+/**
+ * The few libpg-query (PostgreSQL raw parse tree) shapes pgwarden touches, typed by hand because
+ * @pgsql/types is not a dependency. A node is `{ TypeName: body }`; field names are Postgres's
+ * (src/include/nodes/parsenodes.h).
+ */
+export type Node = Record<string, unknown>;
+
+export interface RangeVar {
+  catalogname?: string;
+  schemaname?: string;
+  relname: string;
+  inh?: boolean;
+  relpersistence?: string;
+  alias?: Alias;
+  location?: number;
+}
+
+export interface Alias {
+  aliasname: string;
+  colnames?: Node[];
+}
+
+export interface ResTarget {
+  name?: string;
+  indirection?: Node[];
+  val?: Node;
+  location?: number;
+}
+
+export interface WithClause {
+  ctes?: Node[];
+  recursive?: boolean;
+}
+
+export interface CommonTableExpr {
+  ctename: string;
+  ctequery?: Node;
+}
+
+/** The single key of a node, e.g. "SelectStmt". */
+export function nodeType(node: unknown): string | undefined {
+  if (node === null || typeof node !== 'object' || Array.isArray(node)) return undefined;
+  const keys = Object.keys(node);
+  return keys.length === 1 ? keys[0] : undefined;
+}
+
+export function nodeBody<T = Record<string, unknown>>(node: Node): T {
+  return Object.values(node)[0] as T;
+}
+
+export function str(sval: string): Node {
+  return { String: { sval } };
+}
+
+/** Names in String nodes (function names, column refs, type names). */
+export function names(list: readonly Node[] | undefined): string[] {
+  return (list ?? []).map((n) => {
+    const s = (n as { String?: { sval?: string } }).String;
+    return s ? (s.sval ?? '') : '*';
+  });
+}
+
+export function columnRef(...fields: string[]): Node {
+  return { ColumnRef: { fields: fields.map(str) } };
+}
+
+export function stringConst(value: string): Node {
+  return { A_Const: { sval: { sval: value } } };
+}
+
+export function nullConst(): Node {
+  return { A_Const: { isnull: true } };
+}
+
+export function typeCast(arg: Node, typeName: Node): Node {
+  return { TypeCast: { arg, typeName } };
+}
+
+export function and(first: Node, second: Node | undefined): Node {
+  if (second === undefined) return first;
+  return { BoolExpr: { boolop: 'AND_EXPR', args: [first, second] } };
+}
+
+/** `lexpr OPERATOR(pg_catalog.=) rexpr`: schema-qualified so no user operator can stand in. */
+export function catalogEquals(lexpr: Node, rexpr: Node): Node {
+  return { A_Expr: { kind: 'AEXPR_OP', name: [str('pg_catalog'), str('=')], lexpr, rexpr } };
+}
+
+/** Drops parser locations so trees can be compared structurally. */
+export function stripLocations(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(stripLocations);
+  if (node === null || typeof node !== 'object') return node;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(node)) if (k !== 'location') out[k] = stripLocations(v);
+  return out;
+}
+
+export function sameTree(a: unknown, b: unknown): boolean {
+  return JSON.stringify(stripLocations(a)) === JSON.stringify(stripLocations(b));
+}
+
+export function clone<T>(node: T): T {
+  return structuredClone(node);
+}
