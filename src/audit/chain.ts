@@ -1,4 +1,4 @@
-import { createHash, createHmac } from 'node:crypto';
+import { createHmac, hash as oneShotHash } from 'node:crypto';
 
 /** The `prev` of an instance's first entry. */
 export const GENESIS = '0'.repeat(64);
@@ -16,7 +16,8 @@ export interface Link {
 }
 
 export function linkHash(prev: string, body: string): string {
-  return createHash('sha256').update(prev).update('\n').update(body).digest('hex');
+  // The one-shot form costs half of createHash() on a record-sized input; this runs per statement.
+  return oneShotHash('sha256', prev + '\n' + body, 'hex');
 }
 
 export function linkMac(key: string, hash: string): string {

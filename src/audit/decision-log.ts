@@ -1,5 +1,4 @@
 import { join, resolve } from 'node:path';
-import pg from 'pg';
 import type { Logger } from 'pino';
 import { PgwardenError } from '../errors/registry.js';
 import { entryLine, outcomeBody, recordBody } from './canonical.js';
@@ -8,11 +7,10 @@ import type { AuditConfig } from './config.js';
 import { resolveHmacKey } from './hmac-key.js';
 import { openNdjson } from './ndjson.js';
 import type { DecisionRecord, DecisionSink, Outcome } from './record.js';
-import { applyRetention } from './retention.js';
-import { Shipper, type ShipperStats } from './shipper.js';
+import type { ShipperStats } from './shipper.js';
+import { ShipperClient } from './shipper-client.js';
 import { instanceDirName } from './spool-layout.js';
 import { SpoolWriter } from './spool-writer.js';
-import { ensureDatabase, ensureSchema } from './store-schema.js';
 import { AuditReader } from './store-reader.js';
 import { redactUrl, storeUrl } from './store-url.js';
 
@@ -113,41 +111,25 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
   });
 
   const url = storeUrl(config, opts.upstreamUrl);
-  const pool = new pg.Pool({ connectionString: url, max: 2, connectionTimeoutMillis: 5000 });
-  // Idle connections die when the store restarts; the shipper's next round reconnects.
-  pool.on('error', () => {});
   const reader = new AuditReader(url);
-  const shipper = new Shipper({
-    pool,
-    prepare: async () => {
-      if (!config.store.url) await ensureDatabase(opts.upstreamUrl, config.store.database);
-      await ensureSchema(pool);
-      log.info({ store: redactUrl(url) }, 'pgwarden audit: store ready');
+  const shipper = new ShipperClient(
+    {
+      storeUrl: url,
+      create: config.store.url ? null : { adminUrl: opts.upstreamUrl, database: config.store.database },
+      ownDir: dir,
+      spoolRoot: root,
+      batchSize: config.store.batchSize,
+      pollIntervalMs: config.store.pollIntervalMs,
+      maxRetryDelayMs: config.store.maxRetryDelayMs,
+      retentionDays: config.store.retentionDays,
+      retentionCheckIntervalMs: config.store.retentionCheckIntervalMs,
     },
-    ownDir: dir,
-    spoolRoot: root,
-    batchSize: config.store.batchSize,
-    pollIntervalMs: config.store.pollIntervalMs,
-    maxRetryDelayMs: config.store.maxRetryDelayMs,
-    logger: log,
-    onDelivered: (bytes) => {
+    log,
+    (bytes) => {
       writer.unshipped = Math.max(0, writer.unshipped - bytes);
     },
-  });
-  shipper.start();
-
-  let retentionTimer: NodeJS.Timeout | undefined;
-  if (config.store.retentionDays > 0) {
-    const run = (): void => {
-      const cutoff = new Date(Date.now() - config.store.retentionDays * 86_400_000);
-      applyRetention(pool, cutoff).then(
-        (n) => n > 0 && log.info({ deleted: n, cutoff }, 'pgwarden audit: retention applied'),
-        (err: Error) => log.warn({ err: err.message }, 'pgwarden audit: retention failed; will retry'),
-      );
-    };
-    retentionTimer = setInterval(run, config.store.retentionCheckIntervalMs);
-    retentionTimer.unref();
-  }
+  );
+  log.info({ store: redactUrl(url), spool: dir }, 'pgwarden audit: decision log started');
 
   const onFull = config.spool.onFull;
   let fullLogged = false;
@@ -208,12 +190,12 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
       return shipper.drain(timeoutMs);
     },
     close: async () => {
-      if (retentionTimer) clearInterval(retentionTimer);
       writer.flush();
-      await shipper.drain(CLOSE_DRAIN_MS);
+      // With the store down there is nothing to wait for: the spool keeps it for the next start.
+      if (shipper.stats().consecutiveFailures === 0) await shipper.drain(CLOSE_DRAIN_MS, true);
       await shipper.stop();
       writer.close();
-      await Promise.all([pool.end(), reader.close(), ndjson.close()]);
+      await Promise.all([reader.close(), ndjson.close()]);
     },
   };
 }

@@ -2,7 +2,8 @@ import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { SpoolReader } from './spool-reader.js';
+import { appendFile } from 'node:fs/promises';
+import { SpoolReader, type Lines } from './spool-reader.js';
 import { deliver } from './store-writer.js';
 
 export interface ShipperOptions {
@@ -19,6 +20,8 @@ export interface ShipperOptions {
   readonly logger: Logger;
   /** Spool bytes of this instance delivered (so the writer's bound frees up). */
   readonly onDelivered: (bytes: number) => void;
+  /** After every round, with fresh stats. */
+  readonly onRound?: (stats: ShipperStats) => void;
 }
 
 export interface ShipperStats {
@@ -110,8 +113,12 @@ export class Shipper {
     };
   }
 
-  /** Resolves when a round found nothing to deliver (or the timeout passes); for close and tests. */
-  async drain(timeoutMs: number): Promise<boolean> {
+  /**
+   * True once a round found nothing left to deliver; false when the timeout passes (or, if asked,
+   * as soon as the store fails).
+   * For close() and tests.
+   */
+  async drain(timeoutMs: number, giveUpOnFailure = false): Promise<boolean> {
     const until = Date.now() + timeoutMs;
     // Only a round that started after this call has seen every write made before it.
     const after = this.roundsStarted;
@@ -119,6 +126,7 @@ export class Shipper {
       this.poke();
       await new Promise((r) => setTimeout(r, 20));
       if (this.lastIdleRound > after) return true;
+      if (giveUpOnFailure && this.failures > 0 && this.roundsStarted > after) return false;
     }
     return false;
   }
@@ -148,12 +156,12 @@ export class Shipper {
     let worked = false;
     for (const r of [this.own, ...this.orphans]) {
       const batch = await r.read(this.o.batchSize);
-      if (batch.entries.length > 0) await deliver(this.o.pool, batch.entries);
+      if (batch.count > 0) await this.deliverOrQuarantine(r.dir, batch.lines);
       if (batch.bytes > 0 || batch.finished.length > 0) {
         await r.commit(batch);
-        this.delivered += batch.entries.length;
+        this.delivered += batch.count;
         if (r === this.own) this.o.onDelivered(batch.bytes);
-        worked = worked || batch.entries.length > 0 || batch.finished.length > 0;
+        worked = worked || batch.count > 0 || batch.finished.length > 0;
       }
     }
     for (const r of this.orphans) {
@@ -166,6 +174,36 @@ export class Shipper {
     return worked;
   }
 
+  /**
+   * A line the store cannot take (a data error, SQLSTATE class 22) must not hold back every record
+   * behind it: the batch is retried line by line and refused lines go to rejected.ndjson beside
+   * the spool, with an error in the log. Any other error is an outage: the batch waits.
+   */
+  private async deliverOrQuarantine(dir: string, lines: Lines): Promise<void> {
+    try {
+      await deliver(this.o.pool, lines);
+      return;
+    } catch (err) {
+      if (!String((err as { code?: string }).code ?? '').startsWith('22')) throw err;
+    }
+    const all = [
+      ...lines.decisions.map((l) => ({ l, d: true })),
+      ...lines.outcomes.map((l) => ({ l, d: false })),
+    ];
+    for (const { l, d } of all) {
+      try {
+        await deliver(this.o.pool, { decisions: d ? [l] : [], outcomes: d ? [] : [l], last: l });
+      } catch (err) {
+        if (!String((err as { code?: string }).code ?? '').startsWith('22')) throw err;
+        await appendFile(join(dir, 'rejected.ndjson'), l + '\n');
+        this.o.logger.error(
+          { dir, err: (err as Error).message },
+          'pgwarden audit: store refused a spool line; kept in rejected.ndjson',
+        );
+      }
+    }
+  }
+
   private async run(): Promise<void> {
     while (!this.stopped) {
       const n = ++this.roundsStarted;
@@ -176,6 +214,7 @@ export class Shipper {
         }
         this.failures = 0;
         this.lastError = null;
+        this.o.onRound?.(this.stats());
         if (!worked) {
           this.lastIdleRound = n;
           await this.sleep(this.o.pollIntervalMs);
@@ -186,6 +225,7 @@ export class Shipper {
         if (code === '3D000' || code === '42P01') this.prepared = false;
         this.failures++;
         this.lastError = (err as Error).message;
+        this.o.onRound?.(this.stats());
         if (this.failures === 1) {
           this.o.logger.warn(
             { err: this.lastError },

@@ -1,10 +1,18 @@
 import { open, readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseEntryLine, type SpoolEntry } from './canonical.js';
 import { listSegments, readCursor, type Cursor } from './spool-layout.js';
 
+/** Raw spool lines sorted by type; the store parses them (the shipper never JSON-parses a record). */
+export interface Lines {
+  readonly decisions: string[];
+  readonly outcomes: string[];
+  /** The last entry line, for the chain head. */
+  last: string | null;
+}
+
 export interface Batch {
-  readonly entries: SpoolEntry[];
+  readonly lines: Lines;
+  readonly count: number;
   /** Where the next read starts once this batch is delivered. */
   readonly next: Cursor;
   /** Spool bytes this batch covers (head lines and skipped lines included). */
@@ -14,6 +22,13 @@ export interface Batch {
 }
 
 const CHUNK = 1 << 20;
+const D = 'd'.charCodeAt(0);
+const O = 'o'.charCodeAt(0);
+const H = 'h'.charCodeAt(0);
+
+function count(l: Lines): number {
+  return l.decisions.length + l.outcomes.length;
+}
 
 /**
  * Reads a spool directory from its delivery cursor. It never reads past the last newline, so it
@@ -34,12 +49,12 @@ export class SpoolReader {
   }
 
   async read(maxEntries: number): Promise<Batch> {
-    const entries: SpoolEntry[] = [];
+    const lines: Lines = { decisions: [], outcomes: [], last: null };
     const finished: string[] = [];
     let bytes = 0;
     const segs = listSegments(this.dir);
     let cur: Cursor = this.cursor ?? { segment: segs[0] ?? '', offset: 0 };
-    for (let i = 0; i < segs.length && entries.length < maxEntries; i++) {
+    for (let i = 0; i < segs.length && count(lines) < maxEntries; i++) {
       const seg = segs[i] as string;
       if (seg < cur.segment) {
         finished.push(seg); // left behind by a crash between delivery and deletion
@@ -47,20 +62,20 @@ export class SpoolReader {
       }
       if (seg > cur.segment) cur = { segment: seg, offset: 0 };
       const sealed = this.orphan || i < segs.length - 1;
-      const r = await this.readSegment(seg, cur.offset, maxEntries - entries.length, entries);
+      const r = await this.readSegment(seg, cur.offset, maxEntries - count(lines), lines);
       bytes += r.consumed;
       cur = { segment: seg, offset: cur.offset + r.consumed };
       if (!(sealed && r.atEnd)) break;
       finished.push(seg);
     }
-    return { entries, next: cur, bytes, finished };
+    return { lines, count: count(lines), next: cur, bytes, finished };
   }
 
   private async readSegment(
     seg: string,
     offset: number,
     max: number,
-    out: SpoolEntry[],
+    out: Lines,
   ): Promise<{ consumed: number; atEnd: boolean }> {
     const fh = await open(join(this.dir, seg), 'r');
     try {
@@ -78,15 +93,18 @@ export class SpoolReader {
           if (nl < 0) break;
           const line = data.toString('utf8', start, nl);
           start = nl + 1;
-          try {
-            const e = parseEntryLine(line);
-            if ('body' in e) {
-              out.push(e);
-              count++;
-            }
-          } catch (err) {
-            this.onBadLine(seg, err as Error);
+          // The header is ours and holds no free text before "msg", so its first character decides.
+          const m = line.indexOf('"msg":"');
+          const kind = m < 0 ? 0 : line.charCodeAt(m + 7);
+          if (kind === H) continue;
+          if (kind === D) out.decisions.push(line);
+          else if (kind === O) out.outcomes.push(line);
+          else {
+            this.onBadLine(seg, new Error('not a spool line'));
+            continue;
           }
+          out.last = line;
+          count++;
         }
         consumed += start;
         data = data.subarray(start);

@@ -119,7 +119,8 @@ export class SpoolWriter {
     this.chain.commit(link);
     const line = entryLine(type, this.opts.instanceId, time, false, link, body);
     this.pending += line;
-    this.pendingBytes += Buffer.byteLength(line);
+    // Characters, not bytes: close enough for the bound and cheaper; writes count exact bytes.
+    this.pendingBytes += line.length;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => {
@@ -148,10 +149,15 @@ export class SpoolWriter {
 
   private write(text: string): void {
     if (this.fd < 0) this.openSegment();
-    const buf = Buffer.from(text, 'utf8');
-    let off = 0;
+    let written: number;
     try {
-      while (off < buf.length) off += writeSync(this.fd, buf, off, buf.length - off);
+      // A string write skips a Buffer copy; a short write (rare, e.g. disk nearly full) finishes below.
+      written = writeSync(this.fd, text);
+      const total = Buffer.byteLength(text);
+      if (written < total) {
+        const buf = Buffer.from(text, 'utf8');
+        while (written < total) written += writeSync(this.fd, buf, written, total - written);
+      }
     } catch (err) {
       // Cut the torn line off so the segment stays a sequence of whole lines, then start afresh.
       try {
@@ -162,9 +168,9 @@ export class SpoolWriter {
       this.closeSegment();
       throw err;
     }
-    this.segmentSize += buf.length;
-    this.unshipped += buf.length;
-    this.appended += buf.length;
+    this.segmentSize += written;
+    this.unshipped += written;
+    this.appended += written;
     if (this.opts.fsyncIntervalMs === 0) fdatasyncSync(this.fd);
     else this.dirty = true;
   }

@@ -38,8 +38,10 @@ CREATE TABLE IF NOT EXISTS pgwarden_decisions (
   upstream_micros bigint,
   sqlstate text
 );
-CREATE UNIQUE INDEX IF NOT EXISTS pgwarden_decisions_chain ON pgwarden_decisions (instance_id, chain_seq);
-CREATE UNIQUE INDEX IF NOT EXISTS pgwarden_decisions_outcome_chain
+-- Not unique on purpose: a chain restarted under an old instance id must not block delivery;
+-- verify reports the repeated positions instead.
+CREATE INDEX IF NOT EXISTS pgwarden_decisions_chain ON pgwarden_decisions (instance_id, chain_seq);
+CREATE INDEX IF NOT EXISTS pgwarden_decisions_outcome_chain
   ON pgwarden_decisions (instance_id, outcome_chain_seq) WHERE outcome_chain_seq IS NOT NULL;
 CREATE INDEX IF NOT EXISTS pgwarden_decisions_time ON pgwarden_decisions (time DESC, id DESC);
 CREATE INDEX IF NOT EXISTS pgwarden_decisions_human ON pgwarden_decisions (human, time DESC);

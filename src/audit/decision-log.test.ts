@@ -1,0 +1,141 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { PgwardenError } from '../errors/registry.js';
+import { auditConfigSchema } from './config.js';
+import { startDecisionLog } from './decision-log.js';
+import { sampleOutcome, sampleRecord } from './sample-records.js';
+
+const logger = pino({ level: 'silent' });
+// Nothing listens on port 1: the store is down for the whole test, so the spool only grows.
+const DOWN = 'postgres://u:p@127.0.0.1:1/none';
+const dirs: string[] = [];
+
+function tmp(): string {
+  const d = mkdtempSync(join(tmpdir(), 'pgw-dl-'));
+  dirs.push(d);
+  return d;
+}
+
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+describe('startDecisionLog', () => {
+  it('refuses with PGW_AUDIT_UNAVAILABLE once the spool is full, and records nothing for it', async () => {
+    const dir = tmp();
+    const cfg = auditConfigSchema.parse({
+      ndjson: 'off',
+      store: { url: DOWN },
+      spool: { dir, maxBytes: 65536 },
+    });
+    const log = await startDecisionLog(cfg, { instanceId: 'full', upstreamUrl: DOWN, logger });
+    let accepted = 0;
+    let error: unknown;
+    for (let i = 0; i < 10_000 && error === undefined; i++) {
+      try {
+        log.decide(sampleRecord({ instanceId: 'full', sessionId: 's', seq: i }));
+        accepted++;
+      } catch (err) {
+        error = err;
+      }
+    }
+    expect(error).toBeInstanceOf(PgwardenError);
+    expect((error as PgwardenError).code).toBe('PGW_AUDIT_UNAVAILABLE');
+    expect((error as PgwardenError).sqlstate).toBe('53000');
+    expect(accepted).toBeGreaterThan(50);
+    expect(log.stats()).toMatchObject({ decided: accepted, refused: 1 });
+    expect(log.stats().spool?.unshippedBytes).toBeLessThanOrEqual(65536);
+    await log.close();
+  });
+
+  it('with onFull ndjson-only, runs on with NDJSON lines outside the chain (chainSeq 0)', async () => {
+    const dir = tmp();
+    const out = join(dir, 'decisions.ndjson');
+    const cfg = auditConfigSchema.parse({
+      ndjson: out,
+      store: { url: DOWN },
+      spool: { dir: join(dir, 'spool'), maxBytes: 65536, onFull: 'ndjson-only' },
+    });
+    const log = await startDecisionLog(cfg, { instanceId: 'nd', upstreamUrl: DOWN, logger });
+    for (let i = 0; i < 400; i++) {
+      const r = sampleRecord({ instanceId: 'nd', sessionId: 's', seq: i });
+      log.decide(r);
+      log.complete(sampleOutcome(r));
+    }
+    expect(log.stats().unspooled).toBeGreaterThan(0);
+    await log.close();
+    const lines = readFileSync(out, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.filter((l) => l.msg === 'decision')).toHaveLength(400);
+    expect(lines.some((l) => l.chainSeq === 0)).toBe(true);
+  });
+
+  it('redacts bind parameters unless configured otherwise', async () => {
+    const dir = tmp();
+    const out = join(dir, 'd.ndjson');
+    const base = { store: { url: DOWN }, spool: { dir: join(dir, 'spool') } };
+    const a = await startDecisionLog(auditConfigSchema.parse({ ...base, ndjson: out }), {
+      instanceId: 'red',
+      upstreamUrl: DOWN,
+      logger,
+    });
+    a.decide(sampleRecord({ instanceId: 'red', sessionId: 's', seq: 0, parameters: ['4111-1111'] }));
+    await a.close();
+    const line = JSON.parse(readFileSync(out, 'utf8').trim()) as { record: { parameters: unknown } };
+    expect(line.record.parameters).toBeNull();
+
+    const out2 = join(dir, 'd2.ndjson');
+    const b = await startDecisionLog(
+      auditConfigSchema.parse({
+        ...base,
+        ndjson: out2,
+        redactParameters: false,
+        spool: { dir: join(dir, 'spool2') },
+      }),
+      { instanceId: 'clear', upstreamUrl: DOWN, logger },
+    );
+    b.decide(sampleRecord({ instanceId: 'clear', sessionId: 's', seq: 0, parameters: ['42'] }));
+    await b.close();
+    expect(
+      (JSON.parse(readFileSync(out2, 'utf8').trim()) as { record: { parameters: unknown } }).record
+        .parameters,
+    ).toEqual(['42']);
+  });
+
+  it('writes NDJSON in pino line format with the record and its chain link', async () => {
+    const dir = tmp();
+    const out = join(dir, 'd.ndjson');
+    const log = await startDecisionLog(auditConfigSchema.parse({ ndjson: out, durable: false }), {
+      instanceId: 'nd2',
+      upstreamUrl: DOWN,
+      logger,
+    });
+    const r = sampleRecord({ instanceId: 'nd2', sessionId: 's', seq: 0, verdict: 'deny' });
+    log.decide(r);
+    log.complete(sampleOutcome(r));
+    await log.close();
+    const [d, o] = readFileSync(out, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(d).toMatchObject({
+      level: 40,
+      msg: 'decision',
+      instance: 'nd2',
+      chainSeq: 1,
+      record: { id: r.id, verdict: 'deny' },
+    });
+    expect(o).toMatchObject({
+      level: 30,
+      msg: 'outcome',
+      chainSeq: 2,
+      prev: d?.hash,
+      outcome: { recordId: r.id },
+    });
+  });
+});

@@ -1,0 +1,80 @@
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import type { ShipperStats } from './shipper.js';
+import type { FromShipper, ShipperWorkerData, ToShipper } from './shipper-protocol.js';
+
+const INITIAL: ShipperStats = {
+  delivered: 0,
+  storeUp: false,
+  consecutiveFailures: 0,
+  lastError: null,
+  orphanSpools: 0,
+};
+
+/** The main thread's handle on the shipper's worker thread. */
+export class ShipperClient {
+  private readonly worker: Worker;
+  private latest: ShipperStats = INITIAL;
+  private nextId = 1;
+  private readonly drains = new Map<number, (ok: boolean) => void>();
+  private stopped: Promise<void> | null = null;
+
+  constructor(data: ShipperWorkerData, logger: Logger, onDelivered: (bytes: number) => void) {
+    this.worker = new Worker(new URL('./shipper-worker.mjs', import.meta.url), { workerData: data });
+    // The proxy decides when to exit; a forgotten close() must not keep the process alive.
+    this.worker.unref();
+    this.worker.on('message', (m: FromShipper) => {
+      if (m.type === 'delivered') {
+        this.latest = m.stats;
+        onDelivered(m.bytes);
+      } else if (m.type === 'stats') this.latest = m.stats;
+      else if (m.type === 'drained') {
+        this.drains.get(m.id)?.(m.ok);
+        this.drains.delete(m.id);
+      } else if (m.type === 'log') logger[m.level](m.obj, m.msg);
+    });
+    this.worker.on('error', (err) =>
+      logger.error({ err: err.message }, 'pgwarden audit: shipper thread failed'),
+    );
+    this.worker.on('exit', () => {
+      for (const resolve of this.drains.values()) resolve(false);
+      this.drains.clear();
+    });
+  }
+
+  stats(): ShipperStats {
+    return this.latest;
+  }
+
+  private send(m: ToShipper): void {
+    this.worker.postMessage(m);
+  }
+
+  poke(): void {
+    this.send({ type: 'poke' });
+  }
+
+  drain(timeoutMs: number, giveUpOnFailure = false): Promise<boolean> {
+    const id = this.nextId++;
+    // While someone waits for the thread, it must keep the process alive (a CLI, a script).
+    this.worker.ref();
+    return new Promise((resolve) => {
+      this.drains.set(id, (ok) => {
+        if (this.drains.size <= 1) this.worker.unref();
+        resolve(ok);
+      });
+      this.send({ type: 'drain', id, timeoutMs, giveUpOnFailure });
+    });
+  }
+
+  stop(): Promise<void> {
+    this.stopped ??= new Promise<void>((resolve) => {
+      this.worker.ref();
+      this.worker.once('exit', () => resolve());
+      this.send({ type: 'stop' });
+      // A thread stuck on a dead TCP connection is not waited for forever.
+      setTimeout(() => void this.worker.terminate(), 10_000).unref();
+    });
+    return this.stopped;
+  }
+}

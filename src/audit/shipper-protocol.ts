@@ -1,0 +1,37 @@
+import type { ShipperStats } from './shipper.js';
+
+/** What the main thread gives the shipper's worker thread at start. */
+export interface ShipperWorkerData {
+  readonly storeUrl: string;
+  /** Set when the store is the default database on the upstream server: created if missing. */
+  readonly create: { readonly adminUrl: string; readonly database: string } | null;
+  readonly ownDir: string;
+  readonly spoolRoot: string;
+  readonly batchSize: number;
+  readonly pollIntervalMs: number;
+  readonly maxRetryDelayMs: number;
+  readonly retentionDays: number;
+  readonly retentionCheckIntervalMs: number;
+}
+
+export type ToShipper =
+  | { readonly type: 'poke' }
+  | {
+      readonly type: 'drain';
+      readonly id: number;
+      readonly timeoutMs: number;
+      readonly giveUpOnFailure: boolean;
+    }
+  | { readonly type: 'stop' };
+
+export type FromShipper =
+  | { readonly type: 'delivered'; readonly bytes: number; readonly stats: ShipperStats }
+  | { readonly type: 'stats'; readonly stats: ShipperStats }
+  | { readonly type: 'drained'; readonly id: number; readonly ok: boolean }
+  | {
+      readonly type: 'log';
+      readonly level: 'info' | 'warn' | 'error';
+      readonly obj: Record<string, unknown>;
+      readonly msg: string;
+    }
+  | { readonly type: 'stopped' };

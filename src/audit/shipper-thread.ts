@@ -1,0 +1,92 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import pg from 'pg';
+import pino from 'pino';
+import { applyRetention } from './retention.js';
+import { Shipper, type ShipperStats } from './shipper.js';
+import type { FromShipper, ShipperWorkerData, ToShipper } from './shipper-protocol.js';
+import { ensureDatabase, ensureSchema } from './store-schema.js';
+
+/**
+ * The shipper's thread. Reading the spool and talking to the store never runs on the proxy's
+ * event loop, whose every microsecond is a statement's latency.
+ */
+const port = parentPort;
+if (!port) throw new Error('shipper-thread runs only as a worker thread');
+const data = workerData as ShipperWorkerData;
+const post = (m: FromShipper): void => port.postMessage(m);
+
+// Log lines go to the main thread's logger, so there is one log stream with one configuration.
+const logger = pino(
+  { level: 'info', base: null },
+  {
+    write(line: string): void {
+      const { level, msg, ...obj } = JSON.parse(line) as { level: number; msg: string } & Record<
+        string,
+        unknown
+      >;
+      delete obj.time;
+      post({ type: 'log', level: level >= 50 ? 'error' : level >= 40 ? 'warn' : 'info', obj, msg });
+    },
+  },
+);
+
+const pool = new pg.Pool({ connectionString: data.storeUrl, max: 2, connectionTimeoutMillis: 5000 });
+// Idle connections die when the store restarts; the next round reconnects.
+pool.on('error', () => {});
+
+let last = '';
+const shipper = new Shipper({
+  pool,
+  prepare: async () => {
+    if (data.create) await ensureDatabase(data.create.adminUrl, data.create.database);
+    await ensureSchema(pool);
+    logger.info('pgwarden audit: store ready');
+  },
+  ownDir: data.ownDir,
+  spoolRoot: data.spoolRoot,
+  batchSize: data.batchSize,
+  pollIntervalMs: data.pollIntervalMs,
+  maxRetryDelayMs: data.maxRetryDelayMs,
+  logger,
+  onDelivered: (bytes: number) => post({ type: 'delivered', bytes, stats: shipper.stats() }),
+  onRound: (stats: ShipperStats) => {
+    const s = JSON.stringify(stats);
+    if (s !== last) {
+      last = s;
+      post({ type: 'stats', stats });
+    }
+  },
+});
+shipper.start();
+
+let retention: NodeJS.Timeout | undefined;
+if (data.retentionDays > 0) {
+  const run = (): void => {
+    const cutoff = new Date(Date.now() - data.retentionDays * 86_400_000);
+    applyRetention(pool, cutoff).then(
+      (n) => {
+        if (n > 0)
+          logger.info({ deleted: n, cutoff: cutoff.toISOString() }, 'pgwarden audit: retention applied');
+      },
+      (err: Error) => logger.warn({ err: err.message }, 'pgwarden audit: retention failed; will retry'),
+    );
+  };
+  retention = setInterval(run, data.retentionCheckIntervalMs);
+  setTimeout(run, 1000).unref();
+}
+
+port.on('message', (m: ToShipper) => {
+  if (m.type === 'poke') shipper.poke();
+  else if (m.type === 'drain') {
+    void shipper.drain(m.timeoutMs, m.giveUpOnFailure).then((ok) => post({ type: 'drained', id: m.id, ok }));
+  } else if (m.type === 'stop') {
+    if (retention) clearInterval(retention);
+    void shipper
+      .stop()
+      .then(() => pool.end())
+      .finally(() => {
+        post({ type: 'stopped' });
+        port.close();
+      });
+  }
+});
