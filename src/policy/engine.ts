@@ -1,7 +1,7 @@
 import type { ErrorCode } from '../errors/registry.js';
 import type { Node } from '../sql/ast.js';
 import { deparseStatements } from '../sql/deparse.js';
-import { literalKey } from '../sql/literal-key.js';
+import { literalShape } from '../sql/literal-shape.js';
 import { fingerprint, parseSql } from '../sql/parse.js';
 import { Denial, RewriteContext } from '../rewrite/context.js';
 import { checkInvariant } from '../rewrite/invariant.js';
@@ -136,7 +136,7 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
         cacheable: true,
       };
     const ctx = new RewriteContext(policy, catalog, tenant, jc.protocol, jc.session);
-    const lk = literalKey(sql);
+    const lk = literalShape(sql);
     const consts = new Map<number, Node[]>();
     if (lk) constsByLocation(stmts, consts);
     const before = JSON.stringify(stmts);
@@ -242,7 +242,7 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
         const hit = exact.get(prefix + sql);
         if (hit)
           return { verdict: hit.verdict, fingerprint: hit.fingerprint, cached: true, judgeMicros: micros() };
-        const lk = literalKey(sql);
+        const lk = literalShape(sql);
         const shapeKey = lk ? prefix + lk.key : undefined;
         const shapeHit = shapeKey !== undefined && lk ? shapes.get(shapeKey) : undefined;
         if (shapeHit && lk) {

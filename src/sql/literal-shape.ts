@@ -1,0 +1,108 @@
+/**
+ * A cheap lexer that finds the plain literals of a statement (numbers and standard '...' strings)
+ * so statements that differ only in those values share one cache entry, without parsing. It
+ * follows PostgreSQL's lexical rules closely enough to skip what it does not normalise
+ * (comments, quoted identifiers, E'' / U&'' / B'' / X'' strings, dollar quotes); anything it is
+ * unsure of returns undefined, and the caller falls back to the exact text.
+ * https://www.postgresql.org/docs/current/sql-syntax-lexical.html
+ */
+export interface LiteralShape {
+  /** The text with each literal replaced by NUL, which cannot occur in a query string. */
+  readonly key: string;
+  /** [start, end) of each literal, in order. */
+  readonly spans: readonly (readonly [number, number])[];
+}
+
+const identChar = /[A-Za-z0-9_$\u0080-\uffff]/;
+
+export function literalShape(sql: string): LiteralShape | undefined {
+  // Parser locations are UTF-8 byte offsets; with ASCII text they equal string indices.
+  for (let i = 0; i < sql.length; i++) if (sql.charCodeAt(i) > 127) return undefined;
+  const spans: [number, number][] = [];
+  let out = '';
+  let i = 0;
+  let last = 0;
+  const n = sql.length;
+  while (i < n) {
+    const c = sql[i] ?? '';
+    const next = sql[i + 1] ?? '';
+    if (c === '-' && next === '-') {
+      const e = sql.indexOf('\n', i);
+      i = e < 0 ? n : e + 1;
+    } else if (c === '/' && next === '*') {
+      let depth = 1;
+      i += 2;
+      while (i < n && depth > 0) {
+        if (sql[i] === '/' && sql[i + 1] === '*') {
+          depth++;
+          i += 2;
+        } else if (sql[i] === '*' && sql[i + 1] === '/') {
+          depth--;
+          i += 2;
+        } else i++;
+      }
+      if (depth > 0) return undefined;
+    } else if (c === '"') {
+      const e = skipQuoted(sql, i, '"', false);
+      if (e < 0) return undefined;
+      i = e;
+    } else if (c === "'") {
+      const prev = sql[i - 1] ?? ' ';
+      const prefixed = identChar.test(prev) || prev === '&';
+      const escapes = prefixed && (prev === 'E' || prev === 'e') && !identChar.test(sql[i - 2] ?? ' ');
+      const e = skipQuoted(sql, i, "'", escapes);
+      if (e < 0) return undefined;
+      // 'a' 'b' continues a string across a newline; keep such text exact.
+      if (/^\s*\n\s*'/.test(sql.slice(e))) return undefined;
+      if (!prefixed) {
+        out += sql.slice(last, i) + '\u0000';
+        spans.push([i, e]);
+        last = e;
+      }
+      i = e;
+    } else if (c === '$') {
+      if (/[0-9]/.test(next)) {
+        i++;
+        while (i < n && /[0-9]/.test(sql[i] ?? '')) i++;
+        continue;
+      }
+      const m = /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.exec(sql.slice(i));
+      if (!m || identChar.test(sql[i - 1] ?? ' ')) {
+        i++;
+        continue;
+      }
+      const close = sql.indexOf(m[0], i + m[0].length);
+      if (close < 0) return undefined;
+      i = close + m[0].length;
+    } else if (/[0-9]/.test(c) || (c === '.' && /[0-9]/.test(next))) {
+      if (identChar.test(sql[i - 1] ?? ' ')) {
+        i++;
+        continue;
+      }
+      const m = /^(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?/.exec(sql.slice(i));
+      if (!m) return undefined;
+      const e = i + m[0].length;
+      if (/[A-Za-z0-9_.]/.test(sql[e] ?? ' ')) return undefined;
+      out += sql.slice(last, i) + '\u0000';
+      spans.push([i, e]);
+      last = e;
+      i = e;
+    } else if (identChar.test(c)) {
+      while (i < n && identChar.test(sql[i] ?? '')) i++;
+    } else i++;
+  }
+  return { key: out + sql.slice(last), spans };
+}
+
+function skipQuoted(sql: string, start: number, q: string, backslash: boolean): number {
+  let i = start + 1;
+  while (i < sql.length) {
+    const c = sql[i];
+    if (backslash && c === '\\') i += 2;
+    else if (c === q) {
+      if (sql[i + 1] === q) i += 2;
+      else return i + 1;
+    } else i++;
+  }
+  return -1;
+}

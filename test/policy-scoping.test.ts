@@ -1,0 +1,215 @@
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadCatalog } from '../src/policy/catalog.js';
+import { createPolicyJudge } from '../src/policy/engine.js';
+import { loadRules } from '../src/policy/rules-load.js';
+import type { Judge, JudgeContext, Verdict } from '../src/policy/verdict.js';
+import { loadParser } from '../src/sql/parse.js';
+import { createTestDatabase, type TestDatabase } from './support/db.js';
+
+/**
+ * The rewritten SQL, run on the shared two-tenant database, must return exactly what the agent's
+ * SQL returns on a database that holds only that tenant's rows (with the masks applied and the
+ * denied columns emptied), and writes must never change another tenant's rows.
+ */
+const seed = readFileSync('src/demo/seed.sql', 'utf8');
+const mask = (col: string): string => `left(${col}, 1) || '***@' || split_part(${col}, '@', 2)`;
+let shared: TestDatabase;
+const only: Record<string, TestDatabase> = {};
+let judge: Judge;
+
+function ctxFor(tenant: string, roles: string[] = []): JudgeContext {
+  return {
+    identity: {
+      human: `h@${tenant}.test`,
+      agent: 'test-agent',
+      tenant,
+      roles,
+      tokenId: undefined,
+      expiresAt: undefined,
+    },
+    protocol: 'extended',
+    session: { preparedStatements: new Set(), cursors: new Set() },
+  };
+}
+
+function forwardable(v: Verdict, sql: string): string {
+  if (v.kind === 'deny') throw new Error(`denied: ${v.message} [${v.reasons.join(', ')}] (${sql})`);
+  return v.kind === 'rewrite' ? v.sql : sql;
+}
+
+async function singleTenantCopy(tenant: string): Promise<TestDatabase> {
+  const db = await createTestDatabase(`only_${tenant}`);
+  await db.sql(seed);
+  await db.sql(
+    `DELETE FROM order_items WHERE order_id IN (SELECT id FROM orders WHERE org_id <> '${tenant}')`,
+  );
+  await db.sql(`DELETE FROM orders WHERE org_id <> '${tenant}'`);
+  await db.sql(`DELETE FROM customers WHERE org_id <> '${tenant}'`);
+  await db.sql(`UPDATE customers SET email = ${mask('email')}, ssn = NULL`);
+  return db;
+}
+
+beforeAll(async () => {
+  await loadParser();
+  shared = await createTestDatabase('scoping');
+  await shared.sql(seed);
+  only.acme = await singleTenantCopy('acme');
+  only.globex = await singleTenantCopy('globex');
+  judge = createPolicyJudge(await loadRules(['rules']), await loadCatalog(shared.url, 'public'), {
+    searchPath: 'public',
+  });
+});
+afterAll(async () => {
+  await shared.drop();
+  for (const db of Object.values(only)) await db.drop();
+});
+
+const reads = [
+  'SELECT * FROM orders ORDER BY id',
+  'SELECT count(*), sum(total) FROM orders',
+  'SELECT o.id, c.name, c.email FROM orders o JOIN customers c ON c.id = o.customer_id ORDER BY o.id',
+  'SELECT c.name, o.id FROM customers c LEFT JOIN orders o ON o.customer_id = c.id AND o.status = $$paid$$ ORDER BY 1, 2',
+  'SELECT * FROM customers ORDER BY id',
+  'SELECT row_to_json(c) FROM customers c ORDER BY c.id',
+  'SELECT c::text FROM customers c ORDER BY c.id',
+  'SELECT c.* FROM customers AS c(a, b, x, y, z) ORDER BY 1',
+  'SELECT * FROM customers NATURAL JOIN (SELECT id, name FROM customers) s ORDER BY id',
+  'SELECT email, count(*) FROM customers GROUP BY email HAVING count(*) >= 1 ORDER BY 1',
+  'SELECT id FROM orders WHERE customer_id IN (SELECT id FROM customers WHERE name LIKE $$%1$$) ORDER BY id',
+  'SELECT (SELECT count(*) FROM orders) AS n, (SELECT max(total) FROM public.orders) AS m',
+  'SELECT status, count(*) FROM orders GROUP BY status ORDER BY status',
+  'SELECT id FROM orders UNION SELECT id FROM customers ORDER BY 1',
+  'SELECT customer_id FROM orders INTERSECT SELECT id FROM customers ORDER BY 1',
+  'WITH big AS MATERIALIZED (SELECT * FROM orders WHERE total > 20) SELECT count(*) FROM big',
+  'WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < (SELECT count(*) FROM orders)) SELECT max(n) FROM r',
+  'WITH orders AS (SELECT * FROM orders WHERE status = $$new$$) SELECT count(*) FROM orders',
+  'SELECT c.id, l.total FROM customers c, LATERAL (SELECT total FROM orders o WHERE o.customer_id = c.id ORDER BY total DESC LIMIT 1) l ORDER BY 1',
+  'SELECT i.sku, sum(i.qty) FROM order_items i JOIN orders o ON o.id = i.order_id GROUP BY i.sku ORDER BY 1',
+  'SELECT count(*) FROM order_items',
+  'SELECT * FROM products ORDER BY id',
+  'SELECT p.name, count(i.id) FROM products p LEFT JOIN order_items i ON i.sku = p.sku GROUP BY p.name ORDER BY 1',
+  'SELECT id FROM ONLY orders ORDER BY id LIMIT 3 OFFSET 1',
+  'SELECT EXISTS (SELECT 1 FROM customers WHERE id = 1)',
+  'SELECT id FROM orders o WHERE EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = o.id AND i.qty > 1) ORDER BY id',
+  'SELECT json_agg(o ORDER BY o.id) FROM orders o',
+  'SELECT * FROM customers c FULL JOIN orders o USING (id) ORDER BY id',
+];
+
+describe('scoped reads equal the single-tenant database', () => {
+  for (const tenant of ['acme', 'globex'])
+    for (const sql of reads)
+      it(`${tenant}: ${sql}`, async () => {
+        const out = forwardable(judge.judge(sql, ctxFor(tenant)).verdict, sql);
+        const got = await shared.sql(out);
+        const want = await only[tenant]!.sql(sql);
+        expect(got).toEqual(want);
+        expect(want.length).toBeGreaterThan(0);
+      });
+});
+
+describe('the tenant filter runs before any agent predicate', () => {
+  // length('globex') = 6: these raise on a globex row, so they pass only if globex rows are never seen.
+  const raising = [
+    'SELECT id FROM orders WHERE 1 / (length(org_id) - 6) = 1 ORDER BY id',
+    'SELECT id FROM orders WHERE id > 0 AND 1 / (length(org_id) - 6) = 1',
+    'SELECT id FROM orders WHERE id < 0 OR 1 / (length(org_id) - 6) = 1',
+    'SELECT o.id FROM orders o JOIN customers c ON c.id = o.customer_id AND 1 / (length(c.org_id) - 6) = 1',
+    'UPDATE orders SET status = status WHERE 1 / (length(org_id) - 6) = 1',
+    'DELETE FROM orders WHERE 1 / (length(org_id) - 6) = 1',
+    'SELECT count(*) FROM order_items WHERE 1 / (qty - 7) = 1',
+  ];
+  for (const settings of [
+    '',
+    'SET LOCAL enable_seqscan = off;',
+    'SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off;',
+  ])
+    for (const sql of raising)
+      it(`${settings || 'default plan'} ${sql}`, async () => {
+        const out = forwardable(judge.judge(sql, ctxFor('acme')).verdict, sql);
+        const c = new pg.Client({ connectionString: shared.url });
+        await c.connect();
+        try {
+          await c.query('BEGIN');
+          if (settings) await c.query(settings);
+          // Only qty 7 of another tenant's item would raise: give globex one.
+          await c.query(
+            `INSERT INTO order_items (order_id, sku, qty) SELECT min(id), 'SKU-1', 7 FROM orders WHERE org_id = 'globex'`,
+          );
+          await expect(c.query(out.replace(/^SELECT/, 'SELECT'))).resolves.toBeDefined();
+        } finally {
+          await c.query('ROLLBACK');
+          await c.end();
+        }
+      });
+
+  it('the same predicate without pgwarden does raise (the test can fail)', async () => {
+    await expect(shared.sql('SELECT id FROM orders WHERE 1 / (length(org_id) - 6) = 1')).rejects.toThrow(
+      /division by zero/,
+    );
+  });
+});
+
+describe('writes stay in the tenant', () => {
+  const checksum = async (tenant: string): Promise<string> => {
+    const rows = await shared.sql<{ h: string }>(
+      `SELECT md5(coalesce((SELECT string_agg(o::text, ',' ORDER BY id) FROM orders o WHERE org_id = $1), '') ||
+                  coalesce((SELECT string_agg(c::text, ',' ORDER BY id) FROM customers c WHERE org_id = $1), '')) AS h`,
+      [tenant],
+    );
+    return rows[0]!.h;
+  };
+  const globexOrder = async (): Promise<number> =>
+    Number(
+      (await shared.sql<{ id: string }>(`SELECT min(id) AS id FROM orders WHERE org_id = 'globex'`))[0]!.id,
+    );
+
+  it('INSERT, UPDATE, DELETE, ON CONFLICT, MERGE and data-modifying CTEs as acme leave globex untouched', async () => {
+    const before = await checksum('globex');
+    const acmeBefore = await checksum('acme');
+    const gid = await globexOrder();
+    const writes = [
+      `INSERT INTO orders (customer_id, total, status) VALUES (1, 5, 'new'), (2, 6, 'new')`,
+      `INSERT INTO orders (org_id, total) VALUES ('acme', 7)`,
+      `INSERT INTO orders (total, status) SELECT total + 1, 'copy' FROM orders WHERE status = 'paid'`,
+      `UPDATE orders SET status = 'touched'`,
+      `UPDATE orders SET total = total + 1 WHERE id = ${gid}`,
+      `UPDATE orders o SET status = 'via-from' FROM customers c WHERE c.id = o.customer_id`,
+      `DELETE FROM orders WHERE id = ${gid}`,
+      `DELETE FROM orders WHERE status = 'copy'`,
+      `INSERT INTO orders (id, total) VALUES (${gid}, 1) ON CONFLICT (id) DO UPDATE SET total = 999`,
+      `MERGE INTO orders o USING (SELECT 1 AS x) s ON false WHEN NOT MATCHED BY SOURCE THEN UPDATE SET status = 'merged'`,
+      `MERGE INTO orders o USING (SELECT ${gid} AS id) s ON o.id = s.id WHEN MATCHED THEN UPDATE SET total = 0 WHEN NOT MATCHED THEN INSERT (total) VALUES (3)`,
+      `WITH d AS (UPDATE customers SET name = name || '!' RETURNING id) SELECT count(*) FROM d`,
+      `UPDATE customers SET email = 'x@acme.test' WHERE id IN (SELECT customer_id FROM orders)`,
+    ];
+    for (const sql of writes) await shared.sql(forwardable(judge.judge(sql, ctxFor('acme')).verdict, sql));
+    expect(await checksum('globex')).toBe(before);
+    expect(await checksum('acme')).not.toBe(acmeBefore);
+    const acme = await shared.sql<{ n: string }>(
+      `SELECT count(*) AS n FROM orders WHERE org_id = 'acme' AND status = 'merged'`,
+    );
+    expect(Number(acme[0]!.n)).toBeGreaterThan(0);
+    const strays = await shared.sql<{ n: string }>(
+      `SELECT count(*) AS n FROM orders WHERE org_id NOT IN ('acme', 'globex')`,
+    );
+    expect(strays[0]!.n).toBe('0');
+  });
+
+  it('writes that would land in another tenant are refused', () => {
+    for (const sql of [
+      `INSERT INTO orders (org_id, total) VALUES ('globex', 1)`,
+      `INSERT INTO orders VALUES (DEFAULT, 'globex', 1, 5)`,
+      `UPDATE orders SET org_id = 'globex'`,
+      `UPDATE orders SET org_id = lower('GLOBEX')`,
+      `INSERT INTO orders (org_id, total) SELECT org_id, total FROM orders`,
+      `TRUNCATE orders`,
+      `UPDATE customers SET ssn = '1'`,
+      `DELETE FROM customers`,
+    ]) {
+      const v = judge.judge(sql, ctxFor('acme')).verdict;
+      expect(v.kind, sql).toBe('deny');
+    }
+  });
+});
