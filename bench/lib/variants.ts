@@ -1,3 +1,4 @@
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import type { ConfigInput } from '../../src/config/schema.js';
@@ -14,6 +15,11 @@ export interface PgwardenInstance {
   readonly label: string;
   /** A function: the log-on config makes a temp dir, which only the variant that runs may do. */
   readonly audit: () => AuditInput;
+  /**
+   * After the run: what this instance's decision log holds, for the report. A log that was
+   * configured on but wrote nothing would make its column measure something else, so say so.
+   */
+  evidence?(audit: AuditInput, admin: Endpoint): Promise<string>;
 }
 
 export interface Variant {
@@ -24,6 +30,11 @@ export interface Variant {
   readonly pgwardens: readonly PgwardenInstance[];
   /** Runs once after `pgbench -i`, as the superuser, directly on the server. */
   prepare?(db: Endpoint, scale: number): Promise<void>;
+  /**
+   * The scale pgbench must see through `target` (it counts pgbench_branches at start). A different
+   * figure means the target did not apply the rules the variant is about, and the run stops.
+   */
+  expectedScale?(target: TargetName, scale: number): number;
 }
 
 /** No decision records at all: the baseline the log's cost is measured against. */
@@ -43,6 +54,35 @@ function auditOn(): AuditInput {
   };
 }
 
+function bytesUnder(path: string): number {
+  if (!existsSync(path)) return 0;
+  const st = statSync(path);
+  if (!st.isDirectory()) return st.size;
+  return readdirSync(path).reduce((n, f) => n + bytesUnder(join(path, f)), 0);
+}
+
+/** Spool bytes and the records that reached the store (default: pgwarden_audit on the same server). */
+async function durableLogEvidence(audit: AuditInput, admin: Endpoint): Promise<string> {
+  const spool = audit.spool?.dir;
+  const spoolBytes = spool === undefined ? 0 : bytesUnder(spool);
+  let stored: string;
+  const c = new pg.Client({ ...admin, database: audit.store?.database ?? 'pgwarden_audit' });
+  try {
+    await c.connect();
+    const r = await c.query<{ n: string }>('SELECT count(*) AS n FROM pgwarden_decisions');
+    stored = `${Number(r.rows[0]?.n ?? 0).toLocaleString('en-US')} records in the store`;
+  } catch (err) {
+    stored = `store not readable (${(err as Error).message})`;
+  } finally {
+    await c.end().catch(() => {});
+  }
+  const warning =
+    spoolBytes === 0
+      ? ' — **WARNING: the durable log wrote nothing; the log-on column measures pgwarden without it**'
+      : '';
+  return `decision log (log on): ${spoolBytes.toLocaleString('en-US')} bytes in the spool, ${stored}${warning}`;
+}
+
 /** The pgbench tables as the tenant-scoped variant sees them: `org_id` splits branches in two. */
 export const scopedTenant = 'acme';
 const otherTenant = 'globex';
@@ -55,8 +95,10 @@ const otherTenant = 'globex';
  * ALTER COLUMN ... TYPE ... USING rewrites each table once; an UPDATE would leave half the heap dead
  * and make the scoped figures depend on vacuum.
  */
+const tenantBranches = (scale: number): number => Math.max(1, Math.floor(scale / 2));
+
 async function addTenantColumn(db: Endpoint, scale: number): Promise<void> {
-  const half = Math.max(1, Math.floor(scale / 2));
+  const half = tenantBranches(scale);
   const c = new pg.Client({ ...db });
   await c.connect();
   try {
@@ -90,6 +132,7 @@ export const variants: Record<Variant['name'], Variant> = {
     tenant: scopedTenant,
     pgwardens: [{ target: 'pgwarden', label: 'pgwarden (scoped)', audit: logOff }],
     prepare: addTenantColumn,
+    expectedScale: (target, scale) => (target === 'pgwarden' ? tenantBranches(scale) : scale),
   },
   audit: {
     name: 'audit',
@@ -98,7 +141,7 @@ export const variants: Record<Variant['name'], Variant> = {
     tenant: scopedTenant,
     pgwardens: [
       { target: 'pgwarden', label: 'pgwarden (log off)', audit: logOff },
-      { target: 'pgwarden-audit', label: 'pgwarden (log on)', audit: auditOn },
+      { target: 'pgwarden-audit', label: 'pgwarden (log on)', audit: auditOn, evidence: durableLogEvidence },
     ],
   },
 };
