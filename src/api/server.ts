@@ -1,0 +1,23 @@
+import type { Logger } from 'pino';
+import type { AuditConfig } from '../audit/config.js';
+import type { AuditReader } from '../audit/store-reader.js';
+import { buildApiApp } from './app.js';
+
+/**
+ * Listens on `audit.api.host:port` (port 0 picks a free one). Returns the base URL, e.g.
+ * http://127.0.0.1:6480 (the page is at /, the API under /api/v1, the OpenAPI document at
+ * /openapi.json).
+ */
+export async function startApi(
+  config: AuditConfig,
+  deps: { reader: AuditReader; logger: Logger; hmacKey?: string | undefined },
+): Promise<{ url: string; close(): Promise<void> }> {
+  const app = await buildApiApp(config.api, deps);
+  await app.listen({ host: config.api.host, port: config.api.port });
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : config.api.port;
+  const host = config.api.host.includes(':') ? `[${config.api.host}]` : config.api.host;
+  const url = `http://${host}:${port}`;
+  deps.logger.info({ url }, 'pgwarden audit: API and web page listening');
+  return { url, close: () => app.close() };
+}

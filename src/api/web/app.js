@@ -1,0 +1,213 @@
+// pgwarden's responder page. Plain JS, no build step. Every value from the store is put in the
+// page with textContent, never as HTML: the SQL shown here is written by agents (or attackers).
+'use strict';
+
+const $ = (sel) => document.querySelector(sel);
+const state = { token: sessionStorage.getItem('pgwarden-token') || '', cursor: null, filters: {} };
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('data-')) e.setAttribute(k, v);
+    else e[k] = v;
+  }
+  for (const c of children)
+    e.append(c instanceof Node ? c : document.createTextNode(c == null ? '' : String(c)));
+  return e;
+}
+
+function setStatus(text, isError) {
+  const s = $('#status');
+  s.textContent = text;
+  s.className = isError ? 'error' : '';
+}
+
+async function api(path) {
+  const res = await fetch(path, { headers: { authorization: 'Bearer ' + state.token } });
+  if (res.status === 401 || res.status === 403) {
+    setStatus('token refused (' + res.status + ')', true);
+    throw new Error('auth');
+  }
+  if (!res.ok) {
+    setStatus('error ' + res.status, true);
+    throw new Error('http ' + res.status);
+  }
+  setStatus('connected');
+  return res.json();
+}
+
+function query(extra) {
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries({ ...state.filters, ...extra })) if (v) p.set(k, v);
+  return p.toString();
+}
+
+function readFilters() {
+  const f = {};
+  for (const input of $('#filters').querySelectorAll('input, select')) {
+    let v = input.value.trim();
+    if (v && input.type === 'datetime-local') v = new Date(v).toISOString();
+    if (v) f[input.name] = v;
+  }
+  return f;
+}
+
+function verdictBadge(v) {
+  return el('span', { class: 'verdict ' + (v || '') }, v || '–');
+}
+
+function row(d) {
+  const tr = el(
+    'tr',
+    { 'data-id': d.id },
+    el('td', {}, new Date(d.time).toLocaleString()),
+    el('td', { class: 'human' }, d.human),
+    el('td', {}, d.agent),
+    el('td', {}, d.tenant),
+    el('td', {}, verdictBadge(d.verdict)),
+    el('td', {}, (d.ruleIds || []).join(', ')),
+    el('td', { class: 'sql', title: d.sql || '' }, d.sql || d.kind),
+    el('td', {}, d.outcome && d.outcome.rows != null ? d.outcome.rows : ''),
+    el(
+      'td',
+      {},
+      el(
+        'a',
+        { href: '#/session/' + encodeURIComponent(d.sessionId), class: 'session-link' },
+        d.sessionId.slice(0, 8),
+      ),
+    ),
+  );
+  tr.addEventListener('click', (ev) => {
+    if (ev.target.closest('a')) return;
+    location.hash = '#/decision/' + encodeURIComponent(d.id);
+  });
+  return tr;
+}
+
+async function search(append) {
+  const body = $('#results tbody');
+  const page = await api(
+    '/api/v1/decisions?' + query(append && state.cursor ? { cursor: state.cursor } : {}),
+  );
+  if (!append) body.replaceChildren();
+  for (const d of page.items) body.append(row(d));
+  state.cursor = page.nextCursor;
+  $('#more').hidden = !page.nextCursor;
+  $('#summary').textContent =
+    body.children.length + ' decisions shown' + (page.nextCursor ? ' (more available)' : '');
+}
+
+function show(view) {
+  for (const id of ['search-view', 'session-view', 'decision-view']) $('#' + id).hidden = id !== view;
+}
+
+async function showSession(id) {
+  const s = await api('/api/v1/sessions/' + encodeURIComponent(id));
+  $('#session-id').textContent = id;
+  const first = s.items[0] || {};
+  $('#session-who').textContent =
+    `${first.human || '?'} through ${first.agent || '?'} in tenant ${first.tenant || '?'}, ${s.items.length} records`;
+  const list = $('#timeline');
+  list.replaceChildren();
+  for (const d of s.items) {
+    const o = d.outcome;
+    const outcome = o
+      ? o.sqlstate
+        ? `error ${o.sqlstate}: ${o.errorMessage || ''}`
+        : `${o.command || ''} · ${o.upstreamMicros} µs upstream`
+      : '';
+    const li = el(
+      'li',
+      { class: d.verdict || 'other', 'data-id': d.id },
+      el('strong', {}, '#' + d.seq + ' '),
+      verdictBadge(d.verdict),
+      ' ',
+      new Date(d.time).toLocaleTimeString(),
+      ' · ',
+      d.kind,
+      d.judgeMicros != null ? ` · judged in ${d.judgeMicros} µs` : '',
+      outcome ? ' · ' + outcome : '',
+      el('code', {}, d.rewrittenSql || d.sql || ''),
+    );
+    li.addEventListener('click', () => (location.hash = '#/decision/' + encodeURIComponent(d.id)));
+    list.append(li);
+  }
+  show('session-view');
+}
+
+async function showDecision(id) {
+  const d = await api('/api/v1/decisions/' + encodeURIComponent(id));
+  $('#decision-id').textContent = d.id;
+  $('#decision-session-link').href = '#/session/' + encodeURIComponent(d.sessionId);
+  const facts = [
+    ['Time', d.time],
+    ['Human', d.human],
+    ['Agent', d.agent],
+    ['Tenant', d.tenant],
+    ['Roles', (d.roles || []).join(', ')],
+    ['Verdict', d.verdict],
+    ['Deciding rules', (d.ruleIds || []).join(', ')],
+    ['Reasons', (d.reasons || []).join(', ')],
+    ['Flags', (d.flags || []).join(', ')],
+    ['Tables', (d.tables || []).join(', ')],
+    ['Error sent to the agent', d.error ? `${d.error.sqlstate} ${d.error.message}` : ''],
+    ['Rows', d.outcome ? d.outcome.rows : ''],
+    ['Upstream result', d.outcome ? d.outcome.sqlstate || d.outcome.command : ''],
+    ['Session / seq', `${d.sessionId} / ${d.seq}`],
+    ['Chain', `${d.chain.instance} #${d.chain.seq} ${d.chain.hash.slice(0, 16)}…`],
+  ];
+  const dl = $('#decision-facts');
+  dl.replaceChildren();
+  for (const [k, v] of facts) dl.append(el('dt', {}, k), el('dd', { 'data-fact': k }, v == null ? '' : v));
+  $('#sql-original').textContent = d.sql || '';
+  $('#sql-rewritten').textContent =
+    d.verdict === 'deny' ? '(not forwarded: denied)' : d.rewrittenSql || d.sql || '';
+  show('decision-view');
+}
+
+async function route() {
+  if (!state.token) return;
+  const h = location.hash;
+  try {
+    if (h.startsWith('#/session/')) await showSession(decodeURIComponent(h.slice(10)));
+    else if (h.startsWith('#/decision/')) await showDecision(decodeURIComponent(h.slice(11)));
+    else {
+      show('search-view');
+      await search(false);
+    }
+  } catch (err) {
+    if (err.message !== 'auth') console.error(err);
+  }
+}
+
+function exportAs(format) {
+  // The token goes in a header, so the download is fetched and handed over as a blob.
+  fetch('/api/v1/export?' + query({ format }), { headers: { authorization: 'Bearer ' + state.token } })
+    .then((r) => r.blob())
+    .then((b) => {
+      const a = el('a', { href: URL.createObjectURL(b), download: 'pgwarden-decisions.' + format });
+      a.click();
+    });
+}
+
+$('#auth').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  state.token = $('#token').value.trim();
+  sessionStorage.setItem('pgwarden-token', state.token);
+  route();
+});
+$('#filters').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  state.filters = readFilters();
+  state.cursor = null;
+  if (location.hash && location.hash !== '#/') location.hash = '#/';
+  else route();
+});
+$('#more').addEventListener('click', () => search(true));
+$('#export-csv').addEventListener('click', () => exportAs('csv'));
+$('#export-ndjson').addEventListener('click', () => exportAs('ndjson'));
+window.addEventListener('hashchange', route);
+if (state.token) $('#token').value = state.token;
+route();
