@@ -86,11 +86,11 @@ export function checkInvariant(
 
   function walk(v: unknown, scope: Scope | undefined, key?: string): void {
     if (violation || v === null || typeof v !== 'object') return;
+    if (key === 'lockingClause') return; // names FROM items, not relations
     if (Array.isArray(v)) {
       for (const x of v) walk(x, scope);
       return;
     }
-    if (key === 'lockingClause') return; // names FROM items, not relations
     const type = nodeType(v);
     const isNode = type !== undefined && /^[A-Z]/.test(type);
     const body = (isNode ? (v as Body)[type] : v) as Body;
