@@ -1,0 +1,140 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startApi } from '../src/api/server.js';
+import { auditConfigSchema } from '../src/audit/config.js';
+import { startDecisionLog } from '../src/audit/decision-log.js';
+import type { DecisionRecord } from '../src/audit/record.js';
+import { sampleOutcome, sampleRecord } from '../src/audit/sample-records.js';
+import { AuditReader } from '../src/audit/store-reader.js';
+import { createTestDatabase, type TestDatabase } from './support/db.js';
+
+const logger = pino({ level: 'silent' });
+const TOKEN = 'web-responder-token-'.padEnd(40, 'z');
+let db: TestDatabase;
+let spoolRoot: string;
+let profile: string;
+let reader: AuditReader;
+let api: { url: string; close(): Promise<void> };
+let browser: BrowserContext;
+let page: Page;
+const records: DecisionRecord[] = [];
+
+beforeAll(async () => {
+  db = await createTestDatabase('audit_web');
+  spoolRoot = mkdtempSync(join(tmpdir(), 'pgw-spool-'));
+  profile = mkdtempSync(join(tmpdir(), 'pgw-chromium-'));
+  const cfg = auditConfigSchema.parse({
+    ndjson: 'off',
+    store: { url: db.url, pollIntervalMs: 10 },
+    spool: { dir: spoolRoot },
+    api: { port: 0, tokens: [{ name: 'web', token: TOKEN, roles: ['responder'] }] },
+  });
+  const log = await startDecisionLog(cfg, { instanceId: 'web-1', upstreamUrl: db.url, logger });
+  const people = [
+    ['sess-web-alice', 'alice@acme.test', 'acme'],
+    ['sess-web-bob', 'bob@acme.test', 'acme'],
+    ['sess-web-eve', 'eve@globex.test', 'globex'],
+  ] as const;
+  for (let seq = 0; seq < 6; seq++) {
+    for (const [sessionId, human, tenant] of people) {
+      const verdict = (['allow', 'rewrite', 'deny'] as const)[seq % 3];
+      const r = sampleRecord({
+        instanceId: 'web-1',
+        sessionId,
+        seq,
+        human,
+        tenant,
+        verdict,
+        sql:
+          human === 'eve@globex.test' && seq === 2
+            ? `SELECT '<img src=x onerror="document.title=1">' FROM orders`
+            : `SELECT id, total FROM orders WHERE id = ${seq}`,
+        ruleIds: verdict === 'deny' ? ['default.deny-unlisted'] : ['tables.public.orders'],
+      });
+      records.push(r);
+      log.decide(r);
+      if (verdict !== 'deny') log.complete(sampleOutcome(r, { rows: seq }));
+    }
+  }
+  expect(await log.flushToStore()).toBe(true);
+  await log.close();
+  reader = new AuditReader(db.url);
+  api = await startApi(cfg, { reader, logger });
+  // A fresh profile per run (Playwright passes it as --user-data-dir).
+  browser = await chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium',
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  page = await browser.newPage();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await api?.close();
+  await reader?.close();
+  await db?.drop();
+  rmSync(spoolRoot, { recursive: true, force: true });
+  rmSync(profile, { recursive: true, force: true });
+});
+
+describe('responder web page in Chromium', () => {
+  it('loads and lists decisions once a responder token is given', async () => {
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(api.url + '/');
+    await expect.poll(() => page.title()).toBe('pgwarden decisions');
+    await page.fill('#token', TOKEN);
+    await page.click('#connect');
+    await page.waitForSelector('#results tbody tr');
+    expect(await page.locator('#results tbody tr').count()).toBe(records.length);
+    expect(await page.textContent('#status')).toBe('connected');
+    // Agent-written SQL is shown as text: no element was created from it.
+    expect(await page.locator('#results img').count()).toBe(0);
+    expect(await page.title()).toBe('pgwarden decisions');
+    expect(errors).toEqual([]);
+  });
+
+  it('filters by human', async () => {
+    await page.fill('#f-human', 'bob@acme.test');
+    await page.click('#search');
+    await expect.poll(() => page.locator('#results tbody tr').count()).toBe(6);
+    const humans = await page.locator('#results tbody td.human').allTextContents();
+    expect(new Set(humans)).toEqual(new Set(['bob@acme.test']));
+  });
+
+  it('opens a session as an ordered timeline, then a decision with original and rewritten SQL side by side', async () => {
+    await page.locator('#results tbody tr a.session-link').first().click();
+    await page.waitForSelector('#session-view:not([hidden])');
+    expect(await page.textContent('#session-id')).toBe('sess-web-bob');
+    const items = page.locator('#timeline li');
+    expect(await items.count()).toBe(6);
+    const seqs = await page.locator('#timeline li strong').allTextContents();
+    expect(seqs.map((s) => s.trim())).toEqual(['#0', '#1', '#2', '#3', '#4', '#5']);
+
+    await page.locator('#timeline li.rewrite').first().click();
+    await page.waitForSelector('#decision-view:not([hidden])');
+    const original = await page.textContent('#sql-original');
+    const rewritten = await page.textContent('#sql-rewritten');
+    expect(original).toBe('SELECT id, total FROM orders WHERE id = 1');
+    expect(rewritten).toContain(`orders.org_id OPERATOR(pg_catalog.=) 'acme'`);
+    expect(await page.textContent('[data-fact="Deciding rules"]')).toBe('tables.public.orders');
+    const boxes = await page
+      .locator('.sql-pair figure')
+      .evaluateAll((els) => els.map((e) => e.getBoundingClientRect().top));
+    expect(boxes).toHaveLength(2);
+    expect(Math.abs((boxes[0] as number) - (boxes[1] as number))).toBeLessThan(2);
+  });
+});
