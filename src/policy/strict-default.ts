@@ -1,6 +1,7 @@
 import type { ErrorCode } from '../errors/registry.js';
 import type { Rules } from './rules-schema.js';
 import type { Judge, Judgement, Verdict, VerdictFacts } from './verdict.js';
+import { literalKey } from '../sql/literal-key.js';
 import { fingerprint, parseSql } from '../sql/parse.js';
 
 const emptyFacts: VerdictFacts = {
@@ -112,17 +113,21 @@ export function createStrictDefaultJudge(rules: Rules, searchPath = 'public'): J
     };
   }
 
+  // The strict default's verdicts never depend on literal values, so statements that differ only
+  // in literals (pgbench -M simple, ORMs without parameters) share one judgement.
   const cache = new Map<string, { verdict: Verdict; fingerprint: string }>();
   return {
     judge(sql): Judgement {
       const start = performance.now();
-      const hit = cache.get(sql);
-      if (hit) return { ...hit, cached: true, judgeMicros: Math.round((performance.now() - start) * 1000) };
-      const verdict = verdictFor(sql);
-      const entry = { verdict, fingerprint: fingerprint(sql) };
-      if (cache.size > 10_000) cache.clear();
-      cache.set(sql, entry);
-      return { ...entry, cached: false, judgeMicros: Math.round((performance.now() - start) * 1000) };
+      const key = literalKey(sql) ?? sql;
+      let entry = cache.get(key);
+      const cached = entry !== undefined;
+      if (!entry) {
+        entry = { verdict: verdictFor(sql), fingerprint: fingerprint(sql) };
+        if (cache.size >= 10_000) cache.clear();
+        cache.set(key, entry);
+      }
+      return { ...entry, cached, judgeMicros: Math.round((performance.now() - start) * 1000) };
     },
   };
 }

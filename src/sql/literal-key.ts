@@ -1,108 +1,103 @@
 /**
- * A cheap lexer that finds the plain literals of a statement (numbers and standard '...' strings)
- * so statements that differ only in those values share one cache entry, without parsing. It
- * follows PostgreSQL's lexical rules closely enough to skip what it does not normalise
- * (comments, quoted identifiers, E'' / U&'' / B'' / X'' strings, dollar quotes); anything it is
- * unsure of returns undefined, and the caller falls back to the exact text.
+ * A cache key for a statement's shape: the SQL text with plain string literals replaced by '?'
+ * and numeric literals by 0 (integer) or 0.0 (other numerics), so `... WHERE aid = 17` and `... WHERE aid = 42` share one judgement.
+ *
+ * This is a deliberately small lexer, not a second grammar: it understands only what it must to
+ * find literal boundaries under the pinned standard_conforming_strings=on (where '' is the only
+ * escape inside '...'), and gives up (returns undefined, meaning "do not cache by shape") on
+ * anything else that could change how a later character is read: comments, dollar quoting,
+ * prefixed strings (E'', U&'', B'', X'', N''), backslashes and non-ASCII text outside literals.
+ * Giving up only costs a parse; it can never make two different token streams share a key.
  * https://www.postgresql.org/docs/current/sql-syntax-lexical.html
  */
-export interface LiteralKey {
-  /** The text with each literal replaced by NUL, which cannot occur in a query string. */
-  readonly key: string;
-  /** [start, end) of each literal, in order. */
-  readonly spans: readonly (readonly [number, number])[];
-}
-
-const identChar = /[A-Za-z0-9_$\u0080-\uffff]/;
-
-export function literalKey(sql: string): LiteralKey | undefined {
-  // Parser locations are UTF-8 byte offsets; with ASCII text they equal string indices.
-  for (let i = 0; i < sql.length; i++) if (sql.charCodeAt(i) > 127) return undefined;
-  const spans: [number, number][] = [];
+export function literalKey(sql: string): string | undefined {
   let out = '';
   let i = 0;
-  let last = 0;
+  let copied = 0;
   const n = sql.length;
   while (i < n) {
-    const c = sql[i] ?? '';
-    const next = sql[i + 1] ?? '';
-    if (c === '-' && next === '-') {
-      const e = sql.indexOf('\n', i);
-      i = e < 0 ? n : e + 1;
-    } else if (c === '/' && next === '*') {
-      let depth = 1;
-      i += 2;
-      while (i < n && depth > 0) {
-        if (sql[i] === '/' && sql[i + 1] === '*') {
-          depth++;
-          i += 2;
-        } else if (sql[i] === '*' && sql[i + 1] === '/') {
-          depth--;
-          i += 2;
-        } else i++;
+    const c = sql.charCodeAt(i);
+    if (c === 0x27 /* ' */) {
+      const prev = i > 0 ? sql.charCodeAt(i - 1) : 0x20;
+      if (isIdentChar(prev) || prev === 0x26 /* & */) return undefined;
+      let j = i + 1;
+      for (;;) {
+        if (j >= n) return undefined;
+        if (sql.charCodeAt(j) === 0x27) {
+          if (sql.charCodeAt(j + 1) === 0x27) {
+            j += 2;
+            continue;
+          }
+          break;
+        }
+        j++;
       }
-      if (depth > 0) return undefined;
-    } else if (c === '"') {
-      const e = skipQuoted(sql, i, '"', false);
-      if (e < 0) return undefined;
-      i = e;
-    } else if (c === "'") {
-      const prev = sql[i - 1] ?? ' ';
-      const prefixed = identChar.test(prev) || prev === '&';
-      const escapes = prefixed && (prev === 'E' || prev === 'e') && !identChar.test(sql[i - 2] ?? ' ');
-      const e = skipQuoted(sql, i, "'", escapes);
-      if (e < 0) return undefined;
-      // 'a' 'b' continues a string across a newline; keep such text exact.
-      if (/^\s*\n\s*'/.test(sql.slice(e))) return undefined;
-      if (!prefixed) {
-        out += sql.slice(last, i) + '\u0000';
-        spans.push([i, e]);
-        last = e;
+      out += sql.slice(copied, i) + "'?'";
+      i = j + 1;
+      copied = i;
+      continue;
+    }
+    if (c === 0x22 /* " */) {
+      let j = i + 1;
+      for (;;) {
+        if (j >= n) return undefined;
+        if (sql.charCodeAt(j) === 0x22) {
+          if (sql.charCodeAt(j + 1) === 0x22) {
+            j += 2;
+            continue;
+          }
+          break;
+        }
+        j++;
       }
-      i = e;
-    } else if (c === '$') {
-      if (/[0-9]/.test(next)) {
-        i++;
-        while (i < n && /[0-9]/.test(sql[i] ?? '')) i++;
-        continue;
-      }
-      const m = /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.exec(sql.slice(i));
-      if (!m || identChar.test(sql[i - 1] ?? ' ')) {
+      i = j + 1;
+      continue;
+    }
+    if (isDigit(c) || (c === 0x2e /* . */ && isDigit(sql.charCodeAt(i + 1)))) {
+      const prev = i > 0 ? sql.charCodeAt(i - 1) : 0x20;
+      if (isIdentChar(prev) || prev === 0x24 /* $ */) {
         i++;
         continue;
       }
-      const close = sql.indexOf(m[0], i + m[0].length);
-      if (close < 0) return undefined;
-      i = close + m[0].length;
-    } else if (/[0-9]/.test(c) || (c === '.' && /[0-9]/.test(next))) {
-      if (identChar.test(sql[i - 1] ?? ' ')) {
-        i++;
+      let j = i;
+      while (j < n && (isDigit(sql.charCodeAt(j)) || sql.charCodeAt(j) === 0x2e)) j++;
+      if (j < n && (sql.charCodeAt(j) | 0x20) === 0x65 /* e */) {
+        j++;
+        if (sql.charCodeAt(j) === 0x2b || sql.charCodeAt(j) === 0x2d) j++;
+        while (j < n && isDigit(sql.charCodeAt(j))) j++;
+      }
+      // 0x1F, 1_000, 1abc: leave anything unusual to the real parser.
+      if (j < n && (isIdentChar(sql.charCodeAt(j)) || sql.charCodeAt(j) === 0x2e)) return undefined;
+      // The parser makes an Integer of what fits in int4 and a Float of everything else; the
+      // placeholder keeps that class so overload resolution sees the same types.
+      const text = sql.slice(i, j);
+      const integer = /^\d+$/.test(text);
+      if (integer && text.length >= 10) {
+        i = j;
         continue;
       }
-      const m = /^(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?/.exec(sql.slice(i));
-      if (!m) return undefined;
-      const e = i + m[0].length;
-      if (/[A-Za-z0-9_.]/.test(sql[e] ?? ' ')) return undefined;
-      out += sql.slice(last, i) + '\u0000';
-      spans.push([i, e]);
-      last = e;
-      i = e;
-    } else if (identChar.test(c)) {
-      while (i < n && identChar.test(sql[i] ?? '')) i++;
-    } else i++;
+      out += sql.slice(copied, i) + (integer ? '0' : '0.0');
+      i = j;
+      copied = i;
+      continue;
+    }
+    if (c === 0x24 /* $ */) {
+      if (!isDigit(sql.charCodeAt(i + 1))) return undefined;
+      i++;
+      continue;
+    }
+    if (c === 0x2d /* - */ && sql.charCodeAt(i + 1) === 0x2d) return undefined;
+    if (c === 0x2f /* / */ && sql.charCodeAt(i + 1) === 0x2a) return undefined;
+    if (c === 0x5c /* \ */ || c > 0x7e) return undefined;
+    i++;
   }
-  return { key: out + sql.slice(last), spans };
+  return out + sql.slice(copied);
 }
 
-function skipQuoted(sql: string, start: number, q: string, backslash: boolean): number {
-  let i = start + 1;
-  while (i < sql.length) {
-    const c = sql[i];
-    if (backslash && c === '\\') i += 2;
-    else if (c === q) {
-      if (sql[i + 1] === q) i += 2;
-      else return i + 1;
-    } else i++;
-  }
-  return -1;
+function isDigit(c: number): boolean {
+  return c >= 0x30 && c <= 0x39;
+}
+
+function isIdentChar(c: number): boolean {
+  return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || isDigit(c) || c === 0x5f || c === 0x24;
 }
