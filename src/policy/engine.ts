@@ -154,7 +154,7 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
       return {
         entry: { verdict, fingerprint: fp },
         cacheable: !ctx.sessionDependent,
-        ...(ctx.literalSensitive ? {} : { shape: { verdict, fingerprint: fp } }),
+        ...(ctx.literalSensitive || ctx.sessionDependent ? {} : { shape: { verdict, fingerprint: fp } }),
       };
     }
     const changed = JSON.stringify(stmts) !== before;

@@ -24,7 +24,11 @@ function formatPath(path: readonly PropertyKey[]): string {
 }
 
 export function formatZodIssues(file: string, error: z.ZodError): string[] {
-  return error.issues.map((i) => `${file}: ${formatPath(i.path)}: ${i.message}`);
+  return error.issues.map((i) => {
+    // A bad record key (e.g. a table name without schema) carries the key's own issues inside.
+    const inner = i.code === 'invalid_key' ? i.issues.map((x) => x.message).join('; ') : '';
+    return `${file}: ${formatPath(i.path)}: ${inner || i.message}`;
+  });
 }
 
 /** Lists rule files: each path is a YAML file or a directory of *.yaml / *.yml files (sorted). */

@@ -1,0 +1,161 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadParser } from '../sql/parse.js';
+import type { Catalog } from './catalog.js';
+import { readCatalogSnapshot } from './catalog-snapshot.js';
+import { createPolicyJudge } from './engine.js';
+import { loadRules } from './rules-load.js';
+import type { Rules } from './rules-schema.js';
+import type { Judge, JudgeContext, Verdict } from './verdict.js';
+
+let catalog: Catalog;
+let rules: Rules;
+let judge: Judge;
+
+function ctx(
+  tenant = 'acme',
+  roles: string[] = [],
+  session: Partial<JudgeContext['session']> = {},
+): JudgeContext {
+  return {
+    identity: { human: 'h', agent: 'a', tenant, roles, tokenId: undefined, expiresAt: undefined },
+    protocol: 'simple',
+    session: { preparedStatements: new Set(), cursors: new Set(), ...session },
+  };
+}
+const sqlOf = (v: Verdict): string => (v.kind === 'rewrite' ? v.sql : `(${v.kind})`);
+
+beforeAll(async () => {
+  await loadParser();
+  catalog = readCatalogSnapshot('grammar-tests/catalog.json');
+  rules = await loadRules(['rules']);
+  judge = createPolicyJudge(rules, catalog, { searchPath: 'public' });
+});
+
+describe('decision cache', () => {
+  it('answers a repeated statement from the exact-text cache', () => {
+    const a = judge.judge('SELECT id FROM orders WHERE id = $1', ctx());
+    const b = judge.judge('SELECT id FROM orders WHERE id = $1', ctx());
+    expect(a.cached).toBe(false);
+    expect(b.cached).toBe(true);
+    expect(b.verdict).toEqual(a.verdict);
+  });
+
+  it('shares one judgement between statements that differ only in literals, and re-inserts them', () => {
+    const first = judge.judge("SELECT total FROM orders WHERE id = 17 AND status = 'paid'", ctx());
+    const second = judge.judge("SELECT total FROM orders WHERE id = 904211 AND status = 'it''s'", ctx());
+    expect(first.cached).toBe(false);
+    expect(second.cached).toBe(true);
+    expect(sqlOf(second.verdict)).toBe(
+      "SELECT total FROM ( SELECT * FROM public.orders WHERE public.orders.org_id OPERATOR(pg_catalog.=) 'acme'::text ) AS orders WHERE id = 904211 AND status = 'it''s'",
+    );
+    expect(second.fingerprint).toBe(first.fingerprint);
+  });
+
+  it('never shares a judgement that depends on a literal value (tenant values) or between tenants', () => {
+    judge.judge("SELECT id FROM orders WHERE org_id = 'acme'", ctx());
+    const other = judge.judge("SELECT id FROM orders WHERE org_id = 'globex'", ctx());
+    expect(other.cached).toBe(false);
+    expect(other.verdict.kind).toBe('deny');
+    expect(other.verdict.flags).toContain('cross_tenant_attempt');
+    const globex = judge.judge("SELECT total FROM orders WHERE id = 5 AND status = 'x'", ctx('globex'));
+    expect(sqlOf(globex.verdict)).toContain("'globex'::text");
+  });
+
+  it('does not cache verdicts that depend on session state', () => {
+    expect(judge.judge('EXECUTE p(1)', ctx()).verdict.kind).toBe('deny');
+    const ok = judge.judge('EXECUTE p(1)', ctx('acme', [], { preparedStatements: new Set(['p']) }));
+    expect(ok.verdict.kind).toBe('allow');
+  });
+});
+
+describe('roles', () => {
+  it('support-lead sees real e-mail addresses, never the SSN', () => {
+    expect(
+      sqlOf(judge.judge('SELECT email FROM customers', ctx('acme', ['support-lead'])).verdict),
+    ).toContain('SELECT id, org_id, name, email, NULL::text AS ssn FROM public.customers');
+    expect(judge.judge('SELECT ssn FROM customers', ctx('acme', ['support-lead'])).verdict.kind).toBe('deny');
+  });
+
+  it('analyst is read-only and capped at 1000 rows', () => {
+    const v = judge.judge('SELECT id FROM orders LIMIT 5000', ctx('acme', ['analyst'])).verdict;
+    expect(sqlOf(v)).toMatch(/LIMIT LEAST\(5000, 1000\)$/);
+    expect(sqlOf(judge.judge('SELECT id FROM orders', ctx('acme', ['analyst'])).verdict)).toMatch(
+      /LIMIT 1000$/,
+    );
+    expect(v.ruleIds).toContain('roles.analyst.tables.public.orders');
+    expect(judge.judge("UPDATE orders SET status = 'x'", ctx('acme', ['analyst'])).verdict.kind).toBe('deny');
+  });
+});
+
+describe('engine', () => {
+  it('scopes a non-text tenant column with a cast to its type and refuses tenants of the wrong shape', () => {
+    const cols = [
+      { name: 'id', type: 'int8', sqlType: 'bigint', position: 1, notNull: true, hasDefault: true },
+      { name: 'tenant_no', type: 'int4', sqlType: 'integer', position: 2, notNull: true, hasDefault: false },
+    ];
+    const cat: Catalog = {
+      ...catalog,
+      relations: {
+        ...catalog.relations,
+        public: { tickets: { schema: 'public', name: 'tickets', kind: 'r', columns: cols } },
+      },
+    };
+    const j = createPolicyJudge(
+      {
+        version: 1,
+        tenant: { claim: 'tenant' },
+        tables: {
+          'public.tickets': { scope: 'tenant', tenant_column: 'tenant_no', access: ['select', 'insert'] },
+        },
+      },
+      cat,
+      { searchPath: 'public' },
+    );
+    expect(sqlOf(j.judge('SELECT * FROM tickets', ctx('42')).verdict)).toBe(
+      "SELECT * FROM ( SELECT * FROM public.tickets WHERE public.tickets.tenant_no OPERATOR(pg_catalog.=) '42'::int ) AS tickets",
+    );
+    const ins = j.judge('INSERT INTO tickets (tenant_no) VALUES ($1)', ctx('42')).verdict;
+    expect(ins.kind === 'allow' && ins.paramChecks).toEqual([
+      { index: 1, equals: '42', type: 'int4', message: "public.tickets.tenant_no must be your tenant '42'" },
+    ]);
+    expect(j.judge('SELECT * FROM tickets', ctx('acme')).verdict).toMatchObject({
+      kind: 'deny',
+      reasons: ['tenant_type_mismatch'],
+    });
+  });
+
+  it('denies with PGW_INTERNAL instead of throwing when something breaks inside', () => {
+    const broken = createPolicyJudge(rules, { ...catalog, relations: {} }, { searchPath: 'public' });
+    const j = broken.judge('SELECT * FROM orders', ctx());
+    expect(j.verdict).toMatchObject({ kind: 'deny', code: 'PGW_INTERNAL' });
+  });
+
+  it('refuses a token without a tenant and unparseable SQL', () => {
+    expect(judge.judge('SELECT 1', ctx('')).verdict.kind).toBe('deny');
+    expect(judge.judge('SELEC 1', ctx()).verdict).toMatchObject({ kind: 'deny', code: 'PGW_SYNTAX_ERROR' });
+  });
+
+  it('records session effects for PREPARE, DECLARE and DEALLOCATE', () => {
+    expect(judge.judge('PREPARE q AS SELECT 1', ctx()).verdict).toMatchObject({ effects: { prepare: 'q' } });
+    expect(judge.judge('DECLARE c CURSOR FOR SELECT id FROM orders', ctx()).verdict).toMatchObject({
+      kind: 'rewrite',
+      effects: { declareCursor: 'c' },
+    });
+    expect(judge.judge('DEALLOCATE ALL', ctx()).verdict).toMatchObject({
+      effects: { deallocate: { all: true } },
+    });
+  });
+
+  it('keeps the agent parameters of a rewritten statement', () => {
+    expect(sqlOf(judge.judge('SELECT id FROM orders WHERE total > $1 LIMIT $2', ctx()).verdict)).toMatch(
+      /WHERE total > \$1 LIMIT \$2$/,
+    );
+  });
+
+  it('tells the agent what it may use instead', () => {
+    const v = judge.judge('SELECT * FROM internal_notes', ctx()).verdict;
+    expect(v.kind === 'deny' && v.message).toBe(
+      'relation internal_notes is not available to agents; available: public.customers, public.order_items, public.orders, public.products',
+    );
+  });
+});

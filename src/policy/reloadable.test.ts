@@ -1,0 +1,90 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadParser } from '../sql/parse.js';
+import { readCatalogSnapshot } from './catalog-snapshot.js';
+import { createReloadableJudge } from './reloadable.js';
+import type { JudgeContext } from './verdict.js';
+
+const ctx: JudgeContext = {
+  identity: { human: 'h', agent: 'a', tenant: 'acme', roles: [], tokenId: undefined, expiresAt: undefined },
+  protocol: 'simple',
+  session: { preparedStatements: new Set(), cursors: new Set() },
+};
+const products = 'version: 1\ntables:\n  public.products: { scope: global, access: [select] }\n';
+const orders = 'version: 1\ntables:\n  public.orders: { tenant_column: org_id, access: [select] }\n';
+
+beforeAll(() => loadParser());
+
+describe('reloadable judge', () => {
+  it('swaps valid rules in, refuses invalid ones and keeps the previous in force', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pgw-reload-'));
+    const file = join(dir, 'rules.yaml');
+    writeFileSync(file, products);
+    const logs: string[] = [];
+    const r = await createReloadableJudge({
+      rulesPaths: [dir],
+      loadCatalog: async () => readCatalogSnapshot('grammar-tests/catalog.json'),
+      searchPath: 'public',
+      logger: { info: (_o, m) => logs.push(`info ${m}`), warn: (_o, m) => logs.push(`warn ${m}`) },
+    });
+    expect(r.judge.judge('SELECT * FROM orders', ctx).verdict.kind).toBe('deny');
+
+    writeFileSync(file, orders);
+    expect(await r.reload()).toEqual({ ok: true });
+    expect(r.judge.judge('SELECT * FROM orders', ctx).verdict.kind).toBe('rewrite');
+
+    writeFileSync(
+      file,
+      'version: 1\ntables:\n  public.orders: { tenant_column: tenant, access: [select] }\n',
+    );
+    const bad = await r.reload();
+    expect(bad.ok).toBe(false);
+    expect(bad.error).toContain(
+      'tables.public.orders.tenant_column: column "tenant" does not exist in public.orders',
+    );
+    expect(r.judge.judge('SELECT * FROM orders', ctx).verdict.kind).toBe('rewrite');
+
+    writeFileSync(file, 'version: 1\ntables: [oops\n');
+    expect((await r.reload()).error).toContain('rules.yaml');
+    expect(r.judge.judge('SELECT * FROM orders', ctx).verdict.kind).toBe('rewrite');
+    expect(logs).toEqual([
+      'info rules loaded',
+      'warn new rules refused; the previous rules stay in force',
+      'warn new rules refused; the previous rules stay in force',
+    ]);
+  });
+
+  it('refuses to start without valid rules', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pgw-reload-'));
+    writeFileSync(join(dir, 'r.yaml'), 'version: 2\n');
+    await expect(
+      createReloadableJudge({
+        rulesPaths: [dir],
+        loadCatalog: async () => readCatalogSnapshot('grammar-tests/catalog.json'),
+        searchPath: 'public',
+      }),
+    ).rejects.toThrow(/r\.yaml: version/);
+  });
+
+  it('watch() reloads when a file changes', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pgw-reload-'));
+    const file = join(dir, 'rules.yaml');
+    writeFileSync(file, products);
+    const r = await createReloadableJudge({
+      rulesPaths: [dir],
+      loadCatalog: async () => readCatalogSnapshot('grammar-tests/catalog.json'),
+      searchPath: 'public',
+    });
+    const stop = r.watch();
+    try {
+      writeFileSync(file, orders);
+      await expect
+        .poll(() => r.judge.judge('SELECT * FROM orders', ctx).verdict.kind, { timeout: 5000 })
+        .toBe('rewrite');
+    } finally {
+      stop();
+    }
+  });
+});
