@@ -1,0 +1,186 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startApi } from '../src/api/server.js';
+import { auditConfigSchema } from '../src/audit/config.js';
+import { startDecisionLog } from '../src/audit/decision-log.js';
+import type { DecisionRecord } from '../src/audit/record.js';
+import { sampleOutcome, sampleRecord } from '../src/audit/sample-records.js';
+import { AuditReader } from '../src/audit/store-reader.js';
+import { auditCommand } from '../src/cli/audit.js';
+import { logCommand } from '../src/cli/log.js';
+import { createTestDatabase, type TestDatabase } from './support/db.js';
+
+const logger = pino({ level: 'silent' });
+const TOKEN = 'cli-responder-token-'.padEnd(40, 'c');
+let db: TestDatabase;
+let dir: string;
+let configFile: string;
+const records: DecisionRecord[] = [];
+
+async function run(
+  cmd: typeof logCommand,
+  args: string[],
+): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await cmd(args, { stdout: (s) => (out += s + '\n'), stderr: (s) => (err += s + '\n') });
+  return { code, out, err };
+}
+
+beforeAll(async () => {
+  db = await createTestDatabase('audit_cli');
+  dir = mkdtempSync(join(tmpdir(), 'pgw-cli-'));
+  const cfg = auditConfigSchema.parse({
+    ndjson: 'off',
+    store: { url: db.url, pollIntervalMs: 10 },
+    spool: { dir },
+  });
+  const log = await startDecisionLog(cfg, { instanceId: 'cli-1', upstreamUrl: db.url, logger });
+  for (let seq = 0; seq < 5; seq++) {
+    for (const human of ['alice@acme.test', 'bob@acme.test']) {
+      const r = sampleRecord({
+        instanceId: 'cli-1',
+        sessionId: `sess-${human.slice(0, 3)}`,
+        seq,
+        human,
+        verdict: seq === 2 ? 'deny' : seq === 3 ? 'rewrite' : 'allow',
+        sql: `SELECT ${seq} FROM orders`,
+      });
+      records.push(r);
+      log.decide(r);
+      if (r.verdict !== 'deny') log.complete(sampleOutcome(r, { rows: seq }));
+    }
+  }
+  expect(await log.flushToStore()).toBe(true);
+  await log.close();
+  // A pgwarden config whose default store (audit.store.database on the upstream server) is the test database.
+  configFile = join(dir, 'pgwarden.yaml');
+  writeFileSync(
+    configFile,
+    [
+      'upstream:',
+      `  host: ${db.host}`,
+      `  port: ${db.port}`,
+      `  database: ${db.name}`,
+      `  user: ${db.user}`,
+      `  password: ${db.password}`,
+      'auth:',
+      `  hs256Secret: ${'s'.repeat(32)}`,
+      'audit:',
+      '  store:',
+      `    database: ${db.name}`,
+    ].join('\n'),
+  );
+});
+
+afterAll(async () => {
+  await db.drop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('pgwarden log', () => {
+  it('searches the store with filters, as a table or NDJSON', async () => {
+    const t = await run(logCommand, [
+      '--database-url',
+      db.url,
+      '--human',
+      'bob@acme.test',
+      '--verdict',
+      'allow',
+    ]);
+    expect(t.code).toBe(0);
+    const lines = t.out.trim().split('\n');
+    expect(lines[0]).toMatch(/^TIME\s+HUMAN\s+AGENT/);
+    expect(lines).toHaveLength(1 + 3);
+    const j = await run(logCommand, ['--config', configFile, '--verdict', 'deny', '--json']);
+    expect(j.code).toBe(0);
+    const items = j.out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as DecisionRecord);
+    expect(items.map((d) => d.human).sort()).toEqual(['alice@acme.test', 'bob@acme.test']);
+  });
+
+  it('pages with --limit and --cursor', async () => {
+    const first = await run(logCommand, ['--database-url', db.url, '--limit', '4', '--json']);
+    const cursor = /--cursor (\S+)/.exec(first.err)?.[1];
+    expect(cursor).toBeDefined();
+    const second = await run(logCommand, [
+      '--database-url',
+      db.url,
+      '--limit',
+      '100',
+      '--json',
+      '--cursor',
+      cursor as string,
+    ]);
+    expect(first.out.trim().split('\n').length + second.out.trim().split('\n').length).toBe(records.length);
+  });
+
+  it('replays a session and aggregates, also through the HTTP API', async () => {
+    const cfg = auditConfigSchema.parse({
+      api: { port: 0, tokens: [{ name: 'cli', token: TOKEN, roles: ['responder'] }] },
+    });
+    const reader = new AuditReader(db.url);
+    const api = await startApi(cfg, { reader, logger });
+    try {
+      const replay = await run(logCommand, ['--api-url', api.url, '--token', TOKEN, '--replay', 'sess-ali']);
+      expect(replay.code).toBe(0);
+      const seqs = replay.out
+        .trim()
+        .split('\n')
+        .slice(2)
+        .map((l) => Number(l.split(/\s+/)[0]));
+      expect(seqs).toEqual([0, 1, 2, 3, 4]);
+      const agg = await run(logCommand, [
+        '--api-url',
+        api.url,
+        '--token',
+        TOKEN,
+        '--aggregate',
+        'verdict',
+        '--json',
+      ]);
+      const buckets = agg.out
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { key: string; count: number });
+      expect(buckets.find((b) => b.key === 'allow')?.count).toBe(6);
+      const noToken = await run(logCommand, ['--api-url', api.url]);
+      expect(noToken.code).toBe(2);
+    } finally {
+      await api.close();
+      await reader.close();
+    }
+  });
+
+  it('refuses unknown options and bad values with status 2', async () => {
+    expect((await run(logCommand, ['--database-url', db.url, '--hmuan', 'x'])).code).toBe(2);
+    expect((await run(logCommand, ['--database-url', db.url, '--verdict', 'maybe'])).code).toBe(2);
+    expect((await run(logCommand, [])).code).toBe(2);
+  });
+});
+
+describe('pgwarden audit verify', () => {
+  it('exits 0 on an intact chain and 1 with the first altered record after an edit', async () => {
+    const ok = await run(auditCommand, ['verify', '--config', configFile]);
+    expect(ok.code).toBe(0);
+    expect(ok.out).toMatch(/^ok\s+cli-1: 18 links intact/);
+    const victim = records[4] as DecisionRecord;
+    await db.sql(`UPDATE pgwarden_decisions SET body = replace(body, 'SELECT 2', 'SELECT 9') WHERE id = $1`, [
+      victim.id,
+    ]);
+    const bad = await run(auditCommand, ['verify', '--database-url', db.url]);
+    expect(bad.code).toBe(1);
+    expect(bad.out).toContain(`BROKEN   cli-1: altered`);
+    expect(bad.out).toContain(victim.id);
+    const json = await run(auditCommand, ['verify', '--database-url', db.url, '--json']);
+    expect(JSON.parse(json.out)).toMatchObject({
+      ok: false,
+      instances: [{ problem: { kind: 'altered', recordId: victim.id } }],
+    });
+  });
+});
