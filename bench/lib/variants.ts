@@ -119,7 +119,8 @@ async function addTenantColumn(db: Endpoint, scale: number): Promise<void> {
 export const variants: Record<Variant['name'], Variant> = {
   core: {
     name: 'core',
-    description: 'strict default rules (read-only SELECT on listed tables), decision log off',
+    description:
+      'read-only rules for the pgbench tables (scope global: judged, never rewritten), decision log off',
     rulesPaths: [join(repoRoot, 'bench/rules')],
     tenant: scopedTenant,
     pgwardens: [{ target: 'pgwarden', label: 'pgwarden', audit: logOff }],
@@ -136,7 +137,7 @@ export const variants: Record<Variant['name'], Variant> = {
   },
   audit: {
     name: 'audit',
-    description: 'strict default rules; pgwarden with the decision log off and with the durable log on',
+    description: 'the core rules; pgwarden with the decision log off and with the durable log on',
     rulesPaths: [join(repoRoot, 'bench/rules')],
     tenant: scopedTenant,
     pgwardens: [
