@@ -1,0 +1,142 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { auditConfigSchema } from '../src/audit/config.js';
+import { startDecisionLog, type DecisionLog } from '../src/audit/decision-log.js';
+import { AuditReader, type DecisionView } from '../src/audit/store-reader.js';
+import { verifyAll } from '../src/audit/verify.js';
+import { loadCatalog } from '../src/policy/catalog.js';
+import { createPolicyJudge } from '../src/policy/engine.js';
+import { loadRules } from '../src/policy/rules-load.js';
+import { loadParser } from '../src/sql/parse.js';
+import { createTestDatabase, type TestDatabase } from './support/db.js';
+import { startTestProxy, type TestProxy } from './support/proxy.js';
+
+/**
+ * The decision log behind the real proxy, driven by a real client: every statement's record
+ * arrives in the store with the identity from the token, the verdict, the rewrite and the rows.
+ */
+const logger = pino({ level: 'silent' });
+let app: TestDatabase;
+let storeName: string;
+let spoolRoot: string;
+let log: DecisionLog;
+let proxy: TestProxy;
+let reader: AuditReader;
+
+beforeAll(async () => {
+  await loadParser();
+  app = await createTestDatabase('audit_proxy');
+  await app.sql(readFileSync('src/demo/seed.sql', 'utf8'));
+  spoolRoot = mkdtempSync(join(tmpdir(), 'pgw-spool-'));
+  // The default store: a database created on the upstream server on first start.
+  storeName = `pgwarden_audit_${Math.random().toString(16).slice(2, 8)}`;
+  const cfg = auditConfigSchema.parse({
+    ndjson: 'off',
+    store: { database: storeName, pollIntervalMs: 10 },
+    spool: { dir: spoolRoot },
+  });
+  log = await startDecisionLog(cfg, { instanceId: 'proxy-it', upstreamUrl: app.url, logger });
+  const judge = createPolicyJudge(await loadRules(['rules']), await loadCatalog(app.url, 'public'), {
+    searchPath: 'public',
+  });
+  proxy = await startTestProxy(app, { judge, sink: log });
+  const u = new URL(app.url);
+  u.pathname = `/${storeName}`;
+  reader = new AuditReader(u.toString());
+});
+
+afterAll(async () => {
+  await proxy?.close();
+  await log?.close();
+  await reader?.close();
+  await app.sql(`DROP DATABASE IF EXISTS ${storeName} WITH (FORCE)`);
+  await app.drop();
+  rmSync(spoolRoot, { recursive: true, force: true });
+});
+
+describe('decision records through the proxy', () => {
+  it('records allow, rewrite and deny from node-postgres with identity, rewrite, rows and errors', async () => {
+    const client = new pg.Client({
+      connectionString: await proxy.url({ human: 'dana@acme.test', agent: 'support-bot', tenant: 'acme' }),
+      application_name: 'audit-it',
+    });
+    await client.connect();
+    const products = await client.query('SELECT id, name FROM products ORDER BY id');
+    const orders = await client.query('SELECT id, total FROM orders WHERE total > $1 ORDER BY id', [0]);
+    await expect(client.query('SELECT * FROM internal_notes')).rejects.toMatchObject({ code: '42501' });
+    await expect(client.query(`SELECT * FROM orders WHERE org_id = 'globex'`)).rejects.toMatchObject({
+      code: '42501',
+    });
+    await client.end();
+    expect(await log.flushToStore()).toBe(true);
+
+    const page = await reader.search({ human: 'dana@acme.test' }, { limit: 100 });
+    const sessionId = page.items[0]?.sessionId as string;
+    const replay = await reader.session(sessionId);
+    const statements = replay.filter((d) => d.kind === 'statement');
+    const bySql = (s: string): DecisionView =>
+      statements.find((d) => String(d.sql).startsWith(s)) as DecisionView;
+
+    expect(replay[0]).toMatchObject({ kind: 'session_start', human: 'dana@acme.test', tenant: 'acme' });
+    expect(replay.map((d) => d.seq)).toEqual([...replay.keys()].map((i) => (replay[0]!.seq as number) + i));
+
+    const allow = bySql('SELECT id, name FROM products');
+    expect(allow).toMatchObject({ verdict: 'allow', agent: 'support-bot', applicationName: 'audit-it' });
+    expect(allow.outcome).toMatchObject({
+      rows: products.rowCount,
+      command: `SELECT ${products.rowCount}`,
+      sqlstate: null,
+    });
+
+    const rewrite = bySql('SELECT id, total FROM orders');
+    expect(rewrite.verdict).toBe('rewrite');
+    expect(rewrite.rewrittenSql).toMatch(/org_id OPERATOR\(pg_catalog\.=\)/);
+    expect(rewrite.protocol).toMatchObject({ mode: 'extended' });
+    expect(rewrite.parameters).toBeNull(); // redacted by default
+    expect(rewrite.outcome).toMatchObject({ rows: orders.rowCount });
+
+    const deny = bySql('SELECT * FROM internal_notes');
+    expect(deny).toMatchObject({ verdict: 'deny', error: { sqlstate: '42501' } });
+    expect((deny.ruleIds as string[]).length + (deny.reasons as string[]).length).toBeGreaterThan(0);
+
+    const probe = bySql(`SELECT * FROM orders WHERE org_id = 'globex'`);
+    expect(probe.verdict).toBe('deny');
+    expect(probe.flags).toContain('cross_tenant_attempt');
+
+    expect(replay.at(-1)?.kind).toBe('session_end');
+    const [chain] = await verifyAll(reader.pool, undefined, 'proxy-it');
+    expect(chain?.ok).toBe(true);
+  });
+
+  it('records what psql sends over the simple protocol, one record per judged query message', async () => {
+    const url = await proxy.url({ human: 'erin@acme.test', tenant: 'acme' });
+    const { stdout } = await promisify(execFile)(
+      'psql',
+      [
+        url,
+        '-X',
+        '-A',
+        '-t',
+        '-c',
+        'SELECT count(*) FROM orders',
+        '-c',
+        'SELECT name FROM products ORDER BY 1 LIMIT 1',
+      ],
+      { env: { ...process.env, PGSSLMODE: 'disable' } },
+    );
+    expect(stdout.trim().split('\n')).toHaveLength(2);
+    expect(await log.flushToStore()).toBe(true);
+    const items = (await reader.search({ human: 'erin@acme.test', kind: 'statement' }, { limit: 10 })).items;
+    expect(items.map((d) => [d.sql, d.verdict, (d.protocol as { mode: string }).mode]).sort()).toEqual([
+      ['SELECT count(*) FROM orders', 'rewrite', 'simple'],
+      ['SELECT name FROM products ORDER BY 1 LIMIT 1', 'allow', 'simple'],
+    ]);
+    expect(items.every((d) => d.outcome !== null)).toBe(true);
+  });
+});
