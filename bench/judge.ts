@@ -1,0 +1,73 @@
+/**
+ * Judging cost per statement, cold (parse, analyse, rewrite, deparse, re-parse, check) and cached
+ * (exact text, and same shape with other literals). Not a test: prints a table.
+ *   npx tsx bench/judge.ts [iterations]
+ */
+import { readCatalogSnapshot } from '../src/policy/catalog-snapshot.js';
+import { createPolicyJudge } from '../src/policy/engine.js';
+import { loadRules } from '../src/policy/rules-load.js';
+import type { JudgeContext } from '../src/policy/verdict.js';
+import { loadParser } from '../src/sql/parse.js';
+
+const iterations = Number(process.argv[2] ?? 2000);
+const statements: [string, (n: number) => string][] = [
+  ['point select (pgbench -S shape)', (n) => `SELECT total FROM orders WHERE id = ${n}`],
+  ['point select, $1', () => 'SELECT total FROM orders WHERE id = $1'],
+  [
+    'join + order/limit',
+    (n) =>
+      `SELECT o.id, c.name FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.total > ${n} ORDER BY o.id LIMIT 10`,
+  ],
+  ['masked columns (*)', (n) => `SELECT * FROM customers WHERE id = ${n}`],
+  ['insert, tenant filled', (n) => `INSERT INTO orders (customer_id, total) VALUES (${n}, 10)`],
+  ['update', (n) => `UPDATE orders SET status = 'paid' WHERE id = ${n}`],
+  ['global table (allow)', (n) => `SELECT name FROM products WHERE id = ${n}`],
+  ['denied (unlisted)', (n) => `SELECT * FROM internal_notes WHERE id = ${n}`],
+];
+
+await loadParser();
+const rules = await loadRules(['rules']);
+const catalog = readCatalogSnapshot('grammar-tests/catalog.json');
+const ctx: JudgeContext = {
+  identity: {
+    human: 'bench',
+    agent: 'bench',
+    tenant: 'acme',
+    roles: [],
+    tokenId: undefined,
+    expiresAt: undefined,
+  },
+  protocol: 'simple',
+  session: { preparedStatements: new Set(), cursors: new Set() },
+};
+
+function micros(fn: () => void, n: number): number {
+  for (let i = 0; i < Math.min(200, n); i++) fn(); // warm the JIT
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) fn();
+  return Number(process.hrtime.bigint() - t0) / 1000 / n;
+}
+
+const rows: string[][] = [];
+for (const [name, sql] of statements) {
+  // Cold: a one-entry cache, and a different statement in between, so every call misses.
+  const cold = createPolicyJudge(rules, catalog, { searchPath: 'public', cacheSize: 1 });
+  let k = 0;
+  const coldUs =
+    micros(() => {
+      cold.judge('SELECT 1', ctx);
+      cold.judge(sql(++k), ctx);
+    }, iterations) - micros(() => cold.judge('SELECT 1', ctx), iterations);
+  const warm = createPolicyJudge(rules, catalog, { searchPath: 'public' });
+  const exactUs = micros(() => warm.judge(sql(7), ctx), iterations * 10);
+  let j = 0;
+  const shapeUs = micros(() => warm.judge(sql(1000 + (++j % 50_000)), ctx), iterations * 10);
+  const kind = warm.judge(sql(7), ctx).verdict.kind;
+  rows.push([name, kind, coldUs.toFixed(1), exactUs.toFixed(2), shapeUs.toFixed(2)]);
+}
+const head = ['statement', 'verdict', 'cold µs', 'cached exact µs', 'cached shape µs'];
+const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+const line = (r: string[]): string => `| ${r.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
+console.log(line(head));
+console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+for (const r of rows) console.log(line(r));
