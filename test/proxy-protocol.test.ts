@@ -85,11 +85,12 @@ describe('bad input gets a clear error and the proxy keeps serving', () => {
   });
 
   it('startup options that would change how SQL is read are refused', async () => {
-    for (const extra of [
+    const attempts: Record<string, string>[] = [
       { options: '-c search_path=evil' },
       { search_path: 'evil' },
       { replication: 'database' },
-    ]) {
+    ];
+    for (const extra of attempts) {
       const c = await RawClient.connect(px.port);
       c.send(serialize.startup({ user: 'support-bot', database: db.name, ...extra }));
       expect(errorOf(await c.read())).toMatchObject({ severity: 'FATAL', code: '28000' });

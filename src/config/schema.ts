@@ -94,6 +94,8 @@ export const configSchema = z
       .strict()
       .default({ paths: ['rules'] }),
     audit: auditConfigSchema.default(auditConfigSchema.parse({})),
+    /** Names this pgwarden in decision records and its hash chain; default `<hostname>:<listen.port>`. */
+    instanceId: z.string().min(1).optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .strict();

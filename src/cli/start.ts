@@ -1,0 +1,102 @@
+import { parseArgs } from 'node:util';
+import { pino, type Logger } from 'pino';
+import { hostname } from 'node:os';
+import { startApi } from '../api/server.js';
+import { resolveHmacKey } from '../audit/hmac-key.js';
+import { startDecisionLog } from '../audit/index.js';
+import { loadConfigFile } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { loadCatalog } from '../policy/catalog.js';
+import { createReloadableJudge } from '../policy/reloadable.js';
+import { loadParser } from '../sql/parse.js';
+import { startPgwarden, type RunningPgwarden } from '../server.js';
+import type { CliIo } from './io.js';
+
+export interface Started {
+  readonly proxy: RunningPgwarden;
+  /** The responders' API and web page, when audit.api.enabled. */
+  readonly apiUrl: string | undefined;
+  stop(): Promise<void>;
+}
+
+function upstreamUrl(config: Config): string {
+  const u = config.upstream;
+  const auth =
+    u.password === undefined
+      ? encodeURIComponent(u.user)
+      : `${encodeURIComponent(u.user)}:${encodeURIComponent(u.password)}`;
+  return `postgres://${auth}@${u.host}:${u.port}/${encodeURIComponent(u.database)}`;
+}
+
+/** Stable across restarts so the decision log's hash chain continues where it stopped. */
+function instanceIdOf(config: Config): string {
+  return config.instanceId ?? `${hostname()}:${config.listen.port}`;
+}
+
+/**
+ * Starts pgwarden from a validated config: parser, rules checked against the live catalog,
+ * decision sink, listener; SIGHUP reloads rules, SIGTERM/SIGINT shut down cleanly.
+ */
+export async function startFromConfig(config: Config, logger: Logger): Promise<Started> {
+  await loadParser();
+  const url = upstreamUrl(config);
+  const policy = await createReloadableJudge({
+    rulesPaths: config.rules.paths,
+    loadCatalog: () => loadCatalog(url, config.session.searchPath),
+    searchPath: config.session.searchPath,
+    logger,
+  });
+  const stopWatching = policy.watch();
+  const instanceId = instanceIdOf(config);
+  const log = await startDecisionLog(config.audit, { instanceId, upstreamUrl: url, logger });
+  const api =
+    config.audit.api.enabled && log.reader
+      ? await startApi(config.audit, { reader: log.reader, logger, hmacKey: resolveHmacKey(config.audit) })
+      : undefined;
+  const proxy = await startPgwarden({ config, judge: policy.judge, sink: log, logger, instanceId });
+  const onHup = (): void => {
+    void policy.reload().then((r) => {
+      if (r.ok) logger.info({ event: 'rules_reloaded' }, 'rules reloaded');
+      else
+        logger.error(
+          { event: 'rules_reload_refused', error: r.error },
+          'new rules refused; previous rules stay in force',
+        );
+    });
+  };
+  process.on('SIGHUP', onHup);
+  return {
+    proxy,
+    apiUrl: api?.url,
+    stop: async () => {
+      process.off('SIGHUP', onHup);
+      stopWatching();
+      await proxy.close();
+      await api?.close();
+      await log.close();
+    },
+  };
+}
+
+/** `pgwarden start --config pgwarden.yaml` */
+export async function startCommand(args: string[], io: CliIo): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { config: { type: 'string', default: 'pgwarden.yaml' } },
+    strict: true,
+  });
+  const config = loadConfigFile(values.config);
+  const logger = pino({ level: config.logLevel }, pino.destination(2));
+  const started = await startFromConfig(config, logger);
+  io.stderr(`pgwarden listening on ${started.proxy.host}:${started.proxy.port}`);
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      void started.stop().then(resolve);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  return 0;
+}
