@@ -1,0 +1,108 @@
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadCatalog } from '../src/policy/catalog.js';
+import { createPolicyJudge } from '../src/policy/engine.js';
+import { loadRules } from '../src/policy/rules-load.js';
+import { loadParser } from '../src/sql/parse.js';
+import { createTestDatabase, type TestDatabase } from './support/db.js';
+import { startTestProxy, type TestProxy } from './support/proxy.js';
+
+/** End to end: real clients through pgwarden with the policy engine, two tenants, real Postgres. */
+let db: TestDatabase;
+let proxy: TestProxy;
+
+async function client(tenant: string): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: await proxy.url({ tenant, human: `alice@${tenant}.test` }) });
+  await c.connect();
+  return c;
+}
+
+const globexChecksum = async (): Promise<string> =>
+  (
+    await db.sql<{ h: string }>(
+      `SELECT md5(coalesce((SELECT string_agg(o::text, ',' ORDER BY id) FROM orders o WHERE org_id = 'globex'), '') ||
+                  coalesce((SELECT string_agg(c::text, ',' ORDER BY id) FROM customers c WHERE org_id = 'globex'), '')) AS h`,
+    )
+  )[0]!.h;
+
+beforeAll(async () => {
+  await loadParser();
+  db = await createTestDatabase('e2e');
+  await db.sql(readFileSync('src/demo/seed.sql', 'utf8'));
+  const judge = createPolicyJudge(await loadRules(['rules']), await loadCatalog(db.url, 'public'), {
+    searchPath: 'public',
+  });
+  proxy = await startTestProxy(db, { judge });
+});
+afterAll(async () => {
+  await proxy?.close();
+  await db?.drop();
+});
+
+describe('through the proxy', () => {
+  it('each tenant reads only its own rows, with masks, in both protocols', async () => {
+    for (const tenant of ['acme', 'globex']) {
+      const c = await client(tenant);
+      try {
+        const want = await db.sql(`SELECT id, total FROM orders WHERE org_id = $1 ORDER BY id`, [tenant]);
+        expect((await c.query('SELECT id, total FROM orders ORDER BY id')).rows).toEqual(want);
+        expect((await c.query('SELECT id, total FROM orders WHERE id > $1 ORDER BY id', [0])).rows).toEqual(
+          want,
+        );
+        const emails = (
+          await c.query('SELECT DISTINCT org_id, email ~ $1 AS masked FROM customers', ['^.\\*\\*\\*@'])
+        ).rows;
+        expect(emails).toEqual([{ org_id: tenant, masked: true }]);
+      } finally {
+        await c.end();
+      }
+    }
+  });
+
+  it('denials arrive as 42501 with an actionable message, and the session goes on', async () => {
+    const c = await client('acme');
+    try {
+      await expect(c.query('SELECT ssn FROM customers')).rejects.toMatchObject({ code: '42501' });
+      await expect(c.query("SELECT * FROM orders WHERE org_id = 'globex'")).rejects.toThrow(
+        /tenant 'globex'/,
+      );
+      await expect(c.query('SELECT * FROM internal_notes')).rejects.toThrow(/available: public.customers/);
+      expect((await c.query('SELECT count(*)::int AS n FROM products')).rows).toEqual([{ n: 3 }]);
+      const denied = proxy.sink.records.filter((r) => r.verdict === 'deny');
+      expect(denied.map((r) => r.reasons.at(-1))).toEqual(
+        expect.arrayContaining(['column_denied', 'cross_tenant_literal', 'table_not_listed']),
+      );
+      expect(denied.find((r) => r.flags.includes('cross_tenant_attempt'))).toBeDefined();
+      const rewrites = proxy.sink.records.filter((r) => r.verdict === 'rewrite');
+      expect(rewrites.every((r) => r.rewrittenSql?.includes('OPERATOR(pg_catalog.=)'))).toBe(true);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('writes through the proxy never touch the other tenant; a Bind value of another tenant is refused', async () => {
+    const before = await globexChecksum();
+    const c = await client('acme');
+    try {
+      await c.query('BEGIN');
+      await c.query(`INSERT INTO orders (customer_id, total) VALUES (1, 5)`);
+      await c.query('INSERT INTO orders (org_id, total) VALUES ($1, $2)', ['acme', 6]);
+      await c.query(`UPDATE orders SET status = 'e2e'`);
+      await c.query(`DELETE FROM orders WHERE status = 'e2e' AND total < 7`);
+      await c.query('COMMIT');
+      await expect(
+        c.query('INSERT INTO orders (org_id, total) VALUES ($1, $2)', ['globex', 1]),
+      ).rejects.toMatchObject({
+        code: '42501',
+      });
+    } finally {
+      await c.end();
+    }
+    expect(await globexChecksum()).toBe(before);
+    const acme = await db.sql<{ n: number }>(
+      `SELECT count(*)::int AS n FROM orders WHERE org_id = 'acme' AND status = 'e2e'`,
+    );
+    expect(acme[0]!.n).toBeGreaterThan(0);
+  });
+});
