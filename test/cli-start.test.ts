@@ -1,0 +1,138 @@
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { createTestDatabase, type TestDatabase } from './support/db.js';
+import { freePort } from './support/embedded.js';
+
+const run = promisify(execFile);
+const repo = new URL('../', import.meta.url).pathname;
+const bin = join(repo, 'bin/pgwarden.js');
+
+let db: TestDatabase;
+let dir: string;
+let configFile: string;
+let rulesDir: string;
+let port: number;
+let child: ChildProcess;
+let stderr = '';
+
+async function waitForListening(): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!stderr.includes('listening')) {
+    if (child.exitCode !== null) throw new Error(`pgwarden exited ${child.exitCode}: ${stderr}`);
+    if (Date.now() > deadline) throw new Error(`pgwarden did not start: ${stderr}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function token(tenant: string): Promise<string> {
+  const { stdout } = await run(process.execPath, [
+    bin,
+    'token',
+    '--config',
+    configFile,
+    '--tenant',
+    tenant,
+    '--human',
+    `h@${tenant}.test`,
+    '--agent',
+    'cli-bot',
+  ]);
+  return stdout.trim();
+}
+
+beforeAll(async () => {
+  db = await createTestDatabase('cli');
+  await db.sql(readFileSync(join(repo, 'src/demo/seed.sql'), 'utf8'));
+  dir = mkdtempSync(join(tmpdir(), 'pgwarden-cli-'));
+  rulesDir = join(dir, 'rules');
+  await run('cp', ['-r', join(repo, 'rules'), rulesDir]);
+  port = await freePort();
+  configFile = join(dir, 'pgwarden.yaml');
+  writeFileSync(
+    configFile,
+    stringify({
+      listen: { host: '127.0.0.1', port },
+      upstream: { host: db.host, port: db.port, database: db.name, user: db.user, password: db.password },
+      auth: { hs256Secret: 'cli-test-secret-cli-test-secret-0123456789' },
+      rules: { paths: [rulesDir] },
+      audit: {
+        ndjson: join(dir, 'decisions.ndjson'),
+        store: { database: `${db.name}_audit` },
+        spool: { dir: join(dir, 'spool') },
+      },
+      logLevel: 'info',
+    }),
+  );
+  child = spawn(process.execPath, [bin, 'start', '--config', configFile], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  await waitForListening();
+});
+
+afterAll(async () => {
+  if (child && child.exitCode === null) child.kill('SIGKILL');
+  await db?.drop();
+  const admin = new pg.Client({ connectionString: db.url });
+  await admin
+    .connect()
+    .then(() => admin.query(`DROP DATABASE IF EXISTS ${db.name}_audit WITH (FORCE)`))
+    .catch(() => {});
+  await admin.end().catch(() => {});
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('pgwarden start', () => {
+  it('serves scoped queries with tokens minted by `pgwarden token`', async () => {
+    const c = new pg.Client({
+      host: '127.0.0.1',
+      port,
+      database: db.name,
+      user: 'cli-bot',
+      password: await token('globex'),
+    });
+    await c.connect();
+    const { rows } = await c.query<{ org_id: string }>('SELECT DISTINCT org_id FROM orders');
+    expect(rows).toEqual([{ org_id: 'globex' }]);
+    await c.end();
+  });
+
+  it('reloads rules on SIGHUP, and keeps the old rules when the new ones are invalid', async () => {
+    const rulesFile = join(rulesDir, 'demo.yaml');
+    const original = readFileSync(rulesFile, 'utf8');
+    writeFileSync(rulesFile, `${original}\nnot_a_key: true\n`);
+    child.kill('SIGHUP');
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(stderr).toMatch(/refused|not_a_key/);
+    const c = new pg.Client({
+      host: '127.0.0.1',
+      port,
+      database: db.name,
+      user: 'cli-bot',
+      password: await token('acme'),
+    });
+    await c.connect();
+    expect((await c.query('SELECT count(*)::int AS n FROM products')).rows).toEqual([{ n: 3 }]);
+    // Valid new rules without products: products disappears for agents.
+    writeFileSync(rulesFile, original.replace(/ {2}public\.products:\n(?: {4}.*\n)+/, ''));
+    child.kill('SIGHUP');
+    await new Promise((r) => setTimeout(r, 1500));
+    await expect(c.query('SELECT count(*) FROM products')).rejects.toMatchObject({ code: '42501' });
+    await c.end();
+    writeFileSync(rulesFile, original);
+  });
+
+  it('shuts down cleanly on SIGTERM', async () => {
+    child.kill('SIGTERM');
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(code).toBe(0);
+    // NDJSON lines are buffered; an orderly shutdown flushes them.
+    expect(readFileSync(join(dir, 'decisions.ndjson'), 'utf8')).toContain('h@globex.test');
+  });
+});
