@@ -12,8 +12,10 @@ import { loadParser, parseSql } from '../src/sql/parse.js';
  * Every statement of PostgreSQL's own regression suite gets a verdict: no exception escapes, no
  * statement takes long, every rewrite parses again. The counts are printed for the README.
  */
-const corpusFile = process.env.PGWARDEN_CORPUS ?? '../shared/corpus/pg-regress.jsonl';
-const fallback = '/work/shared/corpus/pg-regress.jsonl';
+/** Vendored from the shared corpus (PostgreSQL licence: grammar-tests/corpus/README.md). */
+const corpusFile =
+  process.env.PGWARDEN_CORPUS ??
+  new URL('../grammar-tests/corpus/pg-regress.jsonl', import.meta.url).pathname;
 let demoJudge: Judge;
 const ctx: JudgeContext = {
   identity: {
@@ -29,13 +31,7 @@ const ctx: JudgeContext = {
 };
 
 function readCorpus(): string[] {
-  let text: string;
-  try {
-    text = readFileSync(corpusFile, 'utf8');
-  } catch {
-    text = readFileSync(fallback, 'utf8');
-  }
-  return text
+  return readFileSync(corpusFile, 'utf8')
     .split('\n')
     .filter((l) => l.trim() !== '')
     .map((l) => (JSON.parse(l) as { sql: string }).sql);

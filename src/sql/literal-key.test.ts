@@ -40,7 +40,7 @@ describe('literalKey', () => {
   it('gives one key only to statements whose PostgreSQL tokens differ in literal values alone (corpus)', async () => {
     await loadParser();
     const lines = readFileSync(
-      new URL('../../../shared/corpus/pg-regress.jsonl', import.meta.url),
+      new URL('../../grammar-tests/corpus/pg-regress.jsonl', import.meta.url),
       'utf8',
     ).split('\n');
     const byKey = new Map<string, string>();
