@@ -183,12 +183,17 @@ async function main(): Promise<void> {
   }
   const plannedSeconds = o.rounds * o.modes.length * o.targets.length * (o.seconds + 5) + o.warmup * 10;
   const evidence: (() => Promise<string>)[] = [];
+  const settlers = new Map<TargetName, () => Promise<number>>();
+  /** Transactions each target ran, warm-up included: what a decision log should have a record of. */
+  const transactions = new Map<TargetName, number>();
   for (const w of o.variant.pgwardens) {
     if (!o.targets.includes(w.target)) continue;
     log(`starting ${w.label}`);
     labels[w.target] = w.label;
     const audit = w.audit();
-    if (w.evidence) evidence.push(() => w.evidence?.(audit, admin) ?? Promise.resolve(''));
+    if (w.settle) settlers.set(w.target, () => w.settle?.(audit, admin) ?? Promise.resolve(0));
+    if (w.evidence)
+      evidence.push(() => w.evidence?.(audit, admin, transactions.get(w.target) ?? 0) ?? Promise.resolve(''));
     endpoints.set(
       w.target,
       await startPgwarden(direct, {
@@ -206,6 +211,9 @@ async function main(): Promise<void> {
     const e = endpoints.get(t);
     if (e === undefined) throw new Error(`no endpoint for ${t}`);
     const r = await runPgbench(e, { mode, clients: o.clients, threads: o.threads, seconds });
+    transactions.set(t, (transactions.get(t) ?? 0) + r.transactions);
+    const settle = settlers.get(t);
+    if (settle) log(`${t}: background work settled after ${((await settle()) / 1000).toFixed(1)} s`);
     const expected = o.variant.expectedScale?.(t, o.scale) ?? o.scale;
     if (r.scale !== expected)
       throw new Error(

@@ -19,7 +19,12 @@ export interface PgwardenInstance {
    * After the run: what this instance's decision log holds, for the report. A log that was
    * configured on but wrote nothing would make its column measure something else, so say so.
    */
-  evidence?(audit: AuditInput, admin: Endpoint): Promise<string>;
+  evidence?(audit: AuditInput, admin: Endpoint, transactions: number): Promise<string>;
+  /**
+   * Waits after each run of this instance until its background work on the server has stopped,
+   * so that it does not load the server while the next target is measured. Returns the ms waited.
+   */
+  settle?(audit: AuditInput, admin: Endpoint): Promise<number>;
 }
 
 export interface Variant {
@@ -62,15 +67,14 @@ function bytesUnder(path: string): number {
 }
 
 /** Spool bytes and the records that reached the store (default: pgwarden_audit on the same server). */
-async function durableLogEvidence(audit: AuditInput, admin: Endpoint): Promise<string> {
+async function durableLogEvidence(audit: AuditInput, admin: Endpoint, transactions: number): Promise<string> {
   const spool = audit.spool?.dir;
   const spoolBytes = spool === undefined ? 0 : bytesUnder(spool);
   let stored: string;
   const c = new pg.Client({ ...admin, database: audit.store?.database ?? 'pgwarden_audit' });
   try {
     await c.connect();
-    const r = await c.query<{ n: string }>('SELECT count(*) AS n FROM pgwarden_decisions');
-    stored = `${Number(r.rows[0]?.n ?? 0).toLocaleString('en-US')} records in the store`;
+    stored = `${(await storedRecords(c)).toLocaleString('en-US')} records in the store`;
   } catch (err) {
     stored = `store not readable (${(err as Error).message})`;
   } finally {
@@ -80,7 +84,37 @@ async function durableLogEvidence(audit: AuditInput, admin: Endpoint): Promise<s
     spoolBytes === 0
       ? ' — **WARNING: the durable log wrote nothing; the log-on column measures pgwarden without it**'
       : '';
-  return `decision log (log on): ${spoolBytes.toLocaleString('en-US')} bytes in the spool, ${stored}${warning}`;
+  return (
+    `decision log (log on): ${transactions.toLocaleString('en-US')} pgbench transactions, ` +
+    `${spoolBytes.toLocaleString('en-US')} bytes in the spool, ${stored}${warning}`
+  );
+}
+
+async function storedRecords(c: pg.Client): Promise<number> {
+  const r = await c.query<{ n: string }>('SELECT count(*) AS n FROM pgwarden_decisions');
+  return Number(r.rows[0]?.n ?? 0);
+}
+
+/**
+ * The shipper moves spooled records to the store (on the same server) in the background and may
+ * trail the load by many seconds; until the count stops growing, it would slow down whichever
+ * target runs next. Waits at most two minutes.
+ */
+async function storeCaughtUp(audit: AuditInput, admin: Endpoint): Promise<number> {
+  const started = Date.now();
+  const c = new pg.Client({ ...admin, database: audit.store?.database ?? 'pgwarden_audit' });
+  await c.connect();
+  try {
+    let last = -1;
+    for (;;) {
+      const n = await storedRecords(c);
+      if (n === last || Date.now() - started > 120_000) return Date.now() - started;
+      last = n;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  } finally {
+    await c.end();
+  }
 }
 
 /** The pgbench tables as the tenant-scoped variant sees them: `org_id` splits branches in two. */
@@ -142,7 +176,13 @@ export const variants: Record<Variant['name'], Variant> = {
     tenant: scopedTenant,
     pgwardens: [
       { target: 'pgwarden', label: 'pgwarden (log off)', audit: logOff },
-      { target: 'pgwarden-audit', label: 'pgwarden (log on)', audit: auditOn, evidence: durableLogEvidence },
+      {
+        target: 'pgwarden-audit',
+        label: 'pgwarden (log on)',
+        audit: auditOn,
+        evidence: durableLogEvidence,
+        settle: storeCaughtUp,
+      },
     ],
   },
 };
