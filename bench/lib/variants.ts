@@ -69,19 +69,22 @@ function bytesUnder(path: string): number {
 /** Spool bytes and the records that reached the store (default: pgwarden_audit on the same server). */
 async function durableLogEvidence(audit: AuditInput, admin: Endpoint, transactions: number): Promise<string> {
   const spool = audit.spool?.dir;
+  // Shipped spool segments are deleted, so an empty spool alone does not mean nothing was logged.
   const spoolBytes = spool === undefined ? 0 : bytesUnder(spool);
+  let records = 0;
   let stored: string;
   const c = new pg.Client({ ...admin, database: audit.store?.database ?? 'pgwarden_audit' });
   try {
     await c.connect();
-    stored = `${(await storedRecords(c)).toLocaleString('en-US')} records in the store`;
+    records = await storedRecords(c);
+    stored = `${records.toLocaleString('en-US')} records in the store`;
   } catch (err) {
     stored = `store not readable (${(err as Error).message})`;
   } finally {
     await c.end().catch(() => {});
   }
   const warning =
-    spoolBytes === 0
+    spoolBytes === 0 && records === 0
       ? ' — **WARNING: the durable log wrote nothing; the log-on column measures pgwarden without it**'
       : '';
   return (
