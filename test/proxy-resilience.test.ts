@@ -140,6 +140,36 @@ describe('drift of pinned settings', () => {
   });
 });
 
+describe('asynchronous server messages pass through', () => {
+  it('NoticeResponse, NotificationResponse and ParameterStatus reach the client', async () => {
+    const open = await startTestProxy(db, { judge: allowEverything });
+    const listener = new pg.Client({ connectionString: await open.url() });
+    await listener.connect();
+    const notices: string[] = [];
+    const notifications: string[] = [];
+    listener.on('notice', (n) => notices.push(n.message ?? ''));
+    listener.on('notification', (n) => notifications.push(n.payload ?? ''));
+    await listener.query("DO $$ BEGIN RAISE NOTICE 'hello from the server'; END $$");
+    await listener.query('LISTEN pgwarden_test');
+    const sender = new pg.Client({ connectionString: await open.url() });
+    await sender.connect();
+    await sender.query("NOTIFY pgwarden_test, 'ping'");
+    await new Promise((r) => setTimeout(r, 200));
+    expect(notices).toContain('hello from the server');
+    expect(notifications).toEqual(['ping']);
+    const raw = await RawClient.connect(open.port);
+    await raw.login('support-bot', db.name, await open.token());
+    raw.send(serialize.query("SET application_name = 'renamed-bot'"));
+    const reply = await raw.untilReady();
+    const status = reply.find((m) => m.code === 'S');
+    expect(status?.body.toString()).toBe('application_name\0renamed-bot\0');
+    raw.close();
+    await sender.end();
+    await listener.end();
+    await open.close();
+  });
+});
+
 describe('upstream that goes away', () => {
   let server: RunningPostgres;
   let proxy: TestProxy;
