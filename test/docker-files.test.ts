@@ -228,6 +228,10 @@ describe('docker/pgwarden.yaml', () => {
     expect(config.upstream.password).toBe(serviceEnv(service('postgres')).POSTGRES_PASSWORD);
   });
 
+  it('names its instance, so the decision chain survives a recreated container (new hostname)', () => {
+    expect(config.instanceId).toBeDefined();
+  });
+
   it('points upstream at the postgres service, its database and its user', () => {
     const pgEnv = serviceEnv(service('postgres'));
     expect(config.upstream.host).toBe('postgres');
