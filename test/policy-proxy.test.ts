@@ -1,3 +1,5 @@
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,6 +9,8 @@ import { loadRules } from '../src/policy/rules-load.js';
 import { loadParser } from '../src/sql/parse.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
+
+const run = promisify(execFile);
 
 /** End to end: real clients through pgwarden with the policy engine, two tenants, real Postgres. */
 let db: TestDatabase;
@@ -38,6 +42,28 @@ beforeAll(async () => {
 afterAll(async () => {
   await proxy?.close();
   await db?.drop();
+});
+
+describe('COPY through the proxy', () => {
+  it('streams COPY (query) TO STDOUT scoped to the tenant, and refuses COPY FROM STDIN', async () => {
+    const url = await proxy.url({ tenant: 'globex', human: 'bob@globex.test' });
+    // psql runs asynchronously: the proxy lives in this test's event loop.
+    const { stdout } = await run('psql', [url, '-XAtc', 'COPY (SELECT org_id FROM orders) TO STDOUT']);
+    const lines = stdout.trim().split('\n');
+    expect(lines.length).toBeGreaterThan(0);
+    expect(new Set(lines)).toEqual(new Set(['globex']));
+    const before = await globexChecksum();
+    const refused = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const p = spawn('psql', [url, '-Xc', 'COPY orders FROM STDIN']);
+      let stderr = '';
+      p.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      p.on('close', (code) => resolve({ code, stderr }));
+      p.stdin.end('1\tglobex\n\\.\n');
+    });
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/ERROR/);
+    expect(await globexChecksum()).toBe(before);
+  });
 });
 
 describe('through the proxy', () => {
