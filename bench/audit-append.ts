@@ -58,14 +58,26 @@ const records = Array.from({ length: N }, (_, i) =>
   }),
 );
 const ndjsonFile = join(mkdtempSync(join(tmpdir(), 'pgw-bench-nd-')), 'd.ndjson');
-const off = await run('ndjson off, not durable', { ndjson: 'off', durable: false }, records);
-await run('ndjson file, not durable', { ndjson: ndjsonFile, durable: false }, records);
-const durable = await run('durable spool, ndjson off', { ndjson: 'off' }, records);
-const both = await run('durable spool + ndjson file', { ndjson: ndjsonFile }, records);
-console.log(
-  `durable/off ratio: ${(durable / off).toFixed(2)}  durable+ndjson/off: ${(both / off).toFixed(2)}`,
-);
-console.log(
-  `at 30k statements/s the durable log + NDJSON costs ${((30_000 / both) * 100).toFixed(1)}% of one core`,
-);
+const variants: [string, AuditConfigInput][] = [
+  ['log off (NDJSON off, not durable)', { ndjson: 'off', durable: false }],
+  ['NDJSON file, not durable', { ndjson: ndjsonFile, durable: false }],
+  ['durable spool, NDJSON off', { ndjson: 'off' }],
+  ['durable spool + NDJSON file', { ndjson: ndjsonFile }],
+];
+// Interleaved rounds, best of each: other processes on a shared machine only ever slow a run down.
+const best = new Map<string, number>();
+for (let round = 0; round < 3; round++) {
+  for (const [name, cfg] of variants)
+    best.set(name, Math.max(best.get(name) ?? 0, await run(name, cfg, records)));
+}
+console.log('\nbest of 3:');
+const base = best.get(variants[0]![0]) as number;
+for (const [name] of variants) {
+  const rate = best.get(name) as number;
+  console.log(
+    `${name.padEnd(36)} ${Math.round(rate).toLocaleString('en').padStart(10)}/s  ${(1e6 / rate).toFixed(2)} us  (+${(1e6 / rate - 1e6 / base).toFixed(2)} us over log off)`,
+  );
+}
+const full = best.get(variants[3]![0]) as number;
+console.log(`at 30k statements/s, durable + NDJSON takes ${((30_000 / full) * 100).toFixed(1)}% of one core`);
 rmSync(ndjsonFile, { force: true });

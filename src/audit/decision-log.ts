@@ -5,7 +5,7 @@ import { entryLine, outcomeBody, recordBody } from './canonical.js';
 import { Chain, GENESIS, linkHash } from './chain.js';
 import type { AuditConfig } from './config.js';
 import { resolveHmacKey } from './hmac-key.js';
-import { openNdjson } from './ndjson.js';
+import { openNdjson, type NdjsonOutput } from './ndjson.js';
 import type { DecisionRecord, DecisionSink, Outcome } from './record.js';
 import type { ShipperStats } from './shipper.js';
 import { ShipperClient } from './shipper-client.js';
@@ -52,7 +52,13 @@ const MAX_UNSPOOLED_IDS = 100_000;
 
 export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOptions): Promise<DecisionLog> {
   const hmacKey = resolveHmacKey(config);
-  const ndjson = openNdjson(config.ndjson);
+  // Durable: the shipper's thread writes NDJSON from the spool. This thread writes only lines that
+  // never reach the spool (not durable, or spool full with onFull ndjson-only), so it opens lazily.
+  let ndjsonOut: NdjsonOutput | null = null;
+  const ndjson: NdjsonOutput = {
+    write: (lines) => (ndjsonOut ??= openNdjson(config.ndjson)).write(lines),
+    close: async () => ndjsonOut?.close(),
+  };
   const redact = config.redactParameters;
   const instanceId = opts.instanceId;
   const log = opts.logger;
@@ -105,7 +111,6 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
     maxBytes: config.spool.maxBytes,
     fsyncIntervalMs: config.spool.fsyncIntervalMs,
     hmacKey,
-    onLine: (lines) => ndjson.write(lines),
     onFsyncError: (err) =>
       log.error({ err: err.message, dir }, 'pgwarden audit: spool write or fsync failed'),
   });
@@ -123,6 +128,7 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
       maxRetryDelayMs: config.store.maxRetryDelayMs,
       retentionDays: config.store.retentionDays,
       retentionCheckIntervalMs: config.store.retentionCheckIntervalMs,
+      ndjson: config.ndjson,
     },
     log,
     (bytes) => {

@@ -12,6 +12,8 @@ export interface ShipperWorkerData {
   readonly maxRetryDelayMs: number;
   readonly retentionDays: number;
   readonly retentionCheckIntervalMs: number;
+  /** NDJSON target written from the spool by this thread: a path, "stdout" or "off". */
+  readonly ndjson: string;
 }
 
 export type ToShipper =

@@ -1,6 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import pg from 'pg';
 import pino from 'pino';
+import { NdjsonTail } from './ndjson-tail.js';
 import { applyRetention } from './retention.js';
 import { Shipper, type ShipperStats } from './shipper.js';
 import type { FromShipper, ShipperWorkerData, ToShipper } from './shipper-protocol.js';
@@ -34,6 +35,10 @@ const pool = new pg.Pool({ connectionString: data.storeUrl, max: 2, connectionTi
 // Idle connections die when the store restarts; the next round reconnects.
 pool.on('error', () => {});
 
+const ndjson =
+  data.ndjson === 'off' ? null : new NdjsonTail(data.ownDir, data.ndjson, data.pollIntervalMs, logger);
+ndjson?.start();
+
 let last = '';
 const shipper = new Shipper({
   pool,
@@ -48,6 +53,7 @@ const shipper = new Shipper({
   pollIntervalMs: data.pollIntervalMs,
   maxRetryDelayMs: data.maxRetryDelayMs,
   logger,
+  ...(ndjson ? { retainFrom: () => ndjson.position() } : {}),
   onDelivered: (bytes: number) => post({ type: 'delivered', bytes, stats: shipper.stats() }),
   onRound: (stats: ShipperStats) => {
     const s = JSON.stringify(stats);
@@ -83,6 +89,7 @@ port.on('message', (m: ToShipper) => {
     if (retention) clearInterval(retention);
     void shipper
       .stop()
+      .then(() => ndjson?.stop())
       .then(() => pool.end())
       .finally(() => {
         post({ type: 'stopped' });

@@ -20,6 +20,8 @@ export interface ShipperOptions {
   readonly logger: Logger;
   /** Spool bytes of this instance delivered (so the writer's bound frees up). */
   readonly onDelivered: (bytes: number) => void;
+  /** The first own segment the NDJSON output still needs (not deleted yet). */
+  readonly retainFrom?: () => string | null;
   /** After every round, with fresh stats. */
   readonly onRound?: (stats: ShipperStats) => void;
 }
@@ -84,8 +86,8 @@ export class Shipper {
   constructor(private readonly o: ShipperOptions) {
     const bad = (segment: string, err: Error): void =>
       o.logger.error({ segment, err: err.message }, 'pgwarden audit: unreadable spool line skipped');
-    this.own = new SpoolReader(o.ownDir, bad);
-    this.orphans = findOrphans(o.spoolRoot, o.ownDir).map((d) => new SpoolReader(d, bad, true));
+    this.own = new SpoolReader(o.ownDir, bad, o.retainFrom ? { retainFrom: o.retainFrom } : {});
+    this.orphans = findOrphans(o.spoolRoot, o.ownDir).map((d) => new SpoolReader(d, bad, { orphan: true }));
     if (this.orphans.length > 0) {
       o.logger.info(
         { spools: this.orphans.map((r) => r.dir) },
@@ -192,7 +194,12 @@ export class Shipper {
     ];
     for (const { l, d } of all) {
       try {
-        await deliver(this.o.pool, { decisions: d ? [l] : [], outcomes: d ? [] : [l], last: l });
+        await deliver(this.o.pool, {
+          decisions: d ? [l] : [],
+          outcomes: d ? [] : [l],
+          ordered: [l],
+          last: l,
+        });
       } catch (err) {
         if (!String((err as { code?: string }).code ?? '').startsWith('22')) throw err;
         await appendFile(join(dir, 'rejected.ndjson'), l + '\n');

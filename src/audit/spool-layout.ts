@@ -28,9 +28,9 @@ export interface Cursor {
   readonly offset: number;
 }
 
-export function readCursor(dir: string): Cursor | null {
+export function readCursor(dir: string, file = 'cursor.json'): Cursor | null {
   try {
-    const c = JSON.parse(readFileSync(join(dir, 'cursor.json'), 'utf8')) as Cursor;
+    const c = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Cursor;
     return typeof c.segment === 'string' && Number.isInteger(c.offset) ? c : null;
   } catch {
     return null;

@@ -6,8 +6,21 @@ import { listSegments, readCursor, type Cursor } from './spool-layout.js';
 export interface Lines {
   readonly decisions: string[];
   readonly outcomes: string[];
+  /** Every entry line in spool order (the NDJSON output wants them as written). */
+  readonly ordered: string[];
   /** The last entry line, for the chain head. */
   last: string | null;
+}
+
+export interface SpoolReaderOptions {
+  /** The writer of this directory is gone (a crashed instance): its last segment is final too. */
+  readonly orphan?: boolean;
+  /** Several readers (store, NDJSON) keep their own cursors in one directory. */
+  readonly cursorFile?: string;
+  /** Whether this reader deletes segments it has finished (only the store's reader does). */
+  readonly deleteFinished?: boolean;
+  /** The first segment another reader still needs; it and later ones are not reported finished. */
+  readonly retainFrom?: () => string | null;
 }
 
 export interface Batch {
@@ -38,35 +51,45 @@ function count(l: Lines): number {
  */
 export class SpoolReader {
   private cursor: Cursor | null;
+  private readonly cursorFile: string;
 
   constructor(
     readonly dir: string,
     private readonly onBadLine: (segment: string, err: Error) => void,
-    /** The writer of this directory is gone (a crashed instance): its last segment is final too. */
-    private readonly orphan = false,
+    private readonly opts: SpoolReaderOptions = {},
   ) {
-    this.cursor = readCursor(dir);
+    this.cursorFile = opts.cursorFile ?? 'cursor.json';
+    this.cursor = readCursor(dir, this.cursorFile);
+  }
+
+  /** The segment this reader is in (null before its first read). */
+  position(): string | null {
+    return this.cursor?.segment ?? listSegments(this.dir)[0] ?? null;
   }
 
   async read(maxEntries: number): Promise<Batch> {
-    const lines: Lines = { decisions: [], outcomes: [], last: null };
+    const lines: Lines = { decisions: [], outcomes: [], ordered: [], last: null };
     const finished: string[] = [];
     let bytes = 0;
     const segs = listSegments(this.dir);
     let cur: Cursor = this.cursor ?? { segment: segs[0] ?? '', offset: 0 };
+    const keep = this.opts.retainFrom?.() ?? null;
+    const finish = (seg: string): void => {
+      if (keep === null || seg < keep) finished.push(seg);
+    };
     for (let i = 0; i < segs.length && count(lines) < maxEntries; i++) {
       const seg = segs[i] as string;
       if (seg < cur.segment) {
-        finished.push(seg); // left behind by a crash between delivery and deletion
+        finish(seg); // left behind by a crash between delivery and deletion, or kept for NDJSON
         continue;
       }
       if (seg > cur.segment) cur = { segment: seg, offset: 0 };
-      const sealed = this.orphan || i < segs.length - 1;
+      const sealed = this.opts.orphan === true || i < segs.length - 1;
       const r = await this.readSegment(seg, cur.offset, maxEntries - count(lines), lines);
       bytes += r.consumed;
       cur = { segment: seg, offset: cur.offset + r.consumed };
       if (!(sealed && r.atEnd)) break;
-      finished.push(seg);
+      finish(seg);
     }
     return { lines, count: count(lines), next: cur, bytes, finished };
   }
@@ -103,6 +126,7 @@ export class SpoolReader {
             this.onBadLine(seg, new Error('not a spool line'));
             continue;
           }
+          out.ordered.push(line);
           out.last = line;
           count++;
         }
@@ -119,9 +143,10 @@ export class SpoolReader {
   /** Records delivery: the cursor moves first, then finished segments go. */
   async commit(batch: Batch): Promise<void> {
     this.cursor = batch.next;
-    const tmp = join(this.dir, 'cursor.json.tmp');
+    const tmp = join(this.dir, `${this.cursorFile}.tmp`);
     await writeFile(tmp, JSON.stringify(batch.next));
-    await rename(tmp, join(this.dir, 'cursor.json'));
+    await rename(tmp, join(this.dir, this.cursorFile));
+    if (this.opts.deleteFinished === false) return;
     for (const seg of batch.finished) await unlink(join(this.dir, seg)).catch(() => {});
   }
 

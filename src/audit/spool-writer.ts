@@ -22,8 +22,6 @@ export interface SpoolWriterOptions {
   readonly maxBytes: number;
   readonly fsyncIntervalMs: number;
   readonly hmacKey: string | undefined;
-  /** Called with every line once it is in the spool (the NDJSON output). */
-  readonly onLine: (line: string) => void;
   readonly onFsyncError: (err: Error) => void;
 }
 
@@ -109,7 +107,7 @@ export class SpoolWriter {
     this.chain.commit(link);
     this.pending = '';
     this.pendingBytes = 0;
-    this.afterWrite(text);
+    this.afterWrite();
     return link;
   }
 
@@ -144,7 +142,7 @@ export class SpoolWriter {
     }
     this.pending = '';
     this.pendingBytes = 0;
-    this.afterWrite(text);
+    this.afterWrite();
   }
 
   private write(text: string): void {
@@ -175,8 +173,7 @@ export class SpoolWriter {
     else this.dirty = true;
   }
 
-  private afterWrite(text: string): void {
-    this.opts.onLine(text);
+  private afterWrite(): void {
     if (this.segmentSize >= this.opts.segmentBytes) this.rotate();
   }
 
