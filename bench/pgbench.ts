@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { startEmbeddedPostgres } from '../test/support/embedded.js';
@@ -41,7 +41,9 @@ const usage = `usage: node --import tsx bench/pgbench.ts [options]
   --rounds N       repeat the whole matrix N times, report the median (default 1)
   --warmup N       seconds of unmeasured pgbench per target before measuring (default 2, 0 = none)
   --scale N        pgbench -i scale factor (default 10)
-  --no-save        do not write bench/results/<variant>-<date>.md`;
+  --no-save        do not write bench/results/<variant>-<date>.md
+  --cpu-prof DIR   write a V8 CPU profile of each pgwarden process into DIR (open in Chrome
+                   DevTools or speedscope); profiling slows pgwarden, so not for figures`;
 
 interface Options {
   seconds: number;
@@ -54,6 +56,7 @@ interface Options {
   warmup: number;
   scale: number;
   save: boolean;
+  cpuProfileDir: string | undefined;
 }
 
 function positiveInt(name: string, v: string | undefined, dflt: number, min = 1): number {
@@ -86,6 +89,7 @@ function parseOptions(argv: string[]): Options {
       warmup: { type: 'string' },
       scale: { type: 'string' },
       'no-save': { type: 'boolean' },
+      'cpu-prof': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -111,6 +115,7 @@ function parseOptions(argv: string[]): Options {
     warmup: positiveInt('warmup', values.warmup, 2, 0),
     scale: positiveInt('scale', values.scale, 10),
     save: values['no-save'] !== true,
+    cpuProfileDir: values['cpu-prof'] === undefined ? undefined : resolve(values['cpu-prof']),
   };
 }
 
@@ -203,6 +208,7 @@ async function main(): Promise<void> {
         tenant: o.variant.tenant,
         tokenTtlSeconds: plannedSeconds + 600,
         maxClients: o.clients,
+        ...(o.cpuProfileDir === undefined ? {} : { cpuProfileDir: o.cpuProfileDir }),
       }),
     );
   }

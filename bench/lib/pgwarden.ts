@@ -22,6 +22,8 @@ export interface PgwardenOptions {
   /** How long the token must stay valid: the whole run, or sessions end at their next statement. */
   readonly tokenTtlSeconds: number;
   readonly maxClients: number;
+  /** Write a V8 CPU profile of the pgwarden process into this directory when it exits. */
+  readonly cpuProfileDir?: string;
 }
 
 /**
@@ -58,7 +60,10 @@ export async function startPgwarden(upstream: Endpoint, o: PgwardenOptions): Pro
   const configFile = join(dir, 'pgwarden.yaml');
   writeFileSync(configFile, stringify(input), { mode: 0o600 });
 
-  const p = spawnTracked(process.execPath, [bin, 'start', '--config', configFile], { cwd: repoRoot });
+  const profile = o.cpuProfileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', o.cpuProfileDir];
+  const p = spawnTracked(process.execPath, [...profile, bin, 'start', '--config', configFile], {
+    cwd: repoRoot,
+  });
   onCleanup(o.name, () => stopChild(p));
   await waitForPort('127.0.0.1', port, 30_000, () =>
     p.child.exitCode !== null ? `${o.name} exited with ${p.child.exitCode}:\n${p.output()}` : undefined,
