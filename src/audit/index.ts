@@ -10,3 +10,6 @@ export type { DecisionRecord, DecisionSink, Outcome, RecordKind } from './record
 export { AuditReader, type DecisionView, type Page } from './store-reader.js';
 export { verifyAll, verifyInstance, type InstanceReport, type Problem } from './verify.js';
 export { storeUrl, upstreamUrlFromConfig } from './store-url.js';
+export { resolveHmacKey } from './hmac-key.js';
+export { startApi } from '../api/server.js';
+export { buildApiApp } from '../api/app.js';
