@@ -30,7 +30,7 @@ const only = parseSql('SELECT * FROM ONLY orders').stmts[0]!.stmt as {
 const rv = only.SelectStmt.fromClause[0]!.RangeVar;
 console.log(`\nSELECT * FROM ONLY orders → relation "${rv.relname}", inheritance ${rv.inh ? 'on' : 'off'}`);
 
-const corpus = readFileSync(new URL('../grammar-tests/corpus/pg-regress.jsonl', import.meta.url), 'utf8')
+const corpus = readFileSync(new URL('../test/corpus/pg-regress.jsonl', import.meta.url), 'utf8')
   .split('\n')
   .filter(Boolean);
 let ok = 0;

@@ -12,10 +12,9 @@ import { loadParser, parseSql } from '../src/sql/parse.js';
  * Every statement of PostgreSQL's own regression suite gets a verdict: no exception escapes, no
  * statement takes long, every rewrite parses again. The counts are printed for the README.
  */
-/** Vendored from the shared corpus (PostgreSQL licence: grammar-tests/corpus/README.md). */
+/** Vendored from the shared corpus (PostgreSQL licence: test/corpus/README.md). */
 const corpusFile =
-  process.env.PGWARDEN_CORPUS ??
-  new URL('../grammar-tests/corpus/pg-regress.jsonl', import.meta.url).pathname;
+  process.env.PGWARDEN_CORPUS ?? new URL('../test/corpus/pg-regress.jsonl', import.meta.url).pathname;
 let demoJudge: Judge;
 const ctx: JudgeContext = {
   identity: {

@@ -39,10 +39,9 @@ describe('literalKey', () => {
 
   it('gives one key only to statements whose PostgreSQL tokens differ in literal values alone (corpus)', async () => {
     await loadParser();
-    const lines = readFileSync(
-      new URL('../../grammar-tests/corpus/pg-regress.jsonl', import.meta.url),
-      'utf8',
-    ).split('\n');
+    const lines = readFileSync(new URL('../../test/corpus/pg-regress.jsonl', import.meta.url), 'utf8').split(
+      '\n',
+    );
     const byKey = new Map<string, string>();
     let keyed = 0;
     for (const line of lines) {

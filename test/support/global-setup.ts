@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import type { TestProject } from 'vitest/node';
-import { startEmbeddedPostgres } from './embedded.js';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -36,7 +37,26 @@ export default async function setup(project: TestProject): Promise<() => Promise
       // The socket exists but no engine answers (as on these CI machines): fall through.
     }
   }
-  const pg = await startEmbeddedPostgres();
-  project.provide('databaseUrl', pg.url);
-  return () => pg.destroy();
+  const server = spawn(
+    process.execPath,
+    ['--import', 'tsx', fileURLToPath(new URL('./pg-server.ts', import.meta.url))],
+    {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    },
+  );
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    server.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      const line = out.split('\n')[0];
+      if (out.includes('\n') && line) resolve((JSON.parse(line) as { url: string }).url);
+    });
+    server.once('exit', (code) => reject(new Error(`embedded PostgreSQL exited with ${code}`)));
+  });
+  project.provide('databaseUrl', url);
+  return async () => {
+    const exited = new Promise((r) => server.once('exit', r));
+    server.stdin.end();
+    await exited;
+  };
 }
