@@ -156,6 +156,29 @@ describe('bad input gets a clear error and the proxy keeps serving', () => {
   });
 });
 
+describe('timeouts', () => {
+  it('ends a connection that does not finish startup in time, and an idle session', async () => {
+    const quick = await startTestProxy(db, {
+      tables: ['public.items'],
+      config: { limits: { startupTimeoutMs: 300, idleTimeoutMs: 300 } },
+    });
+    const silent = await RawClient.connect(quick.port);
+    expect(errorOf(await silent.read())).toMatchObject({
+      severity: 'FATAL',
+      code: '08P01',
+      message: 'startup timed out',
+    });
+    const idle = await RawClient.connect(quick.port);
+    const ready = await idle.login('support-bot', db.name, await quick.token());
+    expect(ready.at(-1)?.code).toBe('Z');
+    expect(errorOf(await idle.read())).toMatchObject({
+      severity: 'FATAL',
+      message: 'idle session timed out',
+    });
+    await quick.close();
+  });
+});
+
 describe('extended protocol error semantics', () => {
   it('after a denied Parse, skips to Sync and answers one ReadyForQuery with the true status', async () => {
     const c = await RawClient.connect(px.port);
