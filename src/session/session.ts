@@ -55,6 +55,20 @@ interface JudgedStatement {
   readonly judgement: Judgement;
 }
 
+/**
+ * Appends bytes to an outgoing batch, joining a message to the previous one when both are
+ * adjacent slices of the same received chunk: a pipelined Bind/Execute/Sync that is forwarded
+ * unchanged then goes upstream as the one slice it arrived in, without a copy.
+ */
+function pushBytes(out: Buffer[], b: Buffer): void {
+  const last = out[out.length - 1];
+  if (last !== undefined && last.buffer === b.buffer && last.byteOffset + last.length === b.byteOffset) {
+    out[out.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + b.length);
+  } else {
+    out.push(b);
+  }
+}
+
 function isLoopback(address: string | undefined): boolean {
   if (!address) return false;
   if (isIPv4(address)) return address.startsWith('127.');
@@ -308,7 +322,7 @@ export class Session {
       case Frontend.Describe: {
         fm.readTarget(m.body);
         if (this.skipUntilSync) return;
-        out.push(m.raw);
+        pushBytes(out, m.raw);
         this.queue.push(pending('describe'));
         return;
       }
@@ -316,19 +330,19 @@ export class Session {
         const t = fm.readTarget(m.body);
         if (this.skipUntilSync) return;
         (t.target === 'S' ? this.statements : this.portals).delete(t.name);
-        out.push(m.raw);
+        pushBytes(out, m.raw);
         this.queue.push(pending('close'));
         return;
       }
       case Frontend.Sync:
         fm.expectEmpty(m.body);
         this.skipUntilSync = false;
-        out.push(m.raw);
+        pushBytes(out, m.raw);
         this.queue.push(pending('sync'));
         return;
       case Frontend.Flush:
         fm.expectEmpty(m.body);
-        out.push(m.raw);
+        pushBytes(out, m.raw);
         return;
       case Frontend.Terminate:
         this.flushUpstream(out.splice(0));
@@ -401,7 +415,7 @@ export class Session {
     const v = judgement.verdict;
     if (v.kind === 'deny') return this.denyQuery(record, out);
     if (!this.tryDecide(record, out, 'query')) return;
-    out.push(v.kind === 'allow' ? raw : serialize.query(v.sql));
+    pushBytes(out, v.kind === 'allow' ? raw : serialize.query(v.sql));
     this.applyEffects(v.effects);
     this.queue.push(pending('query', record.id));
   }
@@ -485,7 +499,7 @@ export class Session {
       }
     }
     this.portals.set(msg.portal, statement);
-    out.push(raw);
+    pushBytes(out, raw);
     this.queue.push(pending('bind'));
   }
 
@@ -509,7 +523,7 @@ export class Session {
       statement.judgement.verdict,
     );
     if (!this.tryDecide(record, out, 'extended')) return;
-    out.push(raw);
+    pushBytes(out, raw);
     this.queue.push(pending('execute', record.id));
   }
 
