@@ -61,7 +61,8 @@ describe('decision log to the Postgres store', () => {
     const ids = drive(log, 'i-basic', 300);
     expect(await log.flushToStore()).toBe(true);
     const rows = await db.sql<{ n: string; done: string }>(
-      `SELECT count(*) AS n, count(outcome_body) AS done FROM pgwarden_decisions WHERE instance_id = 'i-basic'`,
+      `SELECT (SELECT count(*) FROM pgwarden_decisions WHERE instance_id = 'i-basic') AS n,
+              (SELECT count(*) FROM pgwarden_outcomes WHERE instance_id = 'i-basic') AS done`,
     );
     expect(Number(rows[0]?.n)).toBe(300);
     expect(Number(rows[0]?.done)).toBe(200);

@@ -73,10 +73,21 @@ describe('audit verify', () => {
     expect(r.problem?.message).toContain('human');
   });
 
+  it('reports a record hidden from searches (its facets edited) as altered', async () => {
+    const ids = await chain('v-facets', 5);
+    await db.sql(
+      `UPDATE pgwarden_decisions SET facets = array_remove(facets, 'h:alice@acme.test') WHERE id = $1`,
+      [ids[1]],
+    );
+    const r = await verifyInstance(reader.pool, 'v-facets', undefined);
+    expect(r.problem).toMatchObject({ kind: 'altered', recordId: ids[1] });
+    expect(r.problem?.message).toContain('facets');
+  });
+
   it('reports an edited outcome (rows) as altered', async () => {
     const ids = await chain('v-rows', 5);
     await db.sql(
-      `UPDATE pgwarden_decisions SET outcome_body = replace(outcome_body, '"rows":3', '"rows":0'), rows = 0 WHERE id = $1`,
+      `UPDATE pgwarden_outcomes SET body = replace(body, '"rows":3', '"rows":0'), rows = 0 WHERE record_id = $1`,
       [ids[3]],
     );
     const r = await verifyInstance(reader.pool, 'v-rows', undefined);
@@ -98,6 +109,7 @@ describe('audit verify', () => {
   it('reports the newest records deleted, against the delivered head', async () => {
     const ids = await chain('v-tail', 6);
     await db.sql('DELETE FROM pgwarden_decisions WHERE id = $1', [ids[5]]);
+    await db.sql('DELETE FROM pgwarden_outcomes WHERE record_id = $1', [ids[5]]);
     const r = await verifyInstance(reader.pool, 'v-tail', undefined);
     expect(r.problem?.kind).toBe('deleted');
     expect(r.problem?.message).toContain('at the end');

@@ -1,3 +1,5 @@
+import { facet, type FacetKey } from './facets.js';
+
 /**
  * The search filter shared by the API, the CLI and exports. Every field narrows the result;
  * list-valued columns (rules, tables, flags) match when they contain the value.
@@ -43,38 +45,38 @@ function likeEscape(s: string): string {
   return s.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
 
-/** Parameterised WHERE clause; `params` may already hold values, numbering continues after them. */
+/**
+ * Parameterised WHERE clause over `pgwarden_decisions d LEFT JOIN pgwarden_outcomes o`; `params`
+ * may already hold values, numbering continues after them. Value filters become one
+ * `d.facets @> ARRAY[...]`, which the GIN index answers in one lookup.
+ */
 export function whereClause(f: DecisionFilter, params: unknown[]): string {
   const parts: string[] = [];
   const p = (v: unknown): string => {
     params.push(v);
     return `$${params.length}`;
   };
-  const eq: [keyof DecisionFilter, string][] = [
-    ['human', 'human'],
-    ['agent', 'agent'],
-    ['tenant', 'tenant'],
-    ['verdict', 'verdict'],
-    ['kind', 'kind'],
-    ['session', 'session_id'],
-    ['instance', 'instance_id'],
-    ['sqlstate', 'sqlstate'],
+  const facetKeys: FacetKey[] = [
+    'human',
+    'agent',
+    'tenant',
+    'verdict',
+    'kind',
+    'instance',
+    'rule',
+    'table',
+    'flag',
   ];
-  for (const [key, col] of eq) {
+  const wanted: string[] = [];
+  for (const key of facetKeys) {
     const v = f[key];
-    if (v !== undefined && v !== '') parts.push(`${col} = ${p(v)}`);
+    if (v !== undefined && v !== '') wanted.push(facet(key, v));
   }
-  const contains: [keyof DecisionFilter, string][] = [
-    ['rule', 'rule_ids'],
-    ['table', 'tables'],
-    ['flag', 'flags'],
-  ];
-  for (const [key, col] of contains) {
-    const v = f[key];
-    if (v !== undefined && v !== '') parts.push(`${col} @> ARRAY[${p(v)}::text]`);
-  }
-  if (f.from) parts.push(`time >= ${p(f.from)}::timestamptz`);
-  if (f.to) parts.push(`time < ${p(f.to)}::timestamptz`);
-  if (f.q) parts.push(`sql ILIKE ${p(`%${likeEscape(f.q)}%`)}`);
+  if (wanted.length > 0) parts.push(`d.facets @> ${p(wanted)}::text[]`);
+  if (f.session) parts.push(`d.session_id = ${p(f.session)}`);
+  if (f.sqlstate) parts.push(`o.sqlstate = ${p(f.sqlstate)}`);
+  if (f.from) parts.push(`d.time >= ${p(f.from)}::timestamptz`);
+  if (f.to) parts.push(`d.time < ${p(f.to)}::timestamptz`);
+  if (f.q) parts.push(`d.sql ILIKE ${p(`%${likeEscape(f.q)}%`)}`);
   return parts.length === 0 ? 'TRUE' : parts.join(' AND ');
 }

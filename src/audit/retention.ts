@@ -24,7 +24,7 @@ export async function applyRetention(pool: pg.Pool, cutoff: Date): Promise<numbe
       const prev = await c.query<{ prev: string }>(
         `SELECT prev_hash AS prev FROM pgwarden_decisions WHERE instance_id = $1 AND chain_seq = $2
          UNION ALL
-         SELECT outcome_prev_hash FROM pgwarden_decisions WHERE instance_id = $1 AND outcome_chain_seq = $2`,
+         SELECT prev_hash FROM pgwarden_outcomes WHERE instance_id = $1 AND chain_seq = $2`,
         [inst.instance_id, cut],
       );
       const anchorPrev = prev.rows[0]?.prev ?? (cut === Number(inst.chain_seq) + 1 ? inst.hash : null);
@@ -32,9 +32,14 @@ export async function applyRetention(pool: pg.Pool, cutoff: Date): Promise<numbe
         await c.query('ROLLBACK');
         continue;
       }
-      const del = await c.query(
-        `DELETE FROM pgwarden_decisions WHERE instance_id = $1 AND chain_seq < $2
-           AND (outcome_chain_seq IS NULL OR outcome_chain_seq < $2)`,
+      // A decision goes with its outcome; one whose outcome lies at or after the cut stays whole.
+      const del = await c.query<{ n: string }>(
+        `WITH gone AS (
+           DELETE FROM pgwarden_decisions d WHERE d.instance_id = $1 AND d.chain_seq < $2
+             AND NOT EXISTS (SELECT 1 FROM pgwarden_outcomes o WHERE o.record_id = d.id AND o.chain_seq >= $2)
+           RETURNING d.id),
+         outcomes AS (DELETE FROM pgwarden_outcomes o USING gone WHERE o.record_id = gone.id RETURNING 1)
+         SELECT count(*) AS n FROM gone`,
         [inst.instance_id, cut],
       );
       await c.query(
@@ -44,7 +49,7 @@ export async function applyRetention(pool: pg.Pool, cutoff: Date): Promise<numbe
         [inst.instance_id, cut, anchorPrev],
       );
       await c.query('COMMIT');
-      deleted += del.rowCount ?? 0;
+      deleted += Number(del.rows[0]?.n ?? 0);
     } catch (err) {
       await c.query('ROLLBACK').catch(() => {});
       throw err;

@@ -25,6 +25,10 @@ export interface SpoolWriterOptions {
   readonly onFsyncError: (err: Error) => void;
 }
 
+/** Buffered outcomes are written at the latest after this long, or once this many bytes wait. */
+const PENDING_FLUSH_MS = 20;
+const PENDING_FLUSH_BYTES = 64 * 1024;
+
 /** Spool directories open in this process, so two writers never share one. */
 const openDirs = new Set<string>();
 
@@ -41,7 +45,7 @@ function pidAlive(pid: number): boolean {
  * The crash-safe half of the decision log. `append` returns only once the line is in the kernel
  * (writeSync), which survives the death of this process; fdatasync on a timer bounds what a
  * machine crash can take. Outcomes are not on a statement's critical path, so they are buffered
- * and ride along with the next decision's write (or a flush on the next event-loop turn).
+ * and ride along with the next decision's write (or a flush within PENDING_FLUSH_MS).
  */
 export class SpoolWriter {
   private readonly chain: Chain;
@@ -49,7 +53,7 @@ export class SpoolWriter {
   private segmentSize = 0;
   private pending = '';
   private pendingBytes = 0;
-  private flushScheduled = false;
+  private flushTimer: NodeJS.Timeout | undefined;
   private dirty = false;
   private syncing = false;
   private timer: NodeJS.Timeout | undefined;
@@ -119,12 +123,15 @@ export class SpoolWriter {
     this.pending += line;
     // Characters, not bytes: close enough for the bound and cheaper; writes count exact bytes.
     this.pendingBytes += line.length;
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => {
-        this.flushScheduled = false;
+    // Under load the next decision carries them; when idle a short timer does. Either way no
+    // extra write per statement (each write is a syscall on the statement's thread).
+    if (this.pendingBytes >= PENDING_FLUSH_BYTES) this.flush();
+    else if (!this.flushTimer) {
+      this.flushTimer = setTimeout(() => {
+        this.flushTimer = undefined;
         this.flush();
-      });
+      }, PENDING_FLUSH_MS);
+      this.flushTimer.unref();
     }
     return link;
   }
@@ -225,6 +232,7 @@ export class SpoolWriter {
     this.flush();
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.flushTimer) clearTimeout(this.flushTimer);
     this.closeSegment();
     openDirs.delete(this.opts.dir);
   }

@@ -28,19 +28,21 @@ export const AGGREGATE_BY: readonly AggregateBy[] = [
 export type Interval = 'minute' | 'hour' | 'day';
 
 const GROUP_EXPR: Record<AggregateBy, string> = {
-  verdict: 'verdict',
-  human: 'human',
-  agent: 'agent',
-  tenant: 'tenant',
-  kind: 'kind',
-  rule: 'unnest(rule_ids)',
-  table: 'unnest(tables)',
-  flag: 'unnest(flags)',
+  verdict: 'd.verdict',
+  human: 'd.human',
+  agent: 'd.agent',
+  tenant: 'd.tenant',
+  kind: 'd.kind',
+  rule: 'unnest(d.rule_ids)',
+  table: 'unnest(d.tables)',
+  flag: 'unnest(d.flags)',
 };
 
+const FROM = 'pgwarden_decisions d LEFT JOIN pgwarden_outcomes o ON o.record_id = d.id';
+
 // The cursor keeps the stored microseconds; a JS Date would round them to milliseconds.
-const COLUMNS = `id, instance_id, chain_seq, hash, body, outcome_body,
-  to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS tcur`;
+const COLUMNS = `d.id, d.instance_id, d.chain_seq, d.hash, d.body, o.body AS outcome_body,
+  to_char(d.time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS tcur`;
 
 interface Row {
   id: string;
@@ -96,11 +98,11 @@ export class AuditReader {
     if (opts.cursor) {
       const [t, id] = decodeCursor(opts.cursor);
       params.push(t, id);
-      where += ` AND (time, id) < ($${params.length - 1}::timestamptz, $${params.length})`;
+      where += ` AND (d.time, d.id) < ($${params.length - 1}::timestamptz, $${params.length})`;
     }
     params.push(opts.limit + 1);
     const { rows } = await this.pool.query<Row>(
-      `SELECT ${COLUMNS} FROM pgwarden_decisions WHERE ${where} ORDER BY time DESC, id DESC LIMIT $${params.length}`,
+      `SELECT ${COLUMNS} FROM ${FROM} WHERE ${where} ORDER BY d.time DESC, d.id DESC LIMIT $${params.length}`,
       params,
     );
     const more = rows.length > opts.limit;
@@ -110,16 +112,14 @@ export class AuditReader {
   }
 
   async get(id: string): Promise<DecisionView | null> {
-    const { rows } = await this.pool.query<Row>(`SELECT ${COLUMNS} FROM pgwarden_decisions WHERE id = $1`, [
-      id,
-    ]);
+    const { rows } = await this.pool.query<Row>(`SELECT ${COLUMNS} FROM ${FROM} WHERE d.id = $1`, [id]);
     return rows[0] ? view(rows[0]) : null;
   }
 
   /** A session in the order it happened: by its own sequence numbers, not by clock. */
   async session(sessionId: string): Promise<DecisionView[]> {
     const { rows } = await this.pool.query<Row>(
-      `SELECT ${COLUMNS} FROM pgwarden_decisions WHERE session_id = $1 ORDER BY seq, chain_seq`,
+      `SELECT ${COLUMNS} FROM ${FROM} WHERE d.session_id = $1 ORDER BY d.seq, d.chain_seq`,
       [sessionId],
     );
     return rows.map(view);
@@ -134,7 +134,7 @@ export class AuditReader {
     const where = whereClause(f, params);
     params.push(limit);
     const { rows } = await this.pool.query<{ key: string | null; count: string }>(
-      `SELECT ${GROUP_EXPR[by]} AS key, count(*) AS count FROM pgwarden_decisions WHERE ${where}
+      `SELECT ${GROUP_EXPR[by]} AS key, count(*) AS count FROM ${FROM} WHERE ${where}
        GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $${params.length}`,
       params,
     );
@@ -155,12 +155,12 @@ export class AuditReader {
       deny: string;
       other: string;
     }>(
-      `SELECT date_trunc($1, time) AS bucket,
-         count(*) FILTER (WHERE verdict = 'allow') AS allow,
-         count(*) FILTER (WHERE verdict = 'rewrite') AS rewrite,
-         count(*) FILTER (WHERE verdict = 'deny') AS deny,
-         count(*) FILTER (WHERE verdict IS NULL) AS other
-       FROM pgwarden_decisions WHERE ${where} GROUP BY 1 ORDER BY 1 LIMIT 10000`,
+      `SELECT date_trunc($1, d.time) AS bucket,
+         count(*) FILTER (WHERE d.verdict = 'allow') AS allow,
+         count(*) FILTER (WHERE d.verdict = 'rewrite') AS rewrite,
+         count(*) FILTER (WHERE d.verdict = 'deny') AS deny,
+         count(*) FILTER (WHERE d.verdict IS NULL) AS other
+       FROM ${FROM} WHERE ${where} GROUP BY 1 ORDER BY 1 LIMIT 10000`,
       params,
     );
     return rows.map((r) => ({

@@ -1,10 +1,15 @@
 import pg from 'pg';
 
 /**
- * The audit store's tables. One row per decision; the outcome (rows, command tag, upstream error)
- * is filled in when it arrives. Each row keeps the exact hashed body text of its decision and of
- * its outcome, so `verify` recomputes the chain from the store alone; the other columns are copies
- * for searching and `verify` checks they still match the bodies.
+ * The audit store's tables. Decisions and outcomes are separate rows so that both are only ever
+ * inserted, never updated: an UPDATE rewrites the whole row and every index entry (measured: the
+ * outcome UPDATE cost more than the decision INSERT). Each row keeps the exact hashed body text,
+ * so `verify` recomputes the chain from the store alone; the other columns are copies for
+ * searching and `verify` checks they still match the bodies.
+ *
+ * Searches on human, agent, tenant, verdict, kind, instance, rules, tables and flags all go through
+ * one GIN index over `facets` ("h:alice@acme.test", "v:deny", "r:tables.public.orders", ...):
+ * one index to maintain per insert instead of eleven, and GIN's pending list makes it cheap.
  */
 const DDL = `
 CREATE TABLE IF NOT EXISTS pgwarden_decisions (
@@ -28,11 +33,17 @@ CREATE TABLE IF NOT EXISTS pgwarden_decisions (
   flags text[] NOT NULL DEFAULT '{}',
   sql text,
   fingerprint text,
-  outcome_chain_seq bigint,
-  outcome_prev_hash text,
-  outcome_hash text,
-  outcome_mac text,
-  outcome_body text,
+  facets text[] NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS pgwarden_outcomes (
+  record_id text PRIMARY KEY,
+  instance_id text NOT NULL,
+  chain_seq bigint NOT NULL,
+  prev_hash text NOT NULL,
+  hash text NOT NULL,
+  mac text,
+  body text NOT NULL,
+  time timestamptz NOT NULL,
   command text,
   rows bigint,
   upstream_micros bigint,
@@ -41,17 +52,10 @@ CREATE TABLE IF NOT EXISTS pgwarden_decisions (
 -- Not unique on purpose: a chain restarted under an old instance id must not block delivery;
 -- verify reports the repeated positions instead.
 CREATE INDEX IF NOT EXISTS pgwarden_decisions_chain ON pgwarden_decisions (instance_id, chain_seq);
-CREATE INDEX IF NOT EXISTS pgwarden_decisions_outcome_chain
-  ON pgwarden_decisions (instance_id, outcome_chain_seq) WHERE outcome_chain_seq IS NOT NULL;
+CREATE INDEX IF NOT EXISTS pgwarden_outcomes_chain ON pgwarden_outcomes (instance_id, chain_seq);
 CREATE INDEX IF NOT EXISTS pgwarden_decisions_time ON pgwarden_decisions (time DESC, id DESC);
-CREATE INDEX IF NOT EXISTS pgwarden_decisions_human ON pgwarden_decisions (human, time DESC);
-CREATE INDEX IF NOT EXISTS pgwarden_decisions_agent ON pgwarden_decisions (agent, time DESC);
-CREATE INDEX IF NOT EXISTS pgwarden_decisions_tenant ON pgwarden_decisions (tenant, time DESC);
-CREATE INDEX IF NOT EXISTS pgwarden_decisions_verdict ON pgwarden_decisions (verdict, time DESC);
 CREATE INDEX IF NOT EXISTS pgwarden_decisions_session ON pgwarden_decisions (session_id, seq);
-CREATE INDEX IF NOT EXISTS pgwarden_decisions_rules ON pgwarden_decisions USING gin (rule_ids);
-CREATE INDEX IF NOT EXISTS pgwarden_decisions_tables ON pgwarden_decisions USING gin (tables);
-CREATE INDEX IF NOT EXISTS pgwarden_decisions_flags ON pgwarden_decisions USING gin (flags);
+CREATE INDEX IF NOT EXISTS pgwarden_decisions_facets ON pgwarden_decisions USING gin (facets);
 -- Where an instance's chain starts after retention deleted its oldest entries.
 CREATE TABLE IF NOT EXISTS pgwarden_chain_anchors (
   instance_id text PRIMARY KEY,

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { GENESIS, linkHash, linkMac } from './chain.js';
+import { facetsOf } from './facets.js';
 
 export type ProblemKind = 'altered' | 'deleted' | 'reordered' | 'forged' | 'truncated';
 
@@ -31,20 +32,22 @@ interface LinkRow {
   type: 'decision' | 'outcome';
   id: string;
   time: Date;
-  kind: string;
-  session_id: string;
-  rseq: number;
+  kind: string | null;
+  session_id: string | null;
+  rseq: number | null;
   human: string | null;
   agent: string | null;
   tenant: string | null;
   verdict: string | null;
-  rule_ids: string[];
-  tables: string[];
-  flags: string[];
+  rule_ids: string[] | null;
+  tables: string[] | null;
+  flags: string[] | null;
   sql: string | null;
   fingerprint: string | null;
+  facets: string[] | null;
   command: string | null;
   rows: string | null;
+  upstream_micros: string | null;
   sqlstate: string | null;
 }
 
@@ -52,19 +55,21 @@ const LINKS = `
 SELECT * FROM (
   SELECT chain_seq AS seq, prev_hash AS prev, hash, mac, body, 'decision' AS type, id, time, kind,
     session_id, seq AS rseq, human, agent, tenant, verdict, rule_ids, tables, flags, sql, fingerprint,
-    command, rows::text, sqlstate
+    facets, NULL AS command, NULL::text AS rows, NULL::text AS upstream_micros, NULL AS sqlstate
   FROM pgwarden_decisions WHERE instance_id = $1 AND chain_seq >= $2
   UNION ALL
-  SELECT outcome_chain_seq, outcome_prev_hash, outcome_hash, outcome_mac, outcome_body, 'outcome', id, time,
-    kind, session_id, seq, human, agent, tenant, verdict, rule_ids, tables, flags, sql, fingerprint,
-    command, rows::text, sqlstate
-  FROM pgwarden_decisions WHERE instance_id = $1 AND outcome_chain_seq >= $2
+  SELECT chain_seq, prev_hash, hash, mac, body, 'outcome', record_id, time, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, command, rows::text, upstream_micros::text,
+    sqlstate
+  FROM pgwarden_outcomes WHERE instance_id = $1 AND chain_seq >= $2
 ) l ORDER BY seq LIMIT $3`;
 
 const same = (a: unknown, b: unknown): boolean => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+const sameSet = (a: readonly string[] | null, b: readonly string[]): boolean =>
+  same([...new Set(a ?? [])].sort(), [...new Set(b)].sort());
 
 /** The searchable columns must say what the hashed body says, or searches could be steered. */
-function columnMismatch(row: LinkRow, body: Record<string, unknown>): string | null {
+function columnMismatch(row: LinkRow, body: Record<string, unknown>, instance: string): string | null {
   if (row.type === 'decision') {
     const checks: [string, unknown, unknown][] = [
       ['id', row.id, body.id],
@@ -83,12 +88,19 @@ function columnMismatch(row: LinkRow, body: Record<string, unknown>): string | n
       ['fingerprint', row.fingerprint, body.fingerprint],
     ];
     for (const [col, a, b] of checks) if (!same(a, b)) return col;
+    if (!sameSet(row.facets, facetsOf(body, instance))) return 'facets';
     return null;
   }
   const checks: [string, unknown, unknown][] = [
-    ['id', row.id, body.recordId],
+    ['record_id', row.id, body.recordId],
+    ['time', row.time.getTime(), Date.parse(String(body.time))],
     ['command', row.command, body.command],
     ['rows', row.rows === null ? null : Number(row.rows), body.rows],
+    [
+      'upstream_micros',
+      row.upstream_micros === null ? null : Number(row.upstream_micros),
+      body.upstreamMicros,
+    ],
     ['sqlstate', row.sqlstate, body.sqlstate],
   ];
   for (const [col, a, b] of checks) if (!same(a, b)) return col;
@@ -179,7 +191,7 @@ export async function verifyInstance(
       } catch {
         return report({ kind: 'altered', chainSeq: seq, recordId: row.id, message: 'body is not JSON' });
       }
-      const col = columnMismatch(row, body);
+      const col = columnMismatch(row, body, instance);
       if (col !== null) {
         return report({
           kind: 'altered',
@@ -216,7 +228,9 @@ export async function verifyInstance(
 
 export async function listChainInstances(pool: pg.Pool): Promise<string[]> {
   const { rows } = await pool.query<{ instance_id: string }>(
-    `SELECT instance_id FROM pgwarden_chain_heads UNION SELECT DISTINCT instance_id FROM pgwarden_decisions ORDER BY 1`,
+    `SELECT instance_id FROM pgwarden_chain_heads
+     UNION SELECT DISTINCT instance_id FROM pgwarden_decisions
+     UNION SELECT DISTINCT instance_id FROM pgwarden_outcomes ORDER BY 1`,
   );
   return rows.map((r) => r.instance_id);
 }
