@@ -22,6 +22,11 @@ const store = z
     /** Records older than this are deleted from the store; 0 keeps everything. */
     retentionDays: z.number().min(0).default(90),
     retentionCheckIntervalMs: z.number().int().min(1000).default(3_600_000),
+    /**
+     * A trigram index for SQL text search (needs pg_trgm). It is about a quarter of the store's
+     * cost per record; without it SQL search scans, within the other filters.
+     */
+    sqlTextIndex: z.boolean().default(true),
   })
   .strict();
 

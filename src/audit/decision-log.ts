@@ -69,8 +69,10 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
   const unspooledIds = new Set<string>();
 
   if (!config.durable) {
-    // No spool: NDJSON lines still carry a chain, so a SIEM can check them on its own.
+    // No spool: NDJSON lines still carry a chain, so a SIEM can check them on its own. With NDJSON
+    // off too, nothing is serialised at all (the true "log off" for comparisons).
     const chain = new Chain({ seq: 0, hash: GENESIS }, hmacKey);
+    const off = config.ndjson === 'off';
     const write = (type: 'decision' | 'outcome', time: string, warn: boolean, body: string): void => {
       const link = chain.peek(body);
       chain.commit(link);
@@ -80,11 +82,11 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
       reader: null,
       decide(r) {
         decided++;
-        write('decision', r.time, isWarning(r), recordBody(r, redact));
+        if (!off) write('decision', r.time, isWarning(r), recordBody(r, redact));
       },
       complete(o) {
         completed++;
-        write('outcome', o.time, false, outcomeBody(o));
+        if (!off) write('outcome', o.time, false, outcomeBody(o));
       },
       stats: () => ({
         instanceId,
@@ -128,6 +130,7 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
       maxRetryDelayMs: config.store.maxRetryDelayMs,
       retentionDays: config.store.retentionDays,
       retentionCheckIntervalMs: config.store.retentionCheckIntervalMs,
+      sqlTextIndex: config.store.sqlTextIndex,
       ndjson: config.ndjson,
     },
     log,

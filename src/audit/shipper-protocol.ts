@@ -12,6 +12,7 @@ export interface ShipperWorkerData {
   readonly maxRetryDelayMs: number;
   readonly retentionDays: number;
   readonly retentionCheckIntervalMs: number;
+  readonly sqlTextIndex: boolean;
   /** NDJSON target written from the spool by this thread: a path, "stdout" or "off". */
   readonly ndjson: string;
 }

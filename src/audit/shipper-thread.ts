@@ -44,7 +44,7 @@ const shipper = new Shipper({
   pool,
   prepare: async () => {
     if (data.create) await ensureDatabase(data.create.adminUrl, data.create.database);
-    await ensureSchema(pool);
+    await ensureSchema(pool, { sqlTextIndex: data.sqlTextIndex });
     logger.info('pgwarden audit: store ready');
   },
   ownDir: data.ownDir,

@@ -177,7 +177,7 @@ export class Shipper {
   }
 
   /**
-   * A line the store cannot take (a data error, SQLSTATE class 22) must not hold back every record
+   * A line the store cannot take (not JSON, or SQLSTATE class 22) must not hold back every record
    * behind it: the batch is retried line by line and refused lines go to rejected.ndjson beside
    * the spool, with an error in the log. Any other error is an outage: the batch waits.
    */
@@ -186,7 +186,7 @@ export class Shipper {
       await deliver(this.o.pool, lines);
       return;
     } catch (err) {
-      if (!String((err as { code?: string }).code ?? '').startsWith('22')) throw err;
+      if (!isDataError(err)) throw err;
     }
     const all = [
       ...lines.decisions.map((l) => ({ l, d: true })),
@@ -201,7 +201,7 @@ export class Shipper {
           last: l,
         });
       } catch (err) {
-        if (!String((err as { code?: string }).code ?? '').startsWith('22')) throw err;
+        if (!isDataError(err)) throw err;
         await appendFile(join(dir, 'rejected.ndjson'), l + '\n');
         this.o.logger.error(
           { dir, err: (err as Error).message },
@@ -243,6 +243,11 @@ export class Shipper {
       }
     }
   }
+}
+
+/** A line that can never be stored (not JSON, or data the store refuses), as opposed to an outage. */
+function isDataError(err: unknown): boolean {
+  return err instanceof SyntaxError || String((err as { code?: string }).code ?? '').startsWith('22');
 }
 
 function existsDir(dir: string): boolean {

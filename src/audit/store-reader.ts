@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { FACET_PREFIX } from './facets.js';
 import { whereClause, type DecisionFilter } from './filter.js';
 
 /** A decision as responders see it: the hashed record, its outcome, and its place in the chain. */
@@ -27,15 +28,12 @@ export const AGGREGATE_BY: readonly AggregateBy[] = [
 ];
 export type Interval = 'minute' | 'hour' | 'day';
 
-const GROUP_EXPR: Record<AggregateBy, string> = {
+const GROUP_EXPR: Record<Exclude<AggregateBy, 'rule' | 'table' | 'flag'>, string> = {
   verdict: 'd.verdict',
   human: 'd.human',
   agent: 'd.agent',
   tenant: 'd.tenant',
   kind: 'd.kind',
-  rule: 'unnest(d.rule_ids)',
-  table: 'unnest(d.tables)',
-  flag: 'unnest(d.flags)',
 };
 
 const FROM = 'pgwarden_decisions d LEFT JOIN pgwarden_outcomes o ON o.record_id = d.id';
@@ -132,10 +130,20 @@ export class AuditReader {
   ): Promise<{ key: string | null; count: number }[]> {
     const params: unknown[] = [];
     const where = whereClause(f, params);
+    let sql: string;
+    if (by === 'rule' || by === 'table' || by === 'flag') {
+      // List-valued: counted from the facets, one row per value.
+      params.push(FACET_PREFIX[by]);
+      const prefix = `$${params.length}::text`;
+      sql = `SELECT substr(fc.f, length(${prefix}) + 1) AS key, count(*) AS count
+        FROM ${FROM} CROSS JOIN LATERAL unnest(d.facets) AS fc(f)
+        WHERE ${where} AND left(fc.f, length(${prefix})) = ${prefix}`;
+    } else {
+      sql = `SELECT ${GROUP_EXPR[by]} AS key, count(*) AS count FROM ${FROM} WHERE ${where}`;
+    }
     params.push(limit);
     const { rows } = await this.pool.query<{ key: string | null; count: string }>(
-      `SELECT ${GROUP_EXPR[by]} AS key, count(*) AS count FROM ${FROM} WHERE ${where}
-       GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $${params.length}`,
+      `${sql} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $${params.length}`,
       params,
     );
     return rows.map((r) => ({ key: r.key, count: Number(r.count) }));

@@ -10,6 +10,7 @@ import pg from 'pg';
  * Searches on human, agent, tenant, verdict, kind, instance, rules, tables and flags all go through
  * one GIN index over `facets` ("h:alice@acme.test", "v:deny", "r:tables.public.orders", ...):
  * one index to maintain per insert instead of eleven, and GIN's pending list makes it cheap.
+ * Everything else a responder sees is read from `body`; the row holds no other copies.
  */
 const DDL = `
 CREATE TABLE IF NOT EXISTS pgwarden_decisions (
@@ -28,11 +29,7 @@ CREATE TABLE IF NOT EXISTS pgwarden_decisions (
   agent text,
   tenant text,
   verdict text,
-  rule_ids text[] NOT NULL DEFAULT '{}',
-  tables text[] NOT NULL DEFAULT '{}',
-  flags text[] NOT NULL DEFAULT '{}',
   sql text,
-  fingerprint text,
   facets text[] NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS pgwarden_outcomes (
@@ -98,7 +95,10 @@ export async function ensureDatabase(adminUrl: string, database: string): Promis
   }
 }
 
-export async function ensureSchema(pool: pg.Pool): Promise<void> {
+export async function ensureSchema(
+  pool: pg.Pool,
+  opts: { sqlTextIndex: boolean } = { sqlTextIndex: true },
+): Promise<void> {
   const c = await pool.connect();
   try {
     // Serialises concurrent first starts of several instances on one store.
@@ -111,6 +111,10 @@ export async function ensureSchema(pool: pg.Pool): Promise<void> {
     throw err;
   } finally {
     c.release();
+  }
+  if (!opts.sqlTextIndex) {
+    await pool.query('DROP INDEX IF EXISTS pgwarden_decisions_sql_trgm');
+    return;
   }
   try {
     await pool.query('CREATE EXTENSION IF NOT EXISTS pg_trgm');

@@ -39,11 +39,7 @@ interface LinkRow {
   agent: string | null;
   tenant: string | null;
   verdict: string | null;
-  rule_ids: string[] | null;
-  tables: string[] | null;
-  flags: string[] | null;
   sql: string | null;
-  fingerprint: string | null;
   facets: string[] | null;
   command: string | null;
   rows: string | null;
@@ -54,13 +50,12 @@ interface LinkRow {
 const LINKS = `
 SELECT * FROM (
   SELECT chain_seq AS seq, prev_hash AS prev, hash, mac, body, 'decision' AS type, id, time, kind,
-    session_id, seq AS rseq, human, agent, tenant, verdict, rule_ids, tables, flags, sql, fingerprint,
-    facets, NULL AS command, NULL::text AS rows, NULL::text AS upstream_micros, NULL AS sqlstate
+    session_id, seq AS rseq, human, agent, tenant, verdict, sql, facets,
+    NULL AS command, NULL::text AS rows, NULL::text AS upstream_micros, NULL AS sqlstate
   FROM pgwarden_decisions WHERE instance_id = $1 AND chain_seq >= $2
   UNION ALL
   SELECT chain_seq, prev_hash, hash, mac, body, 'outcome', record_id, time, NULL, NULL, NULL, NULL,
-    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, command, rows::text, upstream_micros::text,
-    sqlstate
+    NULL, NULL, NULL, NULL, NULL, command, rows::text, upstream_micros::text, sqlstate
   FROM pgwarden_outcomes WHERE instance_id = $1 AND chain_seq >= $2
 ) l ORDER BY seq LIMIT $3`;
 
@@ -81,11 +76,7 @@ function columnMismatch(row: LinkRow, body: Record<string, unknown>, instance: s
       ['agent', row.agent, body.agent],
       ['tenant', row.tenant, body.tenant],
       ['verdict', row.verdict, body.verdict],
-      ['rule_ids', row.rule_ids, body.ruleIds],
-      ['tables', row.tables, body.tables],
-      ['flags', row.flags, body.flags],
       ['sql', row.sql, body.sql],
-      ['fingerprint', row.fingerprint, body.fingerprint],
     ];
     for (const [col, a, b] of checks) if (!same(a, b)) return col;
     if (!sameSet(row.facets, facetsOf(body, instance))) return 'facets';
