@@ -62,7 +62,8 @@ describe('decision log to the Postgres store', () => {
     expect(await log.flushToStore()).toBe(true);
     const rows = await db.sql<{ n: string; done: string }>(
       `SELECT (SELECT count(*) FROM pgwarden_decisions WHERE instance_id = 'i-basic') AS n,
-              (SELECT count(*) FROM pgwarden_outcomes WHERE instance_id = 'i-basic') AS done`,
+              (SELECT count(outcome_body) FROM pgwarden_decisions WHERE instance_id = 'i-basic')
+              + (SELECT count(*) FROM pgwarden_outcomes WHERE instance_id = 'i-basic') AS done`,
     );
     expect(Number(rows[0]?.n)).toBe(300);
     expect(Number(rows[0]?.done)).toBe(200);
@@ -122,5 +123,19 @@ describe('decision log to the Postgres store', () => {
     expect((await verifyInstance(reader.pool, 'i-hmac', key)).ok).toBe(true);
     const wrong = await verifyInstance(reader.pool, 'i-hmac', 'x'.repeat(40));
     expect(wrong.problem?.kind).toBe('forged');
+  });
+
+  it('keeps an outcome that arrives after its decision was delivered (a long statement)', async () => {
+    const log = await startDecisionLog(config(), { instanceId: 'i-late', upstreamUrl: db.url, logger });
+    const r = sampleRecord({ instanceId: 'i-late', sessionId: 's-late', seq: 0 });
+    log.decide(r);
+    expect(await log.flushToStore()).toBe(true);
+    log.complete(sampleOutcome(r, { rows: 77, command: 'SELECT 77' }));
+    expect(await log.flushToStore()).toBe(true);
+    await log.close();
+    const late = await db.sql('SELECT record_id FROM pgwarden_outcomes WHERE record_id = $1', [r.id]);
+    expect(late).toHaveLength(1);
+    expect((await reader.get(r.id))?.outcome).toMatchObject({ rows: 77 });
+    expect(await verifyInstance(reader.pool, 'i-late', undefined)).toMatchObject({ ok: true, checked: 2 });
   });
 });

@@ -87,7 +87,7 @@ describe('audit verify', () => {
   it('reports an edited outcome (rows) as altered', async () => {
     const ids = await chain('v-rows', 5);
     await db.sql(
-      `UPDATE pgwarden_outcomes SET body = replace(body, '"rows":3', '"rows":0'), rows = 0 WHERE record_id = $1`,
+      `UPDATE pgwarden_decisions SET outcome_body = replace(outcome_body, '"rows":3', '"rows":0'), rows = 0 WHERE id = $1`,
       [ids[3]],
     );
     const r = await verifyInstance(reader.pool, 'v-rows', undefined);
@@ -109,7 +109,6 @@ describe('audit verify', () => {
   it('reports the newest records deleted, against the delivered head', async () => {
     const ids = await chain('v-tail', 6);
     await db.sql('DELETE FROM pgwarden_decisions WHERE id = $1', [ids[5]]);
-    await db.sql('DELETE FROM pgwarden_outcomes WHERE record_id = $1', [ids[5]]);
     const r = await verifyInstance(reader.pool, 'v-tail', undefined);
     expect(r.problem?.kind).toBe('deleted');
     expect(r.problem?.message).toContain('at the end');

@@ -74,7 +74,7 @@ export function whereClause(f: DecisionFilter, params: unknown[]): string {
   }
   if (wanted.length > 0) parts.push(`d.facets @> ${p(wanted)}::text[]`);
   if (f.session) parts.push(`d.session_id = ${p(f.session)}`);
-  if (f.sqlstate) parts.push(`o.sqlstate = ${p(f.sqlstate)}`);
+  if (f.sqlstate) parts.push(`coalesce(d.sqlstate, o.sqlstate) = ${p(f.sqlstate)}`);
   if (f.from) parts.push(`d.time >= ${p(f.from)}::timestamptz`);
   if (f.to) parts.push(`d.time < ${p(f.to)}::timestamptz`);
   if (f.q) parts.push(`d.sql ILIKE ${p(`%${likeEscape(f.q)}%`)}`);

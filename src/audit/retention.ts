@@ -24,6 +24,8 @@ export async function applyRetention(pool: pg.Pool, cutoff: Date): Promise<numbe
       const prev = await c.query<{ prev: string }>(
         `SELECT prev_hash AS prev FROM pgwarden_decisions WHERE instance_id = $1 AND chain_seq = $2
          UNION ALL
+         SELECT outcome_prev_hash FROM pgwarden_decisions WHERE instance_id = $1 AND outcome_chain_seq = $2
+         UNION ALL
          SELECT prev_hash FROM pgwarden_outcomes WHERE instance_id = $1 AND chain_seq = $2`,
         [inst.instance_id, cut],
       );
@@ -36,6 +38,7 @@ export async function applyRetention(pool: pg.Pool, cutoff: Date): Promise<numbe
       const del = await c.query<{ n: string }>(
         `WITH gone AS (
            DELETE FROM pgwarden_decisions d WHERE d.instance_id = $1 AND d.chain_seq < $2
+             AND coalesce(d.outcome_chain_seq, 0) < $2
              AND NOT EXISTS (SELECT 1 FROM pgwarden_outcomes o WHERE o.record_id = d.id AND o.chain_seq >= $2)
            RETURNING d.id),
          outcomes AS (DELETE FROM pgwarden_outcomes o USING gone WHERE o.record_id = gone.id RETURNING 1)

@@ -39,7 +39,7 @@ const GROUP_EXPR: Record<Exclude<AggregateBy, 'rule' | 'table' | 'flag'>, string
 const FROM = 'pgwarden_decisions d LEFT JOIN pgwarden_outcomes o ON o.record_id = d.id';
 
 // The cursor keeps the stored microseconds; a JS Date would round them to milliseconds.
-const COLUMNS = `d.id, d.instance_id, d.chain_seq, d.hash, d.body, o.body AS outcome_body,
+const COLUMNS = `d.id, d.instance_id, d.chain_seq, d.hash, d.body, coalesce(d.outcome_body, o.body) AS outcome_body,
   to_char(d.time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS tcur`;
 
 interface Row {

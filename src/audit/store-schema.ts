@@ -1,16 +1,17 @@
 import pg from 'pg';
 
 /**
- * The audit store's tables. Decisions and outcomes are separate rows so that both are only ever
- * inserted, never updated: an UPDATE rewrites the whole row and every index entry (measured: the
- * outcome UPDATE cost more than the decision INSERT). Each row keeps the exact hashed body text,
- * so `verify` recomputes the chain from the store alone; the other columns are copies for
- * searching and `verify` checks they still match the bodies.
+ * The audit store's tables. Each decision row also carries its outcome when both were delivered in
+ * the same batch (nearly always: the outcome follows within milliseconds), so a statement costs
+ * one row insert, never an UPDATE (which rewrites the row and every index entry). An outcome that
+ * arrives in a later batch (a long statement) goes to pgwarden_outcomes, also insert-only.
+ * Each row keeps the exact hashed body texts, so `verify` recomputes the chain from the store
+ * alone; the other columns are copies for searching and `verify` checks they still match.
  *
  * Searches on human, agent, tenant, verdict, kind, instance, rules, tables and flags all go through
- * one GIN index over `facets` ("h:alice@acme.test", "v:deny", "r:tables.public.orders", ...):
- * one index to maintain per insert instead of eleven, and GIN's pending list makes it cheap.
- * Everything else a responder sees is read from `body`; the row holds no other copies.
+ * one GIN index over `facets` ("h:alice@acme.test", "v:deny", "r:tables.public.orders", ...): one
+ * index to maintain per insert instead of eleven, and GIN's pending list makes it cheap. Chain
+ * positions grow with insertion order, so BRIN indexes serve verify at almost no insert cost.
  */
 const DDL = `
 CREATE TABLE IF NOT EXISTS pgwarden_decisions (
@@ -30,7 +31,16 @@ CREATE TABLE IF NOT EXISTS pgwarden_decisions (
   tenant text,
   verdict text,
   sql text,
-  facets text[] NOT NULL DEFAULT '{}'
+  facets text[] NOT NULL DEFAULT '{}',
+  outcome_chain_seq bigint,
+  outcome_prev_hash text,
+  outcome_hash text,
+  outcome_mac text,
+  outcome_body text,
+  command text,
+  rows bigint,
+  upstream_micros bigint,
+  sqlstate text
 );
 CREATE TABLE IF NOT EXISTS pgwarden_outcomes (
   record_id text PRIMARY KEY,
@@ -46,10 +56,10 @@ CREATE TABLE IF NOT EXISTS pgwarden_outcomes (
   upstream_micros bigint,
   sqlstate text
 );
--- Not unique on purpose: a chain restarted under an old instance id must not block delivery;
--- verify reports the repeated positions instead.
-CREATE INDEX IF NOT EXISTS pgwarden_decisions_chain ON pgwarden_decisions (instance_id, chain_seq);
-CREATE INDEX IF NOT EXISTS pgwarden_outcomes_chain ON pgwarden_outcomes (instance_id, chain_seq);
+CREATE INDEX IF NOT EXISTS pgwarden_decisions_chain ON pgwarden_decisions
+  USING brin (instance_id, chain_seq, outcome_chain_seq) WITH (autosummarize = on);
+CREATE INDEX IF NOT EXISTS pgwarden_outcomes_chain ON pgwarden_outcomes
+  USING brin (instance_id, chain_seq) WITH (autosummarize = on);
 CREATE INDEX IF NOT EXISTS pgwarden_decisions_time ON pgwarden_decisions (time DESC, id DESC);
 CREATE INDEX IF NOT EXISTS pgwarden_decisions_session ON pgwarden_decisions (session_id, seq);
 CREATE INDEX IF NOT EXISTS pgwarden_decisions_facets ON pgwarden_decisions USING gin (facets);

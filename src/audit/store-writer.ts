@@ -10,14 +10,26 @@ import type { Lines } from './spool-reader.js';
  * as canonical.ts writes it: everything between `"record":` (or `"outcome":`) and the last brace.
  */
 const INSERT_DECISIONS = `
-INSERT INTO pgwarden_decisions (id, instance_id, chain_seq, prev_hash, hash, mac, body, time, kind,
-  session_id, seq, human, agent, tenant, verdict, sql, facets)
+INSERT INTO pgwarden_decisions AS d (id, instance_id, chain_seq, prev_hash, hash, mac, body, time, kind,
+  session_id, seq, human, agent, tenant, verdict, sql, facets, outcome_chain_seq, outcome_prev_hash,
+  outcome_hash, outcome_mac, outcome_body, command, rows, upstream_micros, sqlstate)
 SELECT id, instance_id, chain_seq, prev_hash, hash, mac, body, time, kind,
-  session_id, seq, human, agent, tenant, verdict, sql, facets
+  session_id, seq, human, agent, tenant, verdict, sql, facets, outcome_chain_seq, outcome_prev_hash,
+  outcome_hash, outcome_mac, outcome_body, command, rows, upstream_micros, sqlstate
 FROM jsonb_to_recordset($1::jsonb) AS x(id text, instance_id text, chain_seq bigint, prev_hash text,
   hash text, mac text, body text, time timestamptz, kind text, session_id text, seq integer,
-  human text, agent text, tenant text, verdict text, sql text, facets text[])
-ON CONFLICT (id) DO NOTHING`;
+  human text, agent text, tenant text, verdict text, sql text, facets text[],
+  outcome_chain_seq bigint, outcome_prev_hash text, outcome_hash text, outcome_mac text,
+  outcome_body text, command text, rows bigint, upstream_micros bigint, sqlstate text)
+-- Delivered again after a crash before the cursor was saved: the decision is there already, but
+-- its outcome may have been written to the spool only since.
+ON CONFLICT (id) DO UPDATE SET outcome_chain_seq = excluded.outcome_chain_seq,
+  outcome_prev_hash = excluded.outcome_prev_hash, outcome_hash = excluded.outcome_hash,
+  outcome_mac = excluded.outcome_mac, outcome_body = excluded.outcome_body,
+  command = excluded.command, rows = excluded.rows, upstream_micros = excluded.upstream_micros,
+  sqlstate = excluded.sqlstate
+WHERE d.outcome_body IS NULL AND excluded.outcome_body IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM pgwarden_outcomes o WHERE o.record_id = excluded.id)`;
 
 const INSERT_OUTCOMES = `
 INSERT INTO pgwarden_outcomes (record_id, instance_id, chain_seq, prev_hash, hash, mac, body, time,
@@ -27,6 +39,8 @@ SELECT record_id, instance_id, chain_seq, prev_hash, hash, mac, body, time,
 FROM jsonb_to_recordset($1::jsonb) AS x(record_id text, instance_id text, chain_seq bigint,
   prev_hash text, hash text, mac text, body text, time timestamptz, command text, rows bigint,
   upstream_micros bigint, sqlstate text)
+-- Each outcome is stored once: in its decision's row or here, whichever delivery came first.
+WHERE NOT EXISTS (SELECT 1 FROM pgwarden_decisions d WHERE d.id = x.record_id AND d.outcome_body IS NOT NULL)
 ON CONFLICT (record_id) DO NOTHING`;
 
 const UPSERT_HEAD = `
@@ -91,20 +105,38 @@ function outcomeRow(line: string): Record<string, unknown> {
 }
 
 /**
- * Delivers a batch in one transaction. Decisions and outcomes are keyed by record id and inserted
- * with ON CONFLICT DO NOTHING, so a batch delivered twice (crash between commit and cursor write)
- * still leaves each record exactly once.
+ * Delivers a batch in one transaction. An outcome whose decision is in the same batch rides in the
+ * decision's row; others go to pgwarden_outcomes. Both are keyed by record id, so a batch
+ * delivered twice (crash between commit and cursor write) still leaves each record exactly once.
  */
 export async function deliver(pool: pg.Pool, lines: Lines): Promise<void> {
   if (lines.last === null) return;
   const head = JSON.parse(lines.last) as Header;
-  const decisions = lines.decisions.length > 0 ? JSON.stringify(lines.decisions.map(decisionRow)) : null;
-  const outcomes = lines.outcomes.length > 0 ? JSON.stringify(lines.outcomes.map(outcomeRow)) : null;
+  const decisions = lines.decisions.map(decisionRow);
+  const byId = new Map(decisions.map((d) => [d.id as string, d]));
+  const late: Record<string, unknown>[] = [];
+  for (const line of lines.outcomes) {
+    const o = outcomeRow(line);
+    const d = byId.get(o.record_id as string);
+    if (!d) {
+      late.push(o);
+      continue;
+    }
+    d.outcome_chain_seq = o.chain_seq;
+    d.outcome_prev_hash = o.prev_hash;
+    d.outcome_hash = o.hash;
+    d.outcome_mac = o.mac;
+    d.outcome_body = o.body;
+    d.command = o.command;
+    d.rows = o.rows;
+    d.upstream_micros = o.upstream_micros;
+    d.sqlstate = o.sqlstate;
+  }
   const c = await pool.connect();
   try {
     await c.query('BEGIN');
-    if (decisions !== null) await c.query(INSERT_DECISIONS, [decisions]);
-    if (outcomes !== null) await c.query(INSERT_OUTCOMES, [outcomes]);
+    if (decisions.length > 0) await c.query(INSERT_DECISIONS, [JSON.stringify(decisions)]);
+    if (late.length > 0) await c.query(INSERT_OUTCOMES, [JSON.stringify(late)]);
     await c.query(UPSERT_HEAD, [head.instance, head.chainSeq, head.hash]);
     await c.query('COMMIT');
   } catch (err) {

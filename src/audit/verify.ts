@@ -47,17 +47,29 @@ interface LinkRow {
   sqlstate: string | null;
 }
 
+// One page of links: positions [$2, $3) of one instance, from the three places a link can be.
 const LINKS = `
-SELECT * FROM (
-  SELECT chain_seq AS seq, prev_hash AS prev, hash, mac, body, 'decision' AS type, id, time, kind,
-    session_id, seq AS rseq, human, agent, tenant, verdict, sql, facets,
-    NULL AS command, NULL::text AS rows, NULL::text AS upstream_micros, NULL AS sqlstate
-  FROM pgwarden_decisions WHERE instance_id = $1 AND chain_seq >= $2
-  UNION ALL
-  SELECT chain_seq, prev_hash, hash, mac, body, 'outcome', record_id, time, NULL, NULL, NULL, NULL,
-    NULL, NULL, NULL, NULL, NULL, command, rows::text, upstream_micros::text, sqlstate
-  FROM pgwarden_outcomes WHERE instance_id = $1 AND chain_seq >= $2
-) l ORDER BY seq LIMIT $3`;
+SELECT chain_seq AS seq, prev_hash AS prev, hash, mac, body, 'decision' AS type, id, time, kind,
+  session_id, seq AS rseq, human, agent, tenant, verdict, sql, facets,
+  NULL AS command, NULL::text AS rows, NULL::text AS upstream_micros, NULL AS sqlstate
+FROM pgwarden_decisions WHERE instance_id = $1 AND chain_seq >= $2 AND chain_seq < $3
+UNION ALL
+SELECT outcome_chain_seq, outcome_prev_hash, outcome_hash, outcome_mac, outcome_body, 'outcome', id,
+  (outcome_body::jsonb->>'time')::timestamptz, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  command, rows::text, upstream_micros::text, sqlstate
+FROM pgwarden_decisions WHERE instance_id = $1 AND outcome_chain_seq >= $2 AND outcome_chain_seq < $3
+UNION ALL
+SELECT chain_seq, prev_hash, hash, mac, body, 'outcome', record_id, time, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL, command, rows::text, upstream_micros::text, sqlstate
+FROM pgwarden_outcomes WHERE instance_id = $1 AND chain_seq >= $2 AND chain_seq < $3
+ORDER BY 1`;
+
+// Where the chain continues after a gap (or null at its end).
+const NEXT = `
+SELECT min(s) AS seq FROM (
+  SELECT min(chain_seq) AS s FROM pgwarden_decisions WHERE instance_id = $1 AND chain_seq >= $2
+  UNION ALL SELECT min(outcome_chain_seq) FROM pgwarden_decisions WHERE instance_id = $1 AND outcome_chain_seq >= $2
+  UNION ALL SELECT min(chain_seq) FROM pgwarden_outcomes WHERE instance_id = $1 AND chain_seq >= $2) m`;
 
 const same = (a: unknown, b: unknown): boolean => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
 const sameSet = (a: readonly string[] | null, b: readonly string[]): boolean =>
@@ -131,71 +143,71 @@ export async function verifyInstance(
     lastSeq: expected - 1,
     problem,
   });
+  const checkLink = (row: LinkRow): Problem | null => {
+    const seq = Number(row.seq);
+    const at = { chainSeq: seq, recordId: row.id };
+    if (linkHash(row.prev, row.body) !== row.hash) {
+      return {
+        kind: 'altered',
+        ...at,
+        message: `the ${row.type} of record ${row.id} (chain seq ${seq}) does not match its hash`,
+      };
+    }
+    if (seq > expected) {
+      return {
+        kind: 'deleted',
+        chainSeq: expected,
+        recordId: row.id,
+        message: `chain seq ${expected}..${seq - 1} missing before the ${row.type} of record ${row.id}`,
+      };
+    }
+    if (seq < expected)
+      return { kind: 'reordered', ...at, message: `chain seq ${seq} appears twice (record ${row.id})` };
+    if (row.prev !== prevHash) {
+      return {
+        kind: 'reordered',
+        ...at,
+        message: `the ${row.type} of record ${row.id} is intact but does not follow chain seq ${seq - 1}: moved, or a neighbour was replaced`,
+      };
+    }
+    if (hmacKey !== undefined && row.mac !== linkMac(hmacKey, row.hash)) {
+      return {
+        kind: 'forged',
+        ...at,
+        message: `the HMAC of chain seq ${seq} (record ${row.id}) is wrong: the chain was recomputed without the key`,
+      };
+    }
+    let body: Record<string, unknown>;
+    try {
+      body = JSON.parse(row.body) as Record<string, unknown>;
+    } catch {
+      return { kind: 'altered', ...at, message: 'body is not JSON' };
+    }
+    const col = columnMismatch(row, body, instance);
+    if (col !== null) {
+      return {
+        kind: 'altered',
+        ...at,
+        message: `column ${col} of record ${row.id} differs from its hashed ${row.type}`,
+      };
+    }
+    return null;
+  };
   while (true) {
-    const { rows } = await pool.query<LinkRow>(LINKS, [instance, expected, pageSize]);
+    let { rows } = await pool.query<LinkRow>(LINKS, [instance, expected, expected + pageSize]);
+    if (rows.length === 0) {
+      // A gap at least a page long, or the end of the chain.
+      const next = (await pool.query<{ seq: string | null }>(NEXT, [instance, expected])).rows[0]?.seq;
+      if (next === null || next === undefined) break;
+      rows = (await pool.query<LinkRow>(LINKS, [instance, Number(next), Number(next) + pageSize])).rows;
+    }
     for (const row of rows) {
-      const seq = Number(row.seq);
-      const recomputed = linkHash(row.prev, row.body);
-      if (recomputed !== row.hash) {
-        return report({
-          kind: 'altered',
-          chainSeq: seq,
-          recordId: row.id,
-          message: `the ${row.type} of record ${row.id} (chain seq ${seq}) does not match its hash`,
-        });
-      }
-      if (seq > expected) {
-        return report({
-          kind: 'deleted',
-          chainSeq: expected,
-          recordId: row.id,
-          message: `chain seq ${expected}..${seq - 1} missing before the ${row.type} of record ${row.id}`,
-        });
-      }
-      if (seq < expected) {
-        return report({
-          kind: 'reordered',
-          chainSeq: seq,
-          recordId: row.id,
-          message: `chain seq ${seq} appears twice (record ${row.id})`,
-        });
-      }
-      if (row.prev !== prevHash) {
-        return report({
-          kind: 'reordered',
-          chainSeq: seq,
-          recordId: row.id,
-          message: `the ${row.type} of record ${row.id} is intact but does not follow chain seq ${seq - 1}: moved, or a neighbour was replaced`,
-        });
-      }
-      if (hmacKey !== undefined && row.mac !== linkMac(hmacKey, row.hash)) {
-        return report({
-          kind: 'forged',
-          chainSeq: seq,
-          recordId: row.id,
-          message: `the HMAC of chain seq ${seq} (record ${row.id}) is wrong: the chain was recomputed without the key`,
-        });
-      }
-      let body: Record<string, unknown>;
-      try {
-        body = JSON.parse(row.body) as Record<string, unknown>;
-      } catch {
-        return report({ kind: 'altered', chainSeq: seq, recordId: row.id, message: 'body is not JSON' });
-      }
-      const col = columnMismatch(row, body, instance);
-      if (col !== null) {
-        return report({
-          kind: 'altered',
-          chainSeq: seq,
-          recordId: row.id,
-          message: `column ${col} of record ${row.id} differs from its hashed ${row.type}`,
-        });
-      }
+      const problem = checkLink(row);
+      if (problem) return report(problem);
       prevHash = row.hash;
-      expected = seq + 1;
+      expected = Number(row.seq) + 1;
       checked++;
     }
-    if (rows.length < pageSize) break;
   }
   const head = headQ.rows[0];
   if (head && Number(head.chain_seq) >= expected) {
