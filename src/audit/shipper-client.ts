@@ -13,32 +13,50 @@ const INITIAL: ShipperStats = {
 
 /** The main thread's handle on the shipper's worker thread. */
 export class ShipperClient {
-  private readonly worker: Worker;
+  private worker!: Worker;
   private latest: ShipperStats = INITIAL;
   private nextId = 1;
   private readonly drains = new Map<number, (ok: boolean) => void>();
   private stopped: Promise<void> | null = null;
+  private restarts = 0;
 
-  constructor(data: ShipperWorkerData, logger: Logger, onDelivered: (bytes: number) => void) {
-    this.worker = new Worker(new URL('./shipper-worker.mjs', import.meta.url), { workerData: data });
+  constructor(
+    private readonly data: ShipperWorkerData,
+    private readonly logger: Logger,
+    private readonly onDelivered: (bytes: number) => void,
+  ) {
+    this.spawn();
+  }
+
+  private spawn(): void {
+    const worker = new Worker(new URL('./shipper-worker.mjs', import.meta.url), { workerData: this.data });
+    this.worker = worker;
     // The proxy decides when to exit; a forgotten close() must not keep the process alive.
-    this.worker.unref();
-    this.worker.on('message', (m: FromShipper) => {
+    worker.unref();
+    worker.on('message', (m: FromShipper) => {
       if (m.type === 'delivered') {
         this.latest = m.stats;
-        onDelivered(m.bytes);
+        this.onDelivered(m.bytes);
       } else if (m.type === 'stats') this.latest = m.stats;
       else if (m.type === 'drained') {
         this.drains.get(m.id)?.(m.ok);
         this.drains.delete(m.id);
-      } else if (m.type === 'log') logger[m.level](m.obj, m.msg);
+      } else if (m.type === 'log') this.logger[m.level](m.obj, m.msg);
     });
-    this.worker.on('error', (err) =>
-      logger.error({ err: err.message }, 'pgwarden audit: shipper thread failed'),
+    worker.on('error', (err) =>
+      this.logger.error({ err: err.message }, 'pgwarden audit: shipper thread failed'),
     );
-    this.worker.on('exit', () => {
+    worker.on('exit', () => {
       for (const resolve of this.drains.values()) resolve(false);
       this.drains.clear();
+      if (this.stopped) return;
+      // Without a shipper the spool only grows until statements are refused: start another one.
+      // Its cursors are on disk, so it resumes where this one stopped.
+      const delay = Math.min(30_000, 500 * 2 ** Math.min(this.restarts++, 6));
+      this.logger.error({ delay }, 'pgwarden audit: shipper thread exited; restarting it');
+      setTimeout(() => {
+        if (!this.stopped) this.spawn();
+      }, delay).unref();
     });
   }
 
