@@ -138,4 +138,15 @@ describe('startDecisionLog', () => {
       outcome: { recordId: r.id },
     });
   });
+
+  it('refuses statements once closed instead of reopening the spool', async () => {
+    const dir = tmp();
+    const cfg = auditConfigSchema.parse({ ndjson: 'off', store: { url: DOWN }, spool: { dir } });
+    const log = await startDecisionLog(cfg, { instanceId: 'closed', upstreamUrl: DOWN, logger });
+    await log.close();
+    expect(() => log.decide(sampleRecord({ instanceId: 'closed', sessionId: 's', seq: 0 }))).toThrow(
+      PgwardenError,
+    );
+    await log.close(); // twice is fine
+  });
 });

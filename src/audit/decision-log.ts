@@ -141,11 +141,16 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
   log.info({ store: redactUrl(url), spool: dir }, 'pgwarden audit: decision log started');
 
   const onFull = config.spool.onFull;
+  let closed = false;
   let fullLogged = false;
 
   return {
     reader,
     decide(r: DecisionRecord): void {
+      if (closed) {
+        refused++;
+        throw new PgwardenError('PGW_AUDIT_UNAVAILABLE', { detail: 'the decision log is closed' });
+      }
       const body = recordBody(r, redact);
       if (writer.full(body.length + 512)) {
         if (!fullLogged) {
@@ -175,6 +180,7 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
       decided++;
     },
     complete(o: Outcome): void {
+      if (closed) return;
       const body = outcomeBody(o);
       completed++;
       if (unspooledIds.delete(o.recordId)) {
@@ -199,6 +205,8 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
       return shipper.drain(timeoutMs);
     },
     close: async () => {
+      if (closed) return;
+      closed = true;
       writer.flush();
       // With the store down there is nothing to wait for: the spool keeps it for the next start.
       if (shipper.stats().consecutiveFailures === 0) await shipper.drain(CLOSE_DRAIN_MS, true);
