@@ -56,6 +56,11 @@ export function outcomeBody(o: Outcome): string {
 
 export type EntryType = 'decision' | 'outcome';
 
+/** Denials and auth failures are logged at pino's warn level, so a SIEM can alert on the level. */
+export function isWarning(r: DecisionRecord): boolean {
+  return r.verdict === 'deny' || r.kind === 'auth_failure';
+}
+
 /** pino's numeric levels, so pino tooling (pino-pretty, transports) reads the NDJSON as is. */
 const INFO = 30;
 const WARN = 40;

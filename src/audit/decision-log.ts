@@ -1,11 +1,12 @@
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { PgwardenError } from '../errors/registry.js';
-import { entryLine, outcomeBody, recordBody } from './canonical.js';
-import { Chain, GENESIS, linkHash } from './chain.js';
+import { entryLine, isWarning, outcomeBody, recordBody } from './canonical.js';
+import { GENESIS, linkHash } from './chain.js';
 import type { AuditConfig } from './config.js';
 import { resolveHmacKey } from './hmac-key.js';
 import { openNdjson, type NdjsonOutput } from './ndjson.js';
+import { startNdjsonOnlyLog } from './ndjson-only-log.js';
 import type { DecisionRecord, DecisionSink, Outcome } from './record.js';
 import type { ShipperStats } from './shipper.js';
 import { ShipperClient } from './shipper-client.js';
@@ -47,7 +48,7 @@ export interface DecisionLogOptions {
 /** Time an orderly close() spends delivering what is left before leaving it to the next start. */
 const CLOSE_DRAIN_MS = 3000;
 
-/** Sessions refused while the spool was full are remembered so their outcomes stay out of the chain. */
+/** Records run with an NDJSON line only (spool full) are remembered so their outcomes stay out of the chain. */
 const MAX_UNSPOOLED_IDS = 100_000;
 
 export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOptions): Promise<DecisionLog> {
@@ -68,41 +69,7 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
   let unspooled = 0;
   const unspooledIds = new Set<string>();
 
-  if (!config.durable) {
-    // No spool: NDJSON lines still carry a chain, so a SIEM can check them on its own. With NDJSON
-    // off too, nothing is serialised at all (the true "log off" for comparisons).
-    const chain = new Chain({ seq: 0, hash: GENESIS }, hmacKey);
-    const off = config.ndjson === 'off';
-    const write = (type: 'decision' | 'outcome', time: string, warn: boolean, body: string): void => {
-      const link = chain.peek(body);
-      chain.commit(link);
-      ndjson.write(entryLine(type, instanceId, time, warn, link, body));
-    };
-    return {
-      reader: null,
-      decide(r) {
-        decided++;
-        if (!off) write('decision', r.time, isWarning(r), recordBody(r, redact));
-      },
-      complete(o) {
-        completed++;
-        if (!off) write('outcome', o.time, false, outcomeBody(o));
-      },
-      stats: () => ({
-        instanceId,
-        durable: false,
-        decided,
-        completed,
-        refused,
-        unspooled,
-        chainSeq: chain.head().seq,
-        spool: null,
-        shipper: null,
-      }),
-      flushToStore: async () => true,
-      close: () => ndjson.close(),
-    };
-  }
+  if (!config.durable) return startNdjsonOnlyLog(config, instanceId, hmacKey);
 
   const root = resolve(config.spool.dir);
   const dir = join(root, instanceDirName(instanceId));
@@ -215,10 +182,6 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
       await Promise.all([reader.close(), ndjson.close()]);
     },
   };
-}
-
-function isWarning(r: DecisionRecord): boolean {
-  return r.verdict === 'deny' || r.kind === 'auth_failure';
 }
 
 function unchained(
