@@ -12,6 +12,12 @@ export async function startApi(
   config: AuditConfig,
   deps: { reader: AuditReader; logger: Logger; hmacKey?: string | undefined },
 ): Promise<{ url: string; close(): Promise<void> }> {
+  if (config.api.tokens.every((t) => !t.roles.includes(config.api.responderRole))) {
+    deps.logger.warn(
+      { role: config.api.responderRole },
+      'pgwarden audit: no API token has the responder role; every API request will be refused',
+    );
+  }
   const app = await buildApiApp(config.api, deps);
   await app.listen({ host: config.api.host, port: config.api.port });
   const addr = app.server.address();
