@@ -183,4 +183,10 @@ describe('pgwarden audit verify', () => {
       instances: [{ problem: { kind: 'altered', recordId: victim.id } }],
     });
   });
+
+  it('exits 3, not 1, when the store cannot be read', async () => {
+    const r = await run(auditCommand, ['verify', '--database-url', 'postgres://u:p@127.0.0.1:1/none']);
+    expect(r.code).toBe(3);
+    expect(r.err).toContain('cannot read the decision store');
+  });
 });

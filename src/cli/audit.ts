@@ -10,7 +10,8 @@ const usage = `usage: pgwarden audit verify [--config f | --database-url dsn | -
                             [--instance id] [--hmac-key-file f] [--json]
 
 Walks each instance's hash chain in the decision store and reports the first altered, deleted or
-reordered record. Exit status: 0 intact, 1 a problem was found, 2 usage error.
+reordered record. Exit status: 0 intact, 1 a problem was found, 2 usage error, 3 the store
+could not be read (nothing was checked).
 `;
 
 /** `pgwarden audit verify`. */
@@ -43,7 +44,14 @@ export async function auditCommand(args: string[], io: Io): Promise<number> {
     throw err;
   }
   try {
-    const reports = await source.verify(values.instance as string | undefined);
+    let reports;
+    try {
+      reports = await source.verify(values.instance as string | undefined);
+    } catch (err) {
+      // Not the same as a broken chain: nothing was checked.
+      io.stderr(`pgwarden audit verify: cannot read the decision store: ${(err as Error).message}`);
+      return 3;
+    }
     if (values.json === true) {
       io.stdout(JSON.stringify({ ok: reports.every((r) => r.ok), instances: reports }));
     } else if (reports.length === 0) {
