@@ -78,7 +78,8 @@ if (data.retentionDays > 0) {
     );
   };
   retention = setInterval(run, data.retentionCheckIntervalMs);
-  setTimeout(run, 1000).unref();
+  // First run once the store has had time to be created; then on the interval.
+  setTimeout(run, Math.min(60_000, data.retentionCheckIntervalMs)).unref();
 }
 
 port.on('message', (m: ToShipper) => {
