@@ -136,6 +136,7 @@ describe('responder web page in Chromium', () => {
       .evaluateAll((els) => els.map((e) => e.getBoundingClientRect().top));
     expect(boxes).toHaveLength(2);
     expect(Math.abs((boxes[0] as number) - (boxes[1] as number))).toBeLessThan(2);
-    if (process.env.PGW_SCREENSHOT) await page.screenshot({ path: process.env.PGW_SCREENSHOT, fullPage: true });
+    if (process.env.PGW_SCREENSHOT)
+      await page.screenshot({ path: process.env.PGW_SCREENSHOT, fullPage: true });
   });
 });
