@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, unlinkSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import pgLib from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditConfigSchema } from '../src/audit/config.js';
@@ -9,7 +10,10 @@ import { startDecisionLog, type DecisionLog } from '../src/audit/decision-log.js
 import { sampleOutcome, sampleRecord } from '../src/audit/sample-records.js';
 import { AuditReader } from '../src/audit/store-reader.js';
 import { verifyInstance } from '../src/audit/verify.js';
+import { createTestDatabase } from './support/db.js';
 import { startEmbeddedPostgres, type RunningPostgres } from './support/embedded.js';
+import { startTestProxy } from './support/proxy.js';
+import { loadParser } from '../src/sql/parse.js';
 
 const logger = pino({ level: 'silent' });
 let pg: RunningPostgres;
@@ -107,7 +111,8 @@ describe('store outage', () => {
       import { startDecisionLog } from '${root}/src/audit/decision-log.ts';
       import { auditConfigSchema } from '${root}/src/audit/config.ts';
       import { sampleRecord, sampleOutcome } from '${root}/src/audit/sample-records.ts';
-      import pino from 'pino';
+      import pgLib from 'pg';
+import pino from 'pino';
       const cfg = auditConfigSchema.parse({ ndjson: 'off', store: { url: 'postgres://x:y@127.0.0.1:1/none', maxRetryDelayMs: 100 },
         spool: { dir: ${JSON.stringify(spoolRoot)}, segmentBytes: 65536, fsyncIntervalMs: 50 } });
       const log = await startDecisionLog(cfg, { instanceId: 'o-killed', upstreamUrl: 'postgres://x:y@127.0.0.1:1/none', logger: pino({ level: 'silent' }) });
@@ -152,5 +157,45 @@ describe('store outage', () => {
     const missing = reported.filter((id) => !stored.has(id));
     expect(missing).toEqual([]);
     expect((await verifyInstance(reader.pool, 'o-killed', undefined)).ok).toBe(true);
+  });
+
+  it('through the proxy: clients keep querying while the store is down, and every statement arrives once', async () => {
+    await loadParser();
+    const app = await createTestDatabase('audit_outage_app');
+    await app.sql('CREATE TABLE items (id int PRIMARY KEY, name text)');
+    await app.sql("INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 10) g");
+    const cfg = auditConfigSchema.parse({
+      ndjson: 'off',
+      store: { url: storeUrl(), pollIntervalMs: 10, maxRetryDelayMs: 200 },
+      spool: { dir: spoolRoot },
+    });
+    const log = await startDecisionLog(cfg, { instanceId: 'o-proxy', upstreamUrl: app.url, logger });
+    const proxy = await startTestProxy(app, { tables: ['public.items'], sink: log });
+    const client = new pgLib.Client({ connectionString: await proxy.url({ human: 'olga@acme.test' }) });
+    await client.connect();
+    const run = async (from: number, n: number): Promise<void> => {
+      for (let i = from; i < from + n; i++)
+        await client.query(`SELECT name FROM items WHERE id = ${(i % 10) + 1} AND ${i} >= 0`);
+    };
+    try {
+      await run(0, 50);
+      expect(await log.flushToStore()).toBe(true);
+      await pg.stop();
+      await run(50, 200); // the store is down: statements still run, records wait in the spool
+      expect(log.stats().shipper?.storeUp).toBe(false);
+      await pg.start();
+      expect(await log.flushToStore(30_000)).toBe(true);
+      const { rows } = await reader.pool.query<{ sql: string; n: string }>(
+        `SELECT sql, count(*) AS n FROM pgwarden_decisions WHERE instance_id = 'o-proxy' AND kind = 'statement' GROUP BY sql`,
+      );
+      expect(rows).toHaveLength(250);
+      expect(rows.every((r) => r.n === '1')).toBe(true);
+      expect((await verifyInstance(reader.pool, 'o-proxy', undefined)).ok).toBe(true);
+    } finally {
+      await client.end();
+      await proxy.close();
+      await log.close();
+      await app.drop();
+    }
   });
 });
