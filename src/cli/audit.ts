@@ -1,5 +1,16 @@
 import { parseArgs } from 'node:util';
-import { openSource, sourceArgs, sourceOptions, UsageError } from '../audit/cli-source.js';
+import { readFileSync } from 'node:fs';
+import {
+  openSource,
+  sourceArgs,
+  sourceOptions,
+  UsageError,
+  type DecisionSource,
+} from '../audit/cli-source.js';
+import { resolveHmacKey } from '../audit/hmac-key.js';
+import { spoolFiles, verifyLines } from '../audit/verify-lines.js';
+import type { InstanceReport } from '../audit/verify.js';
+import { loadConfigFile } from '../config/load.js';
 
 interface Io {
   stdout: (s: string) => void;
@@ -8,10 +19,11 @@ interface Io {
 
 const usage = `usage: pgwarden audit verify [--config f | --database-url dsn | --api-url url --token t]
                             [--instance id] [--hmac-key-file f] [--json]
+       pgwarden audit verify --ndjson file [--ndjson file ...] | --spool dir  [--config f | --hmac-key-file f]
 
-Walks each instance's hash chain in the decision store and reports the first altered, deleted or
-reordered record. Exit status: 0 intact, 1 a problem was found, 2 usage error, 3 the store
-could not be read (nothing was checked).
+Walks each instance's hash chain in the decision store (or in NDJSON files, e.g. a SIEM's copy,
+or a local spool) and reports the first altered, deleted or reordered record. Exit status:
+0 intact, 1 a problem was found, 2 usage error, 3 the store could not be read (nothing checked).
 `;
 
 /** `pgwarden audit verify`. */
@@ -25,7 +37,13 @@ export async function auditCommand(args: string[], io: Io): Promise<number> {
   try {
     values = parseArgs({
       args: rest,
-      options: { ...sourceArgs, instance: { type: 'string' }, json: { type: 'boolean' } },
+      options: {
+        ...sourceArgs,
+        instance: { type: 'string' },
+        json: { type: 'boolean' },
+        ndjson: { type: 'string', multiple: true },
+        spool: { type: 'string' },
+      },
       strict: true,
       allowPositionals: false,
     }).values;
@@ -33,9 +51,13 @@ export async function auditCommand(args: string[], io: Io): Promise<number> {
     io.stderr(`${(err as Error).message}\n${usage}`);
     return 2;
   }
-  let source;
+  const files = [
+    ...((values.ndjson as string[] | undefined) ?? []),
+    ...(typeof values.spool === 'string' ? spoolFiles(values.spool) : []),
+  ];
+  let source: DecisionSource;
   try {
-    source = openSource(sourceOptions(values));
+    source = files.length > 0 ? linesSource(files, values) : openSource(sourceOptions(values));
   } catch (err) {
     if (err instanceof UsageError) {
       io.stderr(`${err.message}\n${usage}`);
@@ -71,4 +93,26 @@ export async function auditCommand(args: string[], io: Io): Promise<number> {
   } finally {
     await source.close();
   }
+}
+
+/** NDJSON files or spool segments as a source that can only verify. */
+function linesSource(files: string[], values: Record<string, unknown>): DecisionSource {
+  const keyFile = values['hmac-key-file'];
+  const key =
+    typeof keyFile === 'string'
+      ? readFileSync(keyFile, 'utf8').trim()
+      : typeof values.config === 'string'
+        ? resolveHmacKey(loadConfigFile(values.config).audit)
+        : undefined;
+  const unsupported = async (): Promise<never> => {
+    throw new UsageError('only verify reads NDJSON files');
+  };
+  return {
+    search: unsupported,
+    session: unsupported,
+    aggregate: unsupported,
+    verify: async (instance?: string): Promise<InstanceReport[]> =>
+      (await verifyLines(files, key)).filter((r) => instance === undefined || r.instance === instance),
+    close: async () => {},
+  };
 }
