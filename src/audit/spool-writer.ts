@@ -223,7 +223,8 @@ export class SpoolWriter {
     this.syncing = true;
     fdatasync(this.fd, (err) => {
       this.syncing = false;
-      if (err) this.opts.onFsyncError(err);
+      // EBADF: the segment was rotated or closed meanwhile, and closing synced it already.
+      if (err && err.code !== 'EBADF') this.opts.onFsyncError(err);
     });
   }
 
