@@ -25,9 +25,9 @@ export function readErrorFields(body: Buffer): { sqlstate: string; severity: str
 }
 
 /** The command tag of a CommandComplete body, e.g. "INSERT 0 3". */
-export function readCommandTag(body: Buffer): string {
-  const end = body.indexOf(0);
-  return body.toString('utf8', 0, end < 0 ? body.length : end);
+export function readCommandTag(buf: Buffer, start = 0, end = buf.length): string {
+  const nul = buf.indexOf(0, start);
+  return buf.toString('utf8', start, nul < 0 || nul > end ? end : nul);
 }
 
 /** Rows returned or affected, from the last number of a command tag ("SELECT 5", "INSERT 0 3"). */

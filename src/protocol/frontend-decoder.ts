@@ -1,13 +1,33 @@
 import { PgwardenError } from '../errors/registry.js';
 
-/** A message as it arrived: its code, its body, and the raw bytes to forward unchanged. */
-export interface FrontendMessage {
-  /** The type byte, or 0 for untyped startup-phase messages. */
-  readonly code: number;
+/**
+ * A message as it arrived: its code and where it lies in the received bytes. Body and raw views
+ * are made only when asked for, because most messages are forwarded as part of a larger slice
+ * and never looked at byte by byte.
+ */
+export class FrontendMessage {
+  constructor(
+    /** The type byte, or 0 for untyped startup-phase messages. */
+    readonly code: number,
+    /** The buffer holding the message. */
+    readonly buffer: Buffer,
+    /** Offset of the message's first byte (type byte or length) in `buffer`. */
+    readonly start: number,
+    /** Offset of the body's first byte, after the length word. */
+    readonly bodyStart: number,
+    /** Offset just past the message. */
+    readonly end: number,
+  ) {}
+
   /** The message body after the length word. */
-  readonly body: Buffer;
+  get body(): Buffer {
+    return this.buffer.subarray(this.bodyStart, this.end);
+  }
+
   /** The whole message including type byte and length, for forwarding as is. */
-  readonly raw: Buffer;
+  get raw(): Buffer {
+    return this.buffer.subarray(this.start, this.end);
+  }
 }
 
 /**
@@ -63,10 +83,6 @@ export class FrontendDecoder {
     const total = length + (this.typed ? 1 : 0);
     if (available < total) return undefined;
     this.offset = start + total;
-    return {
-      code,
-      body: this.buffer.subarray(start + header, start + total),
-      raw: this.buffer.subarray(start, start + total),
-    };
+    return new FrontendMessage(code, this.buffer, start, start + header, start + total);
   }
 }

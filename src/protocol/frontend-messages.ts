@@ -7,43 +7,57 @@ import { StartupCode } from './codes.js';
  * Every reader checks bounds: a body that ends early or has trailing bytes is malformed.
  */
 class BodyReader {
-  private pos = 0;
-  constructor(private readonly buf: Buffer) {}
+  private pos: number;
+  private readonly end_: number;
+  /** Reads `buf` from `start` to `end` (the whole buffer by default), without copying. */
+  constructor(
+    private readonly buf: Buffer,
+    start = 0,
+    end = buf.length,
+  ) {
+    this.pos = start;
+    this.end_ = end;
+  }
 
   cstring(): string {
+    // The empty name (unnamed statement or portal) is by far the most common: no string to make.
+    if (this.pos < this.end_ && this.buf[this.pos] === 0) {
+      this.pos++;
+      return '';
+    }
     const end = this.buf.indexOf(0, this.pos);
-    if (end < 0) throw malformed('unterminated string');
+    if (end < 0 || end >= this.end_) throw malformed('unterminated string');
     const s = this.buf.toString('utf8', this.pos, end);
     this.pos = end + 1;
     return s;
   }
   int16(): number {
-    if (this.pos + 2 > this.buf.length) throw malformed('message ends early');
+    if (this.pos + 2 > this.end_) throw malformed('message ends early');
     const v = this.buf.readInt16BE(this.pos);
     this.pos += 2;
     return v;
   }
   int32(): number {
-    if (this.pos + 4 > this.buf.length) throw malformed('message ends early');
+    if (this.pos + 4 > this.end_) throw malformed('message ends early');
     const v = this.buf.readInt32BE(this.pos);
     this.pos += 4;
     return v;
   }
   byte(): number {
-    if (this.pos + 1 > this.buf.length) throw malformed('message ends early');
+    if (this.pos + 1 > this.end_) throw malformed('message ends early');
     return this.buf[this.pos++]!;
   }
   bytes(n: number): Buffer {
-    if (n < 0 || this.pos + n > this.buf.length) throw malformed('message ends early');
+    if (n < 0 || this.pos + n > this.end_) throw malformed('message ends early');
     const b = this.buf.subarray(this.pos, this.pos + n);
     this.pos += n;
     return b;
   }
   end(): void {
-    if (this.pos !== this.buf.length) throw malformed('trailing bytes in message');
+    if (this.pos !== this.end_) throw malformed('trailing bytes in message');
   }
   get remaining(): number {
-    return this.buf.length - this.pos;
+    return this.end_ - this.pos;
   }
 }
 
@@ -88,15 +102,15 @@ export function readStartupPacket(body: Buffer): StartupPacket {
   return { type: 'startup', major, minor, params };
 }
 
-export function readPassword(body: Buffer): string {
-  const r = new BodyReader(body);
+export function readPassword(body: Buffer, start = 0, end = body.length): string {
+  const r = new BodyReader(body, start, end);
   const s = r.cstring();
   r.end();
   return s;
 }
 
-export function readQuery(body: Buffer): string {
-  return readPassword(body);
+export function readQuery(body: Buffer, start = 0, end = body.length): string {
+  return readPassword(body, start, end);
 }
 
 export interface ParseMessage {
@@ -105,8 +119,8 @@ export interface ParseMessage {
   readonly paramTypes: readonly number[];
 }
 
-export function readParse(body: Buffer): ParseMessage {
-  const r = new BodyReader(body);
+export function readParse(body: Buffer, start = 0, end = body.length): ParseMessage {
+  const r = new BodyReader(body, start, end);
   const statement = r.cstring();
   const query = r.cstring();
   const n = r.int16();
@@ -126,8 +140,8 @@ export interface BindMessage {
   readonly params: readonly (Buffer | null)[];
 }
 
-export function readBind(body: Buffer): BindMessage {
-  const r = new BodyReader(body);
+export function readBind(body: Buffer, start = 0, end = body.length): BindMessage {
+  const r = new BodyReader(body, start, end);
   const portal = r.cstring();
   const statement = r.cstring();
   const nf = r.int16();
@@ -153,6 +167,21 @@ export function readBind(body: Buffer): BindMessage {
   return { portal, statement, paramFormats, params };
 }
 
+/**
+ * Only the names of a Bind: what routing needs. Parameter values are read (readBind) only when the
+ * statement's verdict constrains one; the server validates the rest of the message itself.
+ */
+export function readBindNames(
+  body: Buffer,
+  start = 0,
+  end = body.length,
+): { portal: string; statement: string } {
+  const r = new BodyReader(body, start, end);
+  const portal = r.cstring();
+  const statement = r.cstring();
+  return { portal, statement };
+}
+
 export interface TargetMessage {
   /** 'S' for a prepared statement, 'P' for a portal. */
   readonly target: 'S' | 'P';
@@ -160,8 +189,8 @@ export interface TargetMessage {
 }
 
 /** Describe and Close share a body: a target byte and a name. */
-export function readTarget(body: Buffer): TargetMessage {
-  const r = new BodyReader(body);
+export function readTarget(body: Buffer, start = 0, end = body.length): TargetMessage {
+  const r = new BodyReader(body, start, end);
   const t = r.byte();
   if (t !== 0x53 && t !== 0x50) throw malformed('Describe/Close target must be S or P');
   const name = r.cstring();
@@ -174,14 +203,14 @@ export interface ExecuteMessage {
   readonly maxRows: number;
 }
 
-export function readExecute(body: Buffer): ExecuteMessage {
-  const r = new BodyReader(body);
+export function readExecute(body: Buffer, start = 0, end = body.length): ExecuteMessage {
+  const r = new BodyReader(body, start, end);
   const portal = r.cstring();
   const maxRows = r.int32();
   r.end();
   return { portal, maxRows };
 }
 
-export function expectEmpty(body: Buffer): void {
-  new BodyReader(body).end();
+export function expectEmpty(body: Buffer, start = 0, end = body.length): void {
+  new BodyReader(body, start, end).end();
 }

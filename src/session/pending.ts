@@ -5,30 +5,27 @@
  */
 export type PendingKind = 'query' | 'parse' | 'bind' | 'describe' | 'execute' | 'close' | 'sync';
 
-export interface Pending {
-  readonly kind: PendingKind;
-  /** The decision record this request's outcome completes, if any. */
-  readonly recordId: string | undefined;
-  /** pgwarden's own ErrorResponse, sent instead of the server's answer to a stand-in. */
-  readonly standIn: Buffer | undefined;
+export class Pending {
+  /** When it was forwarded; only measured for requests whose outcome is recorded. */
   readonly startedAt: number;
-  rows: number | null;
-  command: string | null;
-  sqlstate: string | null;
-  errorMessage: string | null;
+  rows: number | null = null;
+  command: string | null = null;
+  sqlstate: string | null = null;
+  errorMessage: string | null = null;
+
+  constructor(
+    readonly kind: PendingKind,
+    /** The decision record this request's outcome completes, if any. */
+    readonly recordId: string | undefined,
+    /** pgwarden's own ErrorResponse, sent instead of the server's answer to a stand-in. */
+    readonly standIn: Buffer | undefined,
+  ) {
+    this.startedAt = recordId === undefined ? 0 : performance.now();
+  }
 }
 
 export function pending(kind: PendingKind, recordId?: string, standIn?: Buffer): Pending {
-  return {
-    kind,
-    recordId,
-    standIn,
-    startedAt: performance.now(),
-    rows: null,
-    command: null,
-    sqlstate: null,
-    errorMessage: null,
-  };
+  return new Pending(kind, recordId, standIn);
 }
 
 /** A FIFO with O(1) shift; sessions pipeline many requests. */

@@ -24,6 +24,7 @@ import { cancelUpstream, connectUpstream, type UpstreamConnection } from '../ups
 import type { CancelRegistry } from './cancel-registry.js';
 import { checkParam } from './param-check.js';
 import { PendingQueue, pending, type Pending } from './pending.js';
+import { OutBatch } from './out-batch.js';
 import { checkClientParameters, readStartup, type ClientParameters } from './startup.js';
 
 export interface SessionDeps {
@@ -53,20 +54,6 @@ interface JudgedStatement {
   readonly name: string;
   readonly sql: string;
   readonly judgement: Judgement;
-}
-
-/**
- * Appends bytes to an outgoing batch, joining a message to the previous one when both are
- * adjacent slices of the same received chunk: a pipelined Bind/Execute/Sync that is forwarded
- * unchanged then goes upstream as the one slice it arrived in, without a copy.
- */
-function pushBytes(out: Buffer[], b: Buffer): void {
-  const last = out[out.length - 1];
-  if (last !== undefined && last.buffer === b.buffer && last.byteOffset + last.length === b.byteOffset) {
-    out[out.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + b.length);
-  } else {
-    out.push(b);
-  }
 }
 
 function isLoopback(address: string | undefined): boolean {
@@ -243,7 +230,9 @@ export class Session {
   /** From here on, both directions are event-driven and synchronous per chunk. */
   private attachRelay(): void {
     const upstream = this.upstream!.socket;
-    const stream = new BackendStream((code, body) => this.onBackendMessage(code, body));
+    const stream = new BackendStream((code, buf, bodyStart, end) =>
+      this.onBackendMessage(code, buf, bodyStart, end),
+    );
     upstream.on('data', (chunk: Buffer) => {
       const out = stream.push(chunk);
       if (out.length > 0 && !this.closed) {
@@ -279,7 +268,7 @@ export class Session {
 
   private onClientData(chunk: Buffer): void {
     if (this.closed) return;
-    const out: Buffer[] = [];
+    const out = new OutBatch();
     try {
       this.decoder.push(chunk);
       let m: FrontendMessage | undefined;
@@ -292,16 +281,17 @@ export class Session {
     this.flushUpstream(out);
   }
 
-  private flushUpstream(out: Buffer[]): void {
-    if (out.length === 0 || this.closed || !this.upstream) return;
+  private flushUpstream(out: OutBatch): void {
+    const bytes = out.take();
+    if (bytes === undefined || this.closed || !this.upstream) return;
     const socket = this.upstream.socket;
-    if (!socket.write(out.length === 1 ? out[0]! : Buffer.concat(out))) {
+    if (!socket.write(bytes)) {
       this.client.pause();
       socket.once('drain', () => this.client.resume());
     }
   }
 
-  private onClientMessage(m: FrontendMessage, out: Buffer[]): void {
+  private onClientMessage(m: FrontendMessage, out: OutBatch): void {
     const identity = this.identity!;
     if (identity.expiresAt !== undefined && Date.now() / 1000 > identity.expiresAt) {
       this.log.info(
@@ -312,40 +302,40 @@ export class Session {
     }
     switch (m.code) {
       case Frontend.Query:
-        return this.onQuery(fm.readQuery(m.body), m.raw, out);
+        return this.onQuery(fm.readQuery(m.buffer, m.bodyStart, m.end), m, out);
       case Frontend.Parse:
-        return this.onParse(fm.readParse(m.body), m.raw, out);
+        return this.onParse(fm.readParse(m.buffer, m.bodyStart, m.end), m, out);
       case Frontend.Bind:
-        return this.onBind(fm.readBind(m.body), m.raw, out);
+        return this.onBind(m, out);
       case Frontend.Execute:
-        return this.onExecute(fm.readExecute(m.body), m.raw, out);
+        return this.onExecute(fm.readExecute(m.buffer, m.bodyStart, m.end), m, out);
       case Frontend.Describe: {
-        fm.readTarget(m.body);
+        fm.readTarget(m.buffer, m.bodyStart, m.end);
         if (this.skipUntilSync) return;
-        pushBytes(out, m.raw);
+        out.addMessage(m);
         this.queue.push(pending('describe'));
         return;
       }
       case Frontend.Close: {
-        const t = fm.readTarget(m.body);
+        const t = fm.readTarget(m.buffer, m.bodyStart, m.end);
         if (this.skipUntilSync) return;
         (t.target === 'S' ? this.statements : this.portals).delete(t.name);
-        pushBytes(out, m.raw);
+        out.addMessage(m);
         this.queue.push(pending('close'));
         return;
       }
       case Frontend.Sync:
-        fm.expectEmpty(m.body);
+        fm.expectEmpty(m.buffer, m.bodyStart, m.end);
         this.skipUntilSync = false;
-        pushBytes(out, m.raw);
+        out.addMessage(m);
         this.queue.push(pending('sync'));
         return;
       case Frontend.Flush:
-        fm.expectEmpty(m.body);
-        pushBytes(out, m.raw);
+        fm.expectEmpty(m.buffer, m.bodyStart, m.end);
+        out.addMessage(m);
         return;
       case Frontend.Terminate:
-        this.flushUpstream(out.splice(0));
+        this.flushUpstream(out);
         this.close('client sent Terminate');
         return;
       case Frontend.FunctionCall: {
@@ -408,19 +398,20 @@ export class Session {
     };
   }
 
-  private onQuery(sql: string, raw: Buffer, out: Buffer[]): void {
+  private onQuery(sql: string, m: FrontendMessage, out: OutBatch): void {
     if (this.skipUntilSync) return;
     const judgement = this.judge(sql, 'simple');
     const record = this.statementRecord({ mode: 'simple' }, sql, judgement, judgement.verdict);
     const v = judgement.verdict;
     if (v.kind === 'deny') return this.denyQuery(record, out);
     if (!this.tryDecide(record, out, 'query')) return;
-    pushBytes(out, v.kind === 'allow' ? raw : serialize.query(v.sql));
+    if (v.kind === 'allow') out.addMessage(m);
+    else out.add(serialize.query(v.sql));
     this.applyEffects(v.effects);
     this.queue.push(pending('query', record.id));
   }
 
-  private onParse(msg: fm.ParseMessage, raw: Buffer, out: Buffer[]): void {
+  private onParse(msg: fm.ParseMessage, m: FrontendMessage, out: OutBatch): void {
     if (this.skipUntilSync) return;
     const judgement = this.judge(msg.query, 'extended');
     const v = judgement.verdict;
@@ -448,16 +439,14 @@ export class Session {
       recordId = record.id;
     }
     this.statements.set(msg.statement, statement);
-    out.push(
-      v.kind === 'allow'
-        ? raw
-        : serialize.parse({ name: msg.statement, text: v.sql, types: [...msg.paramTypes] }),
-    );
+    if (v.kind === 'allow') out.addMessage(m);
+    else out.add(serialize.parse({ name: msg.statement, text: v.sql, types: [...msg.paramTypes] }));
     this.applyEffects(v.effects);
     this.queue.push(pending('parse', recordId));
   }
 
-  private onBind(msg: fm.BindMessage, raw: Buffer, out: Buffer[]): void {
+  private onBind(m: FrontendMessage, out: OutBatch): void {
+    const msg = fm.readBindNames(m.buffer, m.bodyStart, m.end);
     if (this.skipUntilSync) return;
     const statement = this.statements.get(msg.statement);
     if (!statement) {
@@ -478,8 +467,14 @@ export class Session {
     }
     const v = statement.judgement.verdict;
     const checks = v.kind === 'deny' ? [] : (v.paramChecks ?? []);
+    // Parameter values are read only when the verdict constrains one.
+    const values = checks.length > 0 ? fm.readBind(m.buffer, m.bodyStart, m.end) : undefined;
     for (const check of checks) {
-      const problem = checkParam(check, msg.params[check.index - 1], msg.paramFormats[check.index - 1] ?? 0);
+      const problem = checkParam(
+        check,
+        values?.params[check.index - 1],
+        values?.paramFormats[check.index - 1] ?? 0,
+      );
       if (problem) {
         const denial: Verdict = {
           ...this.refusal('PGW_POLICY_DENIED', problem),
@@ -499,11 +494,11 @@ export class Session {
       }
     }
     this.portals.set(msg.portal, statement);
-    pushBytes(out, raw);
+    out.addMessage(m);
     this.queue.push(pending('bind'));
   }
 
-  private onExecute(msg: fm.ExecuteMessage, raw: Buffer, out: Buffer[]): void {
+  private onExecute(msg: fm.ExecuteMessage, m: FrontendMessage, out: OutBatch): void {
     if (this.skipUntilSync) return;
     const statement = this.portals.get(msg.portal);
     const protocol = {
@@ -516,14 +511,16 @@ export class Session {
       this.denyExtended(this.statementRecord(protocol, null, null, v), out);
       return;
     }
+    // Judged at Parse: this execution's record carries that verdict and no judging time.
     const record = this.statementRecord(
       protocol,
       statement.sql,
-      { ...statement.judgement, judgeMicros: 0, cached: true },
+      statement.judgement,
       statement.judgement.verdict,
+      0,
     );
     if (!this.tryDecide(record, out, 'extended')) return;
-    pushBytes(out, raw);
+    out.addMessage(m);
     this.queue.push(pending('execute', record.id));
   }
 
@@ -537,7 +534,7 @@ export class Session {
   }
 
   /** Records the decision; if the log cannot take it, the statement is refused instead. */
-  private tryDecide(record: DecisionRecord, out: Buffer[], mode: 'query' | 'extended'): boolean {
+  private tryDecide(record: DecisionRecord, out: OutBatch, mode: 'query' | 'extended'): boolean {
     try {
       this.deps.sink.decide(record);
       return true;
@@ -550,12 +547,12 @@ export class Session {
     }
   }
 
-  private denyQuery(record: DecisionRecord, out: Buffer[]): void {
+  private denyQuery(record: DecisionRecord, out: OutBatch): void {
     this.decideDenial(record);
     this.forwardStandIn(this.denialErrorOf(record), out, 'query');
   }
 
-  private denyExtended(record: DecisionRecord, out: Buffer[]): void {
+  private denyExtended(record: DecisionRecord, out: OutBatch): void {
     this.decideDenial(record);
     this.forwardStandIn(this.denialErrorOf(record), out, 'extended');
   }
@@ -583,12 +580,12 @@ export class Session {
    * Sends the stand-in so the server fails exactly where the denied message stood; the server's
    * answer to it is replaced by `error`.
    */
-  private forwardStandIn(error: Buffer, out: Buffer[], mode: 'query' | 'extended'): void {
+  private forwardStandIn(error: Buffer, out: OutBatch, mode: 'query' | 'extended'): void {
     if (mode === 'query') {
-      out.push(serialize.query(STAND_IN_SQL));
+      out.add(serialize.query(STAND_IN_SQL));
       this.queue.push(pending('query', undefined, error));
     } else {
-      out.push(serialize.parse({ name: STAND_IN_STATEMENT, text: STAND_IN_SQL }));
+      out.add(serialize.parse({ name: STAND_IN_STATEMENT, text: STAND_IN_SQL }));
       this.queue.push(pending('parse', undefined, error));
       this.skipUntilSync = true;
     }
@@ -596,7 +593,7 @@ export class Session {
 
   // ---- server → client -------------------------------------------------------------------
 
-  private onBackendMessage(code: number, body: Buffer): Disposition {
+  private onBackendMessage(code: number, buf: Buffer, bodyStart: number, end: number): Disposition {
     // Once the session is condemned nothing more from the server reaches the client.
     if (this.endAfterWrite) return 'drop';
     switch (code) {
@@ -623,7 +620,7 @@ export class Session {
         const p = this.queue.peek();
         const tag =
           code === Backend.CommandComplete
-            ? readCommandTag(body)
+            ? readCommandTag(buf, bodyStart, end)
             : code === Backend.PortalSuspended
               ? 'SUSPENDED'
               : 'EMPTY';
@@ -640,7 +637,7 @@ export class Session {
         return 'forward';
       }
       case Backend.ErrorResponse: {
-        const f = readErrorFields(body);
+        const f = readErrorFields(buf.subarray(bodyStart, end));
         const p = this.queue.peek();
         if (!p) return 'forward';
         p.sqlstate = f.sqlstate;
@@ -659,11 +656,11 @@ export class Session {
       case Backend.ReadyForQuery: {
         const p = this.queue.shift();
         if (p?.kind === 'query') this.complete(p);
-        this.status = String.fromCharCode(body[0] ?? 0x49) as TransactionStatus;
+        this.status = String.fromCharCode(buf[bodyStart] ?? 0x49) as TransactionStatus;
         return 'forward';
       }
       case Backend.ParameterStatus: {
-        const { name, value } = readParameterStatus(body);
+        const { name, value } = readParameterStatus(buf.subarray(bodyStart, end));
         const want = this.pinned.get(name);
         if (want !== undefined && value !== want) {
           this.log.warn({ event: 'session_drift', parameter: name, value }, 'pinned setting changed');
@@ -746,15 +743,31 @@ export class Session {
     };
   }
 
+  /** One object literal, no spreads: this runs for every execution. */
   private statementRecord(
     protocol: NonNullable<DecisionRecord['protocol']>,
     sql: string | null,
     judgement: Judgement | null,
     v: Verdict,
-  ): DecisionRecord {
-    const spec = v.kind === 'deny' ? errors[v.code] : undefined;
-    const record: DecisionRecord & { hint?: string } = {
-      ...this.baseRecord('statement', protocol),
+    judgeMicros: number | null = judgement?.judgeMicros ?? null,
+  ): DecisionRecord & { hint?: string } {
+    const id = this.identity;
+    const deny = v.kind === 'deny';
+    return {
+      id: randomUUID(),
+      time: new Date().toISOString(),
+      kind: 'statement',
+      instanceId: this.deps.instanceId,
+      sessionId: this.id,
+      seq: this.seq++,
+      human: id?.human ?? null,
+      agent: id?.agent ?? this.params?.user ?? null,
+      tenant: id?.tenant ?? null,
+      roles: id?.roles ?? [],
+      tokenId: id?.tokenId ?? null,
+      clientAddress: this.clientAddress,
+      applicationName: this.params?.applicationName ?? null,
+      protocol,
       sql,
       rewrittenSql: v.kind === 'rewrite' ? v.sql : null,
       fingerprint: judgement?.fingerprint ?? null,
@@ -764,11 +777,12 @@ export class Session {
       tables: v.tables,
       columns: v.columns,
       flags: v.flags,
-      error: v.kind === 'deny' ? { code: v.code, sqlstate: spec!.sqlstate, message: v.message } : null,
-      judgeMicros: judgement?.judgeMicros ?? null,
+      error: deny ? { code: v.code, sqlstate: errors[v.code].sqlstate, message: v.message } : null,
+      detail: null,
+      parameters: null,
+      judgeMicros,
+      ...(deny && v.hint ? { hint: v.hint } : {}),
     };
-    if (v.kind === 'deny' && v.hint) record.hint = v.hint;
-    return record;
   }
 
   private recordAuthFailure(params: ClientParameters, reason: string): void {

@@ -16,7 +16,13 @@ export class BackendStream {
   /** Bytes of a streamed message still to come. */
   private streamRemaining = 0;
 
-  constructor(private readonly inspect: (code: number, body: Buffer, raw: Buffer) => Disposition) {}
+  /**
+   * `inspect` gets the message's code and where its body lies in `buf` (from bodyStart to end);
+   * it makes a view of the body only if it needs to read it.
+   */
+  constructor(
+    private readonly inspect: (code: number, buf: Buffer, bodyStart: number, end: number) => Disposition,
+  ) {}
 
   /** Returns the buffers to write to the client for this chunk. */
   push(chunk: Buffer): Buffer[] {
@@ -50,8 +56,7 @@ export class BackendStream {
         pos += total;
         continue;
       }
-      const raw = buf.subarray(pos, pos + total);
-      const verdict = this.inspect(code, raw.subarray(5), raw);
+      const verdict = this.inspect(code, buf, pos + 5, pos + total);
       if (verdict !== 'forward') {
         if (pos > runStart) out.push(buf.subarray(runStart, pos));
         if (verdict !== 'drop') out.push(verdict);
