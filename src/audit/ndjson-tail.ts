@@ -2,11 +2,16 @@ import pino from 'pino';
 import type { Logger } from 'pino';
 import { SpoolReader } from './spool-reader.js';
 
+/** How long close() waits for a slow NDJSON reader before leaving the rest to the next start. */
+const STOP_WAIT_MS = 2000;
+
 /**
  * The NDJSON output for SIEMs, written by the shipper's thread from the spool: the lines are the
  * spool's own (already in pino's line format), so the proxy's thread never writes them twice.
  * It has its own cursor (ndjson-cursor.json): a store outage does not hold it back, and after a
  * crash it resumes where it stopped (a line may be written twice, never lost while in the spool).
+ * Writes are asynchronous with backpressure: a reader that stops reading (a stuck stdout pipe)
+ * stalls only this output, never the delivery to the store on the same thread.
  */
 export class NdjsonTail {
   private readonly reader: SpoolReader;
@@ -27,12 +32,14 @@ export class NdjsonTail {
         logger.error({ segment, err: err.message }, 'pgwarden audit: unreadable spool line skipped'),
       { cursorFile: 'ndjson-cursor.json', deleteFinished: false },
     );
-    // Synchronous writes are fine here: this thread has nothing else to do meanwhile.
     this.dest = pino.destination({
       dest: target === 'stdout' ? 1 : target,
-      sync: true,
+      sync: false,
       mkdir: target !== 'stdout',
     });
+    this.dest.on('error', (err: Error) =>
+      logger.error({ err: err.message }, 'pgwarden audit: NDJSON output failed'),
+    );
   }
 
   /** The first segment the NDJSON output still needs. */
@@ -40,16 +47,38 @@ export class NdjsonTail {
     return this.reader.position();
   }
 
+  private pause(ms: number, event?: 'drain'): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(t);
+        if (event) this.dest.off(event, done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      if (event) this.dest.once(event, done);
+      this.wake = done;
+    });
+  }
+
   /** Writes what the spool holds beyond the cursor; true if there was anything. */
   async pump(): Promise<boolean> {
     let any = false;
     while (true) {
       const b = await this.reader.read(5000);
-      if (b.count > 0) this.dest.write(b.lines.ordered.join('\n') + '\n');
+      if (b.count > 0 && !this.dest.write(b.lines.ordered.join('\n') + '\n')) {
+        // The reader is slow: wait until it has taken this before reading more.
+        let drained = false;
+        const onDrain = (): void => {
+          drained = true;
+        };
+        this.dest.once('drain', onDrain);
+        while (!drained && !this.stopped) await this.pause(1000, 'drain');
+        this.dest.off('drain', onDrain);
+      }
       if (b.bytes === 0 && b.finished.length === 0) return any;
       await this.reader.commit(b);
       any = any || b.count > 0;
-      if (b.count === 0) return any;
+      if (b.count === 0 || this.stopped) return any;
     }
   }
 
@@ -64,25 +93,22 @@ export class NdjsonTail {
             'pgwarden audit: NDJSON output failed; will retry',
           );
         }
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(done, this.pollMs);
-          function done(): void {
-            clearTimeout(t);
-            resolve();
-          }
-          this.wake = done;
-        });
+        if (!this.stopped) await this.pause(this.pollMs);
       }
     })();
   }
 
-  /** Writes everything left, then closes the output. */
+  /** Writes what is left (within STOP_WAIT_MS), then closes the output. */
   async stop(): Promise<void> {
     this.stopped = true;
     this.wake?.();
-    await this.loop;
-    await this.pump().catch(() => false);
-    this.dest.flushSync();
+    const deadline = new Promise<void>((r) => setTimeout(r, STOP_WAIT_MS).unref());
+    await Promise.race([this.loop, deadline]);
+    this.stopped = false; // one last pass, still bounded by the deadline
+    await Promise.race([this.pump().catch(() => false), deadline]);
+    this.stopped = true;
+    const closed = new Promise<void>((resolve) => this.dest.once('close', () => resolve()));
     this.dest.end();
+    await Promise.race([closed, deadline]);
   }
 }

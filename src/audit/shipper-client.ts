@@ -29,7 +29,12 @@ export class ShipperClient {
   }
 
   private spawn(): void {
-    const worker = new Worker(new URL('./shipper-worker.mjs', import.meta.url), { workerData: this.data });
+    const worker = new Worker(new URL('./shipper-worker.mjs', import.meta.url), {
+      workerData: this.data,
+      // Inherited flags that only make sense for the main entry (node --input-type=module -e ...)
+      // would stop the worker from starting.
+      execArgv: process.execArgv.filter((a) => !a.startsWith('--input-type')),
+    });
     this.worker = worker;
     // The proxy decides when to exit; a forgotten close() must not keep the process alive.
     worker.unref();
