@@ -99,6 +99,7 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
       retentionCheckIntervalMs: config.store.retentionCheckIntervalMs,
       sqlTextIndex: config.store.sqlTextIndex,
       ndjson: config.ndjson,
+      spoolMaxBytes: config.spool.maxBytes,
     },
     log,
     (bytes) => {

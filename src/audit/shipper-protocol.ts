@@ -15,6 +15,8 @@ export interface ShipperWorkerData {
   readonly sqlTextIndex: boolean;
   /** NDJSON target written from the spool by this thread: a path, "stdout" or "off". */
   readonly ndjson: string;
+  /** The spool's bound; the NDJSON output may not hold back more than this on disk. */
+  readonly spoolMaxBytes: number;
 }
 
 export type ToShipper =

@@ -3,6 +3,7 @@ import pg from 'pg';
 import pino from 'pino';
 import { NdjsonTail } from './ndjson-tail.js';
 import { applyRetention } from './retention.js';
+import { bytesFrom } from './spool-layout.js';
 import { Shipper, type ShipperStats } from './shipper.js';
 import type { FromShipper, ShipperWorkerData, ToShipper } from './shipper-protocol.js';
 import { ensureDatabase, ensureSchema } from './store-schema.js';
@@ -39,6 +40,29 @@ const ndjson =
   data.ndjson === 'off' ? null : new NdjsonTail(data.ownDir, data.ndjson, data.pollIntervalMs, logger);
 ndjson?.start();
 
+let ndjsonDropping = false;
+/**
+ * Segments the NDJSON output has not written yet are kept, up to the spool's bound: past it the
+ * SIEM stream loses lines (logged) rather than the disk filling up behind a reader that is gone.
+ */
+function ndjsonRetains(tail: NdjsonTail): string | null {
+  const pos = tail.position();
+  if (pos === null) return null;
+  const behind = bytesFrom(data.ownDir, pos);
+  if (behind <= data.spoolMaxBytes) {
+    ndjsonDropping = false;
+    return pos;
+  }
+  if (!ndjsonDropping) {
+    ndjsonDropping = true;
+    logger.error(
+      { behind },
+      'pgwarden audit: NDJSON output too far behind; its oldest spool segments are released',
+    );
+  }
+  return null;
+}
+
 let last = '';
 const shipper = new Shipper({
   pool,
@@ -53,7 +77,7 @@ const shipper = new Shipper({
   pollIntervalMs: data.pollIntervalMs,
   maxRetryDelayMs: data.maxRetryDelayMs,
   logger,
-  ...(ndjson ? { retainFrom: () => ndjson.position() } : {}),
+  ...(ndjson ? { retainFrom: () => ndjsonRetains(ndjson) } : {}),
   onDelivered: (bytes: number) => post({ type: 'delivered', bytes, stats: shipper.stats() }),
   onRound: (stats: ShipperStats) => {
     const s = JSON.stringify(stats);

@@ -61,3 +61,17 @@ export function lastCompleteLine(path: string): { line: string | null; validLeng
   const start = end === 0 ? 0 : buf.lastIndexOf(0x0a, end - 1) + 1;
   return { line: buf.subarray(start, end).toString('utf8'), validLength: end + 1 };
 }
+
+/** Bytes in the segments from `segment` on: how far behind a reader at that segment is, at most. */
+export function bytesFrom(dir: string, segment: string): number {
+  let total = 0;
+  for (const seg of listSegments(dir)) {
+    if (seg < segment) continue;
+    try {
+      total += statSync(join(dir, seg)).size;
+    } catch {
+      // Deleted meanwhile.
+    }
+  }
+  return total;
+}
