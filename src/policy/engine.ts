@@ -99,6 +99,19 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
     return { key, policy };
   };
 
+  // A session's identity is one frozen object for its whole life: work out its policy and cache
+  // prefix once, not on every statement.
+  const scopes = new WeakMap<JudgeContext['identity'], { prefix: string; policy: EffectivePolicy }>();
+  const scopeFor = (identity: JudgeContext['identity']): { prefix: string; policy: EffectivePolicy } => {
+    let scope = scopes.get(identity);
+    if (!scope) {
+      const { key, policy } = policyFor(identity.roles);
+      scope = { prefix: `${identity.tenant}\u0001${key}\u0001`, policy };
+      scopes.set(identity, scope);
+    }
+    return scope;
+  };
+
   function evaluate(
     sql: string,
     jc: JudgeContext,
@@ -237,8 +250,7 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
       const start = performance.now();
       const micros = (): number => Math.round((performance.now() - start) * 1000);
       try {
-        const { key: roleKey, policy } = policyFor(jc.identity.roles);
-        const prefix = `${jc.identity.tenant}\u0001${roleKey}\u0001`;
+        const { prefix, policy } = scopeFor(jc.identity);
         const hit = exact.get(prefix + sql);
         if (hit)
           return { verdict: hit.verdict, fingerprint: hit.fingerprint, cached: true, judgeMicros: micros() };

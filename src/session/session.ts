@@ -24,6 +24,7 @@ import { cancelUpstream, connectUpstream, type UpstreamConnection } from '../ups
 import type { CancelRegistry } from './cancel-registry.js';
 import { checkParam } from './param-check.js';
 import { PendingQueue, pending, type Pending } from './pending.js';
+import { isoNow } from './clock.js';
 import { OutBatch } from './out-batch.js';
 import { checkClientParameters, readStartup, type ClientParameters } from './startup.js';
 
@@ -696,7 +697,7 @@ export class Session {
       this.deps.sink.complete({
         recordId: p.recordId,
         sessionId: this.id,
-        time: new Date().toISOString(),
+        time: isoNow(),
         command: p.command ?? command ?? null,
         rows: p.rows,
         upstreamMicros: Math.round((performance.now() - p.startedAt) * 1000),
@@ -714,7 +715,7 @@ export class Session {
     const id = this.identity;
     return {
       id: randomUUID(),
-      time: new Date().toISOString(),
+      time: isoNow(),
       kind,
       instanceId: this.deps.instanceId,
       sessionId: this.id,
@@ -755,7 +756,7 @@ export class Session {
     const deny = v.kind === 'deny';
     return {
       id: randomUUID(),
-      time: new Date().toISOString(),
+      time: isoNow(),
       kind: 'statement',
       instanceId: this.deps.instanceId,
       sessionId: this.id,
