@@ -82,6 +82,10 @@ function constsByLocation(node: unknown, out: Map<number, Node[]>): void {
  * statement is parsed with PostgreSQL's grammar, every relation resolved and scoped, every
  * function, type and column checked, the result deparsed, re-parsed and checked again.
  */
+function elapsedMicros(start: number): number {
+  return Math.round((performance.now() - start) * 1000);
+}
+
 export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJudgeOptions): Judge {
   const size = opts.cacheSize ?? 10_000;
   const exact = new BoundedCache<Entry>(size);
@@ -248,18 +252,27 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
   return {
     judge(sql: string, jc: JudgeContext): Judgement {
       const start = performance.now();
-      const micros = (): number => Math.round((performance.now() - start) * 1000);
       try {
         const { prefix, policy } = scopeFor(jc.identity);
         const hit = exact.get(prefix + sql);
         if (hit)
-          return { verdict: hit.verdict, fingerprint: hit.fingerprint, cached: true, judgeMicros: micros() };
+          return {
+            verdict: hit.verdict,
+            fingerprint: hit.fingerprint,
+            cached: true,
+            judgeMicros: elapsedMicros(start),
+          };
         const lk = literalShape(sql);
         const shapeKey = lk ? prefix + lk.key : undefined;
         const shapeHit = shapeKey !== undefined && lk ? shapes.get(shapeKey) : undefined;
         if (shapeHit && lk) {
           const verdict = fromShape(shapeHit, sql, lk.spans);
-          return { verdict, fingerprint: shapeHit.fingerprint, cached: true, judgeMicros: micros() };
+          return {
+            verdict,
+            fingerprint: shapeHit.fingerprint,
+            cached: true,
+            judgeMicros: elapsedMicros(start),
+          };
         }
         const r = evaluate(sql, jc, policy);
         if (r.cacheable) exact.set(prefix + sql, r.entry);
@@ -268,7 +281,7 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
           verdict: r.entry.verdict,
           fingerprint: r.entry.fingerprint,
           cached: false,
-          judgeMicros: micros(),
+          judgeMicros: elapsedMicros(start),
         };
       } catch (err) {
         const verdict = deny(
@@ -277,7 +290,7 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
           `internal: ${(err as Error).message}`,
           'PGW_INTERNAL',
         );
-        return { verdict, fingerprint: '', cached: false, judgeMicros: micros() };
+        return { verdict, fingerprint: '', cached: false, judgeMicros: elapsedMicros(start) };
       }
     },
   };

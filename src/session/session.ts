@@ -712,7 +712,30 @@ export class Session {
   // ---- records ---------------------------------------------------------------------------
 
   private baseRecord(kind: DecisionRecord['kind'], protocol: DecisionRecord['protocol']): DecisionRecord {
+    return this.record(kind, protocol, null, null, null, null);
+  }
+
+  private statementRecord(
+    protocol: NonNullable<DecisionRecord['protocol']>,
+    sql: string | null,
+    judgement: Judgement | null,
+    v: Verdict,
+    judgeMicros: number | null = judgement?.judgeMicros ?? null,
+  ): DecisionRecord & { hint?: string } {
+    return this.record('statement', protocol, sql, judgement, v, judgeMicros);
+  }
+
+  /** One object literal, no spreads: this runs for every execution. */
+  private record(
+    kind: DecisionRecord['kind'],
+    protocol: DecisionRecord['protocol'],
+    sql: string | null,
+    judgement: Judgement | null,
+    v: Verdict | null,
+    judgeMicros: number | null,
+  ): DecisionRecord & { hint?: string } {
     const id = this.identity;
+    const deny = v?.kind === 'deny';
     return {
       id: randomUUID(),
       time: isoNow(),
@@ -728,57 +751,17 @@ export class Session {
       clientAddress: this.clientAddress,
       applicationName: this.params?.applicationName ?? null,
       protocol,
-      sql: null,
-      rewrittenSql: null,
-      fingerprint: null,
-      verdict: null,
-      reasons: [],
-      ruleIds: [],
-      tables: [],
-      columns: [],
-      flags: [],
-      error: null,
-      detail: null,
-      parameters: null,
-      judgeMicros: null,
-    };
-  }
-
-  /** One object literal, no spreads: this runs for every execution. */
-  private statementRecord(
-    protocol: NonNullable<DecisionRecord['protocol']>,
-    sql: string | null,
-    judgement: Judgement | null,
-    v: Verdict,
-    judgeMicros: number | null = judgement?.judgeMicros ?? null,
-  ): DecisionRecord & { hint?: string } {
-    const id = this.identity;
-    const deny = v.kind === 'deny';
-    return {
-      id: randomUUID(),
-      time: isoNow(),
-      kind: 'statement',
-      instanceId: this.deps.instanceId,
-      sessionId: this.id,
-      seq: this.seq++,
-      human: id?.human ?? null,
-      agent: id?.agent ?? this.params?.user ?? null,
-      tenant: id?.tenant ?? null,
-      roles: id?.roles ?? [],
-      tokenId: id?.tokenId ?? null,
-      clientAddress: this.clientAddress,
-      applicationName: this.params?.applicationName ?? null,
-      protocol,
       sql,
-      rewrittenSql: v.kind === 'rewrite' ? v.sql : null,
+      rewrittenSql: v?.kind === 'rewrite' ? v.sql : null,
       fingerprint: judgement?.fingerprint ?? null,
-      verdict: v.kind,
-      reasons: v.reasons,
-      ruleIds: v.ruleIds,
-      tables: v.tables,
-      columns: v.columns,
-      flags: v.flags,
-      error: deny ? { code: v.code, sqlstate: errors[v.code].sqlstate, message: v.message } : null,
+      verdict: v?.kind ?? null,
+      reasons: v?.reasons ?? [],
+      ruleIds: v?.ruleIds ?? [],
+      tables: v?.tables ?? [],
+      columns: v?.columns ?? [],
+      flags: v?.flags ?? [],
+      error:
+        v?.kind === 'deny' ? { code: v.code, sqlstate: errors[v.code].sqlstate, message: v.message } : null,
       detail: null,
       parameters: null,
       judgeMicros,

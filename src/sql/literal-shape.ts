@@ -7,13 +7,25 @@
  * https://www.postgresql.org/docs/current/sql-syntax-lexical.html
  */
 export interface LiteralShape {
-  /** The text with each literal replaced by NUL, which cannot occur in a query string. */
+  /**
+   * The text with each literal replaced by NUL and its class (s: string, i: integer, n: other
+   * numeric): NUL cannot occur in a query string, and the class keeps statements whose literals
+   * the server would type differently (overloads, implicit casts) apart.
+   */
   readonly key: string;
   /** [start, end) of each literal, in order. */
   readonly spans: readonly (readonly [number, number])[];
 }
 
-const identChar = /[A-Za-z0-9_$\u0080-\uffff]/;
+// The lexer runs on every statement that misses the exact-text cache: character codes, not
+// regular expressions, in the loop.
+function isDigit(c: number): boolean {
+  return c >= 48 && c <= 57;
+}
+function isIdent(c: number): boolean {
+  return (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || isDigit(c) || c === 95 || c === 36 || c >= 128;
+}
+const identChar = { test: (ch: string): boolean => ch.length > 0 && isIdent(ch.charCodeAt(0)) };
 
 export function literalShape(sql: string): LiteralShape | undefined {
   // Parser locations are UTF-8 byte offsets; with ASCII text they equal string indices.
@@ -55,15 +67,15 @@ export function literalShape(sql: string): LiteralShape | undefined {
       // 'a' 'b' continues a string across a newline; keep such text exact.
       if (/^\s*\n\s*'/.test(sql.slice(e))) return undefined;
       if (!prefixed) {
-        out += sql.slice(last, i) + '\u0000';
+        out += sql.slice(last, i) + '\u0000s';
         spans.push([i, e]);
         last = e;
       }
       i = e;
     } else if (c === '$') {
-      if (/[0-9]/.test(next)) {
+      if (isDigit(sql.charCodeAt(i + 1))) {
         i++;
-        while (i < n && /[0-9]/.test(sql[i] ?? '')) i++;
+        while (i < n && isDigit(sql.charCodeAt(i))) i++;
         continue;
       }
       const m = /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.exec(sql.slice(i));
@@ -74,21 +86,36 @@ export function literalShape(sql: string): LiteralShape | undefined {
       const close = sql.indexOf(m[0], i + m[0].length);
       if (close < 0) return undefined;
       i = close + m[0].length;
-    } else if (/[0-9]/.test(c) || (c === '.' && /[0-9]/.test(next))) {
-      if (identChar.test(sql[i - 1] ?? ' ')) {
+    } else if (isDigit(sql.charCodeAt(i)) || (c === '.' && isDigit(sql.charCodeAt(i + 1)))) {
+      if (i > 0 && isIdent(sql.charCodeAt(i - 1))) {
         i++;
         continue;
       }
-      const m = /^(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?/.exec(sql.slice(i));
-      if (!m) return undefined;
-      const e = i + m[0].length;
-      if (/[A-Za-z0-9_.]/.test(sql[e] ?? ' ')) return undefined;
-      out += sql.slice(last, i) + '\u0000';
+      let e = i;
+      while (e < n && isDigit(sql.charCodeAt(e))) e++;
+      let integer = e > i;
+      if (sql.charCodeAt(e) === 46 /* . */) {
+        integer = false;
+        e++;
+        while (e < n && isDigit(sql.charCodeAt(e))) e++;
+      }
+      if ((sql.charCodeAt(e) | 32) === 101 /* e */) {
+        const sign = sql.charCodeAt(e + 1) === 43 || sql.charCodeAt(e + 1) === 45 ? 1 : 0;
+        if (!isDigit(sql.charCodeAt(e + 1 + sign))) return undefined;
+        integer = false;
+        e += 1 + sign;
+        while (e < n && isDigit(sql.charCodeAt(e))) e++;
+      }
+      const after = sql.charCodeAt(e);
+      if (isIdent(after) || after === 46) return undefined;
+      // PostgreSQL makes an Integer of what fits in int4 and a Float of everything else.
+      const cls = integer && Number(sql.slice(i, e)) <= 2147483647 ? 'i' : 'n';
+      out += sql.slice(last, i) + '\u0000' + cls;
       spans.push([i, e]);
       last = e;
       i = e;
-    } else if (identChar.test(c)) {
-      while (i < n && identChar.test(sql[i] ?? '')) i++;
+    } else if (isIdent(sql.charCodeAt(i))) {
+      while (i < n && isIdent(sql.charCodeAt(i))) i++;
     } else i++;
   }
   return { key: out + sql.slice(last), spans };
