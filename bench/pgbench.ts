@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { startEmbeddedPostgres } from '../test/support/embedded.js';
+import { startNodePipe } from './lib/node-pipe.js';
 import { startPgBouncer } from './lib/pgbouncer.js';
 import { repoRoot, startPgwarden } from './lib/pgwarden.js';
 import {
@@ -36,7 +37,7 @@ const usage = `usage: node --import tsx bench/pgbench.ts [options]
   --clients N      pgbench clients (default 8)
   --threads N      pgbench threads (default 2)
   --modes LIST     simple,extended,prepared (default all three)
-  --targets LIST   direct,pgbouncer,pgwarden[,pgwarden-audit] (default: all the variant has)
+  --targets LIST   direct,pgbouncer,node-pipe,pgwarden[,pgwarden-audit] (default: all the variant has)
   --variant NAME   core | scoped | audit (default core)
   --rounds N       repeat the whole matrix N times, report the median (default 1)
   --warmup N       seconds of unmeasured pgbench per target before measuring (default 2, 0 = none)
@@ -101,7 +102,12 @@ function parseOptions(argv: string[]): Options {
   if (!Object.hasOwn(variants, variantName))
     throw new Error(`--variant: unknown "${variantName}" (one of ${Object.keys(variants).join(', ')})`);
   const variant = variants[variantName as Variant['name']];
-  const available: TargetName[] = ['direct', 'pgbouncer', ...variant.pgwardens.map((p) => p.target)];
+  const available: TargetName[] = [
+    'direct',
+    'pgbouncer',
+    'node-pipe',
+    ...variant.pgwardens.map((p) => p.target),
+  ];
   const clients = positiveInt('clients', values.clients, 8);
   return {
     seconds: positiveInt('seconds', values.seconds, 10),
@@ -185,6 +191,10 @@ async function main(): Promise<void> {
   if (o.targets.includes('pgbouncer')) {
     log('starting PgBouncer');
     endpoints.set('pgbouncer', await startPgBouncer(direct, o.clients));
+  }
+  if (o.targets.includes('node-pipe')) {
+    log('starting a bare Node.js pipe');
+    endpoints.set('node-pipe', await startNodePipe(direct));
   }
   const plannedSeconds = o.rounds * o.modes.length * o.targets.length * (o.seconds + 5) + o.warmup * 10;
   const evidence: (() => Promise<string>)[] = [];

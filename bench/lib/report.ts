@@ -1,6 +1,6 @@
 import type { Mode } from './targets.js';
 
-export type TargetName = 'direct' | 'pgbouncer' | 'pgwarden' | 'pgwarden-audit';
+export type TargetName = 'direct' | 'pgbouncer' | 'node-pipe' | 'pgwarden' | 'pgwarden-audit';
 
 /** TPS of every round, per mode and target. */
 export type Measurements = Map<Mode, Map<TargetName, number[]>>;
@@ -20,6 +20,8 @@ const ratio = (a: number | undefined, b: number | undefined): string =>
 /** The ratios worth reading for each pair of targets that ran, numerator first. */
 const ratioColumns: readonly [TargetName, TargetName][] = [
   ['pgwarden', 'pgbouncer'],
+  ['pgwarden', 'node-pipe'],
+  ['node-pipe', 'pgbouncer'],
   ['pgwarden', 'direct'],
   ['pgbouncer', 'direct'],
   ['pgwarden-audit', 'pgwarden'],
