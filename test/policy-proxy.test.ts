@@ -6,9 +6,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCatalog } from '../src/policy/catalog.js';
 import { createPolicyJudge } from '../src/policy/engine.js';
 import { loadRules } from '../src/policy/rules-load.js';
+import { serialize } from 'pg-protocol';
 import { loadParser } from '../src/sql/parse.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
+import { RawClient, errorOf } from './support/raw-client.js';
 
 const run = promisify(execFile);
 
@@ -42,6 +44,56 @@ beforeAll(async () => {
 afterAll(async () => {
   await proxy?.close();
   await db?.drop();
+});
+
+describe('prepared statement names', () => {
+  it('a named statement cannot be redefined to shed its Bind-time tenant check', async () => {
+    const c = await RawClient.connect(proxy.port);
+    await c.login('support-bot', db.name, await proxy.token({ tenant: 'acme' }));
+    const before = await globexChecksum();
+    // s1 checks at Bind that $1 is acme; then the attacker redefines s1 with a statement that has no check.
+    c.send(
+      Buffer.concat([
+        serialize.parse({ name: 's1', text: 'INSERT INTO orders (org_id, total) VALUES ($1, 1)' }),
+        serialize.sync(),
+        serialize.parse({ name: 's1', text: 'SELECT 1 FROM products' }),
+        serialize.sync(),
+        serialize.bind({ statement: 's1', values: ['globex'] }),
+        serialize.execute({}),
+        serialize.sync(),
+      ]),
+    );
+    expect((await c.untilReady()).map((m) => m.code)).toEqual(['1', 'Z']);
+    const redefine = await c.untilReady();
+    expect(errorOf(redefine[0])).toMatchObject({
+      code: '42501',
+      message: expect.stringContaining('already exists'),
+    });
+    const bind = await c.untilReady();
+    expect(errorOf(bind[0])).toMatchObject({ code: '42501' });
+    expect(await globexChecksum()).toBe(before);
+    c.close();
+  });
+
+  it('benign: the unnamed statement is redefined freely, and a closed name can be reused', async () => {
+    const c = await RawClient.connect(proxy.port);
+    await c.login('support-bot', db.name, await proxy.token({ tenant: 'acme' }));
+    c.send(
+      Buffer.concat([
+        serialize.parse({ text: 'SELECT 1 FROM products' }),
+        serialize.parse({ text: 'SELECT 2 FROM products' }),
+        serialize.parse({ name: 's2', text: 'SELECT 3 FROM products' }),
+        serialize.close({ type: 'S', name: 's2' }),
+        serialize.parse({ name: 's2', text: 'SELECT 4 FROM products LIMIT 1' }),
+        serialize.bind({ statement: 's2' }),
+        serialize.execute({}),
+        serialize.sync(),
+      ]),
+    );
+    const msgs = await c.untilReady();
+    expect(msgs.map((m) => m.code).join('')).toBe('111312DCZ');
+    c.close();
+  });
 });
 
 describe('COPY through the proxy', () => {

@@ -414,6 +414,17 @@ export class Session {
 
   private onParse(msg: fm.ParseMessage, m: FrontendMessage, out: OutBatch): void {
     if (this.skipUntilSync) return;
+    // The server refuses to redefine a named statement and keeps the old one. If pgwarden took the
+    // new text as that name's verdict, a later Bind would be checked against the wrong statement
+    // (say, one without the tenant check the old one needs), so refuse it here as the server would.
+    if (msg.statement !== '' && this.statements.has(msg.statement)) {
+      const v = this.refusal('PGW_POLICY_DENIED', `prepared statement "${msg.statement}" already exists`);
+      this.denyExtended(
+        this.statementRecord({ mode: 'extended', statementName: msg.statement }, msg.query, null, v),
+        out,
+      );
+      return;
+    }
     const judgement = this.judge(msg.query, 'extended');
     const v = judgement.verdict;
     const statement: JudgedStatement = { name: msg.statement, sql: msg.query, judgement };
@@ -529,9 +540,14 @@ export class Session {
     if (!effects) return;
     if (effects.prepare) this.policyState.preparedStatements.add(effects.prepare);
     if (effects.declareCursor) this.policyState.cursors.add(effects.declareCursor);
-    if (typeof effects.deallocate === 'string')
+    // SQL-level DEALLOCATE also drops protocol-level statements: they share one namespace.
+    if (typeof effects.deallocate === 'string') {
       this.policyState.preparedStatements.delete(effects.deallocate);
-    else if (effects.deallocate) this.policyState.preparedStatements.clear();
+      this.statements.delete(effects.deallocate);
+    } else if (effects.deallocate) {
+      this.policyState.preparedStatements.clear();
+      this.statements.clear();
+    }
   }
 
   /** Records the decision; if the log cannot take it, the statement is refused instead. */
