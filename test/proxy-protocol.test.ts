@@ -210,6 +210,33 @@ describe('extended protocol error semantics', () => {
     c.close();
   });
 
+  it('stays in step when the server rejects a message before the client has sent Sync', async () => {
+    const c = await RawClient.connect(px.port);
+    await c.login('support-bot', db.name, await px.token());
+    // Bind supplies two parameters to a statement that takes one: the server refuses the Bind.
+    c.send(
+      Buffer.concat([
+        serialize.parse({ text: 'SELECT name FROM items WHERE id = $1', types: [23] }),
+        serialize.bind({ values: ['1', '2'] }),
+        serialize.execute({}),
+        serialize.flush(),
+      ]),
+    );
+    expect((await c.read())?.code).toBe('1');
+    expect(errorOf(await c.read())).toMatchObject({ code: '08P01' });
+    // Sent after the error: the server discards it up to Sync, and so must pgwarden's bookkeeping.
+    c.send(Buffer.concat([serialize.describe({ type: 'P' }), serialize.sync()]));
+    expect((await c.untilReady()).map((m) => m.code)).toEqual(['Z']);
+    c.send(serialize.query("SELECT 'in-step' AS marker FROM items LIMIT 2"));
+    expect((await c.untilReady()).map((m) => m.code).join('')).toBe('TDDCZ');
+    const record = px.sink.records.find((r) => r.sql?.includes('in-step'));
+    expect(px.sink.outcomes.find((o) => o.recordId === record?.id)).toMatchObject({
+      command: 'SELECT 2',
+      rows: 2,
+    });
+    c.close();
+  });
+
   it('named statements and portals, pipelined, with Describe and Close', async () => {
     const c = await RawClient.connect(px.port);
     await c.login('support-bot', db.name, await px.token());

@@ -667,6 +667,9 @@ export class Session {
             skipped.command = 'SKIPPED';
             this.complete(skipped);
           }
+          // No Sync forwarded yet: the server will discard what the client sends until its Sync,
+          // so pgwarden must not expect answers to those messages either.
+          if (this.queue.length === 0) this.skipUntilSync = true;
         }
         return p.standIn ?? 'forward';
       }
