@@ -1,7 +1,7 @@
 import type { ErrorCode } from '../errors/registry.js';
 import type { Rules } from './rules-schema.js';
 import type { Judge, Judgement, Verdict, VerdictFacts } from './verdict.js';
-import { literalKey } from '../sql/literal-key.js';
+import { literalShape } from '../sql/literal-shape.js';
 import { fingerprint, parseSql } from '../sql/parse.js';
 
 const emptyFacts: VerdictFacts = {
@@ -119,7 +119,7 @@ export function createStrictDefaultJudge(rules: Rules, searchPath = 'public'): J
   return {
     judge(sql): Judgement {
       const start = performance.now();
-      const key = literalKey(sql) ?? sql;
+      const key = literalShape(sql)?.key ?? sql;
       let entry = cache.get(key);
       const cached = entry !== undefined;
       if (!entry) {

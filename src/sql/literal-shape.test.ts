@@ -13,6 +13,21 @@ describe('literalShape', () => {
     expect(literalShape("SELECT f('1')")!.key).not.toBe(literalShape('SELECT f(1)')!.key);
   });
 
+  it('keeps identifiers, parameters and text it does not normalise exactly as written', () => {
+    expect(literalShape('SELECT t1.c2 FROM t1 WHERE c = $1')!.key).toBe('SELECT t1.c2 FROM t1 WHERE c = $1');
+    expect(literalShape('SELECT 1 FROM a')!.key).not.toBe(literalShape('SELECT 1 FROM b')!.key);
+    for (const [a, b] of [
+      ["SELECT E'\\x27' FROM t", "SELECT E'x' FROM t"],
+      ['SELECT $$a$$ FROM t', 'SELECT $$b$$ FROM t'],
+      ["SELECT x'1F'", "SELECT x'2F'"],
+    ]) {
+      expect(literalShape(a!)?.key ?? a, a).not.toBe(literalShape(b!)?.key ?? b);
+    }
+    for (const sql of ["SELECT 'unterminated", 'SELECT "unterminated', 'SELECT 0x1F', 'SELECT ☃ FROM t']) {
+      expect(literalShape(sql), sql).toBeUndefined();
+    }
+  });
+
   it('gives one key only to statements whose PostgreSQL tokens differ in literal values alone (corpus)', async () => {
     await loadParser();
     const lines = readFileSync(new URL('../../test/corpus/pg-regress.jsonl', import.meta.url), 'utf8').split(
