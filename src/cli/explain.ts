@@ -1,10 +1,11 @@
 import { parseArgs } from 'node:util';
 import { checkRulesAgainstCatalog } from '../policy/catalog.js';
 import { createPolicyJudge } from '../policy/engine.js';
-import { loadRules, RulesError } from '../policy/rules-load.js';
+import { RulesError } from '../policy/rules-load.js';
 import type { JudgeContext } from '../policy/verdict.js';
 import { loadParser } from '../sql/parse.js';
 import { catalogFrom, policyOptions } from '../policy/catalog-source.js';
+import { loadRulesOrReport } from './load-rules.js';
 
 interface Io {
   stdout: (s: string) => void;
@@ -48,13 +49,8 @@ export async function explainCommand(args: string[], io: Io): Promise<number> {
     return 2;
   }
   await loadParser();
-  let rules;
-  try {
-    rules = await loadRules(a.rules ?? ['rules']);
-  } catch (err) {
-    io.stderr(err instanceof RulesError ? err.message : (err as Error).message);
-    return 1;
-  }
+  const rules = await loadRulesOrReport(a.rules, io.stderr);
+  if (!rules) return 1;
   const source = await catalogFrom(a, io.stderr);
   if (!source) {
     io.stderr('explain needs the catalog: pass --database-url <url> or --catalog <snapshot.json>');

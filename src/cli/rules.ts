@@ -4,9 +4,10 @@ import { checkRulesAgainstCatalog, loadCatalog } from '../policy/catalog.js';
 import { catalogSnapshot } from '../policy/catalog-snapshot.js';
 import { readCases, runCase } from '../policy/case-file.js';
 import { createPolicyJudge } from '../policy/engine.js';
-import { loadRules, RulesError } from '../policy/rules-load.js';
+import { RulesError } from '../policy/rules-load.js';
 import { loadParser } from '../sql/parse.js';
 import { catalogFrom, policyOptions } from '../policy/catalog-source.js';
+import { loadRulesOrReport } from './load-rules.js';
 
 interface Io {
   stdout: (s: string) => void;
@@ -47,13 +48,8 @@ export async function rulesCommand(args: string[], io: Io): Promise<number> {
     io.stderr(usage);
     return 2;
   }
-  let rules;
-  try {
-    rules = await loadRules(a.rules ?? ['rules']);
-  } catch (err) {
-    io.stderr(err instanceof RulesError ? err.message : (err as Error).message);
-    return 1;
-  }
+  const rules = await loadRulesOrReport(a.rules, io.stderr);
+  if (!rules) return 1;
   const source = await catalogFrom(a, io.stderr);
   if (!source) {
     if (sub === 'test') {
