@@ -9,6 +9,9 @@ export interface NdjsonOutput {
  * The SIEM stream: the same lines as the spool, already in pino's line format, written through
  * pino's asynchronous destination (sonic-boom) so a slow stdout never blocks a statement.
  */
+/** Longest a written line waits in the buffer before it reaches the file or stdout. */
+const FLUSH_INTERVAL_MS = 1000;
+
 export function openNdjson(target: string): NdjsonOutput {
   if (target === 'off') return { write: () => {}, close: async () => {} };
   const dest = pino.destination({
@@ -17,12 +20,22 @@ export function openNdjson(target: string): NdjsonOutput {
     mkdir: target !== 'stdout',
     minLength: 4096,
   });
+  // minLength batches writes under load; at low traffic a line must still reach the SIEM promptly.
+  const flusher = setInterval(() => {
+    try {
+      dest.flush();
+    } catch {
+      // Not open yet, or already closed: the next tick or close() takes care of it.
+    }
+  }, FLUSH_INTERVAL_MS);
+  flusher.unref();
   return {
     write: (lines) => {
       dest.write(lines);
     },
     close: () =>
       new Promise((resolve) => {
+        clearInterval(flusher);
         try {
           dest.flushSync();
         } catch {
