@@ -144,6 +144,30 @@ describe('bad input gets a clear error and the proxy keeps serving', () => {
     await stillServes();
   });
 
+  it('a client that leaves during authentication leaves no upstream connection behind', async () => {
+    const count = async (): Promise<number> =>
+      Number(
+        (
+          await db.sql<{ n: string }>(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'pgwarden/%'",
+          )
+        )[0]?.n,
+      );
+    const before = await count();
+    const token = await px.token();
+    for (let i = 0; i < 10; i++) {
+      const c = await RawClient.connect(px.port);
+      c.send(serialize.startup({ user: 'support-bot', database: db.name }));
+      await c.read();
+      c.send(serialize.password(token));
+      await new Promise((r) => setTimeout(r, i)); // leave at different points of the upstream start
+      c.close();
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await count()).toBe(before);
+    await stillServes();
+  });
+
   it('refuses connections beyond the limit with 53300', async () => {
     const clients: RawClient[] = [];
     for (let i = 0; i < 20; i++) clients.push(await RawClient.connect(px.port));

@@ -138,6 +138,9 @@ export class Session {
   private async startup(): Promise<void> {
     const { config } = this.deps;
     this.socket.on('error', () => this.close('client socket error'));
+    // A client that leaves while its token is checked or its upstream connection is opened must
+    // not leave that connection behind: close() marks the session, and startup stops there.
+    this.socket.once('close', () => this.close('client closed during startup'));
     const first = await readStartup(this.socket, {
       maxMessageBytes: config.limits.maxMessageBytes,
       tls: this.deps.tls,
