@@ -3,7 +3,7 @@ import pg from 'pg';
 import { serialize } from 'pg-protocol';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMemorySink } from '../src/audit/log-only-sink.js';
+import { createMemorySink } from './support/memory-sink.js';
 import type { Judge } from '../src/policy/verdict.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
 import { startEmbeddedPostgres, type RunningPostgres } from './support/embedded.js';

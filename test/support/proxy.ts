@@ -1,10 +1,10 @@
 import { pino } from 'pino';
-import { createMemorySink } from '../../src/audit/log-only-sink.js';
+import { createMemorySink } from './memory-sink.js';
 import type { DecisionSink } from '../../src/audit/record.js';
 import { buildConfig } from '../../src/config/load.js';
 import type { Config, ConfigInput } from '../../src/config/schema.js';
 import { mintToken, type MintOptions } from '../../src/identity/token.js';
-import { createStrictDefaultJudge } from '../../src/policy/strict-default.js';
+import { createStrictDefaultJudge } from './read-only-judge.js';
 import type { Judge } from '../../src/policy/verdict.js';
 import { loadParser } from '../../src/sql/parse.js';
 import { startPgwarden, type RunningPgwarden } from '../../src/server.js';

@@ -1,8 +1,8 @@
-import type { ErrorCode } from '../errors/registry.js';
-import type { Rules } from './rules-schema.js';
-import type { Judge, Judgement, Verdict, VerdictFacts } from './verdict.js';
-import { literalShape } from '../sql/literal-shape.js';
-import { fingerprint, parseSql } from '../sql/parse.js';
+import type { ErrorCode } from '../../src/errors/registry.js';
+import type { Rules } from '../../src/policy/rules-schema.js';
+import type { Judge, Judgement, Verdict, VerdictFacts } from '../../src/policy/verdict.js';
+import { literalShape } from '../../src/sql/literal-shape.js';
+import { fingerprint, parseSql } from '../../src/sql/parse.js';
 
 const emptyFacts: VerdictFacts = {
   ruleIds: [],
@@ -52,7 +52,8 @@ const writingNodes = new Set([
 ]);
 
 /**
- * The proxy core's strict default: a query is allowed only if every statement is a plain SELECT
+ * A deliberately simple judge for the proxy's own tests (the issue-2 strict default, kept after
+ * the policy engine replaced it in production): a query is allowed only if every statement is a plain SELECT
  * whose relations are all listed in the rules. Names are resolved with the pinned search_path's
  * first schema when unqualified. Everything else is denied. The policy engine replaces this.
  */
