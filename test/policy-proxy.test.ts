@@ -75,6 +75,36 @@ describe('prepared statement names', () => {
     c.close();
   });
 
+  it('SQL PREPARE cannot take over the name of a protocol statement (or the reverse)', async () => {
+    const c = await RawClient.connect(proxy.port);
+    await c.login('support-bot', db.name, await proxy.token({ tenant: 'acme' }));
+    const before = await globexChecksum();
+    c.send(
+      Buffer.concat([
+        serialize.parse({ name: 's9', text: 'INSERT INTO orders (org_id, total) VALUES ($1, 1)' }),
+        serialize.sync(),
+        serialize.query('PREPARE s9 AS SELECT 1 FROM products'),
+        serialize.query("EXECUTE s9('globex')"),
+        serialize.query('PREPARE q9 AS SELECT 1 FROM products'),
+        serialize.parse({ name: 'q9', text: 'SELECT 2 FROM products' }),
+        serialize.sync(),
+      ]),
+    );
+    expect((await c.untilReady()).map((m) => m.code)).toEqual(['1', 'Z']);
+    expect(errorOf((await c.untilReady())[0])).toMatchObject({
+      code: '42501',
+      message: expect.stringContaining('already exists'),
+    });
+    expect(errorOf((await c.untilReady())[0])).toMatchObject({ code: '42501' });
+    expect((await c.untilReady()).map((m) => m.code)).toEqual(['C', 'Z']);
+    expect(errorOf((await c.untilReady())[0])).toMatchObject({
+      code: '42501',
+      message: expect.stringContaining('already exists'),
+    });
+    expect(await globexChecksum()).toBe(before);
+    c.close();
+  });
+
   it('benign: the unnamed statement is redefined freely, and a closed name can be reused', async () => {
     const c = await RawClient.connect(proxy.port);
     await c.login('support-bot', db.name, await proxy.token({ tenant: 'acme' }));

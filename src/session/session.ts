@@ -405,8 +405,8 @@ export class Session {
   private onQuery(sql: string, m: FrontendMessage, out: OutBatch): void {
     if (this.skipUntilSync) return;
     const judgement = this.judge(sql, 'simple');
-    const record = this.statementRecord({ mode: 'simple' }, sql, judgement, judgement.verdict);
-    const v = judgement.verdict;
+    const v = this.refuseTakenName(judgement.verdict);
+    const record = this.statementRecord({ mode: 'simple' }, sql, judgement, v);
     if (v.kind === 'deny') return this.denyQuery(record, out);
     if (!this.tryDecide(record, out, 'query')) return;
     if (v.kind === 'allow') out.addMessage(m);
@@ -420,7 +420,7 @@ export class Session {
     // The server refuses to redefine a named statement and keeps the old one. If pgwarden took the
     // new text as that name's verdict, a later Bind would be checked against the wrong statement
     // (say, one without the tenant check the old one needs), so refuse it here as the server would.
-    if (msg.statement !== '' && this.statements.has(msg.statement)) {
+    if (msg.statement !== '' && this.nameTaken(msg.statement)) {
       const v = this.refusal('PGW_POLICY_DENIED', `prepared statement "${msg.statement}" already exists`);
       this.denyExtended(
         this.statementRecord({ mode: 'extended', statementName: msg.statement }, msg.query, null, v),
@@ -428,8 +428,9 @@ export class Session {
       );
       return;
     }
-    const judgement = this.judge(msg.query, 'extended');
-    const v = judgement.verdict;
+    const judged = this.judge(msg.query, 'extended');
+    const v = this.refuseTakenName(judged.verdict);
+    const judgement = v === judged.verdict ? judged : { ...judged, verdict: v };
     const statement: JudgedStatement = { name: msg.statement, sql: msg.query, judgement };
     if (v.kind === 'deny') {
       const record = this.statementRecord(
@@ -537,6 +538,21 @@ export class Session {
     if (!this.tryDecide(record, out, 'extended')) return;
     out.addMessage(m);
     this.queue.push(pending('execute', record.id));
+  }
+
+  /**
+   * Protocol-level (Parse) and SQL-level (PREPARE) statements share one namespace on the server,
+   * and the server keeps the first of two with the same name. pgwarden must then never believe
+   * the second: its checks would be applied to a statement the server does not run.
+   */
+  private nameTaken(name: string): boolean {
+    return this.statements.has(name) || this.policyState.preparedStatements.has(name);
+  }
+
+  private refuseTakenName(v: Verdict): Verdict {
+    const name = v.kind === 'deny' ? undefined : v.effects?.prepare;
+    if (name === undefined || !this.nameTaken(name)) return v;
+    return this.refusal('PGW_POLICY_DENIED', `prepared statement "${name}" already exists`);
   }
 
   private applyEffects(effects: SessionEffects | undefined): void {
