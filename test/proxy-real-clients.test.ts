@@ -97,6 +97,26 @@ describe('postgres.js', () => {
   });
 });
 
+describe('psycopg2 (libpq from Python)', () => {
+  it('runs a parameterized query, and sees the denial as a Python exception with the SQLSTATE', async () => {
+    // Debian's python3 with python3-psycopg2 (installed by .ci/run).
+    const script = [
+      'import sys, psycopg2',
+      'c = psycopg2.connect(sys.argv[1])',
+      'cur = c.cursor()',
+      "cur.execute('SELECT name FROM items WHERE id = %s', (3,))",
+      'print(cur.fetchone()[0])',
+      'c.rollback()',
+      'try:',
+      "    cur.execute('SELECT secret FROM secrets')",
+      'except psycopg2.Error as e:',
+      '    print(e.pgcode)',
+    ].join('\n');
+    const { stdout } = await run('/usr/bin/python3', ['-c', script, await px.url()]);
+    expect(stdout.trim().split('\n')).toEqual(['item 3', '42501']);
+  });
+});
+
 describe('pgbench', () => {
   for (const mode of ['simple', 'extended', 'prepared']) {
     it(`-S -M ${mode} completes every transaction through pgwarden`, async () => {
