@@ -46,6 +46,30 @@ afterAll(async () => {
   await db?.drop();
 });
 
+describe('schema introspection, as MCP Postgres servers do it', () => {
+  it('lists tables and columns through information_schema, and refuses routine definitions', async () => {
+    const c = await client('acme');
+    try {
+      const tables = await c.query<{ table_name: string }>(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+      );
+      expect(tables.rows.map((r) => r.table_name)).toContain('orders');
+      const columns = await c.query(
+        'SELECT column_name, data_type FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position',
+        ['orders'],
+      );
+      expect(columns.rows[0]).toEqual({ column_name: 'id', data_type: 'bigint' });
+      await expect(
+        c.query('SELECT routine_definition FROM information_schema.routines'),
+      ).rejects.toMatchObject({
+        code: '42501',
+      });
+    } finally {
+      await c.end();
+    }
+  });
+});
+
 describe('prepared statement names', () => {
   it('a named statement cannot be redefined to shed its Bind-time tenant check', async () => {
     const c = await RawClient.connect(proxy.port);

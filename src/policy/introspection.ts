@@ -21,6 +21,10 @@ export const safeIntrospection = [
   'pg_catalog.pg_range',
   'pg_catalog.pg_am',
   'pg_catalog.pg_collation',
+  // What MCP Postgres servers read to list tables and their columns. Like pg_class, they name
+  // every relation the service role can see; they hold no row data.
+  'information_schema.tables',
+  'information_schema.columns',
 ] as const;
 
 export type SafeIntrospection = (typeof safeIntrospection)[number];
