@@ -50,13 +50,15 @@ describe('node-postgres through pgwarden', () => {
     }
   });
 
-  it('leaves a transaction failed after a denied statement, as Postgres would', async () => {
+  it('leaves a transaction failed after a denied statement, as Postgres would (simple protocol)', async () => {
     const c = await client();
     try {
-      await c.query('BEGIN').catch(() => {});
-      // The strict default denies BEGIN itself; use the server's own state instead via a denial.
-      const status = await c.query('SELECT 1 FROM items LIMIT 1');
-      expect(status.rowCount).toBe(1);
+      await c.query('BEGIN');
+      await expect(c.query('SELECT * FROM secrets')).rejects.toMatchObject({ code: '42501' });
+      // The server itself is now in a failed transaction block: it refuses the next statement.
+      await expect(c.query('SELECT 1 AS one FROM items LIMIT 1')).rejects.toMatchObject({ code: '25P02' });
+      await c.query('ROLLBACK');
+      expect((await c.query('SELECT 1 AS one FROM items LIMIT 1')).rows).toEqual([{ one: 1 }]);
     } finally {
       await c.end();
     }
