@@ -107,3 +107,23 @@ export function sourceOptions(v: Record<string, unknown>): SourceOptions {
     hmacKeyFile: v['hmac-key-file'] as string | undefined,
   };
 }
+
+/**
+ * Opens a command's decision source; a usage problem is written to stderr with the command's
+ * usage and gives undefined (the command exits 2). Other errors propagate.
+ */
+export function openOrExplain(
+  open: () => DecisionSource,
+  usage: string,
+  stderr: (s: string) => void,
+): DecisionSource | undefined {
+  try {
+    return open();
+  } catch (err) {
+    if (err instanceof UsageError) {
+      stderr(`${err.message}\n${usage}`);
+      return undefined;
+    }
+    throw err;
+  }
+}

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { appendFile } from 'node:fs/promises';
+import { pidAlive } from './spool-layout.js';
 import { SpoolReader, type Lines } from './spool-reader.js';
 import { deliver } from './store-writer.js';
 
@@ -32,15 +33,6 @@ export interface ShipperStats {
   readonly consecutiveFailures: number;
   readonly lastError: string | null;
   readonly orphanSpools: number;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Spool directories whose writer process is gone: their records are delivered by us. */

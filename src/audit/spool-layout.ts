@@ -75,3 +75,13 @@ export function bytesFrom(dir: string, segment: string): number {
   }
   return total;
 }
+
+/** Whether the process that owns a spool (owner.json) still runs; EPERM means it does, as another user. */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -13,7 +13,7 @@ import {
 import { join } from 'node:path';
 import { Chain, GENESIS, type Link } from './chain.js';
 import { entryLine, headLine, parseEntryLine, type EntryType } from './canonical.js';
-import { lastCompleteLine, listSegments, segmentName, unshippedBytes } from './spool-layout.js';
+import { lastCompleteLine, listSegments, pidAlive, segmentName, unshippedBytes } from './spool-layout.js';
 
 export interface SpoolWriterOptions {
   readonly dir: string;
@@ -31,15 +31,6 @@ const PENDING_FLUSH_BYTES = 64 * 1024;
 
 /** Spool directories open in this process, so two writers never share one. */
 const openDirs = new Set<string>();
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * The crash-safe half of the decision log. `append` returns only once the line is in the kernel

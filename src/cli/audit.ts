@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import {
+  openOrExplain,
   openSource,
   sourceArgs,
   sourceOptions,
@@ -55,16 +56,12 @@ export async function auditCommand(args: string[], io: Io): Promise<number> {
     ...((values.ndjson as string[] | undefined) ?? []),
     ...(typeof values.spool === 'string' ? spoolFiles(values.spool) : []),
   ];
-  let source: DecisionSource;
-  try {
-    source = files.length > 0 ? linesSource(files, values) : openSource(sourceOptions(values));
-  } catch (err) {
-    if (err instanceof UsageError) {
-      io.stderr(`${err.message}\n${usage}`);
-      return 2;
-    }
-    throw err;
-  }
+  const source = openOrExplain(
+    () => (files.length > 0 ? linesSource(files, values) : openSource(sourceOptions(values))),
+    usage,
+    io.stderr,
+  );
+  if (!source) return 2;
   try {
     let reports;
     try {

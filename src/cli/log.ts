@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { openSource, sourceArgs, sourceOptions, UsageError } from '../audit/cli-source.js';
+import { openOrExplain, openSource, sourceArgs, sourceOptions } from '../audit/cli-source.js';
 import { FILTER_KEYS, type DecisionFilter } from '../audit/filter.js';
 import { AGGREGATE_BY, type AggregateBy, type DecisionView, type Interval } from '../audit/store-reader.js';
 
@@ -119,16 +119,8 @@ export async function logCommand(args: string[], io: Io): Promise<number> {
     return 2;
   }
 
-  let source;
-  try {
-    source = openSource(sourceOptions(values));
-  } catch (err) {
-    if (err instanceof UsageError) {
-      io.stderr(`${err.message}\n${usage}`);
-      return 2;
-    }
-    throw err;
-  }
+  const source = openOrExplain(() => openSource(sourceOptions(values)), usage, io.stderr);
+  if (!source) return 2;
   try {
     const json = values.json === true;
     if (by !== undefined) {
