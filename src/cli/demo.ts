@@ -78,13 +78,9 @@ export async function demoCommand(args: string[], io: CliIo): Promise<number> {
   });
   await server.initialise();
   await server.start();
-  const admin = new pg.Client({
-    host: '127.0.0.1',
-    port: pgPort,
-    user: 'postgres',
-    password: adminPassword,
-    database: 'postgres',
-  });
+  const superuser = (database: string): pg.Client =>
+    new pg.Client({ host: '127.0.0.1', port: pgPort, user: 'postgres', password: adminPassword, database });
+  const admin = superuser('postgres');
   await admin.connect();
   await admin.query('CREATE DATABASE app');
   // pgwarden's service credential: an ordinary role with DML on the app's tables, not a superuser.
@@ -92,13 +88,7 @@ export async function demoCommand(args: string[], io: CliIo): Promise<number> {
   // The decision log's store: its own database, owned by the service role.
   await admin.query('CREATE DATABASE pgwarden_audit OWNER pgwarden_service');
   await admin.end();
-  const app = new pg.Client({
-    host: '127.0.0.1',
-    port: pgPort,
-    user: 'postgres',
-    password: adminPassword,
-    database: 'app',
-  });
+  const app = superuser('app');
   await app.connect();
   await app.query(readFileSync(SEED, 'utf8'));
   await app.query(
