@@ -106,6 +106,22 @@ describe('bad input gets a clear error and the proxy keeps serving', () => {
     await stillServes();
   });
 
+  it('a query text over limits.maxQueryBytes is refused with ERROR 54000 and the session goes on', async () => {
+    const small = await startTestProxy(db, {
+      tables: ['public.items'],
+      config: { limits: { maxQueryBytes: 100 } },
+    });
+    const c = await RawClient.connect(small.port);
+    await c.login('support-bot', db.name, await small.token());
+    c.send(serialize.query(`SELECT 1 FROM items WHERE '${'é'.repeat(40)}' <> ''`)); // 60 characters, over 100 bytes
+    const refused = await c.untilReady();
+    expect(errorOf(refused[0])).toMatchObject({ severity: 'ERROR', code: '54000' });
+    c.send(serialize.query('SELECT 1 FROM items LIMIT 1'));
+    expect((await c.untilReady()).map((m) => m.code).join('')).toBe('TDCZ');
+    c.close();
+    await small.close();
+  });
+
   it('a malformed message ends that session with 08P01', async () => {
     const c = await RawClient.connect(px.port);
     await c.login('support-bot', db.name, await px.token());

@@ -8,7 +8,7 @@ import type { Config } from '../config/schema.js';
 import { PgwardenError, errors, type ErrorCode } from '../errors/registry.js';
 import type { Identity } from '../identity/identity.js';
 import { TokenError, type TokenVerifier } from '../identity/token.js';
-import type { Judge, Judgement, SessionEffects, SessionPolicyState, Verdict } from '../policy/verdict.js';
+import type { Judge, JudgeContext, Judgement, SessionEffects, Verdict } from '../policy/verdict.js';
 import * as be from '../protocol/backend-encoder.js';
 import {
   readCommandTag,
@@ -370,23 +370,25 @@ export class Session {
   }
 
   private judge(sql: string, mode: 'simple' | 'extended'): Judgement {
-    if (Buffer.byteLength(sql) > this.deps.config.limits.maxQueryBytes) {
+    const max = this.deps.config.limits.maxQueryBytes;
+    // A UTF-16 unit is at most 3 UTF-8 bytes: only long texts need their bytes counted.
+    if (sql.length * 3 > max && Buffer.byteLength(sql) > max) {
       return {
-        verdict: this.refusal(
-          'PGW_MESSAGE_TOO_LARGE',
-          `query text exceeds ${this.deps.config.limits.maxQueryBytes} bytes`,
-        ),
+        verdict: this.refusal('PGW_MESSAGE_TOO_LARGE', `query text exceeds ${max} bytes`),
         fingerprint: '',
         judgeMicros: 0,
         cached: false,
       };
     }
-    return this.deps.judge.judge(sql, {
-      identity: this.identity!,
-      protocol: mode,
-      session: this.policyState as SessionPolicyState,
-    });
+    this.judgeContexts ??= {
+      simple: { identity: this.identity!, protocol: 'simple', session: this.policyState },
+      extended: { identity: this.identity!, protocol: 'extended', session: this.policyState },
+    };
+    return this.deps.judge.judge(sql, this.judgeContexts[mode]);
   }
+
+  /** Made once per session: identity and session state are the same objects for every statement. */
+  private judgeContexts: Record<'simple' | 'extended', JudgeContext> | undefined;
 
   private refusal(code: ErrorCode, message: string): Verdict {
     return {
