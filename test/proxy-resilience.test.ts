@@ -4,6 +4,7 @@ import { serialize } from 'pg-protocol';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMemorySink } from './support/memory-sink.js';
+import { PgwardenError } from '../src/errors/registry.js';
 import type { Judge } from '../src/policy/verdict.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
 import { startEmbeddedPostgres, type RunningPostgres } from './support/embedded.js';
@@ -137,6 +138,27 @@ describe('drift of pinned settings', () => {
     await c.connect();
     await expect(c.query("SET client_encoding = 'LATIN1'")).rejects.toMatchObject({ code: '42501' });
     await open.close();
+  });
+});
+
+describe('a decision log that cannot take the record', () => {
+  it('refuses the statement with the log error instead of running it unrecorded, and keeps serving', async () => {
+    const refusing = {
+      decide: (r: { sql: string | null }) => {
+        if (r.sql?.includes('pg_sleep')) throw new PgwardenError('PGW_AUDIT_UNAVAILABLE');
+      },
+      complete: () => {},
+      close: async () => {},
+    };
+    const strict = await startTestProxy(db, { tables: ['public.items'], sink: refusing });
+    const c = new pg.Client({ connectionString: await strict.url() });
+    await c.connect();
+    const started = Date.now();
+    await expect(c.query('SELECT pg_sleep(2) FROM items LIMIT 1')).rejects.toMatchObject({ code: '53000' });
+    expect(Date.now() - started).toBeLessThan(1500); // it never ran
+    expect((await c.query('SELECT count(*)::int AS n FROM items')).rows).toEqual([{ n: 10 }]);
+    await c.end();
+    await strict.close();
   });
 });
 

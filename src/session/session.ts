@@ -220,7 +220,7 @@ export class Session {
     const out: Buffer[] = [be.authenticationOk()];
     for (const [name, value] of this.upstream.parameters) out.push(be.parameterStatus(name, value));
     out.push(be.backendKeyData(this.keyData.processId, this.keyData.secretKey), be.readyForQuery('I'));
-    this.decide(this.baseRecord('session_start', { mode: 'startup' }));
+    this.recordBestEffort(this.baseRecord('session_start', { mode: 'startup' }));
     this.log.info({
       event: 'session_start',
       human: identity.human,
@@ -353,7 +353,7 @@ export class Session {
             'the fast-path FunctionCall message is not allowed; call functions in SQL',
           ),
         );
-        this.denyQuery(record, out);
+        this.deny(record, out, 'query');
         return;
       }
       case Frontend.CopyData:
@@ -409,7 +409,7 @@ export class Session {
     const judgement = this.judge(sql, 'simple');
     const v = this.refuseTakenName(judgement.verdict);
     const record = this.statementRecord({ mode: 'simple' }, sql, judgement, v);
-    if (v.kind === 'deny') return this.denyQuery(record, out);
+    if (v.kind === 'deny') return this.deny(record, out, 'query');
     if (!this.tryDecide(record, out, 'query')) return;
     if (v.kind === 'allow') out.addMessage(m);
     else out.add(serialize.query(v.sql));
@@ -424,9 +424,10 @@ export class Session {
     // (say, one without the tenant check the old one needs), so refuse it here as the server would.
     if (msg.statement !== '' && this.nameTaken(msg.statement)) {
       const v = this.refusal('PGW_POLICY_DENIED', `prepared statement "${msg.statement}" already exists`);
-      this.denyExtended(
+      this.deny(
         this.statementRecord({ mode: 'extended', statementName: msg.statement }, msg.query, null, v),
         out,
+        'extended',
       );
       return;
     }
@@ -441,7 +442,7 @@ export class Session {
         judgement,
         v,
       );
-      this.denyExtended(record, out);
+      this.deny(record, out, 'extended');
       return;
     }
     // A named statement is recorded when it is prepared; an unnamed one when it is executed.
@@ -472,7 +473,7 @@ export class Session {
         'PGW_POLICY_DENIED',
         `prepared statement "${msg.statement}" was not judged by pgwarden`,
       );
-      this.denyExtended(
+      this.deny(
         this.statementRecord(
           { mode: 'extended', statementName: msg.statement, portalName: msg.portal },
           null,
@@ -480,6 +481,7 @@ export class Session {
           v,
         ),
         out,
+        'extended',
       );
       return;
     }
@@ -499,7 +501,7 @@ export class Session {
           flags: ['cross_tenant_attempt'],
           reasons: ['param_check_failed'],
         };
-        this.denyExtended(
+        this.deny(
           this.statementRecord(
             { mode: 'extended', statementName: msg.statement, portalName: msg.portal },
             statement.sql,
@@ -507,6 +509,7 @@ export class Session {
             denial,
           ),
           out,
+          'extended',
         );
         return;
       }
@@ -526,7 +529,7 @@ export class Session {
     };
     if (!statement) {
       const v = this.refusal('PGW_POLICY_DENIED', `portal "${msg.portal}" was not judged by pgwarden`);
-      this.denyExtended(this.statementRecord(protocol, null, null, v), out);
+      this.deny(this.statementRecord(protocol, null, null, v), out, 'extended');
       return;
     }
     // Judged at Parse: this execution's record carries that verdict and no judging time.
@@ -585,14 +588,10 @@ export class Session {
     }
   }
 
-  private denyQuery(record: DecisionRecord, out: OutBatch): void {
-    this.decideDenial(record);
-    this.forwardStandIn(this.denialErrorOf(record), out, 'query');
-  }
-
-  private denyExtended(record: DecisionRecord, out: OutBatch): void {
-    this.decideDenial(record);
-    this.forwardStandIn(this.denialErrorOf(record), out, 'extended');
+  /** Records a denial and makes the server fail where the denied message stood. */
+  private deny(record: DecisionRecord, out: OutBatch, mode: 'query' | 'extended'): void {
+    this.recordBestEffort(record);
+    this.forwardStandIn(this.denialErrorOf(record), out, mode);
   }
 
   private denialErrorOf(record: DecisionRecord): Buffer {
@@ -605,8 +604,11 @@ export class Session {
     });
   }
 
-  /** A denial is recorded too; if the log is down the client still gets the denial. */
-  private decideDenial(record: DecisionRecord): void {
+  /**
+   * Denials, session start and end, and auth failures are recorded too, but a log that cannot take
+   * them must not keep a denial from the client or a session from ending.
+   */
+  private recordBestEffort(record: DecisionRecord): void {
     try {
       this.deps.sink.decide(record);
     } catch (err) {
@@ -812,17 +814,12 @@ export class Session {
   private recordAuthFailure(params: ClientParameters, reason: string): void {
     this.params = params;
     const spec = errors.PGW_AUTH_FAILED;
-    this.decideDenial({
+    this.recordBestEffort({
       ...this.baseRecord('auth_failure', { mode: 'startup' }),
       agent: params.user,
       error: { code: 'PGW_AUTH_FAILED', sqlstate: spec.sqlstate, message: spec.message },
       detail: reason,
     });
-  }
-
-  /** Session start and end records: a log outage must not stop a session from ending. */
-  private decide(record: DecisionRecord): void {
-    this.decideDenial(record);
   }
 
   // ---- ending ----------------------------------------------------------------------------
@@ -881,7 +878,7 @@ export class Session {
     sock.end();
     setTimeout(() => sock.destroy(), 1000).unref();
     if (this.identity && this.upstream) {
-      this.decide({ ...this.baseRecord('session_end', null), detail: why });
+      this.recordBestEffort({ ...this.baseRecord('session_end', null), detail: why });
       this.log.info({ event: 'session_end', why });
     }
   }
