@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'coverage/**', 'src/api/web/**/*.js'] },
+  { ignores: ['node_modules/**', 'coverage/**', '.scratch/**', 'src/api/web/**/*.js'] },
   js.configs.recommended,
   ...tseslint.configs.strict,
   {

@@ -21,7 +21,8 @@ import {
   run,
   shuttingDown,
 } from './lib/processes.js';
-import { markdownTable, type Measurements, type TargetName } from './lib/report.js';
+import { cpuPerTransaction, cpuSnapshot, type CpuPerTransaction } from './lib/cpu.js';
+import { cpuTable, markdownTable, type Measurements, type TargetName } from './lib/report.js';
 import {
   libpqEnv,
   modes as allModes,
@@ -223,10 +224,16 @@ async function main(): Promise<void> {
     );
   }
 
-  const bench = async (t: TargetName, mode: Mode, seconds: number): Promise<PgbenchResult> => {
+  const bench = async (
+    t: TargetName,
+    mode: Mode,
+    seconds: number,
+  ): Promise<PgbenchResult & { cpu: CpuPerTransaction | undefined }> => {
     const e = endpoints.get(t);
     if (e === undefined) throw new Error(`no endpoint for ${t}`);
+    const before = cpuSnapshot(e.pid);
     const r = await runPgbench(e, { mode, clients: o.clients, threads: o.threads, seconds });
+    const cpu = cpuPerTransaction(before, cpuSnapshot(e.pid), r.transactions);
     transactions.set(t, (transactions.get(t) ?? 0) + r.transactions);
     const settle = settlers.get(t);
     if (settle) log(`${t}: background work settled after ${((await settle()) / 1000).toFixed(1)} s`);
@@ -235,7 +242,7 @@ async function main(): Promise<void> {
       throw new Error(
         `${t}: pgbench saw scale ${r.scale}, expected ${expected}: the ${o.variant.name} rules were not applied as they should be`,
       );
-    return r;
+    return { ...r, cpu };
   };
 
   // Warms the server's buffers and each proxy (V8's JIT in pgwarden's case) so that the target
@@ -247,6 +254,7 @@ async function main(): Promise<void> {
     }
 
   const m: Measurements = new Map();
+  const cpuOf = new Map<string, CpuPerTransaction[]>();
   // Mode-major and targets interleaved within a mode, so a burst of load from elsewhere on the
   // machine hits every target of a row rather than one whole column.
   for (let round = 1; round <= o.rounds; round++)
@@ -257,6 +265,7 @@ async function main(): Promise<void> {
         const row = m.get(mode) ?? new Map<TargetName, number[]>();
         m.set(mode, row);
         row.set(t, [...(row.get(t) ?? []), r.tps]);
+        if (r.cpu) cpuOf.set(`${mode} ${t}`, [...(cpuOf.get(`${mode} ${t}`) ?? []), r.cpu]);
       }
 
   const table = markdownTable(o.modes, o.targets, m, labels);
@@ -273,7 +282,8 @@ async function main(): Promise<void> {
     `- client: ${firstLine('pgbench', ['--version'])}; ${firstLine(process.env.PGBOUNCER ?? '/usr/sbin/pgbouncer', ['--version'])} (session mode); Node ${process.version}`,
     ...(await Promise.all(evidence.map((e) => e()))).map((line) => `- ${line}`),
   ].join('\n');
-  const report = `${table}\n\n${facts}\n`;
+  const cpuReport = cpuTable(o.modes, o.targets, (mode, t) => cpuOf.get(`${mode} ${t}`) ?? [], labels);
+  const report = `${table}\n\n${cpuReport}\n\n${facts}\n`;
   console.log(`\n${report}`);
   if (o.save) {
     const path = resultsPath(o.variant.name, startedAt);

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
+import { createMemorySink } from './support/memory-sink.js';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
 
 let db: TestDatabase;
@@ -97,5 +98,29 @@ describe('node-postgres through pgwarden', () => {
     });
     const outcome = px.sink.outcomes.find((o) => o.recordId === rec!.id);
     expect(outcome).toMatchObject({ command: 'SELECT 1', rows: 1, sqlstate: null });
+  });
+});
+
+describe('a decision log that is off', () => {
+  it('gets no records of allowed statements, still gets denials, and statements run as usual', async () => {
+    const off = { ...createMemorySink(), off: true };
+    const quiet = await startTestProxy(db, { tables: ['public.items'], sink: off });
+    const c = new pg.Client({ connectionString: await quiet.url() });
+    await c.connect();
+    try {
+      expect((await c.query('SELECT count(*)::int AS n FROM items')).rows).toEqual([{ n: 100 }]);
+      expect((await c.query('SELECT name FROM items WHERE id = $1', [7])).rows).toEqual([{ name: 'item 7' }]);
+      expect(
+        (await c.query({ name: 'named', text: 'SELECT id FROM items WHERE id = $1', values: [3] })).rows,
+      ).toEqual([{ id: 3 }]);
+      await expect(c.query('SELECT * FROM secrets')).rejects.toMatchObject({ code: '42501' });
+      expect((await c.query('SELECT 1 AS one FROM items LIMIT 1')).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await c.end();
+      await quiet.close();
+    }
+    const statements = off.records.filter((r) => r.kind === 'statement');
+    expect(statements.map((r) => [r.verdict, r.sql])).toEqual([['deny', 'SELECT * FROM secrets']]);
+    expect(off.outcomes).toEqual([]);
   });
 });

@@ -23,5 +23,5 @@ export async function startNodePipe(upstream: Endpoint): Promise<Endpoint> {
   await waitForPort('127.0.0.1', port, 15_000, () =>
     p.child.exitCode !== null ? `node-pipe exited with ${p.child.exitCode}:\n${p.output()}` : undefined,
   );
-  return { ...upstream, host: '127.0.0.1', port };
+  return { ...upstream, host: '127.0.0.1', port, ...(p.child.pid === undefined ? {} : { pid: p.child.pid }) };
 }

@@ -77,5 +77,5 @@ export async function startPgBouncer(upstream: Endpoint, maxClients: number): Pr
   await waitForPort('127.0.0.1', port, 10_000, () =>
     p.child.exitCode !== null ? `pgbouncer exited with ${p.child.exitCode}:\n${p.output()}` : undefined,
   );
-  return { ...upstream, host: '127.0.0.1', port };
+  return { ...upstream, host: '127.0.0.1', port, ...(p.child.pid === undefined ? {} : { pid: p.child.pid }) };
 }

@@ -74,5 +74,12 @@ export async function startPgwarden(upstream: Endpoint, o: PgwardenOptions): Pro
     agent: 'pgbench',
     ttlSeconds: o.tokenTtlSeconds,
   });
-  return { host: '127.0.0.1', port, database: upstream.database, user: 'pgbench', password: token };
+  return {
+    host: '127.0.0.1',
+    port,
+    database: upstream.database,
+    user: 'pgbench',
+    password: token,
+    ...(p.child.pid === undefined ? {} : { pid: p.child.pid }),
+  };
 }

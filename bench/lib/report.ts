@@ -1,3 +1,4 @@
+import type { CpuPerTransaction } from './cpu.js';
 import type { Mode } from './targets.js';
 
 export type TargetName = 'direct' | 'pgbouncer' | 'node-pipe' | 'pgwarden' | 'pgwarden-audit';
@@ -45,4 +46,49 @@ export function markdownTable(
   return [line(head), line(head.map((_, i) => (i === 0 ? '---' : '---:'))), ...rows.map((r) => line(r))].join(
     '\n',
   );
+}
+
+/**
+ * CPU microseconds per transaction, by who spent them (median of the rounds, by machine total):
+ * on a machine where pgbench, the proxy and the server share the cores, TPS is bounded by the sum.
+ */
+export function cpuTable(
+  modes: readonly Mode[],
+  targets: readonly TargetName[],
+  cpu: (mode: Mode, t: TargetName) => readonly CpuPerTransaction[],
+  labels: Partial<Record<TargetName, string>> = {},
+): string {
+  const us = (x: number): string => x.toFixed(1);
+  const rows: string[][] = [];
+  for (const mode of modes)
+    for (const t of targets) {
+      const all = [...cpu(mode, t)].sort((a, b) => a.machine - b.machine);
+      const c = all[Math.floor((all.length - 1) / 2)];
+      if (c === undefined) continue;
+      rows.push([
+        mode,
+        labels[t] ?? t,
+        us(c.client),
+        t === 'direct' ? '–' : us(c.proxy),
+        us(c.rest),
+        us(c.machine),
+      ]);
+    }
+  if (rows.length === 0) return '';
+  const head = [
+    'mode',
+    'target',
+    'pgbench µs/txn',
+    'proxy µs/txn',
+    'server + kernel µs/txn',
+    'machine µs/txn',
+  ];
+  const line = (cells: readonly string[]): string => `| ${cells.join(' | ')} |`;
+  return [
+    'CPU per transaction (from /proc):',
+    '',
+    line(head),
+    line(head.map((_, i) => (i < 2 ? '---' : '---:'))),
+    ...rows.map((r) => line(r)),
+  ].join('\n');
 }

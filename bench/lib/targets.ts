@@ -7,6 +7,8 @@ export interface Endpoint {
   readonly database: string;
   readonly user: string;
   readonly password: string;
+  /** The proxy's process, whose CPU the report accounts for (none for the server itself). */
+  readonly pid?: number;
 }
 
 export const modes = ['simple', 'extended', 'prepared'] as const;

@@ -25,6 +25,7 @@ export function startNdjsonOnlyLog(
     (out ??= openNdjson(config.ndjson)).write(entryLine(type, instanceId, time, warn, link, body));
   };
   return {
+    off,
     reader: null,
     decide(r) {
       decided++;

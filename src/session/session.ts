@@ -274,6 +274,7 @@ export class Session {
     if (this.closed) return;
     const out = new OutBatch();
     try {
+      this.checkTokenExpiry();
       this.decoder.push(chunk);
       let m: FrontendMessage | undefined;
       while (!this.closed && (m = this.decoder.next())) this.onClientMessage(m, out);
@@ -295,7 +296,8 @@ export class Session {
     }
   }
 
-  private onClientMessage(m: FrontendMessage, out: OutBatch): void {
+  /** Checked once per chunk the client sends: a chunk is the batch of messages it sent at once. */
+  private checkTokenExpiry(): void {
     const identity = this.identity!;
     if (identity.expiresAt !== undefined && Date.now() / 1000 > identity.expiresAt) {
       this.log.info(
@@ -304,6 +306,9 @@ export class Session {
       );
       throw new PgwardenError('PGW_TOKEN_EXPIRED');
     }
+  }
+
+  private onClientMessage(m: FrontendMessage, out: OutBatch): void {
     switch (m.code) {
       case Frontend.Query:
         return this.onQuery(fm.readQuery(m.buffer, m.bodyStart, m.end), m, out);
@@ -408,13 +413,18 @@ export class Session {
     if (this.skipUntilSync) return;
     const judgement = this.judge(sql, 'simple');
     const v = this.refuseTakenName(judgement.verdict);
-    const record = this.statementRecord({ mode: 'simple' }, sql, judgement, v);
-    if (v.kind === 'deny') return this.deny(record, out, 'query');
-    if (!this.tryDecide(record, out, 'query')) return;
+    if (v.kind === 'deny')
+      return this.deny(this.statementRecord({ mode: 'simple' }, sql, judgement, v), out, 'query');
+    let recordId: string | undefined;
+    if (!this.deps.sink.off) {
+      const record = this.statementRecord({ mode: 'simple' }, sql, judgement, v);
+      if (!this.tryDecide(record, out, 'query')) return;
+      recordId = record.id;
+    }
     if (v.kind === 'allow') out.addMessage(m);
     else out.add(serialize.query(v.sql));
     this.applyEffects(v.effects);
-    this.queue.push(pending('query', record.id));
+    this.queue.push(pending('query', recordId));
   }
 
   private onParse(msg: fm.ParseMessage, m: FrontendMessage, out: OutBatch): void {
@@ -447,7 +457,7 @@ export class Session {
     }
     // A named statement is recorded when it is prepared; an unnamed one when it is executed.
     let recordId: string | undefined;
-    if (msg.statement !== '') {
+    if (msg.statement !== '' && !this.deps.sink.off) {
       const record = this.statementRecord(
         { mode: 'extended', statementName: msg.statement },
         msg.query,
@@ -532,17 +542,21 @@ export class Session {
       this.deny(this.statementRecord(protocol, null, null, v), out, 'extended');
       return;
     }
-    // Judged at Parse: this execution's record carries that verdict and no judging time.
-    const record = this.statementRecord(
-      protocol,
-      statement.sql,
-      statement.judgement,
-      statement.judgement.verdict,
-      0,
-    );
-    if (!this.tryDecide(record, out, 'extended')) return;
+    let recordId: string | undefined;
+    if (!this.deps.sink.off) {
+      // Judged at Parse: this execution's record carries that verdict and no judging time.
+      const record = this.statementRecord(
+        protocol,
+        statement.sql,
+        statement.judgement,
+        statement.judgement.verdict,
+        0,
+      );
+      if (!this.tryDecide(record, out, 'extended')) return;
+      recordId = record.id;
+    }
     out.addMessage(m);
-    this.queue.push(pending('execute', record.id));
+    this.queue.push(pending('execute', recordId));
   }
 
   /**
@@ -658,18 +672,20 @@ export class Session {
       case Backend.EmptyQueryResponse:
       case Backend.PortalSuspended: {
         const p = this.queue.peek();
+        if (p?.kind === 'execute') this.queue.shift();
+        // The tag matters only to a decision record; with the log off there is none to complete.
+        if (p?.recordId === undefined) return 'forward';
         const tag =
           code === Backend.CommandComplete
             ? readCommandTag(buf, bodyStart, end)
             : code === Backend.PortalSuspended
               ? 'SUSPENDED'
               : 'EMPTY';
-        if (p?.kind === 'execute') {
-          this.queue.shift();
+        if (p.kind === 'execute') {
           p.command = tag;
           p.rows = rowsFromTag(tag);
           this.complete(p);
-        } else if (p?.kind === 'query') {
+        } else if (p.kind === 'query') {
           p.command = tag;
           const rows = rowsFromTag(tag);
           if (rows !== null) p.rows = (p.rows ?? 0) + rows;
