@@ -103,10 +103,11 @@ describe('store outage', () => {
     expect((await verifyInstance(reader.pool, 'o-2', undefined)).ok).toBe(true);
   });
 
-  it('after kill -9 of a process mid-load, every record whose decide() returned reaches the store', async () => {
+  it('after kill -9 of a process mid-load, every record reported durable reaches the store', async () => {
     const root = resolve(import.meta.dirname, '..');
-    // The child decides in a tight loop and reports each id only after decide() returned, i.e. at
-    // the point where the proxy would forward the statement. The store is down so all stay spooled.
+    // The child decides in a tight loop and reports each id only once whenDurable() called back,
+    // i.e. at the point where the proxy would forward the statement. The store is down so all stay
+    // spooled.
     const script = `
       import { startDecisionLog } from '${root}/src/audit/decision-log.ts';
       import { auditConfigSchema } from '${root}/src/audit/config.ts';
@@ -125,8 +126,11 @@ import pino from 'pino';
           out += r.id + '\\n';
           if (i % 2 === 0) log.complete(sampleOutcome(r));
         }
-        process.stdout.write(out);
-        setImmediate(tick);
+        log.whenDurable((err) => {
+          if (err) throw err;
+          process.stdout.write(out);
+          setImmediate(tick);
+        });
       };
       tick();
     `;

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -7,6 +7,7 @@ import { PgwardenError } from '../errors/registry.js';
 import { auditConfigSchema } from './config.js';
 import { startDecisionLog } from './decision-log.js';
 import { sampleOutcome, sampleRecord } from './sample-records.js';
+import { instanceDirName } from './spool-layout.js';
 
 const logger = pino({ level: 'silent' });
 // Nothing listens on port 1: the store is down for the whole test, so the spool only grows.
@@ -137,6 +138,35 @@ describe('startDecisionLog', () => {
       prev: d?.hash,
       outcome: { recordId: r.id },
     });
+  });
+
+  it("writes one turn's decisions together, and tells whenDurable only once they are written", async () => {
+    const dir = tmp();
+    const cfg = auditConfigSchema.parse({ ndjson: 'off', store: { url: DOWN }, spool: { dir } });
+    const log = await startDecisionLog(cfg, { instanceId: 'group', upstreamUrl: DOWN, logger });
+    const spooled = (): string =>
+      readdirSync(join(dir, instanceDirName('group')))
+        .filter((f) => f.startsWith('seg-'))
+        .map((f) => readFileSync(join(dir, instanceDirName('group'), f), 'utf8'))
+        .join('');
+    const records = [0, 1, 2].map((seq) => sampleRecord({ instanceId: 'group', sessionId: 's', seq }));
+    for (const r of records) log.decide(r);
+    let durable: unknown = 'not yet';
+    log.whenDurable?.((err) => {
+      durable = err;
+      // At the moment of the callback every record decided before it is in the spool file.
+      for (const r of records) expect(spooled()).toContain(r.id);
+    });
+    // Queued, not written: the write comes at the end of this event-loop turn.
+    expect(durable).toBe('not yet');
+    for (const r of records) expect(spooled()).not.toContain(r.id);
+    await new Promise((done) => setImmediate(done));
+    expect(durable).toBeUndefined();
+    // Nothing queued: the callback comes at once.
+    let again: unknown = 'not yet';
+    log.whenDurable?.((err) => (again = err));
+    expect(again).toBeUndefined();
+    await log.close();
   });
 
   it('refuses statements once closed instead of reopening the spool', async () => {

@@ -136,16 +136,20 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
         return;
       }
       fullLogged = false;
-      try {
-        writer.appendNow('decision', r.time, isWarning(r), body);
-      } catch (err) {
-        refused++;
-        throw new PgwardenError('PGW_AUDIT_UNAVAILABLE', {
-          detail: `the decision spool cannot be written: ${(err as Error).message}`,
-          cause: err,
-        });
-      }
+      writer.append('decision', r.time, isWarning(r), body);
       decided++;
+    },
+    whenDurable(done: (err: PgwardenError | undefined) => void): void {
+      writer.onDurable((err) => {
+        if (err === undefined) return done(undefined);
+        refused++;
+        done(
+          new PgwardenError('PGW_AUDIT_UNAVAILABLE', {
+            detail: `the decision spool cannot be written: ${err.message}`,
+            cause: err,
+          }),
+        );
+      });
     },
     complete(o: Outcome): void {
       if (closed) return;

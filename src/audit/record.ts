@@ -1,3 +1,5 @@
+import type { PgwardenError } from '../errors/registry.js';
+
 /**
  * The decision record: one per judged statement, session start and end, and auth failure.
  * Its NDJSON form is a stable schema for SIEMs (docs/decision-log.md); add fields, never rename.
@@ -58,7 +60,9 @@ export interface Outcome {
 /**
  * Where decisions go. `decide` runs before the statement is forwarded and must throw (a
  * PgwardenError PGW_AUDIT_UNAVAILABLE) if it cannot accept the record: then nothing is forwarded.
- * It is synchronous so a statement's path has no extra event-loop turn.
+ * A sink whose `decide` only queues the record (the durable log writes a turn's records together)
+ * has `whenDurable`: the session forwards nothing it decided until `done` is called, and ends the
+ * session instead if `done` gets an error.
  */
 export interface DecisionSink {
   /**
@@ -67,6 +71,7 @@ export interface DecisionSink {
    */
   readonly off?: boolean;
   decide(record: DecisionRecord): void;
+  whenDurable?(done: (err: PgwardenError | undefined) => void): void;
   complete(outcome: Outcome): void;
   close(): Promise<void>;
 }

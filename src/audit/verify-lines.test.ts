@@ -29,6 +29,8 @@ beforeAll(async () => {
     const r = sampleRecord({ instanceId: 'vl', sessionId: 's', seq: i });
     log.decide(r);
     log.complete(sampleOutcome(r));
+    // One statement per event-loop turn, so the spool is written (and rotated) as it goes.
+    await new Promise((done) => setImmediate(done));
   }
   await log.close();
   lines = readFileSync(ndjson, 'utf8').trim().split('\n');

@@ -267,6 +267,12 @@ export class Session {
   }
 
   private endAfterWrite: PgwardenError | undefined;
+  /** Bytes for the server held until the decision log has made their records durable. */
+  private held: Buffer[] | undefined;
+  /** This chunk decided a record that the log has only queued. */
+  private awaitingLog = false;
+  /** Why the session ends once the held bytes are on their way. */
+  private closeWhenReleased: string | undefined;
 
   // ---- client → server -------------------------------------------------------------------
 
@@ -288,12 +294,47 @@ export class Session {
 
   private flushUpstream(out: OutBatch): void {
     const bytes = out.take();
+    if (this.awaitingLog) {
+      this.awaitingLog = false;
+      this.holdUntilDurable();
+    }
     if (bytes === undefined || this.closed || !this.upstream) return;
-    const socket = this.upstream.socket;
+    if (this.held) this.held.push(bytes);
+    else this.writeUpstream(bytes);
+  }
+
+  private writeUpstream(bytes: Buffer): void {
+    const socket = this.upstream!.socket;
     if (!socket.write(bytes)) {
       this.client.pause();
       socket.once('drain', () => this.client.resume());
     }
+  }
+
+  /**
+   * The decision log queued this chunk's records and writes them at the end of the event-loop
+   * turn: until then nothing more of this session reaches the server, so a statement never runs
+   * before its record is durable, and the session's bytes keep their order.
+   */
+  private holdUntilDurable(): void {
+    // Already holding: the write that releases the earlier records takes these along.
+    if (this.held) return;
+    this.held = [];
+    this.deps.sink.whenDurable!((err) => this.releaseHeld(err));
+  }
+
+  private releaseHeld(err: PgwardenError | undefined): void {
+    const held = this.held ?? [];
+    this.held = undefined;
+    if (err) {
+      this.log.error({ event: 'audit_unavailable', err: err.message });
+      // The held statements never reached the server; the client learns that its session is over.
+      this.fatal(err);
+      return;
+    }
+    if (!this.closed && this.upstream?.socket.writable)
+      this.writeUpstream(held.length === 1 ? held[0]! : Buffer.concat(held));
+    if (this.closeWhenReleased !== undefined) this.close(this.closeWhenReleased);
   }
 
   /** Checked once per chunk the client sends: a chunk is the batch of messages it sent at once. */
@@ -592,6 +633,7 @@ export class Session {
   private tryDecide(record: DecisionRecord, out: OutBatch, mode: 'query' | 'extended'): boolean {
     try {
       this.deps.sink.decide(record);
+      if (this.deps.sink.whenDurable) this.awaitingLog = true;
       return true;
     } catch (err) {
       const e = clientError(err);
@@ -877,6 +919,11 @@ export class Session {
 
   close(why: string): void {
     if (this.closed) return;
+    if (this.held) {
+      // Statements the client sent before it left still run, once their records are durable.
+      this.closeWhenReleased ??= why;
+      return;
+    }
     this.closed = true;
     const up = this.upstream;
     if (up) {
