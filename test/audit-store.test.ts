@@ -76,6 +76,34 @@ describe('decision log to the Postgres store', () => {
     expect(report).toMatchObject({ ok: true, checked: 500, problem: null });
   });
 
+  it('stores any text exactly as sent: tabs, newlines, backslashes, quotes, NUL-free Unicode', async () => {
+    const log = await startDecisionLog(config(), { instanceId: 'i-text', upstreamUrl: db.url, logger });
+    const sql = "SELECT E'a\\tb\\\\n', '\t', 'line1\nline2\r\n', '\\N', '\"{x,y}\"', 'é中🙂' -- \\. end";
+    const r = sampleRecord({
+      instanceId: 'i-text',
+      sessionId: 's\t1',
+      seq: 0,
+      sql,
+      human: 'o"brien\\x@acme.test',
+      tables: ['public."we,ird"', 'public.{braces}'],
+      flags: ['a\tb'],
+    });
+    log.decide(r);
+    log.complete(sampleOutcome(r, { command: 'SELECT 1' }));
+    expect(await log.flushToStore()).toBe(true);
+    await log.close();
+    const stored = await db.sql<{ sql: string; human: string; session_id: string; facets: string[] }>(
+      'SELECT sql, human, session_id, facets FROM pgwarden_decisions WHERE id = $1',
+      [r.id],
+    );
+    expect(stored[0]).toMatchObject({ sql, human: r.human, session_id: 's\t1' });
+    expect(stored[0]?.facets).toEqual(
+      expect.arrayContaining(['tb:public."we,ird"', 'tb:public.{braces}', 'f:a\tb', `h:${r.human}`]),
+    );
+    // verify recomputes the chain and the facets from the stored body: nothing was altered.
+    expect(await verifyInstance(reader.pool, 'i-text', undefined)).toMatchObject({ ok: true });
+  });
+
   it('continues the same chain after a restart with the same instance id', async () => {
     const a = await startDecisionLog(config(), { instanceId: 'i-restart', upstreamUrl: db.url, logger });
     drive(a, 'i-restart', 10);
