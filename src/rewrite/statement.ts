@@ -152,6 +152,7 @@ export function rewriteStatement(stmt: Node, ctx: RewriteContext): void {
 function checkSet(body: Body, ctx: RewriteContext): void {
   const kind = body.kind as string;
   const name = String(body.name ?? '').toLowerCase();
+  if (name === 'application_name') return keepApplicationName(body, ctx);
   if (kind === 'VAR_RESET_ALL')
     throw new Denial(
       'RESET ALL is not allowed: it would undo settings pgwarden pins; reset one setting',
@@ -177,6 +178,21 @@ function checkSet(body: Body, ctx: RewriteContext): void {
     if (literalValue(a) === undefined && nodeType(a) !== 'A_Const')
       throw new Denial(`SET ${name} takes literal values only`, 'setting_not_allowed');
   ctx.literalSensitive = true;
+}
+
+/**
+ * pgJDBC, among others, sets application_name right after connecting. pgwarden pins it to
+ * pgwarden/<agent>, which is how the server's logs and pg_stat_activity name the agent, so such a
+ * SET is answered but turned into SET ... TO DEFAULT: the value the session started with.
+ */
+function keepApplicationName(body: Body, ctx: RewriteContext): void {
+  const kind = body.kind as string;
+  if (kind === 'VAR_SET_DEFAULT' || kind === 'VAR_RESET') return;
+  if (kind !== 'VAR_SET_VALUE' && kind !== 'VAR_SET_CURRENT')
+    throw new Denial('SET application_name: only a value or DEFAULT', 'setting_not_allowed');
+  body.kind = 'VAR_SET_DEFAULT';
+  delete body.args;
+  ctx.reasons.add('application_name_pinned');
 }
 
 /** COPY ... TO STDOUT only; COPY table becomes COPY (SELECT ...) so it is scoped like a query. */
