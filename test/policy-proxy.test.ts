@@ -59,6 +59,25 @@ describe('schema introspection, as MCP Postgres servers do it', () => {
         ['orders'],
       );
       expect(columns.rows[0]).toEqual({ column_name: 'id', data_type: 'bigint' });
+      // The service role sees internal_notes and customers.ssn; the agent's listing shows neither.
+      const all = await db.sql<{ n: number }>(
+        "SELECT count(*)::int AS n FROM information_schema.tables WHERE table_name = 'internal_notes'",
+      );
+      expect(all[0]?.n).toBe(1);
+      expect(tables.rows.map((r) => r.table_name)).not.toContain('internal_notes');
+      const customerColumns = await c.query<{ column_name: string }>(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'customers'",
+      );
+      expect(customerColumns.rows.map((r) => r.column_name).sort()).toEqual([
+        'email',
+        'id',
+        'name',
+        'org_id',
+      ]);
+      const qualified = await c.query(
+        "SELECT information_schema.columns.column_name FROM information_schema.columns WHERE information_schema.columns.column_name = 'ssn'",
+      );
+      expect(qualified.rows).toEqual([]);
       await expect(
         c.query('SELECT routine_definition FROM information_schema.routines'),
       ).rejects.toMatchObject({
@@ -206,7 +225,12 @@ describe('through the proxy', () => {
         expect.arrayContaining(['column_denied', 'cross_tenant_literal', 'table_not_listed']),
       );
       expect(denied.find((r) => r.flags.includes('cross_tenant_attempt'))).toBeDefined();
-      const rewrites = proxy.sink.records.filter((r) => r.verdict === 'rewrite');
+      // Every rewrite of a tenant table carries the tenant filter (schema listings are filtered by name).
+      const rewrites = proxy.sink.records.filter(
+        (r) =>
+          r.verdict === 'rewrite' && r.tables.some((t) => t === 'public.orders' || t === 'public.customers'),
+      );
+      expect(rewrites.length).toBeGreaterThan(0);
       expect(rewrites.every((r) => r.rewrittenSql?.includes('OPERATOR(pg_catalog.=)'))).toBe(true);
     } finally {
       await c.end();

@@ -31,6 +31,11 @@ export interface EffectivePolicy {
   /** Qualified names of user-defined functions agents may call. */
   readonly functions: ReadonlySet<string>;
   readonly introspection: ReadonlySet<string>;
+  /**
+   * What stands in for a listed information_schema view: the view filtered to the tables the rules
+   * name (and, for columns, the columns agents may see), as a parsed SELECT.
+   */
+  readonly introspectionViews: ReadonlyMap<string, Node>;
   /** Tenant column names of tenant-scoped tables, to spot literal cross-tenant predicates. */
   readonly tenantColumnNames: ReadonlySet<string>;
 }
@@ -126,7 +131,53 @@ export function effectivePolicy(rules: Rules, catalog: Catalog, roles: readonly 
   for (const role of roleNames) for (const f of rules.roles?.[role]?.functions ?? []) functions.add(f);
   const tenantColumnNames = new Set<string>();
   for (const t of tables.values()) if (t.tenantColumn) tenantColumnNames.add(t.tenantColumn.name);
-  return { tables, functions, introspection: new Set(rules.introspection ?? []), tenantColumnNames };
+  const introspection = new Set(rules.introspection ?? []);
+  return {
+    tables,
+    functions,
+    introspection,
+    introspectionViews: introspectionViews(introspection, tables),
+    tenantColumnNames,
+  };
+}
+
+/**
+ * information_schema.tables and .columns list every relation the service role can see. Agents get
+ * them filtered to what the rules name, so a listing never shows a table or column that a query
+ * would refuse: "tables not listed do not exist for agents" holds for schema discovery too.
+ */
+function introspectionViews(
+  listed: ReadonlySet<string>,
+  tables: ReadonlyMap<string, TablePolicy>,
+): Map<string, Node> {
+  const lit = (s: string): string => `'${s.replace(/'/g, "''")}'`;
+  const where = (columns: string, rows: string[]): string =>
+    rows.length === 0 ? 'false' : `(${columns}) IN (VALUES ${rows.join(', ')})`;
+  const visible = [...tables.values()];
+  const sources: Record<string, () => string> = {
+    'information_schema.tables': () =>
+      where(
+        'table_schema::text, table_name::text',
+        visible.map((t) => `(${lit(t.schema)}, ${lit(t.name)})`),
+      ),
+    'information_schema.columns': () =>
+      where(
+        'table_schema::text, table_name::text, column_name::text',
+        visible.flatMap((t) =>
+          t.columns
+            .filter((c) => !t.hidden.has(c.name))
+            .map((c) => `(${lit(t.schema)}, ${lit(t.name)}, ${lit(c.name)})`),
+        ),
+      ),
+  };
+  const views = new Map<string, Node>();
+  for (const [qname, filter] of Object.entries(sources)) {
+    if (!listed.has(qname)) continue;
+    const stmt = parseSql(`SELECT * FROM ${qname} WHERE ${filter()}`).stmts[0]?.stmt;
+    if (!stmt) throw new Error(`could not build the agents' view of ${qname}`);
+    views.set(qname, stmt as Node);
+  }
+  return views;
 }
 
 /** Whether a table needs the scoped subquery (rows or columns to hide), or can stay as written. */

@@ -1,4 +1,5 @@
 import {
+  clone,
   names,
   nodeType,
   type CommonTableExpr,
@@ -191,7 +192,11 @@ function rewriteRangeVar(rv: RangeVar, ctx: RewriteContext, scope: Scope | undef
     ctx.tables.add(r.qname);
     ctx.ruleIds.add('introspection');
     ctx.reasons.add('introspection');
-    return original;
+    const view = ctx.policy.introspectionViews.get(r.qname);
+    if (!view) return original;
+    if (sample) throw new Denial('TABLESAMPLE needs a table, not a view', 'unsupported_syntax');
+    if (!rv.alias) ctx.qualifiedReads.add(r.qname);
+    return { RangeSubselect: { subquery: clone(view), alias: rv.alias ?? { aliasname: rv.relname } } };
   }
   const written = rv.schemaname ? r.qname : rv.relname;
   const t = tableFor(r.qname, written, ctx);
