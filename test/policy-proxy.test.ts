@@ -89,6 +89,31 @@ describe('schema introspection, as MCP Postgres servers do it', () => {
   });
 });
 
+describe('EXPLAIN over tenant tables', () => {
+  it("shows the plan without other tenants' counts, refuses ANALYZE, and leaves global tables alone", async () => {
+    const c = await client('acme');
+    try {
+      const plan = (
+        await c.query<{ 'QUERY PLAN': string }>('EXPLAIN SELECT * FROM orders WHERE total > 1')
+      ).rows
+        .map((r) => r['QUERY PLAN'])
+        .join('\n');
+      expect(plan).toMatch(/Scan/);
+      expect(plan).not.toMatch(/rows=|cost=/);
+      await expect(c.query('EXPLAIN ANALYZE SELECT * FROM orders')).rejects.toMatchObject({
+        code: '42501',
+        message: expect.stringMatching(/EXPLAIN \(COSTS OFF\)/),
+      });
+      const global = (await c.query<{ 'QUERY PLAN': string }>('EXPLAIN ANALYZE SELECT * FROM products')).rows
+        .map((r) => r['QUERY PLAN'])
+        .join('\n');
+      expect(global).toMatch(/actual/);
+    } finally {
+      await c.end();
+    }
+  });
+});
+
 describe('prepared statement names', () => {
   it('a named statement cannot be redefined to shed its Bind-time tenant check', async () => {
     const c = await RawClient.connect(proxy.port);

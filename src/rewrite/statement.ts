@@ -61,6 +61,44 @@ function applyRowLimit(sel: Body, ctx: RewriteContext): void {
   ctx.reasons.add('row_limit_applied');
 }
 
+/**
+ * Over a tenant- or parent-scoped table, EXPLAIN would show counts that include other tenants: the
+ * planner's row and cost estimates come from statistics over the whole table, and EXPLAIN ANALYZE
+ * reports the rows pgwarden's filter removed. So there the plan comes with COSTS OFF, and ANALYZE
+ * is refused. Over global tables EXPLAIN is left as written.
+ */
+function hideOtherTenantsCounts(body: Body, ctx: RewriteContext): void {
+  const scoped = [...ctx.tables].some((q) => {
+    const t = ctx.policy.tables.get(q);
+    return t !== undefined && t.scope !== 'global';
+  });
+  if (!scoped) return;
+  const options = ((body.options as Node[] | undefined) ?? []).map(
+    (o) => (o as { DefElem: { defname: string; arg?: Node } }).DefElem,
+  );
+  if (options.some((d) => d.defname === 'analyze' && optionOn(d.arg)))
+    throw new Denial(
+      "EXPLAIN ANALYZE over a tenant's tables would show rows of other tenants that pgwarden filters out; use EXPLAIN (COSTS OFF) to see the plan",
+      'explain_analyze_scoped',
+    );
+  if (options.some((d) => d.defname === 'costs' && !optionOn(d.arg))) return;
+  body.options = [
+    ...options.filter((d) => d.defname !== 'costs').map((d) => ({ DefElem: d })),
+    { DefElem: { defname: 'costs', arg: { String: { sval: 'off' } }, defaction: 'DEFELEM_UNSPEC' } },
+  ];
+  ctx.reasons.add('explain_costs_hidden');
+}
+
+/** A boolean option is on when bare, and when its value is anything but a plain false (fail closed). */
+function optionOn(arg: Node | undefined): boolean {
+  if (arg === undefined) return true;
+  const s = (arg as { String?: { sval?: string } }).String?.sval;
+  if (s !== undefined) return !['off', 'false', 'no', '0'].includes(s.toLowerCase());
+  const i = (arg as { Integer?: { ival?: number } }).Integer;
+  if (i !== undefined) return (i.ival ?? 0) !== 0;
+  return true;
+}
+
 function checkOptions(opts: Node[] | undefined, allowed: Set<string>, what: string): void {
   for (const o of opts ?? []) {
     const d = (o as { DefElem?: { defname: string } }).DefElem;
@@ -82,7 +120,8 @@ export function rewriteStatement(stmt: Node, ctx: RewriteContext): void {
       return readQuery(stmt, ctx);
     case 'ExplainStmt':
       checkOptions(body.options as Node[], explainOptions, 'EXPLAIN');
-      return readQuery(body.query as Node, ctx);
+      readQuery(body.query as Node, ctx);
+      return hideOtherTenantsCounts(body, ctx);
     case 'PrepareStmt':
       visitValue(body.argtypes, ctx, undefined);
       readQuery(body.query as Node, ctx);
