@@ -1,6 +1,7 @@
 import { parseSql } from '../sql/parse.js';
 import type { Node } from '../sql/ast.js';
 import { findRelation, splitQualified, type Catalog, type CatalogColumn } from './catalog.js';
+import { catalogDescriptionFunctions } from './functions.js';
 import type { AccessKind, Rules, TableOverride, TableRule } from './rules-schema.js';
 
 /** One table as a caller with a given set of roles sees it, resolved against the catalog. */
@@ -132,6 +133,8 @@ export function effectivePolicy(rules: Rules, catalog: Catalog, roles: readonly 
   const tenantColumnNames = new Set<string>();
   for (const t of tables.values()) if (t.tenantColumn) tenantColumnNames.add(t.tenantColumn.name);
   const introspection = new Set(rules.introspection ?? []);
+  if ([...introspection].some((q) => q.startsWith('pg_catalog.')))
+    for (const f of catalogDescriptionFunctions) functions.add(f);
   return {
     tables,
     functions,

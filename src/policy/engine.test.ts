@@ -159,3 +159,26 @@ describe('engine', () => {
     );
   });
 });
+
+describe('catalog description functions', () => {
+  const describeQuery =
+    "SELECT c.relname FROM pg_catalog.pg_class c WHERE pg_catalog.pg_table_is_visible(c.oid) AND c.relkind = 'r'";
+
+  it('are allowed when the rules list pg_catalog relations, as psql and ORMs use them', () => {
+    expect(judge.judge(describeQuery, ctx()).verdict.kind).toBe('allow');
+    expect(
+      judge.judge('SELECT pg_catalog.obj_description(c.oid, $$pg_class$$) FROM pg_catalog.pg_class c', ctx())
+        .verdict.kind,
+    ).toBe('allow');
+  });
+
+  it('stay refused without catalog introspection, and names still cannot become relations', () => {
+    const bare = createPolicyJudge({ ...rules, introspection: [] }, catalog, { searchPath: 'public' });
+    const v = bare.judge('SELECT pg_catalog.pg_table_is_visible(16384)', ctx()).verdict;
+    expect(v).toMatchObject({ kind: 'deny' });
+    expect(judge.judge("SELECT pg_catalog.pg_get_serial_sequence('orders', 'id')", ctx()).verdict.kind).toBe(
+      'deny',
+    );
+    expect(judge.judge("SELECT 'internal_notes'::regclass::oid", ctx()).verdict.kind).toBe('deny');
+  });
+});

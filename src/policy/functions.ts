@@ -58,6 +58,23 @@ function builtinAllowed(name: string, catalog: Catalog): boolean {
   return catalog.functions.pg_catalog?.[name]?.safe === true;
 }
 
+/**
+ * Catalog functions that describe the schema (visibility, type names, the text of defaults,
+ * constraints and indexes, comments): what ORMs and agent toolkits (SQLAlchemy's inspector, behind
+ * LangChain's SQLDatabase) call while reading pg_catalog. They show nothing the pg_catalog relations
+ * do not already show, so they are allowed exactly when the rules list one of those relations.
+ */
+export const catalogDescriptionFunctions = [
+  'pg_catalog.pg_table_is_visible',
+  'pg_catalog.pg_type_is_visible',
+  'pg_catalog.format_type',
+  'pg_catalog.pg_get_expr',
+  'pg_catalog.pg_get_constraintdef',
+  'pg_catalog.pg_get_indexdef',
+  'pg_catalog.col_description',
+  'pg_catalog.obj_description',
+] as const;
+
 export type FunctionDecision =
   { ok: true; qualified: string } | { ok: false; qualified: string; why: string };
 
@@ -78,7 +95,7 @@ export function decideFunction(
   const decide = (schema: string): FunctionDecision => {
     const qualified = `${schema}.${name}`;
     if (schema === 'pg_catalog')
-      return builtinAllowed(name, catalog)
+      return builtinAllowed(name, catalog) || allowedUser.has(qualified)
         ? { ok: true, qualified }
         : { ok: false, qualified, why: 'denied' };
     return allowedUser.has(qualified) ? { ok: true, qualified } : { ok: false, qualified, why: 'not_listed' };

@@ -21,6 +21,8 @@ export const safeIntrospection = [
   'pg_catalog.pg_range',
   'pg_catalog.pg_am',
   'pg_catalog.pg_collation',
+  // Comments on tables and columns: SQLAlchemy's inspector (LangChain's SQLDatabase) reads them.
+  'pg_catalog.pg_description',
   // What MCP Postgres servers read to list tables and their columns. Like pg_class, they name
   // every relation the service role can see; they hold no row data.
   'information_schema.tables',
