@@ -117,6 +117,36 @@ describe('psycopg2 (libpq from Python)', () => {
   });
 });
 
+describe('psycopg 3', () => {
+  it('prepares repeated statements on the server, pipelines, and sees a denial with its SQLSTATE', async () => {
+    // Debian's python3-psycopg (installed by .ci/run). After prepare_threshold (5) executions
+    // psycopg prepares a named statement (_pg3_0, ...) and then only binds and executes it.
+    const script = [
+      'import sys, psycopg',
+      'with psycopg.connect(sys.argv[1], autocommit=True) as c:',
+      '    names = [c.execute("SELECT name FROM items WHERE id = %s", (i,)).fetchone()[0] for i in range(1, 9)]',
+      '    print(",".join(names))',
+      '    with c.pipeline():',
+      '        cur = [c.execute("SELECT count(*) FROM items WHERE id <= %s", (n,)) for n in (5, 10, 15)]',
+      '    print(",".join(str(x.fetchone()[0]) for x in cur))',
+      '    try:',
+      '        c.execute("SELECT secret FROM secrets")',
+      '    except psycopg.Error as e:',
+      '        print(e.sqlstate)',
+      '    print(c.execute("SELECT 1").fetchone()[0])',
+    ].join('\n');
+    const { stdout } = await run('/usr/bin/python3', ['-c', script, await px.url()]);
+    expect(stdout.trim().split('\n')).toEqual([
+      'item 1,item 2,item 3,item 4,item 5,item 6,item 7,item 8',
+      '5,10,15',
+      '42501',
+      '1',
+    ]);
+    const prepared = px.sink.records.filter((r) => /^_pg3_\d+$/.test(r.protocol?.statementName ?? ''));
+    expect(prepared.map((r) => r.sql)).toContain('SELECT name FROM items WHERE id = $1');
+  });
+});
+
 describe('pgbench', () => {
   for (const mode of ['simple', 'extended', 'prepared']) {
     it(`-S -M ${mode} completes every transaction through pgwarden`, async () => {
