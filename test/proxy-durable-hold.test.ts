@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { serialize } from 'pg-protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DecisionRecord, DecisionSink } from '../src/audit/record.js';
 import { PgwardenError } from '../src/errors/registry.js';
@@ -8,6 +9,7 @@ import { parseRulesText } from '../src/policy/rules-load.js';
 import { loadParser } from '../src/sql/parse.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
+import { RawClient } from './support/raw-client.js';
 
 /**
  * A decision log that queues records and makes them durable later (the durable log writes a
@@ -109,6 +111,21 @@ describe('a decision log that makes records durable after decide()', () => {
     } finally {
       await c.end();
     }
+  });
+
+  it('still runs what a client sent right before Terminate, once its record is durable', async () => {
+    const raw = await RawClient.connect(px.port);
+    await raw.login('support-bot', db.name, await px.token());
+    const before = await hits();
+    // Fire and forget: the statement, Terminate and the end of the connection in one packet.
+    raw.send(Buffer.concat([serialize.query('INSERT INTO hits VALUES (4)'), serialize.end()]));
+    raw.close();
+    await until(() => sink.waiting > 0);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await hits()).toBe(before);
+    sink.release();
+    for (let i = 0; i < 100 && (await hits()) === before; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(await hits()).toBe(before + 1);
   });
 
   it('ends the session without running the statement when the record cannot be made durable', async () => {
