@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditConfigSchema, type AuditConfigInput } from '../src/audit/config.js';
 import { startDecisionLog, type DecisionLog } from '../src/audit/decision-log.js';
 import { sampleOutcome, sampleRecord } from '../src/audit/sample-records.js';
+import { instanceDirName } from '../src/audit/spool-layout.js';
 import { verifyAll, verifyInstance } from '../src/audit/verify.js';
 import { AuditReader } from '../src/audit/store-reader.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
@@ -102,6 +103,23 @@ describe('decision log to the Postgres store', () => {
     );
     // verify recomputes the chain and the facets from the stored body: nothing was altered.
     expect(await verifyInstance(reader.pool, 'i-text', undefined)).toMatchObject({ ok: true });
+  });
+
+  it('sets aside a record the store refuses (rejected.ndjson) and delivers the rest of its batch', async () => {
+    const log = await startDecisionLog(config(), { instanceId: 'i-bad', upstreamUrl: db.url, logger });
+    const good = drive(log, 'i-bad', 5);
+    // A time the store cannot read (SQLSTATE 22007): the COPY of the whole batch fails.
+    const bad = sampleRecord({ instanceId: 'i-bad', sessionId: 'x', seq: 0, time: 'not a time' });
+    log.decide(bad);
+    const after = drive(log, 'i-bad', 5);
+    expect(await log.flushToStore()).toBe(true);
+    await log.close();
+    const stored = await db.sql<{ id: string }>(
+      "SELECT id FROM pgwarden_decisions WHERE instance_id = 'i-bad'",
+    );
+    expect(stored.map((r) => r.id).sort()).toEqual([...good, ...after].sort());
+    const rejected = readFileSync(join(spoolRoot, instanceDirName('i-bad'), 'rejected.ndjson'), 'utf8');
+    expect(rejected).toContain(bad.id);
   });
 
   it('continues the same chain after a restart with the same instance id', async () => {
