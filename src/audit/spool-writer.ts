@@ -40,7 +40,7 @@ const openDirs = new Set<string>();
  * Group commit: decisions appended during one turn of the event loop (every client whose bytes
  * arrived together) are written with one writeSync at the end of that turn (setImmediate), and
  * `onDurable` callbacks run after it; sessions hold their statements until then. A write per
- * statement cost about as much CPU as the rest of the record's path together. Outcomes are not
+ * statement was the largest single cost on the record's path. Outcomes are not
  * on a statement's critical path: they wait for the next write, or PENDING_FLUSH_MS at most.
  */
 export class SpoolWriter {

@@ -33,6 +33,11 @@ export interface EffectivePolicy {
   readonly functions: ReadonlySet<string>;
   readonly introspection: ReadonlySet<string>;
   /**
+   * Built-in catalog functions allowed because the rules list pg_catalog relations. Kept apart from
+   * `functions`: the rules' own list names user-defined functions and never unlocks a built-in.
+   */
+  readonly catalogFunctions: ReadonlySet<string>;
+  /**
    * What stands in for a listed information_schema view: the view filtered to the tables the rules
    * name (and, for columns, the columns agents may see), as a parsed SELECT.
    */
@@ -133,12 +138,14 @@ export function effectivePolicy(rules: Rules, catalog: Catalog, roles: readonly 
   const tenantColumnNames = new Set<string>();
   for (const t of tables.values()) if (t.tenantColumn) tenantColumnNames.add(t.tenantColumn.name);
   const introspection = new Set(rules.introspection ?? []);
-  if ([...introspection].some((q) => q.startsWith('pg_catalog.')))
-    for (const f of catalogDescriptionFunctions) functions.add(f);
+  const catalogFunctions = new Set<string>(
+    [...introspection].some((q) => q.startsWith('pg_catalog.')) ? catalogDescriptionFunctions : [],
+  );
   return {
     tables,
     functions,
     introspection,
+    catalogFunctions,
     introspectionViews: introspectionViews(introspection, tables),
     tenantColumnNames,
   };

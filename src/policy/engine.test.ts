@@ -181,4 +181,16 @@ describe('catalog description functions', () => {
     );
     expect(judge.judge("SELECT 'internal_notes'::regclass::oid", ctx()).verdict.kind).toBe('deny');
   });
+
+  it("cannot be widened to other built-ins through the rules' functions list", () => {
+    const widened = createPolicyJudge(
+      { ...rules, functions: [...(rules.functions ?? []), 'pg_catalog.pg_sleep', 'pg_catalog.set_config'] },
+      catalog,
+      { searchPath: 'public' },
+    );
+    expect(widened.judge('SELECT pg_catalog.pg_sleep(1)', ctx()).verdict.kind).toBe('deny');
+    expect(
+      widened.judge("SELECT pg_catalog.set_config('search_path', 'evil', false)", ctx()).verdict.kind,
+    ).toBe('deny');
+  });
 });

@@ -89,13 +89,15 @@ export function decideFunction(
   parts: readonly string[],
   catalog: Catalog,
   allowedUser: ReadonlySet<string>,
+  /** Built-ins the deny rules would refuse but the policy allows (catalogDescriptionFunctions). */
+  allowedBuiltins: ReadonlySet<string> = new Set(),
 ): FunctionDecision {
   const name = parts[parts.length - 1] ?? '';
   if (parts.length > 2) return { ok: false, qualified: parts.join('.'), why: 'cross-database reference' };
   const decide = (schema: string): FunctionDecision => {
     const qualified = `${schema}.${name}`;
     if (schema === 'pg_catalog')
-      return builtinAllowed(name, catalog) || allowedUser.has(qualified)
+      return builtinAllowed(name, catalog) || allowedBuiltins.has(qualified)
         ? { ok: true, qualified }
         : { ok: false, qualified, why: 'denied' };
     return allowedUser.has(qualified) ? { ok: true, qualified } : { ok: false, qualified, why: 'not_listed' };

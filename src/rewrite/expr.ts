@@ -149,7 +149,7 @@ function checkTypeName(typeName: Node): void {
 
 function checkFunction(body: Record<string, unknown>, ctx: RewriteContext): void {
   const parts = names(body.funcname as Node[]);
-  const d = decideFunction(parts, ctx.catalog, ctx.policy.functions);
+  const d = decideFunction(parts, ctx.catalog, ctx.policy.functions, ctx.policy.catalogFunctions);
   if (d.ok) return;
   const shown = parts.join('.');
   if (d.why === 'ambiguous')

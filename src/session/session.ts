@@ -332,7 +332,7 @@ export class Session {
       this.fatal(err);
       return;
     }
-    if (!this.closed && this.upstream?.socket.writable)
+    if (held.length > 0 && !this.closed && this.upstream?.socket.writable)
       this.writeUpstream(held.length === 1 ? held[0]! : Buffer.concat(held));
     if (this.closeWhenReleased !== undefined) this.close(this.closeWhenReleased);
   }
