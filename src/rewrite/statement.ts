@@ -68,6 +68,9 @@ function applyRowLimit(sel: Body, ctx: RewriteContext): void {
  * is refused. Over global tables EXPLAIN is left as written.
  */
 function hideOtherTenantsCounts(body: Body, ctx: RewriteContext): void {
+  // ctx.tables also holds the tables of earlier statements in the same message: stricter, never
+  // looser. The verdict depends on option values, so it is never shared across literals.
+  ctx.literalSensitive = true;
   const scoped = [...ctx.tables].some((q) => {
     const t = ctx.policy.tables.get(q);
     return t !== undefined && t.scope !== 'global';
