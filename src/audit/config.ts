@@ -23,8 +23,9 @@ const store = z
     retentionDays: z.number().min(0).default(90),
     retentionCheckIntervalMs: z.number().int().min(1000).default(3_600_000),
     /**
-     * A trigram index for SQL text search (needs pg_trgm). It is about a quarter of the store's
-     * cost per record; without it SQL search scans, within the other filters.
+     * A trigram index for SQL text search (needs pg_trgm). It is about 40% of the store's server
+     * CPU per record (bench/audit-append.ts --store); without it SQL search scans, within the
+     * other filters.
      */
     sqlTextIndex: z.boolean().default(true),
   })
