@@ -1,29 +1,22 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { auditConfigSchema, type AuditConfigInput } from '../src/audit/config.js';
+import { auditConfigSchema, type AuditConfig, type AuditConfigInput } from '../src/audit/config.js';
 import { startDecisionLog, type DecisionLog } from '../src/audit/decision-log.js';
 import { sampleOutcome, sampleRecord } from '../src/audit/sample-records.js';
 import { instanceDirName } from '../src/audit/spool-layout.js';
 import { verifyAll, verifyInstance } from '../src/audit/verify.js';
 import { AuditReader } from '../src/audit/store-reader.js';
-import { createTestDatabase, type TestDatabase } from './support/db.js';
+import { startTestAuditStore, type TestAuditStore } from './support/audit-store.js';
+import type { TestDatabase } from './support/db.js';
 
 const logger = pino({ level: 'silent' });
+let store: TestAuditStore;
 let db: TestDatabase;
 let spoolRoot: string;
 let reader: AuditReader;
-
-function config(over: AuditConfigInput = {}): ReturnType<typeof auditConfigSchema.parse> {
-  return auditConfigSchema.parse({
-    ndjson: 'off',
-    store: { url: db.url, pollIntervalMs: 10 },
-    spool: { dir: spoolRoot },
-    ...over,
-  });
-}
+const config = (over: AuditConfigInput = {}): AuditConfig => store.config(over);
 
 /** Writes `n` statements (with outcomes) over a few sessions through the sink, as the proxy would. */
 function drive(log: DecisionLog, instanceId: string, n: number, sessions = 3): string[] {
@@ -45,16 +38,11 @@ function drive(log: DecisionLog, instanceId: string, n: number, sessions = 3): s
 }
 
 beforeAll(async () => {
-  db = await createTestDatabase('audit_store');
-  spoolRoot = mkdtempSync(join(tmpdir(), 'pgw-spool-'));
-  reader = new AuditReader(db.url);
+  store = await startTestAuditStore('audit_store');
+  ({ db, spoolRoot, reader } = store);
 });
 
-afterAll(async () => {
-  await reader.close();
-  await db.drop();
-  rmSync(spoolRoot, { recursive: true, force: true });
-});
+afterAll(() => store.close());
 
 describe('decision log to the Postgres store', () => {
   it('delivers every record once with its outcome, and the chain verifies', async () => {

@@ -1,29 +1,21 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { auditConfigSchema } from '../src/audit/config.js';
 import { startDecisionLog } from '../src/audit/decision-log.js';
 import { applyRetention } from '../src/audit/retention.js';
 import { sampleOutcome, sampleRecord } from '../src/audit/sample-records.js';
-import { AuditReader } from '../src/audit/store-reader.js';
+import type { AuditReader } from '../src/audit/store-reader.js';
 import { verifyInstance } from '../src/audit/verify.js';
-import { createTestDatabase, type TestDatabase } from './support/db.js';
+import { startTestAuditStore, type TestAuditStore } from './support/audit-store.js';
+import type { TestDatabase } from './support/db.js';
 
 const logger = pino({ level: 'silent' });
+let store: TestAuditStore;
 let db: TestDatabase;
-let spoolRoot: string;
 let reader: AuditReader;
 
 /** A fresh instance chain of `n` statements with outcomes; returns decision ids in order. */
 async function chain(instanceId: string, n: number, times?: (i: number) => string): Promise<string[]> {
-  const cfg = auditConfigSchema.parse({
-    ndjson: 'off',
-    store: { url: db.url, pollIntervalMs: 10 },
-    spool: { dir: spoolRoot },
-  });
-  const log = await startDecisionLog(cfg, { instanceId, upstreamUrl: db.url, logger });
+  const log = await startDecisionLog(store.config(), { instanceId, upstreamUrl: db.url, logger });
   const ids: string[] = [];
   for (let i = 0; i < n; i++) {
     const r = sampleRecord({
@@ -43,16 +35,11 @@ async function chain(instanceId: string, n: number, times?: (i: number) => strin
 }
 
 beforeAll(async () => {
-  db = await createTestDatabase('audit_verify');
-  spoolRoot = mkdtempSync(join(tmpdir(), 'pgw-spool-'));
-  reader = new AuditReader(db.url);
+  store = await startTestAuditStore('audit_verify');
+  ({ db, reader } = store);
 });
 
-afterAll(async () => {
-  await reader.close();
-  await db.drop();
-  rmSync(spoolRoot, { recursive: true, force: true });
-});
+afterAll(() => store.close());
 
 describe('audit verify', () => {
   it('reports an edited record body as altered, at that record', async () => {
