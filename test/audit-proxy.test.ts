@@ -4,6 +4,7 @@ import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import postgres from 'postgres';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditConfigSchema } from '../src/audit/config.js';
@@ -138,5 +139,47 @@ describe('decision records through the proxy', () => {
       ['SELECT name FROM products ORDER BY 1 LIMIT 1', 'allow', 'simple'],
     ]);
     expect(items.every((d) => d.outcome !== null)).toBe(true);
+  });
+
+  it('under concurrent pipelined sessions, every answer keeps its order and every statement has one record', async () => {
+    // Ten connections, each pipelining twenty statements: many records land in one spool write,
+    // and each session's held bytes must still reach the server in the order they were sent.
+    const sessions = 10;
+    const perSession = 20;
+    const clients = await Promise.all(
+      Array.from({ length: sessions }, async (_, s) => {
+        const url = await proxy.url({ human: `load${s}@acme.test`, tenant: 'acme' });
+        return postgres(url, { max: 1, ssl: false, fetch_types: false, onnotice: () => {} });
+      }),
+    );
+    try {
+      const results = await Promise.all(
+        clients.map((sql, s) =>
+          Promise.all(
+            Array.from(
+              { length: perSession },
+              (_, i) => sql`SELECT ${s * 1000 + i}::int AS n, count(*)::int AS c FROM orders`,
+            ),
+          ),
+        ),
+      );
+      results.forEach((rows, s) =>
+        expect(rows.map((r) => r[0]?.n)).toEqual(Array.from({ length: perSession }, (_, i) => s * 1000 + i)),
+      );
+    } finally {
+      await Promise.all(clients.map((sql) => sql.end()));
+    }
+    expect(await log.flushToStore()).toBe(true);
+    for (let s = 0; s < sessions; s++) {
+      const items = (await reader.search({ human: `load${s}@acme.test`, kind: 'statement' }, { limit: 100 }))
+        .items;
+      // postgres.js prepares the statement once (a named statement, recorded at Parse) and then
+      // binds and executes it: one record per execution, each with its outcome (one row).
+      const executions = items.filter((d) => d.outcome?.command === 'SELECT 1');
+      expect(executions).toHaveLength(perSession);
+      expect(items.every((d) => d.verdict === 'rewrite')).toBe(true);
+    }
+    const [chain] = await verifyAll(reader.pool, undefined, 'proxy-it');
+    expect(chain?.ok).toBe(true);
   });
 });
