@@ -66,6 +66,12 @@ export async function rulesCommand(args: string[], io: Io): Promise<number> {
   }
   if (sub === 'check') {
     io.stdout(`rules are valid and match the catalog (${Object.keys(rules.tables).length} tables)`);
+    const catalogs = (rules.introspection ?? []).filter((q) => q.startsWith('pg_catalog.'));
+    if (catalogs.length > 0)
+      io.stdout(
+        `note: introspection lists ${catalogs.join(', ')}: agents can read the names and columns of ` +
+          'every relation through them, listed or not (the information_schema views are filtered)',
+      );
     return 0;
   }
   if (parsed.positionals.length === 0) {
