@@ -1,6 +1,3 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,13 +7,14 @@ import { startDecisionLog } from '../src/audit/decision-log.js';
 import type { DecisionRecord } from '../src/audit/record.js';
 import { sampleOutcome, sampleRecord } from '../src/audit/sample-records.js';
 import { AuditReader, type DecisionView } from '../src/audit/store-reader.js';
-import { createTestDatabase, type TestDatabase } from './support/db.js';
+import { startTestAuditStore, type TestAuditStore } from './support/audit-store.js';
+import type { TestDatabase } from './support/db.js';
 
 const logger = pino({ level: 'silent' });
 const TOKEN = 'responder-token-'.padEnd(40, 'x');
 const VIEWER = 'viewer-token-'.padEnd(40, 'y');
+let store: TestAuditStore;
 let db: TestDatabase;
-let spoolRoot: string;
 let reader: AuditReader;
 let app: FastifyInstance;
 const records: DecisionRecord[] = [];
@@ -76,12 +74,9 @@ function dataset(): void {
 }
 
 beforeAll(async () => {
-  db = await createTestDatabase('audit_search');
-  spoolRoot = mkdtempSync(join(tmpdir(), 'pgw-spool-'));
-  const cfg = auditConfigSchema.parse({
-    ndjson: 'off',
-    store: { url: db.url, pollIntervalMs: 10 },
-    spool: { dir: spoolRoot },
+  store = await startTestAuditStore('audit_search');
+  ({ db, reader } = store);
+  const cfg = store.config({
     api: {
       tokens: [
         { name: 'oncall', token: TOKEN, roles: ['responder'] },
@@ -107,15 +102,12 @@ beforeAll(async () => {
   }
   expect(await log.flushToStore()).toBe(true);
   await log.close();
-  reader = new AuditReader(db.url);
   app = await buildApiApp(cfg.api, { reader, logger });
 });
 
 afterAll(async () => {
   await app.close();
-  await reader.close();
-  await db.drop();
-  rmSync(spoolRoot, { recursive: true, force: true });
+  await store.close();
 });
 
 const count = (f: (r: DecisionRecord) => boolean): number => records.filter(f).length;

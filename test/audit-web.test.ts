@@ -5,17 +5,17 @@ import pino from 'pino';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApi } from '../src/api/server.js';
-import { auditConfigSchema } from '../src/audit/config.js';
 import { startDecisionLog } from '../src/audit/decision-log.js';
 import type { DecisionRecord } from '../src/audit/record.js';
 import { sampleOutcome, sampleRecord } from '../src/audit/sample-records.js';
-import { AuditReader } from '../src/audit/store-reader.js';
-import { createTestDatabase, type TestDatabase } from './support/db.js';
+import type { AuditReader } from '../src/audit/store-reader.js';
+import { startTestAuditStore, type TestAuditStore } from './support/audit-store.js';
+import type { TestDatabase } from './support/db.js';
 
 const logger = pino({ level: 'silent' });
 const TOKEN = 'web-responder-token-'.padEnd(40, 'z');
+let store: TestAuditStore;
 let db: TestDatabase;
-let spoolRoot: string;
 let profile: string;
 let reader: AuditReader;
 let api: { url: string; close(): Promise<void> };
@@ -24,13 +24,10 @@ let page: Page;
 const records: DecisionRecord[] = [];
 
 beforeAll(async () => {
-  db = await createTestDatabase('audit_web');
-  spoolRoot = mkdtempSync(join(tmpdir(), 'pgw-spool-'));
+  store = await startTestAuditStore('audit_web');
+  ({ db, reader } = store);
   profile = mkdtempSync(join(tmpdir(), 'pgw-chromium-'));
-  const cfg = auditConfigSchema.parse({
-    ndjson: 'off',
-    store: { url: db.url, pollIntervalMs: 10 },
-    spool: { dir: spoolRoot },
+  const cfg = store.config({
     api: { port: 0, tokens: [{ name: 'web', token: TOKEN, roles: ['responder'] }] },
   });
   const log = await startDecisionLog(cfg, { instanceId: 'web-1', upstreamUrl: db.url, logger });
@@ -62,7 +59,6 @@ beforeAll(async () => {
   }
   expect(await log.flushToStore()).toBe(true);
   await log.close();
-  reader = new AuditReader(db.url);
   api = await startApi(cfg, { reader, logger });
   // A fresh profile per run (Playwright passes it as --user-data-dir).
   browser = await chromium.launchPersistentContext(profile, {
@@ -84,9 +80,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await api?.close();
-  await reader?.close();
-  await db?.drop();
-  rmSync(spoolRoot, { recursive: true, force: true });
+  await store?.close();
   rmSync(profile, { recursive: true, force: true });
 });
 
