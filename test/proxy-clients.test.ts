@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from './support/db.js';
+import { createTestDatabase, seedItemsAndSecrets, type TestDatabase } from './support/db.js';
 import { createMemorySink } from './support/memory-sink.js';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
 
@@ -9,9 +9,7 @@ let px: TestProxy;
 
 beforeAll(async () => {
   db = await createTestDatabase('proxy');
-  await db.sql(`CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
-    INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 100) g;
-    CREATE TABLE secrets (id int, secret text); INSERT INTO secrets VALUES (1, 'x');`);
+  await seedItemsAndSecrets(db, 100);
   px = await startTestProxy(db, { tables: ['public.items'] });
 });
 afterAll(async () => {

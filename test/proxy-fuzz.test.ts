@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { serialize } from 'pg-protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from './support/db.js';
+import { createTestDatabase, seedItemsAndSecrets, type TestDatabase } from './support/db.js';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
 import { RawClient } from './support/raw-client.js';
 
@@ -16,9 +16,7 @@ let px: TestProxy;
 
 beforeAll(async () => {
   db = await createTestDatabase('fuzz');
-  await db.sql(`CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
-    INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 10) g;
-    CREATE TABLE secrets (id int, secret text); INSERT INTO secrets VALUES (1, 'hidden');`);
+  await seedItemsAndSecrets(db, 10);
   px = await startTestProxy(db, { tables: ['public.items'] });
 });
 afterAll(async () => {

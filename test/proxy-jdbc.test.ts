@@ -6,7 +6,7 @@ import { loadCatalog } from '../src/policy/catalog.js';
 import { createPolicyJudge } from '../src/policy/engine.js';
 import { parseRulesText } from '../src/policy/rules-load.js';
 import { loadParser } from '../src/sql/parse.js';
-import { createTestDatabase, type TestDatabase } from './support/db.js';
+import { createTestDatabase, seedItemsAndSecrets, type TestDatabase } from './support/db.js';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
 
 const run = promisify(execFile);
@@ -18,9 +18,7 @@ const JDBC_JAR = process.env.PGWARDEN_JDBC_JAR ?? '/usr/share/java/postgresql.ja
 
 beforeAll(async () => {
   db = await createTestDatabase('jdbc');
-  await db.sql(`CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
-    INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 20) g;
-    CREATE TABLE secrets (id int, secret text); INSERT INTO secrets VALUES (1, 'hidden');`);
+  await seedItemsAndSecrets(db, 20);
   await loadParser();
   const rules = parseRulesText(
     'jdbc.yaml',

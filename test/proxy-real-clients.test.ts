@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from './support/db.js';
+import { createTestDatabase, seedItemsAndSecrets, type TestDatabase } from './support/db.js';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
 
 const run = promisify(execFile);
@@ -26,9 +26,7 @@ const pgbenchTables = [
 
 beforeAll(async () => {
   db = await createTestDatabase('clients');
-  await db.sql(`CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
-    INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 50) g;
-    CREATE TABLE secrets (id int, secret text); INSERT INTO secrets VALUES (1, 'hidden');`);
+  await seedItemsAndSecrets(db, 50);
   await run('pgbench', ['-i', '-s', '1', '-q', db.url], { env: { ...process.env } });
   px = await startTestProxy(db, { tables: ['public.items', ...pgbenchTables] });
 });

@@ -45,3 +45,13 @@ export async function createTestDatabase(prefix = 't'): Promise<TestDatabase> {
     },
   };
 }
+
+/**
+ * The client tests' dataset: `items` (ids 1..n, names "item <id>"), which the tests' rules list,
+ * and `secrets` (one row, "hidden"), which they do not, so a leak shows as the word in a result.
+ */
+export async function seedItemsAndSecrets(db: TestDatabase, items: number): Promise<void> {
+  await db.sql(`CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
+    INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, ${items}) g;
+    CREATE TABLE secrets (id int, secret text); INSERT INTO secrets VALUES (1, 'hidden');`);
+}
