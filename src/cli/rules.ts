@@ -4,6 +4,7 @@ import { checkRulesAgainstCatalog, loadCatalog } from '../policy/catalog.js';
 import { catalogSnapshot } from '../policy/catalog-snapshot.js';
 import { readCases, runCase } from '../policy/case-file.js';
 import { createPolicyJudge } from '../policy/engine.js';
+import { catalogRelations } from '../policy/introspection.js';
 import { RulesError } from '../policy/rules-load.js';
 import { loadParser } from '../sql/parse.js';
 import { catalogFrom, policyOptions } from '../policy/catalog-source.js';
@@ -66,7 +67,7 @@ export async function rulesCommand(args: string[], io: Io): Promise<number> {
   }
   if (sub === 'check') {
     io.stdout(`rules are valid and match the catalog (${Object.keys(rules.tables).length} tables)`);
-    const catalogs = (rules.introspection ?? []).filter((q) => q.startsWith('pg_catalog.'));
+    const catalogs = catalogRelations(rules.introspection ?? []);
     if (catalogs.length > 0)
       io.stdout(
         `note: introspection lists ${catalogs.join(', ')}: agents can read the names and columns of ` +

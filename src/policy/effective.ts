@@ -2,6 +2,7 @@ import { parseSql } from '../sql/parse.js';
 import type { Node } from '../sql/ast.js';
 import { findRelation, splitQualified, type Catalog, type CatalogColumn } from './catalog.js';
 import { catalogDescriptionFunctions } from './functions.js';
+import { catalogRelations } from './introspection.js';
 import type { AccessKind, Rules, TableOverride, TableRule } from './rules-schema.js';
 
 /** One table as a caller with a given set of roles sees it, resolved against the catalog. */
@@ -139,7 +140,7 @@ export function effectivePolicy(rules: Rules, catalog: Catalog, roles: readonly 
   for (const t of tables.values()) if (t.tenantColumn) tenantColumnNames.add(t.tenantColumn.name);
   const introspection = new Set(rules.introspection ?? []);
   const catalogFunctions = new Set<string>(
-    [...introspection].some((q) => q.startsWith('pg_catalog.')) ? catalogDescriptionFunctions : [],
+    catalogRelations(introspection).length > 0 ? catalogDescriptionFunctions : [],
   );
   return {
     tables,

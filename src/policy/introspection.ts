@@ -30,3 +30,11 @@ export const safeIntrospection = [
 ] as const;
 
 export type SafeIntrospection = (typeof safeIntrospection)[number];
+
+/**
+ * The pg_catalog relations among those listed: they name every relation the service role can see,
+ * listed or not (the information_schema views are filtered instead).
+ */
+export function catalogRelations(introspection: Iterable<string>): string[] {
+  return [...introspection].filter((q) => q.startsWith('pg_catalog.'));
+}
