@@ -286,4 +286,57 @@ describe('through the proxy', () => {
     );
     expect(acme[0]!.n).toBeGreaterThan(0);
   });
+
+  it("items go only under orders of the caller: another tenant's order is refused as 42501 and nothing is written", async () => {
+    const before = await db.sql<{ h: string }>(
+      `SELECT md5(coalesce(string_agg(i::text, ',' ORDER BY i.id), '')) AS h
+       FROM order_items i JOIN orders o ON o.id = i.order_id WHERE o.org_id = 'globex'`,
+    );
+    const [ids] = await db.sql<{ acme: string; globex: string }>(
+      `SELECT min(id) FILTER (WHERE org_id = 'acme') AS acme, min(id) FILTER (WHERE org_id = 'globex') AS globex FROM orders`,
+    );
+    const c = await client('acme');
+    try {
+      const added = await c.query<{ sku: string }>(
+        'INSERT INTO order_items (order_id, sku, qty) VALUES ($1, $2, 1) RETURNING sku',
+        [ids!.acme, 'E2E-OK'],
+      );
+      expect(added.rows).toEqual([{ sku: 'E2E-OK' }]);
+      for (const run of [
+        () =>
+          c.query('INSERT INTO order_items (order_id, sku, qty) VALUES ($1, $2, 1)', [ids!.globex, 'E2E-X']),
+        () => c.query(`INSERT INTO order_items (order_id, sku, qty) VALUES (${ids!.globex}, 'E2E-X', 1)`),
+      ])
+        await expect(run()).rejects.toMatchObject({
+          code: '42501',
+          message: expect.stringMatching(
+            /^public\.order_items\.order_id must reference a row of public\.orders/,
+          ),
+        });
+      // The refusal fails the transaction like any error, and the session goes on after ROLLBACK.
+      await c.query('BEGIN');
+      await expect(
+        c.query('INSERT INTO order_items (order_id, sku, qty) VALUES ($1, $2, 1)', [ids!.globex, 'E2E-X']),
+      ).rejects.toMatchObject({ code: '42501' });
+      await expect(c.query('SELECT 1')).rejects.toMatchObject({ code: '25P02' });
+      await c.query('ROLLBACK');
+      const mine = await c.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM order_items WHERE sku = 'E2E-OK'`,
+      );
+      expect(mine.rows[0]!.n).toBe(1);
+      const deleted = await c.query(`DELETE FROM order_items WHERE sku LIKE 'SKU-%' AND qty = 1`);
+      expect(deleted.rowCount).toBeGreaterThan(0);
+    } finally {
+      await c.end();
+    }
+    const after = await db.sql<{ h: string }>(
+      `SELECT md5(coalesce(string_agg(i::text, ',' ORDER BY i.id), '')) AS h
+       FROM order_items i JOIN orders o ON o.id = i.order_id WHERE o.org_id = 'globex'`,
+    );
+    expect(after[0]!.h).toBe(before[0]!.h);
+    const stray = await db.sql<{ n: number }>(
+      `SELECT count(*)::int AS n FROM order_items WHERE sku = 'E2E-X'`,
+    );
+    expect(stray[0]!.n).toBe(0);
+  });
 });

@@ -119,6 +119,9 @@ describe('the tenant filter runs before any agent predicate', () => {
     'UPDATE orders SET status = status WHERE 1 / (length(org_id) - 6) = 1',
     'DELETE FROM orders WHERE 1 / (length(org_id) - 6) = 1',
     'SELECT count(*) FROM order_items WHERE 1 / (qty - 7) = 1',
+    'UPDATE order_items SET qty = qty WHERE 1 / (qty - 7) = 1',
+    'DELETE FROM order_items i WHERE i.id > 0 AND 1 / (i.qty - 7) = 1',
+    'UPDATE order_items i SET qty = i.qty FROM orders o WHERE o.id = i.order_id AND 1 / (i.qty - 7) = 1',
   ];
   for (const settings of [
     '',
@@ -155,7 +158,9 @@ describe('writes stay in the tenant', () => {
   const checksum = async (tenant: string): Promise<string> => {
     const rows = await shared.sql<{ h: string }>(
       `SELECT md5(coalesce((SELECT string_agg(o::text, ',' ORDER BY id) FROM orders o WHERE org_id = $1), '') ||
-                  coalesce((SELECT string_agg(c::text, ',' ORDER BY id) FROM customers c WHERE org_id = $1), '')) AS h`,
+                  coalesce((SELECT string_agg(c::text, ',' ORDER BY id) FROM customers c WHERE org_id = $1), '') ||
+                  coalesce((SELECT string_agg(i::text, ',' ORDER BY i.id) FROM order_items i
+                            JOIN orders o ON o.id = i.order_id WHERE o.org_id = $1), '')) AS h`,
       [tenant],
     );
     return rows[0]!.h;
@@ -183,6 +188,14 @@ describe('writes stay in the tenant', () => {
       `MERGE INTO orders o USING (SELECT ${gid} AS id) s ON o.id = s.id WHEN MATCHED THEN UPDATE SET total = 0 WHEN NOT MATCHED THEN INSERT (total) VALUES (3)`,
       `WITH d AS (UPDATE customers SET name = name || '!' RETURNING id) SELECT count(*) FROM d`,
       `UPDATE customers SET email = 'x@acme.test' WHERE id IN (SELECT customer_id FROM orders)`,
+      `UPDATE order_items SET qty = qty + 100`,
+      `UPDATE order_items SET qty = 0 WHERE order_id = ${gid}`,
+      `DELETE FROM order_items WHERE order_id = ${gid}`,
+      `DELETE FROM order_items i USING orders o WHERE o.id = i.order_id AND o.status = 'touched' AND i.qty > 101`,
+      `INSERT INTO order_items (order_id, sku, qty) SELECT id, 'SKU-9', 9 FROM orders WHERE status = 'touched'`,
+      `INSERT INTO order_items (order_id, sku, qty) SELECT min(id), 'SKU-8', 8 FROM orders`,
+      `INSERT INTO order_items (id, order_id, sku, qty) SELECT i.id, i.order_id, 'x', 1 FROM order_items i ON CONFLICT (id) DO UPDATE SET qty = 999`,
+      `WITH d AS (DELETE FROM order_items WHERE sku = 'SKU-9' RETURNING order_id) SELECT count(*) FROM d`,
     ];
     for (const sql of writes) await shared.sql(forwardable(judge.judge(sql, ctxFor('acme')).verdict, sql));
     expect(await checksum('globex')).toBe(before);
@@ -195,6 +208,40 @@ describe('writes stay in the tenant', () => {
       `SELECT count(*) AS n FROM orders WHERE org_id NOT IN ('acme', 'globex')`,
     );
     expect(strays[0]!.n).toBe('0');
+    const items = await shared.sql<{ n: string }>(
+      `SELECT count(*) AS n FROM order_items i JOIN orders o ON o.id = i.order_id
+       WHERE o.org_id = 'acme' AND i.sku = 'SKU-8'`,
+    );
+    expect(items[0]!.n).toBe('1');
+  });
+
+  it("an item inserted under another tenant's order fails in the server and inserts nothing", async () => {
+    const before = await checksum('globex');
+    const gid = await globexOrder();
+    const acmeOrder = Number(
+      (await shared.sql<{ id: string }>(`SELECT min(id) AS id FROM orders WHERE org_id = 'acme'`))[0]!.id,
+    );
+    for (const [sql, params] of [
+      [`INSERT INTO order_items (order_id, sku, qty) VALUES (${acmeOrder}, 'a', 1), (${gid}, 'b', 1)`, []],
+      [`INSERT INTO order_items (order_id, sku, qty) VALUES ($1, 'c', 1)`, [gid]],
+      [`INSERT INTO order_items (order_id, sku, qty) VALUES ($1, 'c', 1)`, [null]],
+      [`INSERT INTO order_items (order_id, sku, qty) SELECT $1::bigint + 0, 'd', 1`, [gid]],
+      // A volatile key is evaluated once: it cannot pass the check as acme's and land as globex's.
+      [
+        `INSERT INTO order_items (order_id, sku, qty) SELECT CASE WHEN random() < 2 THEN $1::bigint END, 'e', 1 FROM generate_series(1, 3)`,
+        [gid],
+      ],
+    ] as const) {
+      const out = forwardable(judge.judge(sql, ctxFor('acme')).verdict, sql);
+      await expect(shared.sql(out, [...params]), sql).rejects.toThrow(
+        /pgwarden: public\.order_items\.order_id must reference a row of public\.orders in tenant acme/,
+      );
+    }
+    expect(await checksum('globex')).toBe(before);
+    const leaked = await shared.sql<{ n: string }>(
+      `SELECT count(*) AS n FROM order_items WHERE sku IN ('a', 'b', 'c', 'd', 'e')`,
+    );
+    expect(leaked[0]!.n).toBe('0');
   });
 
   it('writes that would land in another tenant are refused', () => {
@@ -207,6 +254,13 @@ describe('writes stay in the tenant', () => {
       `TRUNCATE orders`,
       `UPDATE customers SET ssn = '1'`,
       `DELETE FROM customers`,
+      `UPDATE order_items SET order_id = 1`,
+      `UPDATE order_items SET (order_id, qty) = (SELECT 1, 2)`,
+      `INSERT INTO order_items (sku, qty) VALUES ('x', 1)`,
+      `INSERT INTO order_items (order_id, sku, qty) VALUES (DEFAULT, 'x', 1)`,
+      `INSERT INTO order_items DEFAULT VALUES`,
+      `MERGE INTO order_items i USING orders o ON o.id = i.order_id WHEN MATCHED THEN DELETE`,
+      `INSERT INTO order_items (order_id, sku, qty) VALUES (1, 'x', 1) ON CONFLICT (id) DO UPDATE SET order_id = 2`,
     ]) {
       const v = judge.judge(sql, ctxFor('acme')).verdict;
       expect(v.kind, sql).toBe('deny');

@@ -21,6 +21,12 @@ export const errors = {
     message: 'pgwarden denied this statement',
     logLevel: 'info',
   },
+  PGW_PARENT_KEY_REFUSED: {
+    sqlstate: '42501',
+    severity: 'ERROR',
+    message: 'a row would reference a parent row outside your tenant; it was not written',
+    logLevel: 'info',
+  },
   PGW_FEATURE_REFUSED: {
     sqlstate: '0A000',
     severity: 'ERROR',

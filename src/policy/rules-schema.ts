@@ -67,12 +67,6 @@ export const tableRuleSchema = z
       });
     if (t.scope !== 'parent' && t.parent !== undefined)
       ctx.addIssue({ code: 'custom', path: ['parent'], message: 'parent is only for scope: parent' });
-    if (t.scope === 'parent' && t.access.some((a) => a !== 'select'))
-      ctx.addIssue({
-        code: 'custom',
-        path: ['access'],
-        message: 'parent-scoped tables are read-only (access: [select])',
-      });
   });
 
 /** Per-role overrides: the fields given replace the base table rule's fields for callers with that role. */

@@ -5,7 +5,7 @@ import type { ParamCheck } from '../policy/verdict.js';
 import { literalValue } from './expr.js';
 import type { Scope } from './context.js';
 import { cteBodyScope, resolveRelation } from './resolve.js';
-import { parentFilter, tenantFilter, visibleTargets } from './scoped.js';
+import { GUARD_ALIAS, parentFilter, parentKeyGuard, tenantFilter, visibleTargets } from './scoped.js';
 
 type Body = Record<string, unknown>;
 
@@ -83,9 +83,44 @@ export function checkInvariant(
   const fail = (m: string): void => {
     violation ??= m;
   };
+  /** pgwarden's own parent checks, proven exact: their reads of the parent are not the agent's. */
+  const trusted = new Set<unknown>();
+
+  /** Proves `where` is parentWriteFilter(t, tenant, refname, W) and trusts its two parent filters. */
+  const parentGuarded = (where: unknown, t: TablePolicy, refname: string): boolean => {
+    const f = parentFilter(t, tenant, [refname]);
+    if (sameTree(where, f)) {
+      trusted.add(where);
+      return true;
+    }
+    const b = (where as { BoolExpr?: { boolop: string; args: unknown[] } } | undefined)?.BoolExpr;
+    if (b?.boolop !== 'AND_EXPR' || b.args.length !== 2 || !sameTree(b.args[0], f)) return false;
+    const c = (b.args[1] as { CaseExpr?: Body }).CaseExpr;
+    const arms = c?.args as { CaseWhen: { expr: unknown } }[] | undefined;
+    if (!c || c.arg !== undefined || arms?.length !== 1 || !arms[0] || !sameTree(arms[0].CaseWhen.expr, f))
+      return false;
+    if (!sameTree(c.defresult, { A_Const: { boolval: {} } })) return false;
+    trusted.add(b.args[0]);
+    trusted.add(arms[0].CaseWhen.expr);
+    return true;
+  };
+
+  /** Proves `v` is parentKeyGuard(t, tenant, x); trusts it and returns x, the agent's value. */
+  const guardedKey = (v: unknown, t: TablePolicy): unknown => {
+    const holder = (
+      (v as { SubLink?: { subselect: Node } } | undefined)?.SubLink?.subselect.SelectStmt as Body | undefined
+    )?.fromClause as Node[] | undefined;
+    const rs = holder?.[0]?.RangeSubselect as { subquery: Node; alias?: { aliasname?: string } } | undefined;
+    if (rs?.alias?.aliasname !== GUARD_ALIAS) return undefined;
+    const tl = (rs.subquery.SelectStmt as Body | undefined)?.targetList as Node[] | undefined;
+    const x = (tl?.[0]?.ResTarget as { val?: { TypeCast?: { arg: Node } } } | undefined)?.val?.TypeCast?.arg;
+    if (x === undefined || !sameTree(v, parentKeyGuard(t, tenant, x))) return undefined;
+    trusted.add(v);
+    return x;
+  };
 
   function walk(v: unknown, scope: Scope | undefined, key?: string): void {
-    if (violation || v === null || typeof v !== 'object') return;
+    if (violation || v === null || typeof v !== 'object' || trusted.has(v)) return;
     if (key === 'lockingClause') return; // names FROM items, not relations
     if (Array.isArray(v)) {
       for (const x of v) walk(x, scope);
@@ -157,8 +192,9 @@ export function checkInvariant(
       const name = (rt.ResTarget as { name?: string }).name;
       if (name !== undefined && t.hidden.has(name)) fail(`hidden column ${name} is written`);
     }
-    if (t.scope !== 'tenant') return;
     const refname = rv.alias?.aliasname ?? rv.relname;
+    if (t.scope === 'parent') return checkParentWrite(type, body, t, refname, scope);
+    if (t.scope !== 'tenant') return;
     const tc = t.tenantColumn?.name ?? '';
     if (type === 'UpdateStmt' || type === 'DeleteStmt') {
       if (!startsWithFilter(body.whereClause, t, refname))
@@ -207,6 +243,42 @@ export function checkInvariant(
       }
     }
     void scope;
+  }
+
+  function checkParentWrite(
+    type: string,
+    body: Body,
+    t: TablePolicy,
+    refname: string,
+    scope: Scope | undefined,
+  ): void {
+    const fk = t.parent?.foreignKey;
+    const assignsKey = (list: unknown): boolean =>
+      ((list as Node[] | undefined) ?? []).some((rt) => (rt.ResTarget as { name?: string }).name === fk);
+    if (type === 'MergeStmt') return fail(`MERGE into parent-scoped ${t.qname}`);
+    if (type === 'UpdateStmt' || type === 'DeleteStmt') {
+      if (!parentGuarded(body.whereClause, t, refname)) fail(`${type} on ${t.qname} lacks the parent filter`);
+      if (assignsKey(body.targetList)) fail(`${t.qname}.${fk ?? ''} is assigned`);
+      return;
+    }
+    const cols = ((body.cols as Node[] | undefined) ?? []).map((c) => (c.ResTarget as { name: string }).name);
+    const at = fk === undefined ? -1 : cols.indexOf(fk);
+    if (at < 0) return fail(`INSERT into ${t.qname} does not set ${fk ?? 'its parent key'}`);
+    const sel = (body.selectStmt as Node | undefined)?.SelectStmt as Body | undefined;
+    const keys = sel?.valuesLists
+      ? (sel.valuesLists as Node[]).map((r) => (r.List as { items: unknown[] }).items[at])
+      : [((sel?.targetList as Node[] | undefined)?.[at]?.ResTarget as { val?: unknown } | undefined)?.val];
+    for (const k of keys) {
+      const x = guardedKey(k, t);
+      if (x === undefined) return fail(`INSERT into ${t.qname} sets ${fk ?? ''} unchecked`);
+      walk(x, scope);
+    }
+    const oc = body.onConflictClause as Body | undefined;
+    if (oc?.action === 'ONCONFLICT_UPDATE') {
+      if (!parentGuarded(oc.whereClause, t, refname))
+        fail(`ON CONFLICT DO UPDATE on ${t.qname} lacks the parent filter`);
+      if (assignsKey(oc.targetList)) fail(`${t.qname}.${fk ?? ''} is assigned`);
+    }
   }
 
   for (const s of stmts) walk(s, undefined);

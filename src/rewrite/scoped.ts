@@ -94,8 +94,15 @@ export function scopedSelect(t: TablePolicy, tenant: string, opts: { inh: boolea
   return { SelectStmt: select };
 }
 
-/** `schema.table.fk = ANY (SELECT parent.key FROM ONLY parent WHERE <parent tenant filter>)`. */
-export function parentFilter(t: TablePolicy, tenant: string): Node {
+/** `schema.table.fk = ANY (SELECT parent.key FROM parent WHERE <parent tenant filter>)`. */
+export function parentFilter(t: TablePolicy, tenant: string, refname?: readonly string[]): Node {
+  const p = t.parent;
+  if (!p) throw new Error(`${t.qname} has no parent`);
+  return parentMembership(t, tenant, columnRef(...(refname ?? [t.schema, t.name]), p.foreignKey));
+}
+
+/** `<value> = ANY (SELECT parent.key FROM parent WHERE <parent tenant filter>)`. */
+function parentMembership(t: TablePolicy, tenant: string, value: Node): Node {
   const p = t.parent;
   if (!p) throw new Error(`${t.qname} has no parent`);
   const sub = {
@@ -110,9 +117,124 @@ export function parentFilter(t: TablePolicy, tenant: string): Node {
   return {
     SubLink: {
       subLinkType: 'ANY_SUBLINK',
-      testexpr: columnRef(t.schema, t.name, p.foreignKey),
+      testexpr: value,
       operName: [str('pg_catalog'), str('=')],
       subselect: sub,
+    },
+  };
+}
+
+const falseConst = (): Node => ({ A_Const: { boolval: {} } });
+
+/**
+ * The WHERE of an UPDATE or DELETE on a parent-scoped table:
+ * `<parent filter> AND CASE WHEN <parent filter> THEN <agent's WHERE> ELSE false END`.
+ * The target cannot be a fenced subquery as in a read, and the planner pushes the agent's
+ * predicates down to the target's scan, below the semi-join the first conjunct becomes; CASE is
+ * the one construct whose order of evaluation PostgreSQL guarantees, so the agent's predicate
+ * never sees another tenant's row. The first conjunct lets the planner use the parent's rows.
+ */
+export function parentWriteFilter(
+  t: TablePolicy,
+  tenant: string,
+  refname: string,
+  where: Node | undefined,
+): Node {
+  const f = parentFilter(t, tenant, [refname]);
+  if (where === undefined) return f;
+  const guard = {
+    CaseExpr: {
+      args: [{ CaseWhen: { expr: parentFilter(t, tenant, [refname]), result: where } }],
+      defresult: falseConst(),
+    },
+  };
+  return { BoolExpr: { boolop: 'AND_EXPR', args: [f, guard] } };
+}
+
+/** Starts the text whose failed cast is a parent key guard's error. */
+const GUARD_MARKER = 'pgwarden: ';
+const guardFailure = /^invalid input syntax for type integer: "pgwarden: (.*)"$/s;
+
+/**
+ * The agent-facing message when the server's error is a parent key guard firing (SQLSTATE 22P02
+ * from the cast), else undefined. Only the guard's own text matches; an agent that casts such a
+ * text itself only relabels its own error.
+ */
+export function parentKeyRefusal(serverMessage: string): string | undefined {
+  return guardFailure.exec(serverMessage)?.[1];
+}
+
+/** The alias of the one-row subquery that holds the value a parent key guard checks. */
+export const GUARD_ALIAS = 'pgwarden_key';
+
+/**
+ * The value written into a parent-scoped table's foreign key, checked in the statement itself:
+ * `(SELECT CASE WHEN k = ANY (<parent's keys in the tenant>) THEN k ELSE <error> END
+ *   FROM (SELECT (<value>)::<type> AS k) AS pgwarden_key)`.
+ * The value is evaluated once (a volatile one cannot pass the check and then differ), and a key
+ * outside the tenant raises, as RLS WITH CHECK does, instead of silently dropping the row. The
+ * error is a cast of a scalar subquery's text, so the planner cannot fold it into every plan.
+ */
+export function parentKeyGuard(t: TablePolicy, tenant: string, value: Node): Node {
+  const p = t.parent;
+  const fk = p ? t.columns.find((c) => c.name === p.foreignKey) : undefined;
+  if (!p || !fk) throw new Error(`${t.qname} has no parent key`);
+  const k = (): Node => columnRef(GUARD_ALIAS, 'k');
+  const message =
+    `${GUARD_MARKER}${t.qname}.${p.foreignKey} must reference a row of ${p.policy.qname} ` +
+    `in tenant ${tenant}; the row was not written`;
+  const raise = {
+    CaseExpr: {
+      args: [
+        {
+          CaseWhen: {
+            expr: catalogEquals(
+              typeCast(
+                {
+                  SubLink: {
+                    subLinkType: 'EXPR_SUBLINK',
+                    subselect: select([
+                      { ResTarget: { val: typeCast(stringConst(message), parseTypeNameCache('text')) } },
+                    ]),
+                  },
+                },
+                parseTypeNameCache('integer'),
+              ),
+              { A_Const: { ival: {} } },
+            ),
+            result: typeCast(nullConst(), parseTypeNameCache(fk.sqlType)),
+          },
+        },
+      ],
+    },
+  };
+  const check = {
+    CaseExpr: {
+      args: [{ CaseWhen: { expr: parentMembership(t, tenant, k()), result: k() } }],
+      defresult: raise,
+    },
+  };
+  const holder = {
+    RangeSubselect: {
+      subquery: select([{ ResTarget: { name: 'k', val: typeCast(value, parseTypeNameCache(fk.sqlType)) } }]),
+      alias: { aliasname: GUARD_ALIAS },
+    },
+  };
+  return {
+    SubLink: {
+      subLinkType: 'EXPR_SUBLINK',
+      subselect: select([{ ResTarget: { val: check } }], [holder]),
+    },
+  };
+}
+
+function select(targetList: Node[], fromClause?: Node[]): Node {
+  return {
+    SelectStmt: {
+      targetList,
+      ...(fromClause ? { fromClause } : {}),
+      limitOption: 'LIMIT_OPTION_DEFAULT',
+      op: 'SETOP_NONE',
     },
   };
 }

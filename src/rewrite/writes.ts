@@ -15,7 +15,7 @@ import type { ParamCheck } from '../policy/verdict.js';
 import { Denial, type RewriteContext, type Scope, type WriteTarget } from './context.js';
 import { literalValue, visitValue } from './expr.js';
 import { resolveRelation } from './resolve.js';
-import { tenantFilter, tenantValue } from './scoped.js';
+import { parentKeyGuard, parentWriteFilter, tenantFilter, tenantValue } from './scoped.js';
 import { processWith, rewriteFromItem, rewriteSelect, tableFor } from './select.js';
 import type { AccessKind } from '../policy/rules-schema.js';
 
@@ -62,7 +62,6 @@ function target(
         'access_denied',
         { ruleId: `tables.${t.qname}` },
       );
-  if (t.scope === 'parent') throw new Denial(`${t.qname} is read-only for agents`, 'access_denied');
   ctx.touch(t);
   const refname = rv.alias?.aliasname ?? rv.relname;
   ctx.refs.set(refname, t);
@@ -76,10 +75,43 @@ function enterTarget(ctx: RewriteContext, t: TablePolicy, refnames: string[]): W
   return w;
 }
 
-/** The tenant filter on the target row, first in the WHERE so it runs before any agent predicate. */
+/**
+ * The tenant filter on the target row, first in the WHERE so it runs before any agent predicate
+ * (for a parent-scoped table, the parent filter guarding the agent's predicate).
+ */
 function filterFirst(t: TablePolicy, ctx: RewriteContext, refname: string, where: unknown): Node | undefined {
+  if (t.scope === 'parent') return parentWriteFilter(t, ctx.tenant, refname, where as Node | undefined);
   if (t.scope !== 'tenant') return where as Node | undefined;
   return and(tenantFilter(t, ctx.tenant, [refname]), where as Node | undefined);
+}
+
+/** An UPDATE may not move a row of a parent-scoped table to another parent (of any tenant). */
+function checkParentKeyUnassigned(t: TablePolicy, column: string): void {
+  if (t.scope === 'parent' && column === t.parent?.foreignKey)
+    throw new Denial(
+      `${t.qname}.${column} ties each row to your tenant through ${t.parent.policy.qname} and cannot be updated; delete the row and insert it under the other ${t.parent.policy.name} row`,
+      'parent_key_assigned',
+      { ruleId: `tables.${t.qname}` },
+    );
+}
+
+/**
+ * Each value written into a parent-scoped table's foreign key is wrapped in a check that it names
+ * a parent row of the caller's tenant. A row without one would belong to no tenant (and DEFAULT
+ * cannot be checked), so the key must be given.
+ */
+function guardParentKeys(values: unknown[], t: TablePolicy, ctx: RewriteContext): void {
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i] as Node | undefined;
+    if (v === undefined || nodeType(v) === 'SetToDefault')
+      throw new Denial(
+        `${t.qname}.${t.parent?.foreignKey ?? ''} must be given: a row of ${t.parent?.policy.qname ?? ''} in your tenant`,
+        'parent_key_missing',
+        { ruleId: `tables.${t.qname}` },
+      );
+    values[i] = parentKeyGuard(t, ctx.tenant, v);
+  }
+  ctx.reasons.add('parent_key_checked');
 }
 
 const paramTypes: Record<string, ParamCheck['type']> = {
@@ -139,6 +171,7 @@ function checkAssignments(
     const rt = (n as { ResTarget: { name: string; val: Node; indirection?: Node[] } }).ResTarget;
     const col = t.columns.find((c) => c.name === rt.name);
     if (!col) throw new Denial(`${rt.name} is not a column of ${t.qname}`, 'not_a_column');
+    checkParentKeyUnassigned(t, col.name);
     if (t.hidden.has(col.name))
       throw new Denial(
         `column ${t.qname}.${col.name} is not available to agents; usable columns: ${ctx.usableColumns(t)}`,
@@ -313,6 +346,22 @@ function rewriteInsert(body: Body, ctx: RewriteContext, scope: Scope | undefined
     }
     if (!sel && at < 0) cols.splice(0, cols.length, { ResTarget: { name: tc } });
     body.cols = cols;
+  } else if (t.scope === 'parent' && t.parent) {
+    const at = colNames.indexOf(t.parent.foreignKey);
+    if (at < 0)
+      throw new Denial(
+        `INSERT into ${t.qname} must set ${t.parent.foreignKey} to a row of ${t.parent.policy.qname} in your tenant`,
+        'parent_key_missing',
+        { ruleId: `tables.${t.qname}` },
+      );
+    if (((cols[at] as { ResTarget: { indirection?: Node[] } }).ResTarget.indirection?.length ?? 0) > 0)
+      throw new Denial(`${t.qname}.${t.parent.foreignKey} may only be set whole`, 'parent_key_missing');
+    const keys = rows.map((row) => row[at]);
+    if (simpleSelect) keys.push((targets[at] as { ResTarget: { val: Node } }).ResTarget.val);
+    guardParentKeys(keys, t, ctx);
+    rows.forEach((row, i) => (row[at] = keys[i] as Node));
+    if (simpleSelect) (targets[at] as { ResTarget: { val: Node } }).ResTarget.val = keys[rows.length] as Node;
+    body.cols = cols;
   } else if (sel) body.cols = cols;
   const oc = body.onConflictClause as Body | undefined;
   if (oc) {
@@ -341,6 +390,11 @@ function rewriteMerge(body: Body, ctx: RewriteContext, scope: Scope | undefined)
     if (a.commandType === 'CMD_INSERT') needs.add('insert');
   }
   const { t, refname } = target(body, ctx, [...needs]);
+  if (t.scope === 'parent')
+    throw new Denial(
+      `MERGE into the parent-scoped table ${t.qname} is not supported; use INSERT, UPDATE and DELETE`,
+      'unsupported_syntax',
+    );
   body.sourceRelation = rewriteFromItem(body.sourceRelation as Node, ctx, scope);
   enterTarget(ctx, t, [refname]);
   visitValue(body.joinCondition, ctx, scope);

@@ -27,6 +27,7 @@ import { PendingQueue, pending, type Pending } from './pending.js';
 import { isoNow } from './clock.js';
 import { OutBatch } from './out-batch.js';
 import { checkClientParameters, readStartup, type ClientParameters } from './startup.js';
+import { parentKeyRefusal } from '../rewrite/scoped.js';
 
 export interface SessionDeps {
   readonly config: Config;
@@ -740,6 +741,11 @@ export class Session {
         if (!p) return 'forward';
         p.sqlstate = f.sqlstate;
         p.errorMessage = f.message;
+        const refusal = f.sqlstate === '22P02' ? parentKeyRefusal(f.message) : undefined;
+        if (refusal !== undefined) {
+          p.sqlstate = errors.PGW_PARENT_KEY_REFUSED.sqlstate;
+          p.errorMessage = refusal;
+        }
         if (p.kind !== 'query') {
           this.queue.shift();
           this.complete(p);
@@ -752,6 +758,8 @@ export class Session {
           // so pgwarden must not expect answers to those messages either.
           if (this.queue.length === 0) this.skipUntilSync = true;
         }
+        if (refusal !== undefined && !p.standIn)
+          return be.errorResponse({ severity: 'ERROR', sqlstate: p.sqlstate, message: refusal });
         return p.standIn ?? 'forward';
       }
       case Backend.ReadyForQuery: {
