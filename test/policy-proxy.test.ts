@@ -89,6 +89,63 @@ describe('schema introspection, as MCP Postgres servers do it', () => {
   });
 });
 
+describe('system catalogs, as ORMs and pgbench read them', () => {
+  const publicRelations =
+    "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' ORDER BY 1";
+
+  it('show only what the rules name: no unlisted table, hidden column or their comments', async () => {
+    await db.sql(`COMMENT ON TABLE internal_notes IS 'acquisition plans'`);
+    await db.sql(`COMMENT ON COLUMN customers.ssn IS 'social security number'`);
+    await db.sql(`COMMENT ON TABLE orders IS 'one row per order'`);
+    // The service role sees everything, so the filtered answers below can fail.
+    const all = await db.sql<{ relname: string }>(publicRelations);
+    expect(all.map((r) => r.relname)).toEqual(expect.arrayContaining(['internal_notes', 'orders_id_seq']));
+    const c = await client('acme');
+    try {
+      const rels = await c.query<{ relname: string }>(publicRelations);
+      expect(rels.rows.map((r) => r.relname)).toEqual(['customers', 'order_items', 'orders', 'products']);
+      const system = await c.query(`SELECT 1 FROM pg_catalog.pg_class WHERE relname = 'pg_class'`);
+      expect(system.rowCount).toBe(1);
+      const cols = await c.query<{ attname: string }>(
+        `SELECT a.attname FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+         WHERE c.relname = 'customers' AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
+      );
+      expect(cols.rows.map((r) => r.attname)).toEqual(['id', 'org_id', 'name', 'email']);
+      const types = await c.query<{ typname: string }>(
+        `SELECT typname FROM pg_catalog.pg_type WHERE typname IN ('orders', '_orders', 'internal_notes', '_internal_notes') ORDER BY 1`,
+      );
+      expect(types.rows.map((r) => r.typname)).toEqual(['_orders', 'orders']);
+      const comments = await c.query<{ description: string }>(
+        `SELECT description FROM pg_catalog.pg_description ORDER BY 1`,
+      );
+      const texts = comments.rows.map((r) => r.description);
+      expect(texts).toContain('one row per order');
+      expect(texts).not.toContain('acquisition plans');
+      expect(texts).not.toContain('social security number');
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('a predicate that raises on a hidden row never sees it (the views are fenced)', async () => {
+    const c = await client('acme');
+    try {
+      for (const sql of [
+        `SELECT count(*) FROM pg_catalog.pg_class WHERE 1 / (CASE WHEN relname = 'internal_notes' THEN 0 ELSE 1 END) = 1`,
+        `SELECT count(*) FROM pg_catalog.pg_attribute WHERE 1 / (CASE WHEN attname = 'ssn' THEN 0 ELSE 1 END) = 1`,
+      ])
+        await expect(c.query(sql), sql).resolves.toBeDefined();
+    } finally {
+      await c.end();
+    }
+    await expect(
+      db.sql(
+        `SELECT count(*) FROM pg_catalog.pg_class WHERE 1 / (CASE WHEN relname = 'internal_notes' THEN 0 ELSE 1 END) = 1`,
+      ),
+    ).rejects.toThrow(/division by zero/);
+  });
+});
+
 describe('EXPLAIN over tenant tables', () => {
   it("shows the plan without other tenants' counts, refuses ANALYZE, and leaves global tables alone", async () => {
     const c = await client('acme');

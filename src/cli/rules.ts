@@ -4,7 +4,6 @@ import { checkRulesAgainstCatalog, loadCatalog } from '../policy/catalog.js';
 import { catalogSnapshot } from '../policy/catalog-snapshot.js';
 import { readCases, runCase } from '../policy/case-file.js';
 import { createPolicyJudge } from '../policy/engine.js';
-import { catalogRelations } from '../policy/introspection.js';
 import { RulesError } from '../policy/rules-load.js';
 import { loadParser } from '../sql/parse.js';
 import { catalogFrom, policyOptions } from '../policy/catalog-source.js';
@@ -67,12 +66,6 @@ export async function rulesCommand(args: string[], io: Io): Promise<number> {
   }
   if (sub === 'check') {
     io.stdout(`rules are valid and match the catalog (${Object.keys(rules.tables).length} tables)`);
-    const catalogs = catalogRelations(rules.introspection ?? []);
-    if (catalogs.length > 0)
-      io.stdout(
-        `note: introspection lists ${catalogs.join(', ')}: agents can read the names and columns of ` +
-          'every relation through them, listed or not (the information_schema views are filtered)',
-      );
     return 0;
   }
   if (parsed.positionals.length === 0) {

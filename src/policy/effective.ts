@@ -3,6 +3,7 @@ import type { Node } from '../sql/ast.js';
 import { findRelation, splitQualified, type Catalog, type CatalogColumn } from './catalog.js';
 import { catalogDescriptionFunctions } from './functions.js';
 import { catalogRelations } from './introspection.js';
+import { introspectionViews } from './introspection-views.js';
 import type { AccessKind, Rules, TableOverride, TableRule } from './rules-schema.js';
 
 /** One table as a caller with a given set of roles sees it, resolved against the catalog. */
@@ -39,8 +40,8 @@ export interface EffectivePolicy {
    */
   readonly catalogFunctions: ReadonlySet<string>;
   /**
-   * What stands in for a listed information_schema view: the view filtered to the tables the rules
-   * name (and, for columns, the columns agents may see), as a parsed SELECT.
+   * What stands in for a listed catalog relation or information_schema view: its rows about the
+   * tables the rules name (and the columns agents may see), as a parsed SELECT.
    */
   readonly introspectionViews: ReadonlyMap<string, Node>;
   /** Tenant column names of tenant-scoped tables, to spot literal cross-tenant predicates. */
@@ -150,45 +151,6 @@ export function effectivePolicy(rules: Rules, catalog: Catalog, roles: readonly 
     introspectionViews: introspectionViews(introspection, tables),
     tenantColumnNames,
   };
-}
-
-/**
- * information_schema.tables and .columns list every relation the service role can see. Agents get
- * them filtered to what the rules name, so a listing never shows a table or column that a query
- * would refuse: "tables not listed do not exist for agents" holds for schema discovery too.
- */
-function introspectionViews(
-  listed: ReadonlySet<string>,
-  tables: ReadonlyMap<string, TablePolicy>,
-): Map<string, Node> {
-  const lit = (s: string): string => `'${s.replace(/'/g, "''")}'`;
-  const where = (columns: string, rows: string[]): string =>
-    rows.length === 0 ? 'false' : `(${columns}) IN (VALUES ${rows.join(', ')})`;
-  const visible = [...tables.values()];
-  const sources: Record<string, () => string> = {
-    'information_schema.tables': () =>
-      where(
-        'table_schema::text, table_name::text',
-        visible.map((t) => `(${lit(t.schema)}, ${lit(t.name)})`),
-      ),
-    'information_schema.columns': () =>
-      where(
-        'table_schema::text, table_name::text, column_name::text',
-        visible.flatMap((t) =>
-          t.columns
-            .filter((c) => !t.hidden.has(c.name))
-            .map((c) => `(${lit(t.schema)}, ${lit(t.name)}, ${lit(c.name)})`),
-        ),
-      ),
-  };
-  const views = new Map<string, Node>();
-  for (const [qname, filter] of Object.entries(sources)) {
-    if (!listed.has(qname)) continue;
-    const stmt = parseSql(`SELECT * FROM ${qname} WHERE ${filter()}`).stmts[0]?.stmt;
-    if (!stmt) throw new Error(`could not build the agents' view of ${qname}`);
-    views.set(qname, stmt as Node);
-  }
-  return views;
 }
 
 /** Whether a table needs the scoped subquery (rows or columns to hide), or can stay as written. */

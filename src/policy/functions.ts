@@ -4,7 +4,8 @@ import type { Catalog } from './catalog.js';
  * Built-in functions agents may never call, although their argument types look harmless:
  * they run SQL given as a string (query_to_xml family, cursor_to_xml, ts_stat, ts_rewrite),
  * reach outside the database or the session (lo_*, dblink, pg_read_file, pg_notify, advisory
- * locks, pg_sleep), change settings (set_config) or sequences, or describe objects by name.
+ * locks, pg_sleep), change settings (set_config) or sequences, or describe objects by name or
+ * by OID (format_type names the row type of any table, listed or not).
  */
 const deniedNames = new Set([
   'query_to_xml',
@@ -30,6 +31,7 @@ const deniedNames = new Set([
   'lastval',
   'loread',
   'lowrite',
+  'format_type',
   'obj_description',
   'col_description',
   'shobj_description',
@@ -59,20 +61,17 @@ function builtinAllowed(name: string, catalog: Catalog): boolean {
 }
 
 /**
- * Catalog functions that describe the schema (visibility, type names, the text of defaults,
- * constraints and indexes, comments): what ORMs and agent toolkits (SQLAlchemy's inspector, behind
- * LangChain's SQLDatabase) call while reading pg_catalog. They show nothing the pg_catalog relations
- * do not already show, so they are allowed exactly when the rules list one of those relations.
+ * Catalog functions psql and ORMs call while reading pg_catalog, allowed when the rules list one of
+ * those relations: they answer only about what the agent already holds (an OID from a filtered
+ * catalog, a pg_node_tree that only a catalog column can supply). Those that turn any OID into
+ * text (format_type, pg_get_indexdef, pg_get_constraintdef, col_description, obj_description) are
+ * not here: OIDs are small sequential numbers, so a loop over them would name the tables and
+ * columns, and read the comments, that the filtered catalogs hide.
  */
 export const catalogDescriptionFunctions = [
   'pg_catalog.pg_table_is_visible',
   'pg_catalog.pg_type_is_visible',
-  'pg_catalog.format_type',
   'pg_catalog.pg_get_expr',
-  'pg_catalog.pg_get_constraintdef',
-  'pg_catalog.pg_get_indexdef',
-  'pg_catalog.col_description',
-  'pg_catalog.obj_description',
 ] as const;
 
 export type FunctionDecision =

@@ -2,8 +2,8 @@
  * System catalog relations that agents may read when the rules list them (`introspection:`).
  * They describe the schema, never row data: pg_statistic, pg_stats, pg_proc (function bodies),
  * pg_views / pg_rules (definitions), pg_authid, pg_settings and the pg_stat_* views are not here,
- * because they hold values, source text or cluster-wide state. What this set does reveal: the
- * names, columns and row-count estimates (pg_class.reltuples) of every relation, listed or not.
+ * because they hold values, source text or cluster-wide state. Agents read them filtered to the
+ * listed tables and the system's own objects (introspection-views.ts).
  *
  * The first four are what pgbench reads at start (it asks whether pgbench_accounts is partitioned).
  */
@@ -31,10 +31,7 @@ export const safeIntrospection = [
 
 export type SafeIntrospection = (typeof safeIntrospection)[number];
 
-/**
- * The pg_catalog relations among those listed: they name every relation the service role can see,
- * listed or not (the information_schema views are filtered instead).
- */
+/** The pg_catalog relations among those listed (they bring the catalog description functions). */
 export function catalogRelations(introspection: Iterable<string>): string[] {
   return [...introspection].filter((q) => q.startsWith('pg_catalog.'));
 }

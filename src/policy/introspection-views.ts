@@ -1,0 +1,95 @@
+import type { Node } from '../sql/ast.js';
+import { parseSql } from '../sql/parse.js';
+import type { TablePolicy } from './effective.js';
+
+/**
+ * What stands in for a listed catalog relation: the relation filtered to what the rules name, so
+ * a listing never shows a table or column that a query would refuse ("tables not listed do not
+ * exist for agents" holds for schema discovery too).
+ *
+ * The pg_catalog filters keep the rows about the listed tables and about the system's own objects
+ * (OIDs below 16384, FirstNormalObjectId: everything initdb made, pg_catalog and
+ * information_schema included), and drop hidden columns by attnum. Rows that describe no relation
+ * (pg_enum, pg_range, pg_am, pg_collation) stay as they are. Each filter reads only its own
+ * relation, or another catalog relation that is itself listed, so the rewrite names nothing the
+ * rules did not. OFFSET 0 fences each view: the agent's predicates are evaluated above it, so one
+ * that raises on a hidden row's value (`1 / (relname = 'secret')::int`) never sees that row.
+ */
+export function introspectionViews(
+  listed: ReadonlySet<string>,
+  tables: ReadonlyMap<string, TablePolicy>,
+): Map<string, Node> {
+  const visible = [...tables.values()];
+  const lit = (s: string): string => `'${s.replace(/'/g, "''")}'`;
+  const ident = (s: string): string => `"${s.replace(/"/g, '""')}"`;
+  const inValues = (columns: string, rows: string[]): string =>
+    rows.length === 0 ? 'false' : `(${columns}) IN (VALUES ${rows.join(', ')})`;
+  const regclass = (t: TablePolicy): string =>
+    `pg_catalog.to_regclass(${lit(`${ident(t.schema)}.${ident(t.name)}`)})`;
+  /** `col` is one of the listed tables (a hashed subplan: the names are resolved once). */
+  const isListed = (col: string): string =>
+    visible.length === 0
+      ? 'false'
+      : `${col} IN (VALUES ${visible.map((t) => `(${regclass(t)}::pg_catalog.oid)`).join(', ')})`;
+  const system = (col: string): string => `${col} OPERATOR(pg_catalog.<) 16384::pg_catalog.oid`;
+  const about = (col: string): string => `(${system(col)} OR ${isListed(col)})`;
+  /** (relation, attnum) of every hidden column: its catalog rows go too. */
+  const hiddenColumns = (rel: string, num: string): string => {
+    const rows = visible.flatMap((t) =>
+      t.columns
+        .filter((c) => t.hidden.has(c.name))
+        .map((c) => `(${regclass(t)}::pg_catalog.oid, ${c.position})`),
+    );
+    return rows.length === 0 ? 'true' : `NOT ${inValues(`${rel}, ${num}::pg_catalog.int4`, rows)}`;
+  };
+  const indexesOfListed = listed.has('pg_catalog.pg_index')
+    ? ` OR oid IN (SELECT i.indexrelid FROM pg_catalog.pg_index i WHERE ${about('i.indrelid')})`
+    : '';
+
+  const filters: Record<string, () => string> = {
+    'information_schema.tables': () =>
+      inValues(
+        'table_schema::text, table_name::text',
+        visible.map((t) => `(${lit(t.schema)}, ${lit(t.name)})`),
+      ),
+    'information_schema.columns': () =>
+      inValues(
+        'table_schema::text, table_name::text, column_name::text',
+        visible.flatMap((t) =>
+          t.columns
+            .filter((c) => !t.hidden.has(c.name))
+            .map((c) => `(${lit(t.schema)}, ${lit(t.name)}, ${lit(c.name)})`),
+        ),
+      ),
+    'pg_catalog.pg_class': () => `${about('oid')}${indexesOfListed}`,
+    'pg_catalog.pg_namespace': () =>
+      `${system('oid')} OR nspname::text IN (${[...new Set(visible.map((t) => lit(t.schema)))].join(', ') || 'NULL'})`,
+    'pg_catalog.pg_attribute': () => `${about('attrelid')} AND ${hiddenColumns('attrelid', 'attnum')}`,
+    'pg_catalog.pg_attrdef': () => `${about('adrelid')} AND ${hiddenColumns('adrelid', 'adnum')}`,
+    'pg_catalog.pg_constraint': () =>
+      `(conrelid OPERATOR(pg_catalog.=) 0::pg_catalog.oid OR ${about('conrelid')})`,
+    'pg_catalog.pg_index': () => about('indrelid'),
+    'pg_catalog.pg_inherits': () => `${about('inhrelid')} AND ${about('inhparent')}`,
+    'pg_catalog.pg_partitioned_table': () => about('partrelid'),
+    // A table's row type and its array type name the table.
+    'pg_catalog.pg_type': () => {
+      const noRelation = (t: string): string => `${t}typrelid OPERATOR(pg_catalog.=) 0::pg_catalog.oid`;
+      const element =
+        `typelem OPERATOR(pg_catalog.=) 0::pg_catalog.oid OR typelem IN ` +
+        `(SELECT e.oid FROM pg_catalog.pg_type e WHERE ${noRelation('e.')} OR ${isListed('e.typrelid')})`;
+      return `${system('oid')} OR ${isListed('typrelid')} OR (${noRelation('')} AND (${element}))`;
+    },
+    // Comments on relations and columns follow them; comments on other objects stay.
+    'pg_catalog.pg_description': () =>
+      `classoid OPERATOR(pg_catalog.<>) 'pg_catalog.pg_class'::pg_catalog.regclass OR ` +
+      `(${about('objoid')} AND ${hiddenColumns('objoid', 'objsubid')})`,
+  };
+  const views = new Map<string, Node>();
+  for (const [qname, filter] of Object.entries(filters)) {
+    if (!listed.has(qname)) continue;
+    const stmt = parseSql(`SELECT * FROM ${qname} WHERE ${filter()} OFFSET 0`).stmts[0]?.stmt;
+    if (!stmt) throw new Error(`could not build the agents' view of ${qname}`);
+    views.set(qname, stmt as Node);
+  }
+  return views;
+}
