@@ -62,8 +62,8 @@ function builtinAllowed(name: string, catalog: Catalog): boolean {
 
 /**
  * Catalog functions psql and ORMs call while reading pg_catalog, allowed when the rules list one of
- * those relations: they answer only about what the agent already holds (an OID from a filtered
- * catalog, a pg_node_tree that only a catalog column can supply). Those that turn any OID into
+ * those relations: they return a boolean about an OID (which tells at most that some object has
+ * it), or render a pg_node_tree that only a catalog column can supply. Those that turn any OID into
  * text (format_type, pg_get_indexdef, pg_get_constraintdef, col_description, obj_description) are
  * not here: OIDs are small sequential numbers, so a loop over them would name the tables and
  * columns, and read the comments, that the filtered catalogs hide.
