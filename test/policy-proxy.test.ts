@@ -146,6 +146,38 @@ describe('system catalogs, as ORMs and pgbench read them', () => {
   });
 });
 
+describe('server errors', () => {
+  const nullName = `UPDATE customers SET name = NULL WHERE id = (SELECT min(id) FROM customers WHERE org_id = 'acme')`;
+
+  it('never carry row values in DETAIL: a failing row does not show a hidden or masked column', async () => {
+    // The server's own error shows the whole row, SSN and raw e-mail included (so the test can fail).
+    const direct = (await db.sql(nullName).catch((e: unknown) => e)) as { detail?: string };
+    expect(direct.detail).toMatch(/Failing row contains .*@acme\.test, 0+7919\)/);
+    const c = await client('acme');
+    try {
+      for (const sql of [
+        nullName,
+        `INSERT INTO customers (name, email) VALUES (NULL, 'x@acme.test')`,
+        `UPDATE customers SET email = NULL WHERE id = (SELECT min(id) FROM customers)`,
+      ]) {
+        const err = (await c.query(sql).catch((e: unknown) => e)) as Record<string, unknown>;
+        expect(err, sql).toMatchObject({ code: '23502' });
+        expect(err.detail, sql).toBeUndefined();
+        expect(JSON.stringify(err), sql).not.toMatch(/0+7919|user1@acme\.test/);
+      }
+      // Benign: the error itself, with its SQLSTATE, message and constraint, reaches the agent.
+      const err = (await c.query(nullName).catch((e: unknown) => e)) as Record<string, unknown>;
+      expect(err).toMatchObject({
+        message: expect.stringMatching(/null value in column "name"/),
+        column: 'name',
+      });
+      expect((await c.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
+    } finally {
+      await c.end();
+    }
+  });
+});
+
 describe('EXPLAIN over tenant tables', () => {
   it("shows the plan without other tenants' counts, refuses ANALYZE, and leaves global tables alone", async () => {
     const c = await client('acme');
@@ -307,10 +339,13 @@ describe('through the proxy', () => {
         expect.arrayContaining(['column_denied', 'cross_tenant_literal', 'table_not_listed']),
       );
       expect(denied.find((r) => r.flags.includes('cross_tenant_attempt'))).toBeDefined();
-      // Every rewrite of a tenant table carries the tenant filter (schema listings are filtered by name).
+      // Every rewrite that reads a tenant table carries the tenant filter (an INSERT's VALUES get
+      // the tenant value instead; schema listings are filtered by name).
       const rewrites = proxy.sink.records.filter(
         (r) =>
-          r.verdict === 'rewrite' && r.tables.some((t) => t === 'public.orders' || t === 'public.customers'),
+          r.verdict === 'rewrite' &&
+          !/^INSERT .* VALUES/.test(r.sql ?? '') &&
+          r.tables.some((t) => t === 'public.orders' || t === 'public.customers'),
       );
       expect(rewrites.length).toBeGreaterThan(0);
       expect(rewrites.every((r) => r.rewrittenSql?.includes('OPERATOR(pg_catalog.=)'))).toBe(true);

@@ -66,3 +66,28 @@ export const noticeResponse = (f: ErrorFields): Buffer => message(Backend.Notice
 /** The single-byte answers to SSLRequest and GSSENCRequest. */
 export const sslAccepted = (): Buffer => Buffer.from('S');
 export const sslDeclined = (): Buffer => Buffer.from('N');
+
+/** The DETAIL field ('D') of an ErrorResponse. */
+const DETAIL = 0x44;
+
+/**
+ * The server's ErrorResponse (its body) re-encoded without DETAIL, or undefined when it has none.
+ * DETAIL is where the server prints row values ("Failing row contains (...)", "Key (...)=(...)
+ * conflicts with existing key (...)"), whole rows with the columns the rules hide or mask, and
+ * existing rows of other tenants; the message, SQLSTATE, constraint and column name stay.
+ */
+export function errorResponseWithoutDetail(body: Buffer): Buffer | undefined {
+  const kept: Buffer[] = [];
+  let found = false;
+  let pos = 0;
+  while (pos < body.length && body[pos] !== 0) {
+    const end = body.indexOf(0, pos + 1);
+    if (end < 0) return undefined;
+    if (body[pos] === DETAIL) found = true;
+    else kept.push(body.subarray(pos, end + 1));
+    pos = end + 1;
+  }
+  if (!found) return undefined;
+  kept.push(Buffer.from([0]));
+  return message(Backend.ErrorResponse, Buffer.concat(kept));
+}

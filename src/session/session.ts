@@ -736,9 +736,10 @@ export class Session {
         return 'forward';
       }
       case Backend.ErrorResponse: {
-        const f = readErrorFields(buf.subarray(bodyStart, end));
+        const body = buf.subarray(bodyStart, end);
+        const f = readErrorFields(body);
         const p = this.queue.peek();
-        if (!p) return 'forward';
+        if (!p) return be.errorResponseWithoutDetail(body) ?? 'forward';
         p.sqlstate = f.sqlstate;
         p.errorMessage = f.message;
         const refusal = f.sqlstate === '22P02' ? parentKeyRefusal(f.message) : undefined;
@@ -760,7 +761,7 @@ export class Session {
         }
         if (refusal !== undefined && !p.standIn)
           return be.errorResponse({ severity: 'ERROR', sqlstate: p.sqlstate, message: refusal });
-        return p.standIn ?? 'forward';
+        return p.standIn ?? be.errorResponseWithoutDetail(body) ?? 'forward';
       }
       case Backend.ReadyForQuery: {
         const p = this.queue.shift();
