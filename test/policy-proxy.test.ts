@@ -178,6 +178,36 @@ describe('server errors', () => {
   });
 });
 
+describe('server notices', () => {
+  it("reach the agent without DETAIL, where a trigger may print a row's hidden values", async () => {
+    await db.sql(`CREATE FUNCTION note_ssn() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE NOTICE 'customer changed' USING DETAIL = 'ssn ' || NEW.ssn; RETURN NEW; END $$`);
+    await db.sql(
+      `CREATE TRIGGER note_ssn BEFORE UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION note_ssn()`,
+    );
+    const c = await client('acme');
+    try {
+      const notices: { message?: string; detail?: string }[] = [];
+      c.on('notice', (n) => notices.push(n));
+      await c.query(`UPDATE customers SET name = name WHERE id = (SELECT min(id) FROM customers)`);
+      expect(notices).toHaveLength(1);
+      expect(notices[0]).toMatchObject({ message: 'customer changed' });
+      expect(notices[0]!.detail).toBeUndefined();
+      // Directly, the service role's session gets the DETAIL (so the test can fail).
+      const direct = new pg.Client({ connectionString: db.url });
+      await direct.connect();
+      const seen: { detail?: string }[] = [];
+      direct.on('notice', (n) => seen.push(n));
+      await direct.query(`UPDATE customers SET name = name WHERE id = (SELECT min(id) FROM customers)`);
+      await direct.end();
+      expect(seen[0]?.detail).toMatch(/^ssn \d+/);
+    } finally {
+      await c.end();
+      await db.sql('DROP TRIGGER note_ssn ON customers; DROP FUNCTION note_ssn()');
+    }
+  });
+});
+
 describe('EXPLAIN over tenant tables', () => {
   it("shows the plan without other tenants' counts, refuses ANALYZE, and leaves global tables alone", async () => {
     const c = await client('acme');

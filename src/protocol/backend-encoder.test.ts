@@ -1,13 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { readErrorFields } from './backend-messages.js';
-import { errorResponse, errorResponseWithoutDetail } from './backend-encoder.js';
+import { Backend } from './codes.js';
+import { errorResponse, withoutDetail } from './backend-encoder.js';
 
 /** An ErrorResponse body as the server writes it: type byte, text, NUL; a final NUL. */
 function body(fields: [string, string][]): Buffer {
   return Buffer.concat([...fields.map(([t, v]) => Buffer.from(`${t}${v}\0`)), Buffer.from([0])]);
 }
 
-describe('errorResponseWithoutDetail', () => {
+describe('withoutDetail', () => {
   const server: [string, string][] = [
     ['S', 'ERROR'],
     ['V', 'ERROR'],
@@ -20,19 +21,20 @@ describe('errorResponseWithoutDetail', () => {
   ];
 
   it('drops DETAIL and keeps every other field in order', () => {
-    const out = errorResponseWithoutDetail(body(server));
+    const out = withoutDetail(Backend.ErrorResponse, body(server));
     expect(out).toBeDefined();
     expect(out!.toString('latin1', 0, 1)).toBe('E');
     expect(out!.readInt32BE(1)).toBe(out!.length - 1);
     expect(out!.subarray(5)).toEqual(body(server.filter(([t]) => t !== 'D')));
     expect(out!.toString()).not.toContain('000007919');
     expect(readErrorFields(out!.subarray(5))).toMatchObject({ sqlstate: '23502', severity: 'ERROR' });
+    expect(withoutDetail(Backend.NoticeResponse, body(server))!.toString('latin1', 0, 1)).toBe('N');
   });
 
   it('leaves an error without DETAIL alone, and a malformed one to be forwarded as it came', () => {
-    expect(errorResponseWithoutDetail(body(server.filter(([t]) => t !== 'D')))).toBeUndefined();
-    expect(errorResponseWithoutDetail(Buffer.from('MNo terminator'))).toBeUndefined();
+    expect(withoutDetail(Backend.ErrorResponse, body(server.filter(([t]) => t !== 'D')))).toBeUndefined();
+    expect(withoutDetail(Backend.ErrorResponse, Buffer.from('MNo terminator'))).toBeUndefined();
     const own = errorResponse({ severity: 'ERROR', sqlstate: '42501', message: 'x' });
-    expect(errorResponseWithoutDetail(own.subarray(5))).toBeUndefined();
+    expect(withoutDetail(Backend.ErrorResponse, own.subarray(5))).toBeUndefined();
   });
 });

@@ -67,16 +67,20 @@ export const noticeResponse = (f: ErrorFields): Buffer => message(Backend.Notice
 export const sslAccepted = (): Buffer => Buffer.from('S');
 export const sslDeclined = (): Buffer => Buffer.from('N');
 
-/** The DETAIL field ('D') of an ErrorResponse. */
+/** The DETAIL field ('D') of an ErrorResponse or NoticeResponse. */
 const DETAIL = 0x44;
 
 /**
- * The server's ErrorResponse (its body) re-encoded without DETAIL, or undefined when it has none.
+ * The server's ErrorResponse or NoticeResponse (`code`, and its body) re-encoded without DETAIL,
+ * or undefined when it has none.
  * DETAIL is where the server prints row values ("Failing row contains (...)", "Key (...)=(...)
  * conflicts with existing key (...)"), whole rows with the columns the rules hide or mask, and
  * existing rows of other tenants; the message, SQLSTATE, constraint and column name stay.
  */
-export function errorResponseWithoutDetail(body: Buffer): Buffer | undefined {
+export function withoutDetail(
+  code: typeof Backend.ErrorResponse | typeof Backend.NoticeResponse,
+  body: Buffer,
+): Buffer | undefined {
   const kept: Buffer[] = [];
   let found = false;
   let pos = 0;
@@ -89,5 +93,5 @@ export function errorResponseWithoutDetail(body: Buffer): Buffer | undefined {
   }
   if (!found) return undefined;
   kept.push(Buffer.from([0]));
-  return message(Backend.ErrorResponse, Buffer.concat(kept));
+  return message(code, Buffer.concat(kept));
 }

@@ -705,8 +705,10 @@ export class Session {
       case Backend.RowDescription:
         if (this.queue.peek()?.kind === 'describe') this.queue.shift();
         return 'forward';
-      case Backend.ParameterDescription:
       case Backend.NoticeResponse:
+        // A trigger's RAISE NOTICE can carry row values in DETAIL, as errors do.
+        return be.withoutDetail(Backend.NoticeResponse, buf.subarray(bodyStart, end)) ?? 'forward';
+      case Backend.ParameterDescription:
       case Backend.NotificationResponse:
       case Backend.CopyOutResponse:
       case Backend.CopyDone:
@@ -739,7 +741,7 @@ export class Session {
         const body = buf.subarray(bodyStart, end);
         const f = readErrorFields(body);
         const p = this.queue.peek();
-        if (!p) return be.errorResponseWithoutDetail(body) ?? 'forward';
+        if (!p) return be.withoutDetail(Backend.ErrorResponse, body) ?? 'forward';
         p.sqlstate = f.sqlstate;
         p.errorMessage = f.message;
         const refusal = f.sqlstate === '22P02' ? parentKeyRefusal(f.message) : undefined;
@@ -761,7 +763,7 @@ export class Session {
         }
         if (refusal !== undefined && !p.standIn)
           return be.errorResponse({ severity: 'ERROR', sqlstate: p.sqlstate, message: refusal });
-        return p.standIn ?? be.errorResponseWithoutDetail(body) ?? 'forward';
+        return p.standIn ?? be.withoutDetail(Backend.ErrorResponse, body) ?? 'forward';
       }
       case Backend.ReadyForQuery: {
         const p = this.queue.shift();
