@@ -154,6 +154,30 @@ describe('the tenant filter runs before any agent predicate', () => {
   });
 });
 
+describe('writes on a parent-scoped table keep usable plans', () => {
+  // Not a timing: whether the join condition reaches the planner as a join clause at all. Inside
+  // the CASE guard alone it cannot, and UPDATE ... FROM became a nested loop over every pair of rows.
+  it('UPDATE ... FROM joins on its condition (hash or merge), not by filtering every pair', async () => {
+    const sql = 'UPDATE order_items i SET qty = qty FROM orders o WHERE o.id = i.order_id AND o.total > 0';
+    const out = forwardable(judge.judge(sql, ctxFor('acme')).verdict, sql);
+    const c = new pg.Client({ connectionString: shared.url });
+    await c.connect();
+    try {
+      await c.query('BEGIN');
+      await c.query('SET LOCAL enable_nestloop = off');
+      const plan = (await c.query<{ 'QUERY PLAN': string }>(`EXPLAIN (COSTS OFF) ${out}`)).rows
+        .map((r) => r['QUERY PLAN'])
+        .join('\n');
+      // With nested loops off, only a join without any usable join clause still needs one.
+      expect(plan).not.toMatch(/Nested Loop/);
+      expect(plan).toMatch(/(Hash|Merge) Join/);
+    } finally {
+      await c.query('ROLLBACK');
+      await c.end();
+    }
+  });
+});
+
 describe('writes stay in the tenant', () => {
   const checksum = async (tenant: string): Promise<string> => {
     const rows = await shared.sql<{ h: string }>(

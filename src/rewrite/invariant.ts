@@ -5,6 +5,7 @@ import type { ParamCheck } from '../policy/verdict.js';
 import { literalValue } from './expr.js';
 import type { Scope } from './context.js';
 import { cteBodyScope, resolveRelation } from './resolve.js';
+import { isSafe, writeRelations, type ColumnTypes } from './safe-conjuncts.js';
 import { GUARD_ALIAS, parentFilter, parentKeyGuard, tenantFilter, visibleTargets } from './scoped.js';
 
 type Body = Record<string, unknown>;
@@ -86,16 +87,20 @@ export function checkInvariant(
   /** pgwarden's own parent checks, proven exact: their reads of the parent are not the agent's. */
   const trusted = new Set<unknown>();
 
-  /** Proves `where` is parentWriteFilter(t, tenant, refname, W) and trusts its two parent filters. */
-  const parentGuarded = (where: unknown, t: TablePolicy, refname: string): boolean => {
+  /**
+   * Proves `where` is parentWriteFilter(t, tenant, refname, W, hoisted), with every hoisted
+   * conjunct one that cannot raise, and trusts its two parent filters.
+   */
+  const parentGuarded = (where: unknown, t: TablePolicy, refname: string, typeOf: ColumnTypes): boolean => {
     const f = parentFilter(t, tenant, [refname]);
     if (sameTree(where, f)) {
       trusted.add(where);
       return true;
     }
     const b = (where as { BoolExpr?: { boolop: string; args: unknown[] } } | undefined)?.BoolExpr;
-    if (b?.boolop !== 'AND_EXPR' || b.args.length !== 2 || !sameTree(b.args[0], f)) return false;
-    const c = (b.args[1] as { CaseExpr?: Body }).CaseExpr;
+    if (b?.boolop !== 'AND_EXPR' || b.args.length < 2 || !sameTree(b.args[0], f)) return false;
+    if (!b.args.slice(1, -1).every((h) => isSafe(h as Node, typeOf))) return false;
+    const c = (b.args[b.args.length - 1] as { CaseExpr?: Body }).CaseExpr;
     const arms = c?.args as { CaseWhen: { expr: unknown } }[] | undefined;
     if (!c || c.arg !== undefined || arms?.length !== 1 || !arms[0] || !sameTree(arms[0].CaseWhen.expr, f))
       return false;
@@ -257,7 +262,9 @@ export function checkInvariant(
       ((list as Node[] | undefined) ?? []).some((rt) => (rt.ResTarget as { name?: string }).name === fk);
     if (type === 'MergeStmt') return fail(`MERGE into parent-scoped ${t.qname}`);
     if (type === 'UpdateStmt' || type === 'DeleteStmt') {
-      if (!parentGuarded(body.whereClause, t, refname)) fail(`${type} on ${t.qname} lacks the parent filter`);
+      const typeOf = writeRelations(body, t, policy, catalog, scope);
+      if (!parentGuarded(body.whereClause, t, refname, typeOf))
+        fail(`${type} on ${t.qname} lacks the parent filter`);
       if (assignsKey(body.targetList)) fail(`${t.qname}.${fk ?? ''} is assigned`);
       return;
     }
@@ -275,7 +282,7 @@ export function checkInvariant(
     }
     const oc = body.onConflictClause as Body | undefined;
     if (oc?.action === 'ONCONFLICT_UPDATE') {
-      if (!parentGuarded(oc.whereClause, t, refname))
+      if (!parentGuarded(oc.whereClause, t, refname, () => undefined))
         fail(`ON CONFLICT DO UPDATE on ${t.qname} lacks the parent filter`);
       if (assignsKey(oc.targetList)) fail(`${t.qname}.${fk ?? ''} is assigned`);
     }

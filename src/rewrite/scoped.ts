@@ -132,13 +132,16 @@ const falseConst = (): Node => ({ A_Const: { boolval: {} } });
  * The target cannot be a fenced subquery as in a read, and the planner pushes the agent's
  * predicates down to the target's scan, below the semi-join the first conjunct becomes; CASE is
  * the one construct whose order of evaluation PostgreSQL guarantees, so the agent's predicate
- * never sees another tenant's row. The first conjunct lets the planner use the parent's rows.
+ * never sees another tenant's row. The first conjunct lets the planner use the parent's rows;
+ * `hoisted` are copies of the agent's conjuncts that cannot raise (safe-conjuncts.ts), between the
+ * two, for its indexes and join conditions.
  */
 export function parentWriteFilter(
   t: TablePolicy,
   tenant: string,
   refname: string,
   where: Node | undefined,
+  hoisted: readonly Node[] = [],
 ): Node {
   const f = parentFilter(t, tenant, [refname]);
   if (where === undefined) return f;
@@ -148,7 +151,7 @@ export function parentWriteFilter(
       defresult: falseConst(),
     },
   };
-  return { BoolExpr: { boolop: 'AND_EXPR', args: [f, guard] } };
+  return { BoolExpr: { boolop: 'AND_EXPR', args: [f, ...hoisted, guard] } };
 }
 
 /** Starts the text whose failed cast is a parent key guard's error. */

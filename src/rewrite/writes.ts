@@ -1,5 +1,6 @@
 import {
   and,
+  clone,
   columnRef,
   names,
   nodeType,
@@ -15,6 +16,7 @@ import type { ParamCheck } from '../policy/verdict.js';
 import { Denial, type RewriteContext, type Scope, type WriteTarget } from './context.js';
 import { literalValue, visitValue } from './expr.js';
 import { resolveRelation } from './resolve.js';
+import { safeConjuncts, writeRelations } from './safe-conjuncts.js';
 import { parentKeyGuard, parentWriteFilter, tenantFilter, tenantValue } from './scoped.js';
 import { processWith, rewriteFromItem, rewriteSelect, tableFor } from './select.js';
 import type { AccessKind } from '../policy/rules-schema.js';
@@ -79,10 +81,23 @@ function enterTarget(ctx: RewriteContext, t: TablePolicy, refnames: string[]): W
  * The tenant filter on the target row, first in the WHERE so it runs before any agent predicate
  * (for a parent-scoped table, the parent filter guarding the agent's predicate).
  */
-function filterFirst(t: TablePolicy, ctx: RewriteContext, refname: string, where: unknown): Node | undefined {
-  if (t.scope === 'parent') return parentWriteFilter(t, ctx.tenant, refname, where as Node | undefined);
+function filterFirst(
+  t: TablePolicy,
+  ctx: RewriteContext,
+  refname: string,
+  where: unknown,
+  hoisted: Node[] = [],
+): Node | undefined {
+  if (t.scope === 'parent')
+    return parentWriteFilter(t, ctx.tenant, refname, where as Node | undefined, hoisted.map(clone));
   if (t.scope !== 'tenant') return where as Node | undefined;
   return and(tenantFilter(t, ctx.tenant, [refname]), where as Node | undefined);
+}
+
+/** The agent's conjuncts that the planner may also use outside a parent-scoped target's guard. */
+function hoistable(body: Body, t: TablePolicy, ctx: RewriteContext, scope: Scope | undefined): Node[] {
+  if (t.scope !== 'parent') return [];
+  return safeConjuncts(body.whereClause, writeRelations(body, t, ctx.policy, ctx.catalog, scope));
 }
 
 /** An UPDATE may not move a row of a parent-scoped table to another parent (of any tenant). */
@@ -258,7 +273,7 @@ function rewriteUpdate(body: Body, ctx: RewriteContext, scope: Scope | undefined
   enterTarget(ctx, t, [refname]);
   checkAssignments(body.targetList as Node[], t, ctx, scope);
   visitValue(body.whereClause, ctx, scope);
-  body.whereClause = filterFirst(t, ctx, refname, body.whereClause);
+  body.whereClause = filterFirst(t, ctx, refname, body.whereClause, hoistable(body, t, ctx, scope));
   rewriteReturning(body, t, refname, ctx, scope, (from?.length ?? 0) > 0);
   ctx.writeTarget = undefined;
 }
@@ -269,7 +284,7 @@ function rewriteDelete(body: Body, ctx: RewriteContext, scope: Scope | undefined
   if (using) body.usingClause = using.map((i) => rewriteFromItem(i, ctx, scope));
   enterTarget(ctx, t, [refname]);
   visitValue(body.whereClause, ctx, scope);
-  body.whereClause = filterFirst(t, ctx, refname, body.whereClause);
+  body.whereClause = filterFirst(t, ctx, refname, body.whereClause, hoistable(body, t, ctx, scope));
   rewriteReturning(body, t, refname, ctx, scope, (using?.length ?? 0) > 0);
   ctx.writeTarget = undefined;
 }

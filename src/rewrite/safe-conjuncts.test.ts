@@ -1,0 +1,101 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { readCatalogSnapshot } from '../policy/catalog-snapshot.js';
+import type { Catalog } from '../policy/catalog.js';
+import { effectivePolicy, type EffectivePolicy } from '../policy/effective.js';
+import { loadRules } from '../policy/rules-load.js';
+import type { Node } from '../sql/ast.js';
+import { loadParser, parseSql } from '../sql/parse.js';
+import { checkInvariant } from './invariant.js';
+import { isSafe, type ColumnTypes } from './safe-conjuncts.js';
+
+const types: Record<string, string> = {
+  id: 'int8',
+  qty: 'int4',
+  sku: 'text',
+  total: 'numeric',
+  'o.id': 'int8',
+  'i.order_id': 'int8',
+  'o.total': 'numeric',
+  'o.created_at': 'timestamptz',
+  'd.day': 'date',
+};
+const typeOf: ColumnTypes = (fields) => types[fields.join('.')];
+const where = (expr: string): Node =>
+  (parseSql(`SELECT 1 WHERE ${expr}`).stmts[0]!.stmt.SelectStmt as { whereClause: Node }).whereClause;
+
+let catalog: Catalog;
+let policy: EffectivePolicy;
+beforeAll(async () => {
+  await loadParser();
+  catalog = readCatalogSnapshot('grammar-tests/catalog.json');
+  policy = effectivePolicy(await loadRules(['rules']), catalog, []);
+});
+
+describe('conjuncts that may run on any row', () => {
+  it('are comparisons of columns with constants, parameters of cast-safe types, and same-typed columns', () => {
+    for (const e of [
+      'id = 5',
+      'id = $1',
+      "sku = 'SKU-1'",
+      'sku = $2',
+      'total > 10.5',
+      'o.id = i.order_id',
+      'qty = id',
+      'id IN (1, 2, 3)',
+      'sku IS NOT NULL',
+      'id OPERATOR(pg_catalog.=) 5',
+    ])
+      expect(isSafe(where(e), typeOf), e).toBe(true);
+  });
+
+  it('are never anything that could raise on a row value', () => {
+    for (const e of [
+      'qty / 0 = 1', // arithmetic
+      'sku::int = 1', // a cast of the column
+      'lower(sku) = $1', // a function
+      'total = $1', // a parameter the client may declare float8: numeric would be cast
+      'o.total = id', // numeric against bigint: the bigint is cast, fine, but not proven here
+      'o.created_at = d.day', // date to timestamptz can leave its range
+      'unknown_col = 1', // a column whose type is not known
+      'id IN (1, qty / 0)',
+      'id = (SELECT 1)',
+      'NOT (id = 5)',
+    ])
+      expect(isSafe(where(e), typeOf), e).toBe(false);
+  });
+});
+
+describe('the invariant for a write on a parent-scoped table', () => {
+  const pf = (r: string): string =>
+    `${r}.order_id OPERATOR(pg_catalog.=) ANY (SELECT public.orders.id FROM public.orders WHERE public.orders.org_id OPERATOR(pg_catalog.=) 'acme'::text)`;
+  const check = (sql: string): string | undefined =>
+    checkInvariant(
+      parseSql(sql).stmts.map((s) => s.stmt as Node),
+      policy,
+      catalog,
+      'acme',
+      [],
+    );
+
+  it('accepts cannot-raise conjuncts between the parent filter and the guard', () => {
+    expect(
+      check(
+        `DELETE FROM order_items WHERE ${pf('order_items')} AND id = 5 AND CASE WHEN ${pf('order_items')} THEN id = 5 ELSE false END`,
+      ),
+    ).toBeUndefined();
+  });
+
+  it('refuses a conjunct that could raise there, and a guard that is not the parent filter', () => {
+    expect(
+      check(
+        `DELETE FROM order_items WHERE ${pf('order_items')} AND 1 / (qty - 7) = 1 AND CASE WHEN ${pf('order_items')} THEN true ELSE false END`,
+      ),
+    ).toMatch(/lacks the parent filter/);
+    expect(
+      check(
+        `DELETE FROM order_items WHERE ${pf('order_items')} AND CASE WHEN true THEN qty > 1 ELSE false END`,
+      ),
+    ).toMatch(/lacks the parent filter/);
+    expect(check(`UPDATE order_items SET order_id = 1 WHERE ${pf('order_items')}`)).toMatch(/is assigned/);
+  });
+});
