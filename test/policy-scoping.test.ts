@@ -176,6 +176,25 @@ describe('writes on a parent-scoped table keep usable plans', () => {
       await c.end();
     }
   });
+
+  it('a multi-row INSERT checks each key with one probe of the parent key, not a hash of all keys per row', async () => {
+    const sql = `INSERT INTO order_items (order_id, sku, qty) VALUES (1, 'a', 1), (2, 'b', 1), (3, 'c', 1)`;
+    const out = forwardable(judge.judge(sql, ctxFor('acme')).verdict, sql);
+    const c = new pg.Client({ connectionString: shared.url });
+    await c.connect();
+    try {
+      await c.query('BEGIN');
+      await c.query('SET LOCAL enable_seqscan = off');
+      const plan = (await c.query<{ 'QUERY PLAN': string }>(`EXPLAIN (COSTS OFF) ${out}`)).rows
+        .map((r) => r['QUERY PLAN'])
+        .join('\n');
+      expect(plan).toMatch(/Index (Only )?Scan using orders_pkey/);
+      expect(plan).not.toMatch(/hashed SubPlan/);
+    } finally {
+      await c.query('ROLLBACK');
+      await c.end();
+    }
+  });
 });
 
 describe('writes stay in the tenant', () => {

@@ -1,4 +1,5 @@
 import {
+  and,
   catalogEquals,
   clone,
   columnRef,
@@ -172,7 +173,7 @@ export const GUARD_ALIAS = 'pgwarden_key';
 
 /**
  * The value written into a parent-scoped table's foreign key, checked in the statement itself:
- * `(SELECT CASE WHEN k = ANY (<parent's keys in the tenant>) THEN k ELSE <error> END
+ * `(SELECT CASE WHEN EXISTS (<the parent row with key k, in the tenant>) THEN k ELSE <error> END
  *   FROM (SELECT (<value>)::<type> AS k) AS pgwarden_key)`.
  * The value is evaluated once (a volatile one cannot pass the check and then differ), and a key
  * outside the tenant raises, as RLS WITH CHECK does, instead of silently dropping the row. The
@@ -211,9 +212,28 @@ export function parentKeyGuard(t: TablePolicy, tenant: string, value: Node): Nod
       ],
     },
   };
+  // One index probe of the parent's key per row: an ANY over the tenant's keys would hash them
+  // all again for every row of a multi-row VALUES.
+  const exists = {
+    SubLink: {
+      subLinkType: 'EXISTS_SUBLINK',
+      subselect: {
+        SelectStmt: {
+          targetList: [{ ResTarget: { val: { A_Const: { ival: { ival: 1 } } } } }],
+          fromClause: [relation(p.policy, true)],
+          whereClause: and(
+            catalogEquals(columnRef(p.policy.schema, p.policy.name, p.references), k()),
+            tenantFilter(p.policy, tenant),
+          ),
+          limitOption: 'LIMIT_OPTION_DEFAULT',
+          op: 'SETOP_NONE',
+        },
+      },
+    },
+  };
   const check = {
     CaseExpr: {
-      args: [{ CaseWhen: { expr: parentMembership(t, tenant, k()), result: k() } }],
+      args: [{ CaseWhen: { expr: exists, result: k() } }],
       defresult: raise,
     },
   };
