@@ -155,45 +155,42 @@ describe('the tenant filter runs before any agent predicate', () => {
 });
 
 describe('writes on a parent-scoped table keep usable plans', () => {
-  // Not a timing: whether the join condition reaches the planner as a join clause at all. Inside
-  // the CASE guard alone it cannot, and UPDATE ... FROM became a nested loop over every pair of rows.
-  it('UPDATE ... FROM joins on its condition (hash or merge), not by filtering every pair', async () => {
-    const sql = 'UPDATE order_items i SET qty = qty FROM orders o WHERE o.id = i.order_id AND o.total > 0';
+  /** The plan of acme's rewrite of `sql` under one planner setting (EXPLAIN only: nothing runs). */
+  async function planOf(sql: string, setting: string): Promise<string> {
     const out = forwardable(judge.judge(sql, ctxFor('acme')).verdict, sql);
     const c = new pg.Client({ connectionString: shared.url });
     await c.connect();
     try {
       await c.query('BEGIN');
-      await c.query('SET LOCAL enable_nestloop = off');
-      const plan = (await c.query<{ 'QUERY PLAN': string }>(`EXPLAIN (COSTS OFF) ${out}`)).rows
-        .map((r) => r['QUERY PLAN'])
-        .join('\n');
-      // With nested loops off, only a join without any usable join clause still needs one.
-      expect(plan).not.toMatch(/Nested Loop/);
-      expect(plan).toMatch(/(Hash|Merge) Join/);
+      await c.query(`SET LOCAL ${setting}`);
+      const rows = (await c.query<{ 'QUERY PLAN': string }>(`EXPLAIN (COSTS OFF) ${out}`)).rows;
+      return rows.map((r) => r['QUERY PLAN']).join('\n');
     } finally {
       await c.query('ROLLBACK');
       await c.end();
     }
+  }
+
+  // Not timings: whether the agent's join condition reaches the planner as a join clause at all
+  // (inside the CASE guard alone it cannot, and UPDATE ... FROM was a nested loop over every pair
+  // of rows), and whether a key check probes an index.
+  it('UPDATE ... FROM joins on its condition (hash or merge), not by filtering every pair', async () => {
+    const plan = await planOf(
+      'UPDATE order_items i SET qty = qty FROM orders o WHERE o.id = i.order_id AND o.total > 0',
+      'enable_nestloop = off',
+    );
+    // With nested loops off, only a join without any usable join clause still needs one.
+    expect(plan).not.toMatch(/Nested Loop/);
+    expect(plan).toMatch(/(Hash|Merge) Join/);
   });
 
   it('a multi-row INSERT checks each key with one probe of the parent key, not a hash of all keys per row', async () => {
-    const sql = `INSERT INTO order_items (order_id, sku, qty) VALUES (1, 'a', 1), (2, 'b', 1), (3, 'c', 1)`;
-    const out = forwardable(judge.judge(sql, ctxFor('acme')).verdict, sql);
-    const c = new pg.Client({ connectionString: shared.url });
-    await c.connect();
-    try {
-      await c.query('BEGIN');
-      await c.query('SET LOCAL enable_seqscan = off');
-      const plan = (await c.query<{ 'QUERY PLAN': string }>(`EXPLAIN (COSTS OFF) ${out}`)).rows
-        .map((r) => r['QUERY PLAN'])
-        .join('\n');
-      expect(plan).toMatch(/Index (Only )?Scan using orders_pkey/);
-      expect(plan).not.toMatch(/hashed SubPlan/);
-    } finally {
-      await c.query('ROLLBACK');
-      await c.end();
-    }
+    const plan = await planOf(
+      `INSERT INTO order_items (order_id, sku, qty) VALUES (1, 'a', 1), (2, 'b', 1), (3, 'c', 1)`,
+      'enable_seqscan = off',
+    );
+    expect(plan).toMatch(/Index (Only )?Scan using orders_pkey/);
+    expect(plan).not.toMatch(/hashed SubPlan/);
   });
 });
 
