@@ -6,7 +6,8 @@ import { literalValue } from './expr.js';
 import type { Scope } from './context.js';
 import { cteBodyScope, resolveRelation } from './resolve.js';
 import { isSafe, writeRelations, type ColumnTypes } from './safe-conjuncts.js';
-import { GUARD_ALIAS, parentFilter, parentKeyGuard, tenantFilter, visibleTargets } from './scoped.js';
+import { GUARD_ALIAS, parentKeyGuard } from './parent-guards.js';
+import { parentFilter, tenantFilter, visibleTargets } from './scoped.js';
 
 type Body = Record<string, unknown>;
 

@@ -1,5 +1,4 @@
 import {
-  and,
   catalogEquals,
   clone,
   columnRef,
@@ -24,7 +23,7 @@ export function tenantValue(t: TablePolicy, tenant: string): Node {
   return typeCast(stringConst(tenant), clone(typeName));
 }
 
-function relation(t: TablePolicy, inh: boolean): Node {
+export function relation(t: TablePolicy, inh: boolean): Node {
   return { RangeVar: { schemaname: t.schema, relname: t.name, inh, relpersistence: 'p' } };
 }
 
@@ -51,7 +50,7 @@ const typeNames = new Map<string, Node>();
 export function setTypeNameParser(fn: (sqlType: string) => Node): void {
   typeNameParser = fn;
 }
-function parseTypeNameCache(sqlType: string): Node {
+export function parseTypeNameCache(sqlType: string): Node {
   let n = typeNames.get(sqlType);
   if (!n) {
     if (!typeNameParser) throw new Error('type name parser not set');
@@ -121,143 +120,6 @@ function parentMembership(t: TablePolicy, tenant: string, value: Node): Node {
       testexpr: value,
       operName: [str('pg_catalog'), str('=')],
       subselect: sub,
-    },
-  };
-}
-
-const falseConst = (): Node => ({ A_Const: { boolval: {} } });
-
-/**
- * The WHERE of an UPDATE or DELETE on a parent-scoped table:
- * `<parent filter> AND CASE WHEN <parent filter> THEN <agent's WHERE> ELSE false END`.
- * The target cannot be a fenced subquery as in a read, and the planner pushes the agent's
- * predicates down to the target's scan, below the semi-join the first conjunct becomes; CASE is
- * the one construct whose order of evaluation PostgreSQL guarantees, so the agent's predicate
- * never sees another tenant's row. The first conjunct lets the planner use the parent's rows;
- * `hoisted` are copies of the agent's conjuncts that cannot raise (safe-conjuncts.ts), between the
- * two, for its indexes and join conditions.
- */
-export function parentWriteFilter(
-  t: TablePolicy,
-  tenant: string,
-  refname: string,
-  where: Node | undefined,
-  hoisted: readonly Node[] = [],
-): Node {
-  const f = parentFilter(t, tenant, [refname]);
-  if (where === undefined) return f;
-  const guard = {
-    CaseExpr: {
-      args: [{ CaseWhen: { expr: parentFilter(t, tenant, [refname]), result: where } }],
-      defresult: falseConst(),
-    },
-  };
-  return { BoolExpr: { boolop: 'AND_EXPR', args: [f, ...hoisted, guard] } };
-}
-
-/** Starts the text whose failed cast is a parent key guard's error. */
-const GUARD_MARKER = 'pgwarden: ';
-const guardFailure = /^invalid input syntax for type integer: "pgwarden: (.*)"$/s;
-
-/**
- * The agent-facing message when the server's error is a parent key guard firing (SQLSTATE 22P02
- * from the cast), else undefined. Only the guard's own text matches; an agent that casts such a
- * text itself only relabels its own error.
- */
-export function parentKeyRefusal(serverMessage: string): string | undefined {
-  return guardFailure.exec(serverMessage)?.[1];
-}
-
-/** The alias of the one-row subquery that holds the value a parent key guard checks. */
-export const GUARD_ALIAS = 'pgwarden_key';
-
-/**
- * The value written into a parent-scoped table's foreign key, checked in the statement itself:
- * `(SELECT CASE WHEN EXISTS (<the parent row with key k, in the tenant>) THEN k ELSE <error> END
- *   FROM (SELECT (<value>)::<type> AS k) AS pgwarden_key)`.
- * The value is evaluated once (a volatile one cannot pass the check and then differ), and a key
- * outside the tenant raises, as RLS WITH CHECK does, instead of silently dropping the row. The
- * error is a cast of a scalar subquery's text, so the planner cannot fold it into every plan.
- */
-export function parentKeyGuard(t: TablePolicy, tenant: string, value: Node): Node {
-  const p = t.parent;
-  const fk = p ? t.columns.find((c) => c.name === p.foreignKey) : undefined;
-  if (!p || !fk) throw new Error(`${t.qname} has no parent key`);
-  const k = (): Node => columnRef(GUARD_ALIAS, 'k');
-  const message =
-    `${GUARD_MARKER}${t.qname}.${p.foreignKey} must reference a row of ${p.policy.qname} ` +
-    `in tenant ${tenant}; the row was not written`;
-  const raise = {
-    CaseExpr: {
-      args: [
-        {
-          CaseWhen: {
-            expr: catalogEquals(
-              typeCast(
-                {
-                  SubLink: {
-                    subLinkType: 'EXPR_SUBLINK',
-                    subselect: select([
-                      { ResTarget: { val: typeCast(stringConst(message), parseTypeNameCache('text')) } },
-                    ]),
-                  },
-                },
-                parseTypeNameCache('integer'),
-              ),
-              { A_Const: { ival: {} } },
-            ),
-            result: typeCast(nullConst(), parseTypeNameCache(fk.sqlType)),
-          },
-        },
-      ],
-    },
-  };
-  // One index probe of the parent's key per row: an ANY over the tenant's keys would hash them
-  // all again for every row of a multi-row VALUES.
-  const exists = {
-    SubLink: {
-      subLinkType: 'EXISTS_SUBLINK',
-      subselect: {
-        SelectStmt: {
-          targetList: [{ ResTarget: { val: { A_Const: { ival: { ival: 1 } } } } }],
-          fromClause: [relation(p.policy, true)],
-          whereClause: and(
-            catalogEquals(columnRef(p.policy.schema, p.policy.name, p.references), k()),
-            tenantFilter(p.policy, tenant),
-          ),
-          limitOption: 'LIMIT_OPTION_DEFAULT',
-          op: 'SETOP_NONE',
-        },
-      },
-    },
-  };
-  const check = {
-    CaseExpr: {
-      args: [{ CaseWhen: { expr: exists, result: k() } }],
-      defresult: raise,
-    },
-  };
-  const holder = {
-    RangeSubselect: {
-      subquery: select([{ ResTarget: { name: 'k', val: typeCast(value, parseTypeNameCache(fk.sqlType)) } }]),
-      alias: { aliasname: GUARD_ALIAS },
-    },
-  };
-  return {
-    SubLink: {
-      subLinkType: 'EXPR_SUBLINK',
-      subselect: select([{ ResTarget: { val: check } }], [holder]),
-    },
-  };
-}
-
-function select(targetList: Node[], fromClause?: Node[]): Node {
-  return {
-    SelectStmt: {
-      targetList,
-      ...(fromClause ? { fromClause } : {}),
-      limitOption: 'LIMIT_OPTION_DEFAULT',
-      op: 'SETOP_NONE',
     },
   };
 }

@@ -17,7 +17,8 @@ import { Denial, type RewriteContext, type Scope, type WriteTarget } from './con
 import { literalValue, visitValue } from './expr.js';
 import { resolveRelation } from './resolve.js';
 import { safeConjuncts, writeRelations } from './safe-conjuncts.js';
-import { parentKeyGuard, parentWriteFilter, tenantFilter, tenantValue } from './scoped.js';
+import { parentKeyGuard, parentWriteFilter } from './parent-guards.js';
+import { tenantFilter, tenantValue } from './scoped.js';
 import { processWith, rewriteFromItem, rewriteSelect, tableFor } from './select.js';
 import type { AccessKind } from '../policy/rules-schema.js';
 

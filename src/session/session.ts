@@ -27,7 +27,7 @@ import { PendingQueue, pending, type Pending } from './pending.js';
 import { isoNow } from './clock.js';
 import { OutBatch } from './out-batch.js';
 import { checkClientParameters, readStartup, type ClientParameters } from './startup.js';
-import { parentKeyRefusal } from '../rewrite/scoped.js';
+import { parentKeyRefusal } from '../rewrite/parent-guards.js';
 
 export interface SessionDeps {
   readonly config: Config;
