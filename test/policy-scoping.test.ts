@@ -284,6 +284,17 @@ describe('writes stay in the tenant', () => {
     expect(leaked[0]!.n).toBe('0');
   });
 
+  it('an order inserted by the same statement is not visible to the key check (as under RLS)', async () => {
+    const sql = `WITH o AS (INSERT INTO orders (customer_id, total) VALUES (1, 5) RETURNING id)
+      INSERT INTO order_items (order_id, sku, qty) SELECT id, 'SKU-CTE', 1 FROM o`;
+    const out = forwardable(judge.judge(sql, ctxFor('acme')).verdict, sql);
+    await expect(shared.sql(out)).rejects.toThrow(/must reference a row of public\.orders/);
+    const left = await shared.sql<{ n: string }>(
+      `SELECT count(*) AS n FROM order_items WHERE sku = 'SKU-CTE'`,
+    );
+    expect(left[0]!.n).toBe('0');
+  });
+
   it('writes that would land in another tenant are refused', () => {
     for (const sql of [
       `INSERT INTO orders (org_id, total) VALUES ('globex', 1)`,
