@@ -32,6 +32,13 @@ beforeAll(async () => {
 });
 
 describe('decision cache', () => {
+  it('never serves a template for a statement whose rewrite copied a literal (the copy would keep the old value)', () => {
+    judge.judge('DELETE FROM order_items WHERE id = 5', ctx());
+    const second = judge.judge('DELETE FROM order_items WHERE id = 7', ctx()).verdict;
+    expect(sqlOf(second)).not.toContain('id = 5');
+    expect(sqlOf(second).match(/id = 7/g)).toHaveLength(2);
+  });
+
   it('answers a repeated statement from the exact-text cache', () => {
     const a = judge.judge('SELECT id FROM orders WHERE id = $1', ctx());
     const b = judge.judge('SELECT id FROM orders WHERE id = $1', ctx());

@@ -154,8 +154,6 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
       };
     const ctx = new RewriteContext(policy, catalog, tenant, jc.protocol, jc.session);
     const lk = literalShape(sql);
-    const consts = new Map<number, Node[]>();
-    if (lk) constsByLocation(stmts, consts);
     const before = JSON.stringify(stmts);
     try {
       for (const s of stmts) rewriteStatement(s, ctx);
@@ -217,7 +215,12 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
     if (!lk || ctx.literalSensitive || ctx.sessionDependent || ctx.paramChecks.length > 0)
       return { entry, cacheable };
     if (!changed) return { entry, cacheable, shape: entry };
-    // Swap the agent's literals for markers and deparse again: the template for this shape.
+    // Swap the agent's literals for markers and deparse again: the template for this shape. The
+    // literals are looked up in the rewritten tree: one the rewrite copied (a condition repeated
+    // outside a guard) appears twice, and such a statement gets no template, or the copy would
+    // keep the first statement's value.
+    const consts = new Map<number, Node[]>();
+    constsByLocation(stmts, consts);
     const marked: Node[] = [];
     for (const [start] of lk.spans) {
       const at = consts.get(start);
