@@ -5,7 +5,7 @@ import type { ParamCheck } from '../policy/verdict.js';
 import { literalValue } from './expr.js';
 import type { Scope } from './context.js';
 import { cteBodyScope, resolveRelation } from './resolve.js';
-import { isSafe, writeRelations, type ColumnTypes } from './safe-conjuncts.js';
+import { isSafe, ownColumns, rejectsNull, writeRelations, type ColumnTypes } from './safe-conjuncts.js';
 import { GUARD_ALIAS, parentKeyGuard } from './parent-guards.js';
 import { parentFilter, tenantFilter, visibleTargets } from './scoped.js';
 
@@ -50,6 +50,19 @@ export function checkInvariant(
     return p !== undefined && checkedParams.has(p.number);
   };
 
+  /** The parent filter, alone or followed by conditions that cannot raise and reject NULL. */
+  function parentNarrowed(where: unknown, t: TablePolicy): boolean {
+    const f = parentFilter(t, tenant);
+    if (sameTree(where, f)) return true;
+    const b = (where as { BoolExpr?: { boolop: string; args: Node[] } } | undefined)?.BoolExpr;
+    return (
+      b?.boolop === 'AND_EXPR' &&
+      b.args.length > 1 &&
+      sameTree(b.args[0], f) &&
+      b.args.slice(1).every((c) => isSafe(c, ownColumns(t)) && rejectsNull(c))
+    );
+  }
+
   function scopedSubquery(sub: Body): TablePolicy | undefined {
     const from = sub.fromClause as Node[] | undefined;
     if (from?.length !== 1 || !from[0]) return undefined;
@@ -74,7 +87,7 @@ export function checkInvariant(
       return undefined;
     if (
       t.scope === 'parent' &&
-      (!sameTree(sub.whereClause, parentFilter(t, tenant)) || literalValue(sub.limitOffset) !== '0')
+      (!parentNarrowed(sub.whereClause, t) || literalValue(sub.limitOffset) !== '0')
     )
       return undefined;
     if (t.scope === 'global' && (sub.whereClause || sub.limitOffset)) return undefined;

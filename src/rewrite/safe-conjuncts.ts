@@ -32,7 +32,7 @@ const integers = new Set(['int2', 'int4', 'int8']);
 /** Types whose implicit casts (to wider integers, numeric, float, text) never fail. */
 const castSafe = new Set([...integers, 'text', 'varchar', 'bpchar', 'name', 'uuid', 'bool']);
 
-function conjuncts(where: unknown): Node[] {
+export function conjuncts(where: unknown): Node[] {
   const b = (where as { BoolExpr?: { boolop: string; args: Node[] } } | undefined)?.BoolExpr;
   if (b?.boolop === 'AND_EXPR') return b.args.flatMap(conjuncts);
   return where === undefined || where === null ? [] : [where as Node];
@@ -68,6 +68,25 @@ function isValue(n: Node, columnType: string): boolean {
   const kind = nodeType(n);
   if (kind === 'A_Const') return (n.A_Const as { isnull?: boolean }).isnull !== true;
   return kind === 'ParamRef' && castSafe.has(columnType);
+}
+
+/**
+ * Whether a safe conjunct is false or null whenever a column it names is null (comparisons and IN
+ * are strict; IS NOT NULL too; IS NULL is not). Only such a condition may also filter the nullable
+ * side of an outer join: the rows it removes there could only have produced rows it rejects anyway.
+ */
+export function rejectsNull(node: Node): boolean {
+  const t = (node.NullTest as { nulltesttype?: string } | undefined)?.nulltesttype;
+  return t === undefined ? nodeType(node) === 'A_Expr' : t === 'IS_NOT_NULL';
+}
+
+/** Column types of one table, for unqualified references inside its own scoped subquery. */
+export function ownColumns(t: TablePolicy): ColumnTypes {
+  return (fields) => {
+    const [col] = fields;
+    if (fields.length !== 1 || col === undefined || t.masks.has(col) || t.hidden.has(col)) return undefined;
+    return t.columns.find((c) => c.name === col)?.type;
+  };
 }
 
 /**

@@ -11,6 +11,7 @@ import { needsSubquery, type TablePolicy } from '../policy/effective.js';
 import { Denial, type RewriteContext, type Scope } from './context.js';
 import { selectBody, visitExpr, visitValue } from './expr.js';
 import { cteBodyScope, resolveRelation } from './resolve.js';
+import { narrowParentScoped } from './narrow.js';
 import { scopedSelect } from './scoped.js';
 import { rewriteWrite } from './writes.js';
 
@@ -65,6 +66,7 @@ export function rewriteSelect(
   const from = sel.fromClause as Node[] | undefined;
   if (from) sel.fromClause = from.map((item) => rewriteFromItem(item, ctx, scope));
   for (const field of expressionFields) visitValue(sel[field], ctx, scope);
+  narrowParentScoped(sel, ctx.tenant, ctx.policy);
   if (sel.lockingClause) checkLocking(sel.lockingClause as Node[], ctx);
 }
 
