@@ -176,6 +176,36 @@ describe('server errors', () => {
       await c.end();
     }
   });
+
+  it('never name a table the rules do not (a foreign key from it), and keep the name of a listed one', async () => {
+    await db.sql('CREATE TABLE vendor_refs (order_id bigint NOT NULL REFERENCES orders (id))');
+    const [lone] = await db.sql<{ id: string }>(
+      `INSERT INTO orders (org_id, customer_id, total) VALUES ('acme', 1, 1) RETURNING id`,
+    );
+    await db.sql(`INSERT INTO vendor_refs VALUES (${lone!.id})`);
+    const [withItems] = await db.sql<{ id: string }>(
+      `SELECT min(o.id) AS id FROM orders o JOIN order_items i ON i.order_id = o.id WHERE o.org_id = 'acme'`,
+    );
+    const deleteLone = `DELETE FROM orders WHERE id = ${lone!.id}`;
+    // The service role's session names the unlisted table (so the test can fail).
+    await expect(db.sql(deleteLone)).rejects.toThrow(/vendor_refs/);
+    const c = await client('acme');
+    try {
+      const err = (await c.query(deleteLone).catch((e: unknown) => e)) as Record<string, unknown>;
+      expect(err).toMatchObject({ code: '23503', message: expect.stringMatching(/withholds its name/) });
+      expect(JSON.stringify(err)).not.toMatch(/vendor_refs/);
+      // Responders still read the server's own message in the decision record.
+      expect(proxy.sink.outcomes.some((o) => o.errorMessage?.includes('vendor_refs'))).toBe(true);
+      // Benign: a foreign key from a listed table keeps its names, which help the agent.
+      await expect(c.query(`DELETE FROM orders WHERE id = ${withItems!.id}`)).rejects.toMatchObject({
+        code: '23503',
+        message: expect.stringMatching(/order_items/),
+      });
+    } finally {
+      await c.end();
+      await db.sql(`DROP TABLE vendor_refs; DELETE FROM orders WHERE id = ${lone!.id}`);
+    }
+  });
 });
 
 describe('server notices', () => {

@@ -252,7 +252,9 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
     return { ...shape.verdict, sql: out };
   }
 
+  const named = new Set([...Object.keys(rules.tables), ...(rules.introspection ?? [])]);
   return {
+    namesRelation: (qname) => named.has(qname),
     judge(sql: string, jc: JudgeContext): Judgement {
       const start = performance.now();
       try {

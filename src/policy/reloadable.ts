@@ -44,7 +44,10 @@ export async function createReloadableJudge(opts: {
 }): Promise<ReloadableJudge> {
   let current = (await buildJudge(opts.rulesPaths, opts.loadCatalog, opts.searchPath)).judge;
   let generation = 0;
-  const judge: Judge = { judge: (sql, ctx) => current.judge(sql, ctx) };
+  const judge: Judge = {
+    judge: (sql, ctx) => current.judge(sql, ctx),
+    namesRelation: (qname) => current.namesRelation?.(qname) ?? true,
+  };
 
   const reload = async (): Promise<{ ok: boolean; error?: string }> => {
     const mine = ++generation;

@@ -88,4 +88,9 @@ export interface Judgement {
  */
 export interface Judge {
   judge(sql: string, ctx: JudgeContext): Judgement;
+  /**
+   * Whether agents may see this relation's name ("schema.table") in the server's errors: the rules
+   * name it (a table or an introspection relation). Without this method every name may be shown.
+   */
+  namesRelation?(qname: string): boolean;
 }

@@ -3,11 +3,25 @@
  * https://www.postgresql.org/docs/current/protocol-message-formats.html
  */
 
-/** The SQLSTATE, severity and message of an ErrorResponse or NoticeResponse body. */
-export function readErrorFields(body: Buffer): { sqlstate: string; severity: string; message: string } {
-  let sqlstate = '';
-  let severity = '';
-  let message = '';
+/** The fields pgwarden reads from an ErrorResponse or NoticeResponse body. */
+export interface ErrorFieldValues {
+  sqlstate: string;
+  severity: string;
+  message: string;
+  /** 's' and 't': the relation the error is about, when the server names one. */
+  schema: string | undefined;
+  table: string | undefined;
+}
+
+/** The SQLSTATE, severity, message and relation of an ErrorResponse or NoticeResponse body. */
+export function readErrorFields(body: Buffer): ErrorFieldValues {
+  const f: ErrorFieldValues = {
+    sqlstate: '',
+    severity: '',
+    message: '',
+    schema: undefined,
+    table: undefined,
+  };
   let pos = 0;
   while (pos < body.length && body[pos] !== 0) {
     const field = body[pos]!;
@@ -15,13 +29,17 @@ export function readErrorFields(body: Buffer): { sqlstate: string; severity: str
     if (end < 0) break;
     const value = body.toString('utf8', pos + 1, end);
     if (field === 0x43)
-      sqlstate = value; // 'C'
+      f.sqlstate = value; // 'C'
     else if (field === 0x56)
-      severity = value; // 'V': never localized
-    else if (field === 0x4d) message = value; // 'M'
+      f.severity = value; // 'V': never localized
+    else if (field === 0x4d)
+      f.message = value; // 'M'
+    else if (field === 0x73)
+      f.schema = value; // 's'
+    else if (field === 0x74) f.table = value; // 't'
     pos = end + 1;
   }
-  return { sqlstate, severity, message };
+  return f;
 }
 
 /** The command tag of a CommandComplete body, e.g. "INSERT 0 3". */

@@ -13,6 +13,7 @@ import * as be from '../protocol/backend-encoder.js';
 import {
   readCommandTag,
   readErrorFields,
+  type ErrorFieldValues,
   readParameterStatus,
   rowsFromTag,
 } from '../protocol/backend-messages.js';
@@ -28,6 +29,10 @@ import { isoNow } from './clock.js';
 import { OutBatch } from './out-batch.js';
 import { checkClientParameters, readStartup, type ClientParameters } from './startup.js';
 import { parentKeyRefusal } from '../rewrite/parent-guards.js';
+
+/** What an agent reads instead of a server error that names a relation the rules do not. */
+const RELATION_WITHHELD =
+  'the statement conflicts with data in a relation that the rules do not name (a foreign key from it, for example); pgwarden withholds its name';
 
 export interface SessionDeps {
   readonly config: Config;
@@ -740,8 +745,11 @@ export class Session {
       case Backend.ErrorResponse: {
         const body = buf.subarray(bodyStart, end);
         const f = readErrorFields(body);
+        const agentsView = this.withholdsRelation(f)
+          ? be.errorResponse({ severity: 'ERROR', sqlstate: f.sqlstate, message: RELATION_WITHHELD })
+          : be.withoutDetail(Backend.ErrorResponse, body);
         const p = this.queue.peek();
-        if (!p) return be.withoutDetail(Backend.ErrorResponse, body) ?? 'forward';
+        if (!p) return agentsView ?? 'forward';
         p.sqlstate = f.sqlstate;
         p.errorMessage = f.message;
         const refusal = f.sqlstate === '22P02' ? parentKeyRefusal(f.message) : undefined;
@@ -763,7 +771,7 @@ export class Session {
         }
         if (refusal !== undefined && !p.standIn)
           return be.errorResponse({ severity: 'ERROR', sqlstate: p.sqlstate, message: refusal });
-        return p.standIn ?? be.withoutDetail(Backend.ErrorResponse, body) ?? 'forward';
+        return p.standIn ?? agentsView ?? 'forward';
       }
       case Backend.ReadyForQuery: {
         const p = this.queue.shift();
@@ -794,6 +802,17 @@ export class Session {
           }),
         );
     }
+  }
+
+  /**
+   * Whether a server error names a relation the rules do not (a foreign key from an unlisted table
+   * names it and its constraint): agents get the SQLSTATE and a message without the name, the
+   * decision record keeps the server's own message for responders.
+   */
+  private withholdsRelation(f: ErrorFieldValues): boolean {
+    if (f.severity !== 'ERROR' || f.table === undefined || f.schema === undefined) return false;
+    if (f.schema === 'pg_catalog' || f.schema === 'information_schema') return false;
+    return this.deps.judge.namesRelation?.(`${f.schema}.${f.table}`) === false;
   }
 
   /** Ends the session after this chunk: the client gets the FATAL error in place of the message. */
