@@ -6,8 +6,8 @@
 import { readCatalogSnapshot } from '../src/policy/catalog-snapshot.js';
 import { createPolicyJudge } from '../src/policy/engine.js';
 import { loadRules } from '../src/policy/rules-load.js';
-import type { JudgeContext } from '../src/policy/verdict.js';
 import { loadParser } from '../src/sql/parse.js';
+import { judgeContext } from '../test/support/judge-context.js';
 
 const iterations = Number(process.argv[2] ?? 2000);
 const statements: [string, (n: number) => string][] = [
@@ -28,18 +28,7 @@ const statements: [string, (n: number) => string][] = [
 await loadParser();
 const rules = await loadRules(['rules']);
 const catalog = readCatalogSnapshot('grammar-tests/catalog.json');
-const ctx: JudgeContext = {
-  identity: {
-    human: 'bench',
-    agent: 'bench',
-    tenant: 'acme',
-    roles: [],
-    tokenId: undefined,
-    expiresAt: undefined,
-  },
-  protocol: 'simple',
-  session: { preparedStatements: new Set(), cursors: new Set() },
-};
+const ctx = judgeContext('acme', { human: 'bench', agent: 'bench' });
 
 function micros(fn: () => void, n: number): number {
   for (let i = 0; i < Math.min(200, n); i++) fn(); // warm the JIT

@@ -3,9 +3,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { readCatalogSnapshot } from '../src/policy/catalog-snapshot.js';
 import { createPolicyJudge } from '../src/policy/engine.js';
 import { loadRules } from '../src/policy/rules-load.js';
-import type { Judge, JudgeContext } from '../src/policy/verdict.js';
+import type { Judge } from '../src/policy/verdict.js';
 import type { Catalog, CatalogRelation } from '../src/policy/catalog.js';
 import type { Rules } from '../src/policy/rules-schema.js';
+import { judgeContext } from './support/judge-context.js';
 import { loadParser, parseSql } from '../src/sql/parse.js';
 
 /**
@@ -16,18 +17,7 @@ import { loadParser, parseSql } from '../src/sql/parse.js';
 const corpusFile =
   process.env.PGWARDEN_CORPUS ?? new URL('../test/corpus/pg-regress.jsonl', import.meta.url).pathname;
 let demoJudge: Judge;
-const ctx: JudgeContext = {
-  identity: {
-    human: 'h@acme.test',
-    agent: 'corpus',
-    tenant: 'acme',
-    roles: [],
-    tokenId: undefined,
-    expiresAt: undefined,
-  },
-  protocol: 'simple',
-  session: { preparedStatements: new Set(), cursors: new Set() },
-};
+const ctx = judgeContext('acme', { human: 'h@acme.test', agent: 'corpus' });
 
 function readCorpus(): string[] {
   return readFileSync(corpusFile, 'utf8')

@@ -1,4 +1,4 @@
-import { names, nodeType, sameTree, type Node, type RangeVar } from '../sql/ast.js';
+import { columnRef, names, nodeType, sameTree, type Node, type RangeVar } from '../sql/ast.js';
 import type { Catalog } from '../policy/catalog.js';
 import { needsSubquery, type EffectivePolicy, type TablePolicy } from '../policy/effective.js';
 import type { ParamCheck } from '../policy/verdict.js';
@@ -6,7 +6,7 @@ import { literalValue } from './expr.js';
 import type { Scope } from './context.js';
 import { cteBodyScope, resolveRelation } from './resolve.js';
 import { isSafe, ownColumns, rejectsNull, writeRelations, type ColumnTypes } from './safe-conjuncts.js';
-import { GUARD_ALIAS, parentKeyGuard } from './parent-guards.js';
+import { GUARD_ALIAS, parentKeyGuard, parentRowExists } from './parent-guards.js';
 import { parentFilter, tenantFilter, visibleTargets } from './scoped.js';
 
 type Body = Record<string, unknown>;
@@ -116,7 +116,14 @@ export function checkInvariant(
     if (!b.args.slice(1, -1).every((h) => isSafe(h as Node, typeOf))) return false;
     const c = (b.args[b.args.length - 1] as { CaseExpr?: Body }).CaseExpr;
     const arms = c?.args as { CaseWhen: { expr: unknown } }[] | undefined;
-    if (!c || c.arg !== undefined || arms?.length !== 1 || !arms[0] || !sameTree(arms[0].CaseWhen.expr, f))
+    const exists = parentRowExists(t, tenant, columnRef(refname, t.parent?.foreignKey ?? ''));
+    if (
+      !c ||
+      c.arg !== undefined ||
+      arms?.length !== 1 ||
+      !arms[0] ||
+      !sameTree(arms[0].CaseWhen.expr, exists)
+    )
       return false;
     if (!sameTree(c.defresult, { A_Const: { boolval: {} } })) return false;
     trusted.add(b.args[0]);

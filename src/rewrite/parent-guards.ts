@@ -12,11 +12,14 @@ const falseConst = (): Node => ({ A_Const: { boolval: {} } });
 
 /**
  * The WHERE of an UPDATE or DELETE on a parent-scoped table:
- * `<parent filter> AND CASE WHEN <parent filter> THEN <agent's WHERE> ELSE false END`.
+ * `<parent filter> AND CASE WHEN EXISTS (<its parent row, in the tenant>) THEN <agent's WHERE>
+ * ELSE false END`.
  * The target cannot be a fenced subquery as in a read, and the planner pushes the agent's
  * predicates down to the target's scan, below the semi-join the first conjunct becomes; CASE is
  * the one construct whose order of evaluation PostgreSQL guarantees, so the agent's predicate
- * never sees another tenant's row. The first conjunct lets the planner use the parent's rows;
+ * never sees another tenant's row. Inside CASE the check is one index probe per row (an ANY there
+ * would hash all the tenant's parent keys even to update one row). The first conjunct, which the
+ * planner turns into a semi-join, lets it start from the parent's rows;
  * `hoisted` are copies of the agent's conjuncts that cannot raise (safe-conjuncts.ts), between the
  * two, for its indexes and join conditions.
  */
@@ -31,7 +34,14 @@ export function parentWriteFilter(
   if (where === undefined) return f;
   const guard = {
     CaseExpr: {
-      args: [{ CaseWhen: { expr: parentFilter(t, tenant, [refname]), result: where } }],
+      args: [
+        {
+          CaseWhen: {
+            expr: parentRowExists(t, tenant, columnRef(refname, parentOf(t).foreignKey)),
+            result: where,
+          },
+        },
+      ],
       defresult: falseConst(),
     },
   };
@@ -97,23 +107,7 @@ export function parentKeyGuard(t: TablePolicy, tenant: string, value: Node): Nod
   };
   // One index probe of the parent's key per row: an ANY over the tenant's keys would hash them
   // all again for every row of a multi-row VALUES.
-  const exists = {
-    SubLink: {
-      subLinkType: 'EXISTS_SUBLINK',
-      subselect: {
-        SelectStmt: {
-          targetList: [{ ResTarget: { val: { A_Const: { ival: { ival: 1 } } } } }],
-          fromClause: [relation(p.policy, true)],
-          whereClause: and(
-            catalogEquals(columnRef(p.policy.schema, p.policy.name, p.references), k()),
-            tenantFilter(p.policy, tenant),
-          ),
-          limitOption: 'LIMIT_OPTION_DEFAULT',
-          op: 'SETOP_NONE',
-        },
-      },
-    },
-  };
+  const exists = parentRowExists(t, tenant, k());
   const check = {
     CaseExpr: {
       args: [{ CaseWhen: { expr: exists, result: k() } }],
@@ -132,6 +126,33 @@ export function parentKeyGuard(t: TablePolicy, tenant: string, value: Node): Nod
       subselect: select([{ ResTarget: { val: check } }], [holder]),
     },
   };
+}
+
+/** `EXISTS (SELECT 1 FROM parent WHERE parent.key = <key> AND <parent tenant filter>)`. */
+export function parentRowExists(t: TablePolicy, tenant: string, key: Node): Node {
+  const p = parentOf(t);
+  return {
+    SubLink: {
+      subLinkType: 'EXISTS_SUBLINK',
+      subselect: {
+        SelectStmt: {
+          targetList: [{ ResTarget: { val: { A_Const: { ival: { ival: 1 } } } } }],
+          fromClause: [relation(p.policy, true)],
+          whereClause: and(
+            catalogEquals(columnRef(p.policy.schema, p.policy.name, p.references), key),
+            tenantFilter(p.policy, tenant),
+          ),
+          limitOption: 'LIMIT_OPTION_DEFAULT',
+          op: 'SETOP_NONE',
+        },
+      },
+    },
+  };
+}
+
+function parentOf(t: TablePolicy): NonNullable<TablePolicy['parent']> {
+  if (!t.parent) throw new Error(`${t.qname} has no parent`);
+  return t.parent;
 }
 
 function select(targetList: Node[], fromClause?: Node[]): Node {
