@@ -103,7 +103,7 @@ export function checkInvariant(
 
   /**
    * Proves `where` is parentWriteFilter(t, tenant, refname, W, hoisted), with every hoisted
-   * conjunct one that cannot raise, and trusts its two parent filters.
+   * conjunct one that cannot raise, and trusts its parent filter and its parent-row check.
    */
   const parentGuarded = (where: unknown, t: TablePolicy, refname: string, typeOf: ColumnTypes): boolean => {
     const f = parentFilter(t, tenant, [refname]);
