@@ -32,6 +32,7 @@ const allowEverything: Judge = {
     judgeMicros: 0,
     cached: false,
   }),
+  namesRelation: () => true,
 };
 
 let db: TestDatabase;

@@ -46,7 +46,7 @@ export async function createReloadableJudge(opts: {
   let generation = 0;
   const judge: Judge = {
     judge: (sql, ctx) => current.judge(sql, ctx),
-    namesRelation: (qname) => current.namesRelation?.(qname) ?? true,
+    namesRelation: (qname) => current.namesRelation(qname),
   };
 
   const reload = async (): Promise<{ ok: boolean; error?: string }> => {

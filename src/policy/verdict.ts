@@ -90,7 +90,7 @@ export interface Judge {
   judge(sql: string, ctx: JudgeContext): Judgement;
   /**
    * Whether agents may see this relation's name ("schema.table") in the server's errors: the rules
-   * name it (a table or an introspection relation). Without this method every name may be shown.
+   * name it (a table or an introspection relation).
    */
-  namesRelation?(qname: string): boolean;
+  namesRelation(qname: string): boolean;
 }

@@ -812,7 +812,7 @@ export class Session {
   private withholdsRelation(f: ErrorFieldValues): boolean {
     if (f.severity !== 'ERROR' || f.table === undefined || f.schema === undefined) return false;
     if (f.schema === 'pg_catalog' || f.schema === 'information_schema') return false;
-    return this.deps.judge.namesRelation?.(`${f.schema}.${f.table}`) === false;
+    return !this.deps.judge.namesRelation(`${f.schema}.${f.table}`);
   }
 
   /** Ends the session after this chunk: the client gets the FATAL error in place of the message. */

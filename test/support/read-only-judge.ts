@@ -118,6 +118,7 @@ export function createStrictDefaultJudge(rules: Rules, searchPath = 'public'): J
   // in literals (pgbench -M simple, ORMs without parameters) share one judgement.
   const cache = new Map<string, { verdict: Verdict; fingerprint: string }>();
   return {
+    namesRelation: (qname) => listed.has(qname),
     judge(sql): Judgement {
       const start = performance.now();
       const key = literalShape(sql)?.key ?? sql;
