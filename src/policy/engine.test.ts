@@ -167,6 +167,33 @@ describe('engine', () => {
   });
 });
 
+describe('conditions copied into a parent-scoped fence', () => {
+  it('never include a masked or denied column: inside the fence it would compare the raw value', () => {
+    const masked = createPolicyJudge(
+      {
+        ...rules,
+        tables: {
+          ...rules.tables,
+          'public.order_items': {
+            ...rules.tables['public.order_items']!,
+            columns: { deny: ['qty'], mask: { sku: "'SKU-?'" } },
+          },
+        },
+      },
+      catalog,
+      { searchPath: 'public' },
+    );
+    const out = sqlOf(
+      masked.judge(`SELECT id FROM order_items WHERE sku = 'SKU-1' AND order_id = 3`, ctx()).verdict,
+    );
+    const fence = out.slice(out.indexOf('( SELECT'), out.indexOf('OFFSET 0'));
+    expect(fence).toContain("'SKU-?' AS sku");
+    expect(fence).toContain('order_id = 3');
+    expect(fence).not.toContain("sku = 'SKU-1'");
+    expect(out).toMatch(/\) AS order_items WHERE sku = 'SKU-1' AND order_id = 3$/);
+  });
+});
+
 describe('catalog description functions', () => {
   const describeQuery =
     "SELECT c.relname FROM pg_catalog.pg_class c WHERE pg_catalog.pg_table_is_visible(c.oid) AND c.relkind = 'r'";
