@@ -70,8 +70,17 @@ export function rewriteSelect(
   if (sel.lockingClause) checkLocking(sel.lockingClause as Node[], ctx);
 }
 
-/** FOR UPDATE / FOR SHARE lock rows, so they need update access on what is read. */
+/**
+ * FOR UPDATE / FOR SHARE lock rows, so they need update access on what is read; and never on
+ * system catalogs, where a held row lock stalls the DDL of everyone else.
+ */
 function checkLocking(clauses: Node[], ctx: RewriteContext): void {
+  const catalogs = [...ctx.tables].filter((q) => ctx.policy.introspection.has(q));
+  if (catalogs.length > 0)
+    throw new Denial(
+      `FOR UPDATE/SHARE cannot lock rows of ${catalogs.join(', ')}; drop the locking clause`,
+      'locking_not_allowed',
+    );
   for (const t of ctx.refs.values())
     if (!t.access.has('update'))
       throw new Denial(
