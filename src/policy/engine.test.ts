@@ -53,7 +53,7 @@ describe('decision cache', () => {
     expect(first.cached).toBe(false);
     expect(second.cached).toBe(true);
     expect(sqlOf(second.verdict)).toBe(
-      "SELECT total FROM ( SELECT * FROM public.orders WHERE public.orders.org_id OPERATOR(pg_catalog.=) 'acme'::text ) AS orders WHERE id = 904211 AND status = 'it''s'",
+      "SELECT total FROM public.orders AS orders WHERE orders.org_id OPERATOR(pg_catalog.=) 'acme'::text AND (id = 904211 AND status = 'it''s')",
     );
     expect(second.fingerprint).toBe(first.fingerprint);
   });
@@ -119,7 +119,7 @@ describe('engine', () => {
       { searchPath: 'public' },
     );
     expect(sqlOf(j.judge('SELECT * FROM tickets', ctx('42')).verdict)).toBe(
-      "SELECT * FROM ( SELECT * FROM public.tickets WHERE public.tickets.tenant_no OPERATOR(pg_catalog.=) '42'::int ) AS tickets",
+      "SELECT * FROM public.tickets AS tickets WHERE tickets.tenant_no OPERATOR(pg_catalog.=) '42'::int",
     );
     const ins = j.judge('INSERT INTO tickets (tenant_no) VALUES ($1)', ctx('42')).verdict;
     expect(ins.kind === 'allow' && ins.paramChecks).toEqual([
@@ -155,7 +155,7 @@ describe('engine', () => {
 
   it('keeps the agent parameters of a rewritten statement', () => {
     expect(sqlOf(judge.judge('SELECT id FROM orders WHERE total > $1 LIMIT $2', ctx()).verdict)).toMatch(
-      /WHERE total > \$1 LIMIT \$2$/,
+      /AND total > \$1 LIMIT \$2$/,
     );
   });
 

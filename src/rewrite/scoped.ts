@@ -24,7 +24,10 @@ export function tenantValue(t: TablePolicy, tenant: string): Node {
 }
 
 export function relation(t: TablePolicy, inh: boolean): Node {
-  return { RangeVar: { schemaname: t.schema, relname: t.name, inh, relpersistence: 'p' } };
+  // The parser leaves `inh` out for ONLY (protobuf omits false), and the deparser reads it so.
+  return {
+    RangeVar: { schemaname: t.schema, relname: t.name, ...(inh ? { inh } : {}), relpersistence: 'p' },
+  };
 }
 
 /**

@@ -11,6 +11,7 @@ import { needsSubquery, type TablePolicy } from '../policy/effective.js';
 import { Denial, type RewriteContext, type Scope } from './context.js';
 import { selectBody, visitExpr, visitValue } from './expr.js';
 import { cteBodyScope, resolveRelation } from './resolve.js';
+import { inlineTenantFilter } from './inline-tenant.js';
 import { narrowParentScoped } from './narrow.js';
 import { scopedSelect } from './scoped.js';
 import { rewriteWrite } from './writes.js';
@@ -67,6 +68,7 @@ export function rewriteSelect(
   if (from) sel.fromClause = from.map((item) => rewriteFromItem(item, ctx, scope));
   for (const field of expressionFields) visitValue(sel[field], ctx, scope);
   narrowParentScoped(sel, ctx.tenant, ctx.policy);
+  inlineTenantFilter(sel, ctx.tenant, ctx.policy);
   if (sel.lockingClause) checkLocking(sel.lockingClause as Node[], ctx);
 }
 
@@ -225,6 +227,6 @@ function rewriteRangeVar(rv: RangeVar, ctx: RewriteContext, scope: Scope | undef
   if (!needsSubquery(t)) return original;
   if (!rv.alias) ctx.qualifiedReads.add(t.qname);
   ctx.reasons.add(t.scope === 'global' ? 'columns_restricted' : 'tenant_filter_added');
-  const sub = scopedSelect(t, ctx.tenant, { inh: rv.inh !== false, ...(sample ? { sample } : {}) });
+  const sub = scopedSelect(t, ctx.tenant, { inh: rv.inh === true, ...(sample ? { sample } : {}) });
   return { RangeSubselect: { subquery: sub, alias: rv.alias ?? { aliasname: rv.relname } } };
 }
