@@ -196,6 +196,14 @@ describe('reads and writes of a parent-scoped table keep usable plans', () => {
     expect(plan).toMatch(/Index Scan using order_items_pkey/);
   });
 
+  it("a catalog read is fenced: the agent's predicate runs above the filter (a Subquery Scan), never beside it", async () => {
+    const plan = await planOf(
+      `SELECT relname FROM pg_catalog.pg_class WHERE 1 / (CASE WHEN relname = 'internal_notes' THEN 0 ELSE 1 END) = 1`,
+      'enable_seqscan = on',
+    );
+    expect(plan).toMatch(/Subquery Scan on pg_class/);
+  });
+
   it('a multi-row INSERT checks each key with one probe of the parent key, not a hash of all keys per row', async () => {
     const plan = await planOf(
       `INSERT INTO order_items (order_id, sku, qty) VALUES (1, 'a', 1), (2, 'b', 1), (3, 'c', 1)`,
