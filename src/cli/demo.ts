@@ -139,6 +139,7 @@ Tenant globex (bob@globex.test):
   ${await line('globex', 'bob@globex.test')}
 
 Try:  SELECT * FROM orders;   SELECT ssn FROM customers;   SELECT * FROM internal_notes;
+      INSERT INTO order_items (order_id, sku, qty) VALUES (20, 'SKU-1', 1);   -- order 20 is globex's: acme is refused
 
 Decision log for incident responders: open ${started.apiUrl ?? '(API off)'}/ and paste the responder token
   ${responderToken}
