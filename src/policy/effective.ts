@@ -1,5 +1,5 @@
 import { parseSql } from '../sql/parse.js';
-import type { Node } from '../sql/ast.js';
+import { stripLocations, type Node } from '../sql/ast.js';
 import { findRelation, splitQualified, type Catalog, type CatalogColumn } from './catalog.js';
 import { catalogDescriptionFunctions } from './functions.js';
 import { catalogRelations } from './introspection.js';
@@ -54,7 +54,8 @@ function parseExpr(sql: string, what: string): Node {
   const val = sel?.targetList?.[0]?.ResTarget.val;
   if (parsed.stmts.length !== 1 || !val || sel?.targetList?.length !== 1)
     throw new Error(`${what}: not a single SQL expression`);
-  return val;
+  // Only the agent's own literals carry a location into a rewrite: the decision cache finds them by it.
+  return stripLocations(val) as Node;
 }
 
 export function parseTypeName(sqlType: string): Node {

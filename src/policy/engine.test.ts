@@ -32,11 +32,31 @@ beforeAll(async () => {
 });
 
 describe('decision cache', () => {
-  it('never serves a template for a statement whose rewrite copied a literal (the copy would keep the old value)', () => {
+  it("never fills a template into a rules' constant that shares a literal's place and value", () => {
+    // The e-mail mask is left(email, 1) || ...: its `1` sits at offset 19 of its own parse. The
+    // agent's `1` below is at offset 19 too; filling both would turn the mask into left(email, 7).
+    const first = 'SELECT id, email,  1 FROM customers';
+    expect(first.indexOf('1')).toBe(19);
+    judge.judge(first, ctx());
+    const second = sqlOf(judge.judge('SELECT id, email,  7 FROM customers', ctx()).verdict);
+    expect(second).toContain('"left"(email, 1)');
+    expect(second).not.toContain('"left"(email, 7)');
+  });
+
+  it("puts the next statement's literal into every copy the rewrite made of it", () => {
+    // The parent guard repeats `id = 5` outside its CASE; a template must fill both copies.
     judge.judge('DELETE FROM order_items WHERE id = 5', ctx());
-    const second = judge.judge('DELETE FROM order_items WHERE id = 7', ctx()).verdict;
-    expect(sqlOf(second)).not.toContain('id = 5');
-    expect(sqlOf(second).match(/id = 7/g)).toHaveLength(2);
+    const second = judge.judge('DELETE FROM order_items WHERE id = 7', ctx());
+    expect(second.cached).toBe(true);
+    expect(sqlOf(second.verdict)).not.toContain('id = 5');
+    expect(sqlOf(second.verdict).match(/id = 7/g)).toHaveLength(2);
+    // Reads of a parent-scoped table copy conditions into the fence; literals in another order too.
+    judge.judge(`SELECT qty FROM order_items WHERE sku = 'a' AND id = 1`, ctx());
+    const read = judge.judge(`SELECT qty FROM order_items WHERE sku = 'b' AND id = 2`, ctx());
+    expect(read.cached).toBe(true);
+    expect(sqlOf(read.verdict).match(/sku = 'b'/g)).toHaveLength(2);
+    expect(sqlOf(read.verdict).match(/id = 2/g)).toHaveLength(2);
+    expect(sqlOf(read.verdict)).not.toMatch(/'a'|id = 1\b/);
   });
 
   it('answers a repeated statement from the exact-text cache', () => {

@@ -1,5 +1,5 @@
 import type { ErrorCode } from '../errors/registry.js';
-import type { Node } from '../sql/ast.js';
+import { sameTree, type Node } from '../sql/ast.js';
 import { deparseStatements } from '../sql/deparse.js';
 import { literalShape } from '../sql/literal-shape.js';
 import { fingerprint, parseSql } from '../sql/parse.js';
@@ -27,6 +27,8 @@ interface Entry {
   readonly fingerprint: string;
   /** For literal-shape entries of rewrites: the rewritten SQL split around literal markers. */
   readonly pieces?: readonly string[];
+  /** For each marker in the template, in text order, the index of the agent's literal it holds. */
+  readonly order?: readonly number[];
 }
 
 const MARKER_BASE = 1_000_000;
@@ -61,7 +63,12 @@ function deny(
   };
 }
 
-/** Collects every A_Const node, by parser location, so literals can be swapped for markers. */
+/**
+ * Collects every A_Const node, by parser location, so literals can be swapped for markers. Only the
+ * agent's literals (and the rewrite's copies of them) carry a location: everything pgwarden parses
+ * from the rules (masks, type names, catalog views) has its locations stripped, so none of it can
+ * share a literal's place and be filled with the next statement's value.
+ */
 function constsByLocation(node: unknown, out: Map<number, Node[]>): void {
   if (Array.isArray(node)) {
     for (const n of node) constsByLocation(n, out);
@@ -216,39 +223,44 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
       return { entry, cacheable };
     if (!changed) return { entry, cacheable, shape: entry };
     // Swap the agent's literals for markers and deparse again: the template for this shape. The
-    // literals are looked up in the rewritten tree: one the rewrite copied (a condition repeated
-    // outside a guard) appears twice, and such a statement gets no template, or the copy would
-    // keep the first statement's value.
+    // literals are looked up in the rewritten tree, where the rewrite may have copied one (a
+    // condition repeated outside a guard or into a fence): every copy gets the same marker, so
+    // each receives the next statement's value. A location holding anything but copies of one
+    // literal (a rules' constant that happens to share it) gets no template.
     const consts = new Map<number, Node[]>();
     constsByLocation(stmts, consts);
-    const marked: Node[] = [];
+    const marked: Node[][] = [];
     for (const [start] of lk.spans) {
       const at = consts.get(start);
-      if (at?.length !== 1 || !at[0]) return { entry, cacheable };
-      marked.push(at[0]);
+      if (!at?.length || at.some((n) => !sameTree(n, at[0]))) return { entry, cacheable };
+      marked.push(at);
     }
-    marked.forEach((n, i) => {
-      delete (n as Record<string, unknown>).A_Const;
-      (n as Record<string, unknown>).ParamRef = { number: MARKER_BASE + i };
-    });
+    marked.forEach((copies, i) =>
+      copies.forEach((n) => {
+        delete (n as Record<string, unknown>).A_Const;
+        (n as Record<string, unknown>).ParamRef = { number: MARKER_BASE + i };
+      }),
+    );
     const template = deparseStatements(stmts);
     const pieces = template.split(/\$(1\d{6})\b/);
     const order = pieces.filter((_, i) => i % 2 === 1).map((m) => Number(m) - MARKER_BASE);
-    if (order.length !== marked.length || order.some((m, i) => m !== i)) return { entry, cacheable };
+    const occurrences = marked.reduce((n, copies) => n + copies.length, 0);
+    if (order.length !== occurrences || marked.some((_, i) => !order.includes(i)))
+      return { entry, cacheable };
     return {
       entry,
       cacheable,
-      shape: { verdict, fingerprint: fp, pieces: pieces.filter((_, i) => i % 2 === 0) },
+      shape: { verdict, fingerprint: fp, pieces: pieces.filter((_, i) => i % 2 === 0), order },
     };
   }
 
   function fromShape(shape: Entry, sql: string, spans: readonly (readonly [number, number])[]): Verdict {
     if (!shape.pieces || shape.verdict.kind !== 'rewrite') return shape.verdict;
     let out = shape.pieces[0] ?? '';
-    for (let i = 0; i < spans.length; i++) {
-      const [s, e] = spans[i] as readonly [number, number];
-      out += sql.slice(s, e) + (shape.pieces[i + 1] ?? '');
-    }
+    (shape.order ?? []).forEach((literal, i) => {
+      const [s, e] = spans[literal] as readonly [number, number];
+      out += sql.slice(s, e) + (shape.pieces?.[i + 1] ?? '');
+    });
     return { ...shape.verdict, sql: out };
   }
 

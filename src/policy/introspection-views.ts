@@ -1,4 +1,4 @@
-import type { Node } from '../sql/ast.js';
+import { stripLocations, type Node } from '../sql/ast.js';
 import { parseSql } from '../sql/parse.js';
 import type { TablePolicy } from './effective.js';
 
@@ -89,7 +89,8 @@ export function introspectionViews(
     if (!listed.has(qname)) continue;
     const stmt = parseSql(`SELECT * FROM ${qname} WHERE ${filter()} OFFSET 0`).stmts[0]?.stmt;
     if (!stmt) throw new Error(`could not build the agents' view of ${qname}`);
-    views.set(qname, stmt as Node);
+    // Only the agent's own literals carry a location into a rewrite: the decision cache finds them by it.
+    views.set(qname, stripLocations(stmt) as Node);
   }
   return views;
 }
