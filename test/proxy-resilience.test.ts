@@ -9,6 +9,7 @@ import type { Judge } from '../src/policy/verdict.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
 import { startEmbeddedPostgres, type RunningPostgres } from './support/embedded.js';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
+import { emptyFacts } from './support/read-only-judge.js';
 import { RawClient, errorOf } from './support/raw-client.js';
 
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
@@ -19,15 +20,7 @@ const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${na
  */
 const allowEverything: Judge = {
   judge: () => ({
-    verdict: {
-      kind: 'allow',
-      ruleIds: [],
-      reasons: [],
-      tables: [],
-      columns: [],
-      flags: [],
-      statementKinds: [],
-    },
+    verdict: { ...emptyFacts, kind: 'allow' },
     fingerprint: '',
     judgeMicros: 0,
     cached: false,

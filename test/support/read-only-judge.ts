@@ -4,7 +4,7 @@ import type { Judge, Judgement, Verdict, VerdictFacts } from '../../src/policy/v
 import { literalShape } from '../../src/sql/literal-shape.js';
 import { fingerprint, parseSql } from '../../src/sql/parse.js';
 
-const emptyFacts: VerdictFacts = {
+export const emptyFacts: VerdictFacts = {
   ruleIds: [],
   reasons: [],
   tables: [],
