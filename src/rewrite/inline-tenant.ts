@@ -1,6 +1,6 @@
-import { and, sameTree, type Node, type RangeVar } from '../sql/ast.js';
-import type { EffectivePolicy, TablePolicy } from '../policy/effective.js';
-import { tenantFilter, visibleTargets } from './scoped.js';
+import { and, type Node } from '../sql/ast.js';
+import type { EffectivePolicy } from '../policy/effective.js';
+import { scopedReadOf, tenantFilter } from './scoped.js';
 
 type Body = Record<string, unknown>;
 
@@ -19,26 +19,9 @@ export function inlineTenantFilter(sel: Body, tenant: string, policy: EffectiveP
   const rs = from[0]?.RangeSubselect as { subquery: Node; lateral?: boolean; alias?: Body } | undefined;
   // A column alias list renames the columns, the tenant column among them.
   if (!rs?.alias || rs.alias.colnames !== undefined || rs.lateral) return;
-  const sub = rs.subquery.SelectStmt as Body | undefined;
-  const rv = (sub?.fromClause as Node[] | undefined)?.[0]?.RangeVar as RangeVar | undefined;
-  const t = sub && rv ? scopedTenantRead(sub, rv, tenant, policy) : undefined;
-  if (!t || !rv) return;
+  const read = scopedReadOf(rs.subquery, tenant, policy);
+  if (read?.t.scope !== 'tenant' || read.t.hidden.size > 0 || read.t.masks.size > 0) return;
   const refname = rs.alias.aliasname as string;
-  from[0] = { RangeVar: { ...rv, alias: rs.alias } };
-  sel.whereClause = and(tenantFilter(t, tenant, [refname]), sel.whereClause as Node | undefined);
-}
-
-/** The table a subquery is pgwarden's scoped read of, if it is a tenant table with nothing to hide. */
-function scopedTenantRead(
-  sub: Body,
-  rv: RangeVar,
-  tenant: string,
-  policy: EffectivePolicy,
-): TablePolicy | undefined {
-  if ((sub.fromClause as Node[]).length !== 1 || !rv.schemaname || sub.limitOffset) return undefined;
-  const t = policy.tables.get(`${rv.schemaname}.${rv.relname}`);
-  if (t?.scope !== 'tenant' || t.hidden.size > 0 || t.masks.size > 0) return undefined;
-  if (!sameTree(sub.targetList, visibleTargets(t)) || !sameTree(sub.whereClause, tenantFilter(t, tenant)))
-    return undefined;
-  return t;
+  from[0] = { RangeVar: { ...read.rv, alias: rs.alias } };
+  sel.whereClause = and(tenantFilter(read.t, tenant, [refname]), sel.whereClause as Node | undefined);
 }

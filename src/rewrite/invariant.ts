@@ -299,7 +299,7 @@ export function checkInvariant(
       ((list as Node[] | undefined) ?? []).some((rt) => (rt.ResTarget as { name?: string }).name === fk);
     if (type === 'MergeStmt') return fail(`MERGE into parent-scoped ${t.qname}`);
     if (type === 'UpdateStmt' || type === 'DeleteStmt') {
-      const typeOf = writeRelations(body, t, policy, catalog, scope);
+      const typeOf = writeRelations(body, t, tenant, policy, catalog, scope);
       if (!parentGuarded(body.whereClause, t, refname, typeOf))
         fail(`${type} on ${t.qname} lacks the parent filter`);
       if (assignsKey(body.targetList)) fail(`${t.qname}.${fk ?? ''} is assigned`);

@@ -1,8 +1,7 @@
-import { clone, names, nodeType, sameTree, type Node, type RangeVar } from '../sql/ast.js';
+import { clone, names, nodeType, type Node } from '../sql/ast.js';
 import type { EffectivePolicy, TablePolicy } from '../policy/effective.js';
-import { literalValue } from './expr.js';
 import { conjuncts, isSafe, ownColumns, rejectsNull } from './safe-conjuncts.js';
-import { parentFilter } from './scoped.js';
+import { scopedReadOf } from './scoped.js';
 
 type Body = Record<string, unknown>;
 
@@ -35,7 +34,8 @@ export function narrowParentScoped(sel: Body, tenant: string, policy: EffectiveP
     const s = item.RangeSubselect as { subquery: Node; alias?: { aliasname: string; colnames?: Node[] } };
     if (kind !== 'RangeSubselect' || !s.alias) return;
     seen.set(s.alias.aliasname, (seen.get(s.alias.aliasname) ?? 0) + 1);
-    const t = s.alias.colnames ? undefined : parentScoped(s.subquery, tenant, policy);
+    const read = s.alias.colnames ? undefined : scopedReadOf(s.subquery, tenant, policy);
+    const t = read?.t.scope === 'parent' ? read.t : undefined;
     if (t) fenced.set(s.alias.aliasname, { t, sub: s.subquery.SelectStmt as Body });
   };
   from.forEach(visit);
@@ -49,10 +49,10 @@ export function narrowParentScoped(sel: Body, tenant: string, policy: EffectiveP
           ? [...fenced.keys()][0]
           : undefined;
     const target = alias === undefined || seen.get(alias) !== 1 ? undefined : fenced.get(alias);
-    if (!target) continue;
+    if (alias === undefined || !target) continue;
     const unqualified = unqualify(clone(c));
     if (!isSafe(unqualified, ownColumns(target.t)) || !rejectsNull(unqualified)) continue;
-    copies.set(alias ?? '', [...(copies.get(alias ?? '') ?? []), unqualified]);
+    copies.set(alias, [...(copies.get(alias) ?? []), unqualified]);
   }
   for (const [alias, list] of copies) {
     const target = fenced.get(alias);
@@ -61,17 +61,6 @@ export function narrowParentScoped(sel: Body, tenant: string, policy: EffectiveP
       BoolExpr: { boolop: 'AND_EXPR', args: [target.sub.whereClause as Node, ...list] },
     };
   }
-}
-
-/** The parent-scoped table a subquery is pgwarden's fenced read of, if it is one. */
-function parentScoped(subquery: Node, tenant: string, policy: EffectivePolicy): TablePolicy | undefined {
-  const sub = subquery.SelectStmt as Body | undefined;
-  const from = sub?.fromClause as Node[] | undefined;
-  const rv = from?.length === 1 ? (from[0]?.RangeVar as RangeVar | undefined) : undefined;
-  if (!sub || !rv?.schemaname) return undefined;
-  const t = policy.tables.get(`${rv.schemaname}.${rv.relname}`);
-  if (t?.scope !== 'parent' || literalValue(sub.limitOffset) !== '0') return undefined;
-  return sameTree(sub.whereClause, parentFilter(t, tenant)) ? t : undefined;
 }
 
 function columnRefs(node: unknown, out: string[][] = []): string[][] {

@@ -1,9 +1,9 @@
-import { names, nodeType, sameTree, type Node, type RangeVar } from '../sql/ast.js';
+import { names, nodeType, type Node, type RangeVar } from '../sql/ast.js';
 import type { Catalog } from '../policy/catalog.js';
 import { needsSubquery, type EffectivePolicy, type TablePolicy } from '../policy/effective.js';
 import type { Scope } from './context.js';
 import { resolveRelation } from './resolve.js';
-import { visibleTargets } from './scoped.js';
+import { scopedReadOf } from './scoped.js';
 
 type Body = Record<string, unknown>;
 
@@ -97,6 +97,7 @@ export function ownColumns(t: TablePolicy): ColumnTypes {
 export function writeRelations(
   body: Body,
   target: TablePolicy,
+  tenant: string,
   policy: EffectivePolicy,
   catalog: Catalog,
   scope: Scope | undefined,
@@ -117,7 +118,7 @@ export function writeRelations(
     } else if (kind === 'RangeSubselect') {
       const s = item.RangeSubselect as { subquery: Node; alias?: { aliasname: string; colnames?: Node[] } };
       if (!s.alias) return;
-      add(s.alias.aliasname, s.alias.colnames ? undefined : scopedTable(s.subquery, policy));
+      add(s.alias.aliasname, s.alias.colnames ? undefined : scopedReadOf(s.subquery, tenant, policy)?.t);
     } else if (kind === 'JoinExpr') {
       const j = item.JoinExpr as { larg: Node; rarg: Node; alias?: unknown };
       // A join alias hides the names inside it; none of them may be typed through it.
@@ -143,14 +144,4 @@ export function writeRelations(
     if (!t || col === undefined || t.masks.has(col) || t.hidden.has(col)) return undefined;
     return t.columns.find((c) => c.name === col)?.type;
   };
-}
-
-/** The listed table a subquery is pgwarden's scoped read of, if it is one. */
-function scopedTable(subquery: Node, policy: EffectivePolicy): TablePolicy | undefined {
-  const sel = subquery.SelectStmt as Body | undefined;
-  const from = sel?.fromClause as Node[] | undefined;
-  const rv = from?.length === 1 ? (from[0]?.RangeVar as RangeVar | undefined) : undefined;
-  if (!sel || !rv?.schemaname) return undefined;
-  const t = policy.tables.get(`${rv.schemaname}.${rv.relname}`);
-  return t && sameTree(sel.targetList, visibleTargets(t)) ? t : undefined;
 }

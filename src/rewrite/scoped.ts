@@ -3,12 +3,14 @@ import {
   clone,
   columnRef,
   nullConst,
+  sameTree,
   str,
   stringConst,
   typeCast,
   type Node,
+  type RangeVar,
 } from '../sql/ast.js';
-import type { TablePolicy } from '../policy/effective.js';
+import type { EffectivePolicy, TablePolicy } from '../policy/effective.js';
 
 /** `schema.table.tenant_col OPERATOR(pg_catalog.=) '<tenant>'::<type>`, naming the row by `refname`. */
 export function tenantFilter(t: TablePolicy, tenant: string, refname?: readonly string[]): Node {
@@ -125,4 +127,25 @@ function parentMembership(t: TablePolicy, tenant: string, value: Node): Node {
       subselect: sub,
     },
   };
+}
+
+/**
+ * The listed table a subquery is pgwarden's scoped read of, exactly as scopedSelect built it for
+ * the caller's tenant (before anything was added to its WHERE), with its FROM item; else undefined.
+ */
+export function scopedReadOf(
+  subquery: Node,
+  tenant: string,
+  policy: EffectivePolicy,
+): { t: TablePolicy; rv: RangeVar } | undefined {
+  const sub = subquery.SelectStmt as Record<string, unknown> | undefined;
+  const from = sub?.fromClause as Node[] | undefined;
+  const rv = from?.length === 1 ? (from[0]?.RangeVar as RangeVar | undefined) : undefined;
+  if (!sub || !rv?.schemaname) return undefined;
+  const t = policy.tables.get(`${rv.schemaname}.${rv.relname}`);
+  if (!t || !sameTree(sub.targetList, visibleTargets(t))) return undefined;
+  const scoped = scopedSelect(t, tenant, { inh: true }).SelectStmt as Record<string, unknown>;
+  return sameTree(sub.whereClause, scoped.whereClause) && sameTree(sub.limitOffset, scoped.limitOffset)
+    ? { t, rv }
+    : undefined;
 }

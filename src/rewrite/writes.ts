@@ -98,7 +98,7 @@ function filterFirst(
 /** The agent's conjuncts that the planner may also use outside a parent-scoped target's guard. */
 function hoistable(body: Body, t: TablePolicy, ctx: RewriteContext, scope: Scope | undefined): Node[] {
   if (t.scope !== 'parent') return [];
-  return safeConjuncts(body.whereClause, writeRelations(body, t, ctx.policy, ctx.catalog, scope));
+  return safeConjuncts(body.whereClause, writeRelations(body, t, ctx.tenant, ctx.policy, ctx.catalog, scope));
 }
 
 /** An UPDATE may not move a row of a parent-scoped table to another parent (of any tenant). */
