@@ -31,9 +31,10 @@ describe('withoutDetail', () => {
     expect(withoutDetail(Backend.NoticeResponse, body(server))!.toString('latin1', 0, 1)).toBe('N');
   });
 
-  it('leaves an error without DETAIL alone, and a malformed one to be forwarded as it came', () => {
+  it('leaves an error without DETAIL alone, and drops a malformed tail rather than pass it on', () => {
     expect(withoutDetail(Backend.ErrorResponse, body(server.filter(([t]) => t !== 'D')))).toBeUndefined();
-    expect(withoutDetail(Backend.ErrorResponse, Buffer.from('MNo terminator'))).toBeUndefined();
+    const cut = withoutDetail(Backend.ErrorResponse, Buffer.from('C23502\0Drow 000007919'));
+    expect(cut?.subarray(5)).toEqual(Buffer.from('C23502\0\0'));
     const own = errorResponse({ severity: 'ERROR', sqlstate: '42501', message: 'x' });
     expect(withoutDetail(Backend.ErrorResponse, own.subarray(5))).toBeUndefined();
   });

@@ -71,8 +71,8 @@ export const sslDeclined = (): Buffer => Buffer.from('N');
 const DETAIL = 0x44;
 
 /**
- * The server's ErrorResponse or NoticeResponse (`code`, and its body) re-encoded without DETAIL,
- * or undefined when it has none.
+ * The server's ErrorResponse or NoticeResponse (`code`, and its body) re-encoded without DETAIL
+ * (and without a malformed tail), or undefined when it has neither.
  * DETAIL is where the server prints row values ("Failing row contains (...)", "Key (...)=(...)
  * conflicts with existing key (...)"), whole rows with the columns the rules hide or mask, and
  * existing rows of other tenants; the message, SQLSTATE, constraint and column name stay.
@@ -86,7 +86,11 @@ export function withoutDetail(
   let pos = 0;
   while (pos < body.length && body[pos] !== 0) {
     const end = body.indexOf(0, pos + 1);
-    if (end < 0) return undefined;
+    // An unterminated field cannot be told from a DETAIL: it is dropped, not passed on.
+    if (end < 0) {
+      found = true;
+      break;
+    }
     if (body[pos] === DETAIL) found = true;
     else kept.push(body.subarray(pos, end + 1));
     pos = end + 1;
