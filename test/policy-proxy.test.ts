@@ -6,17 +6,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCatalog } from '../src/policy/catalog.js';
 import { createPolicyJudge } from '../src/policy/engine.js';
 import { loadRules } from '../src/policy/rules-load.js';
+import type { Judge } from '../src/policy/verdict.js';
 import { serialize } from 'pg-protocol';
 import { loadParser } from '../src/sql/parse.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
-import { RawClient, errorOf } from './support/raw-client.js';
+import { RawClient, errorOf, type RawMessage } from './support/raw-client.js';
 
 const run = promisify(execFile);
 
 /** End to end: real clients through pgwarden with the policy engine, two tenants, real Postgres. */
 let db: TestDatabase;
 let proxy: TestProxy;
+let judge: Judge;
 
 async function client(tenant: string): Promise<pg.Client> {
   const c = new pg.Client({ connectionString: await proxy.url({ tenant, human: `alice@${tenant}.test` }) });
@@ -36,7 +38,7 @@ beforeAll(async () => {
   await loadParser();
   db = await createTestDatabase('e2e');
   await db.sql(readFileSync('src/demo/seed.sql', 'utf8'));
-  const judge = createPolicyJudge(await loadRules(['rules']), await loadCatalog(db.url, 'public'), {
+  judge = createPolicyJudge(await loadRules(['rules']), await loadCatalog(db.url, 'public'), {
     searchPath: 'public',
   });
   proxy = await startTestProxy(db, { judge });
@@ -493,5 +495,332 @@ describe('through the proxy', () => {
       `SELECT count(*)::int AS n FROM order_items WHERE sku = 'E2E-X'`,
     );
     expect(stray[0]!.n).toBe(0);
+  });
+});
+
+/** A raw protocol session for the tenant, logged in. */
+async function rawSession(tenant = 'acme'): Promise<RawClient> {
+  const c = await RawClient.connect(proxy.port);
+  await c.login('support-bot', db.name, await proxy.token({ tenant, human: `alice@${tenant}.test` }));
+  return c;
+}
+
+/** Sends the messages at once and reads the answers, one list per ReadyForQuery. */
+async function pipeline(c: RawClient, rounds: number, ...messages: Buffer[]): Promise<RawMessage[][]> {
+  c.send(Buffer.concat(messages));
+  const out: RawMessage[][] = [];
+  for (let i = 0; i < rounds; i++) out.push(await c.untilReady());
+  return out;
+}
+
+const codes = (round: RawMessage[] | undefined): string => (round ?? []).map((m) => m.code).join('');
+const tenantInsert = (total: number): string =>
+  `INSERT INTO orders (org_id, total) VALUES ($1, ${total}) RETURNING id`;
+
+describe("pgwarden's mirror of prepared statements, portals and cursors follows the server", () => {
+  it('PREPARE refuses a tenant parameter EXECUTE would pass unchecked, by Query or by Parse', async () => {
+    const before = await globexChecksum();
+    const c = await rawSession();
+    const [prepare, execute] = await pipeline(
+      c,
+      2,
+      serialize.query(`PREPARE p1(text) AS ${tenantInsert(1001)}`),
+      serialize.query("EXECUTE p1('globex')"),
+    );
+    expect(errorOf(prepare![0])).toMatchObject({
+      code: '42501',
+      message: expect.stringContaining("write your tenant as a literal ('acme')"),
+    });
+    expect(errorOf(execute![0])).toMatchObject({ code: '42501' });
+    const [parsed] = await pipeline(
+      c,
+      1,
+      serialize.parse({ text: `PREPARE p2(text) AS ${tenantInsert(1002)}` }),
+      serialize.bind({}),
+      serialize.execute({}),
+      serialize.sync(),
+    );
+    expect(errorOf(parsed![0])).toMatchObject({ code: '42501', message: expect.stringContaining('literal') });
+    expect(await globexChecksum()).toBe(before);
+    // Benign: PREPARE / EXECUTE without a tenant parameter (a literal tenant, or none) works.
+    const ok = await pipeline(
+      c,
+      3,
+      serialize.query(
+        "PREPARE p3(numeric) AS INSERT INTO orders (org_id, total) VALUES ('acme', $1) RETURNING org_id",
+      ),
+      serialize.query('EXECUTE p3(1003)'),
+      serialize.query(
+        'PREPARE p4(numeric) AS INSERT INTO orders (total) VALUES ($1) RETURNING org_id; EXECUTE p3(1004)',
+      ),
+    );
+    expect(ok.map(codes)).toEqual(['CZ', 'TDCZ', 'CTDCZ']);
+    const [again] = await pipeline(c, 1, serialize.query('EXECUTE p4(1005)'));
+    expect(codes(again)).toBe('TDCZ');
+    expect(again![1]!.body.toString()).toContain('acme');
+    c.close();
+  });
+
+  it('every PREPARE of a multi-statement query is recorded, so its name cannot be taken over', async () => {
+    const c = await rawSession();
+    const [two, exec, parse, twice] = await pipeline(
+      c,
+      4,
+      serialize.query('PREPARE w1 AS SELECT 1 FROM products LIMIT 1; PREPARE z1 AS SELECT 2'),
+      serialize.query('EXECUTE w1'),
+      serialize.parse({ name: 'w1', text: tenantInsert(1011) }),
+      serialize.sync(),
+      serialize.query('PREPARE d1 AS SELECT 1; PREPARE d1 AS SELECT 2'),
+    );
+    expect(codes(two)).toBe('CCZ');
+    expect(codes(exec)).toBe('TDCZ');
+    expect(errorOf(parse![0])).toMatchObject({
+      code: '42501',
+      message: expect.stringContaining('already exists'),
+    });
+    expect(errorOf(twice![0])).toMatchObject({
+      code: '42501',
+      message: expect.stringContaining('already exists'),
+    });
+    // Benign: DEALLOCATE then PREPARE of the same name, in one query or in two.
+    const ok = await pipeline(
+      c,
+      3,
+      serialize.query('DEALLOCATE w1; PREPARE w1 AS SELECT 3'),
+      serialize.query('DEALLOCATE w1'),
+      serialize.query('PREPARE w1 AS SELECT 4; EXECUTE z1'),
+    );
+    expect(ok.map(codes)).toEqual(['CCZ', 'CZ', 'CTDCZ']);
+    c.close();
+  });
+
+  it('a Close the server skips after an error leaves the statement pgwarden checks Bind against', async () => {
+    const before = await globexChecksum();
+    const c = await rawSession();
+    const [prepared, failed, redefine, bind] = await pipeline(
+      c,
+      4,
+      serialize.parse({ name: 'x1', text: tenantInsert(1021) }),
+      serialize.sync(),
+      serialize.parse({ text: 'SELECT 1/0' }),
+      serialize.bind({}),
+      serialize.execute({}),
+      serialize.close({ type: 'S', name: 'x1' }),
+      serialize.sync(),
+      serialize.parse({ name: 'x1', text: 'SELECT $1::text' }),
+      serialize.sync(),
+      serialize.bind({ statement: 'x1', values: ['globex'] }),
+      serialize.execute({}),
+      serialize.sync(),
+    );
+    expect(codes(prepared)).toBe('1Z');
+    expect(codes(failed)).toBe('1EZ');
+    // pgwarden itself knows the name is taken (the server would answer 42P05).
+    expect(errorOf(redefine![0])).toMatchObject({
+      code: '42501',
+      message: expect.stringContaining('already exists'),
+    });
+    expect(errorOf(bind![0])).toMatchObject({ code: '42501' });
+    expect(await globexChecksum()).toBe(before);
+    // Benign: Close, then a new Parse of the name in the next pipeline; and Parse / Bind /
+    // Execute of one name in one pipeline.
+    const ok = await pipeline(
+      c,
+      3,
+      serialize.close({ type: 'S', name: 'x1' }),
+      serialize.sync(),
+      serialize.parse({ name: 'x1', text: 'SELECT $1::text' }),
+      serialize.bind({ statement: 'x1', values: ['globex'] }),
+      serialize.execute({}),
+      serialize.sync(),
+      serialize.parse({ name: 'x2', text: tenantInsert(1022) }),
+      serialize.bind({ statement: 'x2', values: ['acme'] }),
+      serialize.execute({}),
+      serialize.sync(),
+    );
+    expect(ok.map(codes)).toEqual(['3Z', '12DCZ', '12DCZ']);
+    c.close();
+  });
+
+  it('a DEALLOCATE the server refuses in a failed transaction leaves the statement in place', async () => {
+    const before = await globexChecksum();
+    const c = await rawSession();
+    const [prepared, failed, dealloc, rollback, redefine, bind] = await pipeline(
+      c,
+      6,
+      serialize.parse({ name: 'y1', text: tenantInsert(1031) }),
+      serialize.sync(),
+      serialize.query('BEGIN; SELECT 1/0'),
+      serialize.query('DEALLOCATE y1'),
+      serialize.query('ROLLBACK'),
+      serialize.parse({ name: 'y1', text: 'SELECT $1::text' }),
+      serialize.sync(),
+      serialize.bind({ statement: 'y1', values: ['globex'] }),
+      serialize.execute({}),
+      serialize.sync(),
+    );
+    expect(codes(prepared)).toBe('1Z');
+    expect(codes(failed)).toBe('CEZ');
+    expect(errorOf(dealloc![0])).toMatchObject({ code: '25P02' });
+    expect(codes(rollback)).toBe('CZ');
+    // pgwarden itself knows the name is taken (the server would answer 42P05).
+    expect(errorOf(redefine![0])).toMatchObject({
+      code: '42501',
+      message: expect.stringContaining('already exists'),
+    });
+    expect(errorOf(bind![0])).toMatchObject({ code: '42501' });
+    // The same in one query: the DEALLOCATE after the failing statement never runs.
+    const [inOne, redefine2] = await pipeline(
+      c,
+      2,
+      serialize.query('SELECT 1/0; DEALLOCATE y1'),
+      serialize.parse({ name: 'y1', text: 'SELECT $1::text' }),
+      serialize.sync(),
+    );
+    expect(codes(inOne)).toBe('EZ');
+    expect(errorOf(redefine2![0])).toMatchObject({
+      code: '42501',
+      message: expect.stringContaining('already exists'),
+    });
+    // Nor can the name pass for a SQL-level statement, which EXECUTE would run unchecked.
+    const [, , , retake, execute] = await pipeline(
+      c,
+      5,
+      serialize.query('BEGIN; SELECT 1/0'),
+      serialize.query('DEALLOCATE y1'),
+      serialize.query('ROLLBACK'),
+      serialize.query('PREPARE y1(text) AS SELECT $1'),
+      serialize.query("EXECUTE y1('globex')"),
+    );
+    expect(errorOf(retake![0])).toMatchObject({
+      code: '42501',
+      message: expect.stringContaining('already exists'),
+    });
+    expect(errorOf(execute![0])).toMatchObject({ code: '42501' });
+    expect(await globexChecksum()).toBe(before);
+    // Benign: a DEALLOCATE that runs frees the name for a new statement.
+    const ok = await pipeline(
+      c,
+      2,
+      serialize.query('DEALLOCATE y1'),
+      serialize.parse({ name: 'y1', text: 'SELECT $1::text' }),
+      serialize.bind({ statement: 'y1', values: ['globex'] }),
+      serialize.execute({}),
+      serialize.sync(),
+    );
+    expect(ok.map(codes)).toEqual(['CZ', '12DCZ']);
+    c.close();
+  });
+
+  it('a Parse of the unnamed statement the server skips after an error is not believed', async () => {
+    const before = await globexChecksum();
+    const c = await rawSession();
+    const [prepared, failed, bind] = await pipeline(
+      c,
+      3,
+      serialize.parse({ text: tenantInsert(1041) }),
+      serialize.sync(),
+      serialize.parse({ name: 'e1', text: 'SELECT 1/0' }),
+      serialize.bind({ statement: 'e1' }),
+      serialize.execute({}),
+      serialize.parse({ text: 'SELECT $1::text' }),
+      serialize.sync(),
+      serialize.bind({ values: ['globex'] }),
+      serialize.execute({}),
+      serialize.sync(),
+    );
+    expect(codes(prepared)).toBe('1Z');
+    expect(codes(failed)).toBe('1EZ');
+    expect(errorOf(bind![0])).toMatchObject({ code: '42501' });
+    expect(await globexChecksum()).toBe(before);
+    c.close();
+  });
+
+  it('a DEALLOCATE sent by Parse takes effect when it is executed, not when it is parsed', async () => {
+    const before = await globexChecksum();
+    const c = await rawSession();
+    const [prepared, parsedOnly, redefine, bind] = await pipeline(
+      c,
+      4,
+      serialize.parse({ name: 'v1', text: tenantInsert(1051) }),
+      serialize.sync(),
+      serialize.parse({ name: 'dv1', text: 'DEALLOCATE v1' }),
+      serialize.sync(),
+      serialize.parse({ name: 'v1', text: 'SELECT $1::text' }),
+      serialize.sync(),
+      serialize.bind({ statement: 'v1', values: ['globex'] }),
+      serialize.execute({}),
+      serialize.sync(),
+    );
+    expect(codes(prepared)).toBe('1Z');
+    expect(codes(parsedOnly)).toBe('1Z');
+    // pgwarden itself knows the name is taken (the server would answer 42P05).
+    expect(errorOf(redefine![0])).toMatchObject({
+      code: '42501',
+      message: expect.stringContaining('already exists'),
+    });
+    expect(errorOf(bind![0])).toMatchObject({ code: '42501' });
+    expect(await globexChecksum()).toBe(before);
+    // Benign: executed, it frees the name.
+    const ok = await pipeline(
+      c,
+      2,
+      serialize.bind({ statement: 'dv1' }),
+      serialize.execute({}),
+      serialize.sync(),
+      serialize.parse({ name: 'v1', text: 'SELECT $1::text' }),
+      serialize.bind({ statement: 'v1', values: ['globex'] }),
+      serialize.execute({}),
+      serialize.sync(),
+    );
+    expect(ok.map(codes)).toEqual(['2CZ', '12DCZ']);
+    c.close();
+  });
+
+  it('a tenant parameter must be read as the Bind check reads it: a declared tsvector is refused', async () => {
+    const c = await rawSession();
+    const [tsvector, text] = await pipeline(
+      c,
+      2,
+      serialize.parse({ text: tenantInsert(1061), types: [3614] }),
+      serialize.bind({ values: ['acme'] }),
+      serialize.execute({}),
+      serialize.sync(),
+      serialize.parse({ text: tenantInsert(1062), types: [25] }),
+      serialize.bind({ values: ['acme'] }),
+      serialize.execute({}),
+      serialize.sync(),
+    );
+    expect(errorOf(tsvector![0])).toMatchObject({
+      code: '42501',
+      message: expect.stringMatching(/\$1 .*OID 3614; declare it as text \(25\), varchar \(1043\)/),
+    });
+    // Benign: a declared text type is read as the check reads it.
+    expect(codes(text)).toBe('12DCZ');
+    const rows = await db.sql<{ org_id: string; total: string }>(
+      'SELECT org_id, total::text AS total FROM orders WHERE total IN (1061, 1062) ORDER BY total',
+    );
+    expect(rows).toEqual([{ org_id: 'acme', total: '1062.00' }]);
+    c.close();
+  });
+
+  it('a query with more statements than limits.maxStatementsPerQuery is refused before it is judged', async () => {
+    const small = await startTestProxy(db, { judge, config: { limits: { maxStatementsPerQuery: 3 } } });
+    const c = await RawClient.connect(small.port);
+    await c.login('support-bot', db.name, await small.token());
+    const [refused, allowed] = await pipeline(
+      c,
+      2,
+      serialize.query('SELECT 1; SELECT 2; SELECT 3; SELECT 4'),
+      serialize.query('SELECT 1; SELECT 2; SELECT 3'),
+    );
+    expect(errorOf(refused![0])).toMatchObject({
+      severity: 'ERROR',
+      code: '54000',
+      message: expect.stringContaining('at most 3'),
+    });
+    expect(codes(allowed)).toBe('TDCTDCTDCZ');
+    c.close();
+    await small.close();
   });
 });

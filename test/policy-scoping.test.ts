@@ -115,6 +115,10 @@ describe('scoped reads equal the single-tenant database', () => {
       });
 });
 
+/** Raises "multidimensional arrays must have array expressions with matching dimensions" on globex. */
+const ZERO_COST_RAISE = (col: string): string =>
+  `ARRAY[CASE WHEN ('{"globex": 1}'::jsonb)[${col}] IS NULL THEN ARRAY[1] ELSE ARRAY[1, 2] END, ARRAY[1]] IS NOT NULL`;
+
 describe('the tenant filter runs before any agent predicate', () => {
   // length('globex') = 6: these raise on a globex row, so they pass only if globex rows are never seen.
   const raising = [
@@ -129,6 +133,15 @@ describe('the tenant filter runs before any agent predicate', () => {
     'UPDATE order_items SET qty = qty WHERE 1 / (qty - 7) = 1',
     'DELETE FROM order_items i WHERE i.id > 0 AND 1 / (i.qty - 7) = 1',
     'UPDATE order_items i SET qty = i.qty FROM orders o WHERE o.id = i.order_id AND 1 / (i.qty - 7) = 1',
+    // Conditions PostgreSQL costs at zero (a jsonb subscript, CASE, ARRAY[...]) sort before a
+    // one-operator tenant filter in a scan; this one raises on a globex row (order 20, customer 8).
+    `SELECT id FROM orders WHERE id = 20 AND ${ZERO_COST_RAISE('org_id')}`,
+    `SELECT c.id FROM customers c WHERE c.id = 8 AND ${ZERO_COST_RAISE('c.org_id')}`,
+    `SELECT o.id FROM orders o JOIN customers c ON c.id = o.customer_id AND ${ZERO_COST_RAISE('c.org_id')}`,
+    `UPDATE customers SET name = name WHERE id = 8 AND ${ZERO_COST_RAISE('org_id')}`,
+    `DELETE FROM orders WHERE id = 20 AND ${ZERO_COST_RAISE('org_id')}`,
+    `MERGE INTO orders t USING (SELECT 20 AS id) s ON t.id = s.id AND ${ZERO_COST_RAISE('t.org_id')} WHEN MATCHED THEN UPDATE SET total = t.total`,
+    `INSERT INTO orders (id, total) VALUES (20, 1) ON CONFLICT (id) DO UPDATE SET total = 1 WHERE ${ZERO_COST_RAISE('orders.org_id')}`,
   ];
   for (const settings of [
     '',
@@ -158,6 +171,12 @@ describe('the tenant filter runs before any agent predicate', () => {
     await expect(shared.sql('SELECT id FROM orders WHERE 1 / (length(org_id) - 6) = 1')).rejects.toThrow(
       /division by zero/,
     );
+  });
+
+  it('a zero-cost predicate runs before a tenant filter that is only first in the WHERE (the test can fail)', async () => {
+    await expect(
+      shared.sql(`SELECT id FROM orders WHERE org_id = 'acme' AND id = 20 AND ${ZERO_COST_RAISE('org_id')}`),
+    ).rejects.toThrow(/matching dimensions/);
   });
 });
 

@@ -62,6 +62,8 @@ const limits = z
       .int()
       .min(64)
       .default(1024 * 1024),
+    /** Statements one query string may hold; more are refused before any is judged. */
+    maxStatementsPerQuery: z.number().int().positive().default(1000),
     maxConnections: z.number().int().positive().default(1000),
     startupTimeoutMs: z.number().int().positive().default(10_000),
     idleTimeoutMs: z.number().int().min(0).default(0),

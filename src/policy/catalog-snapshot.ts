@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { Catalog, CatalogRelation } from './catalog.js';
+import type { Catalog, CatalogRelation, CatalogType } from './catalog.js';
 
 /**
  * A catalog saved to a file, for `pgwarden explain` / `rules test` without a database and for the
@@ -26,9 +26,22 @@ export function catalogSnapshot(catalog: Catalog): string {
         .map((n) => [n, { safe: fns[n]?.safe === true }]),
     );
   }
-  return `${JSON.stringify({ searchPath: catalog.searchPath, relations, functions, userOperators: catalog.userOperators })}\n`;
+  const types: Record<string, Record<string, CatalogType>> = {};
+  for (const schema of Object.keys(catalog.types).sort()) {
+    const ts = catalog.types[schema] ?? {};
+    types[schema] = Object.fromEntries(
+      Object.keys(ts)
+        .sort()
+        .map((n) => [n, ts[n]?.rowOf === undefined ? {} : { rowOf: ts[n].rowOf }]),
+    );
+  }
+  return `${JSON.stringify({ searchPath: catalog.searchPath, relations, functions, types, userOperators: catalog.userOperators })}\n`;
 }
 
 export function readCatalogSnapshot(file: string): Catalog {
-  return JSON.parse(readFileSync(file, 'utf8')) as Catalog;
+  const catalog = JSON.parse(readFileSync(file, 'utf8')) as Partial<Catalog>;
+  // Type names are judged against the snapshot's types; without them every cast would be refused.
+  if (catalog.types === undefined)
+    throw new Error(`${file} has no types: write it again with pgwarden rules snapshot`);
+  return catalog as Catalog;
 }

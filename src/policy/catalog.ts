@@ -30,11 +30,21 @@ export interface CatalogFunction {
   readonly safe: boolean;
 }
 
+export interface CatalogType {
+  /**
+   * "schema.relation" when the type is a relation's row type, an array of one, or a domain over
+   * either: its values have that relation's columns. Absent for every other type.
+   */
+  readonly rowOf?: string;
+}
+
 export interface Catalog {
   /** The effective schema search order (current_schemas(true)): pg_catalog first unless listed. */
   readonly searchPath: readonly string[];
   /** schema -> relation name -> relation. */
   readonly relations: Readonly<Record<string, Readonly<Record<string, CatalogRelation>>>>;
+  /** schema -> type name (pg_type.typname) -> facts. */
+  readonly types: Readonly<Record<string, Readonly<Record<string, CatalogType>>>>;
   /** schema -> function name -> facts (every overload together). */
   readonly functions: Readonly<Record<string, Readonly<Record<string, CatalogFunction>>>>;
   /** Operator names defined outside pg_catalog, which could shadow the built-in ones. */
@@ -42,8 +52,13 @@ export interface Catalog {
 }
 
 /**
- * Types whose values name catalog objects (so a string becomes a relation or function), or that
- * only internal code may pass. A function with such an argument or result is never callable.
+ * Types whose values name catalog objects (so a string becomes a relation or function), that only
+ * internal code may pass, or whose values are OIDs, roles' privileges or transaction ids (a
+ * function over them names any object by number or tells the server's activity:
+ * oidvectortypes, acldefault, satisfies_hash_partition's error, age(xid)). A function with such an
+ * argument or result (IN or OUT) is never callable, except for an overload that keeps to one of
+ * the `closedTypes` (max(oid), min(xid8)): it turns nothing into a name. Array types are listed
+ * too: the catalog query compares each argument's own type name.
  */
 export const unsafeTypes = [
   'cstring',
@@ -64,7 +79,31 @@ export const unsafeTypes = [
   'index_am_handler',
   'table_am_handler',
   'tsm_handler',
+  'oid',
+  '_oid',
+  'oidvector',
+  '_oidvector',
+  'aclitem',
+  '_aclitem',
+  'xid',
+  '_xid',
+  'xid8',
+  '_xid8',
+  'txid_snapshot',
+  '_txid_snapshot',
+  'pg_snapshot',
+  '_pg_snapshot',
 ] as const;
+
+/** Unsafe types an overload may use when its result and every argument are that one type. */
+export const closedTypes = ['oid', 'xid', 'xid8'] as const;
+
+/**
+ * Unsafe types whose values are only numbers, so a cast to them names nothing (catalog queries
+ * compare `oid = 1259::oid`). Casts to every other unsafe type are refused: aclitem's input
+ * looks up role names, reg* types turn strings into objects.
+ */
+export const castableUnsafeTypes = ['oid', '_oid'] as const;
 
 const relationsSql = `
 SELECT n.nspname AS schema, c.relname AS name, c.relkind AS kind,
@@ -84,13 +123,31 @@ GROUP BY 1, 2, 3`;
 const functionsSql = `
 SELECT n.nspname AS schema, p.proname AS name,
        bool_and(p.prokind IN ('f', 'a', 'w') AND NOT EXISTS (
-         SELECT 1 FROM unnest(p.proargtypes::oid[] || p.prorettype) AS u(oid)
+         SELECT 1 FROM unnest(p.args || p.prorettype) AS u(oid)
          JOIN pg_catalog.pg_type ty ON ty.oid = u.oid
-         WHERE ty.typname = ANY($1::text[]))) AS safe
-FROM pg_catalog.pg_proc p
+         WHERE ty.typname = ANY($1::text[])
+           AND NOT (ty.typname = ANY($2::text[]) AND cardinality(p.args) > 0
+                    AND p.prorettype = ALL(p.args)))) AS safe
+FROM (SELECT *, coalesce(proallargtypes, proargtypes::oid[]) AS args FROM pg_catalog.pg_proc) AS p
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname NOT IN ('information_schema', 'pg_toast')
 GROUP BY 1, 2`;
+
+/**
+ * Every type a name can resolve to, with the relation whose columns its values have: its own row
+ * type (typrelid), as an array's element, or as a domain's base type (one level of each). A
+ * free-standing composite type (relkind c) is no relation's.
+ */
+const typesSql = `
+SELECT n.nspname AS schema, t.typname AS name, rn.nspname || '.' || r.relname AS "rowOf"
+FROM pg_catalog.pg_type t
+JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+LEFT JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype
+LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem
+LEFT JOIN pg_catalog.pg_type be ON be.oid = b.typelem
+LEFT JOIN pg_catalog.pg_class r ON r.relkind <> 'c' AND r.oid IN (t.typrelid, b.typrelid, e.typrelid, be.typrelid)
+LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
+WHERE n.nspname NOT IN ('pg_toast') AND n.nspname NOT LIKE 'pg_temp%' AND n.nspname NOT LIKE 'pg_toast_temp%'`;
 
 const operatorsSql = `
 SELECT DISTINCT o.oprname AS name FROM pg_catalog.pg_operator o
@@ -109,16 +166,25 @@ export async function loadCatalog(connectionString: string, searchPath: string):
     );
     const fns = await client.query<{ schema: string; name: string; safe: boolean }>(functionsSql, [
       [...unsafeTypes],
+      [...closedTypes],
     ]);
+    const typeRows = await client.query<{ schema: string; name: string; rowOf: string | null }>(typesSql);
     const ops = await client.query<{ name: string }>(operatorsSql);
     const relations: Record<string, Record<string, CatalogRelation>> = {};
     for (const r of rels.rows) (relations[r.schema] ??= {})[r.name] = r;
     const functions: Record<string, Record<string, CatalogFunction>> = {};
     for (const f of fns.rows) (functions[f.schema] ??= {})[f.name] = { safe: f.safe };
+    const types: Record<string, Record<string, CatalogType>> = {};
+    for (const t of typeRows.rows) {
+      const bySchema = (types[t.schema] ??= {});
+      // One row per relation matched: any relation at all makes the type a row type.
+      if (bySchema[t.name]?.rowOf === undefined) bySchema[t.name] = t.rowOf ? { rowOf: t.rowOf } : {};
+    }
     return {
       searchPath: path.rows[0]?.s ?? ['pg_catalog'],
       relations,
       functions,
+      types,
       userOperators: ops.rows.map((o) => o.name).sort(),
     };
   } finally {

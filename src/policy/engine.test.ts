@@ -73,7 +73,7 @@ describe('decision cache', () => {
     expect(first.cached).toBe(false);
     expect(second.cached).toBe(true);
     expect(sqlOf(second.verdict)).toBe(
-      "SELECT total FROM public.orders AS orders WHERE orders.org_id OPERATOR(pg_catalog.=) 'acme'::text AND (id = 904211 AND status = 'it''s')",
+      "SELECT total FROM ( SELECT * FROM public.orders WHERE public.orders.org_id OPERATOR(pg_catalog.=) 'acme'::text AND id = 904211 AND status = 'it''s' OFFSET 0 ) AS orders WHERE id = 904211 AND status = 'it''s'",
     );
     expect(second.fingerprint).toBe(first.fingerprint);
   });
@@ -139,7 +139,7 @@ describe('engine', () => {
       { searchPath: 'public' },
     );
     expect(sqlOf(j.judge('SELECT * FROM tickets', ctx('42')).verdict)).toBe(
-      "SELECT * FROM public.tickets AS tickets WHERE tickets.tenant_no OPERATOR(pg_catalog.=) '42'::int",
+      "SELECT * FROM ( SELECT * FROM public.tickets WHERE public.tickets.tenant_no OPERATOR(pg_catalog.=) '42'::int OFFSET 0 ) AS tickets",
     );
     const ins = j.judge('INSERT INTO tickets (tenant_no) VALUES ($1)', ctx('42')).verdict;
     expect(ins.kind === 'allow' && ins.paramChecks).toEqual([
@@ -162,20 +162,67 @@ describe('engine', () => {
     expect(judge.judge('SELEC 1', ctx()).verdict).toMatchObject({ kind: 'deny', code: 'PGW_SYNTAX_ERROR' });
   });
 
-  it('records session effects for PREPARE, DECLARE and DEALLOCATE', () => {
-    expect(judge.judge('PREPARE q AS SELECT 1', ctx()).verdict).toMatchObject({ effects: { prepare: 'q' } });
+  it('records session effects for PREPARE, DECLARE and DEALLOCATE, one per statement', () => {
+    expect(judge.judge('PREPARE q AS SELECT 1', ctx()).verdict).toMatchObject({
+      effects: [{ statement: 0, prepare: 'q' }],
+    });
     expect(judge.judge('DECLARE c CURSOR FOR SELECT id FROM orders', ctx()).verdict).toMatchObject({
       kind: 'rewrite',
-      effects: { declareCursor: 'c' },
+      effects: [{ statement: 0, declareCursor: 'c' }],
     });
     expect(judge.judge('DEALLOCATE ALL', ctx()).verdict).toMatchObject({
-      effects: { deallocate: { all: true } },
+      effects: [{ statement: 0, deallocate: { all: true } }],
     });
+    // Every statement of the message keeps its own effect (the first PREPARE was once overwritten).
+    const many = judge.judge('PREPARE w AS SELECT 1; SELECT 2; DEALLOCATE x; PREPARE z AS SELECT 3', ctx());
+    expect(many.verdict).toMatchObject({
+      effects: [
+        { statement: 0, prepare: 'w' },
+        { statement: 2, deallocate: 'x' },
+        { statement: 3, prepare: 'z' },
+      ],
+    });
+    expect(judge.judge('SELECT 1', ctx()).verdict).not.toHaveProperty('effects');
+  });
+
+  it('refuses a PREPARE whose tenant value is a parameter: EXECUTE values are never checked', () => {
+    const v = judge.judge(
+      'PREPARE p(text) AS INSERT INTO orders (org_id, total) VALUES ($1, 1)',
+      ctx(),
+    ).verdict;
+    expect(v).toMatchObject({
+      kind: 'deny',
+      reasons: expect.arrayContaining(['tenant_value_unchecked']),
+      message: expect.stringContaining("write your tenant as a literal ('acme')"),
+    });
+    // The same statement sent by Parse keeps its Bind-time check.
+    expect(
+      judge.judge('INSERT INTO orders (org_id, total) VALUES ($1, 1)', { ...ctx(), protocol: 'extended' })
+        .verdict,
+    ).toMatchObject({ paramChecks: [{ index: 1, equals: 'acme' }] });
+    // Benign: parameters elsewhere, a literal tenant, or no tenant column at all.
+    for (const ok of [
+      'PREPARE a(numeric) AS INSERT INTO orders (total) VALUES ($1)',
+      "PREPARE b(numeric) AS INSERT INTO orders (org_id, total) VALUES ('acme', $1)",
+      'PREPARE c(int) AS SELECT id FROM orders WHERE id = $1',
+    ])
+      expect(judge.judge(ok, ctx()).verdict.kind, ok).not.toBe('deny');
+  });
+
+  it('refuses a message with more statements than maxStatements before judging them', () => {
+    const sql = Array.from({ length: 6 }, (_, i) => `SELECT ${i} FROM orders`).join(';');
+    expect(judge.judge(sql, { ...ctx(), maxStatements: 5 }).verdict).toMatchObject({
+      kind: 'deny',
+      code: 'PGW_MESSAGE_TOO_LARGE',
+      reasons: ['too_many_statements'],
+    });
+    // Not cached: the same text under a larger limit is judged.
+    expect(judge.judge(sql, { ...ctx(), maxStatements: 6 }).verdict.kind).toBe('rewrite');
   });
 
   it('keeps the agent parameters of a rewritten statement', () => {
     expect(sqlOf(judge.judge('SELECT id FROM orders WHERE total > $1 LIMIT $2', ctx()).verdict)).toMatch(
-      /AND total > \$1 LIMIT \$2$/,
+      /OFFSET 0 \) AS orders WHERE total > \$1 LIMIT \$2$/,
     );
   });
 

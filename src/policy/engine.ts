@@ -142,6 +142,18 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
       return { entry: { verdict, fingerprint: '' }, cacheable: true };
     }
     const stmts = parsed.stmts.map((s) => s.stmt as Node);
+    // Judging is synchronous: a message of thousands of statements would hold up every session.
+    // Parsing alone is bounded by limits.maxQueryBytes; nothing more is done for such a message.
+    const max = jc.maxStatements;
+    if (max !== undefined && stmts.length > max) {
+      const verdict = deny(
+        facts(undefined, []),
+        `the query holds ${stmts.length} statements; pgwarden judges at most ${max} in one message: send them in smaller batches`,
+        'too_many_statements',
+        'PGW_MESSAGE_TOO_LARGE',
+      );
+      return { entry: { verdict, fingerprint: '' }, cacheable: false };
+    }
     for (const s of stmts) kinds.push(Object.keys(s)[0] ?? 'unknown');
     const fp = fingerprint(sql);
     const tenant = jc.identity.tenant;
@@ -163,7 +175,10 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
     const lk = literalShape(sql);
     const before = JSON.stringify(stmts);
     try {
-      for (const s of stmts) rewriteStatement(s, ctx);
+      for (let i = 0; i < stmts.length; i++) {
+        ctx.statementIndex = i;
+        rewriteStatement(stmts[i]!, ctx);
+      }
     } catch (err) {
       if (!(err instanceof Denial)) throw err;
       const verdict = deny(
@@ -183,7 +198,7 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
     const base = facts(ctx, kinds);
     const extras = {
       ...(ctx.paramChecks.length ? { paramChecks: ctx.paramChecks } : {}),
-      ...(ctx.effects ? { effects: ctx.effects } : {}),
+      ...(ctx.effects.length ? { effects: ctx.effects } : {}),
     };
     let out = sql;
     let check = stmts;

@@ -4,8 +4,13 @@ import type { Catalog } from './catalog.js';
  * Built-in functions agents may never call, although their argument types look harmless:
  * they run SQL given as a string (query_to_xml family, cursor_to_xml, ts_stat, ts_rewrite),
  * reach outside the database or the session (lo_*, dblink, pg_read_file, pg_notify, advisory
- * locks, pg_sleep), change settings (set_config) or sequences, or describe objects by name or
- * by OID (format_type names the row type of any table, listed or not).
+ * locks, pg_sleep), change settings (set_config) or sequences, describe objects by name or
+ * by OID (format_type names the row type of any table, listed or not; satisfies_hash_partition's
+ * error names any relation by OID; oidvectortypes, acldefault, makeaclitem), or tell what the
+ * server does: current_query() returns the SQL pgwarden forwarded (mask expressions and the names
+ * of hidden columns included), inet_* the server's and client's addresses, txid_* the transaction
+ * counter, which moves with every tenant's writes. Most of these take or return a type in
+ * unsafeTypes too; naming them keeps them refused whatever a catalog snapshot says.
  */
 const deniedNames = new Set([
   'query_to_xml',
@@ -39,13 +44,27 @@ const deniedNames = new Set([
   'gin_clean_pending_list',
   'txid_current_snapshot',
   'current_setting',
+  'satisfies_hash_partition',
+  'oidvectortypes',
+  'acldefault',
+  'makeaclitem',
+  'aclexplode',
+  'current_query',
+  'inet_server_addr',
+  'inet_server_port',
+  'inet_client_addr',
+  'inet_client_port',
+  'age',
+  'mxid_age',
 ]);
 
-const deniedPrefixes = ['pg_', 'lo_', 'dblink', 'has_', 'to_reg', 'brin_', 'binary_upgrade'];
+const deniedPrefixes = ['pg_', 'lo_', 'dblink', 'has_', 'to_reg', 'brin_', 'binary_upgrade', 'txid_'];
 
-/** pg_* functions that only compute on their arguments. */
+/**
+ * pg_* functions that only compute on their arguments. (pg_typeof is not: it returns regtype, an
+ * object-naming type.)
+ */
 const allowedPgPrefixed = new Set([
-  'pg_typeof',
   'pg_size_pretty',
   'pg_size_bytes',
   'pg_column_size',

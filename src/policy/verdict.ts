@@ -29,8 +29,13 @@ export interface ParamCheck {
   readonly message: string;
 }
 
-/** Changes to session state the proxy applies once the statement is forwarded. */
-export interface SessionEffects {
+/**
+ * A change to session state that one statement of the message makes when the server runs it; the
+ * proxy mirrors it (and undoes it if the server reports that the statement failed or was skipped).
+ */
+export interface SessionEffect {
+  /** 0-based index of the statement in the message (a simple Query may carry several). */
+  readonly statement: number;
   readonly prepare?: string;
   readonly deallocate?: string | { all: true };
   readonly declareCursor?: string;
@@ -40,14 +45,14 @@ export type Verdict =
   | (VerdictFacts & {
       readonly kind: 'allow';
       readonly paramChecks?: readonly ParamCheck[];
-      readonly effects?: SessionEffects;
+      readonly effects?: readonly SessionEffect[];
     })
   | (VerdictFacts & {
       readonly kind: 'rewrite';
       /** The SQL to forward instead of the agent's. */
       readonly sql: string;
       readonly paramChecks?: readonly ParamCheck[];
-      readonly effects?: SessionEffects;
+      readonly effects?: readonly SessionEffect[];
     })
   | (VerdictFacts & {
       readonly kind: 'deny';
@@ -69,6 +74,11 @@ export interface JudgeContext {
   readonly identity: Identity;
   readonly protocol: 'simple' | 'extended';
   readonly session: SessionPolicyState;
+  /**
+   * Most statements one query string may hold (limits.maxStatementsPerQuery); more are refused
+   * before any of them is judged. Unset: no limit (the CLI's explain and rules test).
+   */
+  readonly maxStatements?: number;
 }
 
 export interface Judgement {

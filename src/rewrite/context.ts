@@ -1,6 +1,6 @@
 import type { Catalog } from '../policy/catalog.js';
 import { tenantFitsType, type EffectivePolicy, type TablePolicy } from '../policy/effective.js';
-import type { ParamCheck, SessionEffects, SessionPolicyState } from '../policy/verdict.js';
+import type { ParamCheck, SessionEffect, SessionPolicyState } from '../policy/verdict.js';
 
 /** A refusal raised anywhere in the analysis; the engine turns it into a deny verdict. */
 export class Denial extends Error {
@@ -45,13 +45,21 @@ export class RewriteContext {
   readonly ruleIds = new Set<string>();
   readonly flags = new Set<string>();
   readonly paramChecks: ParamCheck[] = [];
-  effects: SessionEffects | undefined;
+  /** Session state the message changes, in statement order. */
+  readonly effects: SessionEffect[] = [];
+  /** 0-based index of the statement being judged in the message; the engine sets it. */
+  statementIndex = 0;
   /** Set when the verdict depends on a literal's value, so it must not be reused for other literals. */
   literalSensitive = false;
   /** Set when the verdict depends on session state (EXECUTE, FETCH), so it must not be cached at all. */
   sessionDependent = false;
   /** alias or table name -> table, for every table read or written in the statement. */
   readonly refs = new Map<string, TablePolicy>();
+  /**
+   * Names under which a tenant- or parent-scoped table is referenced anywhere in the statement (a
+   * write target's old / new / excluded too): their system columns are refused.
+   */
+  readonly scopedRefnames = new Set<string>();
   /** "schema.table" of scoped reads written without an alias (their 3-part column refs are shortened). */
   readonly qualifiedReads = new Set<string>();
   writeTarget: WriteTarget | undefined;

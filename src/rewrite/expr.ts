@@ -1,7 +1,8 @@
 import { names, nodeType, type Node } from '../sql/ast.js';
-import { unsafeTypes } from '../policy/catalog.js';
+import { castableUnsafeTypes, unsafeTypes } from '../policy/catalog.js';
 import { decideFunction } from '../policy/functions.js';
 import { Denial, type RewriteContext, type Scope } from './context.js';
+import { resolveType } from './resolve.js';
 import { rewriteSelect } from './select.js';
 
 /**
@@ -64,7 +65,15 @@ const passive = new Set([
   'IndexElem',
 ]);
 
-const unsafeTypeNames = new Set<string>(unsafeTypes);
+const castableUnsafe = new Set<string>(castableUnsafeTypes);
+const unsafeTypeNames = new Set<string>(unsafeTypes.filter((t) => !castableUnsafe.has(t)));
+
+/**
+ * System columns: on a tenant-scoped table read or written directly, ctid gaps, xmin / xmax
+ * (transaction ids) and cmin / cmax tell about other tenants' rows and writes.
+ * https://www.postgresql.org/docs/current/ddl-system-columns.html
+ */
+const systemColumns = new Set(['ctid', 'xmin', 'xmax', 'cmin', 'cmax', 'tableoid']);
 
 function isNode(v: unknown): v is Node {
   const t = nodeType(v);
@@ -79,7 +88,7 @@ export function visitValue(v: unknown, ctx: RewriteContext, scope: Scope | undef
   }
   if (v === null || typeof v !== 'object') return;
   if (key === 'typeName') {
-    checkTypeName(v as Node);
+    checkTypeName(v as Node, ctx);
     return;
   }
   if (isNode(v)) {
@@ -101,11 +110,11 @@ export function visitExpr(node: Node, ctx: RewriteContext, scope: Scope | undefi
       for (const [k, v] of Object.entries(body)) if (k !== 'funcname') visitValue(v, ctx, scope, k);
       return;
     case 'TypeCast':
-      checkTypeName(body.typeName as Node);
+      checkTypeName(body.typeName as Node, ctx);
       visitValue(body.arg, ctx, scope);
       return;
     case 'TypeName':
-      checkTypeName(body);
+      checkTypeName(body, ctx);
       return;
     case 'A_Expr':
       checkOperator(body.name as Node[] | undefined, ctx);
@@ -136,14 +145,49 @@ export function selectBody(node: Node): Record<string, unknown> {
   return body;
 }
 
-function checkTypeName(typeName: Node): void {
-  const parts = names((typeName as { names?: Node[] }).names);
+/**
+ * Every type name an agent writes (casts, PREPARE parameter types, ...). A relation's row type
+ * (`NULL::t`, `ROW(...)::t`, `t[]`, json_populate_record(NULL::t, ...)) spells out the relation's
+ * columns and their types: it is allowed only for a listed table with no hidden or masked column.
+ * A type of an unlisted relation gets the message of a type that does not exist, so the answer
+ * never tells whether a relation exists.
+ */
+function checkTypeName(typeName: Node, ctx: RewriteContext): void {
+  const tn = typeName as { names?: Node[]; pct_type?: boolean };
+  const parts = names(tn.names);
   const last = parts[parts.length - 1] ?? '';
   if (unsafeTypeNames.has(last))
     throw new Denial(
-      `casts to ${last} are not allowed: pgwarden does not let strings name relations or functions`,
+      `casts to ${last} are not allowed: pgwarden does not let strings name relations, functions or roles, nor values reach the server's transaction state`,
       'object_name_cast',
       { hint: 'name the tables you need directly in FROM' },
+    );
+  const type = tn.pct_type ? undefined : resolveType(parts, ctx.catalog);
+  const t = type?.rowOf === undefined ? undefined : ctx.policy.tables.get(type.rowOf);
+  if (type === undefined || (type.rowOf !== undefined && t === undefined))
+    throw new Denial(
+      `type ${parts.join('.')}${tn.pct_type ? '%TYPE' : ''} is not available to agents: use built-in types, the database's own types, or the row type of a table you may read`,
+      'type_not_available',
+    );
+  if (t && (t.hidden.size > 0 || t.masks.size > 0))
+    throw new Denial(
+      `the row type of ${t.qname} is not allowed: it has columns agents may not see; list the columns you need: ${ctx.usableColumns(t)}`,
+      'row_type_hidden',
+      { ruleId: `tables.${t.qname}.columns` },
+    );
+}
+
+/** A system column of a tenant- or parent-scoped table, named plainly or qualified. */
+function checkSystemColumn(f: readonly string[], ctx: RewriteContext): void {
+  const col = f[f.length - 1] ?? '';
+  if (!systemColumns.has(col)) return;
+  const qualifier = f.length >= 2 ? f[f.length - 2] : undefined;
+  const scoped = qualifier === undefined ? ctx.scopedRefnames.size > 0 : ctx.scopedRefnames.has(qualifier);
+  if (scoped)
+    throw new Denial(
+      `system column ${col} of a tenant's table is not available to agents: row positions and transaction ids tell about other tenants' rows; use the table's key columns`,
+      'system_column',
+      { hint: qualifier === undefined ? 'qualify it (t.xmin) if you mean a global table' : undefined },
     );
 }
 
@@ -232,11 +276,24 @@ function checkCrossTenant(body: Record<string, unknown>, ctx: RewriteContext): v
 }
 
 function checkColumnRef(body: { fields: Node[] }, ctx: RewriteContext): void {
-  const f = names(body.fields);
+  let f = names(body.fields);
   // schema.table.column over a scoped read becomes table.column: the subquery carries the table name.
   if (f.length >= 3 && ctx.qualifiedReads.has(`${f[0]}.${f[1]}`)) {
     body.fields = body.fields.slice(1);
     f.shift();
+  }
+  checkSystemColumn(f, ctx);
+  // [db.]schema.table.column naming a relation of this statement by its own name is that
+  // relation's table.column; reduced, every check below sees it (a write target is not a subquery).
+  for (const k of [2, 1]) {
+    const rel = f[k] ?? '';
+    const w = ctx.writeTarget;
+    const t = w?.refnames.has(rel) ? w.policy : ctx.refs.get(rel);
+    if (f.length >= k + 2 && t !== undefined && t.name === rel && t.schema === f[k - 1]) {
+      body.fields = body.fields.slice(k);
+      f = f.slice(k);
+      break;
+    }
   }
   const w = ctx.writeTarget;
   if (w) {

@@ -1,4 +1,13 @@
-import { columnRef, names, nodeType, sameTree, type Node, type RangeVar } from '../sql/ast.js';
+import {
+  columnRef,
+  expandsToColumns,
+  hasPositionalExpansion,
+  names,
+  nodeType,
+  sameTree,
+  type Node,
+  type RangeVar,
+} from '../sql/ast.js';
 import type { Catalog } from '../policy/catalog.js';
 import { needsSubquery, type EffectivePolicy, type TablePolicy } from '../policy/effective.js';
 import type { ParamCheck } from '../policy/verdict.js';
@@ -37,11 +46,26 @@ export function checkInvariant(
     return policy.tables.get(r.qname) ?? 'unknown';
   };
 
-  const startsWithFilter = (where: unknown, t: TablePolicy, refname: string): boolean => {
+  /**
+   * Proves `where` is tenantWriteFilter(t, tenant, refname, W, hoisted): the filter alone, or the
+   * filter, conditions that cannot raise, and CASE WHEN <filter> THEN W ELSE false END.
+   */
+  const tenantGuarded = (where: unknown, t: TablePolicy, refname: string, typeOf: ColumnTypes): boolean => {
     const f = tenantFilter(t, tenant, [refname]);
     if (sameTree(where, f)) return true;
     const b = (where as { BoolExpr?: { boolop: string; args: unknown[] } } | undefined)?.BoolExpr;
-    return b?.boolop === 'AND_EXPR' && sameTree(b.args[0], f);
+    if (b?.boolop !== 'AND_EXPR' || b.args.length < 2 || !sameTree(b.args[0], f)) return false;
+    if (!b.args.slice(1, -1).every((h) => isSafe(h as Node, typeOf))) return false;
+    const c = (b.args[b.args.length - 1] as { CaseExpr?: Body }).CaseExpr;
+    const arms = c?.args as { CaseWhen: { expr: unknown } }[] | undefined;
+    return (
+      c !== undefined &&
+      c.arg === undefined &&
+      arms?.length === 1 &&
+      arms[0] !== undefined &&
+      sameTree(arms[0].CaseWhen.expr, f) &&
+      sameTree(c.defresult, { A_Const: { boolval: {} } })
+    );
   };
 
   const tenantValueOk = (v: unknown): boolean => {
@@ -50,9 +74,9 @@ export function checkInvariant(
     return p !== undefined && checkedParams.has(p.number);
   };
 
-  /** The parent filter, alone or followed by conditions that cannot raise and reject NULL. */
-  function parentNarrowed(where: unknown, t: TablePolicy): boolean {
-    const f = parentFilter(t, tenant);
+  /** The table's filter, alone or followed by conditions that cannot raise and reject NULL. */
+  function narrowed(where: unknown, t: TablePolicy): boolean {
+    const f = t.scope === 'tenant' ? tenantFilter(t, tenant) : parentFilter(t, tenant);
     if (sameTree(where, f)) return true;
     const b = (where as { BoolExpr?: { boolop: string; args: Node[] } } | undefined)?.BoolExpr;
     return (
@@ -83,12 +107,7 @@ export function checkInvariant(
     ]);
     if (Object.keys(sub).some((k) => !allowedKeys.has(k))) return undefined;
     if (!sameTree(sub.targetList, visibleTargets(t))) return undefined;
-    if (t.scope === 'tenant' && (!sameTree(sub.whereClause, tenantFilter(t, tenant)) || sub.limitOffset))
-      return undefined;
-    if (
-      t.scope === 'parent' &&
-      (!parentNarrowed(sub.whereClause, t) || literalValue(sub.limitOffset) !== '0')
-    )
+    if (t.scope !== 'global' && (!narrowed(sub.whereClause, t) || literalValue(sub.limitOffset) !== '0'))
       return undefined;
     if (t.scope === 'global' && (sub.whereClause || sub.limitOffset)) return undefined;
     return t;
@@ -182,8 +201,6 @@ export function checkInvariant(
       fail(`unexpected relation reference ${body.relname}`);
       return;
     }
-    // The arms of UNION / INTERSECT / EXCEPT are SelectStmt bodies without the node wrapper.
-    if ((isNode && type === 'SelectStmt') || key === 'larg' || key === 'rarg') trustInlinedRead(body, scope);
     let inner = scope;
     const w = body.withClause as { ctes?: Node[]; recursive?: boolean } | undefined;
     if (w?.ctes) {
@@ -208,20 +225,6 @@ export function checkInvariant(
     }
   }
 
-  /**
-   * A SELECT whose only FROM item is a tenant table with nothing to hide may read it directly when
-   * its WHERE starts with that table's tenant filter (inline-tenant.ts).
-   */
-  function trustInlinedRead(sel: Body, scope: Scope | undefined): void {
-    const from = sel.fromClause as Node[] | undefined;
-    const item = from?.length === 1 ? from[0] : undefined;
-    const rv = item?.RangeVar as RangeVar | undefined;
-    if (!item || !rv || rv.alias?.colnames !== undefined) return;
-    const t = tableOf(rv, scope);
-    if (typeof t !== 'object' || t.scope !== 'tenant' || t.hidden.size > 0 || t.masks.size > 0) return;
-    if (startsWithFilter(sel.whereClause, t, rv.alias?.aliasname ?? rv.relname)) trusted.add(item);
-  }
-
   function checkWrite(type: string, body: Body, scope: Scope | undefined): void {
     const rv = body.relation as RangeVar;
     const t = tableOf(rv, undefined);
@@ -234,12 +237,20 @@ export function checkInvariant(
       const name = (rt.ResTarget as { name?: string }).name;
       if (name !== undefined && t.hidden.has(name)) fail(`hidden column ${name} is written`);
     }
+    // Inserted values are checked by position: nothing may expand into several columns.
+    const source = (body.selectStmt as Node | undefined)?.SelectStmt as Body | undefined;
+    const mergeValues = ((body.mergeWhenClauses as Node[] | undefined) ?? []).flatMap(
+      (n) => ((n.MergeWhenClause as Body).values as unknown[] | undefined) ?? [],
+    );
+    if (hasPositionalExpansion(source) || mergeValues.some(expandsToColumns))
+      return fail(`a value inserted into ${t.qname} expands into several columns`);
     const refname = rv.alias?.aliasname ?? rv.relname;
     if (t.scope === 'parent') return checkParentWrite(type, body, t, refname, scope);
     if (t.scope !== 'tenant') return;
     const tc = t.tenantColumn?.name ?? '';
     if (type === 'UpdateStmt' || type === 'DeleteStmt') {
-      if (!startsWithFilter(body.whereClause, t, refname))
+      const typeOf = writeRelations(body, t, tenant, policy, catalog, scope);
+      if (!tenantGuarded(body.whereClause, t, refname, typeOf))
         fail(`${type} on ${t.qname} lacks the tenant filter`);
       for (const rt of (body.targetList as Node[] | undefined) ?? []) {
         const r = rt.ResTarget as { name?: string; val?: unknown };
@@ -264,15 +275,19 @@ export function checkInvariant(
           fail(`INSERT ... SELECT into ${t.qname} sets ${tc} unchecked`);
       }
       const oc = body.onConflictClause as Body | undefined;
-      if (oc?.action === 'ONCONFLICT_UPDATE' && !startsWithFilter(oc.whereClause, t, refname))
+      if (oc?.action === 'ONCONFLICT_UPDATE' && !tenantGuarded(oc.whereClause, t, refname, () => undefined))
         fail(`ON CONFLICT DO UPDATE on ${t.qname} lacks the tenant filter`);
     }
     if (type === 'MergeStmt') {
-      if (!startsWithFilter(body.joinCondition, t, refname))
+      const typeOf = writeRelations(body, t, tenant, policy, catalog, scope);
+      if (!tenantGuarded(body.joinCondition, t, refname, typeOf))
         fail(`MERGE into ${t.qname} lacks the tenant filter`);
       for (const n of (body.mergeWhenClauses as Node[] | undefined) ?? []) {
         const a = n.MergeWhenClause as Body;
-        if (a.matchKind !== 'MERGE_WHEN_NOT_MATCHED_BY_TARGET' && !startsWithFilter(a.condition, t, refname))
+        if (
+          a.matchKind !== 'MERGE_WHEN_NOT_MATCHED_BY_TARGET' &&
+          !tenantGuarded(a.condition, t, refname, () => undefined)
+        )
           fail('MERGE arm lacks the tenant filter');
         if (a.commandType === 'CMD_INSERT') {
           const cols = ((a.targetList as Node[] | undefined) ?? []).map(
@@ -284,7 +299,6 @@ export function checkInvariant(
         }
       }
     }
-    void scope;
   }
 
   function checkParentWrite(

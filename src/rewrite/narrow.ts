@@ -6,14 +6,14 @@ import { scopedReadOf } from './scoped.js';
 type Body = Record<string, unknown>;
 
 /**
- * A parent-scoped table is read through a fenced subquery (OFFSET 0), so the agent's predicates
- * stay above its parent filter; but then `WHERE order_id = 42` cannot use the child's own index
- * and every row of the tenant is walked. This copies the WHERE conditions that cannot raise
+ * A scoped table is read through a fenced subquery (OFFSET 0), so the agent's predicates stay above
+ * its tenant or parent filter; but then `WHERE id = 42` cannot use the table's own index and every
+ * row of the tenant is walked. This copies the WHERE conditions that cannot raise
  * (safe-conjuncts.ts) and reject NULL, and that name only that table, into its subquery after the
- * parent filter. The WHERE keeps them too, so the result is the same: a strict condition on the
- * nullable side of an outer join only removes rows that the WHERE would have rejected.
+ * filter. The WHERE keeps them too, so the result is the same: a strict condition on the nullable
+ * side of an outer join only removes rows that the WHERE would have rejected.
  */
-export function narrowParentScoped(sel: Body, tenant: string, policy: EffectivePolicy): void {
+export function narrowScoped(sel: Body, tenant: string, policy: EffectivePolicy): void {
   const from = sel.fromClause as Node[] | undefined;
   if (sel.whereClause === undefined || !from) return;
   const fenced = new Map<string, { t: TablePolicy; sub: Body }>();
@@ -35,7 +35,7 @@ export function narrowParentScoped(sel: Body, tenant: string, policy: EffectiveP
     if (kind !== 'RangeSubselect' || !s.alias) return;
     seen.set(s.alias.aliasname, (seen.get(s.alias.aliasname) ?? 0) + 1);
     const read = s.alias.colnames ? undefined : scopedReadOf(s.subquery, tenant, policy);
-    const t = read?.t.scope === 'parent' ? read.t : undefined;
+    const t = read?.t.scope === 'parent' || read?.t.scope === 'tenant' ? read.t : undefined;
     if (t) fenced.set(s.alias.aliasname, { t, sub: s.subquery.SelectStmt as Body });
   };
   from.forEach(visit);

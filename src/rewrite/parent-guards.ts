@@ -32,20 +32,37 @@ export function parentWriteFilter(
 ): Node {
   const f = parentFilter(t, tenant, [refname]);
   if (where === undefined) return f;
+  const exists = parentRowExists(t, tenant, columnRef(refname, parentOf(t).foreignKey));
+  return guarded(f, hoisted, exists, where);
+}
+
+/** `<first> AND <hoisted> AND CASE WHEN <when> THEN <where> ELSE false END`. */
+function guarded(first: Node, hoisted: readonly Node[], when: Node, where: Node): Node {
   const guard = {
-    CaseExpr: {
-      args: [
-        {
-          CaseWhen: {
-            expr: parentRowExists(t, tenant, columnRef(refname, parentOf(t).foreignKey)),
-            result: where,
-          },
-        },
-      ],
-      defresult: falseConst(),
-    },
+    CaseExpr: { args: [{ CaseWhen: { expr: when, result: where } }], defresult: falseConst() },
   };
-  return { BoolExpr: { boolop: 'AND_EXPR', args: [f, ...hoisted, guard] } };
+  return { BoolExpr: { boolop: 'AND_EXPR', args: [first, ...hoisted, guard] } };
+}
+
+/**
+ * The WHERE of an UPDATE or DELETE on a tenant-scoped table, and the join condition of a MERGE into
+ * one: `<tenant filter> AND <hoisted> AND CASE WHEN <tenant filter> THEN <agent's condition> ELSE
+ * false END`. The planner orders a scan's conditions by estimated cost, and some expressions cost
+ * nothing (a jsonb subscript, CASE, ARRAY[...], IS NULL), so a plain `<tenant filter> AND <agent's
+ * condition>` can run the agent's condition first, on another tenant's row, where an error it
+ * raises tells the agent that row's values. CASE fixes the order whatever the costs; `hoisted`
+ * (conditions that cannot raise) keep indexes and join conditions usable.
+ */
+export function tenantWriteFilter(
+  t: TablePolicy,
+  tenant: string,
+  refname: string,
+  where: Node | undefined,
+  hoisted: readonly Node[] = [],
+): Node {
+  const f = tenantFilter(t, tenant, [refname]);
+  if (where === undefined) return f;
+  return guarded(f, hoisted, tenantFilter(t, tenant, [refname]), where);
 }
 
 /** Starts the text whose failed cast is a parent key guard's error. */

@@ -1,4 +1,4 @@
-import type { Catalog } from '../policy/catalog.js';
+import type { Catalog, CatalogType } from '../policy/catalog.js';
 import type { RangeVar } from '../sql/ast.js';
 import { cteVisible, type Scope } from './context.js';
 
@@ -36,4 +36,25 @@ export function cteBodyScope(
   recursive: boolean,
 ): Scope {
   return { ctes: new Set(recursive ? names : names.slice(0, i)), parent: outer };
+}
+
+/**
+ * Resolves a type name as Postgres does (LookupTypeName): a qualified name in its schema, an
+ * unqualified one in the first schema of the effective search path (pg_catalog first unless
+ * listed) that has a type of that name. Undefined when no type has it, or the name has more parts
+ * than schema.type. Own keys only: a name like `constructor` must not find Object's prototype.
+ * https://www.postgresql.org/docs/current/ddl-schemas.html#DDL-SCHEMAS-PATH
+ */
+export function resolveType(parts: readonly string[], catalog: Catalog): CatalogType | undefined {
+  const find = (schema: string, name: string): CatalogType | undefined => {
+    const types = catalog.types[schema];
+    return types !== undefined && Object.hasOwn(types, name) ? types[name] : undefined;
+  };
+  if (parts.length === 2) return find(parts[0] ?? '', parts[1] ?? '');
+  if (parts.length !== 1) return undefined;
+  for (const schema of catalog.searchPath) {
+    const t = find(schema, parts[0] ?? '');
+    if (t) return t;
+  }
+  return undefined;
 }

@@ -130,6 +130,7 @@ export function writeRelations(
   for (const item of [
     ...((body.fromClause as Node[] | undefined) ?? []),
     ...((body.usingClause as Node[] | undefined) ?? []),
+    ...(body.sourceRelation ? [body.sourceRelation as Node] : []),
   ])
     visit(item);
   return (fields) => {

@@ -67,12 +67,14 @@ export function parseTypeNameCache(sqlType: string): Node {
 
 /**
  * The scoped replacement of a base-relation reference:
- * `(SELECT <visible columns> FROM [ONLY] schema.table [TABLESAMPLE ...] WHERE <tenant filter>)`.
- * A tenant-scoped subquery is simple, so the planner pulls it up and indexes still serve both the
- * filter and the agent's predicates; its filter comes first and costs one operator, so
- * order_qual_clauses (a stable sort by cost) evaluates it before any agent predicate.
- * A parent-scoped table is filtered through its parent and fenced with OFFSET 0 (no pull-up, no
- * predicate push-down), because there the agent's predicates would otherwise run below the join.
+ * `(SELECT <visible columns> FROM [ONLY] schema.table [TABLESAMPLE ...] WHERE <filter> OFFSET 0)`,
+ * the filter being the tenant filter, or for a parent-scoped table the membership of its parent
+ * key. OFFSET 0 fences the subquery: PostgreSQL neither pulls it up nor pushes the agent's
+ * predicates into it, so they only ever see the tenant's rows. Without the fence the planner
+ * orders a scan's conditions by estimated cost, and some expressions cost nothing (a jsonb
+ * subscript, CASE, ARRAY[...]): an agent's condition that raises would run before the filter, on
+ * another tenant's row. narrow.ts copies the conditions that cannot raise into the fence, so
+ * indexes still serve them.
  */
 export function scopedSelect(t: TablePolicy, tenant: string, opts: { inh: boolean; sample?: Node }): Node {
   const rel = relation(t, opts.inh);
@@ -90,12 +92,10 @@ export function scopedSelect(t: TablePolicy, tenant: string, opts: { inh: boolea
     limitOption: 'LIMIT_OPTION_DEFAULT',
     op: 'SETOP_NONE',
   };
-  if (t.scope === 'tenant') select.whereClause = tenantFilter(t, tenant);
-  if (t.scope === 'parent') {
-    select.whereClause = parentFilter(t, tenant);
-    select.limitOffset = { A_Const: { ival: {} } };
-    select.limitOption = 'LIMIT_OPTION_COUNT';
-  }
+  if (t.scope === 'global') return { SelectStmt: select };
+  select.whereClause = t.scope === 'tenant' ? tenantFilter(t, tenant) : parentFilter(t, tenant);
+  select.limitOffset = { A_Const: { ival: {} } };
+  select.limitOption = 'LIMIT_OPTION_COUNT';
   return { SelectStmt: select };
 }
 

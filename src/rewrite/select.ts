@@ -11,8 +11,7 @@ import { needsSubquery, type TablePolicy } from '../policy/effective.js';
 import { Denial, type RewriteContext, type Scope } from './context.js';
 import { selectBody, visitExpr, visitValue } from './expr.js';
 import { cteBodyScope, resolveRelation } from './resolve.js';
-import { inlineTenantFilter } from './inline-tenant.js';
-import { narrowParentScoped } from './narrow.js';
+import { narrowScoped } from './narrow.js';
 import { scopedSelect } from './scoped.js';
 import { rewriteWrite } from './writes.js';
 
@@ -67,8 +66,7 @@ export function rewriteSelect(
   const from = sel.fromClause as Node[] | undefined;
   if (from) sel.fromClause = from.map((item) => rewriteFromItem(item, ctx, scope));
   for (const field of expressionFields) visitValue(sel[field], ctx, scope);
-  narrowParentScoped(sel, ctx.tenant, ctx.policy);
-  inlineTenantFilter(sel, ctx.tenant, ctx.policy);
+  narrowScoped(sel, ctx.tenant, ctx.policy);
   if (sel.lockingClause) checkLocking(sel.lockingClause as Node[], ctx);
 }
 
@@ -177,15 +175,22 @@ function checkUsingColumn(col: string, ctx: RewriteContext): void {
       );
 }
 
+/**
+ * The refusal of a relation the rules do not name. It is the same whether the relation exists or
+ * not, so the answer never tells which unlisted tables exist.
+ */
+export function notListed(written: string, ctx: RewriteContext): Denial {
+  return new Denial(
+    `relation ${written} is not available to agents; available: ${ctx.listedTables()}`,
+    'table_not_listed',
+    { ruleId: 'tables' },
+  );
+}
+
 /** Finds the table policy for a resolved relation, refusing what the rules do not name. */
 export function tableFor(qname: string, written: string, ctx: RewriteContext): TablePolicy {
   const t = ctx.policy.tables.get(qname);
-  if (!t)
-    throw new Denial(
-      `relation ${written} is not available to agents; available: ${ctx.listedTables()}`,
-      'table_not_listed',
-      { ruleId: 'tables' },
-    );
+  if (!t) throw notListed(written, ctx);
   return t;
 }
 
@@ -196,11 +201,7 @@ function rewriteRangeVar(rv: RangeVar, ctx: RewriteContext, scope: Scope | undef
     if (sample) throw new Denial('TABLESAMPLE needs a table, not a WITH query', 'unsupported_syntax');
     return original;
   }
-  if (r.kind === 'missing')
-    throw new Denial(
-      `relation ${r.written} does not exist for agents; available: ${ctx.listedTables()}`,
-      'table_not_listed',
-    );
+  if (r.kind === 'missing') throw notListed(r.written, ctx);
   if (ctx.policy.introspection.has(r.qname)) {
     ctx.tables.add(r.qname);
     ctx.ruleIds.add('introspection');
@@ -224,6 +225,7 @@ function rewriteRangeVar(rv: RangeVar, ctx: RewriteContext, scope: Scope | undef
   ctx.touch(t);
   const refname = rv.alias?.aliasname ?? rv.relname;
   ctx.refs.set(refname, t);
+  if (t.scope !== 'global') ctx.scopedRefnames.add(refname);
   if (!needsSubquery(t)) return original;
   if (!rv.alias) ctx.qualifiedReads.add(t.qname);
   ctx.reasons.add(t.scope === 'global' ? 'columns_restricted' : 'tenant_filter_added');

@@ -64,8 +64,10 @@ function applyRowLimit(sel: Body, ctx: RewriteContext): void {
 /**
  * Over a tenant- or parent-scoped table, EXPLAIN would show counts that include other tenants: the
  * planner's row and cost estimates come from statistics over the whole table, and EXPLAIN ANALYZE
- * reports the rows pgwarden's filter removed. So there the plan comes with COSTS OFF, and ANALYZE
- * is refused. Over global tables EXPLAIN is left as written.
+ * reports the rows pgwarden's filter removed ("Rows Removed by Filter"). The same holds for the
+ * filtered catalog relations (introspection-views.ts) and information_schema views: there the
+ * removed rows are the tables and columns agents may not see. So there the plan comes with
+ * COSTS OFF, and ANALYZE is refused. Over global tables EXPLAIN is left as written.
  */
 function hideOtherTenantsCounts(body: Body, ctx: RewriteContext): void {
   // ctx.tables also holds the tables of earlier statements in the same message: stricter, never
@@ -75,21 +77,34 @@ function hideOtherTenantsCounts(body: Body, ctx: RewriteContext): void {
     const t = ctx.policy.tables.get(q);
     return t !== undefined && t.scope !== 'global';
   });
-  if (!scoped) return;
+  const filtered = [...ctx.tables].some(
+    (q) => ctx.policy.introspectionViews.has(q) || q.startsWith('information_schema.'),
+  );
+  if (!scoped && !filtered) return;
   const options = ((body.options as Node[] | undefined) ?? []).map(
     (o) => (o as { DefElem: { defname: string; arg?: Node } }).DefElem,
   );
   if (options.some((d) => d.defname === 'analyze' && optionOn(d.arg)))
     throw new Denial(
-      "EXPLAIN ANALYZE over a tenant's tables would show rows of other tenants that pgwarden filters out; use EXPLAIN (COSTS OFF) to see the plan",
+      scoped
+        ? "EXPLAIN ANALYZE over a tenant's tables would show rows of other tenants that pgwarden filters out; use EXPLAIN (COSTS OFF) to see the plan"
+        : 'EXPLAIN ANALYZE over filtered catalog relations would count the rows pgwarden hides; use EXPLAIN (COSTS OFF) to see the plan',
       'explain_analyze_scoped',
     );
-  if (options.some((d) => d.defname === 'costs' && !optionOn(d.arg))) return;
+  // VERBOSE prints each node's output expressions: the masks, and the typed NULLs of denied columns.
+  if (options.some((d) => d.defname === 'verbose' && optionOn(d.arg)))
+    throw new Denial(
+      'EXPLAIN VERBOSE over scoped tables or filtered catalogs would print how pgwarden hides columns; use EXPLAIN (COSTS OFF)',
+      'explain_verbose_scoped',
+    );
+  // PostgreSQL takes the last of repeated options, so every costs option goes and one off is added.
+  const costs = options.filter((d) => d.defname === 'costs');
+  const last = costs[costs.length - 1];
+  if (last === undefined || optionOn(last.arg)) ctx.reasons.add('explain_costs_hidden');
   body.options = [
     ...options.filter((d) => d.defname !== 'costs').map((d) => ({ DefElem: d })),
     { DefElem: { defname: 'costs', arg: { String: { sval: 'off' } }, defaction: 'DEFELEM_UNSPEC' } },
   ];
-  ctx.reasons.add('explain_costs_hidden');
 }
 
 /** A boolean option is on when bare, and when its value is anything but a plain false (fail closed). */
@@ -125,14 +140,25 @@ export function rewriteStatement(stmt: Node, ctx: RewriteContext): void {
       checkOptions(body.options as Node[], explainOptions, 'EXPLAIN');
       readQuery(body.query as Node, ctx);
       return hideOtherTenantsCounts(body, ctx);
-    case 'PrepareStmt':
+    case 'PrepareStmt': {
       visitValue(body.argtypes, ctx, undefined);
+      const checked = ctx.paramChecks.length;
       readQuery(body.query as Node, ctx);
-      ctx.effects = { prepare: body.name as string };
+      // A parameter pgwarden must check (the tenant column's $n) is checked on a protocol Bind;
+      // EXECUTE passes its values in SQL, where nothing would check them.
+      if (ctx.paramChecks.length > checked) {
+        const params = ctx.paramChecks.slice(checked).map((c) => `$${c.index}`);
+        throw new Denial(
+          `PREPARE ${String(body.name)}: ${params.join(', ')} would set the tenant column, and pgwarden cannot check a value passed by EXECUTE; write your tenant as a literal ('${ctx.tenant}'), or leave the tenant column out and pgwarden fills it in`,
+          'tenant_value_unchecked',
+        );
+      }
+      ctx.effects.push({ statement: ctx.statementIndex, prepare: body.name as string });
       return;
+    }
     case 'DeclareCursorStmt':
       readQuery(body.query as Node, ctx);
-      ctx.effects = { declareCursor: body.portalname as string };
+      ctx.effects.push({ statement: ctx.statementIndex, declareCursor: body.portalname as string });
       return;
     case 'ExecuteStmt': {
       ctx.sessionDependent = true;
@@ -145,7 +171,10 @@ export function rewriteStatement(stmt: Node, ctx: RewriteContext): void {
       return;
     }
     case 'DeallocateStmt':
-      ctx.effects = { deallocate: body.isall ? { all: true } : (body.name as string) };
+      ctx.effects.push({
+        statement: ctx.statementIndex,
+        deallocate: body.isall ? { all: true } : (body.name as string),
+      });
       return;
     case 'FetchStmt':
       ctx.sessionDependent = true;

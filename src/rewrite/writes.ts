@@ -1,7 +1,8 @@
 import {
-  and,
   clone,
   columnRef,
+  expandsToColumns,
+  hasPositionalExpansion,
   names,
   nodeType,
   nullConst,
@@ -17,9 +18,9 @@ import { Denial, type RewriteContext, type Scope, type WriteTarget } from './con
 import { literalValue, visitValue } from './expr.js';
 import { resolveRelation } from './resolve.js';
 import { safeConjuncts, writeRelations } from './safe-conjuncts.js';
-import { parentKeyGuard, parentWriteFilter } from './parent-guards.js';
-import { tenantFilter, tenantValue } from './scoped.js';
-import { processWith, rewriteFromItem, rewriteSelect, tableFor } from './select.js';
+import { parentKeyGuard, parentWriteFilter, tenantWriteFilter } from './parent-guards.js';
+import { tenantValue } from './scoped.js';
+import { notListed, processWith, rewriteFromItem, rewriteSelect, tableFor } from './select.js';
 import type { AccessKind } from '../policy/rules-schema.js';
 
 type Body = Record<string, unknown>;
@@ -52,11 +53,7 @@ function target(
   const rv = body.relation as RangeVar;
   // A write target is never a CTE (parserOpenTable), so no scope is passed.
   const r = resolveRelation(rv, ctx.catalog, undefined);
-  if (r.kind !== 'relation')
-    throw new Denial(
-      `relation ${rv.relname} does not exist for agents; available: ${ctx.listedTables()}`,
-      'table_not_listed',
-    );
+  if (r.kind !== 'relation') throw notListed(r.kind === 'missing' ? r.written : rv.relname, ctx);
   const t = tableFor(r.qname, rv.schemaname ? r.qname : rv.relname, ctx);
   for (const a of needs)
     if (!t.access.has(a))
@@ -68,6 +65,8 @@ function target(
   ctx.touch(t);
   const refname = rv.alias?.aliasname ?? rv.relname;
   ctx.refs.set(refname, t);
+  // The target is read directly, so its system columns are there; old / new / excluded name its rows.
+  if (t.scope !== 'global') for (const n of [refname, 'old', 'new', 'excluded']) ctx.scopedRefnames.add(n);
   ctx.reasons.add('write_scoped');
   return { t, rv, refname };
 }
@@ -92,13 +91,19 @@ function filterFirst(
   if (t.scope === 'parent')
     return parentWriteFilter(t, ctx.tenant, refname, where as Node | undefined, hoisted.map(clone));
   if (t.scope !== 'tenant') return where as Node | undefined;
-  return and(tenantFilter(t, ctx.tenant, [refname]), where as Node | undefined);
+  return tenantWriteFilter(t, ctx.tenant, refname, where as Node | undefined, hoisted.map(clone));
 }
 
-/** The agent's conjuncts that the planner may also use outside a parent-scoped target's guard. */
-function hoistable(body: Body, t: TablePolicy, ctx: RewriteContext, scope: Scope | undefined): Node[] {
-  if (t.scope !== 'parent') return [];
-  return safeConjuncts(body.whereClause, writeRelations(body, t, ctx.tenant, ctx.policy, ctx.catalog, scope));
+/** The agent's conjuncts that the planner may also use outside a scoped target's guard. */
+function hoistable(
+  body: Body,
+  condition: unknown,
+  t: TablePolicy,
+  ctx: RewriteContext,
+  scope: Scope | undefined,
+): Node[] {
+  if (t.scope === 'global') return [];
+  return safeConjuncts(condition, writeRelations(body, t, ctx.tenant, ctx.policy, ctx.catalog, scope));
 }
 
 /** An UPDATE may not move a row of a parent-scoped table to another parent (of any tenant). */
@@ -274,7 +279,13 @@ function rewriteUpdate(body: Body, ctx: RewriteContext, scope: Scope | undefined
   enterTarget(ctx, t, [refname]);
   checkAssignments(body.targetList as Node[], t, ctx, scope);
   visitValue(body.whereClause, ctx, scope);
-  body.whereClause = filterFirst(t, ctx, refname, body.whereClause, hoistable(body, t, ctx, scope));
+  body.whereClause = filterFirst(
+    t,
+    ctx,
+    refname,
+    body.whereClause,
+    hoistable(body, body.whereClause, t, ctx, scope),
+  );
   rewriteReturning(body, t, refname, ctx, scope, (from?.length ?? 0) > 0);
   ctx.writeTarget = undefined;
 }
@@ -285,9 +296,27 @@ function rewriteDelete(body: Body, ctx: RewriteContext, scope: Scope | undefined
   if (using) body.usingClause = using.map((i) => rewriteFromItem(i, ctx, scope));
   enterTarget(ctx, t, [refname]);
   visitValue(body.whereClause, ctx, scope);
-  body.whereClause = filterFirst(t, ctx, refname, body.whereClause, hoistable(body, t, ctx, scope));
+  body.whereClause = filterFirst(
+    t,
+    ctx,
+    refname,
+    body.whereClause,
+    hoistable(body, body.whereClause, t, ctx, scope),
+  );
   rewriteReturning(body, t, refname, ctx, scope, (using?.length ?? 0) > 0);
   ctx.writeTarget = undefined;
+}
+
+/**
+ * Values are matched to columns by position, and pgwarden checks the tenant column and the parent
+ * key at their positions: an item that expands into several columns would move every value after
+ * it, so the checked position would hold another value than the one stored.
+ */
+function rowExpansion(): Denial {
+  return new Denial(
+    'a value that expands into several columns ((x).*, t.*) is not allowed in INSERT or MERGE ... INSERT values: list each field, as (x).a, (x).b',
+    'insert_row_expansion',
+  );
 }
 
 /** The explicit column list of an INSERT (positional inserts fill columns in attnum order). */
@@ -322,6 +351,7 @@ function rewriteInsert(body: Body, ctx: RewriteContext, scope: Scope | undefined
     )
   )
     throw new Denial('INSERT ... SELECT * is not allowed: list the columns you select', 'insert_select_star');
+  if (hasPositionalExpansion(sel)) throw rowExpansion();
   const width = values ? Math.max(...rows.map((r) => r.length)) : simpleSelect ? targets.length : 0;
   // The source is read like any query, before the tenant value is added to it.
   if (sel) rewriteSelect(sel, ctx, scope);
@@ -415,7 +445,13 @@ function rewriteMerge(body: Body, ctx: RewriteContext, scope: Scope | undefined)
   enterTarget(ctx, t, [refname]);
   visitValue(body.joinCondition, ctx, scope);
   // Only the caller's rows can match; rows of other tenants are neither matched nor "not matched by source".
-  body.joinCondition = filterFirst(t, ctx, refname, body.joinCondition);
+  body.joinCondition = filterFirst(
+    t,
+    ctx,
+    refname,
+    body.joinCondition,
+    hoistable(body, body.joinCondition, t, ctx, scope),
+  );
   for (const a of arms) {
     visitValue(a.condition, ctx, scope);
     if (a.matchKind !== 'MERGE_WHEN_NOT_MATCHED_BY_TARGET')
@@ -434,6 +470,7 @@ function mergeInsert(a: Body, t: TablePolicy, ctx: RewriteContext, scope: Scope 
   ctx.writeTarget = undefined;
   visitValue(values, ctx, scope);
   ctx.writeTarget = prev;
+  if (values.some(expandsToColumns)) throw rowExpansion();
   const cols = insertColumns({ cols: a.targetList }, t, values.length);
   const colNames = cols.map((c) => (c as { ResTarget: { name: string } }).ResTarget.name);
   for (const c of colNames)

@@ -3,15 +3,21 @@
  * The server answers messages strictly in order, so the head of this queue tells what each
  * backend message belongs to: https://www.postgresql.org/docs/current/protocol-flow.html
  */
+import type { Change, ChangeLog } from './mirror.js';
+
 export type PendingKind = 'query' | 'parse' | 'bind' | 'describe' | 'execute' | 'close' | 'sync';
 
-export class Pending {
+export class Pending implements ChangeLog {
   /** When it was forwarded; only measured for requests whose outcome is recorded. */
   readonly startedAt: number;
   rows: number | null = null;
   command: string | null = null;
   sqlstate: string | null = null;
   errorMessage: string | null = null;
+  /** Changes to pgwarden's mirror of server state this request makes; undone if it is not carried out. */
+  changes: Change[] | undefined = undefined;
+  /** For a simple Query: how many of its statements the server has finished. */
+  done = 0;
 
   constructor(
     readonly kind: PendingKind,

@@ -8,7 +8,14 @@ import type { Config } from '../config/schema.js';
 import { PgwardenError, errors, type ErrorCode } from '../errors/registry.js';
 import type { Identity } from '../identity/identity.js';
 import { TokenError, type TokenVerifier } from '../identity/token.js';
-import type { Judge, JudgeContext, Judgement, SessionEffects, Verdict } from '../policy/verdict.js';
+import type {
+  Judge,
+  JudgeContext,
+  Judgement,
+  ParamCheck,
+  SessionEffect,
+  Verdict,
+} from '../policy/verdict.js';
 import * as be from '../protocol/backend-encoder.js';
 import {
   readCommandTag,
@@ -23,6 +30,7 @@ import * as fm from '../protocol/frontend-messages.js';
 import { BackendStream, type Disposition } from '../upstream/backend-stream.js';
 import { cancelUpstream, connectUpstream, type UpstreamConnection } from '../upstream/connect.js';
 import type { CancelRegistry } from './cancel-registry.js';
+import { MirroredNames, mapStore, setStore, undoChanges } from './mirror.js';
 import { checkParam } from './param-check.js';
 import { PendingQueue, pending, type Pending } from './pending.js';
 import { isoNow } from './clock.js';
@@ -55,6 +63,28 @@ export interface SessionDeps {
  */
 const STAND_IN_SQL = 'pgwarden denied this statement';
 const STAND_IN_STATEMENT = 'pgwarden_denied';
+
+/**
+ * For each type a Bind-time parameter check reads, the declared parameter types whose input
+ * function reads a value exactly as the check does (OID, name).
+ */
+const CHECKED_PARAM_TYPES: Record<ParamCheck['type'], readonly (readonly [number, string])[]> = {
+  text: [
+    [25, 'text'],
+    [1043, 'varchar'],
+  ],
+  int4: [
+    [21, 'int2'],
+    [23, 'int4'],
+    [20, 'int8'],
+  ],
+  int8: [
+    [21, 'int2'],
+    [23, 'int4'],
+    [20, 'int8'],
+  ],
+  uuid: [[2950, 'uuid']],
+};
 
 /** A statement judged at Parse time (protocol-level prepared statement, named or unnamed). */
 interface JudgedStatement {
@@ -100,6 +130,16 @@ export class Session {
   private readonly statements = new Map<string, JudgedStatement>();
   private readonly portals = new Map<string, JudgedStatement>();
   private readonly policyState = { preparedStatements: new Set<string>(), cursors: new Set<string>() };
+  /**
+   * Every change to the four maps above goes through here: it is recorded on the request that
+   * makes it and undone if the server does not carry that request out (see mirror.ts).
+   */
+  private readonly mirror = {
+    statements: new MirroredNames(mapStore(this.statements)),
+    portals: new MirroredNames(mapStore(this.portals)),
+    prepared: new MirroredNames(setStore(this.policyState.preparedStatements)),
+    cursors: new MirroredNames(setStore(this.policyState.cursors)),
+  };
   private readonly pinned: ReadonlyMap<string, string>;
   private seq = 0;
   /** After an error in an extended-protocol batch the server ignores messages until Sync; so do we. */
@@ -273,6 +313,14 @@ export class Session {
   }
 
   private endAfterWrite: PgwardenError | undefined;
+  /** A message held until the server has answered earlier segments (see mustWait). */
+  private waiting: FrontendMessage | undefined;
+  /** Segments (each ended by a Query or a Sync) forwarded, and answered by ReadyForQuery. */
+  private segmentsSent = 0;
+  private segmentsAnswered = 0;
+  /** Whether the segment being sent changed the mirror; the last ended segment that did. */
+  private segmentChanged = false;
+  private lastChangedSegment = -1;
   /** Bytes for the server held until the decision log has made their records durable. */
   private held: Buffer[] | undefined;
   /** This chunk decided a record that the log has only queued. */
@@ -288,14 +336,63 @@ export class Session {
     try {
       this.checkTokenExpiry();
       this.decoder.push(chunk);
-      let m: FrontendMessage | undefined;
-      while (!this.closed && (m = this.decoder.next())) this.onClientMessage(m, out);
+      let m = this.waiting;
+      this.waiting = undefined;
+      while (!this.closed && (m ??= this.decoder.next())) {
+        if (this.mustWait(m)) {
+          this.waiting = m;
+          this.client.pause();
+          break;
+        }
+        this.onClientMessage(m, out);
+        m = undefined;
+      }
     } catch (err) {
       this.flushUpstream(out);
       this.fatal(clientError(err));
       return;
     }
     this.flushUpstream(out);
+  }
+
+  /**
+   * pgwarden applies a message's changes to its mirror when it forwards the message, and undoes
+   * them when the server reports that it did not carry the message out. Within one pipeline (up
+   * to Sync) that is enough: after an error the server skips the rest of it. Across a Sync, or
+   * after a Query, later messages run even if earlier ones failed: a message that reads the mirror
+   * (to judge SQL, to check a name, to find a statement's checks) waits until the server has
+   * answered every earlier pipeline that changed it, so it is judged against what the server has.
+   */
+  private mustWait(m: FrontendMessage): boolean {
+    if (this.lastChangedSegment < this.segmentsAnswered) return false;
+    return (
+      m.code === Frontend.Query ||
+      m.code === Frontend.Parse ||
+      m.code === Frontend.Bind ||
+      m.code === Frontend.Execute
+    );
+  }
+
+  private enqueue(p: Pending): void {
+    this.queue.push(p);
+    if (p.changes !== undefined) this.segmentChanged = true;
+    // A Query, and a Sync, end a segment the server answers with one ReadyForQuery.
+    if (p.kind === 'query' || p.kind === 'sync') {
+      if (this.segmentChanged) this.lastChangedSegment = this.segmentsSent;
+      this.segmentsSent++;
+      this.segmentChanged = false;
+    }
+  }
+
+  /** ReadyForQuery: a segment is answered; a message waiting for it goes on. */
+  private segmentAnswered(): void {
+    this.segmentsAnswered++;
+    if (this.waiting && !this.mustWait(this.waiting))
+      queueMicrotask(() => {
+        if (this.closed || !this.waiting) return;
+        this.client.resume();
+        this.onClientData(Buffer.alloc(0));
+      });
   }
 
   private flushUpstream(out: OutBatch): void {
@@ -369,22 +466,31 @@ export class Session {
         fm.readTarget(m.buffer, m.bodyStart, m.end);
         if (this.skipUntilSync) return;
         out.addMessage(m);
-        this.queue.push(pending('describe'));
+        this.enqueue(pending('describe'));
         return;
       }
       case Frontend.Close: {
         const t = fm.readTarget(m.buffer, m.bodyStart, m.end);
         if (this.skipUntilSync) return;
-        (t.target === 'S' ? this.statements : this.portals).delete(t.name);
+        const p = pending('close');
+        // Protocol and SQL-level names share one name space on the server: Close of a statement
+        // drops a PREPAREd one of that name too, and Close of a portal a DECLAREd cursor.
+        if (t.target === 'S') {
+          this.mirror.statements.delete(t.name, p);
+          this.mirror.prepared.delete(t.name, p);
+        } else {
+          this.mirror.portals.delete(t.name, p);
+          this.mirror.cursors.delete(t.name, p);
+        }
         out.addMessage(m);
-        this.queue.push(pending('close'));
+        this.enqueue(p);
         return;
       }
       case Frontend.Sync:
         fm.expectEmpty(m.buffer, m.bodyStart, m.end);
         this.skipUntilSync = false;
         out.addMessage(m);
-        this.queue.push(pending('sync'));
+        this.enqueue(pending('sync'));
         return;
       case Frontend.Flush:
         fm.expectEmpty(m.buffer, m.bodyStart, m.end);
@@ -432,9 +538,10 @@ export class Session {
         cached: false,
       };
     }
+    const maxStatements = this.deps.config.limits.maxStatementsPerQuery;
     this.judgeContexts ??= {
-      simple: { identity: this.identity!, protocol: 'simple', session: this.policyState },
-      extended: { identity: this.identity!, protocol: 'extended', session: this.policyState },
+      simple: { identity: this.identity!, protocol: 'simple', session: this.policyState, maxStatements },
+      extended: { identity: this.identity!, protocol: 'extended', session: this.policyState, maxStatements },
     };
     return this.deps.judge.judge(sql, this.judgeContexts[mode]);
   }
@@ -470,8 +577,9 @@ export class Session {
     }
     if (v.kind === 'allow') out.addMessage(m);
     else out.add(serialize.query(v.sql));
-    this.applyEffects(v.effects);
-    this.queue.push(pending('query', recordId));
+    const p = pending('query', recordId);
+    this.applyEffects(v.effects, p);
+    this.enqueue(p);
   }
 
   private onParse(msg: fm.ParseMessage, m: FrontendMessage, out: OutBatch): void {
@@ -489,7 +597,7 @@ export class Session {
       return;
     }
     const judged = this.judge(msg.query, 'extended');
-    const v = this.refuseTakenName(judged.verdict);
+    const v = this.refuseParamTypes(this.refuseTakenName(judged.verdict), msg.paramTypes);
     const judgement = v === judged.verdict ? judged : { ...judged, verdict: v };
     const statement: JudgedStatement = { name: msg.statement, sql: msg.query, judgement };
     if (v.kind === 'deny') {
@@ -514,11 +622,12 @@ export class Session {
       if (!this.tryDecide(record, out, 'extended')) return;
       recordId = record.id;
     }
-    this.statements.set(msg.statement, statement);
+    // A PREPARE or DEALLOCATE sent by Parse runs at Execute: its effects are applied there.
+    const p = pending('parse', recordId);
+    this.mirror.statements.set(msg.statement, statement, p);
     if (v.kind === 'allow') out.addMessage(m);
     else out.add(serialize.parse({ name: msg.statement, text: v.sql, types: [...msg.paramTypes] }));
-    this.applyEffects(v.effects);
-    this.queue.push(pending('parse', recordId));
+    this.enqueue(p);
   }
 
   private onBind(m: FrontendMessage, out: OutBatch): void {
@@ -571,9 +680,10 @@ export class Session {
         return;
       }
     }
-    this.portals.set(msg.portal, statement);
+    const p = pending('bind');
+    this.mirror.portals.set(msg.portal, statement, p);
     out.addMessage(m);
-    this.queue.push(pending('bind'));
+    this.enqueue(p);
   }
 
   private onExecute(msg: fm.ExecuteMessage, m: FrontendMessage, out: OutBatch): void {
@@ -589,6 +699,18 @@ export class Session {
       this.deny(this.statementRecord(protocol, null, null, v), out, 'extended');
       return;
     }
+    // A PREPARE run here must still find its name free: it may have been taken since its Parse.
+    const verdict = statement.judgement.verdict;
+    const effects = verdict.kind === 'deny' ? undefined : verdict.effects;
+    const refused = effects ? this.refuseTakenName(verdict) : verdict;
+    if (refused !== verdict) {
+      this.deny(
+        this.statementRecord(protocol, statement.sql, statement.judgement, refused, 0),
+        out,
+        'extended',
+      );
+      return;
+    }
     let recordId: string | undefined;
     if (!this.deps.sink.off) {
       // Judged at Parse: this execution's record carries that verdict and no judging time.
@@ -602,8 +724,10 @@ export class Session {
       if (!this.tryDecide(record, out, 'extended')) return;
       recordId = record.id;
     }
+    const p = pending('execute', recordId);
+    this.applyEffects(effects, p);
     out.addMessage(m);
-    this.queue.push(pending('execute', recordId));
+    this.enqueue(p);
   }
 
   /**
@@ -615,23 +739,77 @@ export class Session {
     return this.statements.has(name) || this.policyState.preparedStatements.has(name);
   }
 
+  /**
+   * Every PREPARE of the message must find its name free when it runs: free now, or freed by an
+   * earlier DEALLOCATE of the same message, and not taken by an earlier PREPARE of it.
+   */
   private refuseTakenName(v: Verdict): Verdict {
-    const name = v.kind === 'deny' ? undefined : v.effects?.prepare;
-    if (name === undefined || !this.nameTaken(name)) return v;
-    return this.refusal('PGW_POLICY_DENIED', `prepared statement "${name}" already exists`);
+    if (v.kind === 'deny' || !v.effects) return v;
+    let added: Set<string> | undefined;
+    let freed: Set<string> | undefined;
+    let all = false;
+    for (const e of v.effects) {
+      if (typeof e.deallocate === 'string') {
+        added?.delete(e.deallocate);
+        (freed ??= new Set()).add(e.deallocate);
+      } else if (e.deallocate) {
+        added?.clear();
+        all = true;
+      }
+      const name = e.prepare;
+      if (name === undefined) continue;
+      const taken = added?.has(name) || (!all && !freed?.has(name) && this.nameTaken(name));
+      if (taken) return this.refusal('PGW_POLICY_DENIED', `prepared statement "${name}" already exists`);
+      (added ??= new Set()).add(name);
+      freed?.delete(name);
+    }
+    return v;
   }
 
-  private applyEffects(effects: SessionEffects | undefined): void {
+  /**
+   * pgwarden checks a parameter's text (or binary) value as the type its check names. A type the
+   * client declares in Parse would make the server read that value with its own input function
+   * (tsvector turns 'acme' into "'acme'"): only types that read it exactly as the check does, or
+   * an unspecified one, are accepted.
+   */
+  private refuseParamTypes(v: Verdict, declared: readonly number[]): Verdict {
+    if (v.kind === 'deny' || !v.paramChecks || declared.length === 0) return v;
+    for (const check of v.paramChecks) {
+      const oid = declared[check.index - 1] ?? 0;
+      const accepted = CHECKED_PARAM_TYPES[check.type];
+      if (oid === 0 || accepted.some(([o]) => o === oid)) continue;
+      const names = accepted.map(([o, n]) => `${n} (${o})`).join(', ');
+      return {
+        ...this.refusal(
+          'PGW_POLICY_DENIED',
+          `parameter $${check.index} sets your tenant and is checked as ${check.type}, but Parse declares its type as OID ${oid}; declare it as ${names}, or leave its type unspecified (0)`,
+        ),
+        ruleIds: v.ruleIds,
+        tables: v.tables,
+        columns: v.columns,
+        statementKinds: v.statementKinds,
+        reasons: [...v.reasons, 'tenant_param_type'],
+      };
+    }
+    return v;
+  }
+
+  /** Applies a statement's changes to SQL-level names, recorded on the request that runs it. */
+  private applyEffects(effects: readonly SessionEffect[] | undefined, log: Pending): void {
     if (!effects) return;
-    if (effects.prepare) this.policyState.preparedStatements.add(effects.prepare);
-    if (effects.declareCursor) this.policyState.cursors.add(effects.declareCursor);
-    // SQL-level DEALLOCATE also drops protocol-level statements: they share one namespace.
-    if (typeof effects.deallocate === 'string') {
-      this.policyState.preparedStatements.delete(effects.deallocate);
-      this.statements.delete(effects.deallocate);
-    } else if (effects.deallocate) {
-      this.policyState.preparedStatements.clear();
-      this.statements.clear();
+    const m = this.mirror;
+    for (const e of effects) {
+      const at = e.statement;
+      if (e.prepare !== undefined) m.prepared.set(e.prepare, true, log, at);
+      if (e.declareCursor !== undefined) m.cursors.set(e.declareCursor, true, log, at);
+      // SQL-level DEALLOCATE also drops protocol-level statements: they share one namespace.
+      if (typeof e.deallocate === 'string') {
+        m.prepared.delete(e.deallocate, log, at);
+        m.statements.delete(e.deallocate, log, at);
+      } else if (e.deallocate) {
+        m.prepared.clear(log, at);
+        m.statements.clear(log, at);
+      }
     }
   }
 
@@ -685,10 +863,10 @@ export class Session {
   private forwardStandIn(error: Buffer, out: OutBatch, mode: 'query' | 'extended'): void {
     if (mode === 'query') {
       out.add(serialize.query(STAND_IN_SQL));
-      this.queue.push(pending('query', undefined, error));
+      this.enqueue(pending('query', undefined, error));
     } else {
       out.add(serialize.parse({ name: STAND_IN_STATEMENT, text: STAND_IN_SQL }));
-      this.queue.push(pending('parse', undefined, error));
+      this.enqueue(pending('parse', undefined, error));
       this.skipUntilSync = true;
     }
   }
@@ -723,6 +901,8 @@ export class Session {
       case Backend.PortalSuspended: {
         const p = this.queue.peek();
         if (p?.kind === 'execute') this.queue.shift();
+        // One more statement of a simple Query is done: its changes are carried out.
+        else if (p?.kind === 'query' && code !== Backend.PortalSuspended) p.done++;
         // The tag matters only to a decision record; with the log off there is none to complete.
         if (p?.recordId === undefined) return 'forward';
         const tag =
@@ -757,11 +937,21 @@ export class Session {
           p.sqlstate = errors.PGW_PARENT_KEY_REFUSED.sqlstate;
           p.errorMessage = refusal;
         }
-        if (p.kind !== 'query') {
+        if (p.kind === 'query') {
+          // The statements before the failing one ran; it and the rest of the query did not. The
+          // query stays queued until ReadyForQuery: its changes are forgotten here, undone once.
+          undoChanges(p, p.done);
+        } else if (p.kind !== 'sync') {
+          // An error at Sync (the commit of an implicit transaction) starts no skipping: the
+          // ReadyForQuery that follows takes the Sync off the queue.
           this.queue.shift();
+          // The failing request and those the server skips have no effect: undo what pgwarden
+          // recorded for them, oldest first (see mirror.ts).
+          undoChanges(p);
           this.complete(p);
           // The server now ignores everything up to Sync, so those requests get no answers.
           for (const skipped of this.queue.shiftUntilSync()) {
+            undoChanges(skipped);
             skipped.command = 'SKIPPED';
             this.complete(skipped);
           }
@@ -777,6 +967,7 @@ export class Session {
         const p = this.queue.shift();
         if (p?.kind === 'query') this.complete(p);
         this.status = String.fromCharCode(buf[bodyStart] ?? 0x49) as TransactionStatus;
+        this.segmentAnswered();
         return 'forward';
       }
       case Backend.ParameterStatus: {

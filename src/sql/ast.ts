@@ -102,3 +102,38 @@ export function sameTree(a: unknown, b: unknown): boolean {
 export function clone<T>(node: T): T {
   return structuredClone(node);
 }
+
+/**
+ * Whether an item of a positional list (a VALUES row, the target list of INSERT ... SELECT or of
+ * any of its set-operation arms) can stand for several columns: `*`, `t.*`, `(x).*`,
+ * `(ROW(...)).*`. PostgreSQL expands them in place, so the values after one no longer sit at the
+ * positions of the columns they look like they fill.
+ * https://www.postgresql.org/docs/current/rowtypes.html#ROWTYPES-USAGE
+ */
+export function expandsToColumns(item: unknown): boolean {
+  const type = nodeType(item);
+  const body =
+    type === undefined ? undefined : ((item as Record<string, unknown>)[type] as Record<string, unknown>);
+  if (!body) return false;
+  if (type === 'ResTarget') return expandsToColumns(body.val);
+  const last = (list: unknown): boolean =>
+    Array.isArray(list) && list.length > 0 && nodeType(list[list.length - 1]) === 'A_Star';
+  if (type === 'ColumnRef') return last(body.fields);
+  if (type === 'A_Indirection') return last(body.indirection);
+  return false;
+}
+
+/** Whether a SELECT's VALUES rows or target list, in any set-operation arm, hold an expanding item. */
+export function hasPositionalExpansion(sel: Record<string, unknown> | undefined): boolean {
+  if (!sel) return false;
+  const rows = (sel.valuesLists as Node[] | undefined) ?? [];
+  const items = [
+    ...rows.flatMap((r) => ((r as { List?: { items?: unknown[] } }).List?.items ?? []) as unknown[]),
+    ...(((sel.targetList as unknown[] | undefined) ?? []) as unknown[]),
+  ];
+  if (items.some(expandsToColumns)) return true;
+  return (
+    hasPositionalExpansion(sel.larg as Record<string, unknown> | undefined) ||
+    hasPositionalExpansion(sel.rarg as Record<string, unknown> | undefined)
+  );
+}

@@ -1,0 +1,205 @@
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadCatalog } from '../src/policy/catalog.js';
+import { createPolicyJudge } from '../src/policy/engine.js';
+import { loadRules } from '../src/policy/rules-load.js';
+import { loadParser } from '../src/sql/parse.js';
+import { createTestDatabase, type TestDatabase } from './support/db.js';
+import { startTestProxy, type TestProxy } from './support/proxy.js';
+
+/**
+ * End to end, against real Postgres through the proxy: what a red team read or wrote past the
+ * rules (positional shifts in INSERT, row types, system columns, EXPLAIN ANALYZE over filtered
+ * catalogs, functions over OIDs and server state), each with a benign look-alike that still runs.
+ */
+let db: TestDatabase;
+let proxy: TestProxy;
+
+async function client(tenant: string): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: await proxy.url({ tenant, human: `alice@${tenant}.test` }) });
+  await c.connect();
+  return c;
+}
+
+async function withClient(fn: (c: pg.Client) => Promise<void>): Promise<void> {
+  const c = await client('acme');
+  try {
+    await fn(c);
+  } finally {
+    await c.end();
+  }
+}
+
+const refused = { code: '42501' };
+const messageOf = async (p: Promise<unknown>): Promise<string> =>
+  p.then(
+    () => 'no error',
+    (e: Error) => e.message,
+  );
+
+beforeAll(async () => {
+  await loadParser();
+  db = await createTestDatabase('leaks');
+  await db.sql(readFileSync('src/demo/seed.sql', 'utf8'));
+  const judge = createPolicyJudge(await loadRules(['rules']), await loadCatalog(db.url, 'public'), {
+    searchPath: 'public',
+  });
+  proxy = await startTestProxy(db, { judge });
+});
+afterAll(async () => {
+  await proxy?.close();
+  await db?.drop();
+});
+
+describe('INSERT values are matched to columns by position', () => {
+  it('a value that expands into several columns is refused, and no row of globex is written', async () => {
+    const count = async (): Promise<number> =>
+      (await db.sql<{ n: number }>("SELECT count(*)::int AS n FROM orders WHERE org_id = 'globex'"))[0]!.n;
+    const before = await count();
+    const items = (await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM order_items'))[0]!.n;
+    const [globexOrder] = await db.sql<{ id: number }>(
+      "SELECT id FROM orders WHERE org_id = 'globex' LIMIT 1",
+    );
+    await withClient(async (c) => {
+      for (const sql of [
+        "INSERT INTO orders (customer_id, total, org_id, status) SELECT (v).*, 'globex', 'acme' FROM (VALUES (NULL::bigint, 4747.00)) AS v(a, b)",
+        "INSERT INTO orders (customer_id, total, org_id, status) VALUES ((ROW(NULL::bigint, 4848.00)).*, 'globex', 'acme')",
+        `INSERT INTO order_items (id, sku, order_id, qty) SELECT (v).*, 20, ${globexOrder!.id} FROM (VALUES (5000::bigint, 'SKU-ACME')) AS v(a, b)`,
+        "MERGE INTO orders o USING (SELECT ROW(NULL::bigint, 1.00) AS r) AS s ON false WHEN NOT MATCHED THEN INSERT (customer_id, total, org_id, status) VALUES ((s.r).*, 'globex', 'acme')",
+      ])
+        await expect(c.query(sql), sql).rejects.toMatchObject(refused);
+      // Field selection keeps each value at its position: the row is acme's.
+      await c.query('BEGIN');
+      const ok = await c.query<{ org_id: string; total: string }>(
+        'INSERT INTO orders (customer_id, total) SELECT (v).a, (v).b FROM (VALUES (NULL::bigint, 4747.00)) AS v(a, b) RETURNING org_id, total',
+      );
+      expect(ok.rows).toEqual([{ org_id: 'acme', total: '4747.00' }]);
+      await c.query('ROLLBACK');
+      expect((await c.query('SELECT (v).* FROM (VALUES (1, 2)) AS v(a, b)')).rows).toEqual([{ a: 1, b: 2 }]);
+    });
+    expect(await count()).toBe(before);
+    expect((await db.sql<{ n: number }>('SELECT count(*)::int AS n FROM order_items'))[0]!.n).toBe(items);
+  });
+});
+
+describe('type names', () => {
+  it("an unlisted table's row type answers like a type that does not exist; a hiding table's is refused", async () => {
+    await withClient(async (c) => {
+      const shown = (sql: string, name: string): Promise<string> =>
+        messageOf(c.query(sql.replace('%s', name))).then((m) => m.split(name).join('<name>'));
+      for (const sql of [
+        'SELECT (NULL::%s).*',
+        "SELECT json_populate_record(NULL::%s, '{}')",
+        "SELECT ROW(1, 'x', 'y')::%s",
+        'PREPARE p1(%s) AS SELECT $1',
+        'SELECT NULL::%s[]',
+      ]) {
+        const existing = await shown(sql, 'internal_notes');
+        expect(existing, sql).toMatch(/not available to agents/);
+        expect(await shown(sql, 'nonexistent_tbl'), sql).toBe(existing);
+      }
+      for (const sql of [
+        'SELECT (NULL::public.customers).*',
+        "SELECT ROW(1, 'o', 'n', 'e', 's')::customers",
+        "SELECT * FROM jsonb_populate_recordset(NULL::customers, '[{}]')",
+      ]) {
+        await expect(c.query(sql), sql).rejects.toMatchObject(refused);
+        expect(await messageOf(c.query(sql))).not.toMatch(/ssn/);
+      }
+      const products = await c.query(
+        "SELECT (ROW(1, 's', 'n', 1.5)::products).name, 2.5::numeric(12, 2) AS n",
+      );
+      expect(products.rows).toEqual([{ name: 'n', n: '2.50' }]);
+    });
+  });
+
+  it('an unlisted relation and a missing one get the same refusal, qualified or not', async () => {
+    await withClient(async (c) => {
+      for (const [a, b] of [
+        ['internal_notes', 'nonexistent_tbl'],
+        ['public.internal_notes', 'public.nonexistent_tbl'],
+      ]) {
+        const ma = (await messageOf(c.query(`SELECT * FROM ${a}`))).split(a!).join('<name>');
+        const mb = (await messageOf(c.query(`SELECT * FROM ${b}`))).split(b!).join('<name>');
+        expect(ma).toMatch(/available: .*public\.orders/);
+        expect(mb).toBe(ma);
+      }
+    });
+  });
+});
+
+describe('system columns', () => {
+  it("of tenant and parent-scoped tables are refused; a global table's stay readable", async () => {
+    await withClient(async (c) => {
+      for (const sql of [
+        'SELECT id, ctid, xmin FROM orders',
+        "SELECT id FROM orders WHERE ctid > '(0,1)'",
+        'UPDATE orders SET status = status WHERE id = 0 RETURNING xmin',
+        "DELETE FROM orders WHERE ctid = '(0,1)'",
+        'DELETE FROM order_items WHERE id = 0 RETURNING order_items.tableoid',
+      ])
+        await expect(c.query(sql), sql).rejects.toMatchObject(refused);
+      const rows = await c.query('SELECT p.ctid, xmin FROM products p ORDER BY p.id');
+      expect(rows.rowCount).toBe(3);
+    });
+  });
+});
+
+describe('EXPLAIN over filtered catalog relations', () => {
+  it('refuses ANALYZE (Rows Removed by Filter would count hidden relations) and hides estimates', async () => {
+    await withClient(async (c) => {
+      await expect(c.query('EXPLAIN ANALYZE SELECT relname FROM pg_class')).rejects.toMatchObject(refused);
+      await expect(
+        c.query('EXPLAIN (ANALYZE) SELECT table_name FROM information_schema.tables'),
+      ).rejects.toMatchObject(refused);
+      const plan = (await c.query<{ 'QUERY PLAN': string }>('EXPLAIN SELECT relname FROM pg_class')).rows
+        .map((r) => r['QUERY PLAN'])
+        .join('\n');
+      expect(plan).toMatch(/Scan/);
+      expect(plan).not.toMatch(/rows=|cost=/);
+    });
+  });
+});
+
+describe('functions over OIDs and server state', () => {
+  it('are refused; min, max, count, version and the catalog visibility functions still run', async () => {
+    const [internal] = await db.sql<{ oid: number }>("SELECT 'internal_notes'::regclass::oid::int AS oid");
+    await withClient(async (c) => {
+      for (const sql of [
+        `SELECT satisfies_hash_partition(${internal!.oid}, 1, 0, 1)`,
+        `SELECT oidvectortypes('${internal!.oid}')`,
+        "SELECT acldefault('r', 10)",
+        "SELECT makeaclitem(10, 10, 'SELECT', false)",
+        "SELECT 'postgres=r/postgres'::aclitem",
+        'SELECT current_query()',
+        'SELECT inet_server_addr()',
+        'SELECT inet_server_port()',
+        'SELECT inet_client_addr()',
+        'SELECT inet_client_port()',
+        'SELECT txid_current()',
+        'SELECT txid_status(1)',
+        'SELECT txid_current_if_assigned()',
+        'SELECT txid_visible_in_snapshot(1, NULL)',
+        'SELECT pg_typeof(1)',
+      ]) {
+        await expect(c.query(sql), sql).rejects.toMatchObject(refused);
+        const m = await messageOf(c.query(sql));
+        expect(m, sql).not.toMatch(/internal_notes|org_id OPERATOR/);
+      }
+      const ok = await c.query<{ hi: string; lo: string; n: number; v: string }>(
+        'SELECT max(price) AS hi, min(price) AS lo, count(*)::int AS n, version() AS v FROM products',
+      );
+      expect(ok.rows[0]).toMatchObject({
+        hi: '99.00',
+        lo: '9.99',
+        n: 3,
+        v: expect.stringMatching(/PostgreSQL/),
+      });
+      const visible = await c.query(
+        "SELECT c.relname FROM pg_catalog.pg_class c WHERE pg_catalog.pg_table_is_visible(c.oid) AND c.relname = 'orders'",
+      );
+      expect(visible.rowCount).toBe(1);
+    });
+  });
+});
