@@ -804,6 +804,41 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
     c.close();
   });
 
+  it("a declared parameter type never names the database's own types or resolves names", async () => {
+    const [row] = await db.sql<{ oid: number }>(
+      "SELECT oid::int AS oid FROM pg_type WHERE typname = 'internal_notes'",
+    );
+    const c = await rawSession();
+    const [rowType, regclass, builtin] = await pipeline(
+      c,
+      3,
+      // ($1).* with $1 declared as an unlisted table's row type would list that table's columns.
+      serialize.parse({ text: 'SELECT ($1).*', types: [row!.oid] }),
+      serialize.bind({ values: [null] }),
+      serialize.execute({}),
+      serialize.sync(),
+      // regclass input succeeds or fails by whether a relation of that name exists.
+      serialize.parse({ text: 'SELECT $1 IS NULL', types: [2205] }),
+      serialize.bind({ values: ['internal_notes'] }),
+      serialize.execute({}),
+      serialize.sync(),
+      // Benign: built-in data types.
+      serialize.parse({ text: 'SELECT $1::int + 1, $2', types: [23, 1184] }),
+      serialize.bind({ values: ['41', '2026-01-01 00:00:00+00'] }),
+      serialize.execute({}),
+      serialize.sync(),
+    );
+    for (const refused of [rowType, regclass])
+      expect(errorOf(refused![0])).toMatchObject({
+        code: '42501',
+        message: expect.stringMatching(
+          /^parameter \$1 is declared with type OID \d+, which agents may not use/,
+        ),
+      });
+    expect(codes(builtin)).toBe('12DCZ');
+    c.close();
+  });
+
   it('a query with more statements than limits.maxStatementsPerQuery is refused before it is judged', async () => {
     const small = await startTestProxy(db, { judge, config: { limits: { maxStatementsPerQuery: 3 } } });
     const c = await RawClient.connect(small.port);

@@ -12,7 +12,6 @@ import type {
   Judge,
   JudgeContext,
   Judgement,
-  ParamCheck,
   SessionEffect,
   Verdict,
 } from '../policy/verdict.js';
@@ -32,6 +31,7 @@ import { cancelUpstream, connectUpstream, type UpstreamConnection } from '../ups
 import type { CancelRegistry } from './cancel-registry.js';
 import { MirroredNames, mapStore, setStore, undoChanges } from './mirror.js';
 import { checkParam } from './param-check.js';
+import { declaredTypeProblem } from './param-types.js';
 import { PendingQueue, pending, type Pending } from './pending.js';
 import { isoNow } from './clock.js';
 import { OutBatch } from './out-batch.js';
@@ -63,28 +63,6 @@ export interface SessionDeps {
  */
 const STAND_IN_SQL = 'pgwarden denied this statement';
 const STAND_IN_STATEMENT = 'pgwarden_denied';
-
-/**
- * For each type a Bind-time parameter check reads, the declared parameter types whose input
- * function reads a value exactly as the check does (OID, name).
- */
-const CHECKED_PARAM_TYPES: Record<ParamCheck['type'], readonly (readonly [number, string])[]> = {
-  text: [
-    [25, 'text'],
-    [1043, 'varchar'],
-  ],
-  int4: [
-    [21, 'int2'],
-    [23, 'int4'],
-    [20, 'int8'],
-  ],
-  int8: [
-    [21, 'int2'],
-    [23, 'int4'],
-    [20, 'int8'],
-  ],
-  uuid: [[2950, 'uuid']],
-};
 
 /** A statement judged at Parse time (protocol-level prepared statement, named or unnamed). */
 interface JudgedStatement {
@@ -766,32 +744,19 @@ export class Session {
     return v;
   }
 
-  /**
-   * pgwarden checks a parameter's text (or binary) value as the type its check names. A type the
-   * client declares in Parse would make the server read that value with its own input function
-   * (tsvector turns 'acme' into "'acme'"): only types that read it exactly as the check does, or
-   * an unspecified one, are accepted.
-   */
+  /** A verdict refused when the parameter types Parse declares are not acceptable (param-types.ts). */
   private refuseParamTypes(v: Verdict, declared: readonly number[]): Verdict {
-    if (v.kind === 'deny' || !v.paramChecks || declared.length === 0) return v;
-    for (const check of v.paramChecks) {
-      const oid = declared[check.index - 1] ?? 0;
-      const accepted = CHECKED_PARAM_TYPES[check.type];
-      if (oid === 0 || accepted.some(([o]) => o === oid)) continue;
-      const names = accepted.map(([o, n]) => `${n} (${o})`).join(', ');
-      return {
-        ...this.refusal(
-          'PGW_POLICY_DENIED',
-          `parameter $${check.index} sets your tenant and is checked as ${check.type}, but Parse declares its type as OID ${oid}; declare it as ${names}, or leave its type unspecified (0)`,
-        ),
-        ruleIds: v.ruleIds,
-        tables: v.tables,
-        columns: v.columns,
-        statementKinds: v.statementKinds,
-        reasons: [...v.reasons, 'tenant_param_type'],
-      };
-    }
-    return v;
+    if (v.kind === 'deny' || declared.length === 0) return v;
+    const problem = declaredTypeProblem(v, declared);
+    if (!problem) return v;
+    return {
+      ...this.refusal('PGW_POLICY_DENIED', problem.message),
+      ruleIds: v.ruleIds,
+      tables: v.tables,
+      columns: v.columns,
+      statementKinds: v.statementKinds,
+      reasons: [...v.reasons, problem.reason],
+    };
   }
 
   /** Applies a statement's changes to SQL-level names, recorded on the request that runs it. */
