@@ -8,13 +8,7 @@ import type { Config } from '../config/schema.js';
 import { PgwardenError, errors, type ErrorCode } from '../errors/registry.js';
 import type { Identity } from '../identity/identity.js';
 import { TokenError, type TokenVerifier } from '../identity/token.js';
-import type {
-  Judge,
-  JudgeContext,
-  Judgement,
-  SessionEffect,
-  Verdict,
-} from '../policy/verdict.js';
+import type { Judge, JudgeContext, Judgement, SessionEffect, Verdict } from '../policy/verdict.js';
 import * as be from '../protocol/backend-encoder.js';
 import {
   readCommandTag,
