@@ -21,7 +21,7 @@ describe('pgwarden explain', () => {
     const code = await explainCommand(['--tenant', 'acme', 'SELECT id FROM orders'], t.io);
     expect(code).toBe(0);
     expect(t.out.join('\n')).toContain(
-      "sql:       SELECT id FROM ( SELECT * FROM public.orders WHERE public.orders.org_id OPERATOR(pg_catalog.=) 'acme'::text OFFSET 0 ) AS orders",
+      "sql:       SELECT id FROM public.orders AS orders WHERE orders.org_id OPERATOR(pg_catalog.=) 'acme'::text",
     );
     expect(t.out.join('\n')).toContain('rules:     tables.public.orders');
   });

@@ -142,6 +142,14 @@ describe('the tenant filter runs before any agent predicate', () => {
     `DELETE FROM orders WHERE id = 20 AND ${ZERO_COST_RAISE('org_id')}`,
     `MERGE INTO orders t USING (SELECT 20 AS id) s ON t.id = s.id AND ${ZERO_COST_RAISE('t.org_id')} WHEN MATCHED THEN UPDATE SET total = t.total`,
     `INSERT INTO orders (id, total) VALUES (20, 1) ON CONFLICT (id) DO UPDATE SET total = 1 WHERE ${ZERO_COST_RAISE('orders.org_id')}`,
+    // A top-level SELECT reads the table directly (CASE-guarded); its other clauses only see rows
+    // the WHERE let through. Nested SELECTs stay fenced: the outer condition could be pulled in.
+    `SELECT ${ZERO_COST_RAISE('org_id')} FROM orders WHERE id = 20`,
+    `SELECT id FROM orders WHERE id = 20 ORDER BY ${ZERO_COST_RAISE('org_id')}`,
+    `SELECT * FROM (SELECT id, org_id FROM orders) s WHERE s.id = 20 AND ${ZERO_COST_RAISE('s.org_id')}`,
+    `SELECT * FROM (SELECT id, org_id FROM orders UNION ALL SELECT id, org_id FROM orders) u WHERE u.id = 20 AND ${ZERO_COST_RAISE('u.org_id')}`,
+    `WITH o AS (SELECT * FROM orders) SELECT id FROM o WHERE id = 20 AND ${ZERO_COST_RAISE('o.org_id')}`,
+    `SELECT id FROM products WHERE id IN (SELECT o.id FROM orders o WHERE o.id = 20 AND ${ZERO_COST_RAISE('o.org_id')})`,
   ];
   for (const settings of [
     '',

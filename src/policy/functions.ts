@@ -56,20 +56,22 @@ const deniedNames = new Set([
   'inet_client_port',
   'age',
   'mxid_age',
+  // A relation named by text: follows another tenant's row versions, and errors name any relation.
+  'currtid',
+  'currtid2',
 ]);
 
 const deniedPrefixes = ['pg_', 'lo_', 'dblink', 'has_', 'to_reg', 'brin_', 'binary_upgrade', 'txid_'];
 
 /**
  * pg_* functions that only compute on their arguments. (pg_typeof is not: it returns regtype, an
- * object-naming type.)
+ * object-naming type; nor pg_input_is_valid and pg_input_error_info: they take a type by name, so
+ * `pg_input_is_valid('internal_notes', 'regclass')` tells whether a table exists.)
  */
 const allowedPgPrefixed = new Set([
   'pg_size_pretty',
   'pg_size_bytes',
   'pg_column_size',
-  'pg_input_is_valid',
-  'pg_input_error_info',
   'pg_client_encoding',
 ]);
 

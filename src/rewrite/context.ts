@@ -56,6 +56,11 @@ export class RewriteContext {
   /** alias or table name -> table, for every table read or written in the statement. */
   readonly refs = new Map<string, TablePolicy>();
   /**
+   * SELECT bodies nothing encloses (a statement's own query, and the arms of its set operation):
+   * no outer query can push a condition into them, so inline-tenant.ts may read a table there.
+   */
+  readonly topLevel = new Set<object>();
+  /**
    * Names under which a tenant- or parent-scoped table is referenced anywhere in the statement (a
    * write target's old / new / excluded too): their system columns are refused.
    */

@@ -47,7 +47,7 @@ export function checkInvariant(
   };
 
   /**
-   * Proves `where` is tenantWriteFilter(t, tenant, refname, W, hoisted): the filter alone, or the
+   * Proves `where` is tenantGuard(t, tenant, refname, W, hoisted): the filter alone, or the
    * filter, conditions that cannot raise, and CASE WHEN <filter> THEN W ELSE false END.
    */
   const tenantGuarded = (where: unknown, t: TablePolicy, refname: string, typeOf: ColumnTypes): boolean => {
@@ -339,6 +339,33 @@ export function checkInvariant(
     }
   }
 
+  /**
+   * The SELECTs nothing encloses (a statement's query and its set operation's arms) may read a tenant
+   * table with nothing to hide directly when their WHERE is tenantGuard's (inline-tenant.ts).
+   */
+  function trustInlinedRead(sel: Body): void {
+    if (sel.op !== undefined && sel.op !== 'SETOP_NONE') {
+      trustInlinedRead(sel.larg as Body);
+      trustInlinedRead(sel.rarg as Body);
+      return;
+    }
+    const from = sel.fromClause as Node[] | undefined;
+    const item = from?.length === 1 ? from[0] : undefined;
+    const rv = item?.RangeVar as RangeVar | undefined;
+    if (!item || !rv || rv.alias?.colnames !== undefined) return;
+    const t = tableOf(rv, undefined);
+    if (typeof t !== 'object' || t.scope !== 'tenant' || t.hidden.size > 0 || t.masks.size > 0) return;
+    if (tenantGuarded(sel.whereClause, t, rv.alias?.aliasname ?? rv.relname, ownColumns(t)))
+      trusted.add(item);
+  }
+  for (const s of stmts) {
+    const kind = nodeType(s) ?? '';
+    const body = s[kind] as Body | undefined;
+    const query = kind === 'SelectStmt' ? s : (body?.query as Node | undefined);
+    const sel = query?.SelectStmt as Body | undefined;
+    if (sel && ['SelectStmt', 'ExplainStmt', 'PrepareStmt', 'DeclareCursorStmt', 'CopyStmt'].includes(kind))
+      trustInlinedRead(sel);
+  }
   for (const s of stmts) walk(s, undefined);
   return violation;
 }

@@ -45,15 +45,16 @@ function guarded(first: Node, hoisted: readonly Node[], when: Node, where: Node)
 }
 
 /**
- * The WHERE of an UPDATE or DELETE on a tenant-scoped table, and the join condition of a MERGE into
- * one: `<tenant filter> AND <hoisted> AND CASE WHEN <tenant filter> THEN <agent's condition> ELSE
+ * The WHERE of an UPDATE or DELETE on a tenant-scoped table, the join condition of a MERGE into
+ * one, and the WHERE of a top-level SELECT that reads one directly (inline-tenant.ts):
+ * `<tenant filter> AND <hoisted> AND CASE WHEN <tenant filter> THEN <agent's condition> ELSE
  * false END`. The planner orders a scan's conditions by estimated cost, and some expressions cost
  * nothing (a jsonb subscript, CASE, ARRAY[...], IS NULL), so a plain `<tenant filter> AND <agent's
  * condition>` can run the agent's condition first, on another tenant's row, where an error it
  * raises tells the agent that row's values. CASE fixes the order whatever the costs; `hoisted`
  * (conditions that cannot raise) keep indexes and join conditions usable.
  */
-export function tenantWriteFilter(
+export function tenantGuard(
   t: TablePolicy,
   tenant: string,
   refname: string,

@@ -11,6 +11,7 @@ import { needsSubquery, type TablePolicy } from '../policy/effective.js';
 import { Denial, type RewriteContext, type Scope } from './context.js';
 import { selectBody, visitExpr, visitValue } from './expr.js';
 import { cteBodyScope, resolveRelation } from './resolve.js';
+import { inlineTenantFilter } from './inline-tenant.js';
 import { narrowScoped } from './narrow.js';
 import { scopedSelect } from './scoped.js';
 import { rewriteWrite } from './writes.js';
@@ -60,12 +61,14 @@ export function rewriteSelect(
   const scope = processWith(sel.withClause as WithClause | undefined, ctx, outer);
   if (sel.op !== undefined && sel.op !== 'SETOP_NONE') {
     // Each arm of UNION / INTERSECT / EXCEPT is a SELECT of its own, scoped alike.
+    if (ctx.topLevel.has(sel)) for (const arm of [sel.larg, sel.rarg]) ctx.topLevel.add(arm as object);
     rewriteSelect(sel.larg as Record<string, unknown>, ctx, scope);
     rewriteSelect(sel.rarg as Record<string, unknown>, ctx, scope);
   }
   const from = sel.fromClause as Node[] | undefined;
   if (from) sel.fromClause = from.map((item) => rewriteFromItem(item, ctx, scope));
   for (const field of expressionFields) visitValue(sel[field], ctx, scope);
+  if (ctx.topLevel.has(sel)) inlineTenantFilter(sel, ctx.tenant, ctx.policy);
   narrowScoped(sel, ctx.tenant, ctx.policy);
   if (sel.lockingClause) checkLocking(sel.lockingClause as Node[], ctx);
 }

@@ -28,6 +28,7 @@ function readQuery(q: Node, ctx: RewriteContext): void {
   const kind = nodeType(q);
   if (kind === 'SelectStmt') {
     const sel = selectBody(q);
+    ctx.topLevel.add(sel);
     rewriteSelect(sel, ctx, undefined);
     applyRowLimit(sel, ctx);
   } else if (kind === 'InsertStmt' || kind === 'UpdateStmt' || kind === 'DeleteStmt' || kind === 'MergeStmt')

@@ -18,7 +18,7 @@ import { Denial, type RewriteContext, type Scope, type WriteTarget } from './con
 import { literalValue, visitValue } from './expr.js';
 import { resolveRelation } from './resolve.js';
 import { safeConjuncts, writeRelations } from './safe-conjuncts.js';
-import { parentKeyGuard, parentWriteFilter, tenantWriteFilter } from './parent-guards.js';
+import { parentKeyGuard, parentWriteFilter, tenantGuard } from './parent-guards.js';
 import { tenantValue } from './scoped.js';
 import { notListed, processWith, rewriteFromItem, rewriteSelect, tableFor } from './select.js';
 import type { AccessKind } from '../policy/rules-schema.js';
@@ -91,7 +91,7 @@ function filterFirst(
   if (t.scope === 'parent')
     return parentWriteFilter(t, ctx.tenant, refname, where as Node | undefined, hoisted.map(clone));
   if (t.scope !== 'tenant') return where as Node | undefined;
-  return tenantWriteFilter(t, ctx.tenant, refname, where as Node | undefined, hoisted.map(clone));
+  return tenantGuard(t, ctx.tenant, refname, where as Node | undefined, hoisted.map(clone));
 }
 
 /** The agent's conjuncts that the planner may also use outside a scoped target's guard. */

@@ -1,0 +1,52 @@
+import { clone, names, type Node } from '../sql/ast.js';
+import type { EffectivePolicy } from '../policy/effective.js';
+import { tenantGuard } from './parent-guards.js';
+import { conjuncts, isSafe, ownColumns } from './safe-conjuncts.js';
+import { scopedReadOf } from './scoped.js';
+
+type Body = Record<string, unknown>;
+
+/**
+ * A top-level SELECT whose only FROM item is a tenant-scoped table with no hidden or masked column
+ * reads the table directly: `FROM public.orders AS orders WHERE <tenant filter> AND <conditions
+ * that cannot raise> AND CASE WHEN <tenant filter> THEN <agent's WHERE> ELSE false END`, as a
+ * write's WHERE is guarded (parent-guards.ts). The fenced subquery costs PostgreSQL a second
+ * planning pass for every statement it plans; CASE keeps the agent's WHERE away from other
+ * tenants' rows without it, and everything else in the SELECT only sees rows the WHERE let through.
+ * Only at top level: a SELECT inside another could be pulled up, and the outer query's conditions
+ * would then sit beside the filter, unguarded.
+ */
+export function inlineTenantFilter(sel: Body, tenant: string, policy: EffectivePolicy): void {
+  const from = sel.fromClause as Node[] | undefined;
+  if (from?.length !== 1) return;
+  const rs = from[0]?.RangeSubselect as { subquery: Node; lateral?: boolean; alias?: Body } | undefined;
+  // A column alias list renames the columns, the tenant column among them.
+  if (!rs?.alias || rs.alias.colnames !== undefined || rs.lateral) return;
+  const read = scopedReadOf(rs.subquery, tenant, policy);
+  if (read?.t.scope !== 'tenant' || read.t.hidden.size > 0 || read.t.masks.size > 0) return;
+  const refname = rs.alias.aliasname as string;
+  const where = sel.whereClause as Node | undefined;
+  // Copies of the conditions that cannot raise, for the planner's indexes.
+  const hoisted = conjuncts(where)
+    .map((c) => unqualified(clone(c), refname))
+    .filter((c): c is Node => c !== undefined && isSafe(c, ownColumns(read.t)));
+  from[0] = { RangeVar: { ...read.rv, alias: rs.alias } };
+  sel.whereClause = tenantGuard(read.t, tenant, refname, where, hoisted);
+}
+
+/** The condition with `refname.col` written `col`; undefined if it names anything else. */
+function unqualified(node: Node, refname: string): Node | undefined {
+  let ok = true;
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) v.forEach(walk);
+    else if (v !== null && typeof v === 'object') {
+      const ref = (v as { ColumnRef?: { fields: Node[] } }).ColumnRef;
+      if (!ref) return Object.values(v).forEach(walk);
+      const f = names(ref.fields);
+      if (f.length === 2 && f[0] === refname) ref.fields = ref.fields.slice(1);
+      else if (f.length !== 1) ok = false;
+    }
+  };
+  walk(node);
+  return ok ? node : undefined;
+}
