@@ -839,6 +839,182 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
     c.close();
   });
 
+  it('a statement or portal name the server would cut to 63 bytes is refused in every message', async () => {
+    const before = await globexChecksum();
+    const c = await rawSession();
+    const base = 'n'.repeat(63);
+    const [a, closeB, parseB, bindA, others, utf8] = await pipeline(
+      c,
+      6,
+      // To the server `${base}A` and `${base}B` are one statement, `${base}`.
+      serialize.parse({ name: `${base}A`, text: 'SELECT $1::text AS x' }),
+      serialize.sync(),
+      serialize.close({ type: 'S', name: `${base}B` }),
+      serialize.sync(),
+      serialize.parse({ name: `${base}B`, text: tenantInsert(1071) }),
+      serialize.sync(),
+      serialize.bind({ statement: `${base}A`, values: ['globex'] }),
+      serialize.execute({}),
+      serialize.sync(),
+      // A long portal name in Bind, Describe, Execute and Close, each in its own pipeline.
+      serialize.parse({ name: 'ln1', text: 'SELECT 1' }),
+      serialize.bind({ statement: 'ln1', portal: `${base}P` }),
+      serialize.sync(),
+      // 32 two-byte characters: 64 bytes, though only 32 characters.
+      serialize.describe({ type: 'S', name: 'é'.repeat(32) }),
+      serialize.sync(),
+    );
+    for (const refused of [a, closeB, parseB, bindA, utf8])
+      expect(errorOf(refused![0]), codes(refused)).toMatchObject({
+        code: '42501',
+        message: expect.stringContaining('use a name of at most 63 bytes'),
+      });
+    expect(codes(others)).toBe('1EZ');
+    expect(errorOf(others![1])).toMatchObject({
+      code: '42501',
+      message: expect.stringContaining('64 bytes'),
+    });
+    for (const m of [
+      serialize.execute({ portal: `${base}P` }),
+      serialize.describe({ type: 'P', name: `${base}P` }),
+      serialize.close({ type: 'P', name: `${base}P` }),
+    ]) {
+      const [round] = await pipeline(c, 1, m, serialize.sync());
+      expect(errorOf(round![0])).toMatchObject({
+        code: '42501',
+        message: expect.stringContaining('63 bytes'),
+      });
+    }
+    expect(await globexChecksum()).toBe(before);
+    const refusals = proxy.sink.records.filter((r) => r.reasons.includes('name_too_long'));
+    expect(
+      refusals.some((r) => r.protocol?.statementName === `${base}B` && r.sql === tenantInsert(1071)),
+    ).toBe(true);
+    // Benign: names of exactly 63 bytes (one of them multi-byte) work in every message.
+    const p63 = 'é'.repeat(31) + 'x';
+    const [ok] = await pipeline(
+      c,
+      1,
+      serialize.parse({ name: base, text: 'SELECT $1::text AS x' }),
+      serialize.bind({ statement: base, portal: p63, values: ['globex'] }),
+      serialize.describe({ type: 'P', name: p63 }),
+      serialize.execute({ portal: p63 }),
+      serialize.close({ type: 'P', name: p63 }),
+      serialize.close({ type: 'S', name: base }),
+      serialize.sync(),
+    );
+    expect(codes(ok)).toBe('12TDC33Z');
+    c.close();
+  });
+
+  it('a portal ends with its transaction: a cursor of the same name is not run as the old statement', async () => {
+    const c = await rawSession();
+    const [bound, declared, executed, rolledBack, execZ] = await pipeline(
+      c,
+      5,
+      // Portal c1 is made in the implicit transaction that Sync ends: the server drops it there.
+      serialize.parse({ name: 'ps1', text: 'PREPARE pz1 AS SELECT 1' }),
+      serialize.bind({ statement: 'ps1', portal: 'c1' }),
+      serialize.sync(),
+      serialize.query('BEGIN; DECLARE c1 CURSOR FOR SELECT name, email FROM customers'),
+      serialize.execute({ portal: 'c1', rows: 2 }),
+      serialize.sync(),
+      serialize.query('ROLLBACK'),
+      // Had pgwarden taken the Execute for ps1, it would believe pz1 prepared.
+      serialize.query('EXECUTE pz1'),
+    );
+    expect(codes(bound)).toBe('12Z');
+    expect(codes(declared)).toBe('CCZ');
+    expect(errorOf(executed![0])).toMatchObject({
+      code: '42501',
+      message: expect.stringContaining('ended with its transaction'),
+    });
+    expect(codes(rolledBack)).toBe('CZ');
+    expect(errorOf(execZ![0])).toMatchObject({ code: '42501', message: expect.stringContaining('pz1') });
+    // The same inside a transaction block that COMMIT; BEGIN ends and restarts (the status stays
+    // 'T'), and after a SQL-level CLOSE, which drops the portal as well.
+    for (const [name, between] of [
+      ['c2', 'COMMIT; BEGIN'],
+      ['c3', 'CLOSE c3'],
+    ] as const) {
+      const [begin, bind, declare, execute, rollback] = await pipeline(
+        c,
+        5,
+        serialize.query('BEGIN'),
+        serialize.bind({ statement: 'ps1', portal: name }),
+        serialize.sync(),
+        serialize.query(`${between}; DECLARE ${name} CURSOR FOR SELECT name, email FROM customers`),
+        serialize.execute({ portal: name, rows: 2 }),
+        serialize.sync(),
+        serialize.query('ROLLBACK'),
+      );
+      expect([begin, bind, declare].map(codes), between).toEqual([
+        'CZ',
+        '2Z',
+        between.startsWith('COMMIT') ? 'CCCZ' : 'CCZ',
+      ]);
+      expect(errorOf(execute![0]), between).toMatchObject({ code: '42501' });
+      expect(codes(rollback)).toBe('CZ');
+    }
+    const misnamed = proxy.sink.records.filter(
+      (r) => r.verdict !== 'deny' && ['c1', 'c2', 'c3'].includes(r.protocol?.portalName ?? ''),
+    );
+    expect(misnamed).toEqual([]);
+    // Benign: a portal lives on across Syncs inside a transaction block, and a Bind forwarded
+    // before the server reports the end of an earlier transaction keeps its portal.
+    const ok = await pipeline(
+      c,
+      6,
+      serialize.parse({ name: 'ps2', text: 'SELECT name FROM customers ORDER BY id' }),
+      serialize.sync(),
+      serialize.query('SELECT 1'),
+      serialize.query('BEGIN'),
+      serialize.bind({ statement: 'ps2', portal: 'k1' }),
+      serialize.execute({ portal: 'k1', rows: 1 }),
+      serialize.sync(),
+      serialize.execute({ portal: 'k1', rows: 1 }),
+      serialize.sync(),
+      serialize.query('COMMIT'),
+    );
+    expect(ok.map(codes)).toEqual(['1Z', 'TDCZ', 'CZ', '2DsZ', 'DsZ', 'CZ']);
+    c.close();
+  });
+
+  it('a tenant parameter used a second time elsewhere in the statement is refused', async () => {
+    const c = await rawSession();
+    const insert = (status: string, total: number): string =>
+      `INSERT INTO orders (status, org_id, total) VALUES (${status}, $1, ${total}) RETURNING org_id, status`;
+    const [tsvector, char, separate] = await pipeline(
+      c,
+      3,
+      // The server types $1 from its first use: tsvector, whose input turns acme into 'acme'.
+      serialize.parse({ text: insert('($1::tsvector)::text', 1081) }),
+      serialize.bind({ values: ['acme'] }),
+      serialize.execute({}),
+      serialize.sync(),
+      serialize.parse({ text: insert('($1::"char")::text', 1082) }),
+      serialize.bind({ values: ['acme'] }),
+      serialize.execute({}),
+      serialize.sync(),
+      // Benign: a separate parameter for the other use.
+      serialize.parse({ text: insert('($2::tsvector)::text', 1083) }),
+      serialize.bind({ values: ['acme', 'shipped'] }),
+      serialize.execute({}),
+      serialize.sync(),
+    );
+    for (const refused of [tsvector, char])
+      expect(errorOf(refused![0])).toMatchObject({
+        code: '42501',
+        message: expect.stringContaining('use a separate parameter (or a literal) for the other use'),
+      });
+    expect(codes(separate)).toBe('12DCZ');
+    const rows = await db.sql<{ org_id: string; status: string; total: string }>(
+      'SELECT org_id, status, total::text AS total FROM orders WHERE total IN (1081, 1082, 1083) ORDER BY total',
+    );
+    expect(rows).toEqual([{ org_id: 'acme', status: "'shipped'", total: '1083.00' }]);
+    c.close();
+  });
+
   it('a query with more statements than limits.maxStatementsPerQuery is refused before it is judged', async () => {
     const small = await startTestProxy(db, { judge, config: { limits: { maxStatementsPerQuery: 3 } } });
     const c = await RawClient.connect(small.port);

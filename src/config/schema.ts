@@ -57,11 +57,15 @@ const limits = z
       .int()
       .min(1024)
       .default(16 * 1024 * 1024),
+    /**
+     * Judging runs on the event loop at roughly 2 µs per byte of SQL (parse, rewrite, deparse,
+     * re-parse, check), so this bounds how long one statement can hold up every other session.
+     */
     maxQueryBytes: z
       .number()
       .int()
       .min(64)
-      .default(1024 * 1024),
+      .default(128 * 1024),
     /** Statements one query string may hold; more are refused before any is judged. */
     maxStatementsPerQuery: z.number().int().positive().default(1000),
     maxConnections: z.number().int().positive().default(1000),

@@ -209,6 +209,50 @@ describe('engine', () => {
       expect(judge.judge(ok, ctx()).verdict.kind, ok).not.toBe('deny');
   });
 
+  it('refuses a tenant parameter used anywhere but the tenant column: the server types it by its first use', () => {
+    const ext = { ...ctx(), protocol: 'extended' as const };
+    for (const attack of [
+      'INSERT INTO orders (status, org_id, total) VALUES (($1::tsvector)::text, $1, 1)',
+      'INSERT INTO orders (status, org_id, total) VALUES (($1::"char")::text, $1, 1)',
+      'UPDATE orders SET org_id = $1 WHERE status = $1::char(2)',
+      'INSERT INTO orders (org_id, total) VALUES ($1, 1) RETURNING $1::name',
+    ])
+      expect(judge.judge(attack, ext).verdict, attack).toMatchObject({
+        kind: 'deny',
+        code: 'PGW_POLICY_DENIED',
+        reasons: expect.arrayContaining(['tenant_param_reused']),
+        message: expect.stringMatching(
+          /^\$1 is the tenant value .* use a separate parameter \(or a literal\)/,
+        ),
+      });
+    // Benign: another parameter for the other use, or the tenant parameter only in tenant columns.
+    for (const ok of [
+      'INSERT INTO orders (status, org_id, total) VALUES (($2::tsvector)::text, $1, 1)',
+      'INSERT INTO orders (org_id, total) VALUES ($1, 1), ($1, 2)',
+      'UPDATE orders SET org_id = $1 WHERE status = $2',
+    ])
+      expect(judge.judge(ok, ext).verdict, ok).toMatchObject({
+        paramChecks: expect.arrayContaining([expect.objectContaining({ index: 1, equals: 'acme' })]),
+      });
+  });
+
+  it('reads SQL-level names as the server does: truncated to 63 bytes', () => {
+    // Protocol names are not (the proxy refuses long ones); PREPARE, DECLARE and CLOSE names come
+    // from PostgreSQL's own scanner, which truncates identifiers to NAMEDATALEN - 1 bytes.
+    const long = 'p'.repeat(63);
+    expect(judge.judge(`PREPARE ${long}xyz AS SELECT 1`, ctx()).verdict).toMatchObject({
+      effects: [{ prepare: long }],
+    });
+    expect(
+      judge.judge(`DECLARE "${long}xyz" CURSOR FOR SELECT 1; CLOSE ${long}q`, ctx()).verdict,
+    ).toMatchObject({
+      effects: [{ declareCursor: long }, { statement: 1, closeCursor: long }],
+    });
+    expect(judge.judge('CLOSE ALL', ctx()).verdict).toMatchObject({
+      effects: [{ statement: 0, closeCursor: { all: true } }],
+    });
+  });
+
   it('refuses a message with more statements than maxStatements before judging them', () => {
     const sql = Array.from({ length: 6 }, (_, i) => `SELECT ${i} FROM orders`).join(';');
     expect(judge.judge(sql, { ...ctx(), maxStatements: 5 }).verdict).toMatchObject({

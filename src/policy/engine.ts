@@ -11,7 +11,7 @@ import type { Catalog } from './catalog.js';
 import { BoundedCache } from './decision-cache.js';
 import { effectivePolicy, parseTypeName, type EffectivePolicy } from './effective.js';
 import type { Rules } from './rules-schema.js';
-import type { Judge, JudgeContext, Judgement, Verdict, VerdictFacts } from './verdict.js';
+import type { Judge, JudgeContext, Judgement, ParamCheck, Verdict, VerdictFacts } from './verdict.js';
 
 setTypeNameParser(parseTypeName);
 
@@ -82,6 +82,35 @@ function constsByLocation(node: unknown, out: Map<number, Node[]>): void {
     out.set(c.location, list);
   }
   for (const v of Object.values(node)) constsByLocation(v, out);
+}
+
+/**
+ * The tenant parameter's check reads the Bind value as the tenant column's type, but the server
+ * types $n once, from its first use in the statement: a second use elsewhere (`($1::"char")::text`
+ * before it, say) can make the server read the same bytes as another type and write something
+ * else. So a checked $n may appear only where it was checked, in the tree as the agent wrote it
+ * (pgwarden's rewrite copies conditions, never the tenant value).
+ * https://www.postgresql.org/docs/current/sql-prepare.html
+ */
+function reusedTenantParam(tree: unknown, ctx: RewriteContext): ParamCheck | undefined {
+  const checked = new Map(ctx.paramChecks.map((c) => [c.index, c]));
+  let found: ParamCheck | undefined;
+  const walk = (node: unknown): void => {
+    if (found || node === null || typeof node !== 'object') return;
+    if (Array.isArray(node)) {
+      for (const n of node) walk(n);
+      return;
+    }
+    const ref = (node as { ParamRef?: { number?: number; location?: number } }).ParamRef;
+    if (ref) {
+      const check = checked.get(ref.number ?? 0);
+      if (check && !ctx.checkedParamLocations.has(ref.location ?? -1)) found = check;
+      return;
+    }
+    for (const v of Object.values(node)) walk(v);
+  };
+  walk(tree);
+  return found;
 }
 
 /**
@@ -193,6 +222,16 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
         cacheable: !ctx.sessionDependent,
         ...(ctx.literalSensitive || ctx.sessionDependent ? {} : { shape: { verdict, fingerprint: fp } }),
       };
+    }
+    const reused = ctx.paramChecks.length > 0 ? reusedTenantParam(JSON.parse(before), ctx) : undefined;
+    if (reused !== undefined) {
+      const verdict = deny(
+        facts(ctx, kinds),
+        `$${reused.index} is the tenant value (${reused.message}) and is also used elsewhere in the statement; PostgreSQL types a parameter once, from its first use, so the value written could differ from the one pgwarden checks: pass your tenant in a parameter of its own, and use a separate parameter (or a literal) for the other use`,
+        'tenant_param_reused',
+        'PGW_POLICY_DENIED',
+      );
+      return { entry: { verdict, fingerprint: fp }, cacheable: !ctx.sessionDependent };
     }
     const changed = JSON.stringify(stmts) !== before;
     const base = facts(ctx, kinds);

@@ -39,6 +39,8 @@ export interface SessionEffect {
   readonly prepare?: string;
   readonly deallocate?: string | { all: true };
   readonly declareCursor?: string;
+  /** CLOSE name / CLOSE ALL: drops cursors, and protocol-level portals of that name too. */
+  readonly closeCursor?: string | { all: true };
 }
 
 export type Verdict =

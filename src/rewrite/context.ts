@@ -45,6 +45,11 @@ export class RewriteContext {
   readonly ruleIds = new Set<string>();
   readonly flags = new Set<string>();
   readonly paramChecks: ParamCheck[] = [];
+  /**
+   * Where (parser location) each checked tenant parameter ($n) stands in the agent's text: the
+   * engine refuses the statement if the same $n stands anywhere else (tenant_param_reused).
+   */
+  readonly checkedParamLocations = new Set<number>();
   /** Session state the message changes, in statement order. */
   readonly effects: SessionEffect[] = [];
   /** 0-based index of the statement being judged in the message; the engine sets it. */

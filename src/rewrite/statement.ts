@@ -186,6 +186,11 @@ export function rewriteStatement(stmt: Node, ctx: RewriteContext): void {
         );
       return;
     case 'ClosePortalStmt':
+      // Cursors and protocol portals share one name space on the server: the proxy drops both.
+      ctx.effects.push({
+        statement: ctx.statementIndex,
+        closeCursor: body.portalname === undefined ? { all: true } : (body.portalname as string),
+      });
       return;
     case 'TransactionStmt': {
       const k = body.kind as string;

@@ -161,10 +161,15 @@ function checkTenantValue(value: unknown, t: TablePolicy, ctx: RewriteContext): 
       );
     return;
   }
-  const param =
-    nodeType(value) === 'ParamRef' ? (value as { ParamRef: { number: number } }).ParamRef.number : undefined;
+  const ref =
+    nodeType(value) === 'ParamRef'
+      ? (value as { ParamRef: { number: number; location?: number } }).ParamRef
+      : undefined;
+  const param = ref?.number;
   const type = paramTypes[col.type];
   if (param !== undefined && type !== undefined) {
+    // Nodes pgwarden made carry no location: a check of one never vouches for the agent's $n.
+    if (ref?.location !== undefined) ctx.checkedParamLocations.add(ref.location);
     ctx.paramChecks.push({
       index: param,
       equals: ctx.tenant,

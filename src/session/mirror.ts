@@ -90,6 +90,20 @@ export class MirroredNames<V> {
     for (const key of [...this.store.keys()]) this.delete(key, log, statement);
   }
 
+  /**
+   * Forgets names the server has dropped on its own (the end of a transaction drops its portals):
+   * not a change of any request, so nothing can undo it. Only for names whose changes the server
+   * has all answered; their latest change is forgotten with them.
+   */
+  forget(dropped: (value: V) => boolean): void {
+    for (const key of this.store.keys()) {
+      const value = this.store.get(key);
+      if (value === undefined || !dropped(value)) continue;
+      this.store.delete(key);
+      this.latest.delete(key);
+    }
+  }
+
   private record(key: string, log: ChangeLog, statement: number): void {
     const c = new Change(this as MirroredNames<unknown>, key, this.store.get(key), statement);
     const before = this.latest.get(key);

@@ -58,11 +58,63 @@ export interface SessionDeps {
 const STAND_IN_SQL = 'pgwarden denied this statement';
 const STAND_IN_STATEMENT = 'pgwarden_denied';
 
+/**
+ * The server keeps only the first NAMEDATALEN - 1 = 63 bytes of a prepared statement or portal
+ * name (its hash tables are keyed by them), so two longer names sharing those bytes are one
+ * statement to the server and two to pgwarden's mirror. Longer protocol names are refused.
+ * https://www.postgresql.org/docs/current/sql-syntax-lexical.html#SQL-SYNTAX-IDENTIFIERS
+ */
+const MAX_NAME_BYTES = 63;
+
+/** A UTF-16 unit is at most 3 UTF-8 bytes: only names over 21 units need their bytes counted. */
+function nameTooLong(name: string): boolean {
+  return name.length * 3 > MAX_NAME_BYTES && Buffer.byteLength(name) > MAX_NAME_BYTES;
+}
+
+/**
+ * Whether a CommandComplete tag is COMMIT or ROLLBACK (END, ABORT, and ROLLBACK TO SAVEPOINT
+ * answer with these too): the transaction, or a subtransaction, ended and took portals with it.
+ * ROLLBACK TO drops only the portals made since its savepoint; pgwarden forgets all of them
+ * (a later Execute of an older one is refused, never misjudged).
+ * https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COMMANDCOMPLETE
+ */
+function endsTransaction(buf: Buffer, bodyStart: number, end: number): boolean {
+  const n = end - bodyStart;
+  if (n === 7) return buf.toString('latin1', bodyStart, end) === 'COMMIT\0';
+  if (n === 9) return buf.toString('latin1', bodyStart, end) === 'ROLLBACK\0';
+  return false;
+}
+
+function targetProtocol(t: fm.TargetMessage): NonNullable<DecisionRecord['protocol']> {
+  return t.target === 'S'
+    ? { mode: 'extended', statementName: t.name }
+    : { mode: 'extended', portalName: t.name };
+}
+
+/** Drops one name (or all) from mirrored namespaces the server keeps as one. */
+function dropFromBoth(
+  maps: readonly MirroredNames<unknown>[],
+  which: string | { all: true },
+  log: Pending,
+  at: number,
+): void {
+  for (const m of maps) {
+    if (typeof which === 'string') m.delete(which, log, at);
+    else m.clear(log, at);
+  }
+}
+
 /** A statement judged at Parse time (protocol-level prepared statement, named or unnamed). */
 interface JudgedStatement {
   readonly name: string;
   readonly sql: string;
   readonly judgement: Judgement;
+}
+
+/** A portal made by Bind: its statement, and when the Bind was forwarded (Pending.order). */
+interface BoundPortal {
+  readonly statement: JudgedStatement;
+  readonly order: number;
 }
 
 function isLoopback(address: string | undefined): boolean {
@@ -100,7 +152,14 @@ export class Session {
   private keyData: { processId: number; secretKey: number } | undefined;
   private readonly queue = new PendingQueue();
   private readonly statements = new Map<string, JudgedStatement>();
-  private readonly portals = new Map<string, JudgedStatement>();
+  private readonly portals = new Map<string, BoundPortal>();
+  /** Requests forwarded so far: the next one's Pending.order. */
+  private forwarded = 0;
+  /**
+   * The order of the latest request at whose reply the server had ended a transaction: every
+   * portal bound before it is gone (see portalEnded).
+   */
+  private transactionEndedAt = -1;
   private readonly policyState = { preparedStatements: new Set<string>(), cursors: new Set<string>() };
   /**
    * Every change to the four maps above goes through here: it is recorded on the request that
@@ -346,6 +405,7 @@ export class Session {
   }
 
   private enqueue(p: Pending): void {
+    p.order = this.forwarded++;
     this.queue.push(p);
     if (p.changes !== undefined) this.segmentChanged = true;
     // A Query, and a Sync, end a segment the server answers with one ReadyForQuery.
@@ -435,8 +495,9 @@ export class Session {
       case Frontend.Execute:
         return this.onExecute(fm.readExecute(m.buffer, m.bodyStart, m.end), m, out);
       case Frontend.Describe: {
-        fm.readTarget(m.buffer, m.bodyStart, m.end);
+        const t = fm.readTarget(m.buffer, m.bodyStart, m.end);
         if (this.skipUntilSync) return;
+        if (nameTooLong(t.name)) return this.denyLongName(t.name, targetProtocol(t), null, out);
         out.addMessage(m);
         this.enqueue(pending('describe'));
         return;
@@ -444,6 +505,7 @@ export class Session {
       case Frontend.Close: {
         const t = fm.readTarget(m.buffer, m.bodyStart, m.end);
         if (this.skipUntilSync) return;
+        if (nameTooLong(t.name)) return this.denyLongName(t.name, targetProtocol(t), null, out);
         const p = pending('close');
         // Protocol and SQL-level names share one name space on the server: Close of a statement
         // drops a PREPAREd one of that name too, and Close of a portal a DECLAREd cursor.
@@ -556,6 +618,10 @@ export class Session {
 
   private onParse(msg: fm.ParseMessage, m: FrontendMessage, out: OutBatch): void {
     if (this.skipUntilSync) return;
+    if (nameTooLong(msg.statement)) {
+      const protocol = { mode: 'extended' as const, statementName: msg.statement };
+      return this.denyLongName(msg.statement, protocol, msg.query, out);
+    }
     // The server refuses to redefine a named statement and keeps the old one. If pgwarden took the
     // new text as that name's verdict, a later Bind would be checked against the wrong statement
     // (say, one without the tenant check the old one needs), so refuse it here as the server would.
@@ -605,6 +671,11 @@ export class Session {
   private onBind(m: FrontendMessage, out: OutBatch): void {
     const msg = fm.readBindNames(m.buffer, m.bodyStart, m.end);
     if (this.skipUntilSync) return;
+    for (const name of [msg.statement, msg.portal])
+      if (nameTooLong(name)) {
+        const protocol = { mode: 'extended' as const, statementName: msg.statement, portalName: msg.portal };
+        return this.denyLongName(name, protocol, null, out);
+      }
     const statement = this.statements.get(msg.statement);
     if (!statement) {
       const v = this.refusal(
@@ -653,21 +724,28 @@ export class Session {
       }
     }
     const p = pending('bind');
-    this.mirror.portals.set(msg.portal, statement, p);
+    // The Bind is queued right after this: its order is the next one.
+    this.mirror.portals.set(msg.portal, { statement, order: this.forwarded }, p);
     out.addMessage(m);
     this.enqueue(p);
   }
 
   private onExecute(msg: fm.ExecuteMessage, m: FrontendMessage, out: OutBatch): void {
     if (this.skipUntilSync) return;
-    const statement = this.portals.get(msg.portal);
+    if (nameTooLong(msg.portal))
+      return this.denyLongName(msg.portal, { mode: 'extended', portalName: msg.portal }, null, out);
+    const bound = this.portals.get(msg.portal);
+    const statement = bound && !this.portalEnded(bound) ? bound.statement : undefined;
     const protocol = {
       mode: 'extended' as const,
       statementName: statement?.name ?? '',
       portalName: msg.portal,
     };
     if (!statement) {
-      const v = this.refusal('PGW_POLICY_DENIED', `portal "${msg.portal}" was not judged by pgwarden`);
+      const v = this.refusal(
+        'PGW_POLICY_DENIED',
+        `portal "${msg.portal}" was not judged by pgwarden, or has ended with its transaction`,
+      );
       this.deny(this.statementRecord(protocol, null, null, v), out, 'extended');
       return;
     }
@@ -700,6 +778,48 @@ export class Session {
     this.applyEffects(effects, p);
     out.addMessage(m);
     this.enqueue(p);
+  }
+
+  /**
+   * Refuses a protocol-level statement or portal name the server would shorten (nameTooLong): the
+   * message is denied, recorded, and the server skips to Sync as after any error.
+   */
+  private denyLongName(
+    name: string,
+    protocol: NonNullable<DecisionRecord['protocol']>,
+    sql: string | null,
+    out: OutBatch,
+  ): void {
+    const v: Verdict = {
+      ...this.refusal(
+        'PGW_POLICY_DENIED',
+        `the name "${name.slice(0, 20)}..." is ${Buffer.byteLength(name)} bytes long; PostgreSQL keeps only the first ${MAX_NAME_BYTES} bytes of a statement or portal name, so pgwarden refuses longer ones: use a name of at most ${MAX_NAME_BYTES} bytes`,
+      ),
+      reasons: ['name_too_long'],
+    };
+    this.deny(this.statementRecord(protocol, sql, null, v), out, 'extended');
+  }
+
+  /**
+   * The server drops every portal when the transaction that made it ends (COMMIT, ROLLBACK, the
+   * end of an implicit transaction at Sync or after a Query), except cursors declared WITH HOLD,
+   * which pgwarden tracks as SQL-level cursors, not as portals. pgwarden learns of the end from
+   * the server's replies, in order with the requests: a portal bound before the request at whose
+   * reply a transaction had ended is gone, one bound after it (in a later pipeline already
+   * forwarded) is not.
+   * https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-EXT-QUERY
+   */
+  private portalEnded(portal: BoundPortal): boolean {
+    return portal.order < this.transactionEndedAt;
+  }
+
+  /** The server's reply to the request of this order shows that a transaction had ended. */
+  private transactionEnded(order: number): void {
+    if (order <= this.transactionEndedAt) return;
+    this.transactionEndedAt = order;
+    // The map is only tidied here; portalEnded decides. A portal whose Bind is still unanswered
+    // was bound after this request, so none of those is touched.
+    if (this.portals.size > 0) this.mirror.portals.forget((p) => this.portalEnded(p));
   }
 
   /**
@@ -761,14 +881,10 @@ export class Session {
       const at = e.statement;
       if (e.prepare !== undefined) m.prepared.set(e.prepare, true, log, at);
       if (e.declareCursor !== undefined) m.cursors.set(e.declareCursor, true, log, at);
-      // SQL-level DEALLOCATE also drops protocol-level statements: they share one namespace.
-      if (typeof e.deallocate === 'string') {
-        m.prepared.delete(e.deallocate, log, at);
-        m.statements.delete(e.deallocate, log, at);
-      } else if (e.deallocate) {
-        m.prepared.clear(log, at);
-        m.statements.clear(log, at);
-      }
+      // SQL-level DEALLOCATE and CLOSE also drop protocol-level statements and portals: each pair
+      // shares one namespace on the server.
+      if (e.deallocate) dropFromBoth([m.prepared, m.statements], e.deallocate, log, at);
+      if (e.closeCursor) dropFromBoth([m.cursors, m.portals], e.closeCursor, log, at);
     }
   }
 
@@ -859,6 +975,8 @@ export class Session {
       case Backend.EmptyQueryResponse:
       case Backend.PortalSuspended: {
         const p = this.queue.peek();
+        if (code === Backend.CommandComplete && endsTransaction(buf, bodyStart, end))
+          this.transactionEnded(p?.order ?? this.forwarded);
         if (p?.kind === 'execute') this.queue.shift();
         // One more statement of a simple Query is done: its changes are carried out.
         else if (p?.kind === 'query' && code !== Backend.PortalSuspended) p.done++;
@@ -926,6 +1044,8 @@ export class Session {
         const p = this.queue.shift();
         if (p?.kind === 'query') this.complete(p);
         this.status = String.fromCharCode(buf[bodyStart] ?? 0x49) as TransactionStatus;
+        // Idle: the transaction of everything up to here has ended (an implicit one at Sync too).
+        if (this.status === 'I') this.transactionEnded(p?.order ?? this.forwarded);
         this.segmentAnswered();
         return 'forward';
       }
