@@ -44,9 +44,9 @@ describe('decision cache', () => {
   });
 
   it("puts the next statement's literal into every copy the rewrite made of it", () => {
-    // The parent guard repeats `id = 5` outside its CASE; a template must fill both copies.
-    judge.judge('DELETE FROM order_items WHERE id = 5', ctx());
-    const second = judge.judge('DELETE FROM order_items WHERE id = 7', ctx());
+    // A nested read of a tenant table is fenced, and `id = 5` is copied into the fence.
+    judge.judge('SELECT n FROM (SELECT count(*) AS n FROM orders WHERE id = 5) s', ctx());
+    const second = judge.judge('SELECT n FROM (SELECT count(*) AS n FROM orders WHERE id = 7) s', ctx());
     expect(second.cached).toBe(true);
     expect(sqlOf(second.verdict)).not.toContain('id = 5');
     expect(sqlOf(second.verdict).match(/id = 7/g)).toHaveLength(2);
@@ -73,7 +73,7 @@ describe('decision cache', () => {
     expect(first.cached).toBe(false);
     expect(second.cached).toBe(true);
     expect(sqlOf(second.verdict)).toBe(
-      "SELECT total FROM public.orders AS orders WHERE orders.org_id OPERATOR(pg_catalog.=) 'acme'::text AND id = 904211 AND status = 'it''s' AND CASE WHEN orders.org_id OPERATOR(pg_catalog.=) 'acme'::text THEN (id = 904211 AND status = 'it''s') ELSE false END",
+      "SELECT total FROM public.orders AS orders WHERE orders.org_id OPERATOR(pg_catalog.=) 'acme'::text AND id = 904211 AND status = 'it''s'",
     );
     expect(second.fingerprint).toBe(first.fingerprint);
   });

@@ -25,13 +25,17 @@ export function inlineTenantFilter(sel: Body, tenant: string, policy: EffectiveP
   const read = scopedReadOf(rs.subquery, tenant, policy);
   if (read?.t.scope !== 'tenant' || read.t.hidden.size > 0 || read.t.masks.size > 0) return;
   const refname = rs.alias.aliasname as string;
-  const where = sel.whereClause as Node | undefined;
-  // Copies of the conditions that cannot raise, for the planner's indexes.
-  const hoisted = conjuncts(where)
-    .map((c) => unqualified(clone(c), refname))
-    .filter((c): c is Node => c !== undefined && isSafe(c, ownColumns(read.t)));
+  // The conditions that cannot raise stand outside CASE, for the planner's indexes; the rest inside.
+  const safe: Node[] = [];
+  const rest: Node[] = [];
+  for (const c of conjuncts(sel.whereClause)) {
+    const u = unqualified(clone(c), refname);
+    if (u !== undefined && isSafe(u, ownColumns(read.t))) safe.push(u);
+    else rest.push(c);
+  }
+  const guard = rest.length <= 1 ? rest[0] : { BoolExpr: { boolop: 'AND_EXPR', args: rest } };
   from[0] = { RangeVar: { ...read.rv, alias: rs.alias } };
-  sel.whereClause = tenantGuard(read.t, tenant, refname, where, hoisted);
+  sel.whereClause = tenantGuard(read.t, tenant, refname, guard, safe);
 }
 
 /** The condition with `refname.col` written `col`; undefined if it names anything else. */

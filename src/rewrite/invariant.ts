@@ -56,6 +56,8 @@ export function checkInvariant(
     const b = (where as { BoolExpr?: { boolop: string; args: unknown[] } } | undefined)?.BoolExpr;
     if (b?.boolop !== 'AND_EXPR' || b.args.length < 2 || !sameTree(b.args[0], f)) return false;
     if (!b.args.slice(1, -1).every((h) => isSafe(h as Node, typeOf))) return false;
+    // Nothing left to guard: every condition after the filter is one that cannot raise.
+    if (isSafe(b.args[b.args.length - 1] as Node, typeOf)) return true;
     const c = (b.args[b.args.length - 1] as { CaseExpr?: Body }).CaseExpr;
     const arms = c?.args as { CaseWhen: { expr: unknown } }[] | undefined;
     return (
@@ -133,6 +135,10 @@ export function checkInvariant(
     const b = (where as { BoolExpr?: { boolop: string; args: unknown[] } } | undefined)?.BoolExpr;
     if (b?.boolop !== 'AND_EXPR' || b.args.length < 2 || !sameTree(b.args[0], f)) return false;
     if (!b.args.slice(1, -1).every((h) => isSafe(h as Node, typeOf))) return false;
+    if (isSafe(b.args[b.args.length - 1] as Node, typeOf)) {
+      trusted.add(b.args[0]);
+      return true;
+    }
     const c = (b.args[b.args.length - 1] as { CaseExpr?: Body }).CaseExpr;
     const arms = c?.args as { CaseWhen: { expr: unknown } }[] | undefined;
     const exists = parentRowExists(t, tenant, columnRef(refname, t.parent?.foreignKey ?? ''));

@@ -31,17 +31,22 @@ export function parentWriteFilter(
   hoisted: readonly Node[] = [],
 ): Node {
   const f = parentFilter(t, tenant, [refname]);
-  if (where === undefined) return f;
-  const exists = parentRowExists(t, tenant, columnRef(refname, parentOf(t).foreignKey));
+  const exists = (): Node => parentRowExists(t, tenant, columnRef(refname, parentOf(t).foreignKey));
   return guarded(f, hoisted, exists, where);
 }
 
-/** `<first> AND <hoisted> AND CASE WHEN <when> THEN <where> ELSE false END`. */
-function guarded(first: Node, hoisted: readonly Node[], when: Node, where: Node): Node {
-  const guard = {
-    CaseExpr: { args: [{ CaseWhen: { expr: when, result: where } }], defresult: falseConst() },
-  };
-  return { BoolExpr: { boolop: 'AND_EXPR', args: [first, ...hoisted, guard] } };
+/**
+ * `<first> AND <hoisted> [AND CASE WHEN <when> THEN <where> ELSE false END]`: the conditions that
+ * cannot raise stand outside CASE (they may see any row), the rest inside; no CASE when nothing is
+ * left to guard.
+ */
+function guarded(first: Node, hoisted: readonly Node[], when: () => Node, where: Node | undefined): Node {
+  const args = [first, ...hoisted];
+  if (where !== undefined)
+    args.push({
+      CaseExpr: { args: [{ CaseWhen: { expr: when(), result: where } }], defresult: falseConst() },
+    });
+  return args.length === 1 ? first : { BoolExpr: { boolop: 'AND_EXPR', args } };
 }
 
 /**
@@ -61,9 +66,12 @@ export function tenantGuard(
   where: Node | undefined,
   hoisted: readonly Node[] = [],
 ): Node {
-  const f = tenantFilter(t, tenant, [refname]);
-  if (where === undefined) return f;
-  return guarded(f, hoisted, tenantFilter(t, tenant, [refname]), where);
+  return guarded(
+    tenantFilter(t, tenant, [refname]),
+    hoisted,
+    () => tenantFilter(t, tenant, [refname]),
+    where,
+  );
 }
 
 /** Starts the text whose failed cast is a parent key guard's error. */

@@ -1,5 +1,4 @@
 import {
-  clone,
   columnRef,
   expandsToColumns,
   hasPositionalExpansion,
@@ -17,7 +16,7 @@ import type { ParamCheck } from '../policy/verdict.js';
 import { Denial, type RewriteContext, type Scope, type WriteTarget } from './context.js';
 import { literalValue, visitValue } from './expr.js';
 import { resolveRelation } from './resolve.js';
-import { safeConjuncts, writeRelations } from './safe-conjuncts.js';
+import { conjuncts, safeConjuncts, writeRelations } from './safe-conjuncts.js';
 import { parentKeyGuard, parentWriteFilter, tenantGuard } from './parent-guards.js';
 import { tenantValue } from './scoped.js';
 import { notListed, processWith, rewriteFromItem, rewriteSelect, tableFor } from './select.js';
@@ -86,15 +85,21 @@ function filterFirst(
   ctx: RewriteContext,
   refname: string,
   where: unknown,
-  hoisted: Node[] = [],
+  safe: Node[] = [],
 ): Node | undefined {
-  if (t.scope === 'parent')
-    return parentWriteFilter(t, ctx.tenant, refname, where as Node | undefined, hoisted.map(clone));
-  if (t.scope !== 'tenant') return where as Node | undefined;
-  return tenantGuard(t, ctx.tenant, refname, where as Node | undefined, hoisted.map(clone));
+  if (t.scope === 'global') return where as Node | undefined;
+  // The conditions that cannot raise stand outside the guard, where the planner can use them.
+  const rest = conjuncts(where).filter((c) => !safe.includes(c));
+  const guard = rest.length === 0 ? undefined : rest.length === 1 ? rest[0] : andAll(rest);
+  if (t.scope === 'parent') return parentWriteFilter(t, ctx.tenant, refname, guard, safe);
+  return tenantGuard(t, ctx.tenant, refname, guard, safe);
 }
 
-/** The agent's conjuncts that the planner may also use outside a scoped target's guard. */
+function andAll(args: Node[]): Node {
+  return { BoolExpr: { boolop: 'AND_EXPR', args } };
+}
+
+/** The agent's conditions that cannot raise on any row (safe-conjuncts.ts). */
 function hoistable(
   body: Body,
   condition: unknown,
