@@ -25,8 +25,10 @@ export interface RunningPgwarden {
   readonly host: string;
   readonly port: number;
   readonly instanceId: string;
-  /** Open client sessions. */
+  /** Open authenticated client sessions. */
   sessionCount(): number;
+  /** Connections still in startup or authentication. */
+  startupCount(): number;
   /** Stops accepting, ends open sessions with 57P01, closes the listener. */
   close(): Promise<void>;
 }
@@ -42,11 +44,18 @@ function tlsContext(config: Config): SecureContext | undefined {
 }
 
 /** Starts the proxy listener. Each connection becomes a Session with its own upstream connection. */
+/** How long close() lets clients take their FATAL before their sockets are destroyed. */
+const SHUTDOWN_GRACE_MS = 2000;
+
 export async function startPgwarden(opts: PgwardenOptions): Promise<RunningPgwarden> {
   const { config } = opts;
   const logger = opts.logger ?? pino({ level: config.logLevel });
   const instanceId = opts.instanceId ?? randomUUID();
+  /** Authenticated sessions (limits.maxConnections). */
   const sessions = new Set<Session>();
+  /** Connections that have not yet verified a token (limits.maxStartupConnections). */
+  const starting = new Set<Session>();
+  let startupRefusals = 0;
   const cancels = new CancelRegistry<Session>();
   let accepting = true;
   const deps = {
@@ -61,7 +70,11 @@ export async function startPgwarden(opts: PgwardenOptions): Promise<RunningPgwar
     accepting: () => accepting,
   };
 
+  /** Every client socket, so close() can end the ones a client never closes. */
+  const sockets = new Set<Socket>();
   const onConnection = (socket: Socket): void => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
     if (sessions.size >= config.limits.maxConnections) {
       const e = new PgwardenError('PGW_TOO_MANY_CONNECTIONS');
       socket.on('error', () => socket.destroy());
@@ -69,9 +82,46 @@ export async function startPgwarden(opts: PgwardenOptions): Promise<RunningPgwar
       logger.warn({ event: 'connection_refused', reason: 'max_connections', client: socket.remoteAddress });
       return;
     }
-    const session = new Session(socket, deps);
-    sessions.add(session);
-    socket.once('close', () => sessions.delete(session));
+    // Connections without a verified token have their own, smaller pool, so clients that never
+    // authenticate cannot take the session slots. Before its startup packet a client could not
+    // read an answer (it may be expecting a TLS handshake): it is closed without one.
+    if (starting.size >= config.limits.maxStartupConnections) {
+      socket.on('error', () => undefined);
+      socket.destroy();
+      startupRefusals++;
+      // One log line per burst, not one per refused connection.
+      if (startupRefusals === 1)
+        logger.warn(
+          { event: 'connection_refused', reason: 'max_startup_connections', client: socket.remoteAddress },
+          'too many connections in startup; closing new ones',
+        );
+      return;
+    }
+    let state: 'startup' | 'session' | 'ended' = 'startup';
+    const session: Session = new Session(socket, {
+      ...deps,
+      admit: () => {
+        if (state !== 'startup') return false;
+        starting.delete(session);
+        if (sessions.size >= config.limits.maxConnections) {
+          state = 'ended';
+          return false;
+        }
+        state = 'session';
+        sessions.add(session);
+        return true;
+      },
+    });
+    starting.add(session);
+    socket.once('close', () => {
+      starting.delete(session);
+      sessions.delete(session);
+      state = 'ended';
+      if (starting.size === 0 && startupRefusals > 0) {
+        logger.warn({ event: 'startup_connections_refused', count: startupRefusals });
+        startupRefusals = 0;
+      }
+    });
     void session.run();
   };
 
@@ -93,11 +143,18 @@ export async function startPgwarden(opts: PgwardenOptions): Promise<RunningPgwar
     port,
     instanceId,
     sessionCount: () => sessions.size,
+    startupCount: () => starting.size,
     close: async () => {
       accepting = false;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const s of sessions) s.fatal(new PgwardenError('PGW_SHUTTING_DOWN'));
+      for (const s of [...starting, ...sessions]) s.fatal(new PgwardenError('PGW_SHUTTING_DOWN'));
+      // A client that never closes its side (or was refused before a session existed) would keep
+      // the listener from closing: after a grace period its socket is destroyed.
+      const grace = setTimeout(() => {
+        for (const socket of sockets) socket.destroy();
+      }, SHUTDOWN_GRACE_MS);
       await closed;
+      clearTimeout(grace);
     },
   };
 }

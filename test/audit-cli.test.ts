@@ -190,3 +190,59 @@ describe('pgwarden audit verify', () => {
     expect(r.err).toContain('cannot read the decision store');
   });
 });
+
+describe('pgwarden log escapes what agents wrote', () => {
+  it('shows control and bidi characters as visible escapes in table, aggregate and replay views', async () => {
+    const evil = {
+      human: 'mallory@acme.test\n2026-11-21T07:40:01.123Z  alice@acme.test',
+      agent: 'bot\x1b]0;pwned\x07\x1b[2J',
+      tenant: 'acme\u202egnp.exe\u2066',
+      sql: 'SELECT 1 -- \x1b[31mred\x9b0m\r\ttab',
+      ruleIds: ['tables.public.orders\x1b[8m'],
+    };
+    const log = await startDecisionLog(
+      auditConfigSchema.parse({ ndjson: 'off', store: { url: db.url, pollIntervalMs: 10 }, spool: { dir } }),
+      { instanceId: 'cli-evil', upstreamUrl: db.url, logger },
+    );
+    for (let seq = 0; seq < 2; seq++) {
+      log.decide(sampleRecord({ instanceId: 'cli-evil', sessionId: 'sess-evil', seq, ...evil }));
+    }
+    expect(await log.flushToStore()).toBe(true);
+    await log.close();
+
+    // Raw: anything a terminal acts on, except the newline that ends each printed line.
+    // eslint-disable-next-line no-control-regex
+    const raw = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+    const views = {
+      table: [['--instance', 'cli-evil'], 1 + 2],
+      aggregateHuman: [['--instance', 'cli-evil', '--aggregate', 'human'], 1 + 1],
+      aggregateAgent: [['--instance', 'cli-evil', '--aggregate', 'agent'], 1 + 1],
+      aggregateRule: [['--instance', 'cli-evil', '--aggregate', 'rule'], 1 + 1],
+      replay: [['--replay', 'sess-evil'], 1 + 1 + 2],
+    } as const;
+    for (const [name, [args, lines]] of Object.entries(views)) {
+      const r = await run(logCommand, ['--database-url', db.url, ...args]);
+      expect(r.code, name).toBe(0);
+      expect(raw.test(r.out), `${name}: ${JSON.stringify(r.out)}`).toBe(false);
+      // A newline inside a value never starts a forged line.
+      expect(r.out.trim().split('\n'), name).toHaveLength(lines);
+    }
+    const table = (await run(logCommand, ['--database-url', db.url, '--instance', 'cli-evil'])).out;
+    expect(table).toContain('\\x1b]0;pwned\\x07');
+    expect(table).toContain('mallory@acme.test\\n2026');
+    expect(table).toContain('acme\\u202egnp');
+    expect(table).toContain('\\x1b[31mred\\x9b0m\\r\\ttab');
+    const replay = (await run(logCommand, ['--database-url', db.url, '--replay', 'sess-evil'])).out;
+    expect(replay.split('\n')[0]).toBe(
+      'session sess-evil: mallory@acme.test\\n2026-11-21T07:40:01.123Z  alice@acme.test via ' +
+        'bot\\x1b]0;pwned\\x07\\x1b[2J in acme\\u202egnp.exe\\u2066',
+    );
+    const agg = (
+      await run(logCommand, ['--database-url', db.url, '--instance', 'cli-evil', '--aggregate', 'agent'])
+    ).out;
+    expect(agg).toContain('bot\\x1b]0;pwned\\x07\\x1b[2J');
+    // --json keeps the exact values for tools.
+    const json = (await run(logCommand, ['--database-url', db.url, '--instance', 'cli-evil', '--json'])).out;
+    expect((JSON.parse(json.trim().split('\n')[0] as string) as DecisionRecord).agent).toBe(evil.agent);
+  });
+});

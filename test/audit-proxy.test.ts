@@ -182,4 +182,58 @@ describe('decision records through the proxy', () => {
     const [chain] = await verifyAll(reader.pool, undefined, 'proxy-it');
     expect(chain?.ok).toBe(true);
   });
+
+  it('keeps bind values out of the recorded server error when parameters are redacted', async () => {
+    const client = new pg.Client({
+      connectionString: await proxy.url({ human: 'redact@acme.test', tenant: 'acme' }),
+    });
+    await client.connect();
+    const card = '-4111-1111-1111-1111 cvv 123';
+    // Extended protocol: the value is a bind parameter, and the server quotes it in its message.
+    await expect(
+      client.query('SELECT (id::text || $1)::int AS x FROM orders LIMIT 1', [card]),
+    ).rejects.toMatchObject({ code: '22P02' });
+    // Look-alike: the same value as a literal over the simple protocol is part of the SQL text,
+    // which is recorded as sent, so the message is kept as the server wrote it.
+    await expect(
+      client.query(`SELECT (id::text || '${card}')::int AS y FROM orders LIMIT 1`),
+    ).rejects.toMatchObject({ code: '22P02' });
+    await client.end();
+    expect(await log.flushToStore()).toBe(true);
+    const items = (await reader.search({ human: 'redact@acme.test', kind: 'statement' }, { limit: 10 }))
+      .items;
+    const bound = items.find((d) => String(d.sql).includes('$1'));
+    expect(bound?.outcome).toMatchObject({ sqlstate: '22P02' });
+    const message = String(bound?.outcome?.errorMessage);
+    expect(message).not.toContain('4111');
+    expect(message).toBe('invalid input syntax for type integer: [redacted]');
+    const literal = items.find((d) => String(d.sql).includes('AS y'));
+    expect(literal?.outcome?.errorMessage).toContain('4111-1111-1111-1111 cvv 123');
+  });
+
+  it('records why an execution was skipped after the server refused its Bind', async () => {
+    const client = new pg.Client({
+      connectionString: await proxy.url({ human: 'skip@acme.test', tenant: 'acme' }),
+    });
+    await client.connect();
+    await expect(
+      client.query('SELECT id FROM orders WHERE id = $1::int', ['4111 1111 1111 1111']),
+    ).rejects.toMatchObject({ code: '22P02' });
+    // Look-alike: a good value runs and completes normally.
+    const ok = await client.query('SELECT id FROM orders WHERE id = $1::int', ['1']);
+    await client.end();
+    expect(await log.flushToStore()).toBe(true);
+    const items = (await reader.search({ human: 'skip@acme.test', kind: 'statement' }, { limit: 10 })).items;
+    const outcomes = items.map((d) => d.outcome);
+    const skipped = outcomes.find((o) => o?.command === 'SKIPPED');
+    expect(skipped).toMatchObject({
+      sqlstate: '22P02',
+      errorMessage: 'invalid input syntax for type integer: [redacted]',
+    });
+    expect(outcomes.find((o) => o?.command !== 'SKIPPED')).toMatchObject({
+      command: `SELECT ${ok.rowCount}`,
+      sqlstate: null,
+      errorMessage: null,
+    });
+  });
 });

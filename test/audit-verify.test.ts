@@ -1,10 +1,12 @@
+import { randomUUID } from 'node:crypto';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDecisionLog } from '../src/audit/decision-log.js';
 import { applyRetention } from '../src/audit/retention.js';
 import { sampleOutcome, sampleRecord } from '../src/audit/sample-records.js';
 import type { AuditReader } from '../src/audit/store-reader.js';
-import { verifyInstance } from '../src/audit/verify.js';
+import { GENESIS, linkHash, linkMac } from '../src/audit/chain.js';
+import { verifyAll, verifyInstance } from '../src/audit/verify.js';
 import { startTestAuditStore, type TestAuditStore } from './support/audit-store.js';
 import type { TestDatabase } from './support/db.js';
 
@@ -13,25 +15,54 @@ let store: TestAuditStore;
 let db: TestDatabase;
 let reader: AuditReader;
 
-/** A fresh instance chain of `n` statements with outcomes; returns decision ids in order. */
-async function chain(instanceId: string, n: number, times?: (i: number) => string): Promise<string[]> {
-  const log = await startDecisionLog(store.config(), { instanceId, upstreamUrl: db.url, logger });
+const KEY = 'verify-test-hmac-key-kept-away-from-the-store';
+
+/**
+ * A fresh instance chain of `n` statements with outcomes (denied ones have none); returns decision
+ * ids in order.
+ */
+async function chain(
+  instanceId: string,
+  n: number,
+  times?: (i: number) => string,
+  o: { key?: string; deny?: (i: number) => boolean } = {},
+): Promise<string[]> {
+  const log = await startDecisionLog(store.config(o.key ? { hmacKey: o.key } : {}), {
+    instanceId,
+    upstreamUrl: db.url,
+    logger,
+  });
   const ids: string[] = [];
   for (let i = 0; i < n; i++) {
+    const denied = o.deny?.(i) === true;
     const r = sampleRecord({
       instanceId,
       sessionId: `${instanceId}-s`,
       seq: i,
       ...(times ? { time: times(i) } : {}),
+      ...(denied ? { verdict: 'deny' as const } : {}),
     });
     log.decide(r);
-    log.complete(sampleOutcome(r, { rows: i }));
+    if (!denied) log.complete(sampleOutcome(r, { rows: i }));
     ids.push(r.id);
   }
   await log.flushToStore();
   await log.close();
-  expect((await verifyInstance(reader.pool, instanceId, undefined)).ok).toBe(true);
+  expect((await verifyInstance(reader.pool, instanceId, o.key)).ok).toBe(true);
   return ids;
+}
+
+/** A copy of a decision row under a new id at another chain position (what an intruder inserts). */
+async function insertCopy(id: string, chainSeq: number): Promise<string> {
+  const fake = randomUUID();
+  await db.sql(
+    `INSERT INTO pgwarden_decisions
+     SELECT $2, instance_id, $3, prev_hash, hash, mac, replace(body, id, $2), time, kind, session_id,
+       seq, human, agent, tenant, verdict, sql, facets
+     FROM pgwarden_decisions WHERE id = $1`,
+    [id, fake, chainSeq],
+  );
+  return fake;
 }
 
 beforeAll(async () => {
@@ -126,5 +157,189 @@ describe('audit verify', () => {
     expect(left.map((r) => r.id).sort()).toEqual(ids.slice(6).sort());
     const r = await verifyInstance(reader.pool, 'v-ret', undefined);
     expect(r).toMatchObject({ ok: true, checked: 8 });
+  });
+});
+
+/** The chain's positions and links of one decision row (and of its outcome, in the same row). */
+async function rowOf(id: string): Promise<{
+  chain_seq: string;
+  prev_hash: string;
+  outcome_chain_seq: string;
+  outcome_hash: string;
+  outcome_mac: string;
+}> {
+  const [row] = await db.sql<{
+    chain_seq: string;
+    prev_hash: string;
+    outcome_chain_seq: string;
+    outcome_hash: string;
+    outcome_mac: string;
+  }>(
+    'SELECT chain_seq, prev_hash, outcome_chain_seq, outcome_hash, outcome_mac FROM pgwarden_decisions WHERE id = $1',
+    [id],
+  );
+  if (!row) throw new Error(`no row ${id}`);
+  return row;
+}
+
+describe('audit verify: rows and bookkeeping outside the chain (store writers without the key)', () => {
+  it('reports a decision inserted at chain seq 0 (below where verify starts) as inserted', async () => {
+    const ids = await chain('v-ins0', 5, undefined, { key: KEY });
+    const fake = await insertCopy(ids[2] as string, 0);
+    for (const key of [KEY, undefined]) {
+      const r = await verifyInstance(reader.pool, 'v-ins0', key);
+      expect(r.problem).toMatchObject({ kind: 'inserted', recordId: fake });
+    }
+  });
+
+  it('accepts a decision retention keeps below the anchor for its late outcome, and still checks its hash', async () => {
+    const old = new Date(Date.now() - 10 * 86_400_000);
+    const log = await startDecisionLog(store.config({ hmacKey: KEY }), {
+      instanceId: 'v-keep',
+      upstreamUrl: db.url,
+      logger,
+    });
+    const rec = (seq: number, time: Date): ReturnType<typeof sampleRecord> =>
+      sampleRecord({ instanceId: 'v-keep', sessionId: 'v-keep-s', seq, time: time.toISOString() });
+    for (let i = 0; i < 4; i++) {
+      const r = rec(i, new Date(old.getTime() + i));
+      log.decide(r);
+      log.complete(sampleOutcome(r));
+    }
+    const long = rec(4, new Date(old.getTime() + 10));
+    log.decide(long);
+    for (let i = 5; i < 8; i++) {
+      const r = rec(i, new Date());
+      log.decide(r);
+      log.complete(sampleOutcome(r));
+    }
+    log.complete(sampleOutcome(long, { rows: 9 })); // a long statement: its outcome comes last
+    expect(await log.flushToStore()).toBe(true);
+    await log.close();
+    await applyRetention(reader.pool, new Date(Date.now() - 86_400_000), KEY);
+    const left = await db.sql<{ id: string }>(
+      `SELECT id FROM pgwarden_decisions WHERE instance_id = 'v-keep'`,
+    );
+    expect(left.map((r) => r.id)).toContain(long.id);
+    const ok = await verifyInstance(reader.pool, 'v-keep', KEY, { retentionDays: 1 });
+    expect(ok).toMatchObject({ ok: true });
+    expect(Number((await rowOf(long.id)).chain_seq)).toBeLessThan(ok.firstSeq);
+    // Below the anchor, but not beyond reach: an edit of the kept decision is still found.
+    await db.sql(`UPDATE pgwarden_decisions SET body = replace(body, 'alice@', 'mallory@') WHERE id = $1`, [
+      long.id,
+    ]);
+    expect((await verifyInstance(reader.pool, 'v-keep', KEY)).problem).toMatchObject({
+      kind: 'altered',
+      recordId: long.id,
+    });
+  });
+
+  it('reports an outcome added to a denied statement (below the chain, or without a position) as inserted', async () => {
+    const ids = await chain('v-outc', 5, undefined, { key: KEY, deny: (i) => i === 2 });
+    const denied = ids[2] as string;
+    const body = JSON.stringify({
+      v: 1,
+      recordId: denied,
+      sessionId: 'v-outc-s',
+      time: new Date().toISOString(),
+      command: 'DELETE 40',
+      rows: 40,
+      upstreamMicros: 900,
+      sqlstate: null,
+      errorMessage: null,
+    });
+    const hash = linkHash(GENESIS, body);
+    await db.sql(
+      `INSERT INTO pgwarden_outcomes VALUES ($1, 'v-outc', -1, $2, $3, $4, $5, now(), 'DELETE 40', 40, 900, NULL)`,
+      [denied, GENESIS, hash, linkMac('guess', hash), body],
+    );
+    expect((await verifyInstance(reader.pool, 'v-outc', KEY)).problem).toMatchObject({
+      kind: 'inserted',
+      recordId: denied,
+    });
+    await db.sql(`DELETE FROM pgwarden_outcomes WHERE record_id = $1`, [denied]);
+    expect((await verifyInstance(reader.pool, 'v-outc', KEY)).ok).toBe(true);
+    await db.sql(
+      `UPDATE pgwarden_decisions SET outcome_body = $2, command = 'DELETE 40', rows = 40 WHERE id = $1`,
+      [denied, body],
+    );
+    expect((await verifyInstance(reader.pool, 'v-outc', KEY)).problem).toMatchObject({
+      kind: 'inserted',
+      recordId: denied,
+    });
+  });
+
+  it('reports the newest entries deleted with the head moved back to the new last link', async () => {
+    const ids = await chain('v-head', 6, undefined, { key: KEY });
+    const last = await rowOf(ids[4] as string);
+    await db.sql('DELETE FROM pgwarden_decisions WHERE id = $1', [ids[5]]);
+    await db.sql(`UPDATE pgwarden_chain_heads SET chain_seq = $1, hash = $2 WHERE instance_id = 'v-head'`, [
+      last.outcome_chain_seq,
+      last.outcome_hash,
+    ]);
+    expect((await verifyInstance(reader.pool, 'v-head', KEY)).problem?.kind).toBe('forged');
+    // The link's own MAC does not fit a head.
+    await db.sql(`UPDATE pgwarden_chain_heads SET mac = $1 WHERE instance_id = 'v-head'`, [last.outcome_mac]);
+    expect((await verifyInstance(reader.pool, 'v-head', KEY)).problem?.kind).toBe('forged');
+    // A head without a MAC (as written before heads were keyed) is not taken on trust.
+    await db.sql(`UPDATE pgwarden_chain_heads SET mac = NULL WHERE instance_id = 'v-head'`);
+    expect((await verifyInstance(reader.pool, 'v-head', KEY)).problem?.kind).toBe('unauthenticated');
+  });
+
+  it('reports entries whose head was deleted', async () => {
+    const ids = await chain('v-nohead', 4);
+    await db.sql('DELETE FROM pgwarden_decisions WHERE id = $1', [ids[3]]);
+    await db.sql(`DELETE FROM pgwarden_chain_heads WHERE instance_id = 'v-nohead'`);
+    const r = await verifyInstance(reader.pool, 'v-nohead', undefined);
+    expect(r.problem?.kind).toBe('deleted');
+    expect(r.problem?.message).toContain('no delivered head');
+  });
+
+  it('reports the oldest entries deleted behind an anchor added by hand', async () => {
+    const ids = await chain('v-anchor', 6, undefined, { key: KEY });
+    const first = await rowOf(ids[2] as string);
+    await db.sql('DELETE FROM pgwarden_decisions WHERE id = ANY($1)', [[ids[0], ids[1]]]);
+    await db.sql(
+      `INSERT INTO pgwarden_chain_anchors (instance_id, chain_seq, prev_hash, cutoff) VALUES ('v-anchor', $1, $2, now())`,
+      [first.chain_seq, first.prev_hash],
+    );
+    expect((await verifyInstance(reader.pool, 'v-anchor', KEY)).problem?.kind).toBe('unauthenticated');
+    await db.sql(`UPDATE pgwarden_chain_anchors SET mac = $1 WHERE instance_id = 'v-anchor'`, [
+      'ab'.repeat(32),
+    ]);
+    expect((await verifyInstance(reader.pool, 'v-anchor', KEY)).problem?.kind).toBe('forged');
+    // Without a key, an anchor newer than the retention period allows is still reported.
+    const r = await verifyInstance(reader.pool, 'v-anchor', undefined, { retentionDays: 90 });
+    expect(r.problem?.kind).toBe('deleted');
+    expect(r.problem?.message).toContain('retention of 90 days');
+    expect(r.anchor).toMatchObject({ chainSeq: Number(first.chain_seq) });
+    expect(r.anchor?.cutoff).not.toBeNull();
+  });
+
+  it('accepts an anchor moved by retention (keyed, within the retention period)', async () => {
+    const old = Date.now() - 10 * 86_400_000;
+    await chain('v-ret-key', 8, (i) => new Date(i < 5 ? old + i : Date.now()).toISOString(), { key: KEY });
+    await applyRetention(reader.pool, new Date(Date.now() - 5 * 86_400_000), KEY);
+    const r = await verifyInstance(reader.pool, 'v-ret-key', KEY, { retentionDays: 5 });
+    expect(r).toMatchObject({ ok: true, checked: 6 });
+    expect(r.anchor?.cutoff).toBeTruthy();
+    // A run that deletes nothing new leaves the anchor (and its MAC) as it was.
+    await applyRetention(reader.pool, new Date(Date.now() - 5 * 86_400_000), KEY);
+    expect((await verifyInstance(reader.pool, 'v-ret-key', KEY, { retentionDays: 5 })).ok).toBe(true);
+  });
+
+  it('reports an instance whose whole chain was deleted (rows, outcomes, head) as missing', async () => {
+    await chain('v-gone', 3, undefined, { key: KEY });
+    await chain('v-stays', 3, undefined, { key: KEY });
+    for (const t of [
+      'pgwarden_decisions',
+      'pgwarden_outcomes',
+      'pgwarden_chain_heads',
+      'pgwarden_chain_anchors',
+    ])
+      await db.sql(`DELETE FROM ${t} WHERE instance_id = 'v-gone'`);
+    const reports = await verifyAll(reader.pool, KEY);
+    expect(reports.find((r) => r.instance === 'v-gone')?.problem).toMatchObject({ kind: 'deleted' });
+    expect(reports.find((r) => r.instance === 'v-stays')).toMatchObject({ ok: true, checked: 6 });
   });
 });

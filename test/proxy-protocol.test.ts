@@ -184,12 +184,16 @@ describe('bad input gets a clear error and the proxy keeps serving', () => {
   });
 
   it('refuses connections beyond the limit with 53300', async () => {
+    // limits.maxConnections counts authenticated sessions (see proxy-auth-limits.test.ts).
     const clients: RawClient[] = [];
-    for (let i = 0; i < 20; i++) clients.push(await RawClient.connect(px.port));
-    await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 20; i++) {
+      const c = await RawClient.connect(px.port);
+      await c.login('support-bot', db.name, await px.token());
+      clients.push(c);
+    }
     const extra = await RawClient.connect(px.port);
     expect(errorOf(await extra.read())).toMatchObject({ severity: 'FATAL', code: '53300' });
-    for (const c of clients) c.close();
+    for (const c of [...clients, extra]) c.close();
     await new Promise((r) => setTimeout(r, 200));
     await stillServes();
   });
@@ -215,6 +219,24 @@ describe('timeouts', () => {
       message: 'idle session timed out',
     });
     await quick.close();
+  });
+});
+
+describe('shutdown', () => {
+  it('close() ends even when clients never close their side', async () => {
+    const doomed = await startTestProxy(db, {
+      tables: ['public.items'],
+      config: { limits: { maxConnections: 1 } },
+    });
+    const silent = await RawClient.connect(doomed.port);
+    const session = await RawClient.connect(doomed.port);
+    await session.login('support-bot', db.name, await doomed.token());
+    const refused = await RawClient.connect(doomed.port);
+    expect(errorOf(await refused.read())).toMatchObject({ severity: 'FATAL', code: '53300' });
+    // None of the clients closes: the proxy's close must not wait for them.
+    await doomed.close();
+    expect(errorOf(await session.read())).toMatchObject({ severity: 'FATAL', code: '57P01' });
+    for (const c of [silent, session, refused]) c.close();
   });
 });
 

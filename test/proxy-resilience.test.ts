@@ -70,7 +70,7 @@ describe('TLS', () => {
 });
 
 describe('tokens', () => {
-  it('a token that expires during a session ends it at the next statement with FATAL 28000', async () => {
+  it('a token that expires during a session ends it with FATAL 28000 (by the expiry timer)', async () => {
     const c = await RawClient.connect(px.port);
     const ready = await c.login('support-bot', db.name, await px.token({ ttlSeconds: 2 }));
     expect(ready.at(-1)?.code).toBe('Z');

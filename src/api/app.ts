@@ -10,6 +10,13 @@ import { registerExportRoutes } from './routes-export.js';
 import { registerVerifyRoutes } from './routes-verify.js';
 import { registerWebPage } from './web.js';
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Served without a token (see PUBLIC_URLS); only the page's files and the OpenAPI document. */
+    public?: boolean;
+  }
+}
+
 export interface ApiDeps {
   readonly reader: AuditReader;
   readonly logger: Logger;
@@ -30,9 +37,50 @@ function storeUnavailable(err: unknown): boolean {
 }
 
 /**
+ * Routes that may be served without a token: the page's static files and the OpenAPI document,
+ * none of which holds data. A route is public when it is registered with `config: { public: true }`
+ * and its url is in this list.
+ */
+export const PUBLIC_URLS: ReadonlySet<string> = new Set(['/', '/app.js', '/app.css', '/openapi.json']);
+
+function isPublic(config: { public?: boolean } | undefined, url: string | undefined): boolean {
+  return config?.public === true && url !== undefined && PUBLIC_URLS.has(url);
+}
+
+/**
+ * Installs the token check. Authentication is decided by the route the router matched, never by
+ * the raw URL: the router decodes the path (`/%61pi/...` matches `/api/...`), so a prefix test on
+ * `req.url` can be walked around. Every route needs a token unless it is public (see PUBLIC_URLS),
+ * and so does every unmatched URL (it gets 404 without data once the token is accepted).
+ * Call before registering routes.
+ */
+export function requireTokens(app: FastifyInstance, api: AuditConfig['api']): void {
+  const authenticate = tokenAuthenticator(api);
+
+  // A route is public only by its own config, checked when it is registered; nothing under /api/
+  // may be public, whatever a mistaken config says.
+  app.addHook('onRoute', (r) => {
+    if (r.config?.public === true && !PUBLIC_URLS.has(r.url)) {
+      throw new Error(`route ${r.url} is marked public but is not a page or document route`);
+    }
+  });
+
+  app.addHook('onRequest', async (req, reply) => {
+    if (!req.is404 && isPublic(req.routeOptions.config, req.routeOptions.url)) return;
+    const r = authenticate(req.headers.authorization);
+    const route = req.routeOptions.url ?? '(no route)';
+    if (!r.ok) {
+      req.log.warn({ status: r.status, reason: r.reason, ip: req.ip, route }, 'api auth refused');
+      return reply.code(r.status).send({ error: r.status === 401 ? 'unauthorized' : 'forbidden' });
+    }
+    // Who looked at the decision log is itself worth knowing.
+    req.log.info({ who: r.principal.name, route, url: req.url.split('?')[0] }, 'api request');
+  });
+}
+
+/**
  * The responders' API and web page, built without listening so tests use inject().
- * Everything under /api/ needs a bearer token with the responder role; the page shell and the
- * OpenAPI document hold no data and are public.
+ * Every route needs a bearer token with the responder role except the public ones above.
  */
 export async function buildApiApp(api: AuditConfig['api'], deps: ApiDeps): Promise<FastifyInstance> {
   const log: FastifyBaseLogger = deps.logger.child({ component: 'audit-api' });
@@ -48,21 +96,9 @@ export async function buildApiApp(api: AuditConfig['api'], deps: ApiDeps): Promi
       for (const m of [r.method].flat()) cb(m, r.url);
     });
   }
-  const authenticate = tokenAuthenticator(api);
+  requireTokens(app, api);
 
-  app.addHook('onRequest', async (req, reply) => {
-    if (!req.url.startsWith('/api/')) return;
-    const r = authenticate(req.headers.authorization);
-    if (!r.ok) {
-      req.log.warn(
-        { status: r.status, reason: r.reason, ip: req.ip, url: req.url.split('?')[0] },
-        'api auth refused',
-      );
-      return reply.code(r.status).send({ error: r.status === 401 ? 'unauthorized' : 'forbidden' });
-    }
-    // Who looked at the decision log is itself worth knowing.
-    req.log.info({ who: r.principal.name, url: req.url.split('?')[0] }, 'api request');
-  });
+  app.setNotFoundHandler(async (_req, reply) => reply.code(404).send({ error: 'not_found' }));
 
   app.setErrorHandler((err, req, reply) => {
     if (err instanceof z.ZodError) {
@@ -85,7 +121,7 @@ export async function buildApiApp(api: AuditConfig['api'], deps: ApiDeps): Promi
     return reply.code(500).send({ error: 'internal' });
   });
 
-  app.get('/openapi.json', async () => openApiDocument);
+  app.get('/openapi.json', { config: { public: true } }, async () => openApiDocument);
   registerDecisionRoutes(app, deps.reader, api.pageSize);
   registerExportRoutes(app, deps.reader, api.maxExportRows);
   registerVerifyRoutes(app, deps.reader, deps.hmacKey);

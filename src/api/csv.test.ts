@@ -7,12 +7,24 @@ describe('CSV cells', () => {
     expect(csvCell('say "hi"')).toBe('"say ""hi"""');
     expect(csvCell('line1\nline2')).toBe('"line1\nline2"');
     expect(csvCell(null)).toBe('');
-    expect(csvCell(['a', 'b'])).toBe('a;b');
+    expect(csvCell(['a', 'b'])).toBe('"a;b"');
   });
 
   it('defuse cells a spreadsheet would run as formulas', () => {
     expect(csvCell('=HYPERLINK("http://x")')).toBe(`"'=HYPERLINK(""http://x"")"`);
     expect(csvCell('-- comment')).toBe("'-- comment");
     expect(csvCell('SELECT 1')).toBe('SELECT 1');
+    expect(csvCell('+1')).toBe("'+1");
+    expect(csvCell('@SUM(A1)')).toBe("'@SUM(A1)");
+    expect(csvCell('\t=1')).toBe("'\t=1");
+    expect(csvCell('\r=1')).toBe(`"'\r=1"`);
+  });
+
+  it('quote cells holding ; so a ;-separated spreadsheet does not split them into a formula', () => {
+    expect(csvCell('SELECT 1;=1+1')).toBe('"SELECT 1;=1+1"');
+    expect(csvCell('x;@cmd')).toBe('"x;@cmd"');
+    expect(csvCell(['tables.public.a', '=HYPERLINK("x")'])).toBe('"tables.public.a;=HYPERLINK(""x"")"');
+    // The apostrophe defence still applies before quoting.
+    expect(csvCell('=1;2')).toBe(`"'=1;2"`);
   });
 });

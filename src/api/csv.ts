@@ -27,12 +27,14 @@ export const CSV_COLUMNS = [
 /**
  * RFC 4180 quoting. A cell that a spreadsheet would run as a formula (=, +, -, @, tab, CR at the
  * start) gets a leading apostrophe: exports are opened by people, and SQL is attacker-written.
+ * Cells holding `;` are quoted too: where the list separator is `;` (most of Europe), an unquoted
+ * `SELECT 1;=1+1` is split there and its second half runs as a formula.
  */
 export function csvCell(v: unknown): string {
   if (v === null || v === undefined) return '';
   let s = Array.isArray(v) ? v.join(';') : String(v);
   if (/^[=+\-@\t\r]/.test(s)) s = `'${s}`;
-  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  return /[",;\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
 export function csvRow(d: DecisionView): string {

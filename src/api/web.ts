@@ -21,7 +21,7 @@ export function registerWebPage(app: FastifyInstance): void {
   for (const [path, file] of Object.entries(FILES)) {
     const body = readFileSync(new URL(`./web/${file}`, import.meta.url), 'utf8');
     const type = TYPES[file.split('.').pop() as string] as string;
-    app.get(path, async (_req, reply) =>
+    app.get(path, { config: { public: true } }, async (_req, reply) =>
       reply
         .type(type)
         .header(

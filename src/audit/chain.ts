@@ -58,3 +58,32 @@ export class Chain {
     this.hash = link.hash;
   }
 }
+
+/*
+ * The store's bookkeeping rows (the delivered head, the anchor retention moves, the registry of
+ * instances) are keyed too. Each MAC starts with its own label, so a link's MAC (over a hash alone)
+ * can never be copied into a head or an anchor, nor one instance's row into another's.
+ */
+
+/** MAC of a delivered head: the instance's last link as (seq, hash). */
+export function headMac(key: string, instance: string, seq: number, hash: string): string {
+  return createHmac('sha256', key).update(`pgwarden head\n${instance}\n${seq}\n${hash}`).digest('hex');
+}
+
+/** MAC of an anchor: where the instance's chain starts after retention, and its cutoff. */
+export function anchorMac(
+  key: string,
+  instance: string,
+  seq: number,
+  prevHash: string,
+  cutoff: string | null,
+): string {
+  return createHmac('sha256', key)
+    .update(`pgwarden anchor\n${instance}\n${seq}\n${prevHash}\n${cutoff ?? ''}`)
+    .digest('hex');
+}
+
+/** MAC of an instance's registry entry: the store has seen this instance's chain. */
+export function instanceMac(key: string, instance: string): string {
+  return createHmac('sha256', key).update(`pgwarden instance\n${instance}`).digest('hex');
+}

@@ -32,13 +32,15 @@ export interface SourceOptions {
   hmacKeyFile?: string | undefined;
 }
 
-function dbSource(url: string, hmacKey: string | undefined): DecisionSource {
+function dbSource(url: string, hmacKey: string | undefined, retentionDays?: number): DecisionSource {
   const reader = new AuditReader(url, 2);
   return {
     search: (f, limit, cursor) => reader.search(f, { limit, cursor }),
     session: (id) => reader.session(id),
     aggregate: (by, f, interval) => (by === 'time' ? reader.overTime(interval, f) : reader.aggregate(by, f)),
-    verify: (instance) => verifyAll(reader.pool, hmacKey, instance),
+    // The config's retention period, when there is one: an anchor newer than it allows is reported.
+    verify: (instance) =>
+      verifyAll(reader.pool, hmacKey, instance, retentionDays === undefined ? {} : { retentionDays }),
     close: () => reader.close(),
   };
 }
@@ -83,6 +85,7 @@ export function openSource(o: SourceOptions, env: NodeJS.ProcessEnv = process.en
     return dbSource(
       storeUrl(config.audit, upstreamUrlFromConfig(config)),
       hmacFromFile ?? resolveHmacKey(config.audit),
+      config.audit.store.retentionDays,
     );
   }
   throw new UsageError('give --config <file>, --database-url <dsn> or --api-url <url>');

@@ -96,6 +96,7 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
       pollIntervalMs: config.store.pollIntervalMs,
       maxRetryDelayMs: config.store.maxRetryDelayMs,
       retentionDays: config.store.retentionDays,
+      hmacKey: hmacKey ?? null,
       retentionCheckIntervalMs: config.store.retentionCheckIntervalMs,
       sqlTextIndex: config.store.sqlTextIndex,
       ndjson: config.ndjson,

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 /**
  * Search facets of a decision: one text per value a responder filters on, prefixed by its kind.
  * The store indexes them with one GIN index; `verify` recomputes them from the hashed body, so
@@ -17,11 +19,33 @@ export const FACET_PREFIX = {
 
 export type FacetKey = keyof typeof FACET_PREFIX;
 
-export function facet(key: FacetKey, value: string): string {
-  return FACET_PREFIX[key] + value;
+/**
+ * Longest facet value kept verbatim. A GIN index entry must fit in about a third of a page
+ * (2712 bytes): one longer value (an agent-chosen 7,000-character user name) made the store refuse
+ * every batch with SQLSTATE 54000. 200 characters are at most 800 bytes in UTF-8.
+ */
+export const FACET_MAX_CHARS = 200;
+
+/**
+ * A longer value is cut to FACET_MAX_CHARS characters and followed by `#` and the first 32 hex
+ * digits of the SHA-256 of the whole value: searching by the full value computes the same facet, and
+ * the result (more than 200 characters) can never equal a value kept verbatim.
+ */
+export function facetValue(value: string): string {
+  if (value.length <= FACET_MAX_CHARS) return value;
+  let head = value.slice(0, FACET_MAX_CHARS);
+  // Never end on half a surrogate pair: the store would refuse the invalid UTF-16.
+  const last = head.charCodeAt(head.length - 1);
+  if (last >= 0xd800 && last <= 0xdbff) head = head.slice(0, -1);
+  const digest = createHash('sha256').update(value, 'utf8').digest('hex').slice(0, 32);
+  return `${head}#${digest}`;
 }
 
-/** The facets of a record body (schema v1), sorted; the SQL in store-writer.ts computes the same. */
+export function facet(key: FacetKey, value: string): string {
+  return FACET_PREFIX[key] + facetValue(value);
+}
+
+/** The facets of a record body (schema v1), sorted; store-writer.ts and verify.ts both use this. */
 export function facetsOf(body: Record<string, unknown>, instance: string): string[] {
   const out: string[] = [];
   const one = (key: FacetKey, v: unknown): void => {

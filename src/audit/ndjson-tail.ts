@@ -1,5 +1,7 @@
 import pino from 'pino';
 import type { Logger } from 'pino';
+import { ensureParent } from './ndjson.js';
+import { PRIVATE_FILE_MODE } from './spool-layout.js';
 import { SpoolReader } from './spool-reader.js';
 
 /** How long close() waits for a slow NDJSON reader before leaving the rest to the next start. */
@@ -32,10 +34,13 @@ export class NdjsonTail {
         logger.error({ segment, err: err.message }, 'pgwarden audit: unreadable spool line skipped'),
       { cursorFile: 'ndjson-cursor.json', deleteFinished: false },
     );
+    if (target !== 'stdout') ensureParent(target);
     this.dest = pino.destination({
       dest: target === 'stdout' ? 1 : target,
       sync: false,
-      mkdir: target !== 'stdout',
+      mkdir: false,
+      // Every agent's SQL text: readable by pgwarden's user only (an existing file keeps its mode).
+      mode: PRIVATE_FILE_MODE,
     });
     this.dest.on('error', (err: Error) =>
       logger.error({ err: err.message }, 'pgwarden audit: NDJSON output failed'),

@@ -1,4 +1,5 @@
 import pino from 'pino';
+import { makeParentDir, PRIVATE_FILE_MODE } from './spool-layout.js';
 
 export interface NdjsonOutput {
   write(lines: string): void;
@@ -14,10 +15,13 @@ const FLUSH_INTERVAL_MS = 1000;
 
 export function openNdjson(target: string): NdjsonOutput {
   if (target === 'off') return { write: () => {}, close: async () => {} };
+  if (target !== 'stdout') ensureParent(target);
   const dest = pino.destination({
     dest: target === 'stdout' ? 1 : target,
     sync: false,
-    mkdir: target !== 'stdout',
+    mkdir: false,
+    // Every agent's SQL text: readable by pgwarden's user only (an existing file keeps its mode).
+    mode: PRIVATE_FILE_MODE,
     minLength: 4096,
   });
   // minLength batches writes under load; at low traffic a line must still reach the SIEM promptly.
@@ -46,4 +50,13 @@ export function openNdjson(target: string): NdjsonOutput {
         dest.end();
       }),
   };
+}
+
+/** A missing directory is created 0700; if that fails, opening the file reports the error. */
+export function ensureParent(file: string): void {
+  try {
+    makeParentDir(file);
+  } catch {
+    // The destination's open fails next and says why.
+  }
 }

@@ -11,6 +11,8 @@ export interface ShipperWorkerData {
   readonly pollIntervalMs: number;
   readonly maxRetryDelayMs: number;
   readonly retentionDays: number;
+  /** audit.hmacKey: the store's heads, anchors and registry entries are keyed with it. */
+  readonly hmacKey: string | null;
   readonly retentionCheckIntervalMs: number;
   readonly sqlTextIndex: boolean;
   /** NDJSON target written from the spool by this thread: a path, "stdout" or "off". */

@@ -7,6 +7,7 @@ import { bytesFrom } from './spool-layout.js';
 import { Shipper, type ShipperStats } from './shipper.js';
 import type { FromShipper, ShipperWorkerData, ToShipper } from './shipper-protocol.js';
 import { ensureDatabase, ensureSchema } from './store-schema.js';
+import { setStoreHmacKey } from './store-writer.js';
 
 /**
  * The shipper's thread. Reading the spool and talking to the store never runs on the proxy's
@@ -35,6 +36,8 @@ const logger = pino(
 const pool = new pg.Pool({ connectionString: data.storeUrl, max: 2, connectionTimeoutMillis: 5000 });
 // Idle connections die when the store restarts; the next round reconnects.
 pool.on('error', () => {});
+setStoreHmacKey(pool, data.hmacKey ?? undefined);
+const hmacKey = data.hmacKey ?? undefined;
 
 const ndjson =
   data.ndjson === 'off' ? null : new NdjsonTail(data.ownDir, data.ndjson, data.pollIntervalMs, logger);
@@ -93,7 +96,7 @@ let retention: NodeJS.Timeout | undefined;
 if (data.retentionDays > 0) {
   const run = (): void => {
     const cutoff = new Date(Date.now() - data.retentionDays * 86_400_000);
-    applyRetention(pool, cutoff).then(
+    applyRetention(pool, cutoff, hmacKey).then(
       (n) => {
         if (n > 0)
           logger.info({ deleted: n, cutoff: cutoff.toISOString() }, 'pgwarden audit: retention applied');

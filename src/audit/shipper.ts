@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { appendFile } from 'node:fs/promises';
-import { pidAlive } from './spool-layout.js';
+import { pidAlive, PRIVATE_FILE_MODE } from './spool-layout.js';
 import { SpoolReader, type Lines } from './spool-reader.js';
 import { deliver } from './store-writer.js';
 
@@ -169,7 +169,7 @@ export class Shipper {
   }
 
   /**
-   * A line the store cannot take (not JSON, or SQLSTATE class 22) must not hold back every record
+   * A line the store cannot take (not JSON, SQLSTATE class 22 or 54) must not hold back every record
    * behind it: the batch is retried line by line and refused lines go to rejected.ndjson beside
    * the spool, with an error in the log. Any other error is an outage: the batch waits.
    */
@@ -194,9 +194,10 @@ export class Shipper {
         });
       } catch (err) {
         if (!isDataError(err)) throw err;
-        await appendFile(join(dir, 'rejected.ndjson'), l + '\n');
+        // Holds SQL text like the spool: readable by pgwarden's user only.
+        await appendFile(join(dir, 'rejected.ndjson'), l + '\n', { mode: PRIVATE_FILE_MODE });
         this.o.logger.error(
-          { dir, err: (err as Error).message },
+          { dir, sqlstate: (err as { code?: string }).code, err: (err as Error).message },
           'pgwarden audit: store refused a spool line; kept in rejected.ndjson',
         );
       }
@@ -237,9 +238,14 @@ export class Shipper {
   }
 }
 
-/** A line that can never be stored (not JSON, or data the store refuses), as opposed to an outage. */
-function isDataError(err: unknown): boolean {
-  return err instanceof SyntaxError || String((err as { code?: string }).code ?? '').startsWith('22');
+/**
+ * A line that can never be stored, as opposed to an outage: not JSON, SQLSTATE class 22 (data
+ * exception) or class 54 (program limit exceeded: a value too large for an index entry, say).
+ * Both classes depend on the line's content, so retrying the same line can never succeed.
+ * https://www.postgresql.org/docs/current/errcodes-appendix.html
+ */
+export function isDataError(err: unknown): boolean {
+  return err instanceof SyntaxError || /^(22|54)/.test(String((err as { code?: string }).code ?? ''));
 }
 
 function existsDir(dir: string): boolean {

@@ -1,11 +1,32 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 
 /**
  * The spool on disk: `<dir>/<instance>/seg-<first chain seq>.ndjson` segments written in order,
  * `cursor.json` (how far the shipper has delivered) and `owner.json` (the pid writing it).
  * Segment names sort in chain order, so the last one always holds the chain's head.
  */
+/**
+ * Spool segments, cursors, rejected lines and the NDJSON file hold every agent's SQL text: only
+ * pgwarden's own user may read them, whatever the umask.
+ */
+export const PRIVATE_DIR_MODE = 0o700;
+export const PRIVATE_FILE_MODE = 0o600;
+
+/**
+ * Creates `dir` (and missing parents) with mode 0700. `chmod` too when `own` is set: the directory
+ * is pgwarden's alone (an instance's spool), and one made by an older version may be 0755.
+ */
+export function makePrivateDir(dir: string, own = false): void {
+  mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+  if (own) chmodSync(dir, PRIVATE_DIR_MODE);
+}
+
+/** The directory of an output file, created 0700 when missing (an existing one is left as it is). */
+export function makeParentDir(file: string): void {
+  mkdirSync(dirname(file), { recursive: true, mode: PRIVATE_DIR_MODE });
+}
+
 export const SEGMENT_RE = /^seg-(\d{16})\.ndjson$/;
 
 export function instanceDirName(instanceId: string): string {

@@ -1,6 +1,6 @@
 import { open, readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { listSegments, readCursor, type Cursor } from './spool-layout.js';
+import { listSegments, PRIVATE_FILE_MODE, readCursor, type Cursor } from './spool-layout.js';
 
 /** Raw spool lines sorted by type; the store parses them (the shipper never JSON-parses a record). */
 export interface Lines {
@@ -144,7 +144,7 @@ export class SpoolReader {
   async commit(batch: Batch): Promise<void> {
     this.cursor = batch.next;
     const tmp = join(this.dir, `${this.cursorFile}.tmp`);
-    await writeFile(tmp, JSON.stringify(batch.next));
+    await writeFile(tmp, JSON.stringify(batch.next), { mode: PRIVATE_FILE_MODE });
     await rename(tmp, join(this.dir, this.cursorFile));
     if (this.opts.deleteFinished === false) return;
     for (const seg of batch.finished) await unlink(join(this.dir, seg)).catch(() => {});

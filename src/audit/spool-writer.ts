@@ -4,7 +4,6 @@ import {
   fdatasyncSync,
   fsyncSync,
   ftruncateSync,
-  mkdirSync,
   openSync,
   readFileSync,
   writeFileSync,
@@ -13,7 +12,15 @@ import {
 import { join } from 'node:path';
 import { Chain, GENESIS, type Link } from './chain.js';
 import { entryLine, headLine, parseEntryLine, type EntryType } from './canonical.js';
-import { lastCompleteLine, listSegments, pidAlive, segmentName, unshippedBytes } from './spool-layout.js';
+import {
+  lastCompleteLine,
+  listSegments,
+  makePrivateDir,
+  pidAlive,
+  PRIVATE_FILE_MODE,
+  segmentName,
+  unshippedBytes,
+} from './spool-layout.js';
 
 export interface SpoolWriterOptions {
   readonly dir: string;
@@ -79,7 +86,7 @@ export class SpoolWriter {
 
   static open(opts: SpoolWriterOptions): SpoolWriter {
     if (openDirs.has(opts.dir)) throw new Error(`spool ${opts.dir} is already open in this process`);
-    mkdirSync(opts.dir, { recursive: true });
+    makePrivateDir(opts.dir, true);
     const owner = join(opts.dir, 'owner.json');
     try {
       const o = JSON.parse(readFileSync(owner, 'utf8')) as { pid: number };
@@ -89,7 +96,9 @@ export class SpoolWriter {
     } catch (err) {
       if ((err as Error).message.startsWith('spool ')) throw err;
     }
-    writeFileSync(owner, JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString() }));
+    writeFileSync(owner, JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString() }), {
+      mode: PRIVATE_FILE_MODE,
+    });
     const head = recoverHead(opts.dir);
     const w = new SpoolWriter(opts, head);
     openDirs.add(opts.dir);
@@ -219,7 +228,7 @@ export class SpoolWriter {
   private openSegment(): void {
     const head = this.written;
     const path = join(this.opts.dir, segmentName(head.seq + 1));
-    this.fd = openSync(path, 'a');
+    this.fd = openSync(path, 'a', PRIVATE_FILE_MODE);
     const h = headLine(this.opts.instanceId, head);
     writeSync(this.fd, h);
     this.segmentSize = Buffer.byteLength(h);

@@ -76,6 +76,24 @@ CREATE TABLE IF NOT EXISTS pgwarden_chain_heads (
   hash text NOT NULL,
   updated_at timestamptz NOT NULL DEFAULT now()
 );
+-- Keyed like the links when audit.hmacKey is set (chain.ts headMac, anchorMac), so someone who can
+-- write the store cannot move a head back over deleted newest entries, nor an anchor forward over
+-- deleted oldest ones. Rows written before these columns existed have no MAC.
+ALTER TABLE pgwarden_chain_heads ADD COLUMN IF NOT EXISTS mac text;
+ALTER TABLE pgwarden_chain_anchors ADD COLUMN IF NOT EXISTS mac text;
+-- The retention cutoff that moved the anchor: everything before it was older than this.
+ALTER TABLE pgwarden_chain_anchors ADD COLUMN IF NOT EXISTS cutoff timestamptz;
+-- Every instance whose chain the store has received, so a chain deleted whole (rows, outcomes,
+-- head, anchor) is reported as missing rather than vanishing from the report.
+CREATE TABLE IF NOT EXISTS pgwarden_instances (
+  instance_id text PRIMARY KEY,
+  first_seen timestamptz NOT NULL DEFAULT now(),
+  mac text
+);
+-- Stores created before the registry: their instances are registered (without a MAC until their
+-- next delivery).
+INSERT INTO pgwarden_instances (instance_id) SELECT instance_id FROM pgwarden_chain_heads
+ON CONFLICT (instance_id) DO NOTHING;
 `;
 
 /** SQL text search uses trigrams when the server has pg_trgm; without it, ILIKE scans. */

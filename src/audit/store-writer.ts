@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { headMac, instanceMac } from './chain.js';
 import { copyIn, copyText } from './copy-in.js';
 import { facetsOf } from './facets.js';
 import type { Lines } from './spool-reader.js';
@@ -75,10 +76,31 @@ FROM jsonb_to_recordset($1::jsonb) AS x(record_id text, instance_id text, chain_
 WHERE NOT EXISTS (SELECT 1 FROM pgwarden_decisions d WHERE d.id = x.record_id AND d.outcome_body IS NOT NULL)
 ON CONFLICT (record_id) DO NOTHING`;
 
+/*
+ * The head moves forward only, with its MAC (chain.ts headMac); the same statement registers the
+ * instance (pgwarden_instances), so a chain deleted whole is still missed by verify. A registry
+ * entry written before a key was configured gets its MAC here.
+ */
 const UPSERT_HEAD = `
-INSERT INTO pgwarden_chain_heads (instance_id, chain_seq, hash) VALUES ($1, $2, $3)
-ON CONFLICT (instance_id) DO UPDATE SET chain_seq = excluded.chain_seq, hash = excluded.hash, updated_at = now()
+WITH registered AS (
+  INSERT INTO pgwarden_instances AS i (instance_id, mac) VALUES ($1, $5)
+  ON CONFLICT (instance_id) DO UPDATE SET mac = excluded.mac
+  WHERE i.mac IS NULL AND excluded.mac IS NOT NULL)
+INSERT INTO pgwarden_chain_heads (instance_id, chain_seq, hash, mac) VALUES ($1, $2, $3, $4)
+ON CONFLICT (instance_id) DO UPDATE SET chain_seq = excluded.chain_seq, hash = excluded.hash,
+  mac = excluded.mac, updated_at = now()
 WHERE pgwarden_chain_heads.chain_seq < excluded.chain_seq`;
+
+/**
+ * The HMAC key of each pool's store writes (heads, registry). The shipper's thread sets it once
+ * for its pool; deliver() is called by the shipper with the pool alone.
+ */
+const storeKeys = new WeakMap<pg.Pool, string>();
+
+export function setStoreHmacKey(pool: pg.Pool, key: string | undefined): void {
+  if (key === undefined) storeKeys.delete(pool);
+  else storeKeys.set(pool, key);
+}
 
 interface Header {
   instance: string;
@@ -176,7 +198,14 @@ export async function deliver(pool: pg.Pool, lines: Lines): Promise<void> {
       await c.query(INSERT_DECISIONS);
     }
     if (late.length > 0) await c.query(INSERT_OUTCOMES, [JSON.stringify(late)]);
-    await c.query(UPSERT_HEAD, [head.instance, head.chainSeq, head.hash]);
+    const key = storeKeys.get(pool);
+    await c.query(UPSERT_HEAD, [
+      head.instance,
+      head.chainSeq,
+      head.hash,
+      key === undefined ? null : headMac(key, head.instance, head.chainSeq, head.hash),
+      key === undefined ? null : instanceMac(key, head.instance),
+    ]);
     await c.query('COMMIT');
   } catch (err) {
     await c.query('ROLLBACK').catch(() => {});

@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditCommand } from '../cli/audit.js';
+import { entryLine, outcomeBody, recordBody } from './canonical.js';
+import { GENESIS, linkHash } from './chain.js';
 import { auditConfigSchema } from './config.js';
 import { startDecisionLog } from './decision-log.js';
 import { sampleOutcome, sampleRecord } from './sample-records.js';
@@ -78,5 +80,106 @@ describe('verifying NDJSON lines and spools without the store', () => {
     writeFileSync(bad, lines.filter((_, i) => i !== 5).join('\n') + '\n');
     expect(await auditCommand(['verify', '--ndjson', bad], io)).toBe(1);
     expect(await auditCommand(['verify', '--spool', join(dir, 'spool')], io)).toBe(0);
+  });
+});
+
+describe('the outer fields of NDJSON lines, and lines outside the chain', () => {
+  let file: string;
+  let denyLines: string[];
+
+  beforeAll(async () => {
+    file = join(dir, 'deny.ndjson');
+    const cfg = auditConfigSchema.parse({
+      ndjson: file,
+      store: { url: DOWN },
+      spool: { dir: join(dir, 'spool-deny') },
+    });
+    const log = await startDecisionLog(cfg, { instanceId: 'vd', upstreamUrl: DOWN, logger });
+    for (let i = 0; i < 6; i++) {
+      const deny = i % 3 === 1;
+      const r = sampleRecord({
+        instanceId: 'vd',
+        sessionId: 's',
+        seq: i,
+        ...(deny ? { verdict: 'deny' } : {}),
+      });
+      log.decide(r);
+      if (!deny) log.complete(sampleOutcome(r));
+      await new Promise((done) => setImmediate(done));
+    }
+    await log.close();
+    denyLines = readFileSync(file, 'utf8').trim().split('\n');
+  });
+
+  async function checkDeny(
+    edit: (ls: string[]) => string[],
+  ): Promise<Awaited<ReturnType<typeof verifyLines>>> {
+    const f = join(dir, `deny-${Math.random()}.ndjson`);
+    writeFileSync(f, edit([...denyLines]).join('\n') + '\n');
+    return verifyLines([f], undefined);
+  }
+
+  it('accepts the intact output: denials at warn, the rest at info', async () => {
+    expect(denyLines.filter((l) => l.startsWith('{"level":40,'))).toHaveLength(2);
+    expect(await verifyLines([file], undefined)).toMatchObject([{ instance: 'vd', ok: true, unchained: 0 }]);
+  });
+
+  it('reports a denial relabelled as info, an edited time and an edited instance (the hash covers only the body)', async () => {
+    const denial = denyLines.findIndex((l) => l.startsWith('{"level":40,'));
+    const relabelled = await checkDeny((ls) =>
+      ls.map((l, i) => (i === denial ? l.replace('{"level":40,', '{"level":30,') : l)),
+    );
+    expect(relabelled[0]?.problem).toMatchObject({ kind: 'altered' });
+    expect(relabelled[0]?.problem?.message).toContain('level');
+    const retimed = await checkDeny((ls) =>
+      ls.map((l, i) => (i === 2 ? l.replace(/"time":"[^"]+"/, '"time":"2020-01-01T00:00:00.000Z"') : l)),
+    );
+    expect(retimed[0]?.problem?.message).toContain('time');
+    const moved = await checkDeny((ls) =>
+      ls.map((l, i) => (i === 0 ? l.replace('"instance":"vd"', '"instance":"vx"') : l)),
+    );
+    expect(moved.find((r) => r.instance === 'vx')?.problem?.message).toContain('instance');
+    const extra = await checkDeny((ls) =>
+      ls.map((l, i) => (i === 3 ? l.replace('"mac":null,', '"mac":null,"note":"ok",') : l)),
+    );
+    expect(extra[0]?.problem?.message).toContain('set of fields');
+  });
+
+  it('counts lines outside the chain (chainSeq 0) as a warning that does not fail, in the report and the CLI', async () => {
+    const r = sampleRecord({ instanceId: 'vd', sessionId: 's2', seq: 0, verdict: 'deny' });
+    const body = recordBody(r, true);
+    const unchained = entryLine(
+      'decision',
+      'vd',
+      r.time,
+      true,
+      { seq: 0, prev: GENESIS, hash: linkHash(GENESIS, body), mac: null },
+      body,
+    ).trimEnd();
+    const o = outcomeBody(sampleOutcome(r));
+    const unchainedOutcome = entryLine(
+      'outcome',
+      'vd',
+      JSON.parse(o).time as string,
+      false,
+      { seq: 0, prev: GENESIS, hash: linkHash(GENESIS, o), mac: null },
+      o,
+    ).trimEnd();
+    const f = join(dir, 'unchained.ndjson');
+    writeFileSync(
+      f,
+      [...denyLines.slice(0, 3), unchained, unchainedOutcome, ...denyLines.slice(3)].join('\n') + '\n',
+    );
+    expect(await verifyLines([f], undefined)).toMatchObject([{ instance: 'vd', ok: true, unchained: 2 }]);
+    const out: string[] = [];
+    const io = { stdout: (s: string) => out.push(s), stderr: () => {} };
+    expect(await auditCommand(['verify', '--ndjson', f], io)).toBe(0);
+    expect(out.join('\n')).toMatch(/WARNING\s+vd: 2 line\(s\) outside the chain/);
+    out.length = 0;
+    expect(await auditCommand(['verify', '--ndjson', f, '--json'], io)).toBe(0);
+    expect(JSON.parse(out.join(''))).toMatchObject({ ok: true, unchained: 2, instances: [{ unchained: 2 }] });
+    // An unchained line is still held to its body: relabelling it is reported.
+    writeFileSync(f, [unchained.replace('{"level":40,', '{"level":30,'), ...denyLines].join('\n') + '\n');
+    expect((await verifyLines([f], undefined))[0]?.problem?.message).toContain('level');
   });
 });

@@ -1,13 +1,16 @@
 import { createReadStream, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { parseEntryLine } from './canonical.js';
+import { isWarning, parseEntryLine, type SpoolEntry } from './canonical.js';
 import { linkHash, linkMac } from './chain.js';
+import type { DecisionRecord } from './record.js';
 import { listSegments } from './spool-layout.js';
 import type { InstanceReport, Problem } from './verify.js';
 
 interface ChainState {
   checked: number;
+  /** Lines outside the chain (chainSeq 0): counted, not verifiable. */
+  unchained: number;
   first: number;
   expected: number | null;
   prev: string | null;
@@ -19,9 +22,13 @@ interface ChainState {
 /**
  * Verifies chains in NDJSON lines (a SIEM's copy of the output, or a local spool: the lines are
  * the same) without the store. Lines of each instance must appear in chain order; a gap is a
- * deletion, an intact line that does not follow its predecessor was moved. Lines outside the
- * chain (chainSeq 0, spool full with onFull: ndjson-only) are skipped. Files are read as given, so
- * give a complete, ordered set (rotated files oldest first).
+ * deletion, an intact line that does not follow its predecessor was moved. The hash covers only
+ * the body, so each line's outer fields (level, time, msg, instance) must be what canonical.ts
+ * writes for that body: a denial relabelled as info would slip past a SIEM's alerting. Lines
+ * outside the chain (chainSeq 0, spool full with onFull: ndjson-only) cannot be verified: they are
+ * counted (`unchained`) and reported, without failing the check by themselves. Files are read as
+ * given, so give a complete, ordered set (rotated files oldest first); a file cut at its end is
+ * only detectable against the store's head.
  */
 export async function verifyLines(
   files: readonly string[],
@@ -43,7 +50,7 @@ export async function verifyLines(
       const instance = e.instance;
       let c = chains.get(instance);
       if (!c) {
-        c = { checked: 0, first: 0, expected: null, prev: null, problem: null, gap: null };
+        c = { checked: 0, unchained: 0, first: 0, expected: null, prev: null, problem: null, gap: null };
         chains.set(instance, c);
       }
       if (c.problem) continue;
@@ -56,8 +63,21 @@ export async function verifyLines(
         }
         continue;
       }
-      if (e.seq === 0) continue;
       const where = `${file}:${n}`;
+      const outer = outerMismatch(line, e);
+      if (outer !== null) {
+        c.problem = {
+          kind: 'altered',
+          chainSeq: e.seq,
+          recordId: String(e.value.id ?? e.value.recordId ?? '') || null,
+          message: `${where}: the line's ${outer} does not match its ${e.type} (the hash covers only the ${e.type})`,
+        };
+        continue;
+      }
+      if (e.seq === 0) {
+        c.unchained++;
+        continue;
+      }
       if (c.gap) {
         const moved = c.expected !== null && e.seq >= c.expected && e.seq < c.gap.foundSeq;
         c.problem = moved
@@ -125,10 +145,33 @@ export async function verifyLines(
     instance,
     ok: c.problem === null,
     checked: c.checked,
+    unchained: c.unchained,
     firstSeq: c.first,
     lastSeq: (c.expected ?? 1) - 1,
     problem: c.problem,
   }));
+}
+
+const HEADER_KEYS = ['level', 'time', 'msg', 'instance', 'chainSeq', 'prev', 'hash', 'mac'];
+
+/**
+ * Which outer field of an entry line differs from what canonical.ts's entryLine writes for its body
+ * (null when none): pino's level from the record's verdict and kind (outcomes are info), the body's
+ * time, the entry type as msg, the record's instance, and no other fields.
+ */
+function outerMismatch(line: string, e: SpoolEntry): string | null {
+  const v = JSON.parse(line) as Record<string, unknown>;
+  const body = e.value as Record<string, unknown> | null;
+  if (body === null || typeof body !== 'object') return 'body';
+  const warn = e.type === 'decision' && isWarning(body as unknown as DecisionRecord);
+  if (v.level !== (warn ? 40 : 30)) return 'level';
+  if (v.time !== body.time) return 'time';
+  if (v.msg !== e.type) return 'msg';
+  if (typeof v.instance !== 'string' || (e.type === 'decision' && v.instance !== body.instanceId))
+    return 'instance';
+  const keys = [...HEADER_KEYS, e.type === 'decision' ? 'record' : 'outcome'];
+  if (Object.keys(v).length !== keys.length || keys.some((k) => !(k in v))) return 'set of fields';
+  return null;
 }
 
 /** The files of a spool root or of one instance's spool directory, in chain order. */

@@ -1,8 +1,15 @@
 import type pg from 'pg';
-import { GENESIS, linkHash, linkMac } from './chain.js';
+import { GENESIS, anchorMac, headMac, instanceMac, linkHash, linkMac } from './chain.js';
 import { facetsOf } from './facets.js';
 
-export type ProblemKind = 'altered' | 'deleted' | 'reordered' | 'forged' | 'truncated';
+/**
+ * - inserted: a row outside the verified chain (a position below the anchor or above the head, or
+ *   outcome columns without a chain position) that the API would still show;
+ * - unauthenticated: an HMAC key was given but a head or anchor carries no MAC (written before
+ *   heads and anchors were keyed): it cannot be told from one rewritten by hand.
+ */
+export type ProblemKind =
+  'altered' | 'deleted' | 'reordered' | 'forged' | 'truncated' | 'inserted' | 'unauthenticated';
 
 export interface Problem {
   readonly kind: ProblemKind;
@@ -21,7 +28,33 @@ export interface InstanceReport {
   readonly firstSeq: number;
   readonly lastSeq: number;
   readonly problem: Problem | null;
+  /**
+   * NDJSON only: lines outside the chain (chainSeq 0, written while the spool was full with
+   * onFull: ndjson-only). Nothing proves they are unaltered, or that none were removed.
+   */
+  readonly unchained?: number;
+  /**
+   * Where the chain starts after retention (absent or null: at its first link). `cutoff` is the
+   * retention cutoff that moved it: every deleted entry was older (null for anchors written
+   * before anchors recorded it). A responder compares it with the retention period.
+   */
+  readonly anchor?: { readonly chainSeq: number; readonly cutoff: string | null } | null;
 }
+
+export interface VerifyOptions {
+  /** Links read per query. */
+  readonly pageSize?: number;
+  /**
+   * audit.store.retentionDays when known: an anchor whose cutoff is newer than this allows is
+   * reported (records deleted before their time). 0 or absent: not checked.
+   */
+  readonly retentionDays?: number;
+  /** The time to check the retention period against (tests). */
+  readonly now?: Date;
+}
+
+/** Clock differences between the store and the machine running verify. */
+const RETENTION_SLACK_MS = 10 * 60_000;
 
 interface LinkRow {
   seq: string;
@@ -110,30 +143,98 @@ function columnMismatch(row: LinkRow, body: Record<string, unknown>, instance: s
   return null;
 }
 
+// Rows the chain walk cannot reach, but the API would show: decisions below the anchor (or at a
+// position no chain has) other than those retention keeps for an outcome after the anchor,
+// outcome links below the anchor, and outcome columns with no chain position.
+const OUTSIDE = `
+SELECT 'decision' AS what, id, chain_seq::text AS seq FROM pgwarden_decisions d
+WHERE instance_id = $1 AND chain_seq < $2 AND (chain_seq <= 0 OR NOT (
+  coalesce(outcome_chain_seq, 0) >= $2
+  OR EXISTS (SELECT 1 FROM pgwarden_outcomes o WHERE o.record_id = d.id AND o.instance_id = $1 AND o.chain_seq >= $2)))
+UNION ALL
+SELECT 'outcome', id, outcome_chain_seq::text FROM pgwarden_decisions
+WHERE instance_id = $1 AND outcome_chain_seq < $2
+UNION ALL
+SELECT 'outcome', record_id, chain_seq::text FROM pgwarden_outcomes WHERE instance_id = $1 AND chain_seq < $2
+UNION ALL
+SELECT 'unchained outcome', id, NULL FROM pgwarden_decisions
+WHERE instance_id = $1 AND outcome_chain_seq IS NULL AND (outcome_body IS NOT NULL
+  OR outcome_prev_hash IS NOT NULL OR outcome_hash IS NOT NULL OR outcome_mac IS NOT NULL
+  OR command IS NOT NULL OR rows IS NOT NULL OR upstream_micros IS NOT NULL OR sqlstate IS NOT NULL)
+LIMIT 1`;
+
+// Decisions retention keeps below the anchor (their outcome lies after it): checked on their own.
+const KEPT_BELOW = `
+SELECT chain_seq AS seq, prev_hash AS prev, hash, mac, body, 'decision' AS type, id, time, kind,
+  session_id, seq AS rseq, human, agent, tenant, verdict, sql, facets,
+  NULL AS command, NULL::text AS rows, NULL::text AS upstream_micros, NULL AS sqlstate
+FROM pgwarden_decisions WHERE instance_id = $1 AND chain_seq > 0 AND chain_seq < $2
+ORDER BY chain_seq`;
+
+const ANY_ROW = `
+SELECT EXISTS (SELECT 1 FROM pgwarden_decisions WHERE instance_id = $1)
+  OR EXISTS (SELECT 1 FROM pgwarden_outcomes WHERE instance_id = $1) AS any`;
+
 /**
  * Walks one instance's chain in the store from its anchor and reports the first break:
  * - altered: a body (or a searchable column) no longer matches its hash;
- * - deleted: chain positions are missing (also at the end, against the recorded head);
+ * - deleted: chain positions are missing (also at the end, against the recorded head), the head
+ *   itself is missing, a registered instance has no chain left, or the anchor is newer than the
+ *   retention period allows;
  * - reordered: a link is intact but does not follow the one before it;
- * - forged: hashes are consistent but the HMAC is wrong (the chain was recomputed).
+ * - forged: hashes are consistent but an HMAC (of a link, the head, the anchor or the registry
+ *   entry) is wrong;
+ * - inserted: a row outside the chain (below the anchor, above the head, an outcome without a
+ *   chain position);
+ * - unauthenticated: with a key, a head or anchor without a MAC (written before they had one).
  */
 export async function verifyInstance(
   pool: pg.Pool,
   instance: string,
   hmacKey: string | undefined,
-  pageSize = 5000,
+  opts: VerifyOptions = {},
 ): Promise<InstanceReport> {
-  const anchor = await pool.query<{ chain_seq: string; prev_hash: string }>(
-    'SELECT chain_seq, prev_hash FROM pgwarden_chain_anchors WHERE instance_id = $1',
+  // One snapshot for the whole walk: a delivery (new rows and a new head) or a retention run
+  // committing meanwhile must not look like entries added past the head or deleted mid-chain.
+  const c = await pool.connect();
+  try {
+    await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    return await verifyIn(c, instance, hmacKey, opts);
+  } finally {
+    await c.query('COMMIT').catch(() => {});
+    c.release();
+  }
+}
+
+async function verifyIn(
+  db: pg.ClientBase,
+  instance: string,
+  hmacKey: string | undefined,
+  opts: VerifyOptions,
+): Promise<InstanceReport> {
+  const pageSize = opts.pageSize ?? 5000;
+  const anchorQ = await db.query<{
+    chain_seq: string;
+    prev_hash: string;
+    cutoff: Date | null;
+    mac: string | null;
+  }>('SELECT chain_seq, prev_hash, cutoff, mac FROM pgwarden_chain_anchors WHERE instance_id = $1', [
+    instance,
+  ]);
+  const headQ = await db.query<{ chain_seq: string; hash: string; mac: string | null }>(
+    'SELECT chain_seq, hash, mac FROM pgwarden_chain_heads WHERE instance_id = $1',
     [instance],
   );
-  const headQ = await pool.query<{ chain_seq: string; hash: string }>(
-    'SELECT chain_seq, hash FROM pgwarden_chain_heads WHERE instance_id = $1',
+  const registryQ = await db.query<{ mac: string | null; first_seen: Date }>(
+    'SELECT mac, first_seen FROM pgwarden_instances WHERE instance_id = $1',
     [instance],
   );
-  const start = anchor.rows[0] ? Number(anchor.rows[0].chain_seq) : 1;
+  const anchor = anchorQ.rows[0];
+  const head = headQ.rows[0];
+  const registered = registryQ.rows[0];
+  const start = anchor ? Number(anchor.chain_seq) : 1;
   let expected = start;
-  let prevHash = anchor.rows[0]?.prev_hash ?? GENESIS;
+  let prevHash = anchor?.prev_hash ?? GENESIS;
   let checked = 0;
   const report = (problem: Problem | null): InstanceReport => ({
     instance,
@@ -142,7 +243,58 @@ export async function verifyInstance(
     firstSeq: start,
     lastSeq: expected - 1,
     problem,
+    anchor: anchor
+      ? { chainSeq: start, cutoff: anchor.cutoff === null ? null : anchor.cutoff.toISOString() }
+      : null,
   });
+  const bookkeeping = (kind: ProblemKind, chainSeq: number, message: string): InstanceReport =>
+    report({ kind, chainSeq, recordId: null, message });
+
+  // The rows that say where the chain starts and ends must be the writer's own.
+  if (hmacKey !== undefined && registered?.mac != null && registered.mac !== instanceMac(hmacKey, instance))
+    return bookkeeping('forged', 0, `the registry entry of instance ${instance} has a wrong HMAC`);
+  if (anchor && hmacKey !== undefined) {
+    const cutoff = anchor.cutoff === null ? null : anchor.cutoff.toISOString();
+    if (anchor.mac === null)
+      return bookkeeping(
+        'unauthenticated',
+        start,
+        `the chain's anchor (chain seq ${start}) has no HMAC: written before anchors were keyed, or by hand; compare with the SIEM copy`,
+      );
+    if (anchor.mac !== anchorMac(hmacKey, instance, start, anchor.prev_hash, cutoff))
+      return bookkeeping(
+        'forged',
+        start,
+        `the HMAC of the chain's anchor (chain seq ${start}) is wrong: it was moved without the key, hiding the entries before it`,
+      );
+  }
+  if (head && hmacKey !== undefined) {
+    const seq = Number(head.chain_seq);
+    if (head.mac === null)
+      return bookkeeping(
+        'unauthenticated',
+        seq,
+        `the delivered head (chain seq ${seq}) has no HMAC: written before heads were keyed, or by hand; the next delivery keys it`,
+      );
+    if (head.mac !== headMac(hmacKey, instance, seq, head.hash))
+      return bookkeeping(
+        'forged',
+        seq,
+        `the HMAC of the delivered head (chain seq ${seq}) is wrong: it was moved without the key, hiding the entries after it`,
+      );
+  }
+  const retentionDays = opts.retentionDays ?? 0;
+  if (anchor?.cutoff && retentionDays > 0) {
+    const allowed = (opts.now ?? new Date()).getTime() - retentionDays * 86_400_000;
+    if (anchor.cutoff.getTime() > allowed + RETENTION_SLACK_MS)
+      return bookkeeping(
+        'deleted',
+        start,
+        `the chain's anchor (chain seq ${start}) says entries before ${anchor.cutoff.toISOString()} were deleted, ` +
+          `but a retention of ${retentionDays} days deletes only entries before ${new Date(allowed).toISOString()}`,
+      );
+  }
+
   const checkLink = (row: LinkRow): Problem | null => {
     const seq = Number(row.seq);
     const at = { chainSeq: seq, recordId: row.id };
@@ -170,36 +322,15 @@ export async function verifyInstance(
         message: `the ${row.type} of record ${row.id} is intact but does not follow chain seq ${seq - 1}: moved, or a neighbour was replaced`,
       };
     }
-    if (hmacKey !== undefined && row.mac !== linkMac(hmacKey, row.hash)) {
-      return {
-        kind: 'forged',
-        ...at,
-        message: `the HMAC of chain seq ${seq} (record ${row.id}) is wrong: the chain was recomputed without the key`,
-      };
-    }
-    let body: Record<string, unknown>;
-    try {
-      body = JSON.parse(row.body) as Record<string, unknown>;
-    } catch {
-      return { kind: 'altered', ...at, message: 'body is not JSON' };
-    }
-    const col = columnMismatch(row, body, instance);
-    if (col !== null) {
-      return {
-        kind: 'altered',
-        ...at,
-        message: `column ${col} of record ${row.id} differs from its hashed ${row.type}`,
-      };
-    }
-    return null;
+    return macAndColumns(row, hmacKey, instance);
   };
   while (true) {
-    let { rows } = await pool.query<LinkRow>(LINKS, [instance, expected, expected + pageSize]);
+    let { rows } = await db.query<LinkRow>(LINKS, [instance, expected, expected + pageSize]);
     if (rows.length === 0) {
       // A gap at least a page long, or the end of the chain.
-      const next = (await pool.query<{ seq: string | null }>(NEXT, [instance, expected])).rows[0]?.seq;
+      const next = (await db.query<{ seq: string | null }>(NEXT, [instance, expected])).rows[0]?.seq;
       if (next === null || next === undefined) break;
-      rows = (await pool.query<LinkRow>(LINKS, [instance, Number(next), Number(next) + pageSize])).rows;
+      rows = (await db.query<LinkRow>(LINKS, [instance, Number(next), Number(next) + pageSize])).rows;
     }
     for (const row of rows) {
       const problem = checkLink(row);
@@ -209,8 +340,64 @@ export async function verifyInstance(
       checked++;
     }
   }
-  const head = headQ.rows[0];
-  if (head && Number(head.chain_seq) >= expected) {
+
+  // A chain deleted whole: the registry remembers the instance.
+  if (
+    checked === 0 &&
+    !head &&
+    !anchor &&
+    !(await db.query<{ any: boolean }>(ANY_ROW, [instance])).rows[0]?.any
+  ) {
+    return registered
+      ? bookkeeping(
+          'deleted',
+          1,
+          `instance ${instance} is registered (first seen ${registered.first_seen.toISOString()}) but its whole chain is missing: rows, outcomes and head`,
+        )
+      : report(null);
+  }
+
+  // Rows the walk did not reach.
+  const outside = (
+    await db.query<{ what: string; id: string; seq: string | null }>(OUTSIDE, [instance, start])
+  ).rows[0];
+  if (outside) {
+    const where = outside.seq === null ? 'without a chain position' : `at chain seq ${outside.seq}`;
+    return report({
+      kind: 'inserted',
+      chainSeq: outside.seq === null ? 0 : Number(outside.seq),
+      recordId: outside.id,
+      message:
+        `a ${outside.what} of record ${outside.id} ${where} lies outside the verified chain ` +
+        `(which starts at ${start}): added by hand`,
+    });
+  }
+  if (anchor) {
+    // What retention kept below the anchor has no predecessor to check against, but its own hash,
+    // HMAC and columns still hold.
+    for (const row of (await db.query<LinkRow>(KEPT_BELOW, [instance, start])).rows) {
+      const problem =
+        linkHash(row.prev, row.body) !== row.hash
+          ? {
+              kind: 'altered' as const,
+              chainSeq: Number(row.seq),
+              recordId: row.id,
+              message: `the decision of record ${row.id} (chain seq ${row.seq}, kept below the anchor for its outcome) does not match its hash`,
+            }
+          : macAndColumns(row, hmacKey, instance);
+      if (problem) return report(problem);
+    }
+  }
+
+  if (!head) {
+    return bookkeeping(
+      'deleted',
+      expected,
+      `instance ${instance} has entries but no delivered head: the head was deleted, and with it perhaps the newest entries`,
+    );
+  }
+  const headSeq = Number(head.chain_seq);
+  if (headSeq >= expected) {
     return report({
       kind: 'deleted',
       chainSeq: expected,
@@ -218,7 +405,14 @@ export async function verifyInstance(
       message: `chain seq ${expected}..${head.chain_seq} missing at the end (the last delivered link was ${head.chain_seq})`,
     });
   }
-  if (head && Number(head.chain_seq) === expected - 1 && head.hash !== prevHash) {
+  if (headSeq < expected - 1) {
+    return bookkeeping(
+      'inserted',
+      headSeq + 1,
+      `chain seq ${headSeq + 1}..${expected - 1} lie beyond the last delivered link (${headSeq}): added, or the head was moved back`,
+    );
+  }
+  if (head.hash !== prevHash) {
     return report({
       kind: 'altered',
       chainSeq: expected - 1,
@@ -229,9 +423,39 @@ export async function verifyInstance(
   return report(null);
 }
 
+/** The checks a link passes on its own: its HMAC, a JSON body, and columns that match it. */
+function macAndColumns(row: LinkRow, hmacKey: string | undefined, instance: string): Problem | null {
+  const seq = Number(row.seq);
+  const at = { chainSeq: seq, recordId: row.id };
+  if (hmacKey !== undefined && row.mac !== linkMac(hmacKey, row.hash)) {
+    return {
+      kind: 'forged',
+      ...at,
+      message: `the HMAC of chain seq ${seq} (record ${row.id}) is wrong: the chain was recomputed without the key`,
+    };
+  }
+  let body: Record<string, unknown>;
+  try {
+    body = JSON.parse(row.body) as Record<string, unknown>;
+  } catch {
+    return { kind: 'altered', ...at, message: 'body is not JSON' };
+  }
+  const col = columnMismatch(row, body, instance);
+  if (col !== null) {
+    return {
+      kind: 'altered',
+      ...at,
+      message: `column ${col} of record ${row.id} differs from its hashed ${row.type}`,
+    };
+  }
+  return null;
+}
+
 export async function listChainInstances(pool: pg.Pool): Promise<string[]> {
   const { rows } = await pool.query<{ instance_id: string }>(
     `SELECT instance_id FROM pgwarden_chain_heads
+     UNION SELECT instance_id FROM pgwarden_instances
+     UNION SELECT instance_id FROM pgwarden_chain_anchors
      UNION SELECT DISTINCT instance_id FROM pgwarden_decisions
      UNION SELECT DISTINCT instance_id FROM pgwarden_outcomes ORDER BY 1`,
   );
@@ -242,9 +466,10 @@ export async function verifyAll(
   pool: pg.Pool,
   hmacKey: string | undefined,
   instance?: string,
+  opts: VerifyOptions = {},
 ): Promise<InstanceReport[]> {
   const instances = instance ? [instance] : await listChainInstances(pool);
   const out: InstanceReport[] = [];
-  for (const i of instances) out.push(await verifyInstance(pool, i, hmacKey));
+  for (const i of instances) out.push(await verifyInstance(pool, i, hmacKey, opts));
   return out;
 }

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { openOrExplain, openSource, sourceArgs, sourceOptions } from '../audit/cli-source.js';
 import { FILTER_KEYS, type DecisionFilter } from '../audit/filter.js';
 import { AGGREGATE_BY, type AggregateBy, type DecisionView, type Interval } from '../audit/store-reader.js';
+import { printable } from './printable.js';
 
 interface Io {
   stdout: (s: string) => void;
@@ -17,12 +18,15 @@ filters: --human --agent --tenant --verdict allow|rewrite|deny --kind --rule --t
          --instance --sqlstate --from <iso time> --to <iso time> --q <sql text>
 `;
 
+/** A cell of at most `n` characters, control characters escaped first (a newline shows as `\n`). */
 function cut(s: unknown, n: number): string {
-  const t = String(s ?? '').replace(/\s+/g, ' ');
+  const t = printable(String(s ?? '')).replace(/ {2,}/g, ' ');
   return t.length > n ? `${t.slice(0, n - 1)}…` : t;
 }
 
-function table(rows: string[][]): string {
+/** Every cell goes through printable(): agent-written text never reaches the terminal raw. */
+function table(cells: string[][]): string {
+  const rows = cells.map((r) => r.map(printable));
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
   return rows
     .map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  '))
@@ -140,14 +144,16 @@ export async function logCommand(args: string[], io: Io): Promise<number> {
     if (typeof values.replay === 'string') {
       const items = await source.session(values.replay);
       if (items.length === 0) {
-        io.stderr(`no session ${values.replay}`);
+        io.stderr(`no session ${printable(values.replay)}`);
         return 1;
       }
       if (json) for (const d of items) io.stdout(JSON.stringify(d));
       else {
         const first = items[0] as DecisionView;
         io.stdout(
-          `session ${values.replay}: ${String(first.human)} via ${String(first.agent)} in ${String(first.tenant)}`,
+          printable(
+            `session ${values.replay}: ${String(first.human)} via ${String(first.agent)} in ${String(first.tenant)}`,
+          ),
         );
         io.stdout(table(decisionRows(items, true)));
       }
@@ -156,7 +162,7 @@ export async function logCommand(args: string[], io: Io): Promise<number> {
     const page = await source.search(filter as DecisionFilter, limit, values.cursor as string | undefined);
     if (json) for (const d of page.items) io.stdout(JSON.stringify(d));
     else io.stdout(page.items.length === 0 ? '(no decisions)' : table(decisionRows(page.items, false)));
-    if (page.nextCursor) io.stderr(`more: --cursor ${page.nextCursor}`);
+    if (page.nextCursor) io.stderr(`more: --cursor ${printable(page.nextCursor)}`);
     return 0;
   } finally {
     await source.close();

@@ -44,6 +44,7 @@ export async function startFromConfig(config: Config, logger: Logger): Promise<S
     rulesPaths: config.rules.paths,
     loadCatalog: () => loadCatalog(url, config.session.searchPath),
     searchPath: config.session.searchPath,
+    tenantClaim: config.auth.claims.tenant,
     logger,
   });
   const stopWatching = policy.watch();

@@ -1,7 +1,9 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { validateConfig } from './load.js';
+import { loadConfigFile, validateConfig } from './load.js';
 import { configSchema } from './schema.js';
 
 const doc = readFileSync(new URL('../../docs/config.md', import.meta.url), 'utf8');
@@ -22,10 +24,34 @@ describe('config', () => {
   });
 
   it('refuses unknown keys with their path, and freezes what it accepts', () => {
-    expect(() => validateConfig({ ...minimal, upstream: { ...minimal.upstream, hots: 'x' } })).toThrow(/upstream/);
+    expect(() => validateConfig({ ...minimal, upstream: { ...minimal.upstream, hots: 'x' } })).toThrow(
+      /upstream/,
+    );
     expect(() => validateConfig({ ...minimal, auth: {} })).toThrow(/hs256Secret, jwksFile or jwksUrl/);
+    expect(() =>
+      validateConfig({ ...minimal, auth: { ...minimal.auth, jwksUrl: 'https://idp.test/jwks' } }),
+    ).toThrow(/more than one key source: hs256Secret \(or PGWARDEN_HS256_SECRET\)/);
+    expect(() =>
+      validateConfig({ ...minimal, auth: { jwksFile: '/k.json', jwksUrl: 'https://idp.test/jwks' } }),
+    ).toThrow(/more than one key source/);
     const c = validateConfig(minimal);
+    expect(c.limits.maxStartupMessageBytes).toBe(64 * 1024);
+    expect(c.limits.maxStartupConnections).toBe(64);
+    expect(c.auth.maxTokenLifetimeSec).toBe(86_400);
     expect(Object.isFrozen(c.limits)).toBe(true);
     expect(c.tls.allowPlaintext).toBe('loopback');
+  });
+
+  it('refuses PGWARDEN_HS256_SECRET with a JWKS source in the file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pgw-config-'));
+    const file = join(dir, 'pgwarden.yaml');
+    writeFileSync(
+      file,
+      'upstream: { database: app, user: svc }\nauth: { jwksUrl: "https://idp.test/jwks" }\n',
+    );
+    expect(loadConfigFile(file, {}).auth.jwksUrl).toBe('https://idp.test/jwks');
+    expect(() => loadConfigFile(file, { PGWARDEN_HS256_SECRET: 'y'.repeat(32) })).toThrow(
+      /auth: auth has more than one key source/,
+    );
   });
 });

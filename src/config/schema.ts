@@ -35,10 +35,18 @@ const auth = z
     claims: claims.default(claims.parse({})),
     failureDelayMs: z.number().int().min(0).default(250),
     clockToleranceSec: z.number().int().min(0).default(5),
+    /** Longest a token may be valid: exp − iat (or exp − now without iat). Tokens need an exp. */
+    maxTokenLifetimeSec: z.number().int().positive().default(86_400),
   })
   .strict()
   .refine((a) => a.hs256Secret !== undefined || a.jwksFile !== undefined || a.jwksUrl !== undefined, {
     message: 'auth needs one of hs256Secret, jwksFile or jwksUrl',
+  })
+  // With two key sources only one would be used, silently: refuse rather than guess.
+  .refine((a) => [a.hs256Secret, a.jwksFile, a.jwksUrl].filter((k) => k !== undefined).length <= 1, {
+    message:
+      'auth has more than one key source: hs256Secret (or PGWARDEN_HS256_SECRET), jwksFile and jwksUrl ' +
+      'exclude each other; keep exactly one',
   });
 
 const tls = z
@@ -69,6 +77,17 @@ const limits = z
     /** Statements one query string may hold; more are refused before any is judged. */
     maxStatementsPerQuery: z.number().int().positive().default(1000),
     maxConnections: z.number().int().positive().default(1000),
+    /**
+     * Until a client has authenticated, its messages may be at most this large (a token fits
+     * easily); a tokenless client cannot make pgwarden buffer a maxMessageBytes message.
+     */
+    maxStartupMessageBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .default(64 * 1024),
+    /** Connections still in startup or authentication; counted apart from maxConnections. */
+    maxStartupConnections: z.number().int().positive().default(64),
     startupTimeoutMs: z.number().int().positive().default(10_000),
     idleTimeoutMs: z.number().int().min(0).default(0),
   })

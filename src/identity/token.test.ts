@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -77,6 +78,89 @@ describe('HS256 tokens', () => {
   it('refuses alg=none and an HS256 token signed with a public key', async () => {
     const none = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from('{"sub":"a","tenant":"acme"}').toString('base64url')}.`;
     await expect(verify(none, 'u')).rejects.toBeInstanceOf(TokenError);
+  });
+});
+
+/** An HS256 token over exactly this payload text (JSON.stringify cannot write -0 or 2^53 + 1). */
+function signRaw(payloadJson: string): string {
+  const enc = (s: string): string => Buffer.from(s).toString('base64url');
+  const input = `${enc('{"alg":"HS256","typ":"JWT"}')}.${enc(payloadJson)}`;
+  return `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`;
+}
+
+const claimsOf = (extra: string, now = Math.floor(Date.now() / 1000)): string =>
+  `{"iss":"https://idp.test/","aud":"pgwarden","sub":"a","iat":${now},"exp":${now + 60}${extra}}`;
+
+describe('numeric claims', () => {
+  const verify = createTokenVerifier(hsAuth);
+
+  it('accepts a safe integer as its decimal text', async () => {
+    await expect(verify(signRaw(claimsOf(',"tenant":9007199254740991')), 'u')).resolves.toMatchObject({
+      tenant: '9007199254740991',
+    });
+    await expect(verify(signRaw(claimsOf(',"tenant":42,"jti":7')), 'u')).resolves.toMatchObject({
+      tenant: '42',
+      tokenId: '7',
+    });
+  });
+
+  it.each(['9007199254740993', '1e21', '1.5', '-0', '-9007199254740993'])(
+    'refuses %s: it has no exact text form',
+    async (n) => {
+      await expect(verify(signRaw(claimsOf(`,"tenant":${n}`)), 'u')).rejects.toMatchObject({
+        reason: 'claims',
+      });
+      await expect(verify(signRaw(claimsOf(`,"tenant":"acme","sub":${n}`)), 'u')).rejects.toMatchObject({
+        reason: 'claims',
+      });
+    },
+  );
+});
+
+describe('token lifetime', () => {
+  const verify = createTokenVerifier(hsAuth);
+  const now = Math.floor(Date.now() / 1000);
+  const token = (fields: Record<string, number>): string =>
+    signRaw(
+      JSON.stringify({ iss: 'https://idp.test/', aud: 'pgwarden', sub: 'a', tenant: 'acme', ...fields }),
+    );
+
+  it('accepts a token that lives up to auth.maxTokenLifetimeSec (default one day)', async () => {
+    expect(hsAuth.maxTokenLifetimeSec).toBe(86_400);
+    await expect(verify(token({ iat: now, exp: now + 86_400 }), 'u')).resolves.toMatchObject({
+      expiresAt: now + 86_400,
+    });
+    await expect(verify(token({ exp: now + 3600 }), 'u')).resolves.toMatchObject({ tenant: 'acme' });
+  });
+
+  it.each([
+    ['no exp', { iat: now }],
+    ['no exp and no iat', {}],
+    ['exp far away', { iat: now, exp: 1e300 }],
+    ['a lifetime one second too long', { iat: now, exp: now + 86_401 }],
+    ['exp too far ahead without iat', { exp: now + 86_400 + 600 }],
+    ['iat in the future', { iat: now + 3600, exp: now + 3700 }],
+  ])('refuses a token with %s', async (_why, fields) => {
+    await expect(verify(token(fields), 'u')).rejects.toMatchObject({ reason: 'claims' });
+  });
+
+  it('honours a configured maximum, and minting refuses a ttl above it', async () => {
+    const short = validateConfig({
+      ...base,
+      auth: {
+        hs256Secret: secret,
+        issuer: 'https://idp.test/',
+        audience: 'pgwarden',
+        maxTokenLifetimeSec: 60,
+      },
+    }).auth;
+    await expect(createTokenVerifier(short)(token({ iat: now, exp: now + 120 }), 'u')).rejects.toMatchObject({
+      reason: 'claims',
+      message: expect.stringContaining('maxTokenLifetimeSec'),
+    });
+    await expect(mintToken(short, { tenant: 'acme', human: 'a', ttlSeconds: 120 })).rejects.toThrow(
+      /maxTokenLifetimeSec/,
+    );
   });
 });
 

@@ -32,11 +32,44 @@ function keySource(auth: AuthConfig): Uint8Array | JWTVerifyGetKey {
   throw new Error('auth has no key source');
 }
 
+/**
+ * A claim as text. A number is accepted only when it is a safe integer other than -0: JSON.parse
+ * has already rounded larger integers (9007199254740993 arrives as …992, another tenant's id), and
+ * 1.5, 1e21 or -0 have no single text form that an issuer would mean.
+ */
 function stringClaim(payload: JWTPayload, name: string): string | undefined {
   const v = payload[name];
   if (typeof v === 'string' && v.length > 0) return v;
-  if (typeof v === 'number' && Number.isFinite(v)) return String(v);
+  if (typeof v === 'number') {
+    if (Number.isSafeInteger(v) && !Object.is(v, -0)) return String(v);
+    throw new TokenError(
+      'claims',
+      `claim "${name}" is a number that is not a safe integer (${v}); send it as a string`,
+    );
+  }
   return undefined;
+}
+
+/**
+ * Tokens must expire, and not too far ahead: a token with no `exp`, a lifetime (exp − iat, or
+ * exp − now without iat) over auth.maxTokenLifetimeSec, or an `iat` in the future beyond the clock
+ * tolerance is refused. `nowSec` is the verification time in seconds.
+ */
+export function checkTokenLifetime(payload: JWTPayload, auth: AuthConfig, nowSec: number): number {
+  const { exp, iat } = payload;
+  if (typeof exp !== 'number' || !Number.isFinite(exp))
+    throw new TokenError('claims', 'token has no "exp" claim; pgwarden accepts only tokens that expire');
+  if (iat !== undefined && (typeof iat !== 'number' || !Number.isFinite(iat)))
+    throw new TokenError('claims', 'claim "iat" must be a number');
+  if (iat !== undefined && iat > nowSec + auth.clockToleranceSec)
+    throw new TokenError('claims', `token issued in the future (iat ${iat}, now ${Math.floor(nowSec)})`);
+  const lifetime = exp - (iat ?? nowSec);
+  if (lifetime > auth.maxTokenLifetimeSec)
+    throw new TokenError(
+      'claims',
+      `token lifetime of ${Math.round(lifetime)} s exceeds auth.maxTokenLifetimeSec (${auth.maxTokenLifetimeSec} s)`,
+    );
+  return exp;
 }
 
 export function identityFromClaims(payload: JWTPayload, auth: AuthConfig, startupUser: string): Identity {
@@ -90,6 +123,7 @@ export function createTokenVerifier(auth: AuthConfig): TokenVerifier {
       if (code === 'ERR_JWT_EXPIRED') throw new TokenError('expired', 'token expired');
       throw new TokenError('invalid', `token rejected: ${code ?? (err as Error).message}`);
     }
+    checkTokenLifetime(payload, auth, Date.now() / 1000);
     return identityFromClaims(payload, auth, startupUser);
   };
 }
@@ -114,6 +148,10 @@ export interface MintOptions {
 /** Mints an HS256 token with the configured secret, for demos and tests. */
 export async function mintToken(auth: AuthConfig, opts: MintOptions): Promise<string> {
   if (auth.hs256Secret === undefined) throw new Error('minting needs auth.hs256Secret');
+  if (opts.ttlSeconds > auth.maxTokenLifetimeSec)
+    throw new Error(
+      `a ttl of ${opts.ttlSeconds} s exceeds auth.maxTokenLifetimeSec (${auth.maxTokenLifetimeSec} s); pgwarden would refuse the token`,
+    );
   const claims: JWTPayload = {
     [auth.claims.tenant]: opts.tenant,
     [auth.claims.roles]: [...(opts.roles ?? [])],

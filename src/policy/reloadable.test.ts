@@ -68,6 +68,28 @@ describe('reloadable judge', () => {
     ).rejects.toThrow(/r\.yaml: version/);
   });
 
+  it('refuses rules whose tenant.claim differs from auth.claims.tenant, at start and on reload', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pgw-reload-'));
+    const file = join(dir, 'rules.yaml');
+    writeFileSync(file, orders); // tenant.claim defaults to "tenant"
+    const opts = {
+      rulesPaths: [dir],
+      loadCatalog: async () => readCatalogSnapshot('grammar-tests/catalog.json'),
+      searchPath: 'public',
+    };
+    await expect(createReloadableJudge({ ...opts, tenantClaim: 'org' })).rejects.toThrow(
+      /tenant\.claim is "tenant" but the config's auth\.claims\.tenant is "org"/,
+    );
+    writeFileSync(file, `version: 1\ntenant: { claim: org }\n${orders.slice('version: 1\n'.length)}`);
+    const r = await createReloadableJudge({ ...opts, tenantClaim: 'org' });
+    expect(r.judge.judge('SELECT * FROM orders', ctx).verdict.kind).toBe('rewrite');
+    writeFileSync(file, orders);
+    const refused = await r.reload();
+    expect(refused.ok).toBe(false);
+    expect(refused.error).toMatch(/auth\.claims\.tenant is "org"/);
+    expect(r.judge.judge('SELECT * FROM orders', ctx).verdict.kind).toBe('rewrite');
+  });
+
   it('watch() reloads when a file changes', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pgw-reload-'));
     const file = join(dir, 'rules.yaml');

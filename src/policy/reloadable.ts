@@ -19,13 +19,29 @@ export interface ReloadableJudge {
   watch(): () => void;
 }
 
+/**
+ * The rules name the token claim that carries the tenant (tenant.claim); the identity takes the
+ * tenant from auth.claims.tenant. Two different names would mean the rules describe a claim the
+ * proxy never reads: refused at start and on reload.
+ */
+export function tenantClaimMismatch(rules: Rules, tokenTenantClaim: string | undefined): string | undefined {
+  if (tokenTenantClaim === undefined || rules.tenant.claim === tokenTenantClaim) return undefined;
+  return (
+    `the rules' tenant.claim is "${rules.tenant.claim}" but the config's auth.claims.tenant is ` +
+    `"${tokenTenantClaim}"; they must name the same token claim`
+  );
+}
+
 /** Loads rules and catalog, checks one against the other and builds a judge; throws RulesError. */
 export async function buildJudge(
   rulesPaths: readonly string[],
   catalog: () => Promise<Catalog>,
   searchPath: string,
+  tokenTenantClaim?: string,
 ): Promise<{ judge: Judge; rules: Rules }> {
   const rules = await loadRules(rulesPaths);
+  const mismatch = tenantClaimMismatch(rules, tokenTenantClaim);
+  if (mismatch !== undefined) throw new RulesError([mismatch]);
   const cat = await catalog();
   const problems = checkRulesAgainstCatalog(rules, cat);
   if (problems.length > 0) throw new RulesError(problems);
@@ -40,9 +56,13 @@ export async function createReloadableJudge(opts: {
   rulesPaths: string[];
   loadCatalog: () => Promise<Catalog>;
   searchPath: string;
+  /** auth.claims.tenant: the rules' tenant.claim must be the same. */
+  tenantClaim?: string;
   logger?: ReloadLogger;
 }): Promise<ReloadableJudge> {
-  let current = (await buildJudge(opts.rulesPaths, opts.loadCatalog, opts.searchPath)).judge;
+  const build = (): ReturnType<typeof buildJudge> =>
+    buildJudge(opts.rulesPaths, opts.loadCatalog, opts.searchPath, opts.tenantClaim);
+  let current = (await build()).judge;
   let generation = 0;
   const judge: Judge = {
     judge: (sql, ctx) => current.judge(sql, ctx),
@@ -52,7 +72,7 @@ export async function createReloadableJudge(opts: {
   const reload = async (): Promise<{ ok: boolean; error?: string }> => {
     const mine = ++generation;
     try {
-      const next = await buildJudge(opts.rulesPaths, opts.loadCatalog, opts.searchPath);
+      const next = await build();
       // A slower, older reload must not overwrite a newer one.
       if (mine !== generation) return { ok: false, error: 'superseded by a newer reload' };
       current = next.judge;

@@ -2,7 +2,8 @@
  * Settings an agent may SET / RESET: they change how values are shown or how long to wait, never
  * who the session is, which objects names resolve to, or how SQL text is read. The proxy pins
  * search_path, standard_conforming_strings, client_encoding, statement_timeout and
- * application_name, so those are never here. https://www.postgresql.org/docs/current/runtime-config-client.html
+ * application_name, so those are never here. idle_in_transaction_session_timeout is not either: an
+ * agent must not switch off a timeout the DBA set (it can still SHOW it). https://www.postgresql.org/docs/current/runtime-config-client.html
  */
 export const settableParameters = new Set([
   'datestyle',
@@ -12,7 +13,6 @@ export const settableParameters = new Set([
   'bytea_output',
   'client_min_messages',
   'lock_timeout',
-  'idle_in_transaction_session_timeout',
   'default_transaction_isolation',
   'default_transaction_read_only',
   'default_transaction_deferrable',
@@ -35,6 +35,7 @@ export const showableParameters = new Set([
   'integer_datetimes',
   'max_identifier_length',
   'statement_timeout',
+  'idle_in_transaction_session_timeout',
   'application_name',
   'lc_collate',
   'lc_ctype',

@@ -1,5 +1,5 @@
 import { serialize } from 'pg-protocol';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { PgwardenError } from '../errors/registry.js';
 import { StartupCode } from './codes.js';
 import { FrontendDecoder, type FrontendMessage } from './frontend-decoder.js';
@@ -118,5 +118,92 @@ describe('FrontendDecoder', () => {
     const badFormat = Buffer.from(serialize.bind({ values: ['a'] }).subarray(5));
     badFormat.writeInt16BE(7, 4); // format code 7 does not exist
     expect(() => readBind(badFormat)).toThrow(/format/);
+  });
+
+  describe('does linear work however the bytes are split', () => {
+    afterEach(() => {
+      vi.restoreAllMocks();
+    });
+
+    /** Bytes the decoder copies (Buffer.concat output and Buffer#copy) while decoding `chunks`. */
+    function bytesCopied(chunks: Buffer[], limit: number): { copied: number; messages: FrontendMessage[] } {
+      const d = new FrontendDecoder(limit);
+      d.startTypedPhase(limit);
+      let copied = 0;
+      const concat = Buffer.concat.bind(Buffer);
+      vi.spyOn(Buffer, 'concat').mockImplementation((list, total) => {
+        const out = concat(list, total);
+        copied += out.length;
+        return out;
+      });
+      const copy = Buffer.prototype.copy;
+      vi.spyOn(Buffer.prototype, 'copy').mockImplementation(function (this: Buffer, ...args) {
+        const n = copy.apply(this, args);
+        copied += n;
+        return n;
+      });
+      const messages: FrontendMessage[] = [];
+      for (const c of chunks) {
+        d.push(c);
+        for (let m = d.next(); m; m = d.next()) messages.push(m);
+      }
+      vi.restoreAllMocks();
+      expect(d.pendingBytes).toBe(0);
+      return { copied, messages };
+    }
+
+    function split(b: Buffer, size: number): Buffer[] {
+      const out: Buffer[] = [];
+      for (let i = 0; i < b.length; i += size) out.push(b.subarray(i, i + size));
+      return out;
+    }
+
+    /** A PasswordMessage of `size` bytes followed by a Sync. */
+    function wireOf(size: number): { big: Buffer; trailer: Buffer; wire: Buffer } {
+      const big = Buffer.alloc(size, 0x41);
+      big[0] = 0x70;
+      big.writeInt32BE(size - 1, 1);
+      big[size - 1] = 0;
+      const trailer = serialize.sync();
+      return { big, trailer, wire: Buffer.concat([big, trailer]) };
+    }
+
+    it.each([
+      [4 * 1024 * 1024, 65536],
+      [4 * 1024 * 1024, 4096],
+      [1024 * 1024, 1000],
+      [64 * 1024, 7],
+    ])('copies each byte at most twice: %i bytes in %i-byte chunks', (size, chunkSize) => {
+      const { big, trailer, wire } = wireOf(size);
+      const { copied, messages } = bytesCopied(split(wire, chunkSize), 16 * 1024 * 1024);
+      // Re-joining the unfinished bytes on every chunk copies about size² / (2 × chunkSize) bytes.
+      expect(copied).toBeLessThanOrEqual(2 * wire.length);
+      expect(messages.map((m) => m.code)).toEqual([0x70, 0x53]);
+      expect(messages[0]!.raw.equals(big)).toBe(true);
+      expect(messages[1]!.raw.equals(trailer)).toBe(true);
+    });
+
+    it('hands out messages within one chunk as views, without copying', () => {
+      const { copied, messages } = bytesCopied([stream], 1 << 20);
+      expect(copied).toBe(0);
+      expect(messages.every((m) => m.buffer === stream)).toBe(true);
+    });
+
+    it('never changes a message it has returned when more bytes arrive', () => {
+      const d = new FrontendDecoder(1 << 20);
+      d.startTypedPhase(1 << 20);
+      const q1 = serialize.query('SELECT 1');
+      const q2 = serialize.query('SELECT 2');
+      d.push(Buffer.from([0x53])); // half a Sync, so later small chunks are gathered
+      d.push(Buffer.concat([Buffer.from([0, 0, 0, 4]), q1.subarray(0, 3)]));
+      const sync = d.next()!;
+      d.push(q1.subarray(3));
+      const first = d.next()!;
+      d.push(q2);
+      const second = d.next()!;
+      expect([sync.raw, first.raw, second.raw].map((b) => b.toString('hex'))).toEqual(
+        [serialize.sync(), q1, q2].map((b) => b.toString('hex')),
+      );
+    });
   });
 });

@@ -182,6 +182,21 @@ export function readBindNames(
   return { portal, statement };
 }
 
+/**
+ * Whether a Bind carries parameter values, read without validating the message (the server does
+ * that). A body too short to tell answers true: the caller uses it to decide what to redact.
+ */
+export function bindHasParameters(body: Buffer, start = 0, end = body.length): boolean {
+  let at = body.indexOf(0, start);
+  if (at < 0 || at >= end) return true;
+  at = body.indexOf(0, at + 1);
+  if (at < 0 || at + 3 > end) return true;
+  const formats = body.readInt16BE(at + 1);
+  const count = at + 3 + 2 * Math.max(0, formats);
+  if (count + 2 > end) return true;
+  return body.readInt16BE(count) !== 0;
+}
+
 export interface TargetMessage {
   /** 'S' for a prepared statement, 'P' for a portal. */
   readonly target: 'S' | 'P';

@@ -71,6 +71,10 @@ export class MessageReader {
   }
 
   private fail(err: Error): void {
+    // Nothing more is read from a client whose stream has failed (e.g. an oversized message): it
+    // must not fill memory while its failure is answered.
+    this.socket.off('data', this.onData);
+    this.socket.pause();
     this.failure ??= err;
     const w = this.waiter;
     this.waiter = undefined;

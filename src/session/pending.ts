@@ -14,6 +14,11 @@ export class Pending implements ChangeLog {
   command: string | null = null;
   sqlstate: string | null = null;
   errorMessage: string | null = null;
+  /**
+   * The request ran with bind parameter values and audit.redactParameters is on: the server's
+   * error message can quote those values, so the recorded message has its quoted spans redacted.
+   */
+  redactError = false;
   /** Changes to pgwarden's mirror of server state this request makes; undone if it is not carried out. */
   changes: Change[] | undefined = undefined;
   /** For a simple Query: how many of its statements the server has finished. */

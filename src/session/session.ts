@@ -27,6 +27,7 @@ import { MirroredNames, mapStore, setStore, undoChanges } from './mirror.js';
 import { checkParam } from './param-check.js';
 import { declaredTypeProblem } from './param-types.js';
 import { PendingQueue, pending, type Pending } from './pending.js';
+import { redactQuoted } from './redact-error.js';
 import { isoNow } from './clock.js';
 import { OutBatch } from './out-batch.js';
 import { checkClientParameters, readStartup, type ClientParameters } from './startup.js';
@@ -47,6 +48,11 @@ export interface SessionDeps {
   readonly logger: Logger;
   /** True while pgwarden accepts new sessions; false once shutting down. */
   readonly accepting: () => boolean;
+  /**
+   * Called once the token is verified: moves the connection from the startup count to the
+   * session count; false when every session slot is taken (limits.maxConnections).
+   */
+  readonly admit?: () => boolean;
 }
 
 /**
@@ -115,6 +121,8 @@ interface JudgedStatement {
 interface BoundPortal {
   readonly statement: JudgedStatement;
   readonly order: number;
+  /** Its Bind carried parameter values (which an error message of its execution can quote). */
+  readonly parameters: boolean;
 }
 
 function isLoopback(address: string | undefined): boolean {
@@ -231,7 +239,10 @@ export class Session {
     }
     this.client = first.socket;
     this.decoder = first.reader.decoder;
-    this.decoder.startTypedPhase(config.limits.maxMessageBytes);
+    // Until the client has authenticated, a message may be no larger than a token needs.
+    this.decoder.startTypedPhase(
+      Math.min(config.limits.maxStartupMessageBytes, config.limits.maxMessageBytes),
+    );
     const reader = first.reader;
     if (!this.deps.accepting()) throw new PgwardenError('PGW_SHUTTING_DOWN');
 
@@ -250,26 +261,35 @@ export class Session {
     }
 
     this.client.write(be.authenticationCleartextPassword());
-    const answer = await reader.next();
+    let answer: FrontendMessage;
+    try {
+      answer = await reader.next();
+    } catch (err) {
+      if (!(err instanceof PgwardenError && err.code === 'PGW_MESSAGE_TOO_LARGE')) throw err;
+      return this.authFailed(params, `password message too large: ${err.message}`, {
+        detail: `before authentication pgwarden accepts messages of at most ${this.decoder.maxBytes} bytes`,
+      });
+    }
     if (answer.code !== Frontend.Password) {
       throw new PgwardenError('PGW_PROTOCOL_VIOLATION', { message: 'expected a password message' });
     }
     const token = fm.readPassword(answer.body);
+    let verified: Identity;
     try {
-      this.identity = await this.deps.verifyToken(token, params.user);
+      verified = await this.deps.verifyToken(token, params.user);
     } catch (err) {
       const reason = err instanceof TokenError ? `${err.reason}: ${err.message}` : String(err);
-      this.recordAuthFailure(params, reason);
-      this.log.warn(
-        { event: 'auth_failure', user: params.user, client: this.clientAddress, reason },
-        'authentication failed',
-      );
-      // The same answer after the same delay whatever the cause, so failures reveal nothing.
-      await new Promise((r) => setTimeout(r, config.auth.failureDelayMs));
-      throw new PgwardenError('PGW_AUTH_FAILED', {
-        message: `password authentication failed for user "${params.user}"`,
+      return this.authFailed(params, reason);
+    }
+    if (!params.servedDatabase) {
+      // Named only to a client whose token is valid.
+      return this.authFailed(params, `database "${params.database}" is not served by pgwarden`, {
+        hint: `connect to database "${config.upstream.database}"`,
       });
     }
+    if (this.deps.admit && !this.deps.admit()) throw new PgwardenError('PGW_TOO_MANY_CONNECTIONS');
+    this.identity = verified;
+    this.decoder.setMaxMessageBytes(config.limits.maxMessageBytes);
 
     const identity = this.identity;
     try {
@@ -285,8 +305,9 @@ export class Session {
         },
       });
     } catch (err) {
+      // The server's words (and host:port) are for operators; the agent gets the generic 08006.
       this.log.error({ event: 'upstream_unavailable', err: (err as PgwardenError).detail ?? String(err) });
-      throw err;
+      throw new PgwardenError('PGW_UPSTREAM_UNAVAILABLE', { cause: err });
     }
     if (this.closed) {
       this.upstream.socket.destroy();
@@ -306,6 +327,29 @@ export class Session {
     });
     this.client.write(Buffer.concat(out));
     this.attachRelay();
+    this.armTokenExpiry();
+  }
+
+  private expiryTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * Ends the session when its token expires, even if it sits idle (perhaps in a transaction,
+   * holding locks); checkTokenExpiry also refuses a chunk that arrives after that moment.
+   */
+  private armTokenExpiry(): void {
+    const exp = this.identity?.expiresAt;
+    if (exp === undefined || this.closed) return;
+    // setTimeout waits at most 2^31 - 1 ms (about 24.8 days); a longer wait is re-armed.
+    const wait = Math.min(Math.max(0, exp * 1000 - Date.now()), 2 ** 31 - 1);
+    this.expiryTimer = setTimeout(() => {
+      if (Date.now() < exp * 1000) return this.armTokenExpiry();
+      const identity = this.identity!;
+      this.log.info(
+        { event: 'token_expired', human: identity.human, tokenId: identity.tokenId },
+        'token expired during session',
+      );
+      this.fatal(new PgwardenError('PGW_TOKEN_EXPIRED'));
+    }, wait);
   }
 
   /** From here on, both directions are event-driven and synchronous per chunk. */
@@ -724,8 +768,10 @@ export class Session {
       }
     }
     const p = pending('bind');
+    const parameters = fm.bindHasParameters(m.buffer, m.bodyStart, m.end);
+    p.redactError = parameters && this.deps.config.audit.redactParameters;
     // The Bind is queued right after this: its order is the next one.
-    this.mirror.portals.set(msg.portal, { statement, order: this.forwarded }, p);
+    this.mirror.portals.set(msg.portal, { statement, order: this.forwarded, parameters }, p);
     out.addMessage(m);
     this.enqueue(p);
   }
@@ -775,6 +821,7 @@ export class Session {
       recordId = record.id;
     }
     const p = pending('execute', recordId);
+    p.redactError = (bound?.parameters ?? true) && this.deps.config.audit.redactParameters;
     this.applyEffects(effects, p);
     out.addMessage(m);
     this.enqueue(p);
@@ -1008,7 +1055,8 @@ export class Session {
         const p = this.queue.peek();
         if (!p) return agentsView ?? 'forward';
         p.sqlstate = f.sqlstate;
-        p.errorMessage = f.message;
+        // With parameters redacted, the record keeps no bind value quoted back by the server.
+        p.errorMessage = p.redactError ? redactQuoted(f.message) : f.message;
         const refusal = f.sqlstate === '22P02' ? parentKeyRefusal(f.message) : undefined;
         if (refusal !== undefined) {
           p.sqlstate = errors.PGW_PARENT_KEY_REFUSED.sqlstate;
@@ -1030,6 +1078,10 @@ export class Session {
           for (const skipped of this.queue.shiftUntilSync()) {
             undoChanges(skipped);
             skipped.command = 'SKIPPED';
+            // Why it was skipped: the error of the request that failed (a Bind refused, say),
+            // already redacted if that request carried parameter values.
+            skipped.sqlstate = p.sqlstate;
+            skipped.errorMessage = p.errorMessage;
             this.complete(skipped);
           }
           // No Sync forwarded yet: the server will discard what the client sends until its Sync,
@@ -1169,6 +1221,27 @@ export class Session {
     };
   }
 
+  /**
+   * Every authentication failure is answered alike: logged and recorded with its reason, then the
+   * same FATAL after the same delay, so failures reveal nothing and cannot be probed quickly.
+   */
+  private async authFailed(
+    params: ClientParameters,
+    reason: string,
+    extra: { detail?: string; hint?: string } = {},
+  ): Promise<never> {
+    this.recordAuthFailure(params, reason);
+    this.log.warn(
+      { event: 'auth_failure', user: params.user, client: this.clientAddress, reason },
+      'authentication failed',
+    );
+    await new Promise((r) => setTimeout(r, this.deps.config.auth.failureDelayMs));
+    throw new PgwardenError('PGW_AUTH_FAILED', {
+      message: `password authentication failed for user "${params.user}"`,
+      ...extra,
+    });
+  }
+
   private recordAuthFailure(params: ClientParameters, reason: string): void {
     this.params = params;
     const spec = errors.PGW_AUTH_FAILED;
@@ -1218,6 +1291,7 @@ export class Session {
   }
 
   close(why: string): void {
+    clearTimeout(this.expiryTimer);
     if (this.closed) return;
     if (this.held) {
       // Statements the client sent before it left still run, once their records are durable.

@@ -31,17 +31,22 @@ export async function readStartup(
   const reader = new MessageReader(socket, decoder);
   let current = socket;
   let secure = false;
-  let negotiatedEncryption = false;
+  let askedGss = false;
+  let askedSsl = false;
   for (;;) {
     const msg = await reader.next();
     const packet = readStartupPacket(msg.body);
     switch (packet.type) {
       case 'ssl':
       case 'gssenc': {
-        if (negotiatedEncryption) {
+        // GSSENCRequest is always declined, and a client may then try SSLRequest (libpq does with
+        // gssencmode=prefer and a Kerberos cache). Any other second request is refused.
+        const again = packet.type === 'ssl' ? askedSsl : askedGss || askedSsl;
+        if (again) {
           throw new PgwardenError('PGW_PROTOCOL_VIOLATION', { message: 'encryption was already negotiated' });
         }
-        negotiatedEncryption = true;
+        if (packet.type === 'ssl') askedSsl = true;
+        else askedGss = true;
         // Bytes sent after the request but before the handshake would be read as if encrypted
         // (CVE-2021-23214): refuse them.
         if (decoder.pendingBytes > 0) {
@@ -102,6 +107,12 @@ const pinnedParameters = new Set(['client_encoding']);
 export interface ClientParameters {
   readonly user: string;
   readonly database: string;
+  /**
+   * False when the client named another database than the one pgwarden serves. That is answered
+   * as an authentication failure, after the password, so the served name is not revealed to a
+   * client without a valid token.
+   */
+  readonly servedDatabase: boolean;
   readonly applicationName: string | null;
   /** Display settings forwarded upstream (DateStyle, TimeZone, ...). */
   readonly forwarded: Readonly<Record<string, string>>;
@@ -122,12 +133,6 @@ export function checkClientParameters(
   if (!user)
     throw new PgwardenError('PGW_STARTUP_REFUSED', { message: 'no user name given in the connection' });
   const db = params.get('database') ?? user;
-  if (db !== database) {
-    throw new PgwardenError('PGW_STARTUP_REFUSED', {
-      message: `database "${db}" is not served by pgwarden`,
-      hint: `connect to database "${database}"`,
-    });
-  }
   const forwarded: Record<string, string> = {};
   const protocolOptions: string[] = [];
   for (const [name, value] of params) {
@@ -158,6 +163,7 @@ export function checkClientParameters(
   return {
     user,
     database: db,
+    servedDatabase: db === database,
     applicationName: params.get('application_name') ?? params.get('fallback_application_name') ?? null,
     forwarded,
     protocolOptions,

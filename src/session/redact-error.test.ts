@@ -1,0 +1,39 @@
+import { describe, expect, it } from 'vitest';
+import { bindHasParameters } from '../protocol/frontend-messages.js';
+import { redactQuoted } from './redact-error.js';
+
+describe('redacting quoted spans of a server error', () => {
+  it('replaces each quoted span and keeps the rest of the message', () => {
+    expect(redactQuoted('invalid input syntax for type integer: "1-4111-1111-1111-1111 cvv 123"')).toBe(
+      'invalid input syntax for type integer: [redacted]',
+    );
+    expect(redactQuoted("malformed range literal: 'x' near 'y'")).toBe('malformed range literal: [redacted]');
+    expect(redactQuoted('division by zero')).toBe('division by zero');
+  });
+
+  it('never leaves the tail of a value that contains the quote itself', () => {
+    expect(redactQuoted('invalid input syntax for type integer: "4111" 1111 "1111"')).toBe(
+      'invalid input syntax for type integer: [redacted]',
+    );
+    expect(redactQuoted('value "it\'s 4111')).toBe('value [redacted]');
+  });
+});
+
+describe('whether a Bind carries parameter values', () => {
+  const bind = (params: number): Buffer => {
+    const names = Buffer.from('p\0s\0');
+    const counts = Buffer.alloc(4 + params * 5 + 2);
+    counts.writeInt16BE(0, 0);
+    counts.writeInt16BE(params, 2);
+    for (let i = 0; i < params; i++) {
+      counts.writeInt32BE(1, 4 + i * 5);
+      counts.write('7', 8 + i * 5);
+    }
+    return Buffer.concat([names, counts]);
+  };
+  it('reads the count, and answers true when the message is too short to tell', () => {
+    expect(bindHasParameters(bind(0))).toBe(false);
+    expect(bindHasParameters(bind(2))).toBe(true);
+    expect(bindHasParameters(Buffer.from('p\0s'))).toBe(true);
+  });
+});

@@ -1,0 +1,206 @@
+import pg from 'pg';
+import { serialize } from 'pg-protocol';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { StartupCode } from '../src/protocol/codes.js';
+import { createTestDatabase, type TestDatabase } from './support/db.js';
+import { startTestProxy, type TestProxy } from './support/proxy.js';
+import { RawClient, errorOf, startupPacket, type RawMessage } from './support/raw-client.js';
+
+let db: TestDatabase;
+let px: TestProxy;
+
+beforeAll(async () => {
+  db = await createTestDatabase('authlim');
+  await db.sql(`CREATE TABLE items (id int PRIMARY KEY);
+    INSERT INTO items SELECT generate_series(1, 3);`);
+  px = await startTestProxy(db, { tables: ['public.items'] });
+});
+afterAll(async () => {
+  await px?.close();
+  await db?.drop();
+});
+
+/** Every field of an ErrorResponse, by its one-letter code. */
+function fieldsOf(m: RawMessage | undefined): Record<string, string> {
+  expect(m?.code).toBe('E');
+  const fields: Record<string, string> = {};
+  for (const part of m!.body.toString('utf8').split('\0')) if (part) fields[part[0]!] = part.slice(1);
+  return fields;
+}
+
+async function stillServes(p: TestProxy = px): Promise<void> {
+  const c = new pg.Client({ connectionString: await p.url() });
+  await c.connect();
+  expect((await c.query('SELECT count(*)::int AS n FROM items')).rows).toEqual([{ n: 3 }]);
+  await c.end();
+}
+
+describe('before authentication', () => {
+  it('refuses a password message over limits.maxStartupMessageBytes as an authentication failure', async () => {
+    expect(px.config.limits.maxMessageBytes).toBe(16 * 1024 * 1024);
+    const c = await RawClient.connect(px.port);
+    c.send(serialize.startup({ user: 'support-bot', database: db.name }));
+    expect((await c.read())?.code).toBe('R');
+    // Only the header of a 16 MB message: pgwarden refuses it on its length, without waiting for it.
+    const header = Buffer.alloc(5);
+    header[0] = 0x70;
+    header.writeInt32BE(16 * 1024 * 1024 - 64, 1);
+    c.send(Buffer.concat([header, Buffer.alloc(64 * 1024, 0x41)]));
+    const f = fieldsOf(await c.read());
+    expect(f).toMatchObject({
+      V: 'FATAL',
+      C: '28P01',
+      M: 'password authentication failed for user "support-bot"',
+      D: 'before authentication pgwarden accepts messages of at most 65536 bytes',
+    });
+    expect(await c.read()).toBeUndefined();
+    expect(px.sink.records.some((r) => r.kind === 'auth_failure' && /too large/.test(r.detail ?? ''))).toBe(
+      true,
+    );
+    await stillServes();
+  });
+
+  it('accepts large messages once authenticated', async () => {
+    const c = await RawClient.connect(px.port);
+    await c.login('support-bot', db.name, await px.token());
+    c.send(serialize.query(`SELECT count(*) FROM items WHERE '${'x'.repeat(100 * 1024)}' <> ''`));
+    const reply = await c.untilReady();
+    expect(reply.map((m) => m.code).join('')).toBe('TDCZ');
+    c.close();
+  });
+
+  it('answers a wrong database name like any authentication failure, naming the database only to a valid token', async () => {
+    const bad = await RawClient.connect(px.port);
+    bad.send(serialize.startup({ user: 'support-bot', database: 'not_this_one' }));
+    expect((await bad.read())?.code).toBe('R'); // asked for the password like any other client
+    bad.send(serialize.password('not-a-token'));
+    const f = fieldsOf(await bad.read());
+    expect(f).toMatchObject({
+      V: 'FATAL',
+      C: '28P01',
+      M: 'password authentication failed for user "support-bot"',
+    });
+    expect(JSON.stringify(f)).not.toContain(db.name);
+
+    const good = await RawClient.connect(px.port);
+    good.send(serialize.startup({ user: 'support-bot', database: 'not_this_one' }));
+    expect((await good.read())?.code).toBe('R');
+    good.send(serialize.password(await px.token()));
+    expect(fieldsOf(await good.read())).toMatchObject({
+      C: '28P01',
+      M: 'password authentication failed for user "support-bot"',
+      H: `connect to database "${db.name}"`,
+    });
+    expect(
+      px.sink.records.some(
+        (r) => r.kind === 'auth_failure' && r.detail === 'database "not_this_one" is not served by pgwarden',
+      ),
+    ).toBe(true);
+  });
+
+  it('allows SSLRequest after a declined GSSENCRequest on the same connection, and nothing else twice', async () => {
+    const c = await RawClient.connect(px.port);
+    c.send(startupPacket(StartupCode.GSSENCRequest));
+    expect(await c.readByte()).toBe('N');
+    c.send(startupPacket(StartupCode.SSLRequest));
+    expect(await c.readByte()).toBe('N'); // no certificate in this test proxy
+    expect((await c.login('support-bot', db.name, await px.token())).at(-1)?.code).toBe('Z');
+    c.close();
+
+    for (const [a, b] of [
+      [StartupCode.SSLRequest, StartupCode.GSSENCRequest],
+      [StartupCode.SSLRequest, StartupCode.SSLRequest],
+      [StartupCode.GSSENCRequest, StartupCode.GSSENCRequest],
+    ] as const) {
+      const r = await RawClient.connect(px.port);
+      r.send(startupPacket(a));
+      expect(await r.readByte()).toBe('N');
+      r.send(startupPacket(b));
+      expect(errorOf(await r.read())).toMatchObject({
+        code: '08P01',
+        message: 'encryption was already negotiated',
+      });
+    }
+  });
+});
+
+describe('connection limits', () => {
+  it('counts unauthenticated connections apart: beyond maxStartupConnections they are closed at once', async () => {
+    const p = await startTestProxy(db, {
+      tables: ['public.items'],
+      config: { limits: { maxStartupConnections: 2, maxConnections: 3 } },
+    });
+    try {
+      const idle = [await RawClient.connect(p.port), await RawClient.connect(p.port)];
+      await expect.poll(() => p.proxy.startupCount()).toBe(2);
+      const extra = await RawClient.connect(p.port);
+      expect(await extra.read()).toBeUndefined(); // closed without an answer
+      expect(p.proxy.sessionCount()).toBe(0);
+      for (const c of idle) c.close();
+      await expect.poll(() => p.proxy.startupCount()).toBe(0);
+
+      // Authenticated sessions do not hold startup slots: three log in one after another.
+      const sessions: RawClient[] = [];
+      for (let i = 0; i < 3; i++) {
+        const c = await RawClient.connect(p.port);
+        expect((await c.login('support-bot', db.name, await p.token())).at(-1)?.code).toBe('Z');
+        sessions.push(c);
+      }
+      expect(p.proxy.sessionCount()).toBe(3);
+      expect(p.proxy.startupCount()).toBe(0);
+      const over = await RawClient.connect(p.port);
+      expect(errorOf(await over.read())).toMatchObject({ severity: 'FATAL', code: '53300' });
+      for (const c of sessions) c.close();
+      await expect.poll(() => p.proxy.sessionCount()).toBe(0);
+      await stillServes(p);
+    } finally {
+      await p.close();
+    }
+  });
+});
+
+describe('token expiry', () => {
+  it('ends an idle session in a transaction when its token expires', async () => {
+    const c = await RawClient.connect(px.port);
+    await c.login('support-bot', db.name, await px.token({ ttlSeconds: 2 }));
+    c.send(serialize.query('BEGIN'));
+    expect((await c.untilReady()).at(-1)?.body.toString()).toBe('T');
+    // Nothing more is sent: the session must end by itself (generous wait, no timing assertion).
+    expect(errorOf(await c.read(15_000))).toMatchObject({
+      severity: 'FATAL',
+      code: '28000',
+      message: 'the token of this session has expired; reconnect with a fresh token',
+    });
+    expect(await c.read()).toBeUndefined();
+    await expect
+      .poll(() => px.sink.records.some((r) => r.kind === 'session_end' && r.detail === 'PGW_TOKEN_EXPIRED'))
+      .toBe(true);
+  });
+});
+
+describe('upstream failures after authentication', () => {
+  it('gives the agent a generic 08006 and keeps the server text for operators', async () => {
+    const p = await startTestProxy(db, {
+      tables: ['public.items'],
+      config: {
+        upstream: {
+          host: db.host,
+          port: db.port,
+          database: 'no_such_database_here',
+          user: db.user,
+          password: db.password,
+        },
+      },
+    });
+    try {
+      const c = await RawClient.connect(p.port);
+      const msgs = await c.login('support-bot', 'no_such_database_here', await p.token());
+      const f = fieldsOf(msgs.at(-1));
+      expect(f).toMatchObject({ V: 'FATAL', C: '08006', M: 'pgwarden cannot reach the database' });
+      expect(f.D).toBeUndefined();
+      expect(JSON.stringify(f)).not.toMatch(/no_such_database_here|does not exist|\d+\.\d+\.\d+\.\d+/);
+    } finally {
+      await p.close();
+    }
+  });
+});
