@@ -26,6 +26,18 @@ async function client(tenant: string): Promise<pg.Client> {
   return c;
 }
 
+/**
+ * The server kept a statement pgwarden was led to forget: pgwarden itself knows the name is taken
+ * (the server would answer 42P05), and the Bind that would run the old statement is refused.
+ */
+function expectStillTaken(redefine: RawMessage[] | undefined, bind: RawMessage[] | undefined): void {
+  expect(errorOf(redefine![0])).toMatchObject({
+    code: '42501',
+    message: expect.stringContaining('already exists'),
+  });
+  expect(errorOf(bind![0])).toMatchObject({ code: '42501' });
+}
+
 const globexChecksum = async (): Promise<string> =>
   (
     await db.sql<{ h: string }>(
@@ -615,12 +627,7 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
     );
     expect(codes(prepared)).toBe('1Z');
     expect(codes(failed)).toBe('1EZ');
-    // pgwarden itself knows the name is taken (the server would answer 42P05).
-    expect(errorOf(redefine![0])).toMatchObject({
-      code: '42501',
-      message: expect.stringContaining('already exists'),
-    });
-    expect(errorOf(bind![0])).toMatchObject({ code: '42501' });
+    expectStillTaken(redefine, bind);
     expect(await globexChecksum()).toBe(before);
     // Benign: Close, then a new Parse of the name in the next pipeline; and Parse / Bind /
     // Execute of one name in one pipeline.
@@ -663,12 +670,7 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
     expect(codes(failed)).toBe('CEZ');
     expect(errorOf(dealloc![0])).toMatchObject({ code: '25P02' });
     expect(codes(rollback)).toBe('CZ');
-    // pgwarden itself knows the name is taken (the server would answer 42P05).
-    expect(errorOf(redefine![0])).toMatchObject({
-      code: '42501',
-      message: expect.stringContaining('already exists'),
-    });
-    expect(errorOf(bind![0])).toMatchObject({ code: '42501' });
+    expectStillTaken(redefine, bind);
     // The same in one query: the DEALLOCATE after the failing statement never runs.
     const [inOne, redefine2] = await pipeline(
       c,
@@ -754,12 +756,7 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
     );
     expect(codes(prepared)).toBe('1Z');
     expect(codes(parsedOnly)).toBe('1Z');
-    // pgwarden itself knows the name is taken (the server would answer 42P05).
-    expect(errorOf(redefine![0])).toMatchObject({
-      code: '42501',
-      message: expect.stringContaining('already exists'),
-    });
-    expect(errorOf(bind![0])).toMatchObject({ code: '42501' });
+    expectStillTaken(redefine, bind);
     expect(await globexChecksum()).toBe(before);
     // Benign: executed, it frees the name.
     const ok = await pipeline(
