@@ -309,8 +309,15 @@ describe('catalog description functions', () => {
   const describeQuery =
     "SELECT c.relname FROM pg_catalog.pg_class c WHERE pg_catalog.pg_table_is_visible(c.oid) AND c.relkind = 'r'";
 
-  it('are allowed when the rules list pg_catalog relations, as psql and ORMs use them', () => {
-    expect(judge.judge(describeQuery, ctx()).verdict.kind).toBe('rewrite');
+  it('pg_get_expr is allowed when the rules list pg_catalog relations; the visibility functions are not', () => {
+    // pg_table_is_visible(o) is true or NULL by whether a relation has OID o, hidden ones included.
+    expect(judge.judge(describeQuery, ctx()).verdict.kind).toBe('deny');
+    expect(
+      judge.judge(
+        'SELECT o FROM generate_series(16384, 17000) o WHERE pg_catalog.pg_type_is_visible(o::oid)',
+        ctx(),
+      ).verdict.kind,
+    ).toBe('deny');
     expect(
       judge.judge('SELECT pg_catalog.pg_get_expr(c.relpartbound, c.oid) FROM pg_catalog.pg_class c', ctx())
         .verdict.kind,
@@ -330,7 +337,10 @@ describe('catalog description functions', () => {
 
   it('stay refused without catalog introspection, and names still cannot become relations', () => {
     const bare = createPolicyJudge({ ...rules, introspection: [] }, catalog, { searchPath: 'public' });
-    const v = bare.judge('SELECT pg_catalog.pg_table_is_visible(16384)', ctx()).verdict;
+    const v = bare.judge(
+      'SELECT pg_catalog.pg_get_expr(c.relpartbound, c.oid) FROM pg_catalog.pg_class c',
+      ctx(),
+    ).verdict;
     expect(v).toMatchObject({ kind: 'deny' });
     expect(judge.judge("SELECT pg_catalog.pg_get_serial_sequence('orders', 'id')", ctx()).verdict.kind).toBe(
       'deny',

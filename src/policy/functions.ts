@@ -82,18 +82,13 @@ function builtinAllowed(name: string, catalog: Catalog): boolean {
 }
 
 /**
- * Catalog functions psql and ORMs call while reading pg_catalog, allowed when the rules list one of
- * those relations: they return a boolean about an OID (which tells at most that some object has
- * it), or render a pg_node_tree that only a catalog column can supply. Those that turn any OID into
- * text (format_type, pg_get_indexdef, pg_get_constraintdef, col_description, obj_description) are
- * not here: OIDs are small sequential numbers, so a loop over them would name the tables and
- * columns, and read the comments, that the filtered catalogs hide.
+ * Catalog functions allowed when the rules list a pg_catalog relation: pg_get_expr renders a
+ * pg_node_tree, which only a catalog column can supply. Functions that take any OID are not here:
+ * OIDs are small sequential numbers, so a loop over them would name the tables and columns, read
+ * the comments, or (pg_table_is_visible, pg_type_is_visible: true or NULL) tell which OIDs the
+ * filtered catalogs hide.
  */
-export const catalogDescriptionFunctions = [
-  'pg_catalog.pg_table_is_visible',
-  'pg_catalog.pg_type_is_visible',
-  'pg_catalog.pg_get_expr',
-] as const;
+export const catalogDescriptionFunctions = ['pg_catalog.pg_get_expr'] as const;
 
 export type FunctionDecision =
   { ok: true; qualified: string } | { ok: false; qualified: string; why: string };
