@@ -56,3 +56,15 @@ const line = (r: string[]): string => `| ${r.map((c, i) => c.padEnd(widths[i] ??
 console.log(line(head));
 console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
 for (const r of rows) console.log(line(r));
+
+// Judging is synchronous, so a long statement holds the event loop (and every other session) for
+// as long as it takes: limits.maxQueryBytes is set from this (docs/config.md).
+console.log('\nlong statements (cold, CASE with n arms), µs per byte of SQL:');
+const long = createPolicyJudge(rules, catalog, { searchPath: 'public', cacheSize: 0 });
+for (const arms of [1000, 4000]) {
+  const sql = `SELECT CASE ${Array.from({ length: arms }, (_, i) => `WHEN id = ${i} THEN ${i}`).join(' ')} END FROM orders`;
+  const us = micros(() => long.judge(sql, ctx), 3);
+  console.log(
+    `  ${sql.length} bytes: ${(us / 1000).toFixed(0)} ms, ${(us / sql.length).toFixed(2)} µs per byte`,
+  );
+}
