@@ -122,11 +122,15 @@ export class FrontendDecoder {
   next(): FrontendMessage | undefined {
     const header = this.typed ? 5 : 4;
     if (this.queued < header) return undefined;
-    const code = this.typed ? this.peek(0) : 0;
     const l = this.typed ? 1 : 0;
-    // Unsigned bytes into a signed Int32, as readInt32BE would read them.
-    const length =
-      (this.peek(l) << 24) | (this.peek(l + 1) << 16) | (this.peek(l + 2) << 8) | this.peek(l + 3) | 0;
+    const head = this.chunks[0]!;
+    // Nearly always the header lies in the first chunk; peek walks the chunks only when it is split.
+    const whole = head.length - this.offset >= header;
+    const code = !this.typed ? 0 : whole ? head[this.offset]! : this.peek(0);
+    // Unsigned bytes into a signed Int32, as readInt32BE reads them.
+    const length = whole
+      ? head.readInt32BE(this.offset + l)
+      : (this.peek(l) << 24) | (this.peek(l + 1) << 16) | (this.peek(l + 2) << 8) | this.peek(l + 3) | 0;
     if (length < 4)
       throw new PgwardenError('PGW_PROTOCOL_VIOLATION', { message: `invalid message length ${length}` });
     if (length > this.maxMessageBytes) {
