@@ -59,3 +59,17 @@ export function readParameterStatus(body: Buffer): { name: string; value: string
   const b = body.indexOf(0, a + 1);
   return { name: body.toString('utf8', 0, a), value: body.toString('utf8', a + 1, b < 0 ? body.length : b) };
 }
+
+/**
+ * Whether a CommandComplete tag is COMMIT or ROLLBACK (END, ABORT, and ROLLBACK TO SAVEPOINT
+ * answer with these too): the transaction, or a subtransaction, ended and took portals with it.
+ * ROLLBACK TO drops only the portals made since its savepoint; pgwarden forgets all of them
+ * (a later Execute of an older one is refused, never misjudged).
+ * https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COMMANDCOMPLETE
+ */
+export function endsTransaction(buf: Buffer, bodyStart: number, end: number): boolean {
+  const n = end - bodyStart;
+  if (n === 7) return buf.toString('latin1', bodyStart, end) === 'COMMIT\0';
+  if (n === 9) return buf.toString('latin1', bodyStart, end) === 'ROLLBACK\0';
+  return false;
+}

@@ -1,13 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { readCatalogSnapshot } from '../policy/catalog-snapshot.js';
-import type { Catalog } from '../policy/catalog.js';
-import { effectivePolicy, type EffectivePolicy } from '../policy/effective.js';
 import { createPolicyJudge } from '../policy/engine.js';
-import { loadRules } from '../policy/rules-load.js';
 import type { Judge, JudgeContext, Verdict } from '../policy/verdict.js';
-import type { Node } from '../sql/ast.js';
-import { loadParser, parseSql } from '../sql/parse.js';
-import { checkInvariant } from './invariant.js';
+import { invariantObjection, loadDemoPolicy, type DemoPolicy } from '../../test/support/demo-policy.js';
 
 const ctx: JudgeContext = {
   identity: { human: 'h', agent: 'a', tenant: 'acme', roles: [], tokenId: undefined, expiresAt: undefined },
@@ -15,15 +9,11 @@ const ctx: JudgeContext = {
   session: { preparedStatements: new Set(), cursors: new Set() },
 };
 
-let catalog: Catalog;
-let policy: EffectivePolicy;
+let demo: DemoPolicy;
 let judge: Judge;
 beforeAll(async () => {
-  await loadParser();
-  catalog = readCatalogSnapshot('grammar-tests/catalog.json');
-  const rules = await loadRules(['rules']);
-  policy = effectivePolicy(rules, catalog, []);
-  judge = createPolicyJudge(rules, catalog, { searchPath: 'public' });
+  demo = await loadDemoPolicy();
+  judge = createPolicyJudge(demo.rules, demo.catalog, { searchPath: 'public' });
 });
 
 /** The answer an agent sees, with the name it wrote replaced, so two answers can be compared. */
@@ -65,14 +55,7 @@ describe('an unlisted relation and one that does not exist get the same answer',
 });
 
 describe('the invariant check refuses values that expand into several columns', () => {
-  const check = (sql: string): string | undefined =>
-    checkInvariant(
-      parseSql(sql).stmts.map((s) => s.stmt as Node),
-      policy,
-      catalog,
-      'acme',
-      [],
-    );
+  const check = (sql: string): string | undefined => invariantObjection(demo, sql);
 
   it('in INSERT ... SELECT, in VALUES rows and in MERGE ... INSERT', () => {
     // The literal at the tenant column's position is acme, but (v).* moves it one column on.

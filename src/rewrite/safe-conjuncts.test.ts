@@ -1,11 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { readCatalogSnapshot } from '../policy/catalog-snapshot.js';
-import type { Catalog } from '../policy/catalog.js';
-import { effectivePolicy, type EffectivePolicy } from '../policy/effective.js';
-import { loadRules } from '../policy/rules-load.js';
 import type { Node } from '../sql/ast.js';
-import { loadParser, parseSql } from '../sql/parse.js';
-import { checkInvariant } from './invariant.js';
+import { parseSql } from '../sql/parse.js';
+import { invariantObjection, loadDemoPolicy, type DemoPolicy } from '../../test/support/demo-policy.js';
 import { isSafe, type ColumnTypes } from './safe-conjuncts.js';
 
 const types: Record<string, string> = {
@@ -23,12 +19,9 @@ const typeOf: ColumnTypes = (fields) => types[fields.join('.')];
 const where = (expr: string): Node =>
   (parseSql(`SELECT 1 WHERE ${expr}`).stmts[0]!.stmt.SelectStmt as { whereClause: Node }).whereClause;
 
-let catalog: Catalog;
-let policy: EffectivePolicy;
+let demo: DemoPolicy;
 beforeAll(async () => {
-  await loadParser();
-  catalog = readCatalogSnapshot('grammar-tests/catalog.json');
-  policy = effectivePolicy(await loadRules(['rules']), catalog, []);
+  demo = await loadDemoPolicy();
 });
 
 describe('conjuncts that may run on any row', () => {
@@ -70,14 +63,7 @@ describe('the invariant for a write on a parent-scoped table', () => {
     `${r}.order_id OPERATOR(pg_catalog.=) ANY (SELECT public.orders.id FROM public.orders WHERE public.orders.org_id OPERATOR(pg_catalog.=) 'acme'::text)`;
   const exists = (r: string): string =>
     `EXISTS (SELECT 1 FROM public.orders WHERE public.orders.id OPERATOR(pg_catalog.=) ${r}.order_id AND public.orders.org_id OPERATOR(pg_catalog.=) 'acme'::text)`;
-  const check = (sql: string): string | undefined =>
-    checkInvariant(
-      parseSql(sql).stmts.map((s) => s.stmt as Node),
-      policy,
-      catalog,
-      'acme',
-      [],
-    );
+  const check = (sql: string): string | undefined => invariantObjection(demo, sql);
 
   it('accepts cannot-raise conjuncts between the parent filter and the guard', () => {
     expect(

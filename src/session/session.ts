@@ -5,12 +5,13 @@ import type { Logger } from 'pino';
 import { serialize } from 'pg-protocol';
 import type { DecisionRecord, DecisionSink } from '../audit/record.js';
 import type { Config } from '../config/schema.js';
-import { PgwardenError, errors, type ErrorCode } from '../errors/registry.js';
+import { PgwardenError, errors } from '../errors/registry.js';
 import type { Identity } from '../identity/identity.js';
 import { TokenError, type TokenVerifier } from '../identity/token.js';
-import type { Judge, JudgeContext, Judgement, SessionEffect, Verdict } from '../policy/verdict.js';
+import type { Judge, JudgeContext, Judgement, Verdict } from '../policy/verdict.js';
 import * as be from '../protocol/backend-encoder.js';
 import {
+  endsTransaction,
   readCommandTag,
   readErrorFields,
   type ErrorFieldValues,
@@ -23,12 +24,20 @@ import * as fm from '../protocol/frontend-messages.js';
 import { BackendStream, type Disposition } from '../upstream/backend-stream.js';
 import { cancelUpstream, connectUpstream, type UpstreamConnection } from '../upstream/connect.js';
 import type { CancelRegistry } from './cancel-registry.js';
-import { MirroredNames, mapStore, setStore, undoChanges } from './mirror.js';
+import { undoChanges } from './mirror.js';
+import { SessionNames, type JudgedStatement } from './names.js';
 import { checkParam } from './param-check.js';
-import { declaredTypeProblem } from './param-types.js';
 import { PendingQueue, pending, type Pending } from './pending.js';
+import { SessionRecords, type Party } from './records.js';
 import { redactQuoted } from './redact-error.js';
-import { isoNow } from './clock.js';
+import {
+  longNameRefusal,
+  nameTakenRefusal,
+  nameTooLong,
+  refusal,
+  refuseParamTypes,
+  refuseTakenName,
+} from './refusals.js';
 import { OutBatch } from './out-batch.js';
 import { checkClientParameters, readStartup, type ClientParameters } from './startup.js';
 import { parentKeyRefusal } from '../rewrite/parent-guards.js';
@@ -64,65 +73,10 @@ export interface SessionDeps {
 const STAND_IN_SQL = 'pgwarden denied this statement';
 const STAND_IN_STATEMENT = 'pgwarden_denied';
 
-/**
- * The server keeps only the first NAMEDATALEN - 1 = 63 bytes of a prepared statement or portal
- * name (its hash tables are keyed by them), so two longer names sharing those bytes are one
- * statement to the server and two to pgwarden's mirror. Longer protocol names are refused.
- * https://www.postgresql.org/docs/current/sql-syntax-lexical.html#SQL-SYNTAX-IDENTIFIERS
- */
-const MAX_NAME_BYTES = 63;
-
-/** A UTF-16 unit is at most 3 UTF-8 bytes: only names over 21 units need their bytes counted. */
-function nameTooLong(name: string): boolean {
-  return name.length * 3 > MAX_NAME_BYTES && Buffer.byteLength(name) > MAX_NAME_BYTES;
-}
-
-/**
- * Whether a CommandComplete tag is COMMIT or ROLLBACK (END, ABORT, and ROLLBACK TO SAVEPOINT
- * answer with these too): the transaction, or a subtransaction, ended and took portals with it.
- * ROLLBACK TO drops only the portals made since its savepoint; pgwarden forgets all of them
- * (a later Execute of an older one is refused, never misjudged).
- * https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COMMANDCOMPLETE
- */
-function endsTransaction(buf: Buffer, bodyStart: number, end: number): boolean {
-  const n = end - bodyStart;
-  if (n === 7) return buf.toString('latin1', bodyStart, end) === 'COMMIT\0';
-  if (n === 9) return buf.toString('latin1', bodyStart, end) === 'ROLLBACK\0';
-  return false;
-}
-
 function targetProtocol(t: fm.TargetMessage): NonNullable<DecisionRecord['protocol']> {
   return t.target === 'S'
     ? { mode: 'extended', statementName: t.name }
     : { mode: 'extended', portalName: t.name };
-}
-
-/** Drops one name (or all) from mirrored namespaces the server keeps as one. */
-function dropFromBoth(
-  maps: readonly MirroredNames<unknown>[],
-  which: string | { all: true },
-  log: Pending,
-  at: number,
-): void {
-  for (const m of maps) {
-    if (typeof which === 'string') m.delete(which, log, at);
-    else m.clear(log, at);
-  }
-}
-
-/** A statement judged at Parse time (protocol-level prepared statement, named or unnamed). */
-interface JudgedStatement {
-  readonly name: string;
-  readonly sql: string;
-  readonly judgement: Judgement;
-}
-
-/** A portal made by Bind: its statement, and when the Bind was forwarded (Pending.order). */
-interface BoundPortal {
-  readonly statement: JudgedStatement;
-  readonly order: number;
-  /** Its Bind carried parameter values (which an error message of its execution can quote). */
-  readonly parameters: boolean;
 }
 
 function isLoopback(address: string | undefined): boolean {
@@ -155,32 +109,15 @@ export class Session {
   private client!: Socket;
   private decoder!: FrontendDecoder;
   private upstream: UpstreamConnection | undefined;
-  private identity: Identity | undefined;
-  private params: ClientParameters | undefined;
+  private readonly party: Party = { identity: undefined, params: undefined };
+  private readonly records: SessionRecords;
   private keyData: { processId: number; secretKey: number } | undefined;
   private readonly queue = new PendingQueue();
-  private readonly statements = new Map<string, JudgedStatement>();
-  private readonly portals = new Map<string, BoundPortal>();
   /** Requests forwarded so far: the next one's Pending.order. */
   private forwarded = 0;
-  /**
-   * The order of the latest request at whose reply the server had ended a transaction: every
-   * portal bound before it is gone (see portalEnded).
-   */
-  private transactionEndedAt = -1;
-  private readonly policyState = { preparedStatements: new Set<string>(), cursors: new Set<string>() };
-  /**
-   * Every change to the four maps above goes through here: it is recorded on the request that
-   * makes it and undone if the server does not carry that request out (see mirror.ts).
-   */
-  private readonly mirror = {
-    statements: new MirroredNames(mapStore(this.statements)),
-    portals: new MirroredNames(mapStore(this.portals)),
-    prepared: new MirroredNames(setStore(this.policyState.preparedStatements)),
-    cursors: new MirroredNames(setStore(this.policyState.cursors)),
-  };
+  private readonly names = new SessionNames();
+  private readonly nameTaken = (name: string): boolean => this.names.statementNameTaken(name);
   private readonly pinned: ReadonlyMap<string, string>;
-  private seq = 0;
   /** After an error in an extended-protocol batch the server ignores messages until Sync; so do we. */
   private skipUntilSync = false;
   private status: TransactionStatus = 'I';
@@ -193,6 +130,14 @@ export class Session {
   ) {
     this.log = deps.logger.child({ session: this.id });
     this.pinned = pinnedSettings(deps.config);
+    this.records = new SessionRecords(
+      this.id,
+      deps.instanceId,
+      socket.remoteAddress ?? 'unknown',
+      this.party,
+      deps.sink,
+      this.log,
+    );
   }
 
   /** The server's last reported transaction status: idle, in a block, or in a failed block. */
@@ -254,7 +199,7 @@ export class Session {
       if (!allowed || !loopback) throw new PgwardenError('PGW_TLS_REQUIRED');
     }
     const params = checkClientParameters(first.params, config.upstream.database);
-    this.params = params;
+    this.party.params = params;
     if (first.minor > 0 || params.protocolOptions.length > 0) {
       // https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-NEGOTIATEPROTOCOLVERSION
       this.client.write(be.negotiateProtocolVersion(0, params.protocolOptions));
@@ -288,10 +233,10 @@ export class Session {
       });
     }
     if (this.deps.admit && !this.deps.admit()) throw new PgwardenError('PGW_TOO_MANY_CONNECTIONS');
-    this.identity = verified;
+    this.party.identity = verified;
     this.decoder.setMaxMessageBytes(config.limits.maxMessageBytes);
 
-    const identity = this.identity;
+    const identity = this.party.identity;
     try {
       this.upstream = await connectUpstream({
         ...config.upstream,
@@ -318,7 +263,7 @@ export class Session {
     const out: Buffer[] = [be.authenticationOk()];
     for (const [name, value] of this.upstream.parameters) out.push(be.parameterStatus(name, value));
     out.push(be.backendKeyData(this.keyData.processId, this.keyData.secretKey), be.readyForQuery('I'));
-    this.recordBestEffort(this.baseRecord('session_start', { mode: 'startup' }));
+    this.records.bestEffort(this.records.base('session_start', { mode: 'startup' }));
     this.log.info({
       event: 'session_start',
       human: identity.human,
@@ -337,13 +282,13 @@ export class Session {
    * holding locks); checkTokenExpiry also refuses a chunk that arrives after that moment.
    */
   private armTokenExpiry(): void {
-    const exp = this.identity?.expiresAt;
+    const exp = this.party.identity?.expiresAt;
     if (exp === undefined || this.closed) return;
     // setTimeout waits at most 2^31 - 1 ms (about 24.8 days); a longer wait is re-armed.
     const wait = Math.min(Math.max(0, exp * 1000 - Date.now()), 2 ** 31 - 1);
     this.expiryTimer = setTimeout(() => {
       if (Date.now() < exp * 1000) return this.armTokenExpiry();
-      const identity = this.identity!;
+      const identity = this.party.identity!;
       this.log.info(
         { event: 'token_expired', human: identity.human, tokenId: identity.tokenId },
         'token expired during session',
@@ -518,7 +463,7 @@ export class Session {
 
   /** Checked once per chunk the client sends: a chunk is the batch of messages it sent at once. */
   private checkTokenExpiry(): void {
-    const identity = this.identity!;
+    const identity = this.party.identity!;
     if (identity.expiresAt !== undefined && Date.now() / 1000 > identity.expiresAt) {
       this.log.info(
         { event: 'token_expired', human: identity.human, tokenId: identity.tokenId },
@@ -551,15 +496,7 @@ export class Session {
         if (this.skipUntilSync) return;
         if (nameTooLong(t.name)) return this.denyLongName(t.name, targetProtocol(t), null, out);
         const p = pending('close');
-        // Protocol and SQL-level names share one name space on the server: Close of a statement
-        // drops a PREPAREd one of that name too, and Close of a portal a DECLAREd cursor.
-        if (t.target === 'S') {
-          this.mirror.statements.delete(t.name, p);
-          this.mirror.prepared.delete(t.name, p);
-        } else {
-          this.mirror.portals.delete(t.name, p);
-          this.mirror.cursors.delete(t.name, p);
-        }
+        this.names.close(t.target, t.name, p);
         out.addMessage(m);
         this.enqueue(p);
         return;
@@ -580,11 +517,11 @@ export class Session {
         return;
       case Frontend.FunctionCall: {
         // The fast-path function call runs a function by OID, outside SQL and so outside policy.
-        const record = this.statementRecord(
+        const record = this.records.statement(
           { mode: 'function-call' },
           null,
           null,
-          this.refusal(
+          refusal(
             'PGW_FEATURE_REFUSED',
             'the fast-path FunctionCall message is not allowed; call functions in SQL',
           ),
@@ -610,7 +547,7 @@ export class Session {
     // A UTF-16 unit is at most 3 UTF-8 bytes: only long texts need their bytes counted.
     if (sql.length * 3 > max && Buffer.byteLength(sql) > max) {
       return {
-        verdict: this.refusal('PGW_MESSAGE_TOO_LARGE', `query text exceeds ${max} bytes`),
+        verdict: refusal('PGW_MESSAGE_TOO_LARGE', `query text exceeds ${max} bytes`),
         fingerprint: '',
         judgeMicros: 0,
         cached: false,
@@ -618,8 +555,18 @@ export class Session {
     }
     const maxStatements = this.deps.config.limits.maxStatementsPerQuery;
     this.judgeContexts ??= {
-      simple: { identity: this.identity!, protocol: 'simple', session: this.policyState, maxStatements },
-      extended: { identity: this.identity!, protocol: 'extended', session: this.policyState, maxStatements },
+      simple: {
+        identity: this.party.identity!,
+        protocol: 'simple',
+        session: this.names.policyState,
+        maxStatements,
+      },
+      extended: {
+        identity: this.party.identity!,
+        protocol: 'extended',
+        session: this.names.policyState,
+        maxStatements,
+      },
     };
     return this.deps.judge.judge(sql, this.judgeContexts[mode]);
   }
@@ -627,36 +574,22 @@ export class Session {
   /** Made once per session: identity and session state are the same objects for every statement. */
   private judgeContexts: Record<'simple' | 'extended', JudgeContext> | undefined;
 
-  private refusal(code: ErrorCode, message: string): Verdict {
-    return {
-      kind: 'deny',
-      code,
-      message,
-      ruleIds: [],
-      reasons: [code.toLowerCase()],
-      tables: [],
-      columns: [],
-      flags: [],
-      statementKinds: [],
-    };
-  }
-
   private onQuery(sql: string, m: FrontendMessage, out: OutBatch): void {
     if (this.skipUntilSync) return;
     const judgement = this.judge(sql, 'simple');
-    const v = this.refuseTakenName(judgement.verdict);
+    const v = refuseTakenName(judgement.verdict, this.nameTaken);
     if (v.kind === 'deny')
-      return this.deny(this.statementRecord({ mode: 'simple' }, sql, judgement, v), out, 'query');
+      return this.deny(this.records.statement({ mode: 'simple' }, sql, judgement, v), out, 'query');
     let recordId: string | undefined;
     if (!this.deps.sink.off) {
-      const record = this.statementRecord({ mode: 'simple' }, sql, judgement, v);
+      const record = this.records.statement({ mode: 'simple' }, sql, judgement, v);
       if (!this.tryDecide(record, out, 'query')) return;
       recordId = record.id;
     }
     if (v.kind === 'allow') out.addMessage(m);
     else out.add(serialize.query(v.sql));
     const p = pending('query', recordId);
-    this.applyEffects(v.effects, p);
+    this.names.applyEffects(v.effects, p);
     this.enqueue(p);
   }
 
@@ -670,20 +603,20 @@ export class Session {
     // new text as that name's verdict, a later Bind would be checked against the wrong statement
     // (say, one without the tenant check the old one needs), so refuse it here as the server would.
     if (msg.statement !== '' && this.nameTaken(msg.statement)) {
-      const v = this.refusal('PGW_POLICY_DENIED', `prepared statement "${msg.statement}" already exists`);
+      const v = nameTakenRefusal(msg.statement);
       this.deny(
-        this.statementRecord({ mode: 'extended', statementName: msg.statement }, msg.query, null, v),
+        this.records.statement({ mode: 'extended', statementName: msg.statement }, msg.query, null, v),
         out,
         'extended',
       );
       return;
     }
     const judged = this.judge(msg.query, 'extended');
-    const v = this.refuseParamTypes(this.refuseTakenName(judged.verdict), msg.paramTypes);
+    const v = refuseParamTypes(refuseTakenName(judged.verdict, this.nameTaken), msg.paramTypes);
     const judgement = v === judged.verdict ? judged : { ...judged, verdict: v };
     const statement: JudgedStatement = { name: msg.statement, sql: msg.query, judgement };
     if (v.kind === 'deny') {
-      const record = this.statementRecord(
+      const record = this.records.statement(
         { mode: 'extended', statementName: msg.statement },
         msg.query,
         judgement,
@@ -695,7 +628,7 @@ export class Session {
     // A named statement is recorded when it is prepared; an unnamed one when it is executed.
     let recordId: string | undefined;
     if (msg.statement !== '' && !this.deps.sink.off) {
-      const record = this.statementRecord(
+      const record = this.records.statement(
         { mode: 'extended', statementName: msg.statement },
         msg.query,
         judgement,
@@ -706,7 +639,7 @@ export class Session {
     }
     // A PREPARE or DEALLOCATE sent by Parse runs at Execute: its effects are applied there.
     const p = pending('parse', recordId);
-    this.mirror.statements.set(msg.statement, statement, p);
+    this.names.mirror.statements.set(msg.statement, statement, p);
     if (v.kind === 'allow') out.addMessage(m);
     else out.add(serialize.parse({ name: msg.statement, text: v.sql, types: [...msg.paramTypes] }));
     this.enqueue(p);
@@ -720,14 +653,14 @@ export class Session {
         const protocol = { mode: 'extended' as const, statementName: msg.statement, portalName: msg.portal };
         return this.denyLongName(name, protocol, null, out);
       }
-    const statement = this.statements.get(msg.statement);
+    const statement = this.names.statements.get(msg.statement);
     if (!statement) {
-      const v = this.refusal(
+      const v = refusal(
         'PGW_POLICY_DENIED',
         `prepared statement "${msg.statement}" was not judged by pgwarden`,
       );
       this.deny(
-        this.statementRecord(
+        this.records.statement(
           { mode: 'extended', statementName: msg.statement, portalName: msg.portal },
           null,
           null,
@@ -750,12 +683,12 @@ export class Session {
       );
       if (problem) {
         const denial: Verdict = {
-          ...this.refusal('PGW_POLICY_DENIED', problem),
+          ...refusal('PGW_POLICY_DENIED', problem),
           flags: ['cross_tenant_attempt'],
           reasons: ['param_check_failed'],
         };
         this.deny(
-          this.statementRecord(
+          this.records.statement(
             { mode: 'extended', statementName: msg.statement, portalName: msg.portal },
             statement.sql,
             statement.judgement,
@@ -771,7 +704,7 @@ export class Session {
     const parameters = fm.bindHasParameters(m.buffer, m.bodyStart, m.end);
     p.redactError = parameters && this.deps.config.audit.redactParameters;
     // The Bind is queued right after this: its order is the next one.
-    this.mirror.portals.set(msg.portal, { statement, order: this.forwarded, parameters }, p);
+    this.names.mirror.portals.set(msg.portal, { statement, order: this.forwarded, parameters }, p);
     out.addMessage(m);
     this.enqueue(p);
   }
@@ -780,28 +713,28 @@ export class Session {
     if (this.skipUntilSync) return;
     if (nameTooLong(msg.portal))
       return this.denyLongName(msg.portal, { mode: 'extended', portalName: msg.portal }, null, out);
-    const bound = this.portals.get(msg.portal);
-    const statement = bound && !this.portalEnded(bound) ? bound.statement : undefined;
+    const bound = this.names.livePortal(msg.portal);
+    const statement = bound?.statement;
     const protocol = {
       mode: 'extended' as const,
       statementName: statement?.name ?? '',
       portalName: msg.portal,
     };
     if (!statement) {
-      const v = this.refusal(
+      const v = refusal(
         'PGW_POLICY_DENIED',
         `portal "${msg.portal}" was not judged by pgwarden, or has ended with its transaction`,
       );
-      this.deny(this.statementRecord(protocol, null, null, v), out, 'extended');
+      this.deny(this.records.statement(protocol, null, null, v), out, 'extended');
       return;
     }
     // A PREPARE run here must still find its name free: it may have been taken since its Parse.
     const verdict = statement.judgement.verdict;
     const effects = verdict.kind === 'deny' ? undefined : verdict.effects;
-    const refused = effects ? this.refuseTakenName(verdict) : verdict;
+    const refused = effects ? refuseTakenName(verdict, this.nameTaken) : verdict;
     if (refused !== verdict) {
       this.deny(
-        this.statementRecord(protocol, statement.sql, statement.judgement, refused, 0),
+        this.records.statement(protocol, statement.sql, statement.judgement, refused, 0),
         out,
         'extended',
       );
@@ -810,7 +743,7 @@ export class Session {
     let recordId: string | undefined;
     if (!this.deps.sink.off) {
       // Judged at Parse: this execution's record carries that verdict and no judging time.
-      const record = this.statementRecord(
+      const record = this.records.statement(
         protocol,
         statement.sql,
         statement.judgement,
@@ -822,7 +755,7 @@ export class Session {
     }
     const p = pending('execute', recordId);
     p.redactError = (bound?.parameters ?? true) && this.deps.config.audit.redactParameters;
-    this.applyEffects(effects, p);
+    this.names.applyEffects(effects, p);
     out.addMessage(m);
     this.enqueue(p);
   }
@@ -837,102 +770,7 @@ export class Session {
     sql: string | null,
     out: OutBatch,
   ): void {
-    const v: Verdict = {
-      ...this.refusal(
-        'PGW_POLICY_DENIED',
-        `the name "${name.slice(0, 20)}..." is ${Buffer.byteLength(name)} bytes long; PostgreSQL keeps only the first ${MAX_NAME_BYTES} bytes of a statement or portal name, so pgwarden refuses longer ones: use a name of at most ${MAX_NAME_BYTES} bytes`,
-      ),
-      reasons: ['name_too_long'],
-    };
-    this.deny(this.statementRecord(protocol, sql, null, v), out, 'extended');
-  }
-
-  /**
-   * The server drops every portal when the transaction that made it ends (COMMIT, ROLLBACK, the
-   * end of an implicit transaction at Sync or after a Query), except cursors declared WITH HOLD,
-   * which pgwarden tracks as SQL-level cursors, not as portals. pgwarden learns of the end from
-   * the server's replies, in order with the requests: a portal bound before the request at whose
-   * reply a transaction had ended is gone, one bound after it (in a later pipeline already
-   * forwarded) is not.
-   * https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-EXT-QUERY
-   */
-  private portalEnded(portal: BoundPortal): boolean {
-    return portal.order < this.transactionEndedAt;
-  }
-
-  /** The server's reply to the request of this order shows that a transaction had ended. */
-  private transactionEnded(order: number): void {
-    if (order <= this.transactionEndedAt) return;
-    this.transactionEndedAt = order;
-    // The map is only tidied here; portalEnded decides. A portal whose Bind is still unanswered
-    // was bound after this request, so none of those is touched.
-    if (this.portals.size > 0) this.mirror.portals.forget((p) => this.portalEnded(p));
-  }
-
-  /**
-   * Protocol-level (Parse) and SQL-level (PREPARE) statements share one namespace on the server,
-   * and the server keeps the first of two with the same name. pgwarden must then never believe
-   * the second: its checks would be applied to a statement the server does not run.
-   */
-  private nameTaken(name: string): boolean {
-    return this.statements.has(name) || this.policyState.preparedStatements.has(name);
-  }
-
-  /**
-   * Every PREPARE of the message must find its name free when it runs: free now, or freed by an
-   * earlier DEALLOCATE of the same message, and not taken by an earlier PREPARE of it.
-   */
-  private refuseTakenName(v: Verdict): Verdict {
-    if (v.kind === 'deny' || !v.effects) return v;
-    let added: Set<string> | undefined;
-    let freed: Set<string> | undefined;
-    let all = false;
-    for (const e of v.effects) {
-      if (typeof e.deallocate === 'string') {
-        added?.delete(e.deallocate);
-        (freed ??= new Set()).add(e.deallocate);
-      } else if (e.deallocate) {
-        added?.clear();
-        all = true;
-      }
-      const name = e.prepare;
-      if (name === undefined) continue;
-      const taken = added?.has(name) || (!all && !freed?.has(name) && this.nameTaken(name));
-      if (taken) return this.refusal('PGW_POLICY_DENIED', `prepared statement "${name}" already exists`);
-      (added ??= new Set()).add(name);
-      freed?.delete(name);
-    }
-    return v;
-  }
-
-  /** A verdict refused when the parameter types Parse declares are not acceptable (param-types.ts). */
-  private refuseParamTypes(v: Verdict, declared: readonly number[]): Verdict {
-    if (v.kind === 'deny' || declared.length === 0) return v;
-    const problem = declaredTypeProblem(v, declared);
-    if (!problem) return v;
-    return {
-      ...this.refusal('PGW_POLICY_DENIED', problem.message),
-      ruleIds: v.ruleIds,
-      tables: v.tables,
-      columns: v.columns,
-      statementKinds: v.statementKinds,
-      reasons: [...v.reasons, problem.reason],
-    };
-  }
-
-  /** Applies a statement's changes to SQL-level names, recorded on the request that runs it. */
-  private applyEffects(effects: readonly SessionEffect[] | undefined, log: Pending): void {
-    if (!effects) return;
-    const m = this.mirror;
-    for (const e of effects) {
-      const at = e.statement;
-      if (e.prepare !== undefined) m.prepared.set(e.prepare, true, log, at);
-      if (e.declareCursor !== undefined) m.cursors.set(e.declareCursor, true, log, at);
-      // SQL-level DEALLOCATE and CLOSE also drop protocol-level statements and portals: each pair
-      // shares one namespace on the server.
-      if (e.deallocate) dropFromBoth([m.prepared, m.statements], e.deallocate, log, at);
-      if (e.closeCursor) dropFromBoth([m.cursors, m.portals], e.closeCursor, log, at);
-    }
+    this.deny(this.records.statement(protocol, sql, null, longNameRefusal(name)), out, 'extended');
   }
 
   /** Records the decision; if the log cannot take it, the statement is refused instead. */
@@ -952,7 +790,7 @@ export class Session {
 
   /** Records a denial and makes the server fail where the denied message stood. */
   private deny(record: DecisionRecord, out: OutBatch, mode: 'query' | 'extended'): void {
-    this.recordBestEffort(record);
+    this.records.bestEffort(record);
     this.forwardStandIn(this.denialErrorOf(record), out, mode);
   }
 
@@ -964,18 +802,6 @@ export class Session {
       message: e.message,
       hint: (record as { hint?: string }).hint,
     });
-  }
-
-  /**
-   * Denials, session start and end, and auth failures are recorded too, but a log that cannot take
-   * them must not keep a denial from the client or a session from ending.
-   */
-  private recordBestEffort(record: DecisionRecord): void {
-    try {
-      this.deps.sink.decide(record);
-    } catch (err) {
-      this.log.error({ event: 'audit_unavailable', err: String(err), record: record.id });
-    }
   }
 
   /**
@@ -1004,7 +830,7 @@ export class Session {
       case Backend.CloseComplete:
       case Backend.NoData: {
         const p = this.queue.shift();
-        if (p && p.kind === 'parse') this.complete(p, 'PARSE');
+        if (p && p.kind === 'parse') this.records.complete(p, 'PARSE');
         return 'forward';
       }
       case Backend.RowDescription:
@@ -1023,7 +849,7 @@ export class Session {
       case Backend.PortalSuspended: {
         const p = this.queue.peek();
         if (code === Backend.CommandComplete && endsTransaction(buf, bodyStart, end))
-          this.transactionEnded(p?.order ?? this.forwarded);
+          this.names.transactionEnded(p?.order ?? this.forwarded);
         if (p?.kind === 'execute') this.queue.shift();
         // One more statement of a simple Query is done: its changes are carried out.
         else if (p?.kind === 'query' && code !== Backend.PortalSuspended) p.done++;
@@ -1038,7 +864,7 @@ export class Session {
         if (p.kind === 'execute') {
           p.command = tag;
           p.rows = rowsFromTag(tag);
-          this.complete(p);
+          this.records.complete(p);
         } else if (p.kind === 'query') {
           p.command = tag;
           const rows = rowsFromTag(tag);
@@ -1073,7 +899,7 @@ export class Session {
           // The failing request and those the server skips have no effect: undo what pgwarden
           // recorded for them, oldest first (see mirror.ts).
           undoChanges(p);
-          this.complete(p);
+          this.records.complete(p);
           // The server now ignores everything up to Sync, so those requests get no answers.
           for (const skipped of this.queue.shiftUntilSync()) {
             undoChanges(skipped);
@@ -1082,7 +908,7 @@ export class Session {
             // already redacted if that request carried parameter values.
             skipped.sqlstate = p.sqlstate;
             skipped.errorMessage = p.errorMessage;
-            this.complete(skipped);
+            this.records.complete(skipped);
           }
           // No Sync forwarded yet: the server will discard what the client sends until its Sync,
           // so pgwarden must not expect answers to those messages either.
@@ -1094,10 +920,10 @@ export class Session {
       }
       case Backend.ReadyForQuery: {
         const p = this.queue.shift();
-        if (p?.kind === 'query') this.complete(p);
+        if (p?.kind === 'query') this.records.complete(p);
         this.status = String.fromCharCode(buf[bodyStart] ?? 0x49) as TransactionStatus;
         // Idle: the transaction of everything up to here has ended (an implicit one at Sync too).
-        if (this.status === 'I') this.transactionEnded(p?.order ?? this.forwarded);
+        if (this.status === 'I') this.names.transactionEnded(p?.order ?? this.forwarded);
         this.segmentAnswered();
         return 'forward';
       }
@@ -1143,84 +969,6 @@ export class Session {
     return be.errorResponse({ severity: 'FATAL', sqlstate: err.sqlstate, message: err.message });
   }
 
-  private complete(p: Pending, command?: string): void {
-    if (!p.recordId) return;
-    try {
-      this.deps.sink.complete({
-        recordId: p.recordId,
-        sessionId: this.id,
-        time: isoNow(),
-        command: p.command ?? command ?? null,
-        rows: p.rows,
-        upstreamMicros: Math.round((performance.now() - p.startedAt) * 1000),
-        sqlstate: p.sqlstate,
-        errorMessage: p.errorMessage,
-      });
-    } catch (err) {
-      this.log.error({ event: 'audit_complete_failed', err: String(err) });
-    }
-  }
-
-  // ---- records ---------------------------------------------------------------------------
-
-  private baseRecord(kind: DecisionRecord['kind'], protocol: DecisionRecord['protocol']): DecisionRecord {
-    return this.record(kind, protocol, null, null, null, null);
-  }
-
-  private statementRecord(
-    protocol: NonNullable<DecisionRecord['protocol']>,
-    sql: string | null,
-    judgement: Judgement | null,
-    v: Verdict,
-    judgeMicros: number | null = judgement?.judgeMicros ?? null,
-  ): DecisionRecord & { hint?: string } {
-    return this.record('statement', protocol, sql, judgement, v, judgeMicros);
-  }
-
-  /** One object literal, no spreads: this runs for every execution. */
-  private record(
-    kind: DecisionRecord['kind'],
-    protocol: DecisionRecord['protocol'],
-    sql: string | null,
-    judgement: Judgement | null,
-    v: Verdict | null,
-    judgeMicros: number | null,
-  ): DecisionRecord & { hint?: string } {
-    const id = this.identity;
-    const deny = v?.kind === 'deny';
-    return {
-      id: randomUUID(),
-      time: isoNow(),
-      kind,
-      instanceId: this.deps.instanceId,
-      sessionId: this.id,
-      seq: this.seq++,
-      human: id?.human ?? null,
-      agent: id?.agent ?? this.params?.user ?? null,
-      tenant: id?.tenant ?? null,
-      roles: id?.roles ?? [],
-      tokenId: id?.tokenId ?? null,
-      clientAddress: this.clientAddress,
-      applicationName: this.params?.applicationName ?? null,
-      protocol,
-      sql,
-      rewrittenSql: v?.kind === 'rewrite' ? v.sql : null,
-      fingerprint: judgement?.fingerprint ?? null,
-      verdict: v?.kind ?? null,
-      reasons: v?.reasons ?? [],
-      ruleIds: v?.ruleIds ?? [],
-      tables: v?.tables ?? [],
-      columns: v?.columns ?? [],
-      flags: v?.flags ?? [],
-      error:
-        v?.kind === 'deny' ? { code: v.code, sqlstate: errors[v.code].sqlstate, message: v.message } : null,
-      detail: null,
-      parameters: null,
-      judgeMicros,
-      ...(deny && v.hint ? { hint: v.hint } : {}),
-    };
-  }
-
   /**
    * Every authentication failure is answered alike: logged and recorded with its reason, then the
    * same FATAL after the same delay, so failures reveal nothing and cannot be probed quickly.
@@ -1230,7 +978,8 @@ export class Session {
     reason: string,
     extra: { detail?: string; hint?: string } = {},
   ): Promise<never> {
-    this.recordAuthFailure(params, reason);
+    this.party.params = params;
+    this.records.authFailure(params.user, reason);
     this.log.warn(
       { event: 'auth_failure', user: params.user, client: this.clientAddress, reason },
       'authentication failed',
@@ -1239,17 +988,6 @@ export class Session {
     throw new PgwardenError('PGW_AUTH_FAILED', {
       message: `password authentication failed for user "${params.user}"`,
       ...extra,
-    });
-  }
-
-  private recordAuthFailure(params: ClientParameters, reason: string): void {
-    this.params = params;
-    const spec = errors.PGW_AUTH_FAILED;
-    this.recordBestEffort({
-      ...this.baseRecord('auth_failure', { mode: 'startup' }),
-      agent: params.user,
-      error: { code: 'PGW_AUTH_FAILED', sqlstate: spec.sqlstate, message: spec.message },
-      detail: reason,
     });
   }
 
@@ -1305,7 +1043,7 @@ export class Session {
       for (const p of this.queue.drain()) {
         p.sqlstate ??= '08006';
         p.command ??= 'ABANDONED';
-        this.complete(p);
+        this.records.complete(p);
       }
       if (up.socket.writable) up.socket.end(serialize.end());
       up.socket.destroy();
@@ -1314,8 +1052,8 @@ export class Session {
     const sock = this.client ?? this.socket;
     sock.end();
     setTimeout(() => sock.destroy(), 1000).unref();
-    if (this.identity && this.upstream) {
-      this.recordBestEffort({ ...this.baseRecord('session_end', null), detail: why });
+    if (this.party.identity && this.upstream) {
+      this.records.bestEffort({ ...this.records.base('session_end', null), detail: why });
       this.log.info({ event: 'session_end', why });
     }
   }

@@ -1,0 +1,115 @@
+/**
+ * The names a session has on the server, as pgwarden mirrors them: protocol-level statements
+ * (Parse) with their judgements, portals (Bind), and SQL-level prepared statements and cursors
+ * (PREPARE, DECLARE). Every change goes through mirror.ts, recorded on the request that makes it
+ * and undone if the server does not carry that request out.
+ */
+import type { Judgement, SessionEffect } from '../policy/verdict.js';
+import { MirroredNames, mapStore, setStore, type ChangeLog } from './mirror.js';
+
+/** A statement judged at Parse time (protocol-level prepared statement, named or unnamed). */
+export interface JudgedStatement {
+  readonly name: string;
+  readonly sql: string;
+  readonly judgement: Judgement;
+}
+
+/** A portal made by Bind: its statement, and when the Bind was forwarded (Pending.order). */
+export interface BoundPortal {
+  readonly statement: JudgedStatement;
+  readonly order: number;
+  /** Its Bind carried parameter values (which an error message of its execution can quote). */
+  readonly parameters: boolean;
+}
+
+export class SessionNames {
+  readonly statements = new Map<string, JudgedStatement>();
+  readonly portals = new Map<string, BoundPortal>();
+  /** What the policy engine reads to judge SQL that names them (EXECUTE, FETCH, ...). */
+  readonly policyState = { preparedStatements: new Set<string>(), cursors: new Set<string>() };
+  readonly mirror = {
+    statements: new MirroredNames(mapStore(this.statements)),
+    portals: new MirroredNames(mapStore(this.portals)),
+    prepared: new MirroredNames(setStore(this.policyState.preparedStatements)),
+    cursors: new MirroredNames(setStore(this.policyState.cursors)),
+  };
+  /**
+   * The order of the latest request at whose reply the server had ended a transaction: every
+   * portal bound before it is gone (see portalEnded).
+   */
+  private transactionEndedAt = -1;
+
+  /**
+   * Protocol-level (Parse) and SQL-level (PREPARE) statements share one name space on the server,
+   * which keeps the first of two with the same name.
+   */
+  statementNameTaken(name: string): boolean {
+    return this.statements.has(name) || this.policyState.preparedStatements.has(name);
+  }
+
+  /** The portal Execute names, unless it is unknown or ended with its transaction. */
+  livePortal(name: string): BoundPortal | undefined {
+    const bound = this.portals.get(name);
+    return bound && !this.portalEnded(bound) ? bound : undefined;
+  }
+
+  /**
+   * The server drops every portal when the transaction that made it ends (COMMIT, ROLLBACK, the
+   * end of an implicit transaction at Sync or after a Query), except cursors declared WITH HOLD,
+   * which pgwarden tracks as SQL-level cursors, not as portals. pgwarden learns of the end from
+   * the server's replies, in order with the requests: a portal bound before the request at whose
+   * reply a transaction had ended is gone, one bound after it (in a later pipeline already
+   * forwarded) is not.
+   * https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-EXT-QUERY
+   */
+  private portalEnded(portal: BoundPortal): boolean {
+    return portal.order < this.transactionEndedAt;
+  }
+
+  /** The server's reply to the request of this order shows that a transaction had ended. */
+  transactionEnded(order: number): void {
+    if (order <= this.transactionEndedAt) return;
+    this.transactionEndedAt = order;
+    // The map is only tidied here; portalEnded decides. A portal whose Bind is still unanswered
+    // was bound after this request, so none of those is touched.
+    if (this.portals.size > 0) this.mirror.portals.forget((p) => this.portalEnded(p));
+  }
+
+  /**
+   * A Close message. Protocol and SQL-level names share one name space on the server: Close of a
+   * statement drops a PREPAREd one of that name too, and Close of a portal a DECLAREd cursor.
+   */
+  close(target: 'S' | 'P', name: string, log: ChangeLog): void {
+    const m = this.mirror;
+    if (target === 'S') dropFromBoth([m.statements, m.prepared], name, log, 0);
+    else dropFromBoth([m.portals, m.cursors], name, log, 0);
+  }
+
+  /** Applies a statement's changes to SQL-level names, recorded on the request that runs it. */
+  applyEffects(effects: readonly SessionEffect[] | undefined, log: ChangeLog): void {
+    if (!effects) return;
+    const m = this.mirror;
+    for (const e of effects) {
+      const at = e.statement;
+      if (e.prepare !== undefined) m.prepared.set(e.prepare, true, log, at);
+      if (e.declareCursor !== undefined) m.cursors.set(e.declareCursor, true, log, at);
+      // SQL-level DEALLOCATE and CLOSE also drop protocol-level statements and portals: each pair
+      // shares one name space on the server.
+      if (e.deallocate) dropFromBoth([m.prepared, m.statements], e.deallocate, log, at);
+      if (e.closeCursor) dropFromBoth([m.cursors, m.portals], e.closeCursor, log, at);
+    }
+  }
+}
+
+/** Drops one name (or all) from mirrored name spaces the server keeps as one. */
+function dropFromBoth(
+  spaces: readonly MirroredNames<unknown>[],
+  which: string | { all: true },
+  log: ChangeLog,
+  at: number,
+): void {
+  for (const s of spaces) {
+    if (typeof which === 'string') s.delete(which, log, at);
+    else s.clear(log, at);
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * The decision records of one session: every statement judged, denied or executed, the session's
+ * start and end, failed logins, and the outcomes the server reports.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { DecisionRecord, DecisionSink } from '../audit/record.js';
+import { errors } from '../errors/registry.js';
+import type { Identity } from '../identity/identity.js';
+import type { Judgement, Verdict } from '../policy/verdict.js';
+import { isoNow } from './clock.js';
+import type { Pending } from './pending.js';
+import type { ClientParameters } from './startup.js';
+
+export type Protocol = DecisionRecord['protocol'];
+export type RecordWithHint = DecisionRecord & { hint?: string };
+
+/** Who the session's records name: known once the client has sent its parameters and token. */
+export interface Party {
+  identity: Identity | undefined;
+  params: ClientParameters | undefined;
+}
+
+export class SessionRecords {
+  private seq = 0;
+
+  constructor(
+    private readonly sessionId: string,
+    private readonly instanceId: string,
+    /** Read once at accept: a closed socket no longer knows its peer. */
+    private readonly clientAddress: string,
+    private readonly party: Party,
+    private readonly sink: DecisionSink,
+    private readonly log: Logger,
+  ) {}
+
+  base(kind: DecisionRecord['kind'], protocol: Protocol): DecisionRecord {
+    return this.make(kind, protocol, null, null, null, null);
+  }
+
+  statement(
+    protocol: NonNullable<Protocol>,
+    sql: string | null,
+    judgement: Judgement | null,
+    v: Verdict,
+    judgeMicros: number | null = judgement?.judgeMicros ?? null,
+  ): RecordWithHint {
+    return this.make('statement', protocol, sql, judgement, v, judgeMicros);
+  }
+
+  /**
+   * Denials, session start and end, and auth failures are recorded too, but a log that cannot take
+   * them must not keep a denial from the client or a session from ending.
+   */
+  bestEffort(record: DecisionRecord): void {
+    try {
+      this.sink.decide(record);
+    } catch (err) {
+      this.log.error({ event: 'audit_unavailable', err: String(err), record: record.id });
+    }
+  }
+
+  authFailure(user: string, reason: string): void {
+    const spec = errors.PGW_AUTH_FAILED;
+    this.bestEffort({
+      ...this.base('auth_failure', { mode: 'startup' }),
+      agent: user,
+      error: { code: 'PGW_AUTH_FAILED', sqlstate: spec.sqlstate, message: spec.message },
+      detail: reason,
+    });
+  }
+
+  /** The server's answer to a request whose decision was recorded. */
+  complete(p: Pending, command?: string): void {
+    if (!p.recordId) return;
+    try {
+      this.sink.complete({
+        recordId: p.recordId,
+        sessionId: this.sessionId,
+        time: isoNow(),
+        command: p.command ?? command ?? null,
+        rows: p.rows,
+        upstreamMicros: Math.round((performance.now() - p.startedAt) * 1000),
+        sqlstate: p.sqlstate,
+        errorMessage: p.errorMessage,
+      });
+    } catch (err) {
+      this.log.error({ event: 'audit_complete_failed', err: String(err) });
+    }
+  }
+
+  /** One object literal, no spreads: this runs for every execution. */
+  private make(
+    kind: DecisionRecord['kind'],
+    protocol: Protocol,
+    sql: string | null,
+    judgement: Judgement | null,
+    v: Verdict | null,
+    judgeMicros: number | null,
+  ): RecordWithHint {
+    const id = this.party.identity;
+    const params = this.party.params;
+    const deny = v?.kind === 'deny';
+    return {
+      id: randomUUID(),
+      time: isoNow(),
+      kind,
+      instanceId: this.instanceId,
+      sessionId: this.sessionId,
+      seq: this.seq++,
+      human: id?.human ?? null,
+      agent: id?.agent ?? params?.user ?? null,
+      tenant: id?.tenant ?? null,
+      roles: id?.roles ?? [],
+      tokenId: id?.tokenId ?? null,
+      clientAddress: this.clientAddress,
+      applicationName: params?.applicationName ?? null,
+      protocol,
+      sql,
+      rewrittenSql: v?.kind === 'rewrite' ? v.sql : null,
+      fingerprint: judgement?.fingerprint ?? null,
+      verdict: v?.kind ?? null,
+      reasons: v?.reasons ?? [],
+      ruleIds: v?.ruleIds ?? [],
+      tables: v?.tables ?? [],
+      columns: v?.columns ?? [],
+      flags: v?.flags ?? [],
+      error:
+        v?.kind === 'deny' ? { code: v.code, sqlstate: errors[v.code].sqlstate, message: v.message } : null,
+      detail: null,
+      parameters: null,
+      judgeMicros,
+      ...(deny && v.hint ? { hint: v.hint } : {}),
+    };
+  }
+}
