@@ -10,6 +10,7 @@ import { createTokenVerifier, type TokenVerifier } from './identity/token.js';
 import type { Judge } from './policy/verdict.js';
 import * as be from './protocol/backend-encoder.js';
 import { CancelRegistry } from './session/cancel-registry.js';
+import { addressKey } from './session/client-address.js';
 import { Session } from './session/session.js';
 
 export interface PgwardenOptions {
@@ -55,6 +56,8 @@ export async function startPgwarden(opts: PgwardenOptions): Promise<RunningPgwar
   const sessions = new Set<Session>();
   /** Connections that have not yet verified a token (limits.maxStartupConnections). */
   const starting = new Set<Session>();
+  /** Connections in startup per client address (limits.maxStartupConnectionsPerAddress). */
+  const startingFrom = new Map<string, number>();
   let startupRefusals = 0;
   const cancels = new CancelRegistry<Session>();
   let accepting = true;
@@ -85,24 +88,38 @@ export async function startPgwarden(opts: PgwardenOptions): Promise<RunningPgwar
     // Connections without a verified token have their own, smaller pool, so clients that never
     // authenticate cannot take the session slots. Before its startup packet a client could not
     // read an answer (it may be expecting a TLS handshake): it is closed without one.
-    if (starting.size >= config.limits.maxStartupConnections) {
+    const from = addressKey(socket.remoteAddress);
+    const fromCount = startingFrom.get(from) ?? 0;
+    const full =
+      starting.size >= config.limits.maxStartupConnections
+        ? 'max_startup_connections'
+        : fromCount >= config.limits.maxStartupConnectionsPerAddress
+          ? 'max_startup_connections_per_address'
+          : undefined;
+    if (full) {
       socket.on('error', () => undefined);
       socket.destroy();
       startupRefusals++;
       // One log line per burst, not one per refused connection.
       if (startupRefusals === 1)
         logger.warn(
-          { event: 'connection_refused', reason: 'max_startup_connections', client: socket.remoteAddress },
+          { event: 'connection_refused', reason: full, client: socket.remoteAddress },
           'too many connections in startup; closing new ones',
         );
       return;
     }
     let state: 'startup' | 'session' | 'ended' = 'startup';
+    const leaveStartup = (): void => {
+      if (!starting.delete(session)) return;
+      const n = (startingFrom.get(from) ?? 1) - 1;
+      if (n > 0) startingFrom.set(from, n);
+      else startingFrom.delete(from);
+    };
     const session: Session = new Session(socket, {
       ...deps,
       admit: () => {
         if (state !== 'startup') return false;
-        starting.delete(session);
+        leaveStartup();
         if (sessions.size >= config.limits.maxConnections) {
           state = 'ended';
           return false;
@@ -113,8 +130,9 @@ export async function startPgwarden(opts: PgwardenOptions): Promise<RunningPgwar
       },
     });
     starting.add(session);
+    startingFrom.set(from, fromCount + 1);
     socket.once('close', () => {
-      starting.delete(session);
+      leaveStartup();
       sessions.delete(session);
       state = 'ended';
       if (starting.size === 0 && startupRefusals > 0) {

@@ -159,6 +159,45 @@ describe('connection limits', () => {
   });
 });
 
+describe('connections in startup from one address', () => {
+  it('are limited, so one host cannot keep everyone else from logging in', async () => {
+    const p = await startTestProxy(db, {
+      tables: ['public.items'],
+      config: { limits: { maxStartupConnections: 10, maxStartupConnectionsPerAddress: 3 } },
+    });
+    const clients: RawClient[] = [];
+    try {
+      // The attack: idle connections that never send a startup packet, all from 127.0.0.2.
+      for (let i = 0; i < 3; i++) clients.push(await RawClient.connect(p.port, '127.0.0.2'));
+      await expect.poll(() => p.proxy.startupCount()).toBe(3);
+      const fourth = await RawClient.connect(p.port, '127.0.0.2');
+      clients.push(fourth);
+      expect(await fourth.read()).toBeUndefined(); // closed without an answer
+      expect(p.proxy.startupCount()).toBe(3);
+
+      // Everyone else still logs in, while the attacker's connections are held open.
+      await stillServes(p);
+      const other = await RawClient.connect(p.port, '127.0.0.3');
+      clients.push(other);
+      expect((await other.login('support-bot', db.name, await p.token())).at(-1)?.code).toBe('Z');
+
+      // The benign look-alike: one host with a pool of clients that log in together. A login
+      // leaves the startup count at once, so more than the limit log in one after another.
+      const pool: pg.Client[] = [];
+      for (let i = 0; i < 5; i++) {
+        const c = new pg.Client({ connectionString: await p.url() });
+        await c.connect();
+        pool.push(c);
+      }
+      await Promise.all(pool.map((c) => c.query('SELECT 1')));
+      await Promise.all(pool.map((c) => c.end()));
+    } finally {
+      for (const c of clients) c.close();
+      await p.close();
+    }
+  });
+});
+
 describe('token expiry', () => {
   it('ends an idle session in a transaction when its token expires', async () => {
     const c = await RawClient.connect(px.port);

@@ -37,6 +37,7 @@ describe('config', () => {
     const c = validateConfig(minimal);
     expect(c.limits.maxStartupMessageBytes).toBe(64 * 1024);
     expect(c.limits.maxStartupConnections).toBe(64);
+    expect(c.limits.maxStartupConnectionsPerAddress).toBe(16);
     expect(c.auth.maxTokenLifetimeSec).toBe(86_400);
     expect(Object.isFrozen(c.limits)).toBe(true);
     expect(c.tls.allowPlaintext).toBe('loopback');

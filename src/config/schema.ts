@@ -89,6 +89,11 @@ const limits = z
       .default(64 * 1024),
     /** Connections still in startup or authentication; counted apart from maxConnections. */
     maxStartupConnections: z.number().int().positive().default(64),
+    /**
+     * Of those, from one client address (an IPv4 address, an IPv6 /64), so one host cannot hold
+     * the whole startup pool and keep everyone else from logging in.
+     */
+    maxStartupConnectionsPerAddress: z.number().int().positive().default(16),
     startupTimeoutMs: z.number().int().positive().default(10_000),
     idleTimeoutMs: z.number().int().min(0).default(0),
   })

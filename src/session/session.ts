@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { isIPv4, isIPv6, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import { serialize } from 'pg-protocol';
@@ -24,6 +24,7 @@ import * as fm from '../protocol/frontend-messages.js';
 import { BackendStream, type Disposition } from '../upstream/backend-stream.js';
 import { cancelUpstream, connectUpstream, type UpstreamConnection } from '../upstream/connect.js';
 import type { CancelRegistry } from './cancel-registry.js';
+import { isLoopback } from './client-address.js';
 import { undoChanges } from './mirror.js';
 import { SessionNames, type JudgedStatement } from './names.js';
 import { checkParam } from './param-check.js';
@@ -77,13 +78,6 @@ function targetProtocol(t: fm.TargetMessage): NonNullable<DecisionRecord['protoc
   return t.target === 'S'
     ? { mode: 'extended', statementName: t.name }
     : { mode: 'extended', portalName: t.name };
-}
-
-function isLoopback(address: string | undefined): boolean {
-  if (!address) return false;
-  if (isIPv4(address)) return address.startsWith('127.');
-  if (isIPv6(address)) return address === '::1' || address.startsWith('::ffff:127.');
-  return false;
 }
 
 function clientError(err: unknown): PgwardenError {

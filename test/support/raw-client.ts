@@ -28,8 +28,9 @@ export class RawClient {
     for (const w of this.waiters.splice(0)) w();
   }
 
-  static async connect(port: number): Promise<RawClient> {
-    const s = connect({ host: '127.0.0.1', port });
+  /** `localAddress`: another loopback address (127.0.0.2, ...) to connect from. */
+  static async connect(port: number, localAddress?: string): Promise<RawClient> {
+    const s = connect({ host: '127.0.0.1', port, ...(localAddress ? { localAddress } : {}) });
     await new Promise<void>((resolve, reject) => {
       s.once('connect', resolve);
       s.once('error', reject);
