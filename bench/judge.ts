@@ -59,12 +59,30 @@ for (const r of rows) console.log(line(r));
 
 // Judging is synchronous, so a long statement holds the event loop (and every other session) for
 // as long as it takes: limits.maxQueryBytes is set from this (docs/config.md).
-console.log('\nlong statements (cold, CASE with n arms), µs per byte of SQL:');
+// Statements longer than limits.judgeOffThreadBytes are judged on the judge thread instead.
+console.log('\nlong statements (cold), µs per byte of SQL:');
 const long = createPolicyJudge(rules, catalog, { searchPath: 'public', cacheSize: 0 });
-for (const arms of [1000, 4000]) {
-  const sql = `SELECT CASE ${Array.from({ length: arms }, (_, i) => `WHEN id = ${i} THEN ${i}`).join(' ')} END FROM orders`;
-  const us = micros(() => long.judge(sql, ctx), 3);
-  console.log(
-    `  ${sql.length} bytes: ${(us / 1000).toFixed(0)} ms, ${(us / sql.length).toFixed(2)} µs per byte`,
-  );
+const longStatements: [string, (n: number) => string, number[]][] = [
+  [
+    'CASE with n arms',
+    (n) =>
+      `SELECT CASE ${Array.from({ length: n }, (_, i) => `WHEN id = ${i} THEN ${i}`).join(' ')} END FROM orders`,
+    [1000, 4000],
+  ],
+  [
+    // Every row of an INSERT into a parent-scoped table gets its own guard: the costliest per byte.
+    'INSERT of n rows into parent-scoped order_items',
+    (n) =>
+      `INSERT INTO order_items (order_id, sku, qty) VALUES ${Array.from({ length: n }, (_, i) => `(${i}, 'SKU-${i}', 1)`).join(', ')}`,
+    [300, 3000],
+  ],
+];
+for (const [name, make, sizes] of longStatements) {
+  for (const n of sizes) {
+    const sql = make(n);
+    const us = micros(() => long.judge(sql, ctx), 3);
+    console.log(
+      `  ${name.replace(' n ', ` ${n} `)}, ${sql.length} bytes: ${(us / 1000).toFixed(0)} ms, ${(us / sql.length).toFixed(2)} µs per byte`,
+    );
+  }
 }

@@ -29,7 +29,8 @@ export class ShipperClient {
   }
 
   private spawn(): void {
-    const worker = new Worker(new URL('./shipper-worker.mjs', import.meta.url), {
+    const worker = new Worker(new URL('../thread-entry.mjs', import.meta.url), {
+      argv: ['audit/shipper-thread'],
       workerData: this.data,
       // Inherited flags that only make sense for the main entry (node --input-type=module -e ...)
       // would stop the worker from starting.

@@ -46,6 +46,7 @@ export async function startFromConfig(config: Config, logger: Logger): Promise<S
     searchPath: config.session.searchPath,
     tenantClaim: config.auth.claims.tenant,
     logger,
+    offThread: config.limits.judgeOffThreadBytes > 0,
   });
   const stopWatching = policy.watch();
   const instanceId = instanceIdOf(config);
@@ -75,6 +76,7 @@ export async function startFromConfig(config: Config, logger: Logger): Promise<S
       await proxy.close();
       await api?.close();
       await log.close();
+      await policy.close();
     },
   };
 }

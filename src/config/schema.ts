@@ -65,16 +65,19 @@ const limits = z
       .int()
       .min(1024)
       .default(16 * 1024 * 1024),
-    /**
-     * Judging (parse, rewrite, deparse, re-parse, check) runs on the event loop at 1.4 to 1.7 µs
-     * per byte of SQL (bench/judge.ts), so this bounds how long one statement holds up every other
-     * session.
-     */
+    /** The longest SQL text pgwarden judges; longer ones are refused (54000). */
     maxQueryBytes: z
       .number()
       .int()
       .min(64)
       .default(128 * 1024),
+    /**
+     * SQL texts longer than this are judged on the judge thread, not on the event loop every
+     * session shares: judging costs 1.1 to 10 µs per byte (bench/judge.ts; most for a multi-row
+     * INSERT into a parent-scoped table), so a long statement would hold up everyone else. 0: every
+     * statement is judged on the event loop.
+     */
+    judgeOffThreadBytes: z.number().int().min(0).default(4096),
     /** Statements one query string may hold; more are refused before any is judged. */
     maxStatementsPerQuery: z.number().int().positive().default(1000),
     maxConnections: z.number().int().positive().default(1000),

@@ -27,7 +27,11 @@ describe('reloadable judge', () => {
       rulesPaths: [dir],
       loadCatalog: async () => readCatalogSnapshot('grammar-tests/catalog.json'),
       searchPath: 'public',
-      logger: { info: (_o, m) => logs.push(`info ${m}`), warn: (_o, m) => logs.push(`warn ${m}`) },
+      logger: {
+        info: (_o, m) => logs.push(`info ${m}`),
+        warn: (_o, m) => logs.push(`warn ${m}`),
+        error: (_o, m) => logs.push(`error ${m}`),
+      },
     });
     expect(r.judge.judge('SELECT * FROM orders', ctx).verdict.kind).toBe('deny');
 
@@ -54,6 +58,30 @@ describe('reloadable judge', () => {
       'warn new rules refused; the previous rules stay in force',
       'warn new rules refused; the previous rules stay in force',
     ]);
+  });
+
+  it('judges on its thread with the rules in force, reloads included', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pgw-reload-'));
+    const file = join(dir, 'rules.yaml');
+    writeFileSync(file, 'version: 1\ntables: {}\n');
+    const r = await createReloadableJudge({
+      rulesPaths: [dir],
+      loadCatalog: async () => readCatalogSnapshot('grammar-tests/catalog.json'),
+      searchPath: 'public',
+      offThread: true,
+    });
+    try {
+      const offThread = r.judge.judgeOffThread!;
+      expect((await offThread('SELECT * FROM orders', ctx)).verdict.kind).toBe('deny');
+      writeFileSync(file, orders);
+      expect(await r.reload()).toEqual({ ok: true });
+      const there = await offThread('SELECT * FROM orders', ctx);
+      expect(there.verdict.kind).toBe('rewrite');
+      // The same verdict as the proxy's own thread gives.
+      expect(there.verdict).toEqual(r.judge.judge('SELECT * FROM orders', ctx).verdict);
+    } finally {
+      await r.close();
+    }
   });
 
   it('refuses to start without valid rules', async () => {

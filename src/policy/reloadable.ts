@@ -2,6 +2,7 @@ import { watch as watchPath } from 'node:fs';
 import type { Catalog } from './catalog.js';
 import { checkRulesAgainstCatalog } from './catalog.js';
 import { createPolicyJudge } from './engine.js';
+import { JudgeThread, type JudgeThreadLogger } from './judge-thread-client.js';
 import { loadRules, RulesError } from './rules-load.js';
 import type { Rules } from './rules-schema.js';
 import type { Judge } from './verdict.js';
@@ -17,6 +18,8 @@ export interface ReloadableJudge {
   reload(): Promise<{ ok: boolean; error?: string }>;
   /** Reloads when a rules file changes (debounced); returns a function that stops watching. */
   watch(): () => void;
+  /** Stops the judge thread, if there is one. */
+  close(): Promise<void>;
 }
 
 /**
@@ -38,14 +41,14 @@ export async function buildJudge(
   catalog: () => Promise<Catalog>,
   searchPath: string,
   tokenTenantClaim?: string,
-): Promise<{ judge: Judge; rules: Rules }> {
+): Promise<{ judge: Judge; rules: Rules; catalog: Catalog }> {
   const rules = await loadRules(rulesPaths);
   const mismatch = tenantClaimMismatch(rules, tokenTenantClaim);
   if (mismatch !== undefined) throw new RulesError([mismatch]);
   const cat = await catalog();
   const problems = checkRulesAgainstCatalog(rules, cat);
   if (problems.length > 0) throw new RulesError(problems);
-  return { judge: createPolicyJudge(rules, cat, { searchPath }), rules };
+  return { judge: createPolicyJudge(rules, cat, { searchPath }), rules, catalog: cat };
 }
 
 /**
@@ -58,15 +61,21 @@ export async function createReloadableJudge(opts: {
   searchPath: string;
   /** auth.claims.tenant: the rules' tenant.claim must be the same. */
   tenantClaim?: string;
-  logger?: ReloadLogger;
+  logger?: ReloadLogger & JudgeThreadLogger;
+  /** Long statements may be judged on a thread of their own (Judge.judgeOffThread). */
+  offThread?: boolean;
 }): Promise<ReloadableJudge> {
   const build = (): ReturnType<typeof buildJudge> =>
     buildJudge(opts.rulesPaths, opts.loadCatalog, opts.searchPath, opts.tenantClaim);
-  let current = (await build()).judge;
+  const thread = opts.offThread ? new JudgeThread(opts.logger) : undefined;
+  const first = await build();
+  let current = first.judge;
+  thread?.setPolicy({ rules: first.rules, catalog: first.catalog, searchPath: opts.searchPath });
   let generation = 0;
   const judge: Judge = {
     judge: (sql, ctx) => current.judge(sql, ctx),
     namesRelation: (qname) => current.namesRelation(qname),
+    ...(thread ? { judgeOffThread: (sql, ctx) => thread.judge(sql, ctx) } : {}),
   };
 
   const reload = async (): Promise<{ ok: boolean; error?: string }> => {
@@ -76,6 +85,7 @@ export async function createReloadableJudge(opts: {
       // A slower, older reload must not overwrite a newer one.
       if (mine !== generation) return { ok: false, error: 'superseded by a newer reload' };
       current = next.judge;
+      thread?.setPolicy({ rules: next.rules, catalog: next.catalog, searchPath: opts.searchPath });
       opts.logger?.info(
         { event: 'rules_loaded', tables: Object.keys(next.rules.tables).length },
         'rules loaded',
@@ -106,5 +116,5 @@ export async function createReloadableJudge(opts: {
     };
   };
 
-  return { judge, reload, watch };
+  return { judge, reload, watch, close: async () => thread?.close() };
 }

@@ -96,7 +96,7 @@ export interface Judgement {
  * The seam between proxy and policy: one query string (a whole simple-protocol Query message, or
  * the text of one Parse message) in, one verdict out. A multi-statement string is allowed only if
  * every statement is; the verdict then covers the whole string. Must not throw: a bug is a deny
- * with PGW_INTERNAL. Synchronous, so judging adds no event-loop turns.
+ * with PGW_INTERNAL. Synchronous, so judging adds no event-loop turns (judgeOffThread aside).
  */
 export interface Judge {
   judge(sql: string, ctx: JudgeContext): Judgement;
@@ -105,4 +105,10 @@ export interface Judge {
    * name it (a table or an introspection relation).
    */
   namesRelation(qname: string): boolean;
+  /**
+   * Judges on another thread, with the same rules: for long statements, whose judging would
+   * otherwise hold the proxy's event loop and every other session (limits.judgeOffThreadBytes).
+   * Never rejects. Absent: every statement is judged synchronously.
+   */
+  judgeOffThread?(sql: string, ctx: JudgeContext): Promise<Judgement>;
 }

@@ -353,12 +353,13 @@ export class Session {
       let m = this.waiting;
       this.waiting = undefined;
       while (!this.closed && (m ??= this.decoder.next())) {
-        if (this.mustWait(m)) {
+        if (this.mustWait(m) || this.judgingOffThread(m)) {
           this.waiting = m;
           this.client.pause();
           break;
         }
         this.onClientMessage(m, out);
+        if (this.offThread?.message === m) this.offThread = undefined;
         m = undefined;
       }
     } catch (err) {
@@ -547,22 +548,59 @@ export class Session {
         cached: false,
       };
     }
+    const o = this.offThread;
+    if (o?.judgement && o.mode === mode && o.sql === sql) return o.judgement;
+    return this.deps.judge.judge(sql, this.contextFor(mode));
+  }
+
+  private contextFor(mode: 'simple' | 'extended'): JudgeContext {
     const maxStatements = this.deps.config.limits.maxStatementsPerQuery;
+    const session = this.names.policyState;
+    const identity = this.party.identity!;
     this.judgeContexts ??= {
-      simple: {
-        identity: this.party.identity!,
-        protocol: 'simple',
-        session: this.names.policyState,
-        maxStatements,
-      },
-      extended: {
-        identity: this.party.identity!,
-        protocol: 'extended',
-        session: this.names.policyState,
-        maxStatements,
-      },
+      simple: { identity, protocol: 'simple', session, maxStatements },
+      extended: { identity, protocol: 'extended', session, maxStatements },
     };
-    return this.deps.judge.judge(sql, this.judgeContexts[mode]);
+    return this.judgeContexts[mode];
+  }
+
+  /** A long statement sent to the judge thread, then its judgement (see judgingOffThread). */
+  private offThread:
+    | { message: FrontendMessage; sql: string; mode: 'simple' | 'extended'; judgement?: Judgement }
+    | undefined;
+
+  /**
+   * Whether a Query or Parse waits for its judgement from the judge thread. Judging a long text on
+   * the event loop would hold every session's messages for as long as it takes (a second for an
+   * INSERT of thousands of rows into a parent-scoped table): longer than judgeOffThreadBytes, it is
+   * judged on the judge thread while this session's messages wait, in order, and everyone else's
+   * go on. The session's state cannot change meanwhile: every earlier pipeline that changed it has
+   * been answered (mustWait) and nothing more of this session is forwarded.
+   */
+  private judgingOffThread(m: FrontendMessage): boolean {
+    const offThread = this.deps.judge.judgeOffThread;
+    const { judgeOffThreadBytes, maxQueryBytes } = this.deps.config.limits;
+    const bytes = m.end - m.bodyStart;
+    if (!offThread || judgeOffThreadBytes === 0 || bytes <= judgeOffThreadBytes) return false;
+    if (m.code !== Frontend.Query && m.code !== Frontend.Parse) return false;
+    if (this.skipUntilSync) return false;
+    if (this.offThread?.message === m) return this.offThread.judgement === undefined;
+    const mode = m.code === Frontend.Query ? 'simple' : 'extended';
+    const sql =
+      mode === 'simple'
+        ? fm.readQuery(m.buffer, m.bodyStart, m.end)
+        : fm.readParse(m.buffer, m.bodyStart, m.end).query;
+    // Refused for its length, without judging (judge()).
+    if (Buffer.byteLength(sql) > maxQueryBytes) return false;
+    const job: NonNullable<Session['offThread']> = { message: m, sql, mode };
+    this.offThread = job;
+    void offThread(sql, this.contextFor(mode)).then((judgement) => {
+      if (this.offThread !== job || this.closed) return;
+      job.judgement = judgement;
+      this.client.resume();
+      this.onClientData(Buffer.alloc(0));
+    });
+    return true;
   }
 
   /** Made once per session: identity and session state are the same objects for every statement. */

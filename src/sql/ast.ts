@@ -95,8 +95,28 @@ export function stripLocations(node: unknown): unknown {
   return out;
 }
 
+/**
+ * Whether two trees are the same but for parser locations, keys in any order. Walks both without
+ * copying: the invariant check compares a guard per row of a multi-row INSERT.
+ */
 export function sameTree(a: unknown, b: unknown): boolean {
-  return JSON.stringify(stripLocations(a)) === JSON.stringify(stripLocations(b));
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) || Array.isArray(b)) {
+    if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameTree(a[i], b[i])) return false;
+    return true;
+  }
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  let keys = 0;
+  for (const k in x) {
+    if (k === 'location' || x[k] === undefined) continue;
+    if (!sameTree(x[k], y[k])) return false;
+    keys++;
+  }
+  for (const k in y) if (k !== 'location' && y[k] !== undefined) keys--;
+  return keys === 0;
 }
 
 export function clone<T>(node: T): T {

@@ -1,0 +1,16 @@
+import type { Catalog } from './catalog.js';
+import type { Rules } from './rules-schema.js';
+import type { JudgeContext, Judgement } from './verdict.js';
+
+/** What the judge thread needs to build the same judge as the proxy's thread. */
+export interface PolicyInputs {
+  readonly rules: Rules;
+  readonly catalog: Catalog;
+  readonly searchPath: string;
+}
+
+export type ToJudgeThread =
+  | { readonly type: 'policy'; readonly inputs: PolicyInputs }
+  | { readonly type: 'judge'; readonly id: number; readonly sql: string; readonly ctx: JudgeContext };
+
+export type FromJudgeThread = { readonly type: 'judged'; readonly id: number; readonly judgement: Judgement };

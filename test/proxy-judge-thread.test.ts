@@ -1,0 +1,129 @@
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import { serialize } from 'pg-protocol';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadCatalog } from '../src/policy/catalog.js';
+import { createReloadableJudge, type ReloadableJudge } from '../src/policy/reloadable.js';
+import { loadParser } from '../src/sql/parse.js';
+import { createTestDatabase, type TestDatabase } from './support/db.js';
+import { startTestProxy, type TestProxy } from './support/proxy.js';
+import { RawClient, errorOf } from './support/raw-client.js';
+
+/**
+ * Long statements are judged on the judge thread: one agent's long statement must not hold up
+ * every other session for as long as judging it takes.
+ */
+let db: TestDatabase;
+let policy: ReloadableJudge;
+let proxy: TestProxy;
+
+/** A multi-row INSERT into parent-scoped order_items: every row gets a guard, judging takes ~1 s. */
+function bulkInsert(orderId: (i: number) => number, rows = 3000, tag = 'BULK'): string {
+  const values = Array.from({ length: rows }, (_, i) => `(${orderId(i)}, '${tag}-${i}', 1)`);
+  return `INSERT INTO order_items (order_id, sku, qty) VALUES ${values.join(', ')}`;
+}
+
+async function rowsTagged(tag: string): Promise<number> {
+  const r = await db.sql<{ n: number }>(
+    `SELECT count(*)::int AS n FROM order_items WHERE sku LIKE '${tag}-%'`,
+  );
+  return r[0]!.n;
+}
+
+beforeAll(async () => {
+  await loadParser();
+  db = await createTestDatabase('judge_thread');
+  await db.sql(readFileSync('src/demo/seed.sql', 'utf8'));
+  policy = await createReloadableJudge({
+    rulesPaths: ['rules'],
+    loadCatalog: () => loadCatalog(db.url, 'public'),
+    searchPath: 'public',
+    offThread: true,
+  });
+  proxy = await startTestProxy(db, { judge: policy.judge });
+});
+afterAll(async () => {
+  await proxy?.close();
+  await policy?.close();
+  await db?.drop();
+});
+
+describe('long statements are judged off the event loop', () => {
+  it("another agent's session logs in and is served while a long statement is being judged", async () => {
+    const a = await RawClient.connect(proxy.port);
+    try {
+      await a.login('support-bot', db.name, await proxy.token());
+      // Acme's orders are 1 to 18.
+      a.send(serialize.query(bulkInsert((i) => 1 + (i % 18))));
+      // The other session needs the event loop to log in and to be judged: judged on the event
+      // loop, the long statement would be decided (and recorded) first.
+      const b = new pg.Client({
+        connectionString: await proxy.url({ tenant: 'globex', human: 'bob@globex.test' }),
+      });
+      await b.connect();
+      const r = await b.query('SELECT count(*)::int AS n FROM orders');
+      expect(r.rows).toEqual([{ n: 12 }]);
+      await b.end();
+      const answer = await a.untilReady();
+      expect(answer.map((m) => m.code)).toEqual(['C', 'Z']);
+      const sqls = proxy.sink.records.filter((x) => x.kind === 'statement').map((x) => x.sql ?? '');
+      const bulkAt = sqls.findIndex((s) => s.startsWith('INSERT INTO order_items'));
+      const otherAt = sqls.indexOf('SELECT count(*)::int AS n FROM orders');
+      expect(otherAt).toBeGreaterThanOrEqual(0);
+      expect(bulkAt).toBeGreaterThan(otherAt);
+      expect(await rowsTagged('BULK')).toBe(3000);
+    } finally {
+      a.close();
+    }
+  });
+
+  it("keeps the order of a session's messages around the long one, in both protocols", async () => {
+    const c = new pg.Client({ connectionString: await proxy.url() });
+    await c.connect();
+    try {
+      // Simple protocol: the long INSERT and the query after it, pipelined by the client.
+      const [ins, count] = await Promise.all([
+        c.query(bulkInsert((i) => 1 + (i % 18), 500, 'SIMPLE')),
+        c.query("SELECT count(*)::int AS n FROM order_items WHERE sku LIKE 'SIMPLE-%'"),
+      ]);
+      expect(ins.rowCount).toBe(500);
+      expect(count.rows).toEqual([{ n: 500 }]);
+      // Extended protocol: a long Parse with a parameter.
+      const sql = `${bulkInsert((i) => 1 + (i % 18), 499, 'EXT')}, ($1, 'EXT-last', 1)`;
+      expect((await c.query(sql, [2])).rowCount).toBe(500);
+      expect(await rowsTagged('EXT')).toBe(500);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it("judges by the same rules: a long INSERT naming another tenant's order is refused whole", async () => {
+    const c = new pg.Client({ connectionString: await proxy.url() });
+    await c.connect();
+    try {
+      // Order 20 is globex's, in the middle of acme's.
+      const sql = bulkInsert((i) => (i === 250 ? 20 : 1 + (i % 18)), 500, 'CROSS');
+      await expect(c.query(sql)).rejects.toMatchObject({
+        message: expect.stringContaining('must reference a row of public.orders in tenant acme'),
+      });
+      expect(await rowsTagged('CROSS')).toBe(0);
+      // The session goes on.
+      expect((await c.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('refuses a statement over limits.maxQueryBytes without judging it anywhere', async () => {
+    const c = await RawClient.connect(proxy.port);
+    try {
+      await c.login('support-bot', db.name, await proxy.token());
+      c.send(serialize.query(bulkInsert((i) => 1 + (i % 18), 8000, 'HUGE')));
+      const answer = await c.untilReady();
+      expect(errorOf(answer[0])).toMatchObject({ code: '54000' });
+      expect(await rowsTagged('HUGE')).toBe(0);
+    } finally {
+      c.close();
+    }
+  });
+});
