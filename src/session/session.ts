@@ -6,8 +6,7 @@ import { serialize } from 'pg-protocol';
 import type { DecisionRecord, DecisionSink } from '../audit/record.js';
 import type { Config } from '../config/schema.js';
 import { PgwardenError, errors } from '../errors/registry.js';
-import type { Identity } from '../identity/identity.js';
-import { TokenError, type TokenVerifier } from '../identity/token.js';
+import type { TokenVerifier } from '../identity/token.js';
 import type { Judge, JudgeContext, Judgement, Verdict } from '../policy/verdict.js';
 import * as be from '../protocol/backend-encoder.js';
 import {
@@ -23,8 +22,8 @@ import type { FrontendDecoder, FrontendMessage } from '../protocol/frontend-deco
 import * as fm from '../protocol/frontend-messages.js';
 import { BackendStream, type Disposition } from '../upstream/backend-stream.js';
 import { cancelUpstream, connectUpstream, type UpstreamConnection } from '../upstream/connect.js';
+import { authenticate } from './authenticate.js';
 import type { CancelRegistry } from './cancel-registry.js';
-import { isLoopback } from './client-address.js';
 import { undoChanges } from './mirror.js';
 import { SessionNames, type JudgedStatement } from './names.js';
 import { checkParam } from './param-check.js';
@@ -40,7 +39,7 @@ import {
   refuseTakenName,
 } from './refusals.js';
 import { OutBatch } from './out-batch.js';
-import { checkClientParameters, readStartup, type ClientParameters } from './startup.js';
+import type { ClientParameters } from './startup.js';
 import { parentKeyRefusal } from '../rewrite/parent-guards.js';
 
 /** What an agent reads instead of a server error that names a relation the rules do not. */
@@ -165,72 +164,28 @@ export class Session {
     // A client that leaves while its token is checked or its upstream connection is opened must
     // not leave that connection behind: close() marks the session, and startup stops there.
     this.socket.once('close', () => this.close('client closed during startup'));
-    const first = await readStartup(this.socket, {
-      maxMessageBytes: config.limits.maxMessageBytes,
-      tls: this.deps.tls,
+    const auth = await authenticate(this.socket, this.deps, {
+      connected: (client, decoder) => {
+        this.client = client;
+        this.decoder = decoder;
+      },
+      parameters: (params) => {
+        this.party.params = params;
+      },
+      failed: (params, reason, extra) => this.authFailed(params, reason, extra),
     });
-    if (first.kind === 'cancel') {
-      const target = this.deps.cancels.lookup(first.processId, first.secretKey);
+    if (auth.kind === 'cancel') {
+      const target = this.deps.cancels.lookup(auth.processId, auth.secretKey);
       target?.cancel();
       this.socket.end();
       this.closed = true;
       return;
     }
-    this.client = first.socket;
-    this.decoder = first.reader.decoder;
-    // Until the client has authenticated, a message may be no larger than a token needs.
-    this.decoder.startTypedPhase(
-      Math.min(config.limits.maxStartupMessageBytes, config.limits.maxMessageBytes),
-    );
-    const reader = first.reader;
-    if (!this.deps.accepting()) throw new PgwardenError('PGW_SHUTTING_DOWN');
-
-    const loopback = isLoopback(this.socket.remoteAddress);
-    if (!first.secure) {
-      const allowed =
-        config.tls.allowPlaintext === 'always' || (config.tls.allowPlaintext === 'loopback' && loopback);
-      // A token sent in clear over a network can be replayed by anyone on the path.
-      if (!allowed || !loopback) throw new PgwardenError('PGW_TLS_REQUIRED');
-    }
-    const params = checkClientParameters(first.params, config.upstream.database);
-    this.party.params = params;
-    if (first.minor > 0 || params.protocolOptions.length > 0) {
-      // https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-NEGOTIATEPROTOCOLVERSION
-      this.client.write(be.negotiateProtocolVersion(0, params.protocolOptions));
-    }
-
-    this.client.write(be.authenticationCleartextPassword());
-    let answer: FrontendMessage;
-    try {
-      answer = await reader.next();
-    } catch (err) {
-      if (!(err instanceof PgwardenError && err.code === 'PGW_MESSAGE_TOO_LARGE')) throw err;
-      return this.authFailed(params, `password message too large: ${err.message}`, {
-        detail: `before authentication pgwarden accepts messages of at most ${this.decoder.maxBytes} bytes`,
-      });
-    }
-    if (answer.code !== Frontend.Password) {
-      throw new PgwardenError('PGW_PROTOCOL_VIOLATION', { message: 'expected a password message' });
-    }
-    const token = fm.readPassword(answer.body);
-    let verified: Identity;
-    try {
-      verified = await this.deps.verifyToken(token, params.user);
-    } catch (err) {
-      const reason = err instanceof TokenError ? `${err.reason}: ${err.message}` : String(err);
-      return this.authFailed(params, reason);
-    }
-    if (!params.servedDatabase) {
-      // Named only to a client whose token is valid.
-      return this.authFailed(params, `database "${params.database}" is not served by pgwarden`, {
-        hint: `connect to database "${config.upstream.database}"`,
-      });
-    }
     if (this.deps.admit && !this.deps.admit()) throw new PgwardenError('PGW_TOO_MANY_CONNECTIONS');
-    this.party.identity = verified;
+    const { reader, params, identity } = auth;
+    this.party.identity = identity;
     this.decoder.setMaxMessageBytes(config.limits.maxMessageBytes);
 
-    const identity = this.party.identity;
     try {
       this.upstream = await connectUpstream({
         ...config.upstream,
@@ -566,8 +521,7 @@ export class Session {
 
   /** A long statement sent to the judge thread, then its judgement (see judgingOffThread). */
   private offThread:
-    | { message: FrontendMessage; sql: string; mode: 'simple' | 'extended'; judgement?: Judgement }
-    | undefined;
+    { message: FrontendMessage; sql: string; mode: 'simple' | 'extended'; judgement?: Judgement } | undefined;
 
   /**
    * Whether a Query or Parse waits for its judgement from the judge thread. Judging a long text on
