@@ -1012,6 +1012,55 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
     c.close();
   });
 
+  it('a session holds at most limits.maxNamesPerSession statements, portals and cursors; closed ones make room', async () => {
+    const small = await startTestProxy(db, { judge, config: { limits: { maxNamesPerSession: 3 } } });
+    const c = await RawClient.connect(small.port);
+    try {
+      await c.login('support-bot', db.name, await small.token());
+      const parse = (name: string): Buffer => serialize.parse({ name, text: 'SELECT id FROM products' });
+      // The attack: one name more than the limit, by Parse, by PREPARE and by a named portal.
+      const [three, fourth, prepare] = await pipeline(
+        c,
+        3,
+        Buffer.concat([parse('s1'), parse('s2'), serialize.query('PREPARE s3 AS SELECT 1')]),
+        Buffer.concat([parse('s4'), serialize.sync()]),
+        serialize.query('PREPARE s5 AS SELECT 1'),
+      );
+      expect(codes(three)).toBe('11CZ');
+      const limited = { severity: 'ERROR', code: '53400', message: expect.stringContaining('at most 3') };
+      expect(errorOf(fourth![0])).toMatchObject(limited);
+      expect(errorOf(prepare![0])).toMatchObject(limited);
+      const [portal] = await pipeline(
+        c,
+        1,
+        Buffer.concat([serialize.bind({ statement: 's1', portal: 'p1' }), serialize.sync()]),
+      );
+      expect(errorOf(portal![0])).toMatchObject(limited);
+      // The look-alikes: the unnamed statement and portal take no slot, and closing names makes
+      // room, however many names the session has used before.
+      const [unnamed] = await pipeline(
+        c,
+        1,
+        Buffer.concat([
+          serialize.parse({ text: 'SELECT 1' }),
+          serialize.bind({}),
+          serialize.execute({}),
+          serialize.sync(),
+        ]),
+      );
+      expect(codes(unnamed)).toBe('12DCZ');
+      const churn: Buffer[] = [serialize.close({ type: 'S', name: 's1' })];
+      for (let i = 0; i < 200; i++) churn.push(parse(`t${i}`), serialize.close({ type: 'S', name: `t${i}` }));
+      churn.push(parse('s4'), serialize.sync());
+      const [room] = await pipeline(c, 1, Buffer.concat(churn));
+      expect(room?.filter((m) => m.code === 'E').map((m) => errorOf(m)?.message)).toEqual([]);
+      expect(room?.at(-2)?.code).toBe('1');
+    } finally {
+      c.close();
+      await small.close();
+    }
+  });
+
   it('a query with more statements than limits.maxStatementsPerQuery is refused before it is judged', async () => {
     const small = await startTestProxy(db, { judge, config: { limits: { maxStatementsPerQuery: 3 } } });
     const c = await RawClient.connect(small.port);

@@ -64,7 +64,8 @@ describe('long statements are judged off the event loop', () => {
       const r = await b.query('SELECT count(*)::int AS n FROM orders');
       expect(r.rows).toEqual([{ n: 12 }]);
       await b.end();
-      const answer = await a.untilReady();
+      // Judging and running 3,000 guarded rows takes seconds on a loaded machine.
+      const answer = await a.untilReady(60_000);
       expect(answer.map((m) => m.code)).toEqual(['C', 'Z']);
       const sqls = proxy.sink.records.filter((x) => x.kind === 'statement').map((x) => x.sql ?? '');
       const bulkAt = sqls.findIndex((s) => s.startsWith('INSERT INTO order_items'));

@@ -78,6 +78,11 @@ const limits = z
      * statement is judged on the event loop.
      */
     judgeOffThreadBytes: z.number().int().min(0).default(4096),
+    /**
+     * Prepared statements, portals and cursors one session may hold (pgwarden keeps each one's
+     * judgement); one more is refused (53400) until the session closes some.
+     */
+    maxNamesPerSession: z.number().int().positive().default(10_000),
     /** Statements one query string may hold; more are refused before any is judged. */
     maxStatementsPerQuery: z.number().int().positive().default(1000),
     maxConnections: z.number().int().positive().default(1000),

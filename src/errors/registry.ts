@@ -75,6 +75,12 @@ export const errors = {
     message: 'message exceeds the maximum size pgwarden accepts',
     logLevel: 'warn',
   },
+  PGW_SESSION_LIMIT: {
+    sqlstate: '53400',
+    severity: 'ERROR',
+    message: 'the session holds as many prepared statements, portals and cursors as pgwarden allows',
+    logLevel: 'warn',
+  },
   PGW_TOO_MANY_CONNECTIONS: {
     sqlstate: '53300',
     severity: 'FATAL',

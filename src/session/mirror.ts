@@ -61,7 +61,10 @@ export interface ChangeLog {
  * undone change's previous value is handed on to the next change of that name instead.
  */
 export class MirroredNames<V> {
-  /** The latest change to each name; confirmed ones are left here and simply never undone. */
+  /**
+   * The latest unconfirmed change to each name. A confirmed one is removed, so a session that
+   * makes and drops a million names keeps none of them (nor the values they replaced).
+   */
   private readonly latest = new Map<string, Change>();
 
   constructor(private readonly store: NameStore<V>) {}
@@ -112,6 +115,16 @@ export class MirroredNames<V> {
     (log.changes ??= []).push(c);
   }
 
+  /** Names with a change the server has not answered yet. */
+  get unconfirmed(): number {
+    return this.latest.size;
+  }
+
+  /** The server carried the change out: it can no longer be undone. */
+  confirm(c: Change): void {
+    if (this.latest.get(c.key) === c) this.latest.delete(c.key);
+  }
+
   /**
    * Undoes a change the server did not carry out. Changes are undone oldest first, and only ever
    * the oldest still unconfirmed ones: every earlier change of the name was carried out.
@@ -128,10 +141,24 @@ export class MirroredNames<V> {
   }
 }
 
-/** Undoes, oldest first, a request's changes made by statements `from` on; then forgets them all. */
+/**
+ * Undoes, oldest first, a request's changes made by statements `from` on; those of earlier
+ * statements were carried out. The request's changes are then done with.
+ */
 export function undoChanges(log: ChangeLog, from = 0): void {
   const changes = log.changes;
   if (!changes) return;
   log.changes = undefined;
-  for (const c of changes) if (c.statement >= from) c.space.undo(c);
+  for (const c of changes) {
+    if (c.statement >= from) c.space.undo(c);
+    else c.space.confirm(c);
+  }
+}
+
+/** The server carried the request out: all its changes stand. */
+export function confirmChanges(log: ChangeLog): void {
+  const changes = log.changes;
+  if (!changes) return;
+  log.changes = undefined;
+  for (const c of changes) c.space.confirm(c);
 }

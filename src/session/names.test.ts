@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Judgement } from '../policy/verdict.js';
-import { undoChanges, type ChangeLog } from './mirror.js';
+import { confirmChanges, undoChanges, type ChangeLog } from './mirror.js';
 import { SessionNames, type JudgedStatement } from './names.js';
 
 const judgement = {} as Judgement;
@@ -44,5 +44,59 @@ describe("a session's mirrored names", () => {
     // An earlier end reported late changes nothing.
     names.transactionEnded(2);
     expect(names.livePortal('new')).toBeDefined();
+  });
+
+  it('keeps nothing of names made and dropped once the server has confirmed them', () => {
+    const names = new SessionNames();
+    for (let i = 0; i < 1000; i++) {
+      const parse = log();
+      names.mirror.statements.set(`s${i}`, statement(`s${i}`), parse);
+      const close = log();
+      names.close('S', `s${i}`, close);
+      confirmChanges(parse);
+      confirmChanges(close);
+    }
+    expect(names.statements.size).toBe(0);
+    expect(names.mirror.statements.unconfirmed).toBe(0);
+    // An unconfirmed change is still kept, and can still be undone.
+    const parse = log();
+    names.mirror.statements.set('t', statement('t'), parse);
+    expect(names.mirror.statements.unconfirmed).toBe(1);
+    undoChanges(parse);
+    expect(names.statementNameTaken('t')).toBe(false);
+    expect(names.mirror.statements.unconfirmed).toBe(0);
+  });
+
+  it('confirms the statements of a simple Query before the failing one, and undoes the rest', () => {
+    const names = new SessionNames();
+    const query = log();
+    names.applyEffects(
+      [
+        { statement: 0, prepare: 'a' },
+        { statement: 1, prepare: 'b' },
+      ],
+      query,
+    );
+    undoChanges(query, 1);
+    expect(names.statementNameTaken('a')).toBe(true);
+    expect(names.statementNameTaken('b')).toBe(false);
+    expect(names.mirror.prepared.unconfirmed).toBe(0);
+  });
+
+  it('counts named statements, portals, PREPAREd names and cursors; the unnamed ones are free', () => {
+    const names = new SessionNames();
+    names.mirror.statements.set('', statement(''), log());
+    names.mirror.portals.set('', { statement: statement(''), order: 0, parameters: false }, log());
+    expect(names.count).toBe(0);
+    names.mirror.statements.set('s', statement('s'), log());
+    names.mirror.portals.set('p', { statement: statement('s'), order: 1, parameters: false }, log());
+    names.applyEffects(
+      [
+        { statement: 0, prepare: 'q' },
+        { statement: 0, declareCursor: 'c' },
+      ],
+      log(),
+    );
+    expect(names.count).toBe(4);
   });
 });

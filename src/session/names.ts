@@ -39,6 +39,13 @@ export class SessionNames {
    */
   private transactionEndedAt = -1;
 
+  /** Named prepared statements, portals and cursors the session holds (unnamed ones are one slot each). */
+  get count(): number {
+    const { preparedStatements, cursors } = this.policyState;
+    const named = (m: Map<string, unknown>): number => m.size - (m.has('') ? 1 : 0);
+    return named(this.statements) + named(this.portals) + preparedStatements.size + cursors.size;
+  }
+
   /**
    * Protocol-level (Parse) and SQL-level (PREPARE) statements share one name space on the server,
    * which keeps the first of two with the same name.

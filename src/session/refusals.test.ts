@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import type { SessionEffect, Verdict } from '../policy/verdict.js';
-import { MAX_NAME_BYTES, nameTooLong, refuseParamTypes, refuseTakenName } from './refusals.js';
+import {
+  MAX_NAME_BYTES,
+  namesAdded,
+  nameTooLong,
+  refuseNames,
+  refuseParamTypes,
+  refuseTakenName,
+} from './refusals.js';
 
 const facts = { ruleIds: [], reasons: [], tables: [], columns: [], flags: [], statementKinds: [] };
 const allow = (effects?: SessionEffect[]): Verdict => ({
@@ -83,5 +90,25 @@ describe('declared parameter types', () => {
     expect(refuseParamTypes(checked, [25])).toBe(checked);
     expect(refuseParamTypes(checked, [1043])).toBe(checked);
     expect(refuseParamTypes(checked, [])).toBe(checked);
+  });
+});
+
+describe('the names a session may hold', () => {
+  const prepareAndDeclare = allow([
+    { statement: 0, prepare: 'p' },
+    { statement: 1, declareCursor: 'c' },
+    { statement: 2, deallocate: 'q' },
+  ]);
+
+  it('counts what PREPARE and DECLARE add', () => {
+    expect(namesAdded(prepareAndDeclare)).toBe(2);
+    expect(namesAdded(allow())).toBe(0);
+  });
+
+  it('refuses what would take the session past the limit, and nothing up to it', () => {
+    expect(refuseNames(prepareAndDeclare, 8, 2, 10)).toBe(prepareAndDeclare);
+    const v = refuseNames(prepareAndDeclare, 9, 2, 10);
+    expect(v).toMatchObject({ kind: 'deny', code: 'PGW_SESSION_LIMIT' });
+    expect(messageOf(v)).toContain('at most 10');
   });
 });

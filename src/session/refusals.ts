@@ -100,3 +100,27 @@ export function refuseParamTypes(v: Verdict, declared: readonly number[]): Verdi
     reasons: [...v.reasons, problem.reason],
   };
 }
+
+/** Names a verdict's statements add to the session when they run (PREPARE, DECLARE). */
+export function namesAdded(v: Verdict): number {
+  if (v.kind === 'deny' || !v.effects) return 0;
+  let n = 0;
+  for (const e of v.effects) if (e.prepare !== undefined || e.declareCursor !== undefined) n++;
+  return n;
+}
+
+/**
+ * Refused when `adding` names would take a session holding `held` past `limit`: pgwarden keeps a
+ * judgement for each, so their number must be bounded (the server would hold them all too).
+ */
+export function refuseNames(v: Verdict, held: number, adding: number, limit: number): Verdict {
+  if (v.kind === 'deny' || adding === 0 || held + adding <= limit) return v;
+  return sessionLimitRefusal(held, limit);
+}
+
+export function sessionLimitRefusal(held: number, limit: number): Verdict {
+  return refusal(
+    'PGW_SESSION_LIMIT',
+    `this session holds ${held} prepared statements, portals and cursors, and pgwarden allows at most ${limit}: close some first (Close, DEALLOCATE, CLOSE)`,
+  );
+}

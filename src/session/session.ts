@@ -24,7 +24,7 @@ import { BackendStream, type Disposition } from '../upstream/backend-stream.js';
 import { cancelUpstream, connectUpstream, type UpstreamConnection } from '../upstream/connect.js';
 import { authenticate } from './authenticate.js';
 import type { CancelRegistry } from './cancel-registry.js';
-import { undoChanges } from './mirror.js';
+import { confirmChanges, undoChanges } from './mirror.js';
 import { SessionNames, type JudgedStatement } from './names.js';
 import { checkParam } from './param-check.js';
 import { PendingQueue, pending, type Pending } from './pending.js';
@@ -33,10 +33,13 @@ import { redactQuoted } from './redact-error.js';
 import {
   longNameRefusal,
   nameTakenRefusal,
+  namesAdded,
   nameTooLong,
   refusal,
+  refuseNames,
   refuseParamTypes,
   refuseTakenName,
+  sessionLimitRefusal,
 } from './refusals.js';
 import { OutBatch } from './out-batch.js';
 import type { ClientParameters } from './startup.js';
@@ -563,7 +566,10 @@ export class Session {
   private onQuery(sql: string, m: FrontendMessage, out: OutBatch): void {
     if (this.skipUntilSync) return;
     const judgement = this.judge(sql, 'simple');
-    const v = refuseTakenName(judgement.verdict, this.nameTaken);
+    const v = this.refuseNames(
+      refuseTakenName(judgement.verdict, this.nameTaken),
+      namesAdded(judgement.verdict),
+    );
     if (v.kind === 'deny')
       return this.deny(this.records.statement({ mode: 'simple' }, sql, judgement, v), out, 'query');
     let recordId: string | undefined;
@@ -598,7 +604,10 @@ export class Session {
       return;
     }
     const judged = this.judge(msg.query, 'extended');
-    const v = refuseParamTypes(refuseTakenName(judged.verdict, this.nameTaken), msg.paramTypes);
+    const v = this.refuseNames(
+      refuseParamTypes(refuseTakenName(judged.verdict, this.nameTaken), msg.paramTypes),
+      msg.statement === '' ? 0 : 1,
+    );
     const judgement = v === judged.verdict ? judged : { ...judged, verdict: v };
     const statement: JudgedStatement = { name: msg.statement, sql: msg.query, judgement };
     if (v.kind === 'deny') {
@@ -655,6 +664,13 @@ export class Session {
         out,
         'extended',
       );
+      return;
+    }
+    const limit = this.deps.config.limits.maxNamesPerSession;
+    if (msg.portal !== '' && !this.names.portals.has(msg.portal) && this.names.count >= limit) {
+      const protocol = { mode: 'extended' as const, statementName: msg.statement, portalName: msg.portal };
+      const v = sessionLimitRefusal(this.names.count, limit);
+      this.deny(this.records.statement(protocol, statement.sql, statement.judgement, v), out, 'extended');
       return;
     }
     const v = statement.judgement.verdict;
@@ -717,7 +733,9 @@ export class Session {
     // A PREPARE run here must still find its name free: it may have been taken since its Parse.
     const verdict = statement.judgement.verdict;
     const effects = verdict.kind === 'deny' ? undefined : verdict.effects;
-    const refused = effects ? refuseTakenName(verdict, this.nameTaken) : verdict;
+    const refused = effects
+      ? this.refuseNames(refuseTakenName(verdict, this.nameTaken), namesAdded(verdict))
+      : verdict;
     if (refused !== verdict) {
       this.deny(
         this.records.statement(protocol, statement.sql, statement.judgement, refused, 0),
@@ -757,6 +775,11 @@ export class Session {
     out: OutBatch,
   ): void {
     this.deny(this.records.statement(protocol, sql, null, longNameRefusal(name)), out, 'extended');
+  }
+
+  /** Refused when `adding` more names would take the session past limits.maxNamesPerSession. */
+  private refuseNames(v: Verdict, adding: number): Verdict {
+    return refuseNames(v, this.names.count, adding, this.deps.config.limits.maxNamesPerSession);
   }
 
   /** Records the decision; if the log cannot take it, the statement is refused instead. */
@@ -816,7 +839,9 @@ export class Session {
       case Backend.CloseComplete:
       case Backend.NoData: {
         const p = this.queue.shift();
-        if (p && p.kind === 'parse') this.records.complete(p, 'PARSE');
+        if (!p) return 'forward';
+        confirmChanges(p);
+        if (p.kind === 'parse') this.records.complete(p, 'PARSE');
         return 'forward';
       }
       case Backend.RowDescription:
@@ -836,7 +861,10 @@ export class Session {
         const p = this.queue.peek();
         if (code === Backend.CommandComplete && endsTransaction(buf, bodyStart, end))
           this.names.transactionEnded(p?.order ?? this.forwarded);
-        if (p?.kind === 'execute') this.queue.shift();
+        if (p?.kind === 'execute') {
+          this.queue.shift();
+          confirmChanges(p);
+        }
         // One more statement of a simple Query is done: its changes are carried out.
         else if (p?.kind === 'query' && code !== Backend.PortalSuspended) p.done++;
         // The tag matters only to a decision record; with the log off there is none to complete.
@@ -906,6 +934,7 @@ export class Session {
       }
       case Backend.ReadyForQuery: {
         const p = this.queue.shift();
+        if (p) confirmChanges(p);
         if (p?.kind === 'query') this.records.complete(p);
         this.status = String.fromCharCode(buf[bodyStart] ?? 0x49) as TransactionStatus;
         // Idle: the transaction of everything up to here has ended (an implicit one at Sync too).

@@ -78,10 +78,10 @@ export class RawClient {
   }
 
   /** Reads messages until ReadyForQuery (inclusive) or close. */
-  async untilReady(): Promise<RawMessage[]> {
+  async untilReady(timeoutMs?: number): Promise<RawMessage[]> {
     const out: RawMessage[] = [];
     for (;;) {
-      const m = await this.read();
+      const m = await this.read(timeoutMs);
       if (!m) return out;
       out.push(m);
       if (m.code === 'Z') return out;
