@@ -78,6 +78,46 @@ describe('long statements are judged off the event loop', () => {
     }
   });
 
+  it('a pipeline of many short statements, each judged in milliseconds, lets other sessions in between', async () => {
+    // Every statement a new shape (so none is a cache hit) and under judgeOffThreadBytes: 150
+    // INSERTs into parent-scoped order_items of 1 to 50 guarded rows, in three column orders.
+    const forms = [
+      (i: number) => `(1, 'PIPE-${i}', 1)`,
+      (i: number) => `('PIPE-${i}', 1, 1)`,
+      (i: number) => `(1, 1, 'PIPE-${i}')`,
+    ];
+    const heads = ['(order_id, sku, qty)', '(sku, order_id, qty)', '(order_id, qty, sku)'];
+    const statements: string[] = [];
+    for (let f = 0; f < 3; f++)
+      for (let rows = 1; rows <= 50; rows++)
+        statements.push(
+          `INSERT INTO order_items ${heads[f]!} VALUES ${Array.from({ length: rows }, (_, i) => forms[f]!(i)).join(',')}`,
+        );
+    expect(Math.max(...statements.map((x) => x.length))).toBeLessThanOrEqual(
+      proxy.config.limits.judgeOffThreadBytes,
+    );
+    const a = await RawClient.connect(proxy.port);
+    try {
+      await a.login('support-bot', db.name, await proxy.token());
+      a.send(Buffer.concat(statements.map((x) => serialize.query(x))));
+      const b = new pg.Client({
+        connectionString: await proxy.url({ tenant: 'globex', human: 'bob@globex.test' }),
+      });
+      await b.connect();
+      await b.query('SELECT count(*)::int AS pipe_probe FROM orders');
+      await b.end();
+      for (let i = 0; i < statements.length; i++) expect((await a.untilReady(60_000)).at(-2)?.code).toBe('C');
+      const sqls = proxy.sink.records.filter((x) => x.kind === 'statement').map((x) => x.sql ?? '');
+      const probeAt = sqls.indexOf('SELECT count(*)::int AS pipe_probe FROM orders');
+      const lastAt = sqls.lastIndexOf(statements.at(-1)!);
+      expect(probeAt).toBeGreaterThanOrEqual(0);
+      expect(lastAt).toBeGreaterThan(probeAt);
+      expect(await rowsTagged('PIPE')).toBe(3 * ((50 * 51) / 2));
+    } finally {
+      a.close();
+    }
+  });
+
   it("keeps the order of a session's messages around the long one, in both protocols", async () => {
     const c = new pg.Client({ connectionString: await proxy.url() });
     await c.connect();

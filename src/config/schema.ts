@@ -77,7 +77,7 @@ const limits = z
      * INSERT into a parent-scoped table), so a long statement would hold up everyone else. 0: every
      * statement is judged on the event loop.
      */
-    judgeOffThreadBytes: z.number().int().min(0).default(4096),
+    judgeOffThreadBytes: z.number().int().min(0).default(1024),
     /**
      * Prepared statements, portals and cursors one session may hold (pgwarden keeps each one's
      * judgement); one more is refused (53400) until the session closes some.

@@ -74,6 +74,9 @@ export interface SessionDeps {
  * own. It also leaves a readable trace in the server's log.
  */
 const STAND_IN_SQL = 'pgwarden denied this statement';
+
+/** How long one session's pipelined messages may hold the event loop before others get a turn. */
+const CLIENT_SLICE_MS = 5;
 const STAND_IN_STATEMENT = 'pgwarden_denied';
 
 function targetProtocol(t: fm.TargetMessage): NonNullable<DecisionRecord['protocol']> {
@@ -310,6 +313,7 @@ export class Session {
       this.decoder.push(chunk);
       let m = this.waiting;
       this.waiting = undefined;
+      const sliceEnd = performance.now() + CLIENT_SLICE_MS;
       while (!this.closed && (m ??= this.decoder.next())) {
         if (this.mustWait(m) || this.judgingOffThread(m)) {
           this.waiting = m;
@@ -319,6 +323,10 @@ export class Session {
         this.onClientMessage(m, out);
         if (this.offThread?.message === m) this.offThread = undefined;
         m = undefined;
+        if (performance.now() > sliceEnd && this.decoder.pendingBytes > 0) {
+          this.continueNextTurn();
+          break;
+        }
       }
     } catch (err) {
       this.flushUpstream(out);
@@ -326,6 +334,20 @@ export class Session {
       return;
     }
     this.flushUpstream(out);
+  }
+
+  /**
+   * The rest of a long pipeline is handled in a later turn of the event loop, after other sessions
+   * have had theirs: otherwise a client that sends hundreds of statements at once, each judged in
+   * milliseconds, would hold everyone else up for the sum.
+   */
+  private continueNextTurn(): void {
+    this.client.pause();
+    setImmediate(() => {
+      if (this.closed || this.waiting) return;
+      this.client.resume();
+      this.onClientData(Buffer.alloc(0));
+    });
   }
 
   /**
