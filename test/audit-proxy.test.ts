@@ -211,6 +211,28 @@ describe('decision records through the proxy', () => {
     expect(literal?.outcome?.errorMessage).toContain('4111-1111-1111-1111 cvv 123');
   });
 
+  it('keeps at most 4,096 characters of a server error in the record, however long the agent made it', async () => {
+    const client = new pg.Client({
+      connectionString: await proxy.url({ human: 'longerr@acme.test', tenant: 'acme' }),
+    });
+    await client.connect();
+    // The server quotes the whole input it could not read: a 1 MB error message.
+    await expect(client.query(`SELECT repeat('x', 1000000)::int AS z`)).rejects.toMatchObject({
+      code: '22P02',
+    });
+    // Look-alike: a short error is kept whole.
+    await expect(client.query(`SELECT 'short'::int AS w`)).rejects.toMatchObject({ code: '22P02' });
+    await client.end();
+    expect(await log.flushToStore()).toBe(true);
+    const items = (await reader.search({ human: 'longerr@acme.test', kind: 'statement' }, { limit: 10 }))
+      .items;
+    const long = String(items.find((d) => String(d.sql).includes('AS z'))?.outcome?.errorMessage);
+    expect(long.length).toBeLessThan(4200);
+    expect(long).toMatch(/^invalid input syntax for type integer: "x+\.\.\. \(\d+ characters\)$/);
+    const short = items.find((d) => String(d.sql).includes('AS w'))?.outcome?.errorMessage;
+    expect(short).toBe('invalid input syntax for type integer: "short"');
+  });
+
   it('records why an execution was skipped after the server refused its Bind', async () => {
     const client = new pg.Client({
       connectionString: await proxy.url({ human: 'skip@acme.test', tenant: 'acme' }),

@@ -75,6 +75,17 @@ export interface SessionDeps {
  */
 const STAND_IN_SQL = 'pgwarden denied this statement';
 
+/**
+ * The longest server error message a decision record keeps: the server quotes the input it could
+ * not read, which a client can make as long as it likes.
+ */
+const MAX_RECORDED_ERROR = 4096;
+
+function clipped(message: string): string {
+  if (message.length <= MAX_RECORDED_ERROR) return message;
+  return `${message.slice(0, MAX_RECORDED_ERROR)}... (${message.length} characters)`;
+}
+
 /** How long one session's pipelined messages may hold the event loop before others get a turn. */
 const CLIENT_SLICE_MS = 5;
 const STAND_IN_STATEMENT = 'pgwarden_denied';
@@ -918,7 +929,7 @@ export class Session {
         if (!p) return agentsView ?? 'forward';
         p.sqlstate = f.sqlstate;
         // With parameters redacted, the record keeps no bind value quoted back by the server.
-        p.errorMessage = p.redactError ? redactQuoted(f.message) : f.message;
+        p.errorMessage = clipped(p.redactError ? redactQuoted(f.message) : f.message);
         const refusal = f.sqlstate === '22P02' ? parentKeyRefusal(f.message) : undefined;
         if (refusal !== undefined) {
           p.sqlstate = errors.PGW_PARENT_KEY_REFUSED.sqlstate;

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { BackendStream } from './backend-stream.js';
 
 function msg(code: string, body: string): Buffer {
@@ -45,5 +45,22 @@ describe('BackendStream', () => {
     const first = Buffer.concat(s.push(big.subarray(0, 100)));
     expect(first.length).toBe(100);
     expect(Buffer.concat(s.push(big.subarray(100))).length).toBe(big.length - 100);
+  });
+
+  it('joins a message split over many chunks once, however many chunks it takes', () => {
+    const big = msg('E', `M${'x'.repeat(4 * 1024 * 1024)}\0`);
+    const seen: number[] = [];
+    const s = new BackendStream((_code, _buf, bodyStart, end) => (seen.push(end - bodyStart), 'forward'));
+    const concat = vi.spyOn(Buffer, 'concat');
+    try {
+      const out: Buffer[] = [];
+      for (let i = 0; i < big.length; i += 65536) out.push(...s.push(big.subarray(i, i + 65536)));
+      expect(seen).toEqual([big.length - 5]);
+      expect(concat).toHaveBeenCalledTimes(1);
+      concat.mockRestore();
+      expect(Buffer.concat(out)).toEqual(big);
+    } finally {
+      concat.mockRestore();
+    }
   });
 });

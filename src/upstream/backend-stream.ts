@@ -12,7 +12,14 @@ export type Disposition = 'forward' | 'drop' | Buffer;
  * chunk of many small messages becomes one write.
  */
 export class BackendStream {
-  private pending: Buffer | undefined;
+  /**
+   * The start of a message not yet complete, as received: joined once when the rest has arrived
+   * (joining on every chunk would copy a 100 MB error message thousands of times).
+   */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  /** The length of the pending message, once its header has arrived. */
+  private pendingTotal = 0;
   /** Bytes of a streamed message still to come. */
   private streamRemaining = 0;
 
@@ -34,9 +41,20 @@ export class BackendStream {
       this.streamRemaining -= n;
       buf = buf.subarray(n);
     }
-    if (this.pending) {
-      buf = Buffer.concat([this.pending, buf]);
-      this.pending = undefined;
+    if (this.pendingBytes > 0) {
+      if (this.pendingTotal > 0) {
+        this.pending.push(buf);
+        this.pendingBytes += buf.length;
+        // Still incomplete: nothing to do until more arrives.
+        if (this.pendingBytes < this.pendingTotal) return out;
+      } else {
+        // Not even a whole header (a few bytes): joined at once, so a row starting here streams.
+        this.pending.push(buf);
+      }
+      buf = Buffer.concat(this.pending);
+      this.pending = [];
+      this.pendingBytes = 0;
+      this.pendingTotal = 0;
     }
     let pos = 0;
     // Start of a run of messages forwarded as is, so they go out as one slice.
@@ -65,7 +83,14 @@ export class BackendStream {
       pos += total;
     }
     if (pos > runStart) out.push(buf.subarray(runStart, pos));
-    if (pos < buf.length) this.pending = Buffer.from(buf.subarray(pos));
+    if (pos < buf.length) {
+      // Copied: the chunk's memory may be reused or is part of a much larger buffer.
+      const rest = Buffer.from(buf.subarray(pos));
+      this.pending = [rest];
+      this.pendingBytes = rest.length;
+      // With its header, it is a message the loop does not stream (not a row): wait for all of it.
+      this.pendingTotal = rest.length >= 5 ? 1 + rest.readInt32BE(1) : 0;
+    }
     return out;
   }
 }
