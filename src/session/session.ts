@@ -74,6 +74,7 @@ export interface SessionDeps {
  * own. It also leaves a readable trace in the server's log.
  */
 const STAND_IN_SQL = 'pgwarden denied this statement';
+const STAND_IN_STATEMENT = 'pgwarden_denied';
 
 /**
  * The longest server error message a decision record keeps: the server quotes the input it could
@@ -88,7 +89,6 @@ function clipped(message: string): string {
 
 /** How long one session's pipelined messages may hold the event loop before others get a turn. */
 const CLIENT_SLICE_MS = 5;
-const STAND_IN_STATEMENT = 'pgwarden_denied';
 
 function targetProtocol(t: fm.TargetMessage): NonNullable<DecisionRecord['protocol']> {
   return t.target === 'S'
