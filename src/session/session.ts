@@ -355,10 +355,18 @@ export class Session {
   private continueNextTurn(): void {
     this.client.pause();
     setImmediate(() => {
-      if (this.closed || this.waiting) return;
-      this.client.resume();
-      this.onClientData(Buffer.alloc(0));
+      if (!this.closed && !this.waiting) this.continueReading();
     });
+  }
+
+  /**
+   * Goes on with the messages already received, and reads the client again unless the server's
+   * socket is still full (writeUpstream resumes it on drain): a client whose pipeline is sliced or
+   * waits must not get past that backpressure.
+   */
+  private continueReading(): void {
+    if (!this.upstreamFull) this.client.resume();
+    this.onClientData(Buffer.alloc(0));
   }
 
   /**
@@ -396,9 +404,7 @@ export class Session {
     this.segmentsAnswered++;
     if (this.waiting && !this.mustWait(this.waiting))
       queueMicrotask(() => {
-        if (this.closed || !this.waiting) return;
-        this.client.resume();
-        this.onClientData(Buffer.alloc(0));
+        if (!this.closed && this.waiting) this.continueReading();
       });
   }
 
@@ -415,11 +421,18 @@ export class Session {
 
   private writeUpstream(bytes: Buffer): void {
     const socket = this.upstream!.socket;
-    if (!socket.write(bytes)) {
+    if (!socket.write(bytes) && !this.upstreamFull) {
+      this.upstreamFull = true;
       this.client.pause();
-      socket.once('drain', () => this.client.resume());
+      socket.once('drain', () => {
+        this.upstreamFull = false;
+        this.client.resume();
+      });
     }
   }
+
+  /** The server's socket is full: the client is not read until it drains. */
+  private upstreamFull = false;
 
   /**
    * The decision log queued this chunk's records and writes them at the end of the event-loop
@@ -587,8 +600,7 @@ export class Session {
     void offThread(sql, this.contextFor(mode)).then((judgement) => {
       if (this.offThread !== job || this.closed) return;
       job.judgement = judgement;
-      this.client.resume();
-      this.onClientData(Buffer.alloc(0));
+      this.continueReading();
     });
     return true;
   }
