@@ -44,10 +44,10 @@ function tlsContext(config: Config): SecureContext | undefined {
   });
 }
 
-/** Starts the proxy listener. Each connection becomes a Session with its own upstream connection. */
 /** How long close() lets clients take their FATAL before their sockets are destroyed. */
 const SHUTDOWN_GRACE_MS = 2000;
 
+/** Starts the proxy listener. Each connection becomes a Session with its own upstream connection. */
 export async function startPgwarden(opts: PgwardenOptions): Promise<RunningPgwarden> {
   const { config } = opts;
   const logger = opts.logger ?? pino({ level: config.logLevel });
@@ -56,9 +56,12 @@ export async function startPgwarden(opts: PgwardenOptions): Promise<RunningPgwar
   const sessions = new Set<Session>();
   /** Connections that have not yet verified a token (limits.maxStartupConnections). */
   const starting = new Set<Session>();
-  /** Connections in startup per client address (limits.maxStartupConnectionsPerAddress). */
-  const startingFrom = new Map<string, number>();
+  /** Connections in startup per client address, oldest first (limits.maxStartupConnectionsPerAddress). */
+  const startingFrom = new Map<string, Map<Socket, () => void>>();
+  /** Authenticated sessions per human of a tenant (limits.maxSessionsPerHuman). */
+  const sessionsOf = new Map<string, number>();
   let startupRefusals = 0;
+  let evictions = 0;
   const cancels = new CancelRegistry<Session>();
   let accepting = true;
   const deps = {
@@ -89,13 +92,21 @@ export async function startPgwarden(opts: PgwardenOptions): Promise<RunningPgwar
     // authenticate cannot take the session slots. Before its startup packet a client could not
     // read an answer (it may be expecting a TLS handshake): it is closed without one.
     const from = addressKey(socket.remoteAddress);
-    const fromCount = startingFrom.get(from) ?? 0;
-    const full =
-      starting.size >= config.limits.maxStartupConnections
-        ? 'max_startup_connections'
-        : fromCount >= config.limits.maxStartupConnectionsPerAddress
-          ? 'max_startup_connections_per_address'
-          : undefined;
+    const mine = startingFrom.get(from)?.size ?? 0;
+    let full: string | undefined;
+    if (mine >= config.limits.maxStartupConnectionsPerAddress) full = 'max_startup_connections_per_address';
+    else if (starting.size >= config.limits.maxStartupConnections) {
+      // A full pool makes room at the expense of the address holding most of it, if that is not
+      // this one: idle connections from a few hosts cannot keep everyone else out, however
+      // often they reconnect, and a host with fewer connections in startup is never the one
+      // that loses.
+      const busiest = mostInStartup(startingFrom);
+      const evict = busiest && busiest.size > mine + 1 ? busiest.values().next().value : undefined;
+      if (evict) {
+        evictions++;
+        evict();
+      } else full = 'max_startup_connections';
+    }
     if (full) {
       socket.on('error', () => undefined);
       socket.destroy();
@@ -109,35 +120,59 @@ export async function startPgwarden(opts: PgwardenOptions): Promise<RunningPgwar
       return;
     }
     let state: 'startup' | 'session' | 'ended' = 'startup';
+    let human: string | undefined;
     const leaveStartup = (): void => {
       if (!starting.delete(session)) return;
-      const n = (startingFrom.get(from) ?? 1) - 1;
-      if (n > 0) startingFrom.set(from, n);
-      else startingFrom.delete(from);
+      const same = startingFrom.get(from);
+      same?.delete(socket);
+      if (same?.size === 0) startingFrom.delete(from);
     };
     const session: Session = new Session(socket, {
       ...deps,
-      admit: () => {
-        if (state !== 'startup') return false;
+      admit: (identity) => {
+        if (state !== 'startup') return new PgwardenError('PGW_TOO_MANY_CONNECTIONS');
         leaveStartup();
-        if (sessions.size >= config.limits.maxConnections) {
+        const key = `${identity.tenant}\0${identity.human}`;
+        const theirs = sessionsOf.get(key) ?? 0;
+        if (sessions.size >= config.limits.maxConnections || theirs >= config.limits.maxSessionsPerHuman) {
           state = 'ended';
-          return false;
+          return sessions.size >= config.limits.maxConnections
+            ? new PgwardenError('PGW_TOO_MANY_CONNECTIONS')
+            : new PgwardenError('PGW_TOO_MANY_CONNECTIONS', {
+                message: `too many connections for ${identity.human} in tenant ${identity.tenant}`,
+                detail: `limits.maxSessionsPerHuman is ${config.limits.maxSessionsPerHuman}`,
+                hint: 'Close a session of this human, or reuse one.',
+              });
         }
         state = 'session';
         sessions.add(session);
-        return true;
+        human = key;
+        sessionsOf.set(key, theirs + 1);
+        return undefined;
       },
     });
     starting.add(session);
-    startingFrom.set(from, fromCount + 1);
+    let same = startingFrom.get(from);
+    if (!same) startingFrom.set(from, (same = new Map()));
+    same.set(socket, () => {
+      // Out of the counts now, not when the socket's close event comes: a burst of newcomers in
+      // one turn must not all pick this one.
+      leaveStartup();
+      state = 'ended';
+      socket.destroy();
+    });
     socket.once('close', () => {
       leaveStartup();
-      sessions.delete(session);
+      if (sessions.delete(session) && human !== undefined) {
+        const n = (sessionsOf.get(human) ?? 1) - 1;
+        if (n > 0) sessionsOf.set(human, n);
+        else sessionsOf.delete(human);
+      }
       state = 'ended';
-      if (starting.size === 0 && startupRefusals > 0) {
-        logger.warn({ event: 'startup_connections_refused', count: startupRefusals });
+      if (starting.size === 0 && (startupRefusals > 0 || evictions > 0)) {
+        logger.warn({ event: 'startup_connections_refused', count: startupRefusals, evicted: evictions });
         startupRefusals = 0;
+        evictions = 0;
       }
     });
     void session.run();
@@ -175,4 +210,11 @@ export async function startPgwarden(opts: PgwardenOptions): Promise<RunningPgwar
       clearTimeout(grace);
     },
   };
+}
+
+/** The address with most connections in startup; its connections in the order they came. */
+function mostInStartup<T>(startingFrom: ReadonlyMap<string, T & { readonly size: number }>): T | undefined {
+  let busiest: (T & { readonly size: number }) | undefined;
+  for (const same of startingFrom.values()) if (!busiest || same.size > busiest.size) busiest = same;
+  return busiest;
 }

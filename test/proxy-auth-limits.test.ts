@@ -198,6 +198,99 @@ describe('connections in startup from one address', () => {
   });
 });
 
+describe('a full startup pool', () => {
+  it('makes room at the expense of the address holding most of it, never a host with fewer', async () => {
+    const p = await startTestProxy(db, {
+      tables: ['public.items'],
+      config: { limits: { maxStartupConnections: 4, maxStartupConnectionsPerAddress: 3 } },
+    });
+    const clients: RawClient[] = [];
+    const from = async (address: string): Promise<RawClient> => {
+      const c = await RawClient.connect(p.port, address);
+      clients.push(c);
+      return c;
+    };
+    try {
+      // The attack: idle tokenless connections from two hosts fill the pool (3 + 1).
+      const attacker = [await from('127.0.0.2'), await from('127.0.0.2'), await from('127.0.0.2')];
+      const quiet = await from('127.0.0.3');
+      await expect.poll(() => p.proxy.startupCount()).toBe(4);
+
+      // A third host still logs in: the attacker's oldest connection makes room.
+      const other = await from('127.0.0.4');
+      expect((await other.login('support-bot', db.name, await p.token())).at(-1)?.code).toBe('Z');
+      expect(await attacker[0]!.read()).toBeUndefined();
+
+      // Reconnecting from more addresses only displaces the attacker's own connections.
+      await from('127.0.0.2');
+      await expect.poll(() => p.proxy.startupCount()).toBe(4);
+      for (const address of ['127.0.0.5', '127.0.0.6']) {
+        await from(address);
+        await expect.poll(() => p.proxy.startupCount()).toBe(4);
+      }
+      expect(await attacker[1]!.read()).toBeUndefined();
+      expect(await attacker[2]!.read()).toBeUndefined();
+
+      // The benign look-alike: the host with one connection in startup keeps it, and logs in.
+      expect((await quiet.login('support-bot', db.name, await p.token())).at(-1)?.code).toBe('Z');
+
+      // Pool full with no address holding two more than the newcomer: the newcomer is refused.
+      await from('127.0.0.7');
+      await expect.poll(() => p.proxy.startupCount()).toBe(4);
+      const refused = await from('127.0.0.8');
+      expect(await refused.read()).toBeUndefined();
+      expect(p.proxy.startupCount()).toBe(4);
+      for (const c of clients) c.close();
+      await expect.poll(() => p.proxy.startupCount()).toBe(0);
+      await stillServes(p);
+    } finally {
+      for (const c of clients) c.close();
+      await p.close();
+    }
+  });
+});
+
+describe('sessions of one human', () => {
+  it('are limited by maxSessionsPerHuman, across agents; other humans and tenants go on', async () => {
+    const p = await startTestProxy(db, {
+      tables: ['public.items'],
+      config: { limits: { maxSessionsPerHuman: 2 } },
+    });
+    const open: pg.Client[] = [];
+    const login = async (o: Parameters<TestProxy['token']>[0] = {}): Promise<pg.Client> => {
+      const c = new pg.Client({ connectionString: await p.url(o) });
+      c.on('error', () => undefined);
+      await c.connect();
+      open.push(c);
+      return c;
+    };
+    try {
+      await login();
+      await login({ agent: 'another-bot' });
+      const err = await login().then(
+        () => undefined,
+        (e: unknown) => e as pg.DatabaseError,
+      );
+      expect(err).toMatchObject({
+        code: '53300',
+        severity: 'FATAL',
+        message: 'too many connections for alice@acme.test in tenant acme',
+      });
+      // Benign look-alikes: another human of the same tenant, the same name in another tenant.
+      await login({ human: 'bob@acme.test' });
+      await login({ tenant: 'globex' });
+      // A session that ends gives its slot back.
+      await open[0]!.end();
+      await expect.poll(() => p.proxy.sessionCount()).toBe(3);
+      const again = await login();
+      expect((await again.query('SELECT count(*)::int AS n FROM items')).rows).toEqual([{ n: 3 }]);
+    } finally {
+      await Promise.all(open.map((c) => c.end().catch(() => undefined)));
+      await p.close();
+    }
+  });
+});
+
 describe('token expiry', () => {
   it('ends an idle session in a transaction when its token expires', async () => {
     const c = await RawClient.connect(px.port);

@@ -87,6 +87,11 @@ const limits = z
     maxStatementsPerQuery: z.number().int().positive().default(1000),
     maxConnections: z.number().int().positive().default(1000),
     /**
+     * Sessions one human of a tenant may hold at once, across all their agents and tokens: each
+     * holds a server connection, and the server has far fewer than maxConnections.
+     */
+    maxSessionsPerHuman: z.number().int().positive().default(20),
+    /**
      * Until a client has authenticated, its messages may be at most this large (a token fits
      * easily); a tokenless client cannot make pgwarden buffer a maxMessageBytes message.
      */

@@ -6,6 +6,7 @@ import { serialize } from 'pg-protocol';
 import type { DecisionRecord, DecisionSink } from '../audit/record.js';
 import type { Config } from '../config/schema.js';
 import { PgwardenError, errors } from '../errors/registry.js';
+import type { Identity } from '../identity/identity.js';
 import type { TokenVerifier } from '../identity/token.js';
 import type { Judge, JudgeContext, Judgement, Verdict } from '../policy/verdict.js';
 import * as be from '../protocol/backend-encoder.js';
@@ -62,9 +63,10 @@ export interface SessionDeps {
   readonly accepting: () => boolean;
   /**
    * Called once the token is verified: moves the connection from the startup count to the
-   * session count; false when every session slot is taken (limits.maxConnections).
+   * session count, or says why it may not have a session (limits.maxConnections,
+   * limits.maxSessionsPerHuman).
    */
-  readonly admit?: () => boolean;
+  readonly admit?: (identity: Identity) => PgwardenError | undefined;
 }
 
 /**
@@ -198,8 +200,9 @@ export class Session {
       this.closed = true;
       return;
     }
-    if (this.deps.admit && !this.deps.admit()) throw new PgwardenError('PGW_TOO_MANY_CONNECTIONS');
     const { reader, params, identity } = auth;
+    const refused = this.deps.admit?.(identity);
+    if (refused) throw refused;
     this.party.identity = identity;
     this.decoder.setMaxMessageBytes(config.limits.maxMessageBytes);
 
