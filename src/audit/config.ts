@@ -41,6 +41,16 @@ const spool = z
       .int()
       .min(64 * 1024)
       .default(512 * 1024 * 1024),
+    /**
+     * Unshipped bytes one tenant's records may hold (tokenless records count as one tenant), so
+     * a tenant whose statements outrun the store cannot fill the spool for everyone; default a
+     * quarter of maxBytes.
+     */
+    maxBytesPerTenant: z
+      .number()
+      .int()
+      .min(64 * 1024)
+      .optional(),
     segmentBytes: z
       .number()
       .int()

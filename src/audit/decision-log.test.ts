@@ -30,7 +30,7 @@ describe('startDecisionLog', () => {
     const cfg = auditConfigSchema.parse({
       ndjson: 'off',
       store: { url: DOWN },
-      spool: { dir, maxBytes: 65536 },
+      spool: { dir, maxBytes: 65536, maxBytesPerTenant: 65536 },
     });
     const log = await startDecisionLog(cfg, { instanceId: 'full', upstreamUrl: DOWN, logger });
     let accepted = 0;
@@ -49,6 +49,47 @@ describe('startDecisionLog', () => {
     expect(accepted).toBeGreaterThan(50);
     expect(log.stats()).toMatchObject({ decided: accepted, refused: 1 });
     expect(log.stats().spool?.unshippedBytes).toBeLessThanOrEqual(65536);
+    await log.close();
+  });
+
+  it('refuses a tenant whose records fill its share of the spool, and goes on for everyone else', async () => {
+    const dir = tmp();
+    const cfg = auditConfigSchema.parse({
+      ndjson: 'off',
+      store: { url: DOWN },
+      spool: { dir, maxBytes: 4 * 65536 },
+    });
+    const log = await startDecisionLog(cfg, { instanceId: 'share', upstreamUrl: DOWN, logger });
+    // The attack: one tenant sends long statements faster than the store takes them (here the
+    // store is down, the limit of "slow").
+    const long = 'SELECT ' + "'x'".repeat(3000);
+    let floods = 0;
+    let error: unknown;
+    for (let i = 0; i < 1000 && error === undefined; i++) {
+      try {
+        log.decide(
+          sampleRecord({ instanceId: 'share', sessionId: 'flood', seq: i, tenant: 'acme', sql: long }),
+        );
+        floods++;
+      } catch (err) {
+        error = err;
+      }
+    }
+    expect(error).toMatchObject({ code: 'PGW_AUDIT_UNAVAILABLE', sqlstate: '53000' });
+    expect((error as PgwardenError).detail).toMatch(/this tenant's share of the decision spool is full/);
+    expect(floods).toBeGreaterThan(5);
+    expect(log.stats().spool?.unshippedBytes).toBeLessThanOrEqual(65536 + 2048);
+    // The benign look-alike, long statements of another tenant within its share, goes on, and so
+    // do tokenless records (authentication failures).
+    for (let i = 0; i < 5; i++) {
+      log.decide(
+        sampleRecord({ instanceId: 'share', sessionId: 'other', seq: i, tenant: 'globex', sql: long }),
+      );
+      log.decide(
+        sampleRecord({ instanceId: 'share', sessionId: 'anon', seq: i, tenant: null, kind: 'auth_failure' }),
+      );
+    }
+    expect(log.stats()).toMatchObject({ decided: floods + 10, refused: 1 });
     await log.close();
   });
 

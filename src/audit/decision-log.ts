@@ -103,15 +103,16 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
       spoolMaxBytes: config.spool.maxBytes,
     },
     log,
-    (bytes) => {
-      writer.unshipped = Math.max(0, writer.unshipped - bytes);
-    },
+    (bytes) => writer.delivered(bytes),
   );
   log.info({ store: redactUrl(url), spool: dir }, 'pgwarden audit: decision log started');
 
   const onFull = config.spool.onFull;
+  const perTenant = config.spool.maxBytesPerTenant ?? Math.floor(config.spool.maxBytes / 4);
   let closed = false;
   let fullLogged = false;
+  /** Tenants told about in the log as over their share, until one of their records fits again. */
+  const overShare = new Set<string>();
 
   return {
     reader,
@@ -121,14 +122,32 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
         throw new PgwardenError('PGW_AUDIT_UNAVAILABLE', { detail: 'the decision log is closed' });
       }
       const body = recordBody(r, redact);
-      if (writer.full(body.length + 512)) {
-        if (!fullLogged) {
+      // Tokenless records (authentication failures) share the holder ''.
+      const tenant = r.tenant ?? '';
+      const bytes = body.length + 512;
+      const spoolFull = writer.full(bytes);
+      // A tenant whose statements outrun the store stops at its share, so the rest of the spool
+      // keeps room for everyone else.
+      const shareFull = !spoolFull && writer.heldBy(tenant) + bytes > perTenant;
+      if (spoolFull || shareFull) {
+        if (spoolFull && !fullLogged) {
           fullLogged = true;
           log.error({ dir, maxBytes: config.spool.maxBytes, onFull }, 'pgwarden audit: spool full');
         }
+        if (shareFull && !overShare.has(tenant)) {
+          overShare.add(tenant);
+          log.warn(
+            { dir, tenant, maxBytesPerTenant: perTenant, onFull },
+            "pgwarden audit: a tenant's unshipped records fill its share of the spool",
+          );
+        }
         if (onFull === 'refuse') {
           refused++;
-          throw new PgwardenError('PGW_AUDIT_UNAVAILABLE', { detail: 'the decision spool is full' });
+          throw new PgwardenError('PGW_AUDIT_UNAVAILABLE', {
+            detail: spoolFull
+              ? 'the decision spool is full'
+              : "this tenant's share of the decision spool is full until the store catches up",
+          });
         }
         // ndjson-only: run the statement with a line outside the chain (chainSeq 0).
         unspooled++;
@@ -136,8 +155,9 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
         ndjson.write(unchained('decision', instanceId, r.time, isWarning(r), body));
         return;
       }
+      overShare.delete(tenant);
       fullLogged = false;
-      writer.append('decision', r.time, isWarning(r), body);
+      writer.append('decision', r.time, isWarning(r), body, tenant);
       decided++;
     },
     whenDurable(done: (err: PgwardenError | undefined) => void): void {

@@ -11,6 +11,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { Chain, GENESIS, type Link } from './chain.js';
+import { SpoolHolders } from './spool-holders.js';
 import { entryLine, headLine, parseEntryLine, type EntryType } from './canonical.js';
 import {
   lastCompleteLine,
@@ -66,9 +67,10 @@ export class SpoolWriter {
   private syncing = false;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
-  /** Bytes in the spool not yet delivered; the shipper subtracts what it delivers. */
+  /** Bytes in the spool not yet delivered (see `delivered`). */
   unshipped: number;
   appended = 0;
+  private readonly holders: SpoolHolders;
 
   private constructor(
     private readonly opts: SpoolWriterOptions,
@@ -77,6 +79,7 @@ export class SpoolWriter {
     this.chain = new Chain(head, opts.hmacKey);
     this.written = head;
     this.unshipped = unshippedBytes(opts.dir);
+    this.holders = new SpoolHolders(this.unshipped);
     this.openSegment();
     if (opts.fsyncIntervalMs > 0) {
       this.timer = setInterval(() => this.syncSoon(), opts.fsyncIntervalMs);
@@ -113,16 +116,29 @@ export class SpoolWriter {
     return this.unshipped + this.pendingBytes + extraBytes > this.opts.maxBytes;
   }
 
+  /** Unshipped bytes of the entries appended for `holder` (written or pending). */
+  heldBy(holder: string): number {
+    return this.holders.of(holder);
+  }
+
+  /** The shipper delivered the oldest `bytes` bytes of the spool to the store. */
+  delivered(bytes: number): void {
+    this.unshipped = Math.max(0, this.unshipped - bytes);
+    this.holders.delivered(bytes);
+  }
+
   /**
    * Queues a decision for the write at the end of this event-loop turn; its place in the chain is
-   * fixed now. Whoever must not act before it is durable waits with `onDurable`.
+   * fixed now. Whoever must not act before it is durable waits with `onDurable`. Its bytes are
+   * held by `holder` until delivered.
    */
-  append(type: EntryType, time: string, warn: boolean, body: string): Link {
+  append(type: EntryType, time: string, warn: boolean, body: string, holder: string | null = null): Link {
     const link = this.chain.peek(body);
     const line = entryLine(type, this.opts.instanceId, time, warn, link, body);
     this.chain.commit(link);
     this.pending += line;
     this.pendingBytes += line.length;
+    this.holders.add(holder, Buffer.byteLength(line));
     this.flushAtEndOfTurn();
     return link;
   }
@@ -151,6 +167,7 @@ export class SpoolWriter {
     this.pending += line;
     // Characters, not bytes: close enough for the bound and cheaper; writes count exact bytes.
     this.pendingBytes += line.length;
+    this.holders.add(null, Buffer.byteLength(line));
     // Under load the next decision carries them; when idle a short timer does. Either way no
     // extra write per statement (each write is a syscall on the statement's thread).
     if (this.pendingBytes >= PENDING_FLUSH_BYTES) this.flushAtEndOfTurn();
@@ -233,6 +250,7 @@ export class SpoolWriter {
     writeSync(this.fd, h);
     this.segmentSize = Buffer.byteLength(h);
     this.unshipped += this.segmentSize;
+    this.holders.add(null, this.segmentSize);
     // The new file's directory entry must survive a crash too, or the chain's head is lost.
     const dirFd = openSync(this.opts.dir, 'r');
     try {
