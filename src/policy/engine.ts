@@ -19,6 +19,16 @@ export interface PolicyJudgeOptions {
   readonly searchPath: string;
   /** Entries per cache (exact text, and literal-normalised shapes). Default 10,000. */
   readonly cacheSize?: number;
+  /** Characters of SQL (agent's and rewritten) per cache. Default 32 Mi. */
+  readonly cacheChars?: number;
+}
+
+/** An entry's own text: the rewritten SQL, or its template's pieces. */
+function entryChars(e: Entry): number {
+  const v = e.verdict;
+  let n = 256 + (v.kind === 'rewrite' ? v.sql.length : 0);
+  if (e.pieces) for (const p of e.pieces) n += p.length;
+  return n;
 }
 
 /** What is cached: the verdict, and for a shape, a template to re-insert the literals into. */
@@ -124,8 +134,9 @@ function elapsedMicros(start: number): number {
 
 export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJudgeOptions): Judge {
   const size = opts.cacheSize ?? 10_000;
-  const exact = new BoundedCache<Entry>(size);
-  const shapes = new BoundedCache<Entry>(size);
+  const chars = opts.cacheChars ?? 32 * 1024 * 1024;
+  const exact = new BoundedCache<Entry>(size, chars, entryChars);
+  const shapes = new BoundedCache<Entry>(size, chars, entryChars);
   const policies = new Map<string, EffectivePolicy>();
   const roleNames = Object.keys(rules.roles ?? {});
 

@@ -30,6 +30,55 @@ describe('the judge thread', () => {
     }
   });
 
+  it("judges a short statement before other sessions' long ones that came first", async () => {
+    const demo = await loadDemoPolicy();
+    const thread = new JudgeThread();
+    thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
+    try {
+      // The attack: sessions queue long statements; another tenant's short SELECT arrives last.
+      const order: string[] = [];
+      const longs = [1, 2, 3, 4].map((i) => thread.judge(longInsert, ctx).then(() => order.push(`long${i}`)));
+      const short = thread
+        .judge('SELECT total FROM orders WHERE id = 1', judgeContext('globex'))
+        .then((j) => {
+          order.push('short');
+          return j;
+        });
+      expect((await short).verdict.kind).toBe('rewrite');
+      await Promise.all(longs);
+      // Only the statement already on the thread goes first.
+      expect(order).toEqual(['long1', 'short', 'long2', 'long3', 'long4']);
+    } finally {
+      await thread.close();
+    }
+  });
+
+  it('does not starve a long statement while short ones keep coming', async () => {
+    const demo = await loadDemoPolicy();
+    const thread = new JudgeThread();
+    thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
+    try {
+      let longDone = false;
+      void thread.judge(longInsert, ctx);
+      const long = thread.judge(longInsert, ctx).then((j) => {
+        longDone = true;
+        return j;
+      });
+      // A stream of short statements, one more as each is answered, until the long one is judged.
+      let shorts = 0;
+      const stream = async (): Promise<void> => {
+        while (!longDone) {
+          await thread.judge(`SELECT total FROM orders WHERE id = ${shorts++}`, ctx);
+        }
+      };
+      await Promise.all([stream(), stream(), long]);
+      expect((await long).verdict.kind).toBe('rewrite');
+      expect(shorts).toBeGreaterThan(0);
+    } finally {
+      await thread.close();
+    }
+  });
+
   it('refuses everything once closed', async () => {
     const demo = await loadDemoPolicy();
     const thread = new JudgeThread();
