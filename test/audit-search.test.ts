@@ -243,6 +243,16 @@ describe('decision search API', () => {
     expect(v).toMatchObject({ ok: true, instances: [{ instance: 'search-1', ok: true }] });
   });
 
+  it('runs one verification at a time: the others are asked to retry (429)', async () => {
+    const ask = () => app.inject({ url: '/api/v1/verify', headers: { authorization: `Bearer ${TOKEN}` } });
+    const answers = await Promise.all([ask(), ask(), ask()]);
+    expect(answers.map((a) => a.statusCode)).toEqual([200, 429, 429]);
+    expect(answers[1]?.headers['retry-after']).toBe('5');
+    expect(answers[1]?.json()).toMatchObject({ error: 'busy' });
+    // Once it is done, the next one runs.
+    expect((await ask()).statusCode).toBe(200);
+  });
+
   it('needs a responder token and answers bad parameters with 400', async () => {
     expect((await app.inject({ url: '/api/v1/decisions' })).statusCode).toBe(401);
     expect(

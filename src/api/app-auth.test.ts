@@ -127,3 +127,27 @@ describe('API authentication by matched route', () => {
     await a.close();
   });
 });
+
+describe('the log of refused requests', () => {
+  it('holds a line per address per minute, however many requests a tokenless flood sends', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (l: string) => lines.push(l) });
+    const api = auditConfigSchema.parse({
+      api: { tokens: [{ name: 'oncall', token: TOKEN, roles: ['responder'] }] },
+    }).api;
+    const flooded = await buildApiApp(api, { reader: stubReader, logger });
+    try {
+      for (let i = 0; i < 300; i++) {
+        const res = await flooded.inject({ url: '/api/v1/decisions', remoteAddress: '10.0.0.9' });
+        expect(res.statusCode).toBe(401);
+      }
+      // The benign look-alike: another client's refusal, and a responder's request, are logged.
+      await flooded.inject({ url: '/api/v1/decisions', remoteAddress: '10.0.0.10' });
+      await flooded.inject({ url: '/api/v1/instances', headers: { authorization: `Bearer ${TOKEN}` } });
+      const msgs = lines.map((l) => (JSON.parse(l) as { msg: string }).msg);
+      expect(msgs).toEqual(['api auth refused', 'api auth refused', 'api request']);
+    } finally {
+      await flooded.close();
+    }
+  });
+});

@@ -8,6 +8,7 @@ import { openApiDocument } from './openapi.js';
 import { registerDecisionRoutes } from './routes-decisions.js';
 import { registerExportRoutes } from './routes-export.js';
 import { registerVerifyRoutes } from './routes-verify.js';
+import { RefusalLog } from './refusal-log.js';
 import { registerWebPage } from './web.js';
 
 declare module 'fastify' {
@@ -56,6 +57,7 @@ function isPublic(config: { public?: boolean } | undefined, url: string | undefi
  */
 export function requireTokens(app: FastifyInstance, api: AuditConfig['api']): void {
   const authenticate = tokenAuthenticator(api);
+  const refusals = new RefusalLog();
 
   // A route is public only by its own config, checked when it is registered; nothing under /api/
   // may be public, whatever a mistaken config says.
@@ -70,7 +72,9 @@ export function requireTokens(app: FastifyInstance, api: AuditConfig['api']): vo
     const r = authenticate(req.headers.authorization);
     const route = req.routeOptions.url ?? '(no route)';
     if (!r.ok) {
-      req.log.warn({ status: r.status, reason: r.reason, ip: req.ip, route }, 'api auth refused');
+      const { log, summary } = refusals.note(req.ip);
+      if (summary) req.log.warn(summary, 'api auth refused more often than logged in the last minute');
+      if (log) req.log.warn({ status: r.status, reason: r.reason, ip: req.ip, route }, 'api auth refused');
       return reply.code(r.status).send({ error: r.status === 401 ? 'unauthorized' : 'forbidden' });
     }
     // Who looked at the decision log is itself worth knowing.
@@ -86,6 +90,9 @@ export async function buildApiApp(api: AuditConfig['api'], deps: ApiDeps): Promi
   const log: FastifyBaseLogger = deps.logger.child({ component: 'audit-api' });
   const app = Fastify({
     loggerInstance: log,
+    // Fastify's two lines per request would undo the throttle on refusals (see requireTokens); an
+    // accepted request gets one line there, naming who looked at the log.
+    disableRequestLogging: true,
     // Cursors and SQL search terms are short; nothing legitimate sends a large request.
     bodyLimit: 64 * 1024,
     routerOptions: { maxParamLength: 500 },

@@ -240,7 +240,11 @@ export const openApiDocument = {
         summary:
           'Verify the hash chain of one or every instance; reports the first altered, deleted or reordered record',
         parameters: [{ name: 'instance', in: 'query', required: false, schema: str }],
-        responses: { '200': { description: 'The report', content: json('VerifyReport') }, ...errors },
+        responses: {
+          '200': { description: 'The report', content: json('VerifyReport') },
+          '429': { description: 'A verification is already running; retry after Retry-After seconds' },
+          ...errors,
+        },
       },
     },
     '/api/v1/instances': {
