@@ -212,9 +212,14 @@ export async function startPgwarden(opts: PgwardenOptions): Promise<RunningPgwar
   };
 }
 
-/** The address with most connections in startup; its connections in the order they came. */
-function mostInStartup<T>(startingFrom: ReadonlyMap<string, T & { readonly size: number }>): T | undefined {
-  let busiest: (T & { readonly size: number }) | undefined;
+/**
+ * Of the connections in startup per address (each with the function that evicts it), those of the
+ * address with most, in the order they came.
+ */
+function mostInStartup(
+  startingFrom: ReadonlyMap<string, ReadonlyMap<Socket, () => void>>,
+): ReadonlyMap<Socket, () => void> | undefined {
+  let busiest: ReadonlyMap<Socket, () => void> | undefined;
   for (const same of startingFrom.values()) if (!busiest || same.size > busiest.size) busiest = same;
   return busiest;
 }

@@ -30,7 +30,7 @@ describe('the judge thread', () => {
     }
   });
 
-  it("judges a short statement before other sessions' long ones that came first", async () => {
+  it("judges another tenant's statement before the backlog of long ones that came first", async () => {
     const demo = await loadDemoPolicy();
     const thread = new JudgeThread();
     thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
@@ -53,7 +53,7 @@ describe('the judge thread', () => {
     }
   });
 
-  it('does not starve a long statement while short ones keep coming', async () => {
+  it("does not starve a tenant's long statement while another tenant's short ones keep coming", async () => {
     const demo = await loadDemoPolicy();
     const thread = new JudgeThread();
     thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
@@ -68,12 +68,13 @@ describe('the judge thread', () => {
       let shorts = 0;
       const stream = async (): Promise<void> => {
         while (!longDone) {
-          await thread.judge(`SELECT total FROM orders WHERE id = ${shorts++}`, ctx);
+          await thread.judge(`SELECT total FROM orders WHERE id = ${shorts++}`, judgeContext('globex'));
         }
       };
       await Promise.all([stream(), stream(), long]);
       expect((await long).verdict.kind).toBe('rewrite');
-      expect(shorts).toBeGreaterThan(0);
+      // It got about its share: the short ones went ahead until they had used as many bytes.
+      expect(shorts).toBeGreaterThan(100);
     } finally {
       await thread.close();
     }

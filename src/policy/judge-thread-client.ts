@@ -29,17 +29,11 @@ function threadFailed(reason: string): Judgement {
   };
 }
 
-/**
- * Judging time a statement may expect per byte of SQL, for ordering only: the worst case measured
- * (a multi-row INSERT into a parent-scoped table, bench/judge.ts); most SQL takes a tenth of it.
- */
-const EXPECTED_MICROS_PER_BYTE = 10;
-
 interface Queued {
   readonly sql: string;
   readonly ctx: JudgeContext;
-  /** When its judging should be over, had it the thread to itself: arrival plus expected time. */
-  readonly deadline: number;
+  /** Its place in the fair queue: when it would be done if every tenant had an equal share. */
+  readonly finish: number;
   readonly resolve: (j: Judgement) => void;
 }
 
@@ -48,10 +42,11 @@ interface Queued {
  * dies, the statement it was judging is refused and a new thread, with the policy in force, takes
  * the ones still queued.
  *
- * The thread judges one statement at a time, earliest deadline first: a short statement does not
- * wait behind other sessions' long ones (sessions sending 100 KB statements held another tenant's
- * 4 KB SELECT for 25 s in a strict queue), and a long one is not starved, since the deadlines of
- * the short ones that arrive later move on with the clock.
+ * The thread judges one statement at a time, in fair-queuing order between tenants (each statement
+ * costs its length): a tenant with a backlog of long statements pushes only its own statements
+ * back, and another tenant's statement waits for at most the one being judged. In a strict queue,
+ * sessions sending 100 KB INSERTs held another tenant's 4 KB SELECT for 25 s. Within a tenant,
+ * statements keep the order they came in.
  */
 export class JudgeThread {
   private worker: Worker | undefined;
@@ -59,6 +54,10 @@ export class JudgeThread {
   private nextId = 1;
   private readonly queue: Queued[] = [];
   private inFlight: { readonly id: number; readonly job: Queued } | undefined;
+  /** The fair queue's clock: the finish tag of the statement sent last. */
+  private now = 0;
+  /** Per tenant, the finish tag of its last queued statement, while it is ahead of the clock. */
+  private readonly lastFinish = new Map<string, number>();
   private closed = false;
 
   constructor(private readonly logger?: JudgeThreadLogger) {}
@@ -71,9 +70,11 @@ export class JudgeThread {
 
   judge(sql: string, ctx: JudgeContext): Promise<Judgement> {
     if (this.closed) return Promise.resolve(threadFailed('pgwarden is shutting down'));
+    const tenant = ctx.identity.tenant;
+    const finish = Math.max(this.now, this.lastFinish.get(tenant) ?? 0) + sql.length;
+    this.lastFinish.set(tenant, finish);
     return new Promise((resolve) => {
-      const deadline = performance.now() + (sql.length * EXPECTED_MICROS_PER_BYTE) / 1000;
-      this.queue.push({ sql, ctx, deadline, resolve });
+      this.queue.push({ sql, ctx, finish, resolve });
       this.next();
     });
   }
@@ -83,13 +84,16 @@ export class JudgeThread {
     return this.queue.length;
   }
 
-  /** Sends the queued statement with the earliest deadline, if the thread is free. */
+  /** Sends the queued statement with the smallest finish tag, if the thread is free. */
   private next(): void {
     if (this.inFlight || this.queue.length === 0 || this.closed) return;
     let best = 0;
     for (let i = 1; i < this.queue.length; i++)
-      if ((this.queue[i] as Queued).deadline < (this.queue[best] as Queued).deadline) best = i;
+      if ((this.queue[i] as Queued).finish < (this.queue[best] as Queued).finish) best = i;
     const job = this.queue.splice(best, 1)[0] as Queued;
+    this.now = job.finish;
+    // Tenants whose statements are all behind the clock start afresh from it.
+    for (const [tenant, finish] of this.lastFinish) if (finish <= this.now) this.lastFinish.delete(tenant);
     const worker = this.worker ?? this.spawn();
     const id = this.nextId++;
     this.inFlight = { id, job };
