@@ -59,7 +59,7 @@ for (const r of rows) console.log(line(r));
 
 // Judging is synchronous, so a long statement holds the event loop (and every other session) for
 // as long as it takes: limits.maxQueryBytes is set from this (docs/config.md).
-// Statements longer than limits.judgeOffThreadBytes are judged on the judge thread instead.
+// Statements the decision caches do not hold are judged on the judge thread (limits.judgeThread).
 console.log('\nlong statements (cold), µs per byte of SQL:');
 const long = createPolicyJudge(rules, catalog, { searchPath: 'public', cacheSize: 0 });
 const longStatements: [string, (n: number) => string, number[]][] = [

@@ -4,6 +4,7 @@ import { serialize } from 'pg-protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCatalog } from '../src/policy/catalog.js';
 import { createReloadableJudge, type ReloadableJudge } from '../src/policy/reloadable.js';
+import type { JudgeContext } from '../src/policy/verdict.js';
 import { loadParser } from '../src/sql/parse.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
@@ -53,6 +54,12 @@ describe('long statements are judged off the event loop', () => {
     const a = await RawClient.connect(proxy.port);
     try {
       await a.login('support-bot', db.name, await proxy.token());
+      const warm = new pg.Client({
+        connectionString: await proxy.url({ tenant: 'globex', human: 'bob@globex.test' }),
+      });
+      await warm.connect();
+      await warm.query('SELECT count(*)::int AS n FROM orders');
+      await warm.end();
       // Acme's orders are 1 to 18.
       a.send(serialize.query(bulkInsert((i) => 1 + (i % 18))));
       // The other session needs the event loop to log in and to be judged: judged on the event
@@ -61,6 +68,7 @@ describe('long statements are judged off the event loop', () => {
         connectionString: await proxy.url({ tenant: 'globex', human: 'bob@globex.test' }),
       });
       await b.connect();
+      // A statement the caches hold (judged once before, below) needs no judging at all.
       const r = await b.query('SELECT count(*)::int AS n FROM orders');
       expect(r.rows).toEqual([{ n: 12 }]);
       await b.end();
@@ -69,7 +77,7 @@ describe('long statements are judged off the event loop', () => {
       expect(answer.map((m) => m.code)).toEqual(['C', 'Z']);
       const sqls = proxy.sink.records.filter((x) => x.kind === 'statement').map((x) => x.sql ?? '');
       const bulkAt = sqls.findIndex((s) => s.startsWith('INSERT INTO order_items'));
-      const otherAt = sqls.indexOf('SELECT count(*)::int AS n FROM orders');
+      const otherAt = sqls.lastIndexOf('SELECT count(*)::int AS n FROM orders');
       expect(otherAt).toBeGreaterThanOrEqual(0);
       expect(bulkAt).toBeGreaterThan(otherAt);
       expect(await rowsTagged('BULK')).toBe(3000);
@@ -78,9 +86,10 @@ describe('long statements are judged off the event loop', () => {
     }
   });
 
-  it('a pipeline of many short statements, each judged in milliseconds, lets other sessions in between', async () => {
-    // Every statement a new shape (so none is a cache hit) and under judgeOffThreadBytes: 150
-    // INSERTs into parent-scoped order_items of 1 to 50 guarded rows, in three column orders.
+  it('judged on the event loop, a pipeline of many short statements, each judged in milliseconds, lets other sessions in between', async () => {
+    // Every statement a new shape (so none is a cache hit) and under judgeOffThreadBytes, so
+    // judged on the event loop: 150 INSERTs into parent-scoped order_items of 1 to 50 guarded
+    // rows, in three column orders.
     const forms = [
       (i: number) => `(1, 'PIPE-${i}', 1)`,
       (i: number) => `('PIPE-${i}', 1, 1)`,
@@ -93,6 +102,10 @@ describe('long statements are judged off the event loop', () => {
         statements.push(
           `INSERT INTO order_items ${heads[f]!} VALUES ${Array.from({ length: rows }, (_, i) => forms[f]!(i)).join(',')}`,
         );
+    const proxy = await startTestProxy(db, {
+      judge: policy.judge,
+      config: { limits: { judgeOffThreadBytes: 4096 } },
+    });
     expect(Math.max(...statements.map((x) => x.length))).toBeLessThanOrEqual(
       proxy.config.limits.judgeOffThreadBytes,
     );
@@ -115,6 +128,46 @@ describe('long statements are judged off the event loop', () => {
       expect(await rowsTagged('PIPE')).toBe(3 * ((50 * 51) / 2));
     } finally {
       a.close();
+      await proxy.close();
+    }
+  });
+
+  it('judges every statement the caches do not hold on the thread, and remembers it', async () => {
+    // The attack this answers: agents sending new 1 KB statements without pause kept the event
+    // loop judging, and every other session's SELECT 1 waited hundreds of milliseconds.
+    let onEventLoop = 0;
+    let onThread = 0;
+    const counting = {
+      ...policy.judge,
+      judge: (sql: string, ctx: JudgeContext) => {
+        onEventLoop++;
+        return policy.judge.judge(sql, ctx);
+      },
+      judgeOffThread: (sql: string, ctx: JudgeContext) => {
+        onThread++;
+        return policy.judge.judgeOffThread!(sql, ctx);
+      },
+    };
+    const p = await startTestProxy(db, { judge: counting });
+    const c = new pg.Client({ connectionString: await p.url() });
+    await c.connect();
+    try {
+      const shapes = Array.from(
+        { length: 20 },
+        (_, i) => `SELECT id AS c${i}, total FROM orders WHERE id = 1`,
+      );
+      for (const sql of shapes) expect((await c.query(sql)).rowCount).toBe(1);
+      expect([onEventLoop, onThread]).toEqual([0, 20]);
+      // The benign look-alike: statements seen before (and other literals of their shape) are
+      // answered from the proxy's own caches, with no trip to the thread.
+      for (const sql of shapes) await c.query(sql);
+      for (const sql of shapes) await c.query(sql.replace('id = 1', 'id = 2'));
+      await c.query({ text: 'SELECT id FROM orders WHERE id = $1', values: [3] });
+      await c.query({ text: 'SELECT id FROM orders WHERE id = $1', values: [4] });
+      expect([onEventLoop, onThread]).toEqual([0, 21]);
+    } finally {
+      await c.end();
+      await p.close();
     }
   });
 

@@ -46,7 +46,7 @@ export async function startFromConfig(config: Config, logger: Logger): Promise<S
     searchPath: config.session.searchPath,
     tenantClaim: config.auth.claims.tenant,
     logger,
-    offThread: config.limits.judgeOffThreadBytes > 0,
+    offThread: config.limits.judgeThread,
   });
   const stopWatching = policy.watch();
   const instanceId = instanceIdOf(config);

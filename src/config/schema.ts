@@ -72,12 +72,14 @@ const limits = z
       .min(64)
       .default(128 * 1024),
     /**
-     * SQL texts longer than this are judged on the judge thread, not on the event loop every
-     * session shares: judging costs 1.1 to 10 µs per byte (bench/judge.ts; most for a multi-row
-     * INSERT into a parent-scoped table), so a long statement would hold up everyone else. 0: every
-     * statement is judged on the event loop.
+     * Statements the decision caches do not hold are judged on the judge thread, not on the event
+     * loop every session shares: judging costs from tens of microseconds to 10 µs per byte
+     * (bench/judge.ts), so an agent sending new statements without pause would hold up everyone
+     * else. false: everything is judged on the event loop.
      */
-    judgeOffThreadBytes: z.number().int().min(0).default(1024),
+    judgeThread: z.boolean().default(true),
+    /** With judgeThread: only cache misses longer than this go to the thread (0: all of them). */
+    judgeOffThreadBytes: z.number().int().min(0).default(0),
     /**
      * Prepared statements, portals and cursors one session may hold (pgwarden keeps each one's
      * judgement); one more is refused (53400) until the session closes some.

@@ -32,7 +32,7 @@ function entryChars(e: Entry): number {
 }
 
 /** What is cached: the verdict, and for a shape, a template to re-insert the literals into. */
-interface Entry {
+export interface Entry {
   readonly verdict: Verdict;
   readonly fingerprint: string;
   /** For literal-shape entries of rewrites: the rewritten SQL split around literal markers. */
@@ -132,7 +132,25 @@ function elapsedMicros(start: number): number {
   return Math.round((performance.now() - start) * 1000);
 }
 
-export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJudgeOptions): Judge {
+/**
+ * What one judgement adds to the decision caches, so another judge with the same rules (the
+ * proxy's, for a statement judged on the judge thread) can remember it too. Keys are the caches'
+ * own: they depend only on the rules, the identity's tenant and roles, and the text.
+ */
+export interface Lesson {
+  readonly exact?: { readonly key: string; readonly entry: Entry };
+  readonly shape?: { readonly key: string; readonly entry: Entry };
+}
+
+export interface PolicyJudge extends Judge {
+  lookup(sql: string, ctx: JudgeContext): Judgement | undefined;
+  /** judge(), and what it added to the caches. */
+  judgeAndTeach(sql: string, ctx: JudgeContext): { judgement: Judgement; lesson: Lesson };
+  /** Remembers what a judge with the same rules learnt. */
+  learn(lesson: Lesson): void;
+}
+
+export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJudgeOptions): PolicyJudge {
   const size = opts.cacheSize ?? 10_000;
   const chars = opts.cacheChars ?? 32 * 1024 * 1024;
   const exact = new BoundedCache<Entry>(size, chars, entryChars);
@@ -329,51 +347,92 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
     return { ...shape.verdict, sql: out };
   }
 
+  /** The cached judgement of this text, or undefined (with the shape key to store one under). */
+  function cached(
+    sql: string,
+    jc: JudgeContext,
+    start: number,
+  ): { hit: Judgement; shapeKey?: undefined } | { hit?: undefined; shapeKey: string | undefined } {
+    const { prefix } = scopeFor(jc.identity);
+    const hit = exact.get(prefix + sql);
+    if (hit)
+      return {
+        hit: {
+          verdict: hit.verdict,
+          fingerprint: hit.fingerprint,
+          cached: true,
+          judgeMicros: elapsedMicros(start),
+        },
+      };
+    const lk = literalShape(sql);
+    const shapeKey = lk ? prefix + lk.key : undefined;
+    const shapeHit = shapeKey !== undefined && lk ? shapes.get(shapeKey) : undefined;
+    if (shapeHit && lk) {
+      return {
+        hit: {
+          verdict: fromShape(shapeHit, sql, lk.spans),
+          fingerprint: shapeHit.fingerprint,
+          cached: true,
+          judgeMicros: elapsedMicros(start),
+        },
+      };
+    }
+    return { shapeKey };
+  }
+
+  function judgeAndTeach(sql: string, jc: JudgeContext): { judgement: Judgement; lesson: Lesson } {
+    const start = performance.now();
+    try {
+      const c = cached(sql, jc, start);
+      if (c.hit) return { judgement: c.hit, lesson: {} };
+      const key = scopeFor(jc.identity).prefix + sql;
+      const r = evaluate(sql, jc, scopeFor(jc.identity).policy);
+      const lesson: { exact?: Lesson['exact']; shape?: Lesson['shape'] } = {};
+      if (r.cacheable) {
+        exact.set(key, r.entry);
+        lesson.exact = { key, entry: r.entry };
+      }
+      if (r.shape && c.shapeKey !== undefined) {
+        shapes.set(c.shapeKey, r.shape);
+        lesson.shape = { key: c.shapeKey, entry: r.shape };
+      }
+      const judgement = {
+        verdict: r.entry.verdict,
+        fingerprint: r.entry.fingerprint,
+        cached: false,
+        judgeMicros: elapsedMicros(start),
+      };
+      return { judgement, lesson };
+    } catch (err) {
+      const verdict = deny(
+        facts(undefined, []),
+        'internal pgwarden error; the statement was denied',
+        `internal: ${(err as Error).message}`,
+        'PGW_INTERNAL',
+      );
+      return {
+        judgement: { verdict, fingerprint: '', cached: false, judgeMicros: elapsedMicros(start) },
+        lesson: {},
+      };
+    }
+  }
+
   const named = new Set([...Object.keys(rules.tables), ...(rules.introspection ?? [])]);
   return {
     namesRelation: (qname) => named.has(qname),
-    judge(sql: string, jc: JudgeContext): Judgement {
-      const start = performance.now();
+    judge: (sql, jc) => judgeAndTeach(sql, jc).judgement,
+    judgeAndTeach,
+    lookup(sql, jc) {
       try {
-        const { prefix, policy } = scopeFor(jc.identity);
-        const hit = exact.get(prefix + sql);
-        if (hit)
-          return {
-            verdict: hit.verdict,
-            fingerprint: hit.fingerprint,
-            cached: true,
-            judgeMicros: elapsedMicros(start),
-          };
-        const lk = literalShape(sql);
-        const shapeKey = lk ? prefix + lk.key : undefined;
-        const shapeHit = shapeKey !== undefined && lk ? shapes.get(shapeKey) : undefined;
-        if (shapeHit && lk) {
-          const verdict = fromShape(shapeHit, sql, lk.spans);
-          return {
-            verdict,
-            fingerprint: shapeHit.fingerprint,
-            cached: true,
-            judgeMicros: elapsedMicros(start),
-          };
-        }
-        const r = evaluate(sql, jc, policy);
-        if (r.cacheable) exact.set(prefix + sql, r.entry);
-        if (r.shape && shapeKey !== undefined) shapes.set(shapeKey, r.shape);
-        return {
-          verdict: r.entry.verdict,
-          fingerprint: r.entry.fingerprint,
-          cached: false,
-          judgeMicros: elapsedMicros(start),
-        };
-      } catch (err) {
-        const verdict = deny(
-          facts(undefined, []),
-          'internal pgwarden error; the statement was denied',
-          `internal: ${(err as Error).message}`,
-          'PGW_INTERNAL',
-        );
-        return { verdict, fingerprint: '', cached: false, judgeMicros: elapsedMicros(start) };
+        return cached(sql, jc, performance.now()).hit;
+      } catch {
+        // judge() reports the error as a verdict.
+        return undefined;
       }
+    },
+    learn(lesson) {
+      if (lesson.exact) exact.set(lesson.exact.key, lesson.exact.entry);
+      if (lesson.shape) shapes.set(lesson.shape.key, lesson.shape.entry);
     },
   };
 }

@@ -18,13 +18,13 @@ describe('the judge thread', () => {
     try {
       const held = thread.judge(longInsert, ctx);
       await thread.crash();
-      expect((await held).verdict).toMatchObject({
+      expect((await held).judgement.verdict).toMatchObject({
         kind: 'deny',
         code: 'PGW_INTERNAL',
         reasons: ['judge_thread_failed'],
       });
       const next = await thread.judge('SELECT total FROM orders WHERE id = 1', ctx);
-      expect(next.verdict.kind).toBe('rewrite');
+      expect(next.judgement.verdict.kind).toBe('rewrite');
     } finally {
       await thread.close();
     }
@@ -44,7 +44,7 @@ describe('the judge thread', () => {
           order.push('short');
           return j;
         });
-      expect((await short).verdict.kind).toBe('rewrite');
+      expect((await short).judgement.verdict.kind).toBe('rewrite');
       await Promise.all(longs);
       // Only the statement already on the thread goes first.
       expect(order).toEqual(['long1', 'short', 'long2', 'long3', 'long4']);
@@ -72,9 +72,28 @@ describe('the judge thread', () => {
         }
       };
       await Promise.all([stream(), stream(), long]);
-      expect((await long).verdict.kind).toBe('rewrite');
+      expect((await long).judgement.verdict.kind).toBe('rewrite');
       // It got about its share: the short ones went ahead until they had used as many bytes.
       expect(shorts).toBeGreaterThan(100);
+    } finally {
+      await thread.close();
+    }
+  });
+
+  it('passes on what a judgement taught its caches, unless the policy changed meanwhile', async () => {
+    const demo = await loadDemoPolicy();
+    const thread = new JudgeThread();
+    thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
+    try {
+      const taught = await thread.judge('SELECT total FROM orders WHERE id = 7', ctx);
+      expect(taught.lesson?.exact?.key).toContain('SELECT total FROM orders WHERE id = 7');
+      expect(taught.lesson?.shape).toBeDefined();
+      // A reload while a statement is judged: its judgement stands, its lesson is dropped.
+      const during = thread.judge('SELECT total FROM orders WHERE id = 8 AND total > 1', ctx);
+      thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
+      const answer = await during;
+      expect(answer.judgement.verdict.kind).toBe('rewrite');
+      expect(answer.lesson).toBeUndefined();
     } finally {
       await thread.close();
     }
@@ -85,6 +104,6 @@ describe('the judge thread', () => {
     const thread = new JudgeThread();
     thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
     await thread.close();
-    expect((await thread.judge('SELECT 1', ctx)).verdict.kind).toBe('deny');
+    expect((await thread.judge('SELECT 1', ctx)).judgement.verdict.kind).toBe('deny');
   });
 });

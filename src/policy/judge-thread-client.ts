@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import type { Lesson } from './engine.js';
 import type { FromJudgeThread, PolicyInputs, ToJudgeThread } from './judge-thread-protocol.js';
 import type { JudgeContext, Judgement } from './verdict.js';
 
@@ -34,7 +35,13 @@ interface Queued {
   readonly ctx: JudgeContext;
   /** Its place in the fair queue: when it would be done if every tenant had an equal share. */
   readonly finish: number;
-  readonly resolve: (j: Judgement) => void;
+  readonly resolve: (answer: ThreadAnswer) => void;
+}
+
+/** A judgement, and what it taught the thread's caches if it was judged with the policy in force. */
+export interface ThreadAnswer {
+  readonly judgement: Judgement;
+  readonly lesson?: Lesson;
 }
 
 /**
@@ -51,6 +58,8 @@ interface Queued {
 export class JudgeThread {
   private worker: Worker | undefined;
   private inputs: PolicyInputs | undefined;
+  /** Counts setPolicy calls: a lesson of an older policy is not passed on. */
+  private generation = 0;
   private nextId = 1;
   private readonly queue: Queued[] = [];
   private inFlight: { readonly id: number; readonly job: Queued } | undefined;
@@ -65,11 +74,12 @@ export class JudgeThread {
   /** The policy for every statement sent from now on. */
   setPolicy(inputs: PolicyInputs): void {
     this.inputs = inputs;
-    this.worker?.postMessage({ type: 'policy', inputs } satisfies ToJudgeThread);
+    this.generation++;
+    this.worker?.postMessage({ type: 'policy', inputs, generation: this.generation } satisfies ToJudgeThread);
   }
 
-  judge(sql: string, ctx: JudgeContext): Promise<Judgement> {
-    if (this.closed) return Promise.resolve(threadFailed('pgwarden is shutting down'));
+  judge(sql: string, ctx: JudgeContext): Promise<ThreadAnswer> {
+    if (this.closed) return Promise.resolve({ judgement: threadFailed('pgwarden is shutting down') });
     const tenant = ctx.identity.tenant;
     const finish = Math.max(this.now, this.lastFinish.get(tenant) ?? 0) + sql.length;
     this.lastFinish.set(tenant, finish);
@@ -126,13 +136,21 @@ export class JudgeThread {
     });
     this.worker = worker;
     worker.unref();
-    worker.postMessage({ type: 'policy', inputs: this.inputs } satisfies ToJudgeThread);
+    worker.postMessage({
+      type: 'policy',
+      inputs: this.inputs,
+      generation: this.generation,
+    } satisfies ToJudgeThread);
     worker.on('message', (m: FromJudgeThread) => {
       const done = this.inFlight;
       if (done?.id !== m.id) return;
       this.inFlight = undefined;
       worker.unref();
-      done.job.resolve(m.judgement);
+      done.job.resolve(
+        m.generation === this.generation
+          ? { judgement: m.judgement, lesson: m.lesson }
+          : { judgement: m.judgement },
+      );
       this.next();
     });
     worker.on('error', (err) => this.logger?.error({ event: 'judge_thread_failed', err: err.message }));
@@ -145,7 +163,7 @@ export class JudgeThread {
         // The statement being judged is the likely cause (out of memory, say): it is refused, the
         // others get a new thread.
         this.logger?.error({ event: 'judge_thread_exited', code });
-        lost.job.resolve(threadFailed(`the judging thread exited with code ${code}`));
+        lost.job.resolve({ judgement: threadFailed(`the judging thread exited with code ${code}`) });
       }
       this.next();
     });
@@ -157,6 +175,6 @@ export class JudgeThread {
     const lost = this.inFlight;
     this.inFlight = undefined;
     if (lost) pending.unshift(lost.job);
-    for (const job of pending) job.resolve(threadFailed(reason));
+    for (const job of pending) job.resolve({ judgement: threadFailed(reason) });
   }
 }

@@ -1,5 +1,6 @@
 import type { Catalog } from './catalog.js';
 import type { Rules } from './rules-schema.js';
+import type { Lesson } from './engine.js';
 import type { JudgeContext, Judgement } from './verdict.js';
 
 /** What the judge thread needs to build the same judge as the proxy's thread. */
@@ -10,7 +11,14 @@ export interface PolicyInputs {
 }
 
 export type ToJudgeThread =
-  | { readonly type: 'policy'; readonly inputs: PolicyInputs }
+  | { readonly type: 'policy'; readonly inputs: PolicyInputs; readonly generation: number }
   | { readonly type: 'judge'; readonly id: number; readonly sql: string; readonly ctx: JudgeContext };
 
-export type FromJudgeThread = { readonly type: 'judged'; readonly id: number; readonly judgement: Judgement };
+export interface FromJudgeThread {
+  readonly type: 'judged';
+  readonly id: number;
+  readonly judgement: Judgement;
+  readonly lesson: Lesson;
+  /** The policy it was judged with. */
+  readonly generation: number;
+}

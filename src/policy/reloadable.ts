@@ -1,7 +1,7 @@
 import { watch as watchPath } from 'node:fs';
 import type { Catalog } from './catalog.js';
 import { checkRulesAgainstCatalog } from './catalog.js';
-import { createPolicyJudge } from './engine.js';
+import { createPolicyJudge, type PolicyJudge } from './engine.js';
 import { JudgeThread, type JudgeThreadLogger } from './judge-thread-client.js';
 import { loadRules, RulesError } from './rules-load.js';
 import type { Rules } from './rules-schema.js';
@@ -41,7 +41,7 @@ export async function buildJudge(
   catalog: () => Promise<Catalog>,
   searchPath: string,
   tokenTenantClaim?: string,
-): Promise<{ judge: Judge; rules: Rules; catalog: Catalog }> {
+): Promise<{ judge: PolicyJudge; rules: Rules; catalog: Catalog }> {
   const rules = await loadRules(rulesPaths);
   const mismatch = tenantClaimMismatch(rules, tokenTenantClaim);
   if (mismatch !== undefined) throw new RulesError([mismatch]);
@@ -62,7 +62,7 @@ export async function createReloadableJudge(opts: {
   /** auth.claims.tenant: the rules' tenant.claim must be the same. */
   tenantClaim?: string;
   logger?: ReloadLogger & JudgeThreadLogger;
-  /** Long statements may be judged on a thread of their own (Judge.judgeOffThread). */
+  /** Statements not in the decision caches may be judged on a thread of their own (Judge.judgeOffThread). */
   offThread?: boolean;
 }): Promise<ReloadableJudge> {
   const build = (): ReturnType<typeof buildJudge> =>
@@ -74,8 +74,19 @@ export async function createReloadableJudge(opts: {
   let generation = 0;
   const judge: Judge = {
     judge: (sql, ctx) => current.judge(sql, ctx),
+    lookup: (sql, ctx) => current.lookup(sql, ctx),
     namesRelation: (qname) => current.namesRelation(qname),
-    ...(thread ? { judgeOffThread: (sql, ctx) => thread.judge(sql, ctx) } : {}),
+    ...(thread
+      ? {
+          judgeOffThread: async (sql, ctx) => {
+            const { judgement, lesson } = await thread.judge(sql, ctx);
+            // The thread's policy changes with `current` (reload), so a lesson it passes on is one
+            // of the rules in force.
+            if (lesson) current.learn(lesson);
+            return judgement;
+          },
+        }
+      : {}),
   };
 
   const reload = async (): Promise<{ ok: boolean; error?: string }> => {

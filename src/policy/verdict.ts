@@ -105,10 +105,13 @@ export interface Judge {
    * name it (a table or an introspection relation).
    */
   namesRelation(qname: string): boolean;
+  /** The judgement from the decision caches alone, or undefined: costs microseconds at most. */
+  lookup?(sql: string, ctx: JudgeContext): Judgement | undefined;
   /**
-   * Judges on another thread, with the same rules: for long statements, whose judging would
-   * otherwise hold the proxy's event loop and every other session (limits.judgeOffThreadBytes).
-   * Never rejects. Absent: every statement is judged synchronously.
+   * Judges on another thread, with the same rules, and remembers the judgement here: for
+   * statements not in the caches, whose judging would otherwise hold the proxy's event loop and
+   * every other session (limits.judgeThread). Never rejects. Absent: every statement is judged
+   * synchronously.
    */
   judgeOffThread?(sql: string, ctx: JudgeContext): Promise<Judgement>;
 }

@@ -477,8 +477,11 @@ export class Session {
 
   private onClientMessage(m: FrontendMessage, out: OutBatch): void {
     switch (m.code) {
-      case Frontend.Query:
-        return this.onQuery(fm.readQuery(m.buffer, m.bodyStart, m.end), m, out);
+      case Frontend.Query: {
+        // Read already if it was looked up in the caches (judgingOffThread).
+        const o = this.offThread;
+        return this.onQuery(o?.message === m ? o.sql : fm.readQuery(m.buffer, m.bodyStart, m.end), m, out);
+      }
       case Frontend.Parse:
         return this.onParse(fm.readParse(m.buffer, m.bodyStart, m.end), m, out);
       case Frontend.Bind:
@@ -571,36 +574,43 @@ export class Session {
     return this.judgeContexts[mode];
   }
 
-  /** A long statement sent to the judge thread, then its judgement (see judgingOffThread). */
+  /**
+   * A statement looked up in the decision caches, or sent to the judge thread, and then its
+   * judgement (see judgingOffThread).
+   */
   private offThread:
     { message: FrontendMessage; sql: string; mode: 'simple' | 'extended'; judgement?: Judgement } | undefined;
 
   /**
-   * Whether a Query or Parse waits for its judgement from the judge thread. Judging a long text on
-   * the event loop would hold every session's messages for as long as it takes (a second for an
-   * INSERT of thousands of rows into a parent-scoped table): longer than judgeOffThreadBytes, it is
-   * judged on the judge thread while this session's messages wait, in order, and everyone else's
-   * go on. The session's state cannot change meanwhile: every earlier pipeline that changed it has
-   * been answered (mustWait) and nothing more of this session is forwarded.
+   * Whether a Query or Parse waits for its judgement from the judge thread. Judging on the event
+   * loop holds every session's messages for as long as it takes (a second for an INSERT of
+   * thousands of rows into a parent-scoped table; 24 agents sending new 1 KB statements without
+   * pause held a SELECT 1 for 300 ms): a statement the decision caches do not hold is judged on
+   * the judge thread while this session's messages wait, in order, and everyone else's go on. The
+   * session's state cannot change meanwhile: every earlier pipeline that changed it has been
+   * answered (mustWait) and nothing more of this session is forwarded.
    */
   private judgingOffThread(m: FrontendMessage): boolean {
-    const offThread = this.deps.judge.judgeOffThread;
-    const { judgeOffThreadBytes, maxQueryBytes } = this.deps.config.limits;
-    const bytes = m.end - m.bodyStart;
-    if (!offThread || judgeOffThreadBytes === 0 || bytes <= judgeOffThreadBytes) return false;
+    const { judge } = this.deps;
+    if (!judge.judgeOffThread) return false;
     if (m.code !== Frontend.Query && m.code !== Frontend.Parse) return false;
     if (this.skipUntilSync) return false;
     if (this.offThread?.message === m) return this.offThread.judgement === undefined;
+    const { judgeOffThreadBytes, maxQueryBytes } = this.deps.config.limits;
+    if (m.end - m.bodyStart <= judgeOffThreadBytes) return false;
     const mode = m.code === Frontend.Query ? 'simple' : 'extended';
     const sql =
       mode === 'simple'
         ? fm.readQuery(m.buffer, m.bodyStart, m.end)
         : fm.readParse(m.buffer, m.bodyStart, m.end).query;
     // Refused for its length, without judging (judge()).
-    if (Buffer.byteLength(sql) > maxQueryBytes) return false;
-    const job: NonNullable<Session['offThread']> = { message: m, sql, mode };
+    if (sql.length * 3 > maxQueryBytes && Buffer.byteLength(sql) > maxQueryBytes) return false;
+    const ctx = this.contextFor(mode);
+    const cached = judge.lookup?.(sql, ctx);
+    const job: NonNullable<Session['offThread']> = { message: m, sql, mode, judgement: cached };
     this.offThread = job;
-    void offThread(sql, this.contextFor(mode)).then((judgement) => {
+    if (cached) return false;
+    void judge.judgeOffThread(sql, ctx).then((judgement) => {
       if (this.offThread !== job || this.closed) return;
       job.judgement = judgement;
       this.continueReading();
