@@ -1,3 +1,4 @@
+import { pino } from 'pino';
 import pg from 'pg';
 import { serialize } from 'pg-protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -245,6 +246,33 @@ describe('a full startup pool', () => {
       await stillServes(p);
     } finally {
       for (const c of clients) c.close();
+      await p.close();
+    }
+  });
+});
+
+describe('the log', () => {
+  it('keeps clients that leave before a word out of it, and still reports a broken startup', async () => {
+    const lines: { level: number; event?: string; code?: string }[] = [];
+    const logger = pino({ level: 'info' }, { write: (l: string) => lines.push(JSON.parse(l)) });
+    const p = await startTestProxy(db, { tables: ['public.items'], logger });
+    try {
+      // The attack: tokenless clients connecting and leaving in a loop (5,000 error lines a second).
+      for (let i = 0; i < 10; i++) {
+        const c = await RawClient.connect(p.port);
+        if (i % 2) c.end();
+        else c.close();
+      }
+      await expect.poll(() => p.proxy.startupCount()).toBe(0);
+      expect(lines.filter((l) => l.event === 'session_fatal')).toEqual([]);
+      // The benign look-alike: a client that breaks the protocol is still worth a line.
+      const bad = await RawClient.connect(p.port);
+      bad.send(Buffer.from([0, 0, 0, 8, 0x12, 0x34, 0x56, 0x78]));
+      expect(await bad.read()).toBeDefined();
+      await expect
+        .poll(() => lines.filter((l) => l.event === 'session_fatal').map((l) => l.code))
+        .toEqual(['PGW_PROTOCOL_VIOLATION']);
+    } finally {
       await p.close();
     }
   });

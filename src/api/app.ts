@@ -3,12 +3,12 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { AuditConfig } from '../audit/config.js';
 import { BadCursorError, type AuditReader } from '../audit/store-reader.js';
+import { LogThrottle } from '../errors/log-throttle.js';
 import { tokenAuthenticator } from './auth.js';
 import { openApiDocument } from './openapi.js';
 import { registerDecisionRoutes } from './routes-decisions.js';
 import { registerExportRoutes } from './routes-export.js';
 import { registerVerifyRoutes } from './routes-verify.js';
-import { RefusalLog } from './refusal-log.js';
 import { registerWebPage } from './web.js';
 
 declare module 'fastify' {
@@ -57,7 +57,7 @@ function isPublic(config: { public?: boolean } | undefined, url: string | undefi
  */
 export function requireTokens(app: FastifyInstance, api: AuditConfig['api']): void {
   const authenticate = tokenAuthenticator(api);
-  const refusals = new RefusalLog();
+  const refusals = new LogThrottle();
 
   // A route is public only by its own config, checked when it is registered; nothing under /api/
   // may be public, whatever a mistaken config says.

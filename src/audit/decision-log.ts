@@ -155,8 +155,10 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
         ndjson.write(unchained('decision', instanceId, r.time, isWarning(r), body));
         return;
       }
-      overShare.delete(tenant);
-      fullLogged = false;
+      // Told again only after falling clearly below: a spool at its limit would otherwise be
+      // logged at every record that just fits.
+      if (overShare.has(tenant) && writer.heldBy(tenant) < perTenant * 0.9) overShare.delete(tenant);
+      if (fullLogged && !writer.full(config.spool.maxBytes / 10)) fullLogged = false;
       writer.append('decision', r.time, isWarning(r), body, tenant);
       decided++;
     },

@@ -11,7 +11,7 @@ export interface ErrorSpec {
   readonly sqlstate: string;
   readonly severity: Severity;
   readonly message: string;
-  readonly logLevel: 'info' | 'warn' | 'error';
+  readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
 }
 
 export const errors = {
@@ -88,6 +88,14 @@ export const errors = {
     logLevel: 'warn',
   },
   PGW_TIMEOUT: { sqlstate: '08P01', severity: 'FATAL', message: 'connection timed out', logLevel: 'info' },
+  // Debug: a client that connects and leaves without a word is no event, and tokenless clients
+  // doing so in a loop wrote 5,000 error lines a second.
+  PGW_CLIENT_GONE: {
+    sqlstate: '08006',
+    severity: 'FATAL',
+    message: 'the client closed the connection during startup',
+    logLevel: 'debug',
+  },
   PGW_UPSTREAM_UNAVAILABLE: {
     sqlstate: '08006',
     severity: 'FATAL',

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { PgwardenError } from '../errors/registry.js';
 import { FrontendDecoder, type FrontendMessage } from '../protocol/frontend-decoder.js';
 
 /**
@@ -16,8 +17,9 @@ export class MessageReader {
       this.fail(err as Error);
     }
   };
-  private readonly onEnd = (): void => this.fail(new Error('client closed the connection during startup'));
-  private readonly onError = (err: Error): void => this.fail(err);
+  private readonly onEnd = (): void => this.fail(new PgwardenError('PGW_CLIENT_GONE'));
+  private readonly onError = (err: Error): void =>
+    this.fail(new PgwardenError('PGW_CLIENT_GONE', { detail: err.message, cause: err }));
 
   constructor(
     private socket: Socket,

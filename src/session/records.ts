@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { DecisionRecord, DecisionSink } from '../audit/record.js';
+import { LogThrottle } from '../errors/log-throttle.js';
 import { errors } from '../errors/registry.js';
 import type { Identity } from '../identity/identity.js';
 import type { Judgement, Verdict } from '../policy/verdict.js';
@@ -56,7 +57,7 @@ export class SessionRecords {
     try {
       this.sink.decide(record);
     } catch (err) {
-      this.log.error({ event: 'audit_unavailable', err: String(err), record: record.id });
+      logAuditUnavailable(this.log, String(err));
     }
   }
 
@@ -133,4 +134,14 @@ export class SessionRecords {
       ...(deny && v.hint ? { hint: v.hint } : {}),
     };
   }
+}
+
+/** One line per minute per reason across all sessions: a full spool refuses every statement. */
+const auditUnavailable = new LogThrottle();
+
+/** Logs that the decision log refused a record (and so, unless a denial, its statement). */
+export function logAuditUnavailable(log: Logger, reason: string): void {
+  const { log: first, summary } = auditUnavailable.note(reason);
+  if (summary) log.error({ event: 'audit_unavailable', ...summary }, 'records refused in the last minute');
+  if (first) log.error({ event: 'audit_unavailable', err: reason });
 }

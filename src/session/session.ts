@@ -29,7 +29,7 @@ import { confirmChanges, undoChanges } from './mirror.js';
 import { SessionNames, type JudgedStatement } from './names.js';
 import { checkParam } from './param-check.js';
 import { PendingQueue, pending, type Pending } from './pending.js';
-import { SessionRecords, type Party } from './records.js';
+import { logAuditUnavailable, SessionRecords, type Party } from './records.js';
 import { redactQuoted } from './redact-error.js';
 import {
   longNameRefusal,
@@ -453,7 +453,7 @@ export class Session {
     const held = this.held ?? [];
     this.held = undefined;
     if (err) {
-      this.log.error({ event: 'audit_unavailable', err: err.message });
+      logAuditUnavailable(this.log, err.message);
       // The held statements never reached the server; the client learns that its session is over.
       this.fatal(err);
       return;
@@ -848,7 +848,7 @@ export class Session {
       return true;
     } catch (err) {
       const e = clientError(err);
-      this.log.error({ event: 'audit_unavailable', err: e.message });
+      logAuditUnavailable(this.log, e.detail ? `${e.message}: ${e.detail}` : e.message);
       const standIn = be.errorResponse({ severity: 'ERROR', sqlstate: e.sqlstate, message: e.message });
       this.forwardStandIn(standIn, out, mode);
       return false;

@@ -1,4 +1,4 @@
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { createMemorySink } from './memory-sink.js';
 import type { DecisionSink } from '../../src/audit/record.js';
 import { buildConfig } from '../../src/config/load.js';
@@ -29,6 +29,8 @@ export interface TestProxyOptions {
   readonly judge?: Judge;
   readonly sink?: DecisionSink;
   readonly config?: Partial<ConfigInput>;
+  /** Where pgwarden logs (default: nowhere). */
+  readonly logger?: Logger;
 }
 
 /** pgwarden in front of a test database, listening on a free port. */
@@ -47,7 +49,12 @@ export async function startTestProxy(db: TestDatabase, opts: TestProxyOptions = 
   const judge = opts.judge ?? createStrictDefaultJudge({ version: 1, tenant: { claim: 'tenant' }, tables });
   const memory = createMemorySink();
   const sink: DecisionSink = opts.sink ?? memory;
-  const proxy = await startPgwarden({ config, judge, sink, logger: pino({ level: 'silent' }) });
+  const proxy = await startPgwarden({
+    config,
+    judge,
+    sink,
+    logger: opts.logger ?? pino({ level: 'silent' }),
+  });
   const token = (o: Partial<MintOptions> = {}): Promise<string> =>
     mintToken(config.auth, {
       tenant: 'acme',

@@ -102,6 +102,11 @@ export class RawClient {
     return this.untilReady();
   }
 
+  /** Half-closes: sends FIN, as a client that leaves politely. */
+  end(): void {
+    this.socket.end();
+  }
+
   close(): void {
     this.socket.destroy();
   }
