@@ -93,6 +93,37 @@ describe('startDecisionLog', () => {
     await log.close();
   });
 
+  it("counts a tenant's outcomes in its share: large server errors cannot fill the spool", async () => {
+    const dir = tmp();
+    const cfg = auditConfigSchema.parse({
+      ndjson: 'off',
+      store: { url: DOWN },
+      spool: { dir, maxBytes: 4 * 65536 },
+    });
+    const log = await startDecisionLog(cfg, { instanceId: 'outcomes', upstreamUrl: DOWN, logger });
+    // The attack: short statements whose server error quotes 4 KB of input (SELECT repeat(...)::int).
+    const quoted = `invalid input syntax for type integer: "${'x'.repeat(4000)}"`;
+    let ran = 0;
+    let error: unknown;
+    for (let i = 0; i < 1000 && error === undefined; i++) {
+      const r = sampleRecord({ instanceId: 'outcomes', sessionId: 'flood', seq: i, tenant: 'acme' });
+      try {
+        log.decide(r);
+        ran++;
+        log.complete(sampleOutcome(r, { sqlstate: '22P02', errorMessage: quoted }), 'acme');
+      } catch (err) {
+        error = err;
+      }
+    }
+    expect(error).toMatchObject({ code: 'PGW_AUDIT_UNAVAILABLE' });
+    expect(ran).toBeLessThan(20);
+    expect(log.stats().spool?.unshippedBytes).toBeLessThanOrEqual(65536 + 8192);
+    // Another tenant goes on.
+    const other = sampleRecord({ instanceId: 'outcomes', sessionId: 'other', seq: 0, tenant: 'globex' });
+    expect(() => log.decide(other)).not.toThrow();
+    await log.close();
+  });
+
   it('with onFull ndjson-only, runs on with NDJSON lines outside the chain (chainSeq 0)', async () => {
     const dir = tmp();
     const out = join(dir, 'decisions.ndjson');

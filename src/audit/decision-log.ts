@@ -174,7 +174,7 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
         );
       });
     },
-    complete(o: Outcome): void {
+    complete(o: Outcome, tenant?: string | null): void {
       if (closed) return;
       const body = outcomeBody(o);
       completed++;
@@ -182,7 +182,9 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
         ndjson.write(unchained('outcome', instanceId, o.time, false, body));
         return;
       }
-      writer.appendLater('outcome', o.time, body);
+      // Charged to the tenant too: an outcome can be several times its decision's size (a server
+      // error quoting 4 KB of input), and outcomes alone filled the spool for everyone.
+      writer.appendLater('outcome', o.time, body, tenant ?? '');
     },
     stats: () => ({
       instanceId,

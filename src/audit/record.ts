@@ -72,6 +72,7 @@ export interface DecisionSink {
   readonly off?: boolean;
   decide(record: DecisionRecord): void;
   whenDurable?(done: (err: PgwardenError | undefined) => void): void;
-  complete(outcome: Outcome): void;
+  /** `tenant`: whose statement it was (the durable log charges the outcome to its share). */
+  complete(outcome: Outcome, tenant?: string | null): void;
   close(): Promise<void>;
 }

@@ -160,14 +160,14 @@ export class SpoolWriter {
   }
 
   /** Queues an entry for the next write; its place in the chain is fixed now. */
-  appendLater(type: EntryType, time: string, body: string): Link {
+  appendLater(type: EntryType, time: string, body: string, holder: string | null = null): Link {
     const link = this.chain.peek(body);
     this.chain.commit(link);
     const line = entryLine(type, this.opts.instanceId, time, false, link, body);
     this.pending += line;
     // Characters, not bytes: close enough for the bound and cheaper; writes count exact bytes.
     this.pendingBytes += line.length;
-    this.holders.add(null, Buffer.byteLength(line));
+    this.holders.add(holder, Buffer.byteLength(line));
     // Under load the next decision carries them; when idle a short timer does. Either way no
     // extra write per statement (each write is a syscall on the statement's thread).
     if (this.pendingBytes >= PENDING_FLUSH_BYTES) this.flushAtEndOfTurn();

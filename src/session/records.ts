@@ -75,16 +75,19 @@ export class SessionRecords {
   complete(p: Pending, command?: string): void {
     if (!p.recordId) return;
     try {
-      this.sink.complete({
-        recordId: p.recordId,
-        sessionId: this.sessionId,
-        time: isoNow(),
-        command: p.command ?? command ?? null,
-        rows: p.rows,
-        upstreamMicros: Math.round((performance.now() - p.startedAt) * 1000),
-        sqlstate: p.sqlstate,
-        errorMessage: p.errorMessage,
-      });
+      this.sink.complete(
+        {
+          recordId: p.recordId,
+          sessionId: this.sessionId,
+          time: isoNow(),
+          command: p.command ?? command ?? null,
+          rows: p.rows,
+          upstreamMicros: Math.round((performance.now() - p.startedAt) * 1000),
+          sqlstate: p.sqlstate,
+          errorMessage: p.errorMessage,
+        },
+        this.party.identity?.tenant ?? null,
+      );
     } catch (err) {
       this.log.error({ event: 'audit_complete_failed', err: String(err) });
     }
