@@ -10,6 +10,7 @@ import { createTokenVerifier, type TokenVerifier } from './identity/token.js';
 import type { Judge } from './policy/verdict.js';
 import * as be from './protocol/backend-encoder.js';
 import { CancelRegistry } from './session/cancel-registry.js';
+import { admissionRefusal } from './session/admission.js';
 import { addressKey } from './session/client-address.js';
 import { Session } from './session/session.js';
 
@@ -58,7 +59,9 @@ export async function startPgwarden(opts: PgwardenOptions): Promise<RunningPgwar
   const starting = new Set<Session>();
   /** Connections in startup per client address, oldest first (limits.maxStartupConnectionsPerAddress). */
   const startingFrom = new Map<string, Map<Socket, () => void>>();
-  /** Authenticated sessions per human of a tenant (limits.maxSessionsPerHuman). */
+  /** All connections in startup, oldest first, each with the function that evicts it. */
+  const startupOrder = new Map<Socket, () => void>();
+  /** Authenticated sessions per tenant and per human of a tenant (limits.maxSessionsPer...). */
   const sessionsOf = new Map<string, number>();
   let startupRefusals = 0;
   let evictions = 0;
@@ -96,12 +99,16 @@ export async function startPgwarden(opts: PgwardenOptions): Promise<RunningPgwar
     let full: string | undefined;
     if (mine >= config.limits.maxStartupConnectionsPerAddress) full = 'max_startup_connections_per_address';
     else if (starting.size >= config.limits.maxStartupConnections) {
-      // A full pool makes room at the expense of the address holding most of it, if that is not
-      // this one: idle connections from a few hosts cannot keep everyone else out, however
-      // often they reconnect, and a host with fewer connections in startup is never the one
-      // that loses.
+      // A full pool makes room for the newcomer: it closes the oldest connection of the address
+      // holding most of the pool if that holds at least two more than this one's, else the
+      // oldest of all. A login takes milliseconds, so the oldest are the ones that stall:
+      // silent connections from any number of hosts cannot keep others out unless they arrive
+      // faster than the pool turns over during one login (thousands a second).
       const busiest = mostInStartup(startingFrom);
-      const evict = busiest && busiest.size > mine + 1 ? busiest.values().next().value : undefined;
+      const evict =
+        busiest && busiest.size > mine + 1
+          ? busiest.values().next().value
+          : startupOrder.values().next().value;
       if (evict) {
         evictions++;
         evict();
@@ -120,9 +127,11 @@ export async function startPgwarden(opts: PgwardenOptions): Promise<RunningPgwar
       return;
     }
     let state: 'startup' | 'session' | 'ended' = 'startup';
-    let human: string | undefined;
+    /** The counts this session is in (its tenant, its human), once admitted. */
+    let counted: readonly string[] = [];
     const leaveStartup = (): void => {
       if (!starting.delete(session)) return;
+      startupOrder.delete(socket);
       const same = startingFrom.get(from);
       same?.delete(socket);
       if (same?.size === 0) startingFrom.delete(from);
@@ -132,42 +141,45 @@ export async function startPgwarden(opts: PgwardenOptions): Promise<RunningPgwar
       admit: (identity) => {
         if (state !== 'startup') return new PgwardenError('PGW_TOO_MANY_CONNECTIONS');
         leaveStartup();
-        const key = `${identity.tenant}\0${identity.human}`;
-        const theirs = sessionsOf.get(key) ?? 0;
-        if (sessions.size >= config.limits.maxConnections || theirs >= config.limits.maxSessionsPerHuman) {
+        const tenantKey = `tenant\0${identity.tenant}`;
+        const humanKey = `human\0${identity.tenant}\0${identity.human}`;
+        const open = {
+          all: sessions.size,
+          ofTenant: sessionsOf.get(tenantKey) ?? 0,
+          ofHuman: sessionsOf.get(humanKey) ?? 0,
+        };
+        const refused = admissionRefusal(config.limits, open, identity);
+        if (refused) {
           state = 'ended';
-          return sessions.size >= config.limits.maxConnections
-            ? new PgwardenError('PGW_TOO_MANY_CONNECTIONS')
-            : new PgwardenError('PGW_TOO_MANY_CONNECTIONS', {
-                message: `too many connections for ${identity.human} in tenant ${identity.tenant}`,
-                detail: `limits.maxSessionsPerHuman is ${config.limits.maxSessionsPerHuman}`,
-                hint: 'Close a session of this human, or reuse one.',
-              });
+          return refused;
         }
         state = 'session';
         sessions.add(session);
-        human = key;
-        sessionsOf.set(key, theirs + 1);
+        counted = [tenantKey, humanKey];
+        for (const k of counted) sessionsOf.set(k, (sessionsOf.get(k) ?? 0) + 1);
         return undefined;
       },
     });
     starting.add(session);
     let same = startingFrom.get(from);
     if (!same) startingFrom.set(from, (same = new Map()));
-    same.set(socket, () => {
+    const evict = (): void => {
       // Out of the counts now, not when the socket's close event comes: a burst of newcomers in
       // one turn must not all pick this one.
       leaveStartup();
       state = 'ended';
       socket.destroy();
-    });
+    };
+    same.set(socket, evict);
+    startupOrder.set(socket, evict);
     socket.once('close', () => {
       leaveStartup();
-      if (sessions.delete(session) && human !== undefined) {
-        const n = (sessionsOf.get(human) ?? 1) - 1;
-        if (n > 0) sessionsOf.set(human, n);
-        else sessionsOf.delete(human);
-      }
+      if (sessions.delete(session))
+        for (const k of counted) {
+          const n = (sessionsOf.get(k) ?? 1) - 1;
+          if (n > 0) sessionsOf.set(k, n);
+          else sessionsOf.delete(k);
+        }
       state = 'ended';
       if (starting.size === 0 && (startupRefusals > 0 || evictions > 0)) {
         logger.warn({ event: 'startup_connections_refused', count: startupRefusals, evicted: evictions });

@@ -126,7 +126,7 @@ describe('before authentication', () => {
 });
 
 describe('connection limits', () => {
-  it('counts unauthenticated connections apart: beyond maxStartupConnections they are closed at once', async () => {
+  it('counts unauthenticated connections apart: beyond maxStartupConnections the oldest makes room', async () => {
     const p = await startTestProxy(db, {
       tables: ['public.items'],
       config: { limits: { maxStartupConnections: 2, maxConnections: 3 } },
@@ -135,8 +135,10 @@ describe('connection limits', () => {
       const idle = [await RawClient.connect(p.port), await RawClient.connect(p.port)];
       await expect.poll(() => p.proxy.startupCount()).toBe(2);
       const extra = await RawClient.connect(p.port);
-      expect(await extra.read()).toBeUndefined(); // closed without an answer
-      expect(p.proxy.sessionCount()).toBe(0);
+      expect(await idle[0]!.read()).toBeUndefined(); // closed without an answer
+      expect(p.proxy.startupCount()).toBe(2);
+      expect((await extra.login('support-bot', db.name, await p.token())).at(-1)?.code).toBe('Z');
+      extra.close();
       for (const c of idle) c.close();
       await expect.poll(() => p.proxy.startupCount()).toBe(0);
 
@@ -223,7 +225,7 @@ describe('a full startup pool', () => {
       expect(await attacker[0]!.read()).toBeUndefined();
 
       // Reconnecting from more addresses only displaces the attacker's own connections.
-      await from('127.0.0.2');
+      attacker.push(await from('127.0.0.2'));
       await expect.poll(() => p.proxy.startupCount()).toBe(4);
       for (const address of ['127.0.0.5', '127.0.0.6']) {
         await from(address);
@@ -235,12 +237,14 @@ describe('a full startup pool', () => {
       // The benign look-alike: the host with one connection in startup keeps it, and logs in.
       expect((await quiet.login('support-bot', db.name, await p.token())).at(-1)?.code).toBe('Z');
 
-      // Pool full with no address holding two more than the newcomer: the newcomer is refused.
+      // Silent connections from as many addresses as the pool has slots (127.0.0.2, .5, .6, .7):
+      // a newcomer from yet another address takes the place of the oldest of them, and logs in.
       await from('127.0.0.7');
       await expect.poll(() => p.proxy.startupCount()).toBe(4);
-      const refused = await from('127.0.0.8');
-      expect(await refused.read()).toBeUndefined();
+      const newcomer = await from('127.0.0.8');
+      expect(await attacker[3]!.read()).toBeUndefined();
       expect(p.proxy.startupCount()).toBe(4);
+      expect((await newcomer.login('support-bot', db.name, await p.token())).at(-1)?.code).toBe('Z');
       for (const c of clients) c.close();
       await expect.poll(() => p.proxy.startupCount()).toBe(0);
       await stillServes(p);
@@ -279,10 +283,10 @@ describe('the log', () => {
 });
 
 describe('sessions of one human', () => {
-  it('are limited by maxSessionsPerHuman, across agents; other humans and tenants go on', async () => {
+  it('are limited by maxSessionsPerHuman across agents, and a tenant by maxSessionsPerTenant across humans', async () => {
     const p = await startTestProxy(db, {
       tables: ['public.items'],
-      config: { limits: { maxSessionsPerHuman: 2 } },
+      config: { limits: { maxSessionsPerHuman: 2, maxSessionsPerTenant: 3 } },
     });
     const open: pg.Client[] = [];
     const login = async (o: Parameters<TestProxy['token']>[0] = {}): Promise<pg.Client> => {
@@ -307,6 +311,12 @@ describe('sessions of one human', () => {
       // Benign look-alikes: another human of the same tenant, the same name in another tenant.
       await login({ human: 'bob@acme.test' });
       await login({ tenant: 'globex' });
+      // The bypass: tokens for more humans of one tenant. The tenant's count stops them.
+      const tenantErr = await login({ human: 'carol@acme.test' }).then(
+        () => undefined,
+        (e: unknown) => e as pg.DatabaseError,
+      );
+      expect(tenantErr).toMatchObject({ code: '53300', message: 'too many connections for tenant acme' });
       // A session that ends gives its slot back.
       await open[0]!.end();
       await expect.poll(() => p.proxy.sessionCount()).toBe(3);

@@ -93,6 +93,8 @@ const limits = z
      * holds a server connection, and the server has far fewer than maxConnections.
      */
     maxSessionsPerHuman: z.number().int().positive().default(20),
+    /** Sessions all humans of one tenant may hold at once (see maxSessionsPerHuman). */
+    maxSessionsPerTenant: z.number().int().positive().default(50),
     /**
      * Until a client has authenticated, its messages may be at most this large (a token fits
      * easily); a tokenless client cannot make pgwarden buffer a maxMessageBytes message.
