@@ -40,6 +40,8 @@ beforeAll(async () => {
     loadCatalog: () => loadCatalog(db.url, 'public'),
     searchPath: 'public',
     offThread: true,
+    // Judging these statements takes seconds on a loaded machine; the limit has its own tests.
+    judgeTimeoutMs: 60_000,
   });
   proxy = await startTestProxy(db, { judge: policy.judge });
 });

@@ -47,6 +47,7 @@ export async function startFromConfig(config: Config, logger: Logger): Promise<S
     tenantClaim: config.auth.claims.tenant,
     logger,
     offThread: config.limits.judgeThread,
+    judgeTimeoutMs: config.limits.judgeTimeoutMs,
   });
   const stopWatching = policy.watch();
   const instanceId = instanceIdOf(config);

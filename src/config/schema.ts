@@ -81,6 +81,11 @@ const limits = z
     /** With judgeThread: only cache misses longer than this go to the thread (0: all of them). */
     judgeOffThreadBytes: z.number().int().min(0).default(0),
     /**
+     * With judgeThread: judging one statement may take this long; beyond it the statement is
+     * refused (54001) and the thread replaced, so one pathological statement holds no one for long.
+     */
+    judgeTimeoutMs: z.number().int().min(100).default(3000),
+    /**
      * Prepared statements, portals and cursors one session may hold (pgwarden keeps each one's
      * judgement); one more is refused (53400) until the session closes some.
      */

@@ -126,6 +126,12 @@ export const errors = {
     message: 'pgwarden cannot record this statement, so it was not run',
     logLevel: 'error',
   },
+  PGW_TOO_COMPLEX: {
+    sqlstate: '54001',
+    severity: 'ERROR',
+    message: 'statement too complex for pgwarden to judge in time',
+    logLevel: 'warn',
+  },
   PGW_INTERNAL: {
     sqlstate: 'XX000',
     severity: 'ERROR',

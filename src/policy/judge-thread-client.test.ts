@@ -13,7 +13,7 @@ const longInsert = `INSERT INTO order_items (order_id, sku, qty) VALUES ${Array.
 describe('the judge thread', () => {
   it('refuses the statements it held when it dies, and the next statement gets a new thread', async () => {
     const demo = await loadDemoPolicy();
-    const thread = new JudgeThread();
+    const thread = new JudgeThread(undefined, { timeoutMs: 60_000 });
     thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
     try {
       const held = thread.judge(longInsert, ctx);
@@ -32,7 +32,7 @@ describe('the judge thread', () => {
 
   it("judges another tenant's statement before the backlog of long ones that came first", async () => {
     const demo = await loadDemoPolicy();
-    const thread = new JudgeThread();
+    const thread = new JudgeThread(undefined, { timeoutMs: 60_000 });
     thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
     try {
       // The attack: sessions queue long statements; another tenant's short SELECT arrives last.
@@ -55,7 +55,7 @@ describe('the judge thread', () => {
 
   it("does not starve a tenant's long statement while another tenant's short ones keep coming", async () => {
     const demo = await loadDemoPolicy();
-    const thread = new JudgeThread();
+    const thread = new JudgeThread(undefined, { timeoutMs: 60_000 });
     thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
     try {
       let longDone = false;
@@ -82,7 +82,7 @@ describe('the judge thread', () => {
 
   it('passes on what a judgement taught its caches, unless the policy changed meanwhile', async () => {
     const demo = await loadDemoPolicy();
-    const thread = new JudgeThread();
+    const thread = new JudgeThread(undefined, { timeoutMs: 60_000 });
     thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
     try {
       const taught = await thread.judge('SELECT total FROM orders WHERE id = 7', ctx);
@@ -99,9 +99,32 @@ describe('the judge thread', () => {
     }
   });
 
+  it('refuses a statement it cannot judge within timeoutMs (54001) and goes on with a new thread', async () => {
+    const demo = await loadDemoPolicy();
+    const thread = new JudgeThread(undefined, { timeoutMs: 100 });
+    thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
+    try {
+      // The benign look-alike first: a statement judged in time (the thread's start-up, loading
+      // the parser, does not count).
+      const quick = await thread.judge('SELECT total FROM orders WHERE id = 1', ctx);
+      expect(quick.judgement.verdict.kind).toBe('rewrite');
+      // The attack: one statement that takes long to judge, and another tenant's behind it.
+      const slow = thread.judge(longInsert, ctx);
+      const behind = thread.judge('SELECT total FROM orders WHERE id = 2', judgeContext('globex'));
+      expect((await slow).judgement.verdict).toMatchObject({
+        kind: 'deny',
+        code: 'PGW_TOO_COMPLEX',
+        reasons: ['judge_timeout'],
+      });
+      expect((await behind).judgement.verdict.kind).toBe('rewrite');
+    } finally {
+      await thread.close();
+    }
+  });
+
   it('refuses everything once closed', async () => {
     const demo = await loadDemoPolicy();
-    const thread = new JudgeThread();
+    const thread = new JudgeThread(undefined, { timeoutMs: 60_000 });
     thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
     await thread.close();
     expect((await thread.judge('SELECT 1', ctx)).judgement.verdict.kind).toBe('deny');

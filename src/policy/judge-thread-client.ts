@@ -1,24 +1,31 @@
 import { Worker } from 'node:worker_threads';
+import type { ErrorCode } from '../errors/registry.js';
 import type { Lesson } from './engine.js';
 import type { FromJudgeThread, PolicyInputs, ToJudgeThread } from './judge-thread-protocol.js';
 import type { JudgeContext, Judgement } from './verdict.js';
 
 export interface JudgeThreadLogger {
   error(o: object, m?: string): void;
+  warn(o: object, m?: string): void;
+}
+
+export interface JudgeThreadOptions {
+  /** Judging one statement may take this long; then the thread is replaced and it is refused. */
+  readonly timeoutMs: number;
 }
 
 /** Heap of the judge thread: its decision caches (two of 32 Mi characters) and the largest judgement. */
 const JUDGE_THREAD_HEAP_MB = 1024;
 
-/** The verdict for a statement whose judging thread died: refused, as anything not understood. */
-function threadFailed(reason: string): Judgement {
+/** A refusal for a statement the thread did not judge: anything not understood is refused. */
+function notJudged(code: ErrorCode, reason: string, message: string): Judgement {
   return {
     verdict: {
       kind: 'deny',
-      code: 'PGW_INTERNAL',
-      message: `pgwarden could not judge this statement (${reason}); it was not run`,
+      code,
+      message,
       ruleIds: [],
-      reasons: ['judge_thread_failed'],
+      reasons: [reason],
       tables: [],
       columns: [],
       flags: [],
@@ -30,11 +37,25 @@ function threadFailed(reason: string): Judgement {
   };
 }
 
+function threadFailed(why: string): Judgement {
+  return notJudged(
+    'PGW_INTERNAL',
+    'judge_thread_failed',
+    `pgwarden could not judge this statement (${why}); it was not run`,
+  );
+}
+
+function tooComplex(timeoutMs: number): Judgement {
+  return notJudged(
+    'PGW_TOO_COMPLEX',
+    'judge_timeout',
+    `pgwarden could not judge this statement within ${timeoutMs} ms (limits.judgeTimeoutMs); it was not run: split it into smaller statements`,
+  );
+}
+
 interface Queued {
   readonly sql: string;
   readonly ctx: JudgeContext;
-  /** Its place in the fair queue: when it would be done if every tenant had an equal share. */
-  readonly finish: number;
   readonly resolve: (answer: ThreadAnswer) => void;
 }
 
@@ -46,14 +67,15 @@ export interface ThreadAnswer {
 
 /**
  * The proxy's handle on the judge thread (judge-thread.ts). judge() never rejects: if the thread
- * dies, the statement it was judging is refused and a new thread, with the policy in force, takes
- * the ones still queued.
+ * dies, or takes longer than timeoutMs over one statement, that statement is refused and a new
+ * thread, with the policy in force, takes the ones still queued.
  *
- * The thread judges one statement at a time, in fair-queuing order between tenants (each statement
- * costs its length): a tenant with a backlog of long statements pushes only its own statements
- * back, and another tenant's statement waits for at most the one being judged. In a strict queue,
- * sessions sending 100 KB INSERTs held another tenant's 4 KB SELECT for 25 s. Within a tenant,
- * statements keep the order they came in.
+ * The thread judges one statement at a time. Tenants share it fairly by the judging time they
+ * have used: the next statement is the oldest of the tenant that has used least since it last had
+ * nothing queued. A tenant's backlog of statements slow to judge pushes back only its own, and
+ * another tenant's statement waits at most for the one being judged (in a strict queue, sessions
+ * sending 100 KB INSERTs held another tenant's 4 KB SELECT for 25 s). Charging by measured time,
+ * not length, also covers short statements that are slow to judge (deeply nested subqueries).
  */
 export class JudgeThread {
   private worker: Worker | undefined;
@@ -61,15 +83,29 @@ export class JudgeThread {
   /** Counts setPolicy calls: a lesson of an older policy is not passed on. */
   private generation = 0;
   private nextId = 1;
-  private readonly queue: Queued[] = [];
-  private inFlight: { readonly id: number; readonly job: Queued } | undefined;
-  /** The fair queue's clock: the finish tag of the statement sent last. */
-  private now = 0;
-  /** Per tenant, the finish tag of its last queued statement, while it is ahead of the clock. */
-  private readonly lastFinish = new Map<string, number>();
+  /** Statements waiting, per tenant, oldest first. */
+  private readonly queues = new Map<string, Queued[]>();
+  private inFlight:
+    | {
+        readonly id: number;
+        readonly job: Queued;
+        readonly tenant: string;
+        start: number;
+        timer?: NodeJS.Timeout;
+      }
+    | undefined;
+  /** The thread has loaded the parser and its policy: judging time counts from then. */
+  private ready = false;
+  /** Milliseconds of judging each tenant has used, on the clock of `floor`. */
+  private readonly used = new Map<string, number>();
+  /** The least use of the tenant served last: a tenant that arrives starts from here. */
+  private floor = 0;
   private closed = false;
 
-  constructor(private readonly logger?: JudgeThreadLogger) {}
+  constructor(
+    private readonly logger?: JudgeThreadLogger,
+    private readonly opts: JudgeThreadOptions = { timeoutMs: 3000 },
+  ) {}
 
   /** The policy for every statement sent from now on. */
   setPolicy(inputs: PolicyInputs): void {
@@ -81,35 +117,19 @@ export class JudgeThread {
   judge(sql: string, ctx: JudgeContext): Promise<ThreadAnswer> {
     if (this.closed) return Promise.resolve({ judgement: threadFailed('pgwarden is shutting down') });
     const tenant = ctx.identity.tenant;
-    const finish = Math.max(this.now, this.lastFinish.get(tenant) ?? 0) + sql.length;
-    this.lastFinish.set(tenant, finish);
     return new Promise((resolve) => {
-      this.queue.push({ sql, ctx, finish, resolve });
+      let queue = this.queues.get(tenant);
+      if (!queue) this.queues.set(tenant, (queue = []));
+      queue.push({ sql, ctx, resolve });
       this.next();
     });
   }
 
   /** Statements waiting for the thread, besides the one it is judging. */
   get queued(): number {
-    return this.queue.length;
-  }
-
-  /** Sends the queued statement with the smallest finish tag, if the thread is free. */
-  private next(): void {
-    if (this.inFlight || this.queue.length === 0 || this.closed) return;
-    let best = 0;
-    for (let i = 1; i < this.queue.length; i++)
-      if ((this.queue[i] as Queued).finish < (this.queue[best] as Queued).finish) best = i;
-    const job = this.queue.splice(best, 1)[0] as Queued;
-    this.now = job.finish;
-    // Tenants whose statements are all behind the clock start afresh from it.
-    for (const [tenant, finish] of this.lastFinish) if (finish <= this.now) this.lastFinish.delete(tenant);
-    const worker = this.worker ?? this.spawn();
-    const id = this.nextId++;
-    this.inFlight = { id, job };
-    // A statement being judged keeps the process alive; an idle thread does not.
-    worker.ref();
-    worker.postMessage({ type: 'judge', id, sql: job.sql, ctx: job.ctx } satisfies ToJudgeThread);
+    let n = 0;
+    for (const q of this.queues.values()) n += q.length;
+    return n;
   }
 
   async close(): Promise<void> {
@@ -125,16 +145,81 @@ export class JudgeThread {
     await this.worker?.terminate();
   }
 
+  /** Sends the next statement (see the class comment), if the thread is free. */
+  private next(): void {
+    if (this.inFlight || this.closed) return;
+    let tenant: string | undefined;
+    let least = Infinity;
+    for (const t of this.queues.keys()) {
+      const u = Math.max(this.used.get(t) ?? 0, this.floor);
+      if (u < least) [tenant, least] = [t, u];
+    }
+    if (tenant === undefined) return;
+    this.floor = least;
+    const queue = this.queues.get(tenant) as Queued[];
+    const job = queue.shift() as Queued;
+    if (queue.length === 0) this.queues.delete(tenant);
+    const worker = this.worker ?? this.spawn();
+    const id = this.nextId++;
+    this.inFlight = { id, job, tenant, start: performance.now() };
+    if (this.ready) this.startClock();
+    // A statement being judged keeps the process alive; an idle thread does not.
+    worker.ref();
+    worker.postMessage({ type: 'judge', id, sql: job.sql, ctx: job.ctx } satisfies ToJudgeThread);
+  }
+
+  /** Judging of the statement in flight starts counting now. */
+  private startClock(): void {
+    const f = this.inFlight;
+    if (!f || f.timer) return;
+    const id = f.id;
+    f.start = performance.now();
+    f.timer = setTimeout(() => this.timedOut(id), this.opts.timeoutMs);
+    f.timer.unref();
+  }
+
+  /** Ends the statement being judged: charges its tenant, and forgets tenants that are even. */
+  private finish(): NonNullable<JudgeThread['inFlight']> {
+    const done = this.inFlight as NonNullable<JudgeThread['inFlight']>;
+    this.inFlight = undefined;
+    clearTimeout(done.timer);
+    const used = Math.max(this.used.get(done.tenant) ?? 0, this.floor) + (performance.now() - done.start);
+    this.used.set(done.tenant, used);
+    for (const [t, u] of this.used) if (u <= this.floor && !this.queues.has(t)) this.used.delete(t);
+    return done;
+  }
+
+  private timedOut(id: number): void {
+    if (this.inFlight?.id !== id) return;
+    const done = this.finish();
+    this.logger?.warn(
+      {
+        event: 'judge_timeout',
+        timeoutMs: this.opts.timeoutMs,
+        tenant: done.tenant,
+        bytes: done.job.sql.length,
+      },
+      'judging a statement took too long; it was refused and the judge thread replaced',
+    );
+    // The thread is busy for as long as the statement takes: a new one takes the rest.
+    const w = this.worker;
+    this.worker = undefined;
+    void w?.terminate();
+    done.job.resolve({ judgement: tooComplex(this.opts.timeoutMs) });
+    this.next();
+  }
+
   private spawn(): Worker {
     if (!this.inputs) throw new Error('the judge thread has no policy yet');
     const worker = new Worker(new URL('../thread-entry.mjs', import.meta.url), {
       argv: ['policy/judge-thread'],
       execArgv: process.execArgv.filter((a) => !a.startsWith('--input-type')),
       // Judging one huge statement must not take pgwarden's memory with it: beyond this the thread
-      // dies, its statements are refused, and the next one starts a fresh thread.
+      // dies, its statement is refused, and the next one starts a fresh thread.
       resourceLimits: { maxOldGenerationSizeMb: JUDGE_THREAD_HEAP_MB },
     });
     this.worker = worker;
+    this.ready = false;
     worker.unref();
     worker.postMessage({
       type: 'policy',
@@ -142,9 +227,14 @@ export class JudgeThread {
       generation: this.generation,
     } satisfies ToJudgeThread);
     worker.on('message', (m: FromJudgeThread) => {
-      const done = this.inFlight;
-      if (done?.id !== m.id) return;
-      this.inFlight = undefined;
+      if (this.worker !== worker) return;
+      if (m.type === 'ready') {
+        this.ready = true;
+        this.startClock();
+        return;
+      }
+      if (this.inFlight?.id !== m.id) return;
+      const done = this.finish();
       worker.unref();
       done.job.resolve(
         m.generation === this.generation
@@ -157,13 +247,11 @@ export class JudgeThread {
     worker.on('exit', (code) => {
       if (this.worker !== worker) return;
       this.worker = undefined;
-      const lost = this.inFlight;
-      this.inFlight = undefined;
-      if (lost) {
+      if (this.inFlight) {
         // The statement being judged is the likely cause (out of memory, say): it is refused, the
         // others get a new thread.
         this.logger?.error({ event: 'judge_thread_exited', code });
-        lost.job.resolve({ judgement: threadFailed(`the judging thread exited with code ${code}`) });
+        this.finish().job.resolve({ judgement: threadFailed(`the judging thread exited with code ${code}`) });
       }
       this.next();
     });
@@ -171,10 +259,10 @@ export class JudgeThread {
   }
 
   private fail(reason: string): void {
-    const pending = this.queue.splice(0);
-    const lost = this.inFlight;
-    this.inFlight = undefined;
-    if (lost) pending.unshift(lost.job);
+    const pending: Queued[] = [];
+    if (this.inFlight) pending.push(this.finish().job);
+    for (const q of this.queues.values()) pending.push(...q);
+    this.queues.clear();
     for (const job of pending) job.resolve({ judgement: threadFailed(reason) });
   }
 }

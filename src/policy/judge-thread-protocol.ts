@@ -14,7 +14,9 @@ export type ToJudgeThread =
   | { readonly type: 'policy'; readonly inputs: PolicyInputs; readonly generation: number }
   | { readonly type: 'judge'; readonly id: number; readonly sql: string; readonly ctx: JudgeContext };
 
-export interface FromJudgeThread {
+export type FromJudgeThread = { readonly type: 'ready' } | Judged;
+
+interface Judged {
   readonly type: 'judged';
   readonly id: number;
   readonly judgement: Judgement;

@@ -17,8 +17,11 @@ let judge: ReturnType<typeof createPolicyJudge> | undefined;
 let generation = 0;
 port.on('message', (m: ToJudgeThread) => {
   if (m.type === 'policy') {
+    const first = judge === undefined;
     judge = createPolicyJudge(m.inputs.rules, m.inputs.catalog, { searchPath: m.inputs.searchPath });
     generation = m.generation;
+    // Judging time is counted from here: starting a thread is not the statement's fault.
+    if (first) port.postMessage({ type: 'ready' } satisfies FromJudgeThread);
     return;
   }
   if (!judge) throw new Error('judge thread asked to judge before it was given a policy');

@@ -64,10 +64,14 @@ export async function createReloadableJudge(opts: {
   logger?: ReloadLogger & JudgeThreadLogger;
   /** Statements not in the decision caches may be judged on a thread of their own (Judge.judgeOffThread). */
   offThread?: boolean;
+  /** How long the judge thread may take over one statement (limits.judgeTimeoutMs). */
+  judgeTimeoutMs?: number;
 }): Promise<ReloadableJudge> {
   const build = (): ReturnType<typeof buildJudge> =>
     buildJudge(opts.rulesPaths, opts.loadCatalog, opts.searchPath, opts.tenantClaim);
-  const thread = opts.offThread ? new JudgeThread(opts.logger) : undefined;
+  const thread = opts.offThread
+    ? new JudgeThread(opts.logger, { timeoutMs: opts.judgeTimeoutMs ?? 3000 })
+    : undefined;
   const first = await build();
   let current = first.judge;
   thread?.setPolicy({ rules: first.rules, catalog: first.catalog, searchPath: opts.searchPath });
