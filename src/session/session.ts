@@ -482,8 +482,14 @@ export class Session {
         const o = this.offThread;
         return this.onQuery(o?.message === m ? o.sql : fm.readQuery(m.buffer, m.bodyStart, m.end), m, out);
       }
-      case Frontend.Parse:
-        return this.onParse(fm.readParse(m.buffer, m.bodyStart, m.end), m, out);
+      case Frontend.Parse: {
+        const o = this.offThread;
+        return this.onParse(
+          (o?.message === m && o.parse) || fm.readParse(m.buffer, m.bodyStart, m.end),
+          m,
+          out,
+        );
+      }
       case Frontend.Bind:
         return this.onBind(m, out);
       case Frontend.Execute:
@@ -579,7 +585,15 @@ export class Session {
    * judgement (see judgingOffThread).
    */
   private offThread:
-    { message: FrontendMessage; sql: string; mode: 'simple' | 'extended'; judgement?: Judgement } | undefined;
+    | {
+        message: FrontendMessage;
+        sql: string;
+        mode: 'simple' | 'extended';
+        /** The Parse message read whole, so it is read once. */
+        parse?: fm.ParseMessage;
+        judgement?: Judgement;
+      }
+    | undefined;
 
   /**
    * Whether a Query or Parse waits for its judgement from the judge thread. Judging on the event
@@ -599,15 +613,13 @@ export class Session {
     const { judgeOffThreadBytes, maxQueryBytes } = this.deps.config.limits;
     if (m.end - m.bodyStart <= judgeOffThreadBytes) return false;
     const mode = m.code === Frontend.Query ? 'simple' : 'extended';
-    const sql =
-      mode === 'simple'
-        ? fm.readQuery(m.buffer, m.bodyStart, m.end)
-        : fm.readParse(m.buffer, m.bodyStart, m.end).query;
+    const parse = mode === 'extended' ? fm.readParse(m.buffer, m.bodyStart, m.end) : undefined;
+    const sql = parse ? parse.query : fm.readQuery(m.buffer, m.bodyStart, m.end);
     // Refused for its length, without judging (judge()).
     if (sql.length * 3 > maxQueryBytes && Buffer.byteLength(sql) > maxQueryBytes) return false;
     const ctx = this.contextFor(mode);
     const cached = judge.lookup?.(sql, ctx);
-    const job: NonNullable<Session['offThread']> = { message: m, sql, mode, judgement: cached };
+    const job: NonNullable<Session['offThread']> = { message: m, sql, mode, parse, judgement: cached };
     this.offThread = job;
     if (cached) return false;
     void judge.judgeOffThread(sql, ctx).then((judgement) => {
