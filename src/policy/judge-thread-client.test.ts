@@ -122,6 +122,28 @@ describe('the judge thread', () => {
     }
   });
 
+  it('drops unjudged the statements of sessions that ended while they waited', async () => {
+    const demo = await loadDemoPolicy();
+    const thread = new JudgeThread(undefined, { timeoutMs: 60_000 });
+    thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
+    try {
+      // The attack: sessions send a statement slow to judge and leave at once, over and over.
+      const busy = thread.judge(longInsert, ctx);
+      let open = true;
+      const left = [1, 2, 3].map(() => thread.judge(longInsert, ctx, () => open));
+      const stays = thread.judge('SELECT total FROM orders WHERE id = 1', judgeContext('globex'), () => true);
+      open = false;
+      for (const l of left)
+        expect((await l).judgement.verdict).toMatchObject({ kind: 'deny', reasons: ['judge_thread_failed'] });
+      // The benign look-alike: a session still open gets its judgement.
+      expect((await stays).judgement.verdict.kind).toBe('rewrite');
+      expect((await busy).judgement.verdict.kind).toBe('rewrite');
+      expect(thread.queued).toBe(0);
+    } finally {
+      await thread.close();
+    }
+  });
+
   it('refuses everything once closed', async () => {
     const demo = await loadDemoPolicy();
     const thread = new JudgeThread(undefined, { timeoutMs: 60_000 });

@@ -56,6 +56,7 @@ function tooComplex(timeoutMs: number): Judgement {
 interface Queued {
   readonly sql: string;
   readonly ctx: JudgeContext;
+  readonly stillWanted: (() => boolean) | undefined;
   readonly resolve: (answer: ThreadAnswer) => void;
 }
 
@@ -114,13 +115,14 @@ export class JudgeThread {
     this.worker?.postMessage({ type: 'policy', inputs, generation: this.generation } satisfies ToJudgeThread);
   }
 
-  judge(sql: string, ctx: JudgeContext): Promise<ThreadAnswer> {
+  /** `stillWanted` false when its turn comes (its session ended): not judged, refused instead. */
+  judge(sql: string, ctx: JudgeContext, stillWanted?: () => boolean): Promise<ThreadAnswer> {
     if (this.closed) return Promise.resolve({ judgement: threadFailed('pgwarden is shutting down') });
     const tenant = ctx.identity.tenant;
     return new Promise((resolve) => {
       let queue = this.queues.get(tenant);
       if (!queue) this.queues.set(tenant, (queue = []));
-      queue.push({ sql, ctx, resolve });
+      queue.push({ sql, ctx, stillWanted, resolve });
       this.next();
     });
   }
@@ -148,6 +150,17 @@ export class JudgeThread {
   /** Sends the next statement (see the class comment), if the thread is free. */
   private next(): void {
     if (this.inFlight || this.closed) return;
+    // Statements of sessions that have ended are dropped unjudged: sessions that send a slow
+    // statement and leave must not keep the thread busy for nobody.
+    for (const [tenant, queue] of this.queues) {
+      const wanted: Queued[] = [];
+      for (const job of queue) {
+        if (job.stillWanted?.() === false) job.resolve({ judgement: threadFailed('the session ended') });
+        else wanted.push(job);
+      }
+      if (wanted.length === 0) this.queues.delete(tenant);
+      else if (wanted.length < queue.length) this.queues.set(tenant, wanted);
+    }
     let tenant: string | undefined;
     let least = Infinity;
     for (const t of this.queues.keys()) {

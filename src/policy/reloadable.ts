@@ -82,8 +82,8 @@ export async function createReloadableJudge(opts: {
     namesRelation: (qname) => current.namesRelation(qname),
     ...(thread
       ? {
-          judgeOffThread: async (sql, ctx) => {
-            const { judgement, lesson } = await thread.judge(sql, ctx);
+          judgeOffThread: async (sql, ctx, stillWanted) => {
+            const { judgement, lesson } = await thread.judge(sql, ctx, stillWanted);
             // The thread's policy changes with `current` (reload), so a lesson it passes on is one
             // of the rules in force.
             if (lesson) current.learn(lesson);

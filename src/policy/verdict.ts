@@ -110,8 +110,9 @@ export interface Judge {
   /**
    * Judges on another thread, with the same rules, and remembers the judgement here: for
    * statements not in the caches, whose judging would otherwise hold the proxy's event loop and
-   * every other session (limits.judgeThread). Never rejects. Absent: every statement is judged
-   * synchronously.
+   * every other session (limits.judgeThread). `stillWanted` false (the session ended while the
+   * statement waited): it is not judged, and the answer is a refusal nobody reads. Never rejects.
+   * Absent: every statement is judged synchronously.
    */
-  judgeOffThread?(sql: string, ctx: JudgeContext): Promise<Judgement>;
+  judgeOffThread?(sql: string, ctx: JudgeContext, stillWanted?: () => boolean): Promise<Judgement>;
 }

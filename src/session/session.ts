@@ -622,11 +622,13 @@ export class Session {
     const job: NonNullable<Session['offThread']> = { message: m, sql, mode, parse, judgement: cached };
     this.offThread = job;
     if (cached) return false;
-    void judge.judgeOffThread(sql, ctx).then((judgement) => {
-      if (this.offThread !== job || this.closed) return;
-      job.judgement = judgement;
-      this.continueReading();
-    });
+    void judge
+      .judgeOffThread(sql, ctx, () => !this.closed)
+      .then((judgement) => {
+        if (this.offThread !== job || this.closed) return;
+        job.judgement = judgement;
+        this.continueReading();
+      });
     return true;
   }
 
