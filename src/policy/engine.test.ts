@@ -360,3 +360,25 @@ describe('catalog description functions', () => {
     ).toBe('deny');
   });
 });
+
+describe('statements nested too deep', () => {
+  it('are refused at once (54001), before the rewriter walks them; shallower ones are judged', () => {
+    const nested = (n: number): string => {
+      let s = 'SELECT order_id FROM order_items WHERE qty = 1';
+      for (let i = 0; i < n; i++) s = `SELECT order_id FROM order_items WHERE order_id IN (${s})`;
+      return s;
+    };
+    const sum = (n: number): string =>
+      `SELECT total FROM orders WHERE id = ${Array(n).fill('1').join(' + ')}`;
+    // The attacks: 1,000 nested subqueries took 4.5 s to judge; a sum of 1,000 terms overflowed
+    // the stack (an internal error).
+    for (const sql of [nested(1000), sum(1000)])
+      expect(judge.judge(sql, ctx()).verdict, sql.slice(0, 60)).toMatchObject({
+        kind: 'deny',
+        code: 'PGW_TOO_COMPLEX',
+        reasons: ['too_deep'],
+      });
+    // The benign look-alikes: deep, but within the limit.
+    for (const sql of [nested(20), sum(100)]) expect(judge.judge(sql, ctx()).verdict.kind).toBe('rewrite');
+  });
+});

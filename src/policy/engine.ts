@@ -1,5 +1,5 @@
 import type { ErrorCode } from '../errors/registry.js';
-import { sameTree, type Node } from '../sql/ast.js';
+import { deeperThan, sameTree, type Node } from '../sql/ast.js';
 import { deparseStatements } from '../sql/deparse.js';
 import { literalShape } from '../sql/literal-shape.js';
 import { fingerprint, parseSql } from '../sql/parse.js';
@@ -42,6 +42,13 @@ export interface Entry {
 }
 
 const MARKER_BASE = 1_000_000;
+
+/**
+ * Deepest parse tree judged (levels of objects and arrays in libpg-query's JSON). PostgreSQL's
+ * own regression suite goes to 59; 1,000 allows about 250 nested subqueries (0.2 s to judge) or
+ * a sum of 500 terms, and stops well before the stack overflows (about 2,000).
+ */
+const MAX_TREE_DEPTH = 1000;
 
 function facts(ctx: RewriteContext | undefined, kinds: string[]): VerdictFacts {
   return {
@@ -211,6 +218,18 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
         'PGW_MESSAGE_TOO_LARGE',
       );
       return { entry: { verdict, fingerprint: '' }, cacheable: false };
+    }
+    // Rewriting and checking walk the tree recursively, some of it in time that grows with the
+    // square of the depth: subqueries nested 1,000 deep took 4.5 s to judge, and a sum of 1,000
+    // terms overflowed the stack. Real SQL stays far below this.
+    if (stmts.some((s) => deeperThan(s, MAX_TREE_DEPTH))) {
+      const verdict = deny(
+        facts(undefined, []),
+        `the statement nests expressions or subqueries deeper than pgwarden judges (${MAX_TREE_DEPTH} levels of its parse tree): flatten it or split it`,
+        'too_deep',
+        'PGW_TOO_COMPLEX',
+      );
+      return { entry: { verdict, fingerprint: '' }, cacheable: true };
     }
     for (const s of stmts) kinds.push(Object.keys(s)[0] ?? 'unknown');
     const fp = fingerprint(sql);

@@ -119,6 +119,22 @@ export function sameTree(a: unknown, b: unknown): boolean {
   return keys === 0;
 }
 
+/**
+ * Whether a tree nests deeper than `max` levels of objects and arrays. Iterative, so any depth the
+ * parser returns can be measured; stops at the first path deeper than `max`.
+ */
+export function deeperThan(tree: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[tree, 0]];
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop() as [unknown, number];
+    if (typeof node !== 'object' || node === null) continue;
+    if (depth >= max) return true;
+    for (const v of Array.isArray(node) ? node : Object.values(node))
+      if (typeof v === 'object' && v !== null) stack.push([v, depth + 1]);
+  }
+  return false;
+}
+
 export function clone<T>(node: T): T {
   return structuredClone(node);
 }
