@@ -53,6 +53,25 @@ describe('the judge thread', () => {
     }
   });
 
+  it("judges another session's statement of the same tenant before one session's backlog", async () => {
+    const demo = await loadDemoPolicy();
+    const thread = new JudgeThread(undefined, { timeoutMs: 60_000 });
+    thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
+    try {
+      // The attack: one agent's session queues slow statements; another agent of acme comes after.
+      const order: string[] = [];
+      const longs = [1, 2, 3].map((i) => thread.judge(longInsert, ctx).then(() => order.push(`long${i}`)));
+      const other = judgeContext('acme', { agent: 'other-bot' });
+      const short = thread
+        .judge('SELECT total FROM orders WHERE id = 1', other)
+        .then(() => order.push('short'));
+      await Promise.all([...longs, short]);
+      expect(order).toEqual(['long1', 'short', 'long2', 'long3']);
+    } finally {
+      await thread.close();
+    }
+  });
+
   it("does not starve a tenant's long statement while another tenant's short ones keep coming", async () => {
     const demo = await loadDemoPolicy();
     const thread = new JudgeThread(undefined, { timeoutMs: 60_000 });

@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { ErrorCode } from '../errors/registry.js';
 import type { Lesson } from './engine.js';
+import { FairShare } from './fair-share.js';
 import type { FromJudgeThread, PolicyInputs, ToJudgeThread } from './judge-thread-protocol.js';
 import type { JudgeContext, Judgement } from './verdict.js';
 
@@ -72,11 +73,12 @@ export interface ThreadAnswer {
  * thread, with the policy in force, takes the ones still queued.
  *
  * The thread judges one statement at a time. Tenants share it fairly by the judging time they
- * have used: the next statement is the oldest of the tenant that has used least since it last had
- * nothing queued. A tenant's backlog of statements slow to judge pushes back only its own, and
- * another tenant's statement waits at most for the one being judged (in a strict queue, sessions
- * sending 100 KB INSERTs held another tenant's 4 KB SELECT for 25 s). Charging by measured time,
- * not length, also covers short statements that are slow to judge (deeply nested subqueries).
+ * have used (fair-share.ts), and within a tenant its sessions do: a backlog of statements slow to
+ * judge pushes back only its own tenant and session, and another's statement waits about one
+ * turn of each other key, not for everything queued before it (in a strict queue, sessions
+ * sending 100 KB INSERTs held another tenant's 4 KB SELECT for 25 s; eight sessions of one agent
+ * held another agent of the same tenant for 23 s). Charging by measured time, not length, also
+ * covers short statements that are slow to judge.
  */
 export class JudgeThread {
   private worker: Worker | undefined;
@@ -84,23 +86,23 @@ export class JudgeThread {
   /** Counts setPolicy calls: a lesson of an older policy is not passed on. */
   private generation = 0;
   private nextId = 1;
-  /** Statements waiting, per tenant, oldest first. */
-  private readonly queues = new Map<string, Queued[]>();
+  /** Statements waiting, per tenant and session (its JudgeContext's session object), oldest first. */
+  private readonly queues = new Map<string, Map<object, Queued[]>>();
   private inFlight:
     | {
         readonly id: number;
         readonly job: Queued;
         readonly tenant: string;
+        readonly session: object;
         start: number;
         timer?: NodeJS.Timeout;
       }
     | undefined;
   /** The thread has loaded the parser and its policy: judging time counts from then. */
   private ready = false;
-  /** Milliseconds of judging each tenant has used, on the clock of `floor`. */
-  private readonly used = new Map<string, number>();
-  /** The least use of the tenant served last: a tenant that arrives starts from here. */
-  private floor = 0;
+  /** Judging time shared between tenants, and within each tenant between its sessions. */
+  private readonly tenants = new FairShare<string>();
+  private readonly sessionsOf = new Map<string, FairShare<object>>();
   private closed = false;
 
   constructor(
@@ -120,8 +122,10 @@ export class JudgeThread {
     if (this.closed) return Promise.resolve({ judgement: threadFailed('pgwarden is shutting down') });
     const tenant = ctx.identity.tenant;
     return new Promise((resolve) => {
-      let queue = this.queues.get(tenant);
-      if (!queue) this.queues.set(tenant, (queue = []));
+      let sessions = this.queues.get(tenant);
+      if (!sessions) this.queues.set(tenant, (sessions = new Map()));
+      let queue = sessions.get(ctx.session);
+      if (!queue) sessions.set(ctx.session, (queue = []));
       queue.push({ sql, ctx, stillWanted, resolve });
       this.next();
     });
@@ -130,7 +134,7 @@ export class JudgeThread {
   /** Statements waiting for the thread, besides the one it is judging. */
   get queued(): number {
     let n = 0;
-    for (const q of this.queues.values()) n += q.length;
+    for (const sessions of this.queues.values()) for (const q of sessions.values()) n += q.length;
     return n;
   }
 
@@ -152,29 +156,29 @@ export class JudgeThread {
     if (this.inFlight || this.closed) return;
     // Statements of sessions that have ended are dropped unjudged: sessions that send a slow
     // statement and leave must not keep the thread busy for nobody.
-    for (const [tenant, queue] of this.queues) {
-      const wanted: Queued[] = [];
-      for (const job of queue) {
-        if (job.stillWanted?.() === false) job.resolve({ judgement: threadFailed('the session ended') });
-        else wanted.push(job);
+    for (const [tenant, sessions] of this.queues) {
+      for (const [session, queue] of sessions) {
+        const wanted = queue.filter((job) => job.stillWanted?.() !== false);
+        for (const job of queue)
+          if (!wanted.includes(job)) job.resolve({ judgement: threadFailed('the session ended') });
+        if (wanted.length === 0) sessions.delete(session);
+        else if (wanted.length < queue.length) sessions.set(session, wanted);
       }
-      if (wanted.length === 0) this.queues.delete(tenant);
-      else if (wanted.length < queue.length) this.queues.set(tenant, wanted);
+      if (sessions.size === 0) this.queues.delete(tenant);
     }
-    let tenant: string | undefined;
-    let least = Infinity;
-    for (const t of this.queues.keys()) {
-      const u = Math.max(this.used.get(t) ?? 0, this.floor);
-      if (u < least) [tenant, least] = [t, u];
-    }
+    const tenant = this.tenants.pick(this.queues.keys());
     if (tenant === undefined) return;
-    this.floor = least;
-    const queue = this.queues.get(tenant) as Queued[];
+    const sessions = this.queues.get(tenant) as Map<object, Queued[]>;
+    let shares = this.sessionsOf.get(tenant);
+    if (!shares) this.sessionsOf.set(tenant, (shares = new FairShare()));
+    const session = shares.pick(sessions.keys()) as object;
+    const queue = sessions.get(session) as Queued[];
     const job = queue.shift() as Queued;
-    if (queue.length === 0) this.queues.delete(tenant);
+    if (queue.length === 0) sessions.delete(session);
+    if (sessions.size === 0) this.queues.delete(tenant);
     const worker = this.worker ?? this.spawn();
     const id = this.nextId++;
-    this.inFlight = { id, job, tenant, start: performance.now() };
+    this.inFlight = { id, job, tenant, session, start: performance.now() };
     if (this.ready) this.startClock();
     // A statement being judged keeps the process alive; an idle thread does not.
     worker.ref();
@@ -191,14 +195,17 @@ export class JudgeThread {
     f.timer.unref();
   }
 
-  /** Ends the statement being judged: charges its tenant, and forgets tenants that are even. */
+  /** Ends the statement being judged and charges its tenant and session for the time it took. */
   private finish(): NonNullable<JudgeThread['inFlight']> {
     const done = this.inFlight as NonNullable<JudgeThread['inFlight']>;
     this.inFlight = undefined;
     clearTimeout(done.timer);
-    const used = Math.max(this.used.get(done.tenant) ?? 0, this.floor) + (performance.now() - done.start);
-    this.used.set(done.tenant, used);
-    for (const [t, u] of this.used) if (u <= this.floor && !this.queues.has(t)) this.used.delete(t);
+    const ms = performance.now() - done.start;
+    this.tenants.charge(done.tenant, ms, (t) => this.queues.has(t));
+    const sessions = this.queues.get(done.tenant);
+    this.sessionsOf.get(done.tenant)?.charge(done.session, ms, (k) => sessions?.has(k) ?? false);
+    for (const t of this.sessionsOf.keys())
+      if (!this.queues.has(t) && t !== done.tenant) this.sessionsOf.delete(t);
     return done;
   }
 
@@ -274,7 +281,7 @@ export class JudgeThread {
   private fail(reason: string): void {
     const pending: Queued[] = [];
     if (this.inFlight) pending.push(this.finish().job);
-    for (const q of this.queues.values()) pending.push(...q);
+    for (const sessions of this.queues.values()) for (const q of sessions.values()) pending.push(...q);
     this.queues.clear();
     for (const job of pending) job.resolve({ judgement: threadFailed(reason) });
   }
