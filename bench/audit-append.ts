@@ -29,9 +29,21 @@ import { ensureDatabase, ensureSchema } from '../src/audit/store-schema.js';
 import { deliver } from '../src/audit/store-writer.js';
 import { startEmbeddedPostgres } from '../test/support/embedded.js';
 
+const usage = `usage: node --import tsx bench/audit-append.ts [--records N] [--store]
+  --records N   statements per append run (default 200000)
+  --store       also measure delivery to a real PostgreSQL (embedded, started here)`;
+
 const { values } = parseArgs({
-  options: { records: { type: 'string', default: '200000' }, store: { type: 'boolean', default: false } },
+  options: {
+    records: { type: 'string', default: '200000' },
+    store: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
 });
+if (values.help) {
+  console.log(usage);
+  process.exit(0);
+}
 const N = Number(values.records);
 const DOWN = 'postgres://u:p@127.0.0.1:1/none';
 const logger = pino({ level: 'silent' });

@@ -1,15 +1,16 @@
 /**
  * Judging cost per statement, cold (parse, analyse, rewrite, deparse, re-parse, check) and cached
  * (exact text, and same shape with other literals). Not a test: prints a table.
- *   npx tsx bench/judge.ts [iterations]
+ *   node --import tsx bench/judge.ts [iterations]
  */
 import { readCatalogSnapshot } from '../src/policy/catalog-snapshot.js';
 import { createPolicyJudge } from '../src/policy/engine.js';
 import { loadRules } from '../src/policy/rules-load.js';
 import { loadParser } from '../src/sql/parse.js';
 import { judgeContext } from '../test/support/judge-context.js';
+import { countArg } from './lib/count-arg.js';
 
-const iterations = Number(process.argv[2] ?? 2000);
+const iterations = countArg('usage: node --import tsx bench/judge.ts [iterations (default 2000)]', 2000);
 const statements: [string, (n: number) => string][] = [
   ['point select (pgbench -S shape)', (n) => `SELECT total FROM orders WHERE id = ${n}`],
   ['point select, $1', () => 'SELECT total FROM orders WHERE id = $1'],

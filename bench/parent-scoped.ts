@@ -14,8 +14,9 @@ import { loadRules } from '../src/policy/rules-load.js';
 import { loadParser } from '../src/sql/parse.js';
 import { startEmbeddedPostgres } from '../test/support/embedded.js';
 import { judgeContext } from '../test/support/judge-context.js';
+import { countArg } from './lib/count-arg.js';
 
-const runs = Number(process.argv[2] ?? 5);
+const runs = countArg('usage: node --import tsx bench/parent-scoped.ts [runs (default 5)]', 5);
 const server = await startEmbeddedPostgres();
 const c = new pg.Client({ connectionString: server.url });
 try {
