@@ -52,6 +52,13 @@ function count(l: Lines): number {
 export class SpoolReader {
   private cursor: Cursor | null;
   private readonly cursorFile: string;
+  /**
+   * One read buffer for the reader's life: a fresh zero-filled MiB per read was most of what the
+   * shipper thread cost, idle (ten polls a second) and under load. Nothing keeps a view of it
+   * across reads: lines are decoded to strings and a partial line is copied out. Callers await
+   * each read before the next (the shipper's rounds, the NDJSON tail's loop).
+   */
+  private chunk: Buffer | undefined;
 
   constructor(
     readonly dir: string,
@@ -105,11 +112,12 @@ export class SpoolReader {
       let consumed = 0;
       let carry = Buffer.alloc(0);
       let count = 0;
+      const buf = (this.chunk ??= Buffer.allocUnsafe(CHUNK));
       while (count < max) {
-        const buf = Buffer.alloc(CHUNK);
         const { bytesRead } = await fh.read(buf, 0, CHUNK, offset + consumed + carry.length);
         if (bytesRead === 0) return { consumed, atEnd: true };
-        let data = Buffer.concat([carry, buf.subarray(0, bytesRead)]);
+        const read = buf.subarray(0, bytesRead);
+        let data = carry.length === 0 ? read : Buffer.concat([carry, read]);
         let start = 0;
         while (count < max) {
           const nl = data.indexOf(0x0a, start);
