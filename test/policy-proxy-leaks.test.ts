@@ -205,3 +205,41 @@ describe('functions over OIDs and server state', () => {
     });
   });
 });
+
+describe('the literal-shape cache', () => {
+  // A statement allowed once is reused for every text of the same shape (literals replaced)
+  // without parsing. The red team found texts the shape lexer split differently from PostgreSQL
+  // (\r ends a -- comment and continues an E'' string): the benign first statement was allowed and
+  // cached, and the second, of the same shape, ran unjudged and read every tenant's SSNs.
+  const attacks: [string, string, string][] = [
+    [
+      'E string continued across \\r',
+      "SELECT E'a'\r'x', 'b'",
+      "SELECT E'a'\r'\\', ' AS z, ssn, org_id FROM customers --'",
+    ],
+    [
+      'comment ended by \\r',
+      "SELECT 1 -- \r, '\n, ', 2 --' AS y FROM products",
+      "SELECT 1 -- \r, '\n, ', ssn, org_id FROM customers --' AS y FROM products",
+    ],
+  ];
+  for (const [name, benign, attack] of attacks) {
+    for (const extended of [false, true]) {
+      it(`${name} (${extended ? 'extended' : 'simple'} protocol): the second statement is judged on its own`, () =>
+        withClient(async (c) => {
+          const run = (text: string): Promise<pg.QueryResult> =>
+            extended ? c.query({ text, values: [] }) : c.query(text);
+          await run(benign);
+          await expect(run(attack)).rejects.toMatchObject(refused);
+        }));
+    }
+  }
+
+  it('CRLF line ends and comments ended by \\r keep working, with other literals each time', () =>
+    withClient(async (c) => {
+      for (const id of [1, 2, 3]) {
+        const r = await c.query(`SELECT id, name -- the customer\r\nFROM customers\r\nWHERE id = ${id}\r\n`);
+        expect(r.rows).toEqual([{ id: String(id), name: `acme customer ${id}` }]);
+      }
+    }));
+});

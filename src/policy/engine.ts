@@ -1,8 +1,8 @@
 import type { ErrorCode } from '../errors/registry.js';
 import { deeperThan, sameTree, type Node } from '../sql/ast.js';
 import { deparseStatements } from '../sql/deparse.js';
-import { literalShape } from '../sql/literal-shape.js';
-import { fingerprint, parseSql } from '../sql/parse.js';
+import { agreesWithScanner, literalShape } from '../sql/literal-shape.js';
+import { fingerprint, parseSql, scanTokens } from '../sql/parse.js';
 import { Denial, RewriteContext } from '../rewrite/context.js';
 import { checkInvariant } from '../rewrite/invariant.js';
 import { setTypeNameParser } from '../rewrite/scoped.js';
@@ -128,6 +128,21 @@ function reusedTenantParam(tree: unknown, ctx: RewriteContext): ParamCheck | und
   };
   walk(tree);
   return found;
+}
+
+/**
+ * A shape is learnt only from a statement whose literals PostgreSQL's scanner reads exactly as
+ * the shape lexer does: then every statement of that key is read alike (see agreesWithScanner),
+ * whatever lexer bug there may be. Runs once per new shape, on the judging path.
+ */
+function scannerAgrees(sql: string): boolean {
+  const shape = literalShape(sql);
+  if (shape === undefined) return false;
+  try {
+    return agreesWithScanner(shape, scanTokens(sql));
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -411,7 +426,7 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
         exact.set(key, r.entry);
         lesson.exact = { key, entry: r.entry };
       }
-      if (r.shape && c.shapeKey !== undefined) {
+      if (r.shape && c.shapeKey !== undefined && scannerAgrees(sql)) {
         shapes.set(c.shapeKey, r.shape);
         lesson.shape = { key: c.shapeKey, entry: r.shape };
       }

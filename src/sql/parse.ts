@@ -1,4 +1,4 @@
-import { loadModule, parseSync, fingerprintSync } from 'libpg-query';
+import { loadModule, parseSync, fingerprintSync, scanSync } from 'libpg-query';
 
 /** libpg-query compiles PostgreSQL's own parser to WASM; it must be loaded once before use. */
 let loaded: Promise<void> | undefined;
@@ -27,4 +27,16 @@ export function fingerprint(sql: string): string {
   } catch {
     return '';
   }
+}
+
+/** A token of PostgreSQL's scanner: its [start, end) byte offsets and name (SCONST, ICONST...). */
+export interface ScanToken {
+  readonly start: number;
+  readonly end: number;
+  readonly tokenName: string;
+}
+
+/** PostgreSQL's own scanner over the text; throws where the server's scanner would fail. */
+export function scanTokens(sql: string): readonly ScanToken[] {
+  return scanSync(sql).tokens;
 }
