@@ -99,7 +99,7 @@ describe('the judge thread', () => {
     }
   });
 
-  it('passes on what a judgement taught its caches, unless the policy changed meanwhile', async () => {
+  it('passes on what a judgement taught its caches, and judges again a statement judged under replaced rules', async () => {
     const demo = await loadDemoPolicy();
     const thread = new JudgeThread(undefined, { timeoutMs: 60_000 });
     thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
@@ -107,12 +107,19 @@ describe('the judge thread', () => {
       const taught = await thread.judge('SELECT total FROM orders WHERE id = 7', ctx);
       expect(taught.lesson?.exact?.key).toContain('SELECT total FROM orders WHERE id = 7');
       expect(taught.lesson?.shape).toBeDefined();
-      // A reload while a statement is judged: its judgement stands, its lesson is dropped.
+      // A reload while a statement is judged: the old rules' judgement is not used, nor what it
+      // taught; the statement is judged again under the new rules (which deny orders.total).
       const during = thread.judge('SELECT total FROM orders WHERE id = 8 AND total > 1', ctx);
-      thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
+      const orders = { ...demo.rules.tables['public.orders']!, columns: { deny: ['total'], mask: {} } };
+      const tables = { ...demo.rules.tables, 'public.orders': orders };
+      thread.setPolicy({ rules: { ...demo.rules, tables }, catalog: demo.catalog, searchPath: 'public' });
       const answer = await during;
-      expect(answer.judgement.verdict.kind).toBe('rewrite');
-      expect(answer.lesson).toBeUndefined();
+      expect(answer.judgement.verdict).toMatchObject({
+        kind: 'deny',
+        code: 'PGW_POLICY_DENIED',
+        message: expect.stringContaining('total'),
+      });
+      expect(answer.lesson?.exact?.entry.verdict.kind).toBe('deny');
     } finally {
       await thread.close();
     }

@@ -61,7 +61,7 @@ interface Queued {
   readonly resolve: (answer: ThreadAnswer) => void;
 }
 
-/** A judgement, and what it taught the thread's caches if it was judged with the policy in force. */
+/** A judgement with the policy in force, and what it taught the thread's caches. */
 export interface ThreadAnswer {
   readonly judgement: Judgement;
   readonly lesson?: Lesson;
@@ -185,6 +185,14 @@ export class JudgeThread {
     worker.postMessage({ type: 'judge', id, sql: job.sql, ctx: job.ctx } satisfies ToJudgeThread);
   }
 
+  private requeue(tenant: string, session: object, job: Queued): void {
+    let sessions = this.queues.get(tenant);
+    if (!sessions) this.queues.set(tenant, (sessions = new Map()));
+    const queue = sessions.get(session);
+    if (queue) queue.unshift(job);
+    else sessions.set(session, [job]);
+  }
+
   /** Judging of the statement in flight starts counting now. */
   private startClock(): void {
     const f = this.inFlight;
@@ -256,11 +264,10 @@ export class JudgeThread {
       if (this.inFlight?.id !== m.id) return;
       const done = this.finish();
       worker.unref();
-      done.job.resolve(
-        m.generation === this.generation
-          ? { judgement: m.judgement, lesson: m.lesson }
-          : { judgement: m.judgement },
-      );
+      // Judged under rules replaced meanwhile: a statement the new rules refuse must not run on
+      // the old ones' word, so it is judged again, first in its session's queue.
+      if (m.generation === this.generation) done.job.resolve({ judgement: m.judgement, lesson: m.lesson });
+      else this.requeue(done.tenant, done.session, done.job);
       this.next();
     });
     worker.on('error', (err) => this.logger?.error({ event: 'judge_thread_failed', err: err.message }));
