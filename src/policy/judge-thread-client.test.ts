@@ -72,6 +72,29 @@ describe('the judge thread', () => {
     }
   });
 
+  it("judges another human's statement before the backlog of one human's many sessions", async () => {
+    const demo = await loadDemoPolicy();
+    const thread = new JudgeThread(undefined, { timeoutMs: 60_000 });
+    thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
+    try {
+      // The attack (red team): one human of acme keeps a slow statement queued in each of several
+      // sessions; another human of acme comes last. Shared per session, it waited for all of them.
+      const order: string[] = [];
+      const longs = [1, 2, 3, 4].map((i) =>
+        thread
+          .judge(longInsert, judgeContext('acme', { human: 'mallory@acme.test' }))
+          .then(() => order.push(`long${i}`)),
+      );
+      const short = thread
+        .judge('SELECT total FROM orders WHERE id = 1', judgeContext('acme', { human: 'alice@acme.test' }))
+        .then(() => order.push('short'));
+      await Promise.all([...longs, short]);
+      expect(order).toEqual(['long1', 'short', 'long2', 'long3', 'long4']);
+    } finally {
+      await thread.close();
+    }
+  });
+
   it("does not starve a tenant's long statement while another tenant's short ones keep coming", async () => {
     const demo = await loadDemoPolicy();
     const thread = new JudgeThread(undefined, { timeoutMs: 60_000 });

@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { ErrorCode } from '../errors/registry.js';
 import type { Lesson } from './engine.js';
-import { FairShare } from './fair-share.js';
+import { FairQueue } from './fair-queue.js';
 import type { FromJudgeThread, PolicyInputs, ToJudgeThread } from './judge-thread-protocol.js';
 import type { JudgeContext, Judgement } from './verdict.js';
 
@@ -17,6 +17,11 @@ export interface JudgeThreadOptions {
 
 /** Heap of the judge thread: its decision caches (two of 32 Mi characters) and the largest judgement. */
 const JUDGE_THREAD_HEAP_MB = 1024;
+
+/** Where a statement queues: its tenant, then its human, then its session. */
+function pathOf(ctx: JudgeContext): unknown[] {
+  return [ctx.identity.tenant, ctx.identity.human, ctx.session];
+}
 
 /** A refusal for a statement the thread did not judge: anything not understood is refused. */
 function notJudged(code: ErrorCode, reason: string, message: string): Judgement {
@@ -73,12 +78,13 @@ export interface ThreadAnswer {
  * thread, with the policy in force, takes the ones still queued.
  *
  * The thread judges one statement at a time. Tenants share it fairly by the judging time they
- * have used (fair-share.ts), and within a tenant its sessions do: a backlog of statements slow to
- * judge pushes back only its own tenant and session, and another's statement waits about one
- * turn of each other key, not for everything queued before it (in a strict queue, sessions
- * sending 100 KB INSERTs held another tenant's 4 KB SELECT for 25 s; eight sessions of one agent
- * held another agent of the same tenant for 23 s). Charging by measured time, not length, also
- * covers short statements that are slow to judge.
+ * have used (fair-queue.ts), within a tenant its humans do, and within a human its sessions: a
+ * backlog of statements slow to judge pushes back only its own tenant, human and session, and
+ * another's statement waits about one turn of each other key, not for everything queued before
+ * it (in a strict queue, sessions sending 100 KB INSERTs held another tenant's 4 KB SELECT for
+ * 25 s; shared per session only, eight sessions of one human held another human of the same
+ * tenant for 13 to 21 s). Charging by measured time, not length, also covers short statements
+ * that are slow to judge.
  */
 export class JudgeThread {
   private worker: Worker | undefined;
@@ -86,23 +92,22 @@ export class JudgeThread {
   /** Counts setPolicy calls: a lesson of an older policy is not passed on. */
   private generation = 0;
   private nextId = 1;
-  /** Statements waiting, per tenant and session (its JudgeContext's session object), oldest first. */
-  private readonly queues = new Map<string, Map<object, Queued[]>>();
+  /**
+   * Statements waiting, per tenant, human and session (its JudgeContext's session object), shared
+   * fairly at each level by the judging time used.
+   */
+  private readonly queues = new FairQueue<Queued>(3);
   private inFlight:
     | {
         readonly id: number;
         readonly job: Queued;
-        readonly tenant: string;
-        readonly session: object;
+        readonly path: unknown[];
         start: number;
         timer?: NodeJS.Timeout;
       }
     | undefined;
   /** The thread has loaded the parser and its policy: judging time counts from then. */
   private ready = false;
-  /** Judging time shared between tenants, and within each tenant between its sessions. */
-  private readonly tenants = new FairShare<string>();
-  private readonly sessionsOf = new Map<string, FairShare<object>>();
   private closed = false;
 
   constructor(
@@ -120,22 +125,15 @@ export class JudgeThread {
   /** `stillWanted` false when its turn comes (its session ended): not judged, refused instead. */
   judge(sql: string, ctx: JudgeContext, stillWanted?: () => boolean): Promise<ThreadAnswer> {
     if (this.closed) return Promise.resolve({ judgement: threadFailed('pgwarden is shutting down') });
-    const tenant = ctx.identity.tenant;
     return new Promise((resolve) => {
-      let sessions = this.queues.get(tenant);
-      if (!sessions) this.queues.set(tenant, (sessions = new Map()));
-      let queue = sessions.get(ctx.session);
-      if (!queue) sessions.set(ctx.session, (queue = []));
-      queue.push({ sql, ctx, stillWanted, resolve });
+      this.queues.push(pathOf(ctx), { sql, ctx, stillWanted, resolve });
       this.next();
     });
   }
 
   /** Statements waiting for the thread, besides the one it is judging. */
   get queued(): number {
-    let n = 0;
-    for (const sessions of this.queues.values()) for (const q of sessions.values()) n += q.length;
-    return n;
+    return this.queues.size;
   }
 
   async close(): Promise<void> {
@@ -156,41 +154,18 @@ export class JudgeThread {
     if (this.inFlight || this.closed) return;
     // Statements of sessions that have ended are dropped unjudged: sessions that send a slow
     // statement and leave must not keep the thread busy for nobody.
-    for (const [tenant, sessions] of this.queues) {
-      for (const [session, queue] of sessions) {
-        const wanted = queue.filter((job) => job.stillWanted?.() !== false);
-        for (const job of queue)
-          if (!wanted.includes(job)) job.resolve({ judgement: threadFailed('the session ended') });
-        if (wanted.length === 0) sessions.delete(session);
-        else if (wanted.length < queue.length) sessions.set(session, wanted);
-      }
-      if (sessions.size === 0) this.queues.delete(tenant);
-    }
-    const tenant = this.tenants.pick(this.queues.keys());
-    if (tenant === undefined) return;
-    const sessions = this.queues.get(tenant) as Map<object, Queued[]>;
-    let shares = this.sessionsOf.get(tenant);
-    if (!shares) this.sessionsOf.set(tenant, (shares = new FairShare()));
-    const session = shares.pick(sessions.keys()) as object;
-    const queue = sessions.get(session) as Queued[];
-    const job = queue.shift() as Queued;
-    if (queue.length === 0) sessions.delete(session);
-    if (sessions.size === 0) this.queues.delete(tenant);
+    for (const job of this.queues.drop((j) => j.stillWanted?.() !== false))
+      job.resolve({ judgement: threadFailed('the session ended') });
+    const next = this.queues.take();
+    if (next === undefined) return;
+    const { job, path } = next;
     const worker = this.worker ?? this.spawn();
     const id = this.nextId++;
-    this.inFlight = { id, job, tenant, session, start: performance.now() };
+    this.inFlight = { id, job, path, start: performance.now() };
     if (this.ready) this.startClock();
     // A statement being judged keeps the process alive; an idle thread does not.
     worker.ref();
     worker.postMessage({ type: 'judge', id, sql: job.sql, ctx: job.ctx } satisfies ToJudgeThread);
-  }
-
-  private requeue(tenant: string, session: object, job: Queued): void {
-    let sessions = this.queues.get(tenant);
-    if (!sessions) this.queues.set(tenant, (sessions = new Map()));
-    const queue = sessions.get(session);
-    if (queue) queue.unshift(job);
-    else sessions.set(session, [job]);
   }
 
   /** Judging of the statement in flight starts counting now. */
@@ -208,12 +183,7 @@ export class JudgeThread {
     const done = this.inFlight as NonNullable<JudgeThread['inFlight']>;
     this.inFlight = undefined;
     clearTimeout(done.timer);
-    const ms = performance.now() - done.start;
-    this.tenants.charge(done.tenant, ms, (t) => this.queues.has(t));
-    const sessions = this.queues.get(done.tenant);
-    this.sessionsOf.get(done.tenant)?.charge(done.session, ms, (k) => sessions?.has(k) ?? false);
-    for (const t of this.sessionsOf.keys())
-      if (!this.queues.has(t) && t !== done.tenant) this.sessionsOf.delete(t);
+    this.queues.charge(done.path, performance.now() - done.start);
     return done;
   }
 
@@ -224,7 +194,7 @@ export class JudgeThread {
       {
         event: 'judge_timeout',
         timeoutMs: this.opts.timeoutMs,
-        tenant: done.tenant,
+        tenant: done.job.ctx.identity.tenant,
         bytes: done.job.sql.length,
       },
       'judging a statement took too long; it was refused and the judge thread replaced',
@@ -267,7 +237,7 @@ export class JudgeThread {
       // Judged under rules replaced meanwhile: a statement the new rules refuse must not run on
       // the old ones' word, so it is judged again, first in its session's queue.
       if (m.generation === this.generation) done.job.resolve({ judgement: m.judgement, lesson: m.lesson });
-      else this.requeue(done.tenant, done.session, done.job);
+      else this.queues.push(done.path, done.job, true);
       this.next();
     });
     worker.on('error', (err) => this.logger?.error({ event: 'judge_thread_failed', err: err.message }));
@@ -288,8 +258,7 @@ export class JudgeThread {
   private fail(reason: string): void {
     const pending: Queued[] = [];
     if (this.inFlight) pending.push(this.finish().job);
-    for (const sessions of this.queues.values()) for (const q of sessions.values()) pending.push(...q);
-    this.queues.clear();
+    pending.push(...this.queues.drop(() => false));
     for (const job of pending) job.resolve({ judgement: threadFailed(reason) });
   }
 }
