@@ -5,6 +5,7 @@ import { loadCatalog } from '../src/policy/catalog.js';
 import { createPolicyJudge } from '../src/policy/engine.js';
 import { loadRules } from '../src/policy/rules-load.js';
 import type { Judge, JudgeContext, Verdict } from '../src/policy/verdict.js';
+import { freshSessionState } from '../src/policy/verdict.js';
 import { loadParser } from '../src/sql/parse.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
 
@@ -30,7 +31,7 @@ function ctxFor(tenant: string, roles: string[] = []): JudgeContext {
       expiresAt: undefined,
     },
     protocol: 'extended',
-    session: { preparedStatements: new Set(), cursors: new Set() },
+    session: freshSessionState(),
   };
 }
 

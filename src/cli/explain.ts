@@ -3,6 +3,7 @@ import { checkRulesAgainstCatalog } from '../policy/catalog.js';
 import { createPolicyJudge } from '../policy/engine.js';
 import { RulesError } from '../policy/rules-load.js';
 import type { JudgeContext } from '../policy/verdict.js';
+import { freshSessionState } from '../policy/verdict.js';
 import { loadParser } from '../sql/parse.js';
 import { catalogFrom, policyOptions } from '../policy/catalog-source.js';
 import { loadRulesOrReport } from './load-rules.js';
@@ -72,7 +73,7 @@ export async function explainCommand(args: string[], io: Io): Promise<number> {
       expiresAt: undefined,
     },
     protocol: a.protocol === 'extended' ? 'extended' : 'simple',
-    session: { preparedStatements: new Set(), cursors: new Set() },
+    session: freshSessionState(),
   };
   const { verdict, fingerprint, judgeMicros } = judge.judge(sql, ctx);
   if (a.json) {

@@ -33,6 +33,13 @@ export const errors = {
     message: 'pgwarden does not allow this protocol feature',
     logLevel: 'info',
   },
+  PGW_RULES_CHANGED: {
+    // PostgreSQL's own "cached plan must not change result type" has this SQLSTATE too.
+    sqlstate: '0A000',
+    severity: 'ERROR',
+    message: 'the rules changed since this statement was prepared; prepare it again',
+    logLevel: 'info',
+  },
   PGW_SYNTAX_ERROR: {
     sqlstate: '42601',
     severity: 'ERROR',

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parse } from 'yaml';
 import { z } from 'zod';
 import type { Judge, JudgeContext, Verdict } from './verdict.js';
+import { freshSessionState } from './verdict.js';
 
 /**
  * A rules test case, as data owners write them (`pgwarden rules test <file>`) and as the grammar
@@ -45,7 +46,7 @@ export function caseContext(c: RuleCase): JudgeContext {
       expiresAt: undefined,
     },
     protocol: c.protocol,
-    session: { preparedStatements: new Set(), cursors: new Set() },
+    session: freshSessionState(),
   };
 }
 

@@ -6,6 +6,7 @@ import { createPolicyJudge } from './engine.js';
 import { loadRules } from './rules-load.js';
 import type { Rules } from './rules-schema.js';
 import type { Judge, JudgeContext, Verdict } from './verdict.js';
+import { freshSessionState } from './verdict.js';
 
 let catalog: Catalog;
 let rules: Rules;
@@ -19,7 +20,7 @@ function ctx(
   return {
     identity: { human: 'h', agent: 'a', tenant, roles, tokenId: undefined, expiresAt: undefined },
     protocol: 'simple',
-    session: { preparedStatements: new Set(), cursors: new Set(), ...session },
+    session: { ...freshSessionState(), ...session },
   };
 }
 const sqlOf = (v: Verdict): string => (v.kind === 'rewrite' ? v.sql : `(${v.kind})`);
@@ -90,7 +91,7 @@ describe('decision cache', () => {
 
   it('does not cache verdicts that depend on session state', () => {
     expect(judge.judge('EXECUTE p(1)', ctx()).verdict.kind).toBe('deny');
-    const ok = judge.judge('EXECUTE p(1)', ctx('acme', [], { preparedStatements: new Set(['p']) }));
+    const ok = judge.judge('EXECUTE p(1)', ctx('acme', [], { preparedStatements: new Map([['p', 0]]) }));
     expect(ok.verdict.kind).toBe('allow');
   });
 });

@@ -6,11 +6,12 @@ import { loadParser } from '../sql/parse.js';
 import { readCatalogSnapshot } from './catalog-snapshot.js';
 import { createReloadableJudge } from './reloadable.js';
 import type { JudgeContext } from './verdict.js';
+import { freshSessionState } from './verdict.js';
 
 const ctx: JudgeContext = {
   identity: { human: 'h', agent: 'a', tenant: 'acme', roles: [], tokenId: undefined, expiresAt: undefined },
   protocol: 'simple',
-  session: { preparedStatements: new Set(), cursors: new Set() },
+  session: freshSessionState(),
 };
 const products = 'version: 1\ntables:\n  public.products: { scope: global, access: [select] }\n';
 const orders = 'version: 1\ntables:\n  public.orders: { tenant_column: org_id, access: [select] }\n';

@@ -76,7 +76,12 @@ export async function createReloadableJudge(opts: {
   let current = first.judge;
   thread?.setPolicy({ rules: first.rules, catalog: first.catalog, searchPath: opts.searchPath });
   let generation = 0;
+  /** Counts the rules put in force: sessions compare it with their prepared statements'. */
+  let version = 0;
   const judge: Judge = {
+    get rulesVersion() {
+      return version;
+    },
     judge: (sql, ctx) => current.judge(sql, ctx),
     lookup: (sql, ctx) => current.lookup(sql, ctx),
     namesRelation: (qname) => current.namesRelation(qname),
@@ -100,6 +105,7 @@ export async function createReloadableJudge(opts: {
       // A slower, older reload must not overwrite a newer one.
       if (mine !== generation) return { ok: false, error: 'superseded by a newer reload' };
       current = next.judge;
+      version++;
       thread?.setPolicy({ rules: next.rules, catalog: next.catalog, searchPath: opts.searchPath });
       opts.logger?.info(
         { event: 'rules_loaded', tables: Object.keys(next.rules.tables).length },

@@ -66,10 +66,23 @@ export type Verdict =
 
 /** Session state the policy engine may read (never write). */
 export interface SessionPolicyState {
-  /** Names of SQL-level prepared statements (PREPARE) pgwarden judged in this session. */
-  readonly preparedStatements: ReadonlySet<string>;
-  /** Names of cursors (DECLARE) pgwarden judged in this session. */
-  readonly cursors: ReadonlySet<string>;
+  /**
+   * SQL-level prepared statements (PREPARE) pgwarden judged in this session, each with the
+   * version of the rules it was judged under (Judge.rulesVersion).
+   */
+  readonly preparedStatements: ReadonlyMap<string, number>;
+  /** Cursors (DECLARE) pgwarden judged in this session, with their rules' version. */
+  readonly cursors: ReadonlyMap<string, number>;
+  /**
+   * The version of the rules in force: a prepared statement or cursor judged under other rules
+   * may no longer be used (it runs the SQL those rules allowed).
+   */
+  readonly rulesVersion: number;
+}
+
+/** The state of a session that has prepared nothing yet. */
+export function freshSessionState(): SessionPolicyState {
+  return { preparedStatements: new Map(), cursors: new Map(), rulesVersion: 0 };
 }
 
 export interface JudgeContext {
@@ -100,6 +113,11 @@ export interface Judgement {
  */
 export interface Judge {
   judge(sql: string, ctx: JudgeContext): Judgement;
+  /**
+   * Which rules are in force: changes with every reload (ReloadableJudge), so a session can tell
+   * which of its prepared statements were judged under rules since replaced. Absent: never changes.
+   */
+  readonly rulesVersion?: number;
   /**
    * Whether agents may see this relation's name ("schema.table") in the server's errors: the rules
    * name it (a table or an introspection relation).

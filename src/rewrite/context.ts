@@ -11,7 +11,7 @@ export class Denial extends Error {
       ruleId?: string;
       flags?: string[];
       hint?: string;
-      code?: 'PGW_POLICY_DENIED' | 'PGW_FEATURE_REFUSED';
+      code?: 'PGW_POLICY_DENIED' | 'PGW_FEATURE_REFUSED' | 'PGW_RULES_CHANGED';
     } = {},
   ) {
     super(message);

@@ -1,12 +1,13 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createPolicyJudge } from '../policy/engine.js';
 import type { Judge, JudgeContext, Verdict } from '../policy/verdict.js';
+import { freshSessionState } from '../policy/verdict.js';
 import { invariantObjection, loadDemoPolicy, type DemoPolicy } from '../../test/support/demo-policy.js';
 
 const ctx: JudgeContext = {
   identity: { human: 'h', agent: 'a', tenant: 'acme', roles: [], tokenId: undefined, expiresAt: undefined },
   protocol: 'simple',
-  session: { preparedStatements: new Set(), cursors: new Set() },
+  session: freshSessionState(),
 };
 
 let demo: DemoPolicy;

@@ -163,10 +163,19 @@ export function rewriteStatement(stmt: Node, ctx: RewriteContext): void {
       return;
     case 'ExecuteStmt': {
       ctx.sessionDependent = true;
-      if (!ctx.session.preparedStatements.has(body.name as string))
+      const name = String(body.name);
+      const judgedUnder = ctx.session.preparedStatements.get(name);
+      if (judgedUnder === undefined)
         throw new Denial(
-          `prepared statement ${String(body.name)} was not prepared through pgwarden in this session`,
+          `prepared statement ${name} was not prepared through pgwarden in this session`,
           'unknown_prepared',
+        );
+      // It runs the SQL the rules of its PREPARE allowed, which the rules in force may not.
+      if (judgedUnder !== ctx.session.rulesVersion)
+        throw new Denial(
+          `the rules changed since ${name} was prepared; DEALLOCATE ${name} and PREPARE it again`,
+          'rules_changed',
+          { code: 'PGW_RULES_CHANGED' },
         );
       visitValue(body.params, ctx, undefined);
       return;
@@ -177,14 +186,23 @@ export function rewriteStatement(stmt: Node, ctx: RewriteContext): void {
         deallocate: body.isall ? { all: true } : (body.name as string),
       });
       return;
-    case 'FetchStmt':
+    case 'FetchStmt': {
       ctx.sessionDependent = true;
-      if (!ctx.session.cursors.has(body.portalname as string))
+      const name = String(body.portalname);
+      const judgedUnder = ctx.session.cursors.get(name);
+      if (judgedUnder === undefined)
         throw new Denial(
-          `cursor ${String(body.portalname)} was not declared through pgwarden in this session`,
+          `cursor ${name} was not declared through pgwarden in this session`,
           'unknown_cursor',
         );
+      if (judgedUnder !== ctx.session.rulesVersion)
+        throw new Denial(
+          `the rules changed since cursor ${name} was declared; CLOSE ${name} and DECLARE it again`,
+          'rules_changed',
+          { code: 'PGW_RULES_CHANGED' },
+        );
       return;
+    }
     case 'ClosePortalStmt':
       // Cursors and protocol portals share one name space on the server: the proxy drops both.
       ctx.effects.push({

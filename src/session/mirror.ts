@@ -9,21 +9,12 @@
  * request failed or was skipped. Confirmed requests just drop their changes.
  */
 
-/** A name space as pgwarden stores it: a Map, or a Set seen as a map to `true`. */
+/** A name space as pgwarden stores it: a Map of name to what pgwarden knows of it. */
 export interface NameStore<V> {
   get(key: string): V | undefined;
   set(key: string, value: V): void;
   delete(key: string): void;
   keys(): Iterable<string>;
-}
-
-export function setStore(set: Set<string>): NameStore<true> {
-  return {
-    get: (key) => (set.has(key) ? true : undefined),
-    set: (key) => void set.add(key),
-    delete: (key) => void set.delete(key),
-    keys: () => set.keys(),
-  };
 }
 
 export function mapStore<V>(map: Map<string, V>): NameStore<V> {

@@ -4,14 +4,14 @@ import { confirmChanges, undoChanges, type ChangeLog } from './mirror.js';
 import { SessionNames, type JudgedStatement } from './names.js';
 
 const judgement = {} as Judgement;
-const statement = (name: string): JudgedStatement => ({ name, sql: 'SELECT 1', judgement });
+const statement = (name: string): JudgedStatement => ({ name, sql: 'SELECT 1', judgement, rulesVersion: 0 });
 const log = (): ChangeLog => ({ changes: undefined });
 
 describe("a session's mirrored names", () => {
   it('sees protocol and SQL-level prepared statements as one name space', () => {
     const names = new SessionNames();
     names.mirror.statements.set('s', statement('s'), log());
-    names.applyEffects([{ statement: 0, prepare: 'p' }], log());
+    names.applyEffects([{ statement: 0, prepare: 'p' }], log(), 0);
     expect(names.statementNameTaken('s')).toBe(true);
     expect(names.statementNameTaken('p')).toBe(true);
     expect(names.statementNameTaken('q')).toBe(false);
@@ -19,7 +19,7 @@ describe("a session's mirrored names", () => {
 
   it('Close of a statement drops a PREPAREd one of that name, and is undone if the server skips it', () => {
     const names = new SessionNames();
-    names.applyEffects([{ statement: 0, prepare: 'p' }], log());
+    names.applyEffects([{ statement: 0, prepare: 'p' }], log(), 0);
     const close = log();
     names.close('S', 'p', close);
     expect(names.statementNameTaken('p')).toBe(false);
@@ -30,7 +30,7 @@ describe("a session's mirrored names", () => {
   it('SQL CLOSE ALL drops protocol-level portals too', () => {
     const names = new SessionNames();
     names.mirror.portals.set('c', { statement: statement(''), order: 0, parameters: false }, log());
-    names.applyEffects([{ statement: 0, closeCursor: { all: true } }], log());
+    names.applyEffects([{ statement: 0, closeCursor: { all: true } }], log(), 0);
     expect(names.livePortal('c')).toBeUndefined();
   });
 
@@ -76,6 +76,7 @@ describe("a session's mirrored names", () => {
         { statement: 1, prepare: 'b' },
       ],
       query,
+      0,
     );
     undoChanges(query, 1);
     expect(names.statementNameTaken('a')).toBe(true);
@@ -96,6 +97,7 @@ describe("a session's mirrored names", () => {
         { statement: 0, declareCursor: 'c' },
       ],
       log(),
+      0,
     );
     expect(names.count).toBe(4);
   });

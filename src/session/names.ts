@@ -5,13 +5,18 @@
  * and undone if the server does not carry that request out.
  */
 import type { Judgement, SessionEffect } from '../policy/verdict.js';
-import { MirroredNames, mapStore, setStore, type ChangeLog } from './mirror.js';
+import { MirroredNames, mapStore, type ChangeLog } from './mirror.js';
 
 /** A statement judged at Parse time (protocol-level prepared statement, named or unnamed). */
 export interface JudgedStatement {
   readonly name: string;
   readonly sql: string;
   readonly judgement: Judgement;
+  /**
+   * The rules it was judged under (Judge.rulesVersion); moved on when the rules in force judge it
+   * alike (see Session.stillJudgedAlike).
+   */
+  rulesVersion: number;
 }
 
 /** A portal made by Bind: its statement, and when the Bind was forwarded (Pending.order). */
@@ -26,12 +31,16 @@ export class SessionNames {
   readonly statements = new Map<string, JudgedStatement>();
   readonly portals = new Map<string, BoundPortal>();
   /** What the policy engine reads to judge SQL that names them (EXECUTE, FETCH, ...). */
-  readonly policyState = { preparedStatements: new Set<string>(), cursors: new Set<string>() };
+  readonly policyState = {
+    preparedStatements: new Map<string, number>(),
+    cursors: new Map<string, number>(),
+    rulesVersion: 0,
+  };
   readonly mirror = {
     statements: new MirroredNames(mapStore(this.statements)),
     portals: new MirroredNames(mapStore(this.portals)),
-    prepared: new MirroredNames(setStore(this.policyState.preparedStatements)),
-    cursors: new MirroredNames(setStore(this.policyState.cursors)),
+    prepared: new MirroredNames(mapStore(this.policyState.preparedStatements)),
+    cursors: new MirroredNames(mapStore(this.policyState.cursors)),
   };
   /**
    * The order of the latest request at whose reply the server had ended a transaction: every
@@ -92,14 +101,17 @@ export class SessionNames {
     else dropFromBoth([m.portals, m.cursors], name, log, 0);
   }
 
-  /** Applies a statement's changes to SQL-level names, recorded on the request that runs it. */
-  applyEffects(effects: readonly SessionEffect[] | undefined, log: ChangeLog): void {
+  /**
+   * Applies a statement's changes to SQL-level names, recorded on the request that runs it; names
+   * it makes were judged under the rules of `rulesVersion`.
+   */
+  applyEffects(effects: readonly SessionEffect[] | undefined, log: ChangeLog, rulesVersion: number): void {
     if (!effects) return;
     const m = this.mirror;
     for (const e of effects) {
       const at = e.statement;
-      if (e.prepare !== undefined) m.prepared.set(e.prepare, true, log, at);
-      if (e.declareCursor !== undefined) m.cursors.set(e.declareCursor, true, log, at);
+      if (e.prepare !== undefined) m.prepared.set(e.prepare, rulesVersion, log, at);
+      if (e.declareCursor !== undefined) m.cursors.set(e.declareCursor, rulesVersion, log, at);
       // SQL-level DEALLOCATE and CLOSE also drop protocol-level statements and portals: each pair
       // shares one name space on the server.
       if (e.deallocate) dropFromBoth([m.prepared, m.statements], e.deallocate, log, at);

@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import type { SessionEffect, Verdict } from '../policy/verdict.js';
 import {
+  judgedAlike,
   MAX_NAME_BYTES,
   namesAdded,
   nameTooLong,
+  refusal,
   refuseNames,
   refuseParamTypes,
   refuseTakenName,
@@ -110,5 +112,20 @@ describe('the names a session may hold', () => {
     const v = refuseNames(prepareAndDeclare, 9, 2, 10);
     expect(v).toMatchObject({ kind: 'deny', code: 'PGW_SESSION_LIMIT' });
     expect(messageOf(v)).toContain('at most 10');
+  });
+});
+
+describe('judgedAlike', () => {
+  const allow = { ...refusal('PGW_POLICY_DENIED', 'x'), kind: 'allow' } as unknown as Verdict;
+  const rewrite = (sql: string): Verdict => ({ ...allow, kind: 'rewrite', sql }) as Verdict;
+  it('is true only when the server would be sent the same thing', () => {
+    expect(judgedAlike(allow, allow)).toBe(true);
+    expect(judgedAlike(rewrite('a'), rewrite('a'))).toBe(true);
+    expect(judgedAlike(rewrite('a'), rewrite('b'))).toBe(false);
+    expect(judgedAlike(allow, rewrite('a'))).toBe(false);
+    const checked = { ...rewrite('a'), paramChecks: [{ index: 1 }] } as unknown as Verdict;
+    expect(judgedAlike(checked, rewrite('a'))).toBe(false);
+    const denied = refusal('PGW_POLICY_DENIED', 'no');
+    expect(judgedAlike(denied, denied)).toBe(false);
   });
 });

@@ -124,3 +124,28 @@ export function sessionLimitRefusal(held: number, limit: number): Verdict {
     `this session holds ${held} prepared statements, portals and cursors, and pgwarden allows at most ${limit}: close some first (Close, DEALLOCATE, CLOSE)`,
   );
 }
+
+/**
+ * Whether two verdicts send the server the same thing, so a statement prepared under the rules of
+ * one may run under the other's.
+ */
+export function judgedAlike(a: Verdict, b: Verdict): boolean {
+  if (a.kind !== b.kind || a.kind === 'deny' || b.kind === 'deny') return false;
+  if (a.kind === 'rewrite' && b.kind === 'rewrite' && a.sql !== b.sql) return false;
+  return (
+    JSON.stringify(a.paramChecks ?? []) === JSON.stringify(b.paramChecks ?? []) &&
+    JSON.stringify(a.effects ?? []) === JSON.stringify(b.effects ?? [])
+  );
+}
+
+/** A prepared statement judged under rules since replaced, which the rules in force judge otherwise. */
+export function rulesChangedRefusal(statement: string): Verdict {
+  const name = statement === '' ? 'the unnamed statement' : `statement "${statement}"`;
+  return {
+    ...refusal(
+      'PGW_RULES_CHANGED',
+      `the rules changed since ${name} was prepared and would not run it as it was prepared; close it and prepare it again`,
+    ),
+    reasons: ['rules_changed'],
+  };
+}

@@ -32,6 +32,7 @@ import { PendingQueue, pending, type Pending } from './pending.js';
 import { logAuditUnavailable, SessionRecords, type Party } from './records.js';
 import { redactQuoted } from './redact-error.js';
 import {
+  judgedAlike,
   longNameRefusal,
   nameTakenRefusal,
   namesAdded,
@@ -40,6 +41,7 @@ import {
   refuseNames,
   refuseParamTypes,
   refuseTakenName,
+  rulesChangedRefusal,
   sessionLimitRefusal,
 } from './refusals.js';
 import { OutBatch } from './out-batch.js';
@@ -142,6 +144,7 @@ export class Session {
   ) {
     this.log = deps.logger.child({ session: this.id });
     this.pinned = pinnedSettings(deps.config);
+    this.bornUnder = this.rulesVersion;
     this.records = new SessionRecords(
       this.id,
       deps.instanceId,
@@ -569,7 +572,45 @@ export class Session {
     return this.deps.judge.judge(sql, this.contextFor(mode));
   }
 
+  /** Which rules are in force (Judge.rulesVersion). */
+  private get rulesVersion(): number {
+    return this.deps.judge.rulesVersion ?? 0;
+  }
+
+  /**
+   * A refusal if `statement` was judged under rules since replaced and the rules in force judge it
+   * otherwise: the server runs the SQL its Parse forwarded, which they may refuse or rewrite
+   * differently. Judged alike, it is theirs from now on.
+   */
+  private staleRefusal(statement: JudgedStatement): Verdict | undefined {
+    const now = this.rulesVersion;
+    if (statement.rulesVersion === now) return undefined;
+    const fresh = this.judge(statement.sql, 'extended');
+    if (judgedAlike(fresh.verdict, statement.judgement.verdict)) {
+      statement.rulesVersion = now;
+      return undefined;
+    }
+    return fresh.verdict.kind === 'deny' ? fresh.verdict : rulesChangedRefusal(statement.name);
+  }
+
+  /** The rules in force when the session started: nothing it prepares is older. */
+  private readonly bornUnder: number;
+
+  /** The statement a Bind or Execute would run, if it was judged under rules since replaced. */
+  private staleStatementOf(m: FrontendMessage): JudgedStatement | undefined {
+    if (this.rulesVersion === this.bornUnder) return undefined;
+    const statement =
+      m.code === Frontend.Bind
+        ? this.names.statements.get(fm.readBindNames(m.buffer, m.bodyStart, m.end).statement)
+        : m.code === Frontend.Execute
+          ? this.names.livePortal(fm.readExecute(m.buffer, m.bodyStart, m.end).portal)?.statement
+          : undefined;
+    return statement && statement.rulesVersion !== this.rulesVersion ? statement : undefined;
+  }
+
   private contextFor(mode: 'simple' | 'extended'): JudgeContext {
+    // EXECUTE and FETCH of names made under replaced rules are refused (rewrite/statement.ts).
+    this.names.policyState.rulesVersion = this.rulesVersion;
     const maxStatements = this.deps.config.limits.maxStatementsPerQuery;
     const session = this.names.policyState;
     const identity = this.party.identity!;
@@ -607,14 +648,25 @@ export class Session {
   private judgingOffThread(m: FrontendMessage): boolean {
     const { judge } = this.deps;
     if (!judge.judgeOffThread) return false;
-    if (m.code !== Frontend.Query && m.code !== Frontend.Parse) return false;
     if (this.skipUntilSync) return false;
     if (this.offThread?.message === m) return this.offThread.judgement === undefined;
+    // An earlier message's judgement is not this one's, whatever its text (the rules may have changed).
+    this.offThread = undefined;
     const { judgeOffThreadBytes, maxQueryBytes } = this.deps.config.limits;
-    if (m.end - m.bodyStart <= judgeOffThreadBytes) return false;
-    const mode = m.code === Frontend.Query ? 'simple' : 'extended';
-    const parse = mode === 'extended' ? fm.readParse(m.buffer, m.bodyStart, m.end) : undefined;
-    const sql = parse ? parse.query : fm.readQuery(m.buffer, m.bodyStart, m.end);
+    let mode: 'simple' | 'extended' = 'extended';
+    let parse: fm.ParseMessage | undefined;
+    let sql: string;
+    if (m.code === Frontend.Query || m.code === Frontend.Parse) {
+      if (m.end - m.bodyStart <= judgeOffThreadBytes) return false;
+      mode = m.code === Frontend.Query ? 'simple' : 'extended';
+      parse = mode === 'extended' ? fm.readParse(m.buffer, m.bodyStart, m.end) : undefined;
+      sql = parse ? parse.query : fm.readQuery(m.buffer, m.bodyStart, m.end);
+    } else {
+      // A Bind or Execute of a statement judged under replaced rules: judged again (staleRefusal).
+      const stale = this.staleStatementOf(m);
+      if (!stale) return false;
+      sql = stale.sql;
+    }
     // Refused for its length, without judging (judge()).
     if (sql.length * 3 > maxQueryBytes && Buffer.byteLength(sql) > maxQueryBytes) return false;
     const ctx = this.contextFor(mode);
@@ -653,7 +705,7 @@ export class Session {
     if (v.kind === 'allow') out.addMessage(m);
     else out.add(serialize.query(v.sql));
     const p = pending('query', recordId);
-    this.names.applyEffects(v.effects, p);
+    this.names.applyEffects(v.effects, p, this.rulesVersion);
     this.enqueue(p);
   }
 
@@ -681,7 +733,12 @@ export class Session {
       msg.statement === '' ? 0 : 1,
     );
     const judgement = v === judged.verdict ? judged : { ...judged, verdict: v };
-    const statement: JudgedStatement = { name: msg.statement, sql: msg.query, judgement };
+    const statement: JudgedStatement = {
+      name: msg.statement,
+      sql: msg.query,
+      judgement,
+      rulesVersion: this.rulesVersion,
+    };
     if (v.kind === 'deny') {
       const record = this.records.statement(
         { mode: 'extended', statementName: msg.statement },
@@ -733,6 +790,16 @@ export class Session {
           null,
           v,
         ),
+        out,
+        'extended',
+      );
+      return;
+    }
+    const changed = this.staleRefusal(statement);
+    if (changed) {
+      const protocol = { mode: 'extended' as const, statementName: msg.statement, portalName: msg.portal };
+      this.deny(
+        this.records.statement(protocol, statement.sql, statement.judgement, changed),
         out,
         'extended',
       );
@@ -802,6 +869,15 @@ export class Session {
       this.deny(this.records.statement(protocol, null, null, v), out, 'extended');
       return;
     }
+    const changed = this.staleRefusal(statement);
+    if (changed) {
+      this.deny(
+        this.records.statement(protocol, statement.sql, statement.judgement, changed),
+        out,
+        'extended',
+      );
+      return;
+    }
     // A PREPARE run here must still find its name free: it may have been taken since its Parse.
     const verdict = statement.judgement.verdict;
     const effects = verdict.kind === 'deny' ? undefined : verdict.effects;
@@ -831,7 +907,7 @@ export class Session {
     }
     const p = pending('execute', recordId);
     p.redactError = (bound?.parameters ?? true) && this.deps.config.audit.redactParameters;
-    this.names.applyEffects(effects, p);
+    this.names.applyEffects(effects, p, statement.rulesVersion);
     out.addMessage(m);
     this.enqueue(p);
   }

@@ -1,4 +1,5 @@
 import type { JudgeContext } from '../../src/policy/verdict.js';
+import { freshSessionState } from '../../src/policy/verdict.js';
 
 /** A simple-protocol judging context for one caller, with a fresh session (no prepared names). */
 export function judgeContext(
@@ -15,6 +16,6 @@ export function judgeContext(
       expiresAt: undefined,
     },
     protocol: 'simple',
-    session: { preparedStatements: new Set(), cursors: new Set() },
+    session: freshSessionState(),
   };
 }

@@ -1,0 +1,122 @@
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadCatalog } from '../src/policy/catalog.js';
+import { createReloadableJudge, type ReloadableJudge } from '../src/policy/reloadable.js';
+import { loadParser } from '../src/sql/parse.js';
+import { createTestDatabase, type TestDatabase } from './support/db.js';
+import { startTestProxy, type TestProxy } from './support/proxy.js';
+
+/**
+ * Rules reloaded while sessions hold prepared statements and cursors: the server runs the SQL
+ * their PREPARE, Parse or DECLARE forwarded, so what the new rules refuse must not run through
+ * them (the red team read a column just withdrawn through all three).
+ */
+let db: TestDatabase;
+let rulesDir: string;
+let policy: ReloadableJudge;
+let proxy: TestProxy;
+
+const rulesFile = (): string => join(rulesDir, 'demo.yaml');
+
+beforeAll(async () => {
+  await loadParser();
+  db = await createTestDatabase('reload');
+  await db.sql(readFileSync('src/demo/seed.sql', 'utf8'));
+  rulesDir = mkdtempSync(join(tmpdir(), 'pgwarden-rules-'));
+  cpSync('rules', rulesDir, { recursive: true });
+  policy = await createReloadableJudge({
+    rulesPaths: [rulesDir],
+    loadCatalog: () => loadCatalog(db.url, 'public'),
+    searchPath: 'public',
+    offThread: true,
+  });
+  proxy = await startTestProxy(db, { judge: policy.judge });
+});
+afterAll(async () => {
+  await proxy?.close();
+  await policy?.close();
+  await db?.drop();
+  if (rulesDir) rmSync(rulesDir, { recursive: true, force: true });
+});
+
+async function reloadWith(edit: (yaml: string) => string): Promise<void> {
+  writeFileSync(rulesFile(), edit(readFileSync(rulesFile(), 'utf8')));
+  expect(await policy.reload()).toEqual({ ok: true });
+}
+
+describe('a reload that withdraws a column', () => {
+  it('refuses the statements, PREPAREs and cursors made before it that read the column; the rest run', async () => {
+    const c = new pg.Client({
+      connectionString: await proxy.url({ tenant: 'acme', human: 'alice@acme.test' }),
+    });
+    await c.connect();
+    const original = readFileSync(rulesFile(), 'utf8');
+    try {
+      const readsName = { name: 's1', text: 'SELECT name FROM customers WHERE id = $1', values: [1] };
+      const readsId = { name: 's2', text: 'SELECT id FROM customers WHERE id = $1', values: [1] };
+      const readsOrders = { name: 's3', text: 'SELECT total FROM orders WHERE id = $1', values: [1] };
+      expect((await c.query(readsName)).rows).toEqual([{ name: 'acme customer 1' }]);
+      expect((await c.query(readsId)).rows).toEqual([{ id: '1' }]);
+      expect((await c.query(readsOrders)).rows).toHaveLength(1);
+      await c.query('PREPARE p AS SELECT name FROM customers WHERE id = 2');
+      await c.query('BEGIN');
+      await c.query('DECLARE cur CURSOR FOR SELECT name FROM customers ORDER BY id');
+
+      await reloadWith((yaml) => yaml.replace('deny: [ssn]', 'deny: [ssn, name]'));
+
+      // The attack: the same session uses what it prepared under the old rules.
+      await expect(c.query('FETCH 1 FROM cur')).rejects.toMatchObject({
+        code: '0A000',
+        message: expect.stringContaining('CLOSE cur and DECLARE it again'),
+      });
+      await c.query('ROLLBACK');
+      await expect(c.query('EXECUTE p')).rejects.toMatchObject({
+        code: '0A000',
+        message: expect.stringContaining('DEALLOCATE p and PREPARE it again'),
+      });
+      // node-postgres sends only Bind and Execute for a statement it has prepared.
+      await expect(c.query(readsName)).rejects.toMatchObject({
+        code: '42501',
+        message: expect.stringContaining('name'),
+      });
+      // The look-alikes: what the new rules judge alike runs as before; a statement they rewrite
+      // otherwise (customers is read through the columns agents may see) is prepared again.
+      expect((await c.query(readsOrders)).rows).toHaveLength(1);
+      await expect(c.query(readsId)).rejects.toMatchObject({ code: '0A000' });
+      expect((await c.query({ ...readsId, name: 's2b' })).rows).toEqual([{ id: '1' }]);
+      await c.query('DEALLOCATE p');
+      await c.query('PREPARE p AS SELECT id FROM customers WHERE id = 2');
+      expect((await c.query('EXECUTE p')).rows).toEqual([{ id: '2' }]);
+    } finally {
+      writeFileSync(rulesFile(), original);
+      await policy.reload();
+      await c.end();
+    }
+  });
+
+  it('a statement the new rules rewrite differently is refused with PGW_RULES_CHANGED, then prepared again', async () => {
+    const c = new pg.Client({
+      connectionString: await proxy.url({ tenant: 'acme', human: 'alice@acme.test' }),
+    });
+    await c.connect();
+    const original = readFileSync(rulesFile(), 'utf8');
+    try {
+      const q = { name: 'mail', text: 'SELECT email FROM customers WHERE id = $1', values: [1] };
+      expect((await c.query(q)).rows).toEqual([{ email: 'u***@acme.test' }]);
+      // The mask changes: the SQL prepared on the server is no longer the one the rules want.
+      await reloadWith((yaml) =>
+        yaml.replace(`email: "left(email, 1) || '***@' || split_part(email, '@', 2)"`, `email: "'hidden'"`),
+      );
+      await expect(c.query(q)).rejects.toMatchObject({ code: '0A000' });
+      const again = { name: 'mail2', text: q.text, values: [1] };
+      expect((await c.query(again)).rows).toEqual([{ email: 'hidden' }]);
+    } finally {
+      writeFileSync(rulesFile(), original);
+      await policy.reload();
+      await c.end();
+    }
+  });
+});
