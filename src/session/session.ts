@@ -568,7 +568,8 @@ export class Session {
       };
     }
     const o = this.offThread;
-    if (o?.judgement && o.mode === mode && o.sql === sql) return o.judgement;
+    if (o?.judgement && o.mode === mode && o.sql === sql && o.rulesVersion === this.rulesVersion)
+      return o.judgement;
     return this.deps.judge.judge(sql, this.contextFor(mode));
   }
 
@@ -633,6 +634,8 @@ export class Session {
         /** The Parse message read whole, so it is read once. */
         parse?: fm.ParseMessage;
         judgement?: Judgement;
+        /** The rules it was judged under: a reload since makes it no judgement of theirs. */
+        rulesVersion: number;
       }
     | undefined;
 
@@ -650,8 +653,6 @@ export class Session {
     if (!judge.judgeOffThread) return false;
     if (this.skipUntilSync) return false;
     if (this.offThread?.message === m) return this.offThread.judgement === undefined;
-    // An earlier message's judgement is not this one's, whatever its text (the rules may have changed).
-    this.offThread = undefined;
     const { judgeOffThreadBytes, maxQueryBytes } = this.deps.config.limits;
     let mode: 'simple' | 'extended' = 'extended';
     let parse: fm.ParseMessage | undefined;
@@ -671,7 +672,14 @@ export class Session {
     if (sql.length * 3 > maxQueryBytes && Buffer.byteLength(sql) > maxQueryBytes) return false;
     const ctx = this.contextFor(mode);
     const cached = judge.lookup?.(sql, ctx);
-    const job: NonNullable<Session['offThread']> = { message: m, sql, mode, parse, judgement: cached };
+    const job: NonNullable<Session['offThread']> = {
+      message: m,
+      sql,
+      mode,
+      parse,
+      judgement: cached,
+      rulesVersion: this.rulesVersion,
+    };
     this.offThread = job;
     if (cached) return false;
     void judge
@@ -679,6 +687,8 @@ export class Session {
       .then((judgement) => {
         if (this.offThread !== job || this.closed) return;
         job.judgement = judgement;
+        // The thread judges with the rules in force when it answers (judge-thread-client.ts).
+        job.rulesVersion = this.rulesVersion;
         this.continueReading();
       });
     return true;
