@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCatalog } from '../src/policy/catalog.js';
@@ -301,6 +303,63 @@ describe('writes stay in the tenant', () => {
        WHERE o.org_id = 'acme' AND i.sku = 'SKU-8'`,
     );
     expect(items[0]!.n).toBe('1');
+  });
+
+  it('a cast on the tenant value cannot change the tenant written; a cast that keeps it still works', async () => {
+    // Found by the red team: the check read the literal through any cast and the server applied
+    // the cast, so 'globexx'::varchar(6) wrote globex's rows and 'acme'::varchar(2) moved acme's.
+    const attacks: [string, string][] = [
+      ['acme', `INSERT INTO orders (org_id, total) VALUES ('acme'::varchar(2), 1)`],
+      ['acme', `INSERT INTO orders (org_id, total) VALUES (CAST('acme' AS char(1)), 1)`],
+      ['acme', `INSERT INTO orders (org_id, total) VALUES ('acme'::bytea, 1)`],
+      ['acme', `INSERT INTO orders (org_id, total) VALUES ('acme'::tsvector, 1)`],
+      ['acme', `UPDATE orders SET org_id = 'acme'::varchar(2) WHERE id = 1`],
+      ['acme', `INSERT INTO customers (org_id, name, email) VALUES ('acme'::varchar(3), 'n', 'e')`],
+      ['globexx', `INSERT INTO orders (org_id, total) VALUES ('globexx'::varchar(6), 666)`],
+    ];
+    for (const [tenant, sql] of attacks)
+      expect(judge.judge(sql, ctxFor(tenant)).verdict, sql).toMatchObject({
+        kind: 'deny',
+        message: expect.stringContaining('a cast can change the value written'),
+      });
+    const keeps = [
+      `INSERT INTO orders (org_id, total) VALUES ('acme'::text, 4101)`,
+      `INSERT INTO orders (org_id, total) VALUES (CAST('acme' AS varchar), 4102)`,
+    ];
+    for (const sql of keeps) await shared.sql(forwardable(judge.judge(sql, ctxFor('acme')).verdict, sql));
+    const written = await shared.sql<{ org_id: string }>(
+      `DELETE FROM orders WHERE total IN (4101, 4102) RETURNING org_id`,
+    );
+    expect(written).toEqual([{ org_id: 'acme' }, { org_id: 'acme' }]);
+  });
+
+  it('a tenant id longer than a varchar(n) tenant column matches no row and writes none', async () => {
+    // An explicit cast to varchar(4) cuts 'acme-eu' to 'acme': pgwarden's own tenant literal is
+    // cast to the column's type without its length.
+    await shared.sql(`CREATE TABLE tickets (id int PRIMARY KEY, org_id varchar(4) NOT NULL, note text)`);
+    await shared.sql(`INSERT INTO tickets VALUES (1, 'acme', 'acme only')`);
+    const dir = mkdtempSync(join(tmpdir(), 'pgwarden-rules-'));
+    try {
+      writeFileSync(
+        join(dir, 'tickets.yaml'),
+        'version: 1\ntenant: { claim: tenant }\ntables:\n  public.tickets:\n    tenant_column: org_id\n    access: [select, insert]\n',
+      );
+      const own = createPolicyJudge(await loadRules([dir]), await loadCatalog(shared.url, 'public'), {
+        searchPath: 'public',
+      });
+      const read = forwardable(own.judge('SELECT * FROM tickets', ctxFor('acme-eu')).verdict, 'read');
+      expect(await shared.sql(read)).toEqual([]);
+      expect(
+        await shared.sql(forwardable(own.judge('SELECT * FROM tickets', ctxFor('acme')).verdict, 'r')),
+      ).toHaveLength(1);
+      const write = `INSERT INTO tickets (id, note) VALUES (2, 'x')`;
+      await expect(
+        shared.sql(forwardable(own.judge(write, ctxFor('acme-eu')).verdict, write)),
+      ).rejects.toThrow(/too long/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      await shared.sql('DROP TABLE tickets');
+    }
   });
 
   it("an item inserted under another tenant's order fails in the server and inserts nothing", async () => {

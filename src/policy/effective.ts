@@ -64,6 +64,17 @@ export function parseTypeName(sqlType: string): Node {
   return { TypeName: cast.TypeCast.typeName };
 }
 
+/**
+ * The tenant column's type without its length: pgwarden's tenant literal is cast to it, and an
+ * explicit cast to varchar(4) or char(4) cuts 'acme-eu' to 'acme' (another tenant's rows) where
+ * the length-free type makes a read match nothing and a write fail as too long.
+ */
+function withoutLength(typeName: Node): Node {
+  const rest = { ...(typeName as { TypeName: Record<string, unknown> }).TypeName };
+  delete rest.typmods;
+  return { TypeName: rest };
+}
+
 function applyOverride(base: TableRule, o: TableOverride): TableRule {
   const out: TableRule = { ...base };
   if (o.access) out.access = o.access;
@@ -123,7 +134,7 @@ export function effectivePolicy(rules: Rules, catalog: Catalog, roles: readonly 
       name,
       scope: rule.scope,
       tenantColumn,
-      tenantTypeName: tenantColumn ? parseTypeName(tenantColumn.sqlType) : undefined,
+      tenantTypeName: tenantColumn ? withoutLength(parseTypeName(tenantColumn.sqlType)) : undefined,
       parent,
       access: new Set(rule.access),
       columns: rel.columns,

@@ -243,6 +243,31 @@ export function literalValue(node: unknown): string | undefined {
   return String(v.ival ?? 0);
 }
 
+/** Types a cast to which writes a tenant value as written: no length limit, no conversion. */
+const VALUE_KEEPING_TYPES = new Set(['text', 'varchar', 'int4', 'int8', 'uuid']);
+
+/**
+ * The value a write gives the tenant column, if it is that literal exactly: a constant, bare or
+ * cast to text, varchar, int4, int8 or uuid without a length. literalValue looks through any
+ * cast, but the server applies it: `'acme-eu'::varchar(4)` writes 'acme', `'acme'::char` 'a'.
+ */
+export function exactLiteralValue(node: unknown): string | undefined {
+  if (nodeType(node) === 'TypeCast') {
+    const cast = (node as { TypeCast: { arg: unknown; typeName: Record<string, unknown> } }).TypeCast;
+    const t = cast.typeName;
+    const parts = names(t.names as Node[]);
+    const type = parts.pop() ?? '';
+    const schemaOk = parts.length === 0 || (parts.length === 1 && parts[0] === 'pg_catalog');
+    const plain =
+      !(t.typmods as unknown[] | undefined)?.length &&
+      !(t.arrayBounds as unknown[] | undefined)?.length &&
+      t.setof !== true &&
+      t.pct_type !== true;
+    return schemaOk && plain && VALUE_KEEPING_TYPES.has(type) ? exactLiteralValue(cast.arg) : undefined;
+  }
+  return nodeType(node) === 'A_Const' ? literalValue(node) : undefined;
+}
+
 /**
  * `tenant_col = '<other tenant>'` (or IN (...)) can only be an attempt to reach another tenant:
  * pgwarden's filter would return nothing, so the statement is refused and flagged for responders.

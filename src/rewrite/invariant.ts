@@ -11,12 +11,12 @@ import {
 import type { Catalog } from '../policy/catalog.js';
 import { needsSubquery, type EffectivePolicy, type TablePolicy } from '../policy/effective.js';
 import type { ParamCheck } from '../policy/verdict.js';
-import { literalValue } from './expr.js';
+import { exactLiteralValue, literalValue } from './expr.js';
 import type { Scope } from './context.js';
 import { cteBodyScope, resolveRelation } from './resolve.js';
 import { isSafe, ownColumns, rejectsNull, writeRelations, type ColumnTypes } from './safe-conjuncts.js';
 import { GUARD_ALIAS, parentKeyGuard, parentRowExists } from './parent-guards.js';
-import { parentFilter, tenantFilter, visibleTargets } from './scoped.js';
+import { parentFilter, tenantFilter, tenantValue, visibleTargets } from './scoped.js';
 
 type Body = Record<string, unknown>;
 
@@ -70,8 +70,9 @@ export function checkInvariant(
     );
   };
 
-  const tenantValueOk = (v: unknown): boolean => {
-    if (literalValue(v) === tenant) return true;
+  /** The caller's tenant exactly: a literal, pgwarden's own typed one, or a checked parameter. */
+  const tenantValueOk = (v: unknown, t: TablePolicy): boolean => {
+    if (exactLiteralValue(v) === tenant || sameTree(v, tenantValue(t, tenant))) return true;
     const p = (v as { ParamRef?: { number: number } } | undefined)?.ParamRef;
     return p !== undefined && checkedParams.has(p.number);
   };
@@ -260,7 +261,7 @@ export function checkInvariant(
         fail(`${type} on ${t.qname} lacks the tenant filter`);
       for (const rt of (body.targetList as Node[] | undefined) ?? []) {
         const r = rt.ResTarget as { name?: string; val?: unknown };
-        if (r.name === tc && !tenantValueOk(r.val)) fail('tenant column assigned another value');
+        if (r.name === tc && !tenantValueOk(r.val, t)) fail('tenant column assigned another value');
       }
     }
     if (type === 'InsertStmt') {
@@ -274,10 +275,10 @@ export function checkInvariant(
         (r) => (r.List as { items: unknown[] }).items,
       );
       for (const row of rows)
-        if (!tenantValueOk(row[at])) fail(`INSERT into ${t.qname} sets ${tc} to another value`);
+        if (!tenantValueOk(row[at], t)) fail(`INSERT into ${t.qname} sets ${tc} to another value`);
       if (sel && !sel.valuesLists) {
         const tl = (sel.targetList as Node[] | undefined) ?? [];
-        if (!tenantValueOk((tl[at]?.ResTarget as { val?: unknown } | undefined)?.val))
+        if (!tenantValueOk((tl[at]?.ResTarget as { val?: unknown } | undefined)?.val, t))
           fail(`INSERT ... SELECT into ${t.qname} sets ${tc} unchecked`);
       }
       const oc = body.onConflictClause as Body | undefined;
@@ -300,7 +301,7 @@ export function checkInvariant(
             (c) => (c.ResTarget as { name: string }).name,
           );
           const at = cols.indexOf(tc);
-          if (at < 0 || !tenantValueOk((a.values as unknown[] | undefined)?.[at]))
+          if (at < 0 || !tenantValueOk((a.values as unknown[] | undefined)?.[at], t))
             fail(`MERGE INSERT into ${t.qname} does not set ${tc}`);
         }
       }

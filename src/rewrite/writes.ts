@@ -14,7 +14,7 @@ import {
 import type { TablePolicy } from '../policy/effective.js';
 import type { ParamCheck } from '../policy/verdict.js';
 import { Denial, type RewriteContext, type Scope, type WriteTarget } from './context.js';
-import { literalValue, visitValue } from './expr.js';
+import { exactLiteralValue, literalValue, visitValue } from './expr.js';
 import { resolveRelation } from './resolve.js';
 import { conjuncts, safeConjuncts, writeRelations } from './safe-conjuncts.js';
 import { parentKeyGuard, parentWriteFilter, tenantGuard } from './parent-guards.js';
@@ -155,7 +155,13 @@ const paramTypes: Record<string, ParamCheck['type']> = {
 function checkTenantValue(value: unknown, t: TablePolicy, ctx: RewriteContext): void {
   const col = t.tenantColumn;
   if (!col) return;
-  const lit = literalValue(value);
+  const lit = exactLiteralValue(value);
+  if (lit === undefined && literalValue(value) !== undefined)
+    throw new Denial(
+      `${t.qname}.${col.name} may only be set to your tenant '${ctx.tenant}' as a literal, bare or cast to text, varchar, int4, int8 or uuid without a length (a cast can change the value written); leave it out and pgwarden fills it in`,
+      'tenant_value_unchecked',
+      { ruleId: `tables.${t.qname}` },
+    );
   if (lit !== undefined) {
     ctx.literalSensitive = true;
     if (lit !== ctx.tenant)
