@@ -305,6 +305,73 @@ describe('writes stay in the tenant', () => {
     expect(items[0]!.n).toBe('1');
   });
 
+  it("an item cannot land under another tenant's order that took its parent's key meanwhile", async () => {
+    // Found by the red team (READ COMMITTED): the key guard read the statement's snapshot and the
+    // foreign key the latest rows. An INSERT that passed the guard and then waited (on the same
+    // agent's other, uncommitted, row with its id) ended under globex's order when acme deleted
+    // its order and globex's next order took that id. The guard now locks the parent row.
+    const conn = async (): Promise<pg.Client> => {
+      const c = new pg.Client({ connectionString: shared.url });
+      await c.connect();
+      return c;
+    };
+    const [s1, s2, s3] = await Promise.all([conn(), conn(), conn()]);
+    const as = (tenant: string, sql: string): string =>
+      forwardable(judge.judge(sql, ctxFor(tenant)).verdict, sql);
+    const item = 990_001;
+    let key = 0;
+    try {
+      key = Number(
+        (await s3.query(as('acme', `INSERT INTO orders (total) VALUES (1) RETURNING id`))).rows[0].id,
+      );
+      const acmeOrder = (
+        await shared.sql<{ id: string }>(`SELECT min(id) AS id FROM orders WHERE org_id = 'acme'`)
+      )[0]!.id;
+      await s2.query('BEGIN');
+      await s2.query(
+        as(
+          'acme',
+          `INSERT INTO order_items (id, order_id, sku, qty) VALUES (${item}, ${acmeOrder}, 'blocker', 1)`,
+        ),
+      );
+      const racing = s1
+        .query(
+          as(
+            'acme',
+            `INSERT INTO order_items (id, order_id, sku, qty) VALUES (${item}, ${key}, 'RACE', 666)`,
+          ),
+        )
+        .then(() => 'inserted');
+      // s1 has passed the guard and waits for s2's uncommitted row with the same id.
+      for (let i = 0; i < 100; i++) {
+        const w = await shared.sql<{ w: string | null }>(
+          `SELECT wait_event_type AS w FROM pg_stat_activity WHERE pid = ${(s1 as unknown as { processID: number }).processID}`,
+        );
+        if (w[0]?.w === 'Lock') break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await s3.query(`SET lock_timeout = '500ms'`);
+      const deleted = await s3.query(as('acme', `DELETE FROM orders WHERE id = ${key}`)).then(
+        () => 'deleted',
+        (e: { code?: string }) => e.code,
+      );
+      if (deleted === 'deleted')
+        await shared.sql(as('globex', `INSERT INTO orders (id, total) VALUES (${key}, 42)`));
+      await s2.query('ROLLBACK');
+      expect(await racing).toBe('inserted');
+      const landed = await shared.sql<{ org_id: string }>(
+        `SELECT o.org_id FROM order_items i JOIN orders o ON o.id = i.order_id WHERE i.sku = 'RACE'`,
+      );
+      expect(landed).toEqual([{ org_id: 'acme' }]);
+      // The delete waited for the INSERT's lock on the parent row, and gave up.
+      expect(deleted).toBe('55P03');
+    } finally {
+      await shared.sql(`DELETE FROM order_items WHERE sku IN ('RACE', 'blocker')`);
+      if (key) await shared.sql(`DELETE FROM orders WHERE id = ${key}`);
+      await Promise.all([s1, s2, s3].map((c) => c.end()));
+    }
+  });
+
   it('a cast on the tenant value cannot change the tenant written; a cast that keeps it still works', async () => {
     // Found by the red team: the check read the literal through any cast and the server applied
     // the cast, so 'globexx'::varchar(6) wrote globex's rows and 'acme'::varchar(2) moved acme's.

@@ -158,6 +158,19 @@ describe('engine', () => {
     expect(j.verdict).toMatchObject({ kind: 'deny', code: 'PGW_INTERNAL' });
   });
 
+  it('refuses an INSERT whose columns and values differ in number as the server does, not as an internal error', () => {
+    for (const sql of [
+      'INSERT INTO orders (total, org_id) SELECT 1',
+      "INSERT INTO order_items (sku, qty, order_id) SELECT 'x', 1",
+      "INSERT INTO orders (total) VALUES (1, 'globex')",
+      'INSERT INTO orders (total) VALUES (1), (2, 3)',
+    ])
+      expect(judge.judge(sql, ctx()).verdict, sql).toMatchObject({
+        kind: 'deny',
+        reasons: expect.arrayContaining(['insert_width']),
+      });
+  });
+
   it('refuses a token without a tenant and unparseable SQL', () => {
     expect(judge.judge('SELECT 1', ctx('')).verdict.kind).toBe('deny');
     expect(judge.judge('SELEC 1', ctx()).verdict).toMatchObject({ kind: 'deny', code: 'PGW_SYNTAX_ERROR' });

@@ -132,8 +132,12 @@ export function parentKeyGuard(t: TablePolicy, tenant: string, value: Node): Nod
     },
   };
   // One index probe of the parent's key per row: an ANY over the tenant's keys would hash them
-  // all again for every row of a multi-row VALUES.
-  const exists = parentRowExists(t, tenant, k());
+  // all again for every row of a multi-row VALUES. The probe locks the parent row (FOR KEY SHARE,
+  // as the foreign key's own check does): the check reads the statement's snapshot and the
+  // foreign key the latest rows, so without the lock the tenant could delete its parent row while
+  // the INSERT waits (on another of its transactions), and another tenant's new row could take
+  // that key before the foreign key is checked.
+  const exists = parentRowExists(t, tenant, k(), true);
   const check = {
     CaseExpr: {
       args: [{ CaseWhen: { expr: exists, result: k() } }],
@@ -154,8 +158,11 @@ export function parentKeyGuard(t: TablePolicy, tenant: string, value: Node): Nod
   };
 }
 
-/** `EXISTS (SELECT 1 FROM parent WHERE parent.key = <key> AND <parent tenant filter>)`. */
-export function parentRowExists(t: TablePolicy, tenant: string, key: Node): Node {
+/**
+ * `EXISTS (SELECT 1 FROM parent WHERE parent.key = <key> AND <parent tenant filter>)`, with
+ * `FOR KEY SHARE` when `lock`.
+ */
+export function parentRowExists(t: TablePolicy, tenant: string, key: Node, lock = false): Node {
   const p = parentOf(t);
   return {
     SubLink: {
@@ -168,6 +175,13 @@ export function parentRowExists(t: TablePolicy, tenant: string, key: Node): Node
             catalogEquals(columnRef(p.policy.schema, p.policy.name, p.references), key),
             tenantFilter(p.policy, tenant),
           ),
+          ...(lock
+            ? {
+                lockingClause: [
+                  { LockingClause: { strength: 'LCS_FORKEYSHARE', waitPolicy: 'LockWaitBlock' } },
+                ],
+              }
+            : {}),
           limitOption: 'LIMIT_OPTION_DEFAULT',
           op: 'SETOP_NONE',
         },

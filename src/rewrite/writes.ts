@@ -372,6 +372,14 @@ function rewriteInsert(body: Body, ctx: RewriteContext, scope: Scope | undefined
   // The source is read like any query, before the tenant value is added to it.
   if (sel) rewriteSelect(sel, ctx, scope);
   const cols = sel ? insertColumns(body, t, width) : [];
+  // The server refuses these too; refused here, no check below reads past a row's end.
+  if (rows.some((r) => r.length !== width))
+    throw new Denial('VALUES lists must all be the same length', 'insert_width');
+  if (sel && cols.length !== width)
+    throw new Denial(
+      `INSERT has more ${cols.length > width ? 'target columns than expressions' : 'expressions than target columns'}`,
+      'insert_width',
+    );
   const colNames = cols.map((c) => (c as { ResTarget: { name: string } }).ResTarget.name);
   for (const c of colNames) {
     if (!t.columns.some((x) => x.name === c))
