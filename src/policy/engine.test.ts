@@ -171,6 +171,20 @@ describe('engine', () => {
       });
   });
 
+  it('refuses OVERRIDING SYSTEM VALUE (identity values are shared by every tenant); OVERRIDING USER VALUE runs', () => {
+    for (const sql of [
+      'INSERT INTO orders (id, total) OVERRIDING SYSTEM VALUE VALUES (999, 1)',
+      'MERGE INTO orders o USING (SELECT 1 AS x) s ON false WHEN NOT MATCHED THEN INSERT (id, total) OVERRIDING SYSTEM VALUE VALUES (999, 1)',
+    ])
+      expect(judge.judge(sql, ctx()).verdict, sql).toMatchObject({
+        kind: 'deny',
+        reasons: expect.arrayContaining(['option_not_allowed']),
+      });
+    expect(
+      judge.judge('INSERT INTO orders (id, total) OVERRIDING USER VALUE VALUES (999, 1)', ctx()).verdict.kind,
+    ).toBe('rewrite');
+  });
+
   it('refuses a token without a tenant and unparseable SQL', () => {
     expect(judge.judge('SELECT 1', ctx('')).verdict.kind).toBe('deny');
     expect(judge.judge('SELEC 1', ctx()).verdict).toMatchObject({ kind: 'deny', code: 'PGW_SYNTAX_ERROR' });

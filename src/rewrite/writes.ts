@@ -344,7 +344,20 @@ function insertColumns(body: Body, t: TablePolicy, width: number): Node[] {
   return t.columns.slice(0, width).map((c) => ({ ResTarget: { name: c.name } }));
 }
 
+/**
+ * OVERRIDING SYSTEM VALUE writes a GENERATED ALWAYS identity: identity values are shared by every
+ * tenant, and one taken ahead of the sequence fails the next tenant's INSERT.
+ */
+function refuseOverriding(override: unknown): void {
+  if (override === 'OVERRIDING_SYSTEM_VALUE')
+    throw new Denial(
+      'OVERRIDING SYSTEM VALUE is not allowed: leave identity columns to the database',
+      'option_not_allowed',
+    );
+}
+
 function rewriteInsert(body: Body, ctx: RewriteContext, scope: Scope | undefined): void {
+  refuseOverriding(body.override);
   const { t, refname } = target(body, ctx, ['insert']);
   const source = body.selectStmt as Node | undefined;
   const sel = source ? (source.SelectStmt as Body | undefined) : undefined;
@@ -488,6 +501,7 @@ function rewriteMerge(body: Body, ctx: RewriteContext, scope: Scope | undefined)
 }
 
 function mergeInsert(a: Body, t: TablePolicy, ctx: RewriteContext, scope: Scope | undefined): void {
+  refuseOverriding(a.override);
   const values = (a.values as Node[] | undefined) ?? [];
   const prev = ctx.writeTarget;
   // The inserted values come from the source row; the target row does not exist yet.
