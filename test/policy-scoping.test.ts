@@ -372,6 +372,68 @@ describe('writes stay in the tenant', () => {
     }
   });
 
+  it("ON CONFLICT DO UPDATE cannot reach another tenant's row under a parent key re-created meanwhile", async () => {
+    // Found by the red team (READ COMMITTED): the DO UPDATE guard read the statement's snapshot,
+    // in which acme's order X still stood, while the conflicting row was globex's, newer, under a
+    // globex order that took X's id after acme deleted it. The guard now locks the parent row.
+    const conn = async (): Promise<pg.Client> => {
+      const c = new pg.Client({ connectionString: shared.url });
+      await c.connect();
+      return c;
+    };
+    const [s1, s3] = await Promise.all([conn(), conn()]);
+    const as = (tenant: string, sql: string): string =>
+      forwardable(judge.judge(sql, ctxFor(tenant)).verdict, sql);
+    const item = 990_002;
+    const ids: number[] = [];
+    try {
+      for (let i = 0; i < 2; i++)
+        ids.push(
+          Number(
+            (
+              await shared.sql<{ id: string }>(
+                as('acme', `INSERT INTO orders (total) VALUES (7) RETURNING id`),
+              )
+            )[0]!.id,
+          ),
+        );
+      const [x, y] = ids as [number, number];
+      // The attacker's timing device: another of its transactions holds its order y.
+      await s3.query('BEGIN');
+      await s3.query(`SELECT id FROM orders WHERE id = ${y} FOR UPDATE`);
+      const racing = s1.query(
+        as(
+          'acme',
+          `INSERT INTO order_items (id, order_id, sku, qty) VALUES (${item}, ${y}, 'acme', 1) ON CONFLICT (id) DO UPDATE SET qty = 999 RETURNING sku`,
+        ),
+      );
+      for (let i = 0; i < 100; i++) {
+        const w = await shared.sql<{ w: string | null }>(
+          `SELECT wait_event_type AS w FROM pg_stat_activity WHERE pid = ${(s1 as unknown as { processID: number }).processID}`,
+        );
+        if (w[0]?.w === 'Lock') break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await shared.sql(as('acme', `DELETE FROM orders WHERE id = ${x}`));
+      await shared.sql(as('globex', `INSERT INTO orders (id, total) VALUES (${x}, 1)`));
+      await shared.sql(
+        as(
+          'globex',
+          `INSERT INTO order_items (id, order_id, sku, qty) VALUES (${item}, ${x}, 'globex-secret', 1)`,
+        ),
+      );
+      await s3.query('COMMIT');
+      expect((await racing).rows).toEqual([]);
+      expect(await shared.sql(`SELECT sku, qty FROM order_items WHERE id = ${item}`)).toEqual([
+        { sku: 'globex-secret', qty: 1 },
+      ]);
+    } finally {
+      await shared.sql(`DELETE FROM order_items WHERE id = ${item}`);
+      if (ids.length) await shared.sql(`DELETE FROM orders WHERE id IN (${ids.join(', ')})`);
+      await Promise.all([s1, s3].map((c) => c.end()));
+    }
+  });
+
   it('a cast on the tenant value cannot change the tenant written; a cast that keeps it still works', async () => {
     // Found by the red team: the check read the literal through any cast and the server applied
     // the cast, so 'globexx'::varchar(6) wrote globex's rows and 'acme'::varchar(2) moved acme's.
@@ -383,6 +445,8 @@ describe('writes stay in the tenant', () => {
       ['acme', `UPDATE orders SET org_id = 'acme'::varchar(2) WHERE id = 1`],
       ['acme', `INSERT INTO customers (org_id, name, email) VALUES ('acme'::varchar(3), 'n', 'e')`],
       ['globexx', `INSERT INTO orders (org_id, total) VALUES ('globexx'::varchar(6), 666)`],
+      // A text tenant column stores '042'::int8 as '42'.
+      ['042', `INSERT INTO orders (org_id, total) VALUES ('042'::int8, 1)`],
     ];
     for (const [tenant, sql] of attacks)
       expect(judge.judge(sql, ctxFor(tenant)).verdict, sql).toMatchObject({

@@ -243,15 +243,27 @@ export function literalValue(node: unknown): string | undefined {
   return String(v.ival ?? 0);
 }
 
-/** Types a cast to which writes a tenant value as written: no length limit, no conversion. */
-const VALUE_KEEPING_TYPES = new Set(['text', 'varchar', 'int4', 'int8', 'uuid']);
+const TEXT_CASTS: ReadonlySet<string> = new Set(['text', 'varchar']);
+const INTEGER_CASTS: ReadonlySet<string> = new Set(['int4', 'int8']);
+const NO_CASTS: ReadonlySet<string> = new Set();
+
+/**
+ * The casts that keep a tenant literal's value as the check reads it, for a tenant column of
+ * `columnType`: a text column stores `'042'::int8` as '42', and an integer column reads
+ * '042' as 42 either way.
+ */
+export function tenantKeepingCasts(columnType: string): ReadonlySet<string> {
+  if (columnType === 'text' || columnType === 'varchar' || columnType === 'bpchar') return TEXT_CASTS;
+  if (['int2', 'int4', 'int8', 'numeric'].includes(columnType)) return INTEGER_CASTS;
+  return columnType === 'uuid' ? new Set(['uuid']) : NO_CASTS;
+}
 
 /**
  * The value a write gives the tenant column, if it is that literal exactly: a constant, bare or
- * cast to text, varchar, int4, int8 or uuid without a length. literalValue looks through any
- * cast, but the server applies it: `'acme-eu'::varchar(4)` writes 'acme', `'acme'::char` 'a'.
+ * cast without a length to a type of `keeping` (tenantKeepingCasts). literalValue looks through
+ * any cast, but the server applies it: `'acme-eu'::varchar(4)` writes 'acme', `'acme'::char` 'a'.
  */
-export function exactLiteralValue(node: unknown): string | undefined {
+export function exactLiteralValue(node: unknown, keeping: ReadonlySet<string>): string | undefined {
   if (nodeType(node) === 'TypeCast') {
     const cast = (node as { TypeCast: { arg: unknown; typeName: Record<string, unknown> } }).TypeCast;
     const t = cast.typeName;
@@ -263,7 +275,7 @@ export function exactLiteralValue(node: unknown): string | undefined {
       !(t.arrayBounds as unknown[] | undefined)?.length &&
       t.setof !== true &&
       t.pct_type !== true;
-    return schemaOk && plain && VALUE_KEEPING_TYPES.has(type) ? exactLiteralValue(cast.arg) : undefined;
+    return schemaOk && plain && keeping.has(type) ? exactLiteralValue(cast.arg, keeping) : undefined;
   }
   return nodeType(node) === 'A_Const' ? literalValue(node) : undefined;
 }

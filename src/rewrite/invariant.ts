@@ -11,7 +11,7 @@ import {
 import type { Catalog } from '../policy/catalog.js';
 import { needsSubquery, type EffectivePolicy, type TablePolicy } from '../policy/effective.js';
 import type { ParamCheck } from '../policy/verdict.js';
-import { exactLiteralValue, literalValue } from './expr.js';
+import { exactLiteralValue, literalValue, tenantKeepingCasts } from './expr.js';
 import type { Scope } from './context.js';
 import { cteBodyScope, resolveRelation } from './resolve.js';
 import { isSafe, ownColumns, rejectsNull, writeRelations, type ColumnTypes } from './safe-conjuncts.js';
@@ -72,7 +72,8 @@ export function checkInvariant(
 
   /** The caller's tenant exactly: a literal, pgwarden's own typed one, or a checked parameter. */
   const tenantValueOk = (v: unknown, t: TablePolicy): boolean => {
-    if (exactLiteralValue(v) === tenant || sameTree(v, tenantValue(t, tenant))) return true;
+    const keeping = tenantKeepingCasts(t.tenantColumn?.type ?? '');
+    if (exactLiteralValue(v, keeping) === tenant || sameTree(v, tenantValue(t, tenant))) return true;
     const p = (v as { ParamRef?: { number: number } } | undefined)?.ParamRef;
     return p !== undefined && checkedParams.has(p.number);
   };
@@ -149,6 +150,28 @@ export function checkInvariant(
       arms?.length !== 1 ||
       !arms[0] ||
       !sameTree(arms[0].CaseWhen.expr, exists)
+    )
+      return false;
+    if (!sameTree(c.defresult, { A_Const: { boolval: {} } })) return false;
+    trusted.add(b.args[0]);
+    trusted.add(arms[0].CaseWhen.expr);
+    return true;
+  };
+
+  /** Proves `where` is parentConflictFilter(t, tenant, refname, W) and trusts its checks. */
+  const conflictGuarded = (where: unknown, t: TablePolicy, refname: string): boolean => {
+    const b = (where as { BoolExpr?: { boolop: string; args: unknown[] } } | undefined)?.BoolExpr;
+    if (b?.boolop !== 'AND_EXPR' || b.args.length !== 2) return false;
+    if (!sameTree(b.args[0], parentFilter(t, tenant, [refname]))) return false;
+    const c = (b.args[1] as { CaseExpr?: Body }).CaseExpr;
+    const arms = c?.args as { CaseWhen: { expr: unknown } }[] | undefined;
+    const locked = parentRowExists(t, tenant, columnRef(refname, t.parent?.foreignKey ?? ''), true);
+    if (
+      !c ||
+      c.arg !== undefined ||
+      arms?.length !== 1 ||
+      !arms[0] ||
+      !sameTree(arms[0].CaseWhen.expr, locked)
     )
       return false;
     if (!sameTree(c.defresult, { A_Const: { boolval: {} } })) return false;
@@ -340,8 +363,8 @@ export function checkInvariant(
     }
     const oc = body.onConflictClause as Body | undefined;
     if (oc?.action === 'ONCONFLICT_UPDATE') {
-      if (!parentGuarded(oc.whereClause, t, refname, () => undefined))
-        fail(`ON CONFLICT DO UPDATE on ${t.qname} lacks the parent filter`);
+      if (!conflictGuarded(oc.whereClause, t, refname))
+        fail(`ON CONFLICT DO UPDATE on ${t.qname} lacks the locked parent check`);
       if (assignsKey(oc.targetList)) fail(`${t.qname}.${fk ?? ''} is assigned`);
     }
   }

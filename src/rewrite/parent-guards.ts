@@ -9,6 +9,7 @@ import { parentFilter, parseTypeNameCache, relation, tenantFilter } from './scop
  */
 
 const falseConst = (): Node => ({ A_Const: { boolval: {} } });
+const trueConst = (): Node => ({ A_Const: { boolval: { boolval: true } } });
 
 /**
  * The WHERE of an UPDATE or DELETE on a parent-scoped table:
@@ -33,6 +34,25 @@ export function parentWriteFilter(
   const f = parentFilter(t, tenant, [refname]);
   const exists = (): Node => parentRowExists(t, tenant, columnRef(refname, parentOf(t).foreignKey));
   return guarded(f, hoisted, exists, where);
+}
+
+/**
+ * The WHERE of ON CONFLICT DO UPDATE on a parent-scoped table: `<parent filter> AND CASE WHEN
+ * EXISTS (<its parent row in the tenant> FOR KEY SHARE) THEN <agent's WHERE, or true> ELSE false
+ * END`. The conflicting row is the latest version, newer than the statement's snapshot, which the
+ * parent filter reads: a parent the tenant deleted after the snapshot, and another tenant
+ * re-created with the same key (and a child row under it), would still pass. Locking the parent
+ * row reads its latest version, and a deleted one fails the check.
+ */
+export function parentConflictFilter(
+  t: TablePolicy,
+  tenant: string,
+  refname: string,
+  where: Node | undefined,
+): Node {
+  const f = parentFilter(t, tenant, [refname]);
+  const exists = (): Node => parentRowExists(t, tenant, columnRef(refname, parentOf(t).foreignKey), true);
+  return guarded(f, [], exists, where ?? trueConst());
 }
 
 /**

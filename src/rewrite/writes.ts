@@ -14,10 +14,10 @@ import {
 import type { TablePolicy } from '../policy/effective.js';
 import type { ParamCheck } from '../policy/verdict.js';
 import { Denial, type RewriteContext, type Scope, type WriteTarget } from './context.js';
-import { exactLiteralValue, literalValue, visitValue } from './expr.js';
+import { exactLiteralValue, literalValue, tenantKeepingCasts, visitValue } from './expr.js';
 import { resolveRelation } from './resolve.js';
 import { conjuncts, safeConjuncts, writeRelations } from './safe-conjuncts.js';
-import { parentKeyGuard, parentWriteFilter, tenantGuard } from './parent-guards.js';
+import { parentConflictFilter, parentKeyGuard, parentWriteFilter, tenantGuard } from './parent-guards.js';
 import { tenantValue } from './scoped.js';
 import { notListed, processWith, rewriteFromItem, rewriteSelect, tableFor } from './select.js';
 import type { AccessKind } from '../policy/rules-schema.js';
@@ -155,10 +155,11 @@ const paramTypes: Record<string, ParamCheck['type']> = {
 function checkTenantValue(value: unknown, t: TablePolicy, ctx: RewriteContext): void {
   const col = t.tenantColumn;
   if (!col) return;
-  const lit = exactLiteralValue(value);
+  const keeping = tenantKeepingCasts(col.type);
+  const lit = exactLiteralValue(value, keeping);
   if (lit === undefined && literalValue(value) !== undefined)
     throw new Denial(
-      `${t.qname}.${col.name} may only be set to your tenant '${ctx.tenant}' as a literal, bare or cast to text, varchar, int4, int8 or uuid without a length (a cast can change the value written); leave it out and pgwarden fills it in`,
+      `${t.qname}.${col.name} may only be set to your tenant '${ctx.tenant}' as a literal, bare${keeping.size ? ` or cast to ${[...keeping].join(' or ')} without a length` : ''} (a cast can change the value written); leave it out and pgwarden fills it in`,
       'tenant_value_unchecked',
       { ruleId: `tables.${t.qname}` },
     );
@@ -454,7 +455,10 @@ function rewriteInsert(body: Body, ctx: RewriteContext, scope: Scope | undefined
       enterTarget(ctx, t, [refname]);
       checkAssignments(oc.targetList as Node[], t, ctx, scope);
       visitValue(oc.whereClause, ctx, scope);
-      oc.whereClause = filterFirst(t, ctx, refname, oc.whereClause);
+      oc.whereClause =
+        t.scope === 'parent'
+          ? parentConflictFilter(t, ctx.tenant, refname, oc.whereClause as Node | undefined)
+          : filterFirst(t, ctx, refname, oc.whereClause);
       ctx.writeTarget = undefined;
     } else if (oc.action !== 'ONCONFLICT_NOTHING')
       throw new Denial('unsupported ON CONFLICT action', 'unsupported_syntax');
