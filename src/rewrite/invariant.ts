@@ -46,6 +46,20 @@ export function checkInvariant(
     return policy.tables.get(r.qname) ?? 'unknown';
   };
 
+  /** The WHEN of `n` if `n` is `CASE WHEN <when> THEN … ELSE false END`, the guards' form. */
+  const caseGuardWhen = (n: unknown, when: unknown): unknown => {
+    const c = (n as { CaseExpr?: Body } | undefined)?.CaseExpr;
+    const arm = (c?.args as { CaseWhen: { expr: unknown } }[] | undefined)?.[0];
+    const ok =
+      c !== undefined &&
+      c.arg === undefined &&
+      (c.args as unknown[] | undefined)?.length === 1 &&
+      arm !== undefined &&
+      sameTree(arm.CaseWhen.expr, when) &&
+      sameTree(c.defresult, { A_Const: { boolval: {} } });
+    return ok ? arm.CaseWhen.expr : undefined;
+  };
+
   /**
    * Proves `where` is tenantGuard(t, tenant, refname, W, hoisted): the filter alone, or the
    * filter, conditions that cannot raise, and CASE WHEN <filter> THEN W ELSE false END.
@@ -58,16 +72,7 @@ export function checkInvariant(
     if (!b.args.slice(1, -1).every((h) => isSafe(h as Node, typeOf))) return false;
     // Nothing left to guard: every condition after the filter is one that cannot raise.
     if (isSafe(b.args[b.args.length - 1] as Node, typeOf)) return true;
-    const c = (b.args[b.args.length - 1] as { CaseExpr?: Body }).CaseExpr;
-    const arms = c?.args as { CaseWhen: { expr: unknown } }[] | undefined;
-    return (
-      c !== undefined &&
-      c.arg === undefined &&
-      arms?.length === 1 &&
-      arms[0] !== undefined &&
-      sameTree(arms[0].CaseWhen.expr, f) &&
-      sameTree(c.defresult, { A_Const: { boolval: {} } })
-    );
+    return caseGuardWhen(b.args[b.args.length - 1], f) !== undefined;
   };
 
   /** The caller's tenant exactly: a literal, pgwarden's own typed one, or a checked parameter. */
@@ -141,20 +146,11 @@ export function checkInvariant(
       trusted.add(b.args[0]);
       return true;
     }
-    const c = (b.args[b.args.length - 1] as { CaseExpr?: Body }).CaseExpr;
-    const arms = c?.args as { CaseWhen: { expr: unknown } }[] | undefined;
     const exists = parentRowExists(t, tenant, columnRef(refname, t.parent?.foreignKey ?? ''));
-    if (
-      !c ||
-      c.arg !== undefined ||
-      arms?.length !== 1 ||
-      !arms[0] ||
-      !sameTree(arms[0].CaseWhen.expr, exists)
-    )
-      return false;
-    if (!sameTree(c.defresult, { A_Const: { boolval: {} } })) return false;
+    const when = caseGuardWhen(b.args[b.args.length - 1], exists);
+    if (when === undefined) return false;
     trusted.add(b.args[0]);
-    trusted.add(arms[0].CaseWhen.expr);
+    trusted.add(when);
     return true;
   };
 
@@ -163,20 +159,11 @@ export function checkInvariant(
     const b = (where as { BoolExpr?: { boolop: string; args: unknown[] } } | undefined)?.BoolExpr;
     if (b?.boolop !== 'AND_EXPR' || b.args.length !== 2) return false;
     if (!sameTree(b.args[0], parentFilter(t, tenant, [refname]))) return false;
-    const c = (b.args[1] as { CaseExpr?: Body }).CaseExpr;
-    const arms = c?.args as { CaseWhen: { expr: unknown } }[] | undefined;
     const locked = parentRowExists(t, tenant, columnRef(refname, t.parent?.foreignKey ?? ''), true);
-    if (
-      !c ||
-      c.arg !== undefined ||
-      arms?.length !== 1 ||
-      !arms[0] ||
-      !sameTree(arms[0].CaseWhen.expr, locked)
-    )
-      return false;
-    if (!sameTree(c.defresult, { A_Const: { boolval: {} } })) return false;
+    const when = caseGuardWhen(b.args[1], locked);
+    if (when === undefined) return false;
     trusted.add(b.args[0]);
-    trusted.add(arms[0].CaseWhen.expr);
+    trusted.add(when);
     return true;
   };
 
