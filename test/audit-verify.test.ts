@@ -73,6 +73,25 @@ beforeAll(async () => {
 afterAll(() => store.close());
 
 describe('audit verify', () => {
+  it('reads an outcome whose error message ends in half of a surrogate pair (found by the red team)', async () => {
+    // pgwarden cut long server errors by UTF-16 unit: an agent could put half an emoji at the cut,
+    // which PostgreSQL's jsonb refuses, and verify read outcome times through jsonb: it failed for
+    // good. New records are cut whole (clip.ts); verify no longer reads bodies as jsonb.
+    const log = await startDecisionLog(store.config({}), {
+      instanceId: 'surrogate',
+      upstreamUrl: db.url,
+      logger,
+    });
+    const r = sampleRecord({ instanceId: 'surrogate', sessionId: 's', seq: 0 });
+    log.decide(r);
+    log.complete(
+      sampleOutcome(r, { sqlstate: '22P02', errorMessage: `invalid input: "${'😀'.repeat(3)}\ud83d` }),
+    );
+    await log.flushToStore();
+    await log.close();
+    expect(await verifyInstance(reader.pool, 'surrogate', undefined)).toMatchObject({ ok: true });
+  });
+
   it('reports an edited record body as altered, at that record', async () => {
     const ids = await chain('v-edit', 10);
     await db.sql(

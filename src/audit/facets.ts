@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { headOf } from './clip.js';
 
 /**
  * Search facets of a decision: one text per value a responder filters on, prefixed by its kind.
@@ -33,10 +34,7 @@ export const FACET_MAX_CHARS = 200;
  */
 export function facetValue(value: string): string {
   if (value.length <= FACET_MAX_CHARS) return value;
-  let head = value.slice(0, FACET_MAX_CHARS);
-  // Never end on half a surrogate pair: the store would refuse the invalid UTF-16.
-  const last = head.charCodeAt(head.length - 1);
-  if (last >= 0xd800 && last <= 0xdbff) head = head.slice(0, -1);
+  const head = headOf(value, FACET_MAX_CHARS);
   const digest = createHash('sha256').update(value, 'utf8').digest('hex').slice(0, 32);
   return `${head}#${digest}`;
 }

@@ -73,6 +73,21 @@ describe('verifying NDJSON lines and spools without the store', () => {
     expect(swapped.problem?.kind).toBe('reordered');
   });
 
+  it('reports a line given a second key that a first-key reader would see (found by the red team)', async () => {
+    // JSON.parse keeps the last of two equal keys, so the parsed line looked intact; a SIEM that
+    // keeps the first sees level 30 on a denial, or a forged record.
+    const level = await check((ls) =>
+      ls.map((l, i) => (i === 10 ? l.replace('{"level":30,', '{"level":30,"\\u006cevel":30,') : l)),
+    );
+    expect(level.problem).toMatchObject({ kind: 'altered', message: expect.stringContaining('bytes') });
+    const forged = await check((ls) =>
+      ls.map((l, i) =>
+        i === 12 ? l.replace('"record":', '"\\u0072ecord":{"verdict":"allow"},"record":') : l,
+      ),
+    );
+    expect(forged.problem?.kind).toBe('altered');
+  });
+
   it('through the CLI: exit 0 when intact, 1 when not', async () => {
     const io = { stdout: () => {}, stderr: () => {} };
     expect(await auditCommand(['verify', '--ndjson', ndjson], io)).toBe(0);

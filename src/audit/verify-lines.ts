@@ -1,7 +1,7 @@
 import { createReadStream, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { isWarning, parseEntryLine, type SpoolEntry } from './canonical.js';
+import { entryLine, isWarning, parseEntryLine, type SpoolEntry } from './canonical.js';
 import { linkHash, linkMac } from './chain.js';
 import type { DecisionRecord } from './record.js';
 import { listSegments } from './spool-layout.js';
@@ -171,6 +171,11 @@ function outerMismatch(line: string, e: SpoolEntry): string | null {
     return 'instance';
   const keys = [...HEADER_KEYS, e.type === 'decision' ? 'record' : 'outcome'];
   if (Object.keys(v).length !== keys.length || keys.some((k) => !(k in v))) return 'set of fields';
+  // Parsed values hide what a reader that keeps the first of two equal keys, or reads escapes
+  // differently, would see: the line must be exactly the one pgwarden writes for this entry.
+  const link = { seq: e.seq, prev: e.prev, hash: e.hash, mac: e.mac };
+  if (entryLine(e.type, e.instance, String(v.time), warn, link, e.body) !== `${line.replace(/\n$/, '')}\n`)
+    return 'bytes';
   return null;
 }
 

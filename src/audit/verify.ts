@@ -64,7 +64,8 @@ interface LinkRow {
   body: string;
   type: 'decision' | 'outcome';
   id: string;
-  time: Date;
+  /** Null for an outcome kept in its decision's row: reading it from the body would need jsonb. */
+  time: Date | null;
   kind: string | null;
   session_id: string | null;
   rseq: number | null;
@@ -88,7 +89,7 @@ SELECT chain_seq AS seq, prev_hash AS prev, hash, mac, body, 'decision' AS type,
 FROM pgwarden_decisions WHERE instance_id = $1 AND chain_seq >= $2 AND chain_seq < $3
 UNION ALL
 SELECT outcome_chain_seq, outcome_prev_hash, outcome_hash, outcome_mac, outcome_body, 'outcome', id,
-  (outcome_body::jsonb->>'time')::timestamptz, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  NULL::timestamptz, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
   command, rows::text, upstream_micros::text, sqlstate
 FROM pgwarden_decisions WHERE instance_id = $1 AND outcome_chain_seq >= $2 AND outcome_chain_seq < $3
 UNION ALL
@@ -113,7 +114,7 @@ function columnMismatch(row: LinkRow, body: Record<string, unknown>, instance: s
   if (row.type === 'decision') {
     const checks: [string, unknown, unknown][] = [
       ['id', row.id, body.id],
-      ['time', row.time.getTime(), Date.parse(String(body.time))],
+      ['time', row.time?.getTime() ?? null, Date.parse(String(body.time))],
       ['kind', row.kind, body.kind],
       ['session_id', row.session_id, body.sessionId],
       ['seq', row.rseq, body.seq],
@@ -129,7 +130,6 @@ function columnMismatch(row: LinkRow, body: Record<string, unknown>, instance: s
   }
   const checks: [string, unknown, unknown][] = [
     ['record_id', row.id, body.recordId],
-    ['time', row.time.getTime(), Date.parse(String(body.time))],
     ['command', row.command, body.command],
     ['rows', row.rows === null ? null : Number(row.rows), body.rows],
     [
@@ -139,6 +139,8 @@ function columnMismatch(row: LinkRow, body: Record<string, unknown>, instance: s
     ],
     ['sqlstate', row.sqlstate, body.sqlstate],
   ];
+  // An outcome kept in its decision's row has no time column of its own: the body's is the one.
+  if (row.time !== null) checks.push(['time', row.time.getTime(), Date.parse(String(body.time))]);
   for (const [col, a, b] of checks) if (!same(a, b)) return col;
   return null;
 }

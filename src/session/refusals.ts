@@ -3,6 +3,7 @@
  * would shorten, prepared-statement names already taken, declared parameter types that change what
  * a checked value means.
  */
+import { headOf } from '../audit/clip.js';
 import type { ErrorCode } from '../errors/registry.js';
 import type { SessionEffect, Verdict } from '../policy/verdict.js';
 import { declaredTypeProblem } from './param-types.js';
@@ -39,7 +40,7 @@ export function longNameRefusal(name: string): Verdict {
   return {
     ...refusal(
       'PGW_POLICY_DENIED',
-      `the name "${name.slice(0, 20)}..." is ${Buffer.byteLength(name)} bytes long; PostgreSQL keeps only the first ${MAX_NAME_BYTES} bytes of a statement or portal name, so pgwarden refuses longer ones: use a name of at most ${MAX_NAME_BYTES} bytes`,
+      `the name "${headOf(name, 20)}..." is ${Buffer.byteLength(name)} bytes long; PostgreSQL keeps only the first ${MAX_NAME_BYTES} bytes of a statement or portal name, so pgwarden refuses longer ones: use a name of at most ${MAX_NAME_BYTES} bytes`,
     ),
     reasons: ['name_too_long'],
   };

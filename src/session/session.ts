@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import type { SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import { serialize } from 'pg-protocol';
+import { headOf } from '../audit/clip.js';
 import type { DecisionRecord, DecisionSink } from '../audit/record.js';
 import type { Config } from '../config/schema.js';
 import { PgwardenError, errors } from '../errors/registry.js';
@@ -88,7 +89,7 @@ const MAX_RECORDED_ERROR = 4096;
 
 function clipped(message: string): string {
   if (message.length <= MAX_RECORDED_ERROR) return message;
-  return `${message.slice(0, MAX_RECORDED_ERROR)}... (${message.length} characters)`;
+  return `${headOf(message, MAX_RECORDED_ERROR)}... (${message.length} characters)`;
 }
 
 /** How long one session's pipelined messages may hold the event loop before others get a turn. */
