@@ -264,6 +264,12 @@ describe('decision search API', () => {
     expect((await bad('/api/v1/decisions?verdict=maybe')).statusCode).toBe(400);
     expect((await bad('/api/v1/decisions?cursor=garbage')).statusCode).toBe(400);
     expect((await bad('/api/v1/decisions?from=yesterday')).statusCode).toBe(400);
+    // Found by the red team: these were 500s and error lines in the log.
+    const cursor = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url');
+    expect((await bad(`/api/v1/decisions?cursor=${cursor(['not a time', 'x'])}`)).statusCode).toBe(400);
+    expect((await bad('/api/v1/decisions?q=a%00b')).statusCode).toBe(400);
+    expect((await bad('/api/v1/decisions/a%00b')).statusCode).toBe(400);
+    expect((await bad('/api/v1/sessions/a%00b')).statusCode).toBe(400);
     // The page and the OpenAPI document hold no data and need no token.
     expect((await app.inject({ url: '/' })).statusCode).toBe(200);
   });

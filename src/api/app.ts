@@ -116,6 +116,12 @@ export async function buildApiApp(api: AuditConfig['api'], deps: ApiDeps): Promi
     }
     if (err instanceof BadCursorError)
       return reply.code(400).send({ error: 'bad_request', message: err.message });
+    // A value the store refuses as data (class 22: a NUL in a path, a date out of range) is the
+    // request's fault, not the server's.
+    if (/^22/.test(String((err as { code?: unknown }).code ?? '')))
+      return reply
+        .code(400)
+        .send({ error: 'bad_request', message: 'the store refused a value of the request' });
     if (storeUnavailable(err)) {
       req.log.warn({ err: (err as Error).message }, 'audit store unavailable');
       return reply.code(503).send({ error: 'store_unavailable' });

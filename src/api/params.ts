@@ -1,7 +1,12 @@
 import { z } from 'zod';
 import type { DecisionFilter } from '../audit/filter.js';
 
-const text = z.string().min(1).max(1000);
+// NUL never occurs in stored text, and PostgreSQL refuses it in a query parameter.
+const text = z
+  .string()
+  .min(1)
+  .max(1000)
+  .regex(/^[^\0]*$/, 'must not contain NUL');
 const time = z.iso.datetime({ offset: true });
 
 /** Query parameters every search-like endpoint accepts. Unknown parameters are errors. */

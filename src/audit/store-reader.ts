@@ -71,9 +71,9 @@ export class BadCursorError extends Error {}
 function decodeCursor(c: string): [string, string] {
   try {
     const v = JSON.parse(Buffer.from(c, 'base64url').toString('utf8')) as unknown;
-    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'string') {
+    const ok = (x: unknown): x is string => typeof x === 'string' && !x.includes('\0');
+    if (Array.isArray(v) && v.length === 2 && ok(v[0]) && ok(v[1]) && !Number.isNaN(Date.parse(v[0])))
       return [v[0], v[1]];
-    }
   } catch {
     // fall through
   }
