@@ -18,6 +18,9 @@ describe('CSV cells', () => {
     expect(csvCell('@SUM(A1)')).toBe("'@SUM(A1)");
     expect(csvCell('\t=1')).toBe("'\t=1");
     expect(csvCell('\r=1')).toBe(`"'\r=1"`);
+    // Found by the red team: an import that trims cells would run these.
+    expect(csvCell('  =1+1')).toBe("'  =1+1");
+    expect(csvCell(' SELECT 1')).toBe(' SELECT 1');
   });
 
   it('quote cells holding ; so a ;-separated spreadsheet does not split them into a formula', () => {
