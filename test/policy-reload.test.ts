@@ -2,12 +2,14 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { serialize } from 'pg-protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCatalog } from '../src/policy/catalog.js';
 import { createReloadableJudge, type ReloadableJudge } from '../src/policy/reloadable.js';
 import { loadParser } from '../src/sql/parse.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
+import { RawClient } from './support/raw-client.js';
 
 /**
  * Rules reloaded while sessions hold prepared statements and cursors: the server runs the SQL
@@ -91,6 +93,35 @@ describe('a reload that withdraws a column', () => {
       await c.query('PREPARE p AS SELECT id FROM customers WHERE id = 2');
       expect((await c.query('EXECUTE p')).rows).toEqual([{ id: '2' }]);
     } finally {
+      writeFileSync(rulesFile(), original);
+      await policy.reload();
+      await c.end();
+    }
+  });
+
+  it('an EXECUTE waiting for the judge thread while the rules change is judged under the new ones', async () => {
+    // Found by the review: the thread judged it with the new rules but the session state sent
+    // before the reload (its rules version included), so the old PREPARE passed, and the session
+    // took the answer as the new rules' word.
+    const c = new pg.Client({
+      connectionString: await proxy.url({ tenant: 'acme', human: 'alice@acme.test' }),
+    });
+    await c.connect();
+    const busy = await RawClient.connect(proxy.port);
+    const original = readFileSync(rulesFile(), 'utf8');
+    try {
+      await busy.login('support-bot', db.name, await proxy.token({ tenant: 'acme', human: 'bob@acme.test' }));
+      await c.query('PREPARE p AS SELECT name FROM customers WHERE id = 2');
+      // Keeps the judge thread busy for a second or more: 7,000 rows into a parent-scoped table
+      // (under limits.maxQueryBytes, 128 KB). It is left to the thread when the test ends.
+      const rows = Array.from({ length: 7000 }, () => `(999999,'R',1)`).join(',');
+      busy.send(serialize.query(`INSERT INTO order_items (order_id, sku, qty) VALUES ${rows}`));
+      await new Promise((r) => setTimeout(r, 100));
+      const executed = c.query('EXECUTE p');
+      await reloadWith((yaml) => yaml.replace('deny: [ssn]', 'deny: [ssn, name]'));
+      await expect(executed).rejects.toMatchObject({ code: '0A000' });
+    } finally {
+      busy.close();
       writeFileSync(rulesFile(), original);
       await policy.reload();
       await c.end();

@@ -20,6 +20,8 @@ describe('CSV cells', () => {
     expect(csvCell('\r=1')).toBe(`"'\r=1"`);
     // Found by the red team: an import that trims cells would run these.
     expect(csvCell('  =1+1')).toBe("'  =1+1");
+    for (const ws of ['\v', '\f', '\u00a0', '\u2003', '\u3000', '\ufeff'])
+      expect(csvCell(`${ws}=1`)).toBe(`'${ws}=1`);
     expect(csvCell(' SELECT 1')).toBe(' SELECT 1');
   });
 

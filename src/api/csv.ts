@@ -33,8 +33,8 @@ export const CSV_COLUMNS = [
 export function csvCell(v: unknown): string {
   if (v === null || v === undefined) return '';
   let s = Array.isArray(v) ? v.join(';') : String(v);
-  // Leading spaces too: an import that trims cells would start the formula.
-  if (/^[ ]*[=+\-@\t\r]/.test(s)) s = `'${s}`;
+  // Leading whitespace too (any an import's trim removes): the formula would start after it.
+  if (/^\s*[=+\-@\t\r]/.test(s)) s = `'${s}`;
   return /[",;\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 

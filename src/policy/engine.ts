@@ -21,6 +21,12 @@ export interface PolicyJudgeOptions {
   readonly cacheSize?: number;
   /** Characters of SQL (agent's and rewritten) per cache. Default 32 Mi. */
   readonly cacheChars?: number;
+  /**
+   * Which rules these are (Judge.rulesVersion): EXECUTE and FETCH of names prepared under others
+   * are refused. The judge's own, never the caller's: the session state a statement is sent with
+   * may be older than the rules that judge it. Default 0.
+   */
+  readonly rulesVersion?: number;
 }
 
 /** An entry's own text: the rewritten SQL, or its template's pieces. */
@@ -264,6 +270,7 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
         cacheable: true,
       };
     const ctx = new RewriteContext(policy, catalog, tenant, jc.protocol, jc.session);
+    ctx.rulesVersion = opts.rulesVersion ?? 0;
     const lk = literalShape(sql);
     const before = JSON.stringify(stmts);
     try {

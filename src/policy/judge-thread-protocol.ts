@@ -8,6 +8,8 @@ export interface PolicyInputs {
   readonly rules: Rules;
   readonly catalog: Catalog;
   readonly searchPath: string;
+  /** PolicyJudgeOptions.rulesVersion. */
+  readonly rulesVersion?: number;
 }
 
 export type ToJudgeThread =

@@ -18,7 +18,10 @@ let generation = 0;
 port.on('message', (m: ToJudgeThread) => {
   if (m.type === 'policy') {
     const first = judge === undefined;
-    judge = createPolicyJudge(m.inputs.rules, m.inputs.catalog, { searchPath: m.inputs.searchPath });
+    judge = createPolicyJudge(m.inputs.rules, m.inputs.catalog, {
+      searchPath: m.inputs.searchPath,
+      rulesVersion: m.inputs.rulesVersion,
+    });
     generation = m.generation;
     // Judging time is counted from here: starting a thread is not the statement's fault.
     if (first) port.postMessage({ type: 'ready' } satisfies FromJudgeThread);

@@ -41,6 +41,7 @@ export async function buildJudge(
   catalog: () => Promise<Catalog>,
   searchPath: string,
   tokenTenantClaim?: string,
+  rulesVersion = 0,
 ): Promise<{ judge: PolicyJudge; rules: Rules; catalog: Catalog }> {
   const rules = await loadRules(rulesPaths);
   const mismatch = tenantClaimMismatch(rules, tokenTenantClaim);
@@ -48,7 +49,7 @@ export async function buildJudge(
   const cat = await catalog();
   const problems = checkRulesAgainstCatalog(rules, cat);
   if (problems.length > 0) throw new RulesError(problems);
-  return { judge: createPolicyJudge(rules, cat, { searchPath }), rules, catalog: cat };
+  return { judge: createPolicyJudge(rules, cat, { searchPath, rulesVersion }), rules, catalog: cat };
 }
 
 /**
@@ -67,17 +68,22 @@ export async function createReloadableJudge(opts: {
   /** How long the judge thread may take over one statement (limits.judgeTimeoutMs). */
   judgeTimeoutMs?: number;
 }): Promise<ReloadableJudge> {
-  const build = (): ReturnType<typeof buildJudge> =>
-    buildJudge(opts.rulesPaths, opts.loadCatalog, opts.searchPath, opts.tenantClaim);
+  const build = (rulesVersion: number): ReturnType<typeof buildJudge> =>
+    buildJudge(opts.rulesPaths, opts.loadCatalog, opts.searchPath, opts.tenantClaim, rulesVersion);
   const thread = opts.offThread
     ? new JudgeThread(opts.logger, { timeoutMs: opts.judgeTimeoutMs ?? 3000 })
     : undefined;
-  const first = await build();
-  let current = first.judge;
-  thread?.setPolicy({ rules: first.rules, catalog: first.catalog, searchPath: opts.searchPath });
-  let generation = 0;
   /** Counts the rules put in force: sessions compare it with their prepared statements'. */
   let version = 0;
+  const first = await build(version);
+  let current = first.judge;
+  thread?.setPolicy({
+    rules: first.rules,
+    catalog: first.catalog,
+    searchPath: opts.searchPath,
+    rulesVersion: version,
+  });
+  let generation = 0;
   const judge: Judge = {
     get rulesVersion() {
       return version;
@@ -101,12 +107,18 @@ export async function createReloadableJudge(opts: {
   const reload = async (): Promise<{ ok: boolean; error?: string }> => {
     const mine = ++generation;
     try {
-      const next = await build();
+      // Only the newest reload is put in force, so the version it is built as is the next one.
+      const next = await build(version + 1);
       // A slower, older reload must not overwrite a newer one.
       if (mine !== generation) return { ok: false, error: 'superseded by a newer reload' };
       current = next.judge;
       version++;
-      thread?.setPolicy({ rules: next.rules, catalog: next.catalog, searchPath: opts.searchPath });
+      thread?.setPolicy({
+        rules: next.rules,
+        catalog: next.catalog,
+        searchPath: opts.searchPath,
+        rulesVersion: version,
+      });
       opts.logger?.info(
         { event: 'rules_loaded', tables: Object.keys(next.rules.tables).length },
         'rules loaded',

@@ -71,18 +71,16 @@ export interface SessionPolicyState {
    * version of the rules it was judged under (Judge.rulesVersion).
    */
   readonly preparedStatements: ReadonlyMap<string, number>;
-  /** Cursors (DECLARE) pgwarden judged in this session, with their rules' version. */
-  readonly cursors: ReadonlyMap<string, number>;
   /**
-   * The version of the rules in force: a prepared statement or cursor judged under other rules
-   * may no longer be used (it runs the SQL those rules allowed).
+   * Cursors (DECLARE) pgwarden judged in this session, with their rules' version. A name judged
+   * under other rules than the judge's may no longer be used: it runs the SQL those allowed.
    */
-  readonly rulesVersion: number;
+  readonly cursors: ReadonlyMap<string, number>;
 }
 
 /** The state of a session that has prepared nothing yet. */
 export function freshSessionState(): SessionPolicyState {
-  return { preparedStatements: new Map(), cursors: new Map(), rulesVersion: 0 };
+  return { preparedStatements: new Map(), cursors: new Map() };
 }
 
 export interface JudgeContext {

@@ -76,6 +76,9 @@ export class RewriteContext {
   /** The row limit of the tables a top-level SELECT reads (smallest wins). */
   rowLimit: number | undefined;
 
+  /** The version of the rules judging (PolicyJudgeOptions.rulesVersion). */
+  rulesVersion = 0;
+
   constructor(
     readonly policy: EffectivePolicy,
     readonly catalog: Catalog,

@@ -171,7 +171,7 @@ export function rewriteStatement(stmt: Node, ctx: RewriteContext): void {
           'unknown_prepared',
         );
       // It runs the SQL the rules of its PREPARE allowed, which the rules in force may not.
-      if (judgedUnder !== ctx.session.rulesVersion)
+      if (judgedUnder !== ctx.rulesVersion)
         throw new Denial(
           `the rules changed since ${name} was prepared; DEALLOCATE ${name} and PREPARE it again`,
           'rules_changed',
@@ -195,7 +195,7 @@ export function rewriteStatement(stmt: Node, ctx: RewriteContext): void {
           `cursor ${name} was not declared through pgwarden in this session`,
           'unknown_cursor',
         );
-      if (judgedUnder !== ctx.session.rulesVersion)
+      if (judgedUnder !== ctx.rulesVersion)
         throw new Denial(
           `the rules changed since cursor ${name} was declared; CLOSE ${name} and DECLARE it again`,
           'rules_changed',

@@ -34,7 +34,6 @@ export class SessionNames {
   readonly policyState = {
     preparedStatements: new Map<string, number>(),
     cursors: new Map<string, number>(),
-    rulesVersion: 0,
   };
   readonly mirror = {
     statements: new MirroredNames(mapStore(this.statements)),

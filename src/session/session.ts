@@ -611,8 +611,6 @@ export class Session {
   }
 
   private contextFor(mode: 'simple' | 'extended'): JudgeContext {
-    // EXECUTE and FETCH of names made under replaced rules are refused (rewrite/statement.ts).
-    this.names.policyState.rulesVersion = this.rulesVersion;
     const maxStatements = this.deps.config.limits.maxStatementsPerQuery;
     const session = this.names.policyState;
     const identity = this.party.identity!;
@@ -653,7 +651,12 @@ export class Session {
     const { judge } = this.deps;
     if (!judge.judgeOffThread) return false;
     if (this.skipUntilSync) return false;
-    if (this.offThread?.message === m) return this.offThread.judgement === undefined;
+    const o = this.offThread;
+    if (o?.message === m) {
+      if (o.judgement === undefined) return true;
+      if (o.rulesVersion === this.rulesVersion) return false;
+      // Answered under rules replaced since: asked again, off the event loop, under the new ones.
+    }
     const { judgeOffThreadBytes, maxQueryBytes } = this.deps.config.limits;
     let mode: 'simple' | 'extended' = 'extended';
     let parse: fm.ParseMessage | undefined;
@@ -688,7 +691,7 @@ export class Session {
       .then((judgement) => {
         if (this.offThread !== job || this.closed) return;
         job.judgement = judgement;
-        // The thread judges with the rules in force when it answers (judge-thread-client.ts).
+        // The thread answers with the rules in force when it answers (judge-thread-client.ts).
         job.rulesVersion = this.rulesVersion;
         this.continueReading();
       });
