@@ -11,6 +11,8 @@ import { createReloadableJudge } from '../policy/reloadable.js';
 import { loadParser } from '../sql/parse.js';
 import { startPgwarden, type RunningPgwarden } from '../server.js';
 import type { CliIo } from './io.js';
+import { unlockableParents } from '../policy/lock-privileges.js';
+import { loadRules } from '../policy/rules-load.js';
 
 export interface Started {
   readonly proxy: RunningPgwarden;
@@ -49,6 +51,11 @@ export async function startFromConfig(config: Config, logger: Logger): Promise<S
     offThread: config.limits.judgeThread,
     judgeTimeoutMs: config.limits.judgeTimeoutMs,
   });
+  for (const table of await unlockableParents(url, await loadRules(config.rules.paths)))
+    logger.error(
+      { event: 'parent_lock_privilege', table },
+      `pgwarden's database user cannot lock rows of ${table} (it needs UPDATE on some column): every INSERT and upsert into a table scoped through it will fail; grant it (docs/rules.md)`,
+    );
   const stopWatching = policy.watch();
   const instanceId = instanceIdOf(config);
   const log = await startDecisionLog(config.audit, { instanceId, upstreamUrl: url, logger });

@@ -1,0 +1,39 @@
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { unlockableParents } from '../src/policy/lock-privileges.js';
+import { loadRules } from '../src/policy/rules-load.js';
+import { createTestDatabase, type TestDatabase } from './support/db.js';
+
+/**
+ * The parent-key guards lock the parent row (FOR KEY SHARE), which PostgreSQL allows only with
+ * UPDATE on some column of the parent: found by the review, a least-privilege user could no
+ * longer insert into order_items at all, with nothing saying why. pgwarden names such tables at start.
+ */
+let db: TestDatabase;
+const role = `pgw_limited_${process.pid}`;
+
+beforeAll(async () => {
+  db = await createTestDatabase('lock_privileges');
+  await db.sql(readFileSync('src/demo/seed.sql', 'utf8'));
+  await db.sql(`CREATE ROLE ${role} LOGIN PASSWORD 'limited'`);
+  await db.sql(`GRANT SELECT ON public.orders TO ${role}`);
+  await db.sql(`GRANT SELECT, INSERT ON public.order_items TO ${role}`);
+});
+afterAll(async () => {
+  await db.sql(`DROP OWNED BY ${role}`);
+  await db.sql(`DROP ROLE ${role}`);
+  await db.drop();
+});
+
+describe('parents pgwarden cannot lock', () => {
+  it('are named for a user without UPDATE on the parent, and none for one with it', async () => {
+    const rules = await loadRules(['rules']);
+    const limited = new URL(db.url);
+    limited.username = role;
+    limited.password = 'limited';
+    expect(await unlockableParents(limited.toString(), rules)).toEqual(['public.orders']);
+    await db.sql(`GRANT UPDATE (status) ON public.orders TO ${role}`);
+    expect(await unlockableParents(limited.toString(), rules)).toEqual([]);
+    expect(await unlockableParents(db.url, rules)).toEqual([]);
+  });
+});
