@@ -35,5 +35,15 @@ describe('parents pgwarden cannot lock', () => {
     await db.sql(`GRANT UPDATE (status) ON public.orders TO ${role}`);
     expect(await unlockableParents(limited.toString(), rules)).toEqual([]);
     expect(await unlockableParents(db.url, rules)).toEqual([]);
+    await db.sql(`REVOKE UPDATE (status) ON public.orders FROM ${role}`);
+    // A role's override may grant the insert the base rule does not (found by the review).
+    const items = rules.tables['public.order_items']!;
+    const byRole = {
+      ...rules,
+      tables: { ...rules.tables, 'public.order_items': { ...items, access: ['select' as const] } },
+      roles: { writer: { tables: { 'public.order_items': { access: ['insert' as const] } }, functions: [] } },
+    };
+    expect(await unlockableParents(limited.toString(), byRole)).toEqual(['public.orders']);
+    expect(await unlockableParents(limited.toString(), { ...byRole, roles: {} })).toEqual([]);
   });
 });

@@ -9,10 +9,15 @@ import type { Rules } from './rules-schema.js';
  * so pgwarden says so at start.
  */
 export async function unlockableParents(connectionString: string, rules: Rules): Promise<string[]> {
+  const writes = (access: readonly string[] | undefined): boolean =>
+    access?.some((a) => a === 'insert' || a === 'update') ?? false;
   const parents = new Set<string>();
-  for (const t of Object.values(rules.tables))
-    if (t.scope === 'parent' && t.parent && t.access.some((a) => a === 'insert' || a === 'update'))
-      parents.add(t.parent.table);
+  for (const [name, t] of Object.entries(rules.tables)) {
+    if (t.scope !== 'parent' || !t.parent) continue;
+    // A role's override may grant the writes the base rule does not.
+    const overrides = Object.values(rules.roles ?? {}).map((r) => r.tables[name]?.access);
+    if (writes(t.access) || overrides.some(writes)) parents.add(t.parent.table);
+  }
   if (parents.size === 0) return [];
   const client = new pg.Client({ connectionString });
   await client.connect();

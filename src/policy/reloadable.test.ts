@@ -85,6 +85,26 @@ describe('reloadable judge', () => {
     }
   });
 
+  it('moves rulesVersion only when the rules or catalog change (found by the review)', async () => {
+    // A reload of the same rules (SIGHUP, an editor's swap file in the rules directory) must not
+    // refuse every session's PREPAREd statements and cursors as prepared under other rules.
+    const dir = mkdtempSync(join(tmpdir(), 'pgw-reload-'));
+    writeFileSync(join(dir, 'rules.yaml'), products);
+    const r = await createReloadableJudge({
+      rulesPaths: [dir],
+      loadCatalog: async () => readCatalogSnapshot('grammar-tests/catalog.json'),
+      searchPath: 'public',
+    });
+    expect(r.judge.rulesVersion).toBe(0);
+    writeFileSync(join(dir, '.rules.yaml.swp'), 'not rules');
+    expect(await r.reload()).toEqual({ ok: true });
+    expect(r.judge.rulesVersion).toBe(0);
+    writeFileSync(join(dir, 'rules.yaml'), orders);
+    expect(await r.reload()).toEqual({ ok: true });
+    expect(r.judge.rulesVersion).toBe(1);
+    await r.close();
+  });
+
   it('refuses to start without valid rules', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pgw-reload-'));
     writeFileSync(join(dir, 'r.yaml'), 'version: 2\n');

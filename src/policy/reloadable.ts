@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { watch as watchPath } from 'node:fs';
 import type { Catalog } from './catalog.js';
 import { checkRulesAgainstCatalog } from './catalog.js';
@@ -33,6 +34,13 @@ export function tenantClaimMismatch(rules: Rules, tokenTenantClaim: string | und
     `the rules' tenant.claim is "${rules.tenant.claim}" but the config's auth.claims.tenant is ` +
     `"${tokenTenantClaim}"; they must name the same token claim`
   );
+}
+
+/** A digest of the rules and catalog a judge is built from. */
+function inputsKey(b: { rules: Rules; catalog: Catalog }): string {
+  return createHash('sha256')
+    .update(JSON.stringify([b.rules, b.catalog]))
+    .digest('hex');
 }
 
 /** Loads rules and catalog, checks one against the other and builds a judge; throws RulesError. */
@@ -77,6 +85,8 @@ export async function createReloadableJudge(opts: {
   let version = 0;
   const first = await build(version);
   let current = first.judge;
+  /** What the rules in force were built from: a reload of the same is no change (see reload). */
+  let currentInputs = inputsKey(first);
   thread?.setPolicy({
     rules: first.rules,
     catalog: first.catalog,
@@ -111,6 +121,14 @@ export async function createReloadableJudge(opts: {
       const next = await build(version + 1);
       // A slower, older reload must not overwrite a newer one.
       if (mine !== generation) return { ok: false, error: 'superseded by a newer reload' };
+      // The same rules and catalog (a SIGHUP, an editor's swap file in the rules directory): a
+      // new version would refuse every session's PREPAREd statements and cursors for nothing.
+      const key = inputsKey(next);
+      if (key === currentInputs) {
+        opts.logger?.info({ event: 'rules_unchanged' }, 'rules reloaded: nothing changed');
+        return { ok: true };
+      }
+      currentInputs = key;
       current = next.judge;
       version++;
       thread?.setPolicy({
