@@ -1,7 +1,7 @@
 import type { ErrorCode } from '../errors/registry.js';
 import { deeperThan, sameTree, type Node } from '../sql/ast.js';
 import { deparseStatements } from '../sql/deparse.js';
-import { agreesWithScanner, literalShape } from '../sql/literal-shape.js';
+import { agreesWithScanner, literalShape, type LiteralShape } from '../sql/literal-shape.js';
 import { fingerprint, parseSql, scanTokens } from '../sql/parse.js';
 import { Denial, RewriteContext } from '../rewrite/context.js';
 import { checkInvariant } from '../rewrite/invariant.js';
@@ -141,9 +141,7 @@ function reusedTenantParam(tree: unknown, ctx: RewriteContext): ParamCheck | und
  * the shape lexer does: then every statement of that key is read alike (see agreesWithScanner),
  * whatever lexer bug there may be. Runs once per new shape, on the judging path.
  */
-function scannerAgrees(sql: string): boolean {
-  const shape = literalShape(sql);
-  if (shape === undefined) return false;
+function scannerAgrees(sql: string, shape: LiteralShape): boolean {
   try {
     return agreesWithScanner(shape, scanTokens(sql));
   } catch {
@@ -393,7 +391,9 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
     sql: string,
     jc: JudgeContext,
     start: number,
-  ): { hit: Judgement; shapeKey?: undefined } | { hit?: undefined; shapeKey: string | undefined } {
+  ):
+    | { hit: Judgement; shapeKey?: undefined; shape?: undefined }
+    | { hit?: undefined; shapeKey: string | undefined; shape: LiteralShape | undefined } {
     const { prefix } = scopeFor(jc.identity);
     const hit = exact.get(prefix + sql);
     if (hit)
@@ -418,7 +418,7 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
         },
       };
     }
-    return { shapeKey };
+    return { shapeKey, shape: lk };
   }
 
   function judgeAndTeach(sql: string, jc: JudgeContext): { judgement: Judgement; lesson: Lesson } {
@@ -433,7 +433,7 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
         exact.set(key, r.entry);
         lesson.exact = { key, entry: r.entry };
       }
-      if (r.shape && c.shapeKey !== undefined && scannerAgrees(sql)) {
+      if (r.shape && c.shapeKey !== undefined && c.shape && scannerAgrees(sql, c.shape)) {
         shapes.set(c.shapeKey, r.shape);
         lesson.shape = { key: c.shapeKey, entry: r.shape };
       }

@@ -657,10 +657,10 @@ export class Session {
       if (o.rulesVersion === this.rulesVersion) return false;
       // Answered under rules replaced since: asked again, off the event loop, under the new ones.
     }
-    const { judgeOffThreadBytes, maxQueryBytes } = this.deps.config.limits;
     let mode: 'simple' | 'extended' = 'extended';
     let parse: fm.ParseMessage | undefined;
     let sql: string;
+    const { judgeOffThreadBytes, maxQueryBytes } = this.deps.config.limits;
     if (m.code === Frontend.Query || m.code === Frontend.Parse) {
       if (m.end - m.bodyStart <= judgeOffThreadBytes) return false;
       mode = m.code === Frontend.Query ? 'simple' : 'extended';
@@ -797,35 +797,13 @@ export class Session {
         'PGW_POLICY_DENIED',
         `prepared statement "${msg.statement}" was not judged by pgwarden`,
       );
-      this.deny(
-        this.records.statement(
-          { mode: 'extended', statementName: msg.statement, portalName: msg.portal },
-          null,
-          null,
-          v,
-        ),
-        out,
-        'extended',
-      );
-      return;
+      return this.refuseBind(msg, undefined, v, out);
     }
     const changed = this.staleRefusal(statement);
-    if (changed) {
-      const protocol = { mode: 'extended' as const, statementName: msg.statement, portalName: msg.portal };
-      this.deny(
-        this.records.statement(protocol, statement.sql, statement.judgement, changed),
-        out,
-        'extended',
-      );
-      return;
-    }
+    if (changed) return this.refuseBind(msg, statement, changed, out);
     const limit = this.deps.config.limits.maxNamesPerSession;
-    if (msg.portal !== '' && !this.names.portals.has(msg.portal) && this.names.count >= limit) {
-      const protocol = { mode: 'extended' as const, statementName: msg.statement, portalName: msg.portal };
-      const v = sessionLimitRefusal(this.names.count, limit);
-      this.deny(this.records.statement(protocol, statement.sql, statement.judgement, v), out, 'extended');
-      return;
-    }
+    if (msg.portal !== '' && !this.names.portals.has(msg.portal) && this.names.count >= limit)
+      return this.refuseBind(msg, statement, sessionLimitRefusal(this.names.count, limit), out);
     const v = statement.judgement.verdict;
     const checks = v.kind === 'deny' ? [] : (v.paramChecks ?? []);
     // Parameter values are read only when the verdict constrains one.
@@ -842,17 +820,7 @@ export class Session {
           flags: ['cross_tenant_attempt'],
           reasons: ['param_check_failed'],
         };
-        this.deny(
-          this.records.statement(
-            { mode: 'extended', statementName: msg.statement, portalName: msg.portal },
-            statement.sql,
-            statement.judgement,
-            denial,
-          ),
-          out,
-          'extended',
-        );
-        return;
+        return this.refuseBind(msg, statement, denial, out);
       }
     }
     const p = pending('bind');
@@ -862,6 +830,18 @@ export class Session {
     this.names.mirror.portals.set(msg.portal, { statement, order: this.forwarded, parameters }, p);
     out.addMessage(m);
     this.enqueue(p);
+  }
+
+  /** Refuses a Bind, recorded with the statement it names (if pgwarden judged one). */
+  private refuseBind(
+    msg: { statement: string; portal: string },
+    statement: JudgedStatement | undefined,
+    v: Verdict,
+    out: OutBatch,
+  ): void {
+    const protocol = { mode: 'extended' as const, statementName: msg.statement, portalName: msg.portal };
+    const record = this.records.statement(protocol, statement?.sql ?? null, statement?.judgement ?? null, v);
+    this.deny(record, out, 'extended');
   }
 
   private onExecute(msg: fm.ExecuteMessage, m: FrontendMessage, out: OutBatch): void {

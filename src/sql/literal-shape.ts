@@ -6,6 +6,8 @@
  * unsure of returns undefined, and the caller falls back to the exact text.
  * https://www.postgresql.org/docs/current/sql-syntax-lexical.html
  */
+import type { ScanToken } from './parse.js';
+
 export interface LiteralShape {
   /**
    * The text with each literal replaced by NUL and its class (s: string, i: integer, n: other
@@ -46,10 +48,7 @@ const CONSTANT = { s: 'SCONST', i: 'ICONST', n: 'FCONST' } as const;
  * checking the statement a shape is learnt from guards the cache against any disagreement between
  * this lexer and the server's.
  */
-export function agreesWithScanner(
-  shape: LiteralShape,
-  tokens: readonly { readonly start: number; readonly end: number; readonly tokenName: string }[],
-): boolean {
+export function agreesWithScanner(shape: LiteralShape, tokens: readonly ScanToken[]): boolean {
   const classes = shape.key.match(/\0[sin]/g) ?? [];
   if (classes.length !== shape.spans.length) return false;
   const byStart = new Map(tokens.map((t) => [t.start, t]));
