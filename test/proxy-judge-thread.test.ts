@@ -88,6 +88,37 @@ describe('long statements are judged off the event loop', () => {
     }
   });
 
+  it("another tenant's new statement is judged while one tenant's long statement is (limits.judgeThreadCount)", async () => {
+    // The attack (red team F3): one agent sends statements slow to judge, one after another. With
+    // one judge thread every other tenant's statements the caches do not hold waited behind each.
+    const a = await RawClient.connect(proxy.port);
+    const b = new pg.Client({
+      connectionString: await proxy.url({ tenant: 'globex', human: 'bob@globex.test' }),
+    });
+    try {
+      await a.login('support-bot', db.name, await proxy.token());
+      await b.connect();
+      // Both threads started (b's statement comes while a's keeps the first busy), so only
+      // judging is compared.
+      a.send(serialize.query(bulkInsert((i) => 1 + (i % 18), 300, 'WARM')));
+      await Promise.all([a.untilReady(30_000), b.query('SELECT 1 AS warm_b')]);
+      a.send(serialize.query(bulkInsert((i) => 1 + (i % 18), 4000, 'POOL')));
+      // Not a statement the caches hold: it needs a judge thread of its own.
+      const r = await b.query('SELECT count(*)::int AS pool_probe FROM orders WHERE id > 0');
+      expect(r.rows).toEqual([{ pool_probe: 12 }]);
+      // Answered while the long statement was still being judged: it has no record yet.
+      const decided = () =>
+        proxy.sink.records.some((x) => x.kind === 'statement' && (x.sql ?? '').includes("'POOL-0'"));
+      expect(decided()).toBe(false);
+      expect((await a.untilReady(60_000)).map((m) => m.code)).toEqual(['C', 'Z']);
+      expect(decided()).toBe(true);
+      expect(await rowsTagged('POOL')).toBe(4000);
+    } finally {
+      a.close();
+      await b.end();
+    }
+  });
+
   it('judged on the event loop, a pipeline of many short statements, each judged in milliseconds, lets other sessions in between', async () => {
     // Every statement a new shape (so none is a cache hit) and under judgeOffThreadBytes, so
     // judged on the event loop: 150 INSERTs into parent-scoped order_items of 1 to 50 guarded

@@ -50,6 +50,7 @@ export async function startFromConfig(config: Config, logger: Logger): Promise<S
     logger,
     offThread: config.limits.judgeThread,
     judgeTimeoutMs: config.limits.judgeTimeoutMs,
+    judgeThreads: config.limits.judgeThreadCount,
   });
   for (const table of await unlockableParents(url, await loadRules(config.rules.paths)))
     logger.error(

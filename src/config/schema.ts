@@ -86,6 +86,11 @@ const limits = z
      */
     judgeTimeoutMs: z.number().int().min(100).default(3000),
     /**
+     * With judgeThread: threads judging at once. A tenant holds at most all but one of them, so
+     * another tenant's new statement does not wait for one slow to judge.
+     */
+    judgeThreadCount: z.number().int().min(1).max(64).default(2),
+    /**
      * Prepared statements, portals and cursors one session may hold (pgwarden keeps each one's
      * judgement); one more is refused (53400) until the session closes some.
      */

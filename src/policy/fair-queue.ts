@@ -25,13 +25,18 @@ export class FairQueue<J> {
     else level.jobs.push(job);
   }
 
-  /** The next job and its path; it stays owed until `charge(path, ...)`. */
-  take(): { job: J; path: unknown[] } | undefined {
+  /**
+   * The next job and its path; it stays owed until `charge(path, ...)`. `eligible` leaves out the
+   * first-level keys it refuses (for the judge threads: tenants holding their share of them).
+   */
+  take(eligible?: (firstKey: unknown) => boolean): { job: J; path: unknown[] } | undefined {
     const path: unknown[] = [];
     const levels: Level<J>[] = [this.root];
     let level = this.root;
     for (let d = 0; d < this.depth; d++) {
-      const wanting = [...level.children].filter(([, c]) => c.queued > 0).map(([k]) => k);
+      const wanting = [...level.children]
+        .filter(([k, c]) => c.queued > 0 && (d > 0 || eligible === undefined || eligible(k)))
+        .map(([k]) => k);
       const key = level.share.pick(wanting);
       if (key === undefined) return undefined;
       path.push(key);

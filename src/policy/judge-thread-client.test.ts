@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { judgeContext } from '../../test/support/judge-context.js';
 import { loadDemoPolicy } from '../../test/support/demo-policy.js';
-import { JudgeThread } from './judge-thread-client.js';
+import { JudgeThreads } from './judge-thread-client.js';
 
 const ctx = judgeContext('acme');
 /** A parent-scoped multi-row INSERT: every row gets its own guard, so judging takes long. */
@@ -13,7 +13,7 @@ const longInsert = `INSERT INTO order_items (order_id, sku, qty) VALUES ${Array.
 describe('the judge thread', () => {
   it('refuses the statements it held when it dies, and the next statement gets a new thread', async () => {
     const demo = await loadDemoPolicy();
-    const thread = new JudgeThread(undefined, { timeoutMs: 60_000 });
+    const thread = new JudgeThreads(undefined, { timeoutMs: 60_000 });
     thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
     try {
       const held = thread.judge(longInsert, ctx);
@@ -32,7 +32,7 @@ describe('the judge thread', () => {
 
   it("judges another tenant's statement before the backlog of long ones that came first", async () => {
     const demo = await loadDemoPolicy();
-    const thread = new JudgeThread(undefined, { timeoutMs: 60_000 });
+    const thread = new JudgeThreads(undefined, { timeoutMs: 60_000 });
     thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
     try {
       // The attack: sessions queue long statements; another tenant's short SELECT arrives last.
@@ -53,9 +53,54 @@ describe('the judge thread', () => {
     }
   });
 
+  it("with two threads, judges another tenant's new statement while one tenant's slow one is judged", async () => {
+    const demo = await loadDemoPolicy();
+    const threads = new JudgeThreads(undefined, { timeoutMs: 60_000, threads: 2 });
+    threads.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
+    try {
+      // Both threads started (loading the parser takes a while), so only judging is compared.
+      await Promise.all([threads.judge('SELECT 1', ctx), threads.judge('SELECT 2', judgeContext('globex'))]);
+      // The attack (red team F3): one tenant's statements, each slow to judge, would hold every
+      // other tenant's new statements for as long as judging one takes.
+      const order: string[] = [];
+      const longs = [1, 2, 3].map((i) => threads.judge(longInsert, ctx).then(() => order.push(`long${i}`)));
+      // A tenant holds all threads but one: its backlog goes one at a time.
+      expect(threads.queued).toBe(2);
+      const short = threads
+        .judge('SELECT total FROM orders WHERE id = 1', judgeContext('globex'))
+        .then((j) => {
+          order.push('short');
+          return j;
+        });
+      expect(threads.queued).toBe(2);
+      expect((await short).judgement.verdict.kind).toBe('rewrite');
+      await Promise.all(longs);
+      expect(order).toEqual(['short', 'long1', 'long2', 'long3']);
+    } finally {
+      await threads.close();
+    }
+  });
+
+  it('lets a tenant use all threads but one, and the last one serves the other tenants', async () => {
+    const demo = await loadDemoPolicy();
+    const threads = new JudgeThreads(undefined, { timeoutMs: 60_000, threads: 3 });
+    threads.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
+    try {
+      const acme = [1, 2, 3, 4].map(() => threads.judge(longInsert, ctx));
+      expect(threads.queued).toBe(2);
+      const globex = [1, 2].map(() => threads.judge(longInsert, judgeContext('globex')));
+      // One globex statement took the third thread; the other waits with acme's.
+      expect(threads.queued).toBe(3);
+      for (const j of await Promise.all([...acme, ...globex]))
+        expect(j.judgement.verdict.kind).toBe('rewrite');
+    } finally {
+      await threads.close();
+    }
+  });
+
   it("judges another session's statement of the same tenant before one session's backlog", async () => {
     const demo = await loadDemoPolicy();
-    const thread = new JudgeThread(undefined, { timeoutMs: 60_000 });
+    const thread = new JudgeThreads(undefined, { timeoutMs: 60_000 });
     thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
     try {
       // The attack: one agent's session queues slow statements; another agent of acme comes after.
@@ -74,7 +119,7 @@ describe('the judge thread', () => {
 
   it("judges another human's statement before the backlog of one human's many sessions", async () => {
     const demo = await loadDemoPolicy();
-    const thread = new JudgeThread(undefined, { timeoutMs: 60_000 });
+    const thread = new JudgeThreads(undefined, { timeoutMs: 60_000 });
     thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
     try {
       // The attack (red team): one human of acme keeps a slow statement queued in each of several
@@ -97,7 +142,7 @@ describe('the judge thread', () => {
 
   it("does not starve a tenant's long statement while another tenant's short ones keep coming", async () => {
     const demo = await loadDemoPolicy();
-    const thread = new JudgeThread(undefined, { timeoutMs: 60_000 });
+    const thread = new JudgeThreads(undefined, { timeoutMs: 60_000 });
     thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
     try {
       let longDone = false;
@@ -124,7 +169,7 @@ describe('the judge thread', () => {
 
   it('passes on what a judgement taught its caches, and judges again a statement judged under replaced rules', async () => {
     const demo = await loadDemoPolicy();
-    const thread = new JudgeThread(undefined, { timeoutMs: 60_000 });
+    const thread = new JudgeThreads(undefined, { timeoutMs: 60_000 });
     thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
     try {
       const taught = await thread.judge('SELECT total FROM orders WHERE id = 7', ctx);
@@ -150,7 +195,7 @@ describe('the judge thread', () => {
 
   it('refuses a statement it cannot judge within timeoutMs (54001) and goes on with a new thread', async () => {
     const demo = await loadDemoPolicy();
-    const thread = new JudgeThread(undefined, { timeoutMs: 100 });
+    const thread = new JudgeThreads(undefined, { timeoutMs: 100 });
     thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
     try {
       // The benign look-alike first: a statement judged in time (the thread's start-up, loading
@@ -173,7 +218,7 @@ describe('the judge thread', () => {
 
   it('drops unjudged the statements of sessions that ended while they waited', async () => {
     const demo = await loadDemoPolicy();
-    const thread = new JudgeThread(undefined, { timeoutMs: 60_000 });
+    const thread = new JudgeThreads(undefined, { timeoutMs: 60_000 });
     thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
     try {
       // The attack: sessions send a statement slow to judge and leave at once, over and over.
@@ -195,7 +240,7 @@ describe('the judge thread', () => {
 
   it('refuses everything once closed', async () => {
     const demo = await loadDemoPolicy();
-    const thread = new JudgeThread(undefined, { timeoutMs: 60_000 });
+    const thread = new JudgeThreads(undefined, { timeoutMs: 60_000 });
     thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
     await thread.close();
     expect((await thread.judge('SELECT 1', ctx)).judgement.verdict.kind).toBe('deny');

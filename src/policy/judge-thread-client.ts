@@ -11,8 +11,10 @@ export interface JudgeThreadLogger {
 }
 
 export interface JudgeThreadOptions {
-  /** Judging one statement may take this long; then the thread is replaced and it is refused. */
+  /** Judging one statement may take this long; then its thread is replaced and it is refused. */
   readonly timeoutMs: number;
+  /** Threads judging at once (limits.judgeThreadCount); default 1. */
+  readonly threads?: number;
 }
 
 /** Heap of the judge thread: its decision caches (two of 32 Mi characters) and the largest judgement. */
@@ -72,22 +74,42 @@ export interface ThreadAnswer {
   readonly lesson?: Lesson;
 }
 
+interface InFlight {
+  readonly id: number;
+  readonly job: Queued;
+  readonly path: unknown[];
+  start: number;
+  timer?: NodeJS.Timeout;
+}
+
+/** One judge thread (started when first needed, replaced when it dies or times out). */
+interface Slot {
+  worker: Worker | undefined;
+  /** The thread has loaded the parser and its policy: judging time counts from then. */
+  ready: boolean;
+  inFlight: InFlight | undefined;
+}
+
 /**
- * The proxy's handle on the judge thread (judge-thread.ts). judge() never rejects: if the thread
+ * The proxy's handle on its judge threads (judge-thread.ts). judge() never rejects: if a thread
  * dies, or takes longer than timeoutMs over one statement, that statement is refused and a new
- * thread, with the policy in force, takes the ones still queued.
+ * thread, with the policy in force, takes its place.
  *
- * The thread judges one statement at a time. Tenants share it fairly by the judging time they
- * have used (fair-queue.ts), within a tenant its humans do, and within a human its sessions: a
- * backlog of statements slow to judge pushes back only its own tenant, human and session, and
- * another's statement waits about one turn of each other key, not for everything queued before
- * it (in a strict queue, sessions sending 100 KB INSERTs held another tenant's 4 KB SELECT for
- * 25 s; shared per session only, eight sessions of one human held another human of the same
- * tenant for 13 to 21 s). Charging by measured time, not length, also covers short statements
+ * Each thread judges one statement at a time. Tenants share the threads fairly by the judging
+ * time they have used (fair-queue.ts), within a tenant its humans do, and within a human its
+ * sessions: a backlog of statements slow to judge pushes back only its own tenant, human and
+ * session, and another's statement waits about one turn of each other key, not for everything
+ * queued before it (in a strict queue, sessions sending 100 KB INSERTs held another tenant's 4 KB
+ * SELECT for 25 s; shared per session only, eight sessions of one human held another human of the
+ * same tenant for 13 to 21 s). Charging by measured time, not length, also covers short statements
  * that are slow to judge.
+ *
+ * With more than one thread, a tenant holds at most all but one of them: another tenant's new
+ * statement then starts at once instead of waiting for the statement being judged (one cold
+ * 120 KB INSERT into a parent-scoped table takes seconds; with one thread, every other tenant's
+ * new statements waited that long).
  */
-export class JudgeThread {
-  private worker: Worker | undefined;
+export class JudgeThreads {
   private inputs: PolicyInputs | undefined;
   /** Counts setPolicy calls: a lesson of an older policy is not passed on. */
   private generation = 0;
@@ -97,29 +119,27 @@ export class JudgeThread {
    * fairly at each level by the judging time used.
    */
   private readonly queues = new FairQueue<Queued>(3);
-  private inFlight:
-    | {
-        readonly id: number;
-        readonly job: Queued;
-        readonly path: unknown[];
-        start: number;
-        timer?: NodeJS.Timeout;
-      }
-    | undefined;
-  /** The thread has loaded the parser and its policy: judging time counts from then. */
-  private ready = false;
+  private readonly slots: Slot[];
+  /** Threads each tenant's statements hold now. */
+  private readonly holding = new Map<unknown, number>();
+  private readonly perTenant: number;
   private closed = false;
 
   constructor(
     private readonly logger?: JudgeThreadLogger,
     private readonly opts: JudgeThreadOptions = { timeoutMs: 3000 },
-  ) {}
+  ) {
+    const n = Math.max(1, opts.threads ?? 1);
+    this.slots = Array.from({ length: n }, () => ({ worker: undefined, ready: false, inFlight: undefined }));
+    this.perTenant = Math.max(1, n - 1);
+  }
 
   /** The policy for every statement sent from now on. */
   setPolicy(inputs: PolicyInputs): void {
     this.inputs = inputs;
     this.generation++;
-    this.worker?.postMessage({ type: 'policy', inputs, generation: this.generation } satisfies ToJudgeThread);
+    const m = { type: 'policy', inputs, generation: this.generation } satisfies ToJudgeThread;
+    for (const slot of this.slots) slot.worker?.postMessage(m);
   }
 
   /** `stillWanted` false when its turn comes (its session ended): not judged, refused instead. */
@@ -131,65 +151,76 @@ export class JudgeThread {
     });
   }
 
-  /** Statements waiting for the thread, besides the one it is judging. */
+  /** Statements waiting for a thread, besides those being judged. */
   get queued(): number {
     return this.queues.size;
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    const w = this.worker;
-    this.worker = undefined;
+    const workers = this.slots.map((s) => s.worker);
+    for (const slot of this.slots) slot.worker = undefined;
     this.fail('pgwarden is shutting down');
-    await w?.terminate();
+    await Promise.all(workers.map((w) => w?.terminate()));
   }
 
-  /** For tests: the thread dies as if it had crashed. */
+  /** For tests: the threads die as if they had crashed. */
   async crash(): Promise<void> {
-    await this.worker?.terminate();
+    await Promise.all(this.slots.map((s) => s.worker?.terminate()));
   }
 
-  /** Sends the next statement (see the class comment), if the thread is free. */
+  /** Sends the next statements (see the class comment) to the threads that are free. */
   private next(): void {
-    if (this.inFlight || this.closed) return;
+    if (this.closed) return;
     // Statements of sessions that have ended are dropped unjudged: sessions that send a slow
-    // statement and leave must not keep the thread busy for nobody.
+    // statement and leave must not keep a thread busy for nobody.
     for (const job of this.queues.drop((j) => j.stillWanted?.() !== false))
       job.resolve({ judgement: threadFailed('the session ended') });
-    const next = this.queues.take();
-    if (next === undefined) return;
-    const { job, path } = next;
-    const worker = this.worker ?? this.spawn();
+    for (const slot of this.slots) {
+      if (slot.inFlight) continue;
+      const next = this.queues.take((tenant) => (this.holding.get(tenant) ?? 0) < this.perTenant);
+      if (next === undefined) return;
+      this.send(slot, next.job, next.path);
+    }
+  }
+
+  private send(slot: Slot, job: Queued, path: unknown[]): void {
+    const worker = slot.worker ?? this.spawn(slot);
     const id = this.nextId++;
-    this.inFlight = { id, job, path, start: performance.now() };
-    if (this.ready) this.startClock();
+    slot.inFlight = { id, job, path, start: performance.now() };
+    this.holding.set(path[0], (this.holding.get(path[0]) ?? 0) + 1);
+    if (slot.ready) this.startClock(slot);
     // A statement being judged keeps the process alive; an idle thread does not.
     worker.ref();
     worker.postMessage({ type: 'judge', id, sql: job.sql, ctx: job.ctx } satisfies ToJudgeThread);
   }
 
-  /** Judging of the statement in flight starts counting now. */
-  private startClock(): void {
-    const f = this.inFlight;
+  /** Judging of the slot's statement starts counting now. */
+  private startClock(slot: Slot): void {
+    const f = slot.inFlight;
     if (!f || f.timer) return;
     const id = f.id;
     f.start = performance.now();
-    f.timer = setTimeout(() => this.timedOut(id), this.opts.timeoutMs);
+    f.timer = setTimeout(() => this.timedOut(slot, id), this.opts.timeoutMs);
     f.timer.unref();
   }
 
-  /** Ends the statement being judged and charges its tenant and session for the time it took. */
-  private finish(): NonNullable<JudgeThread['inFlight']> {
-    const done = this.inFlight as NonNullable<JudgeThread['inFlight']>;
-    this.inFlight = undefined;
+  /** Ends the slot's statement and charges its tenant, human and session for the time it took. */
+  private finish(slot: Slot): InFlight {
+    const done = slot.inFlight as InFlight;
+    slot.inFlight = undefined;
     clearTimeout(done.timer);
+    const tenant = done.path[0];
+    const held = (this.holding.get(tenant) ?? 1) - 1;
+    if (held > 0) this.holding.set(tenant, held);
+    else this.holding.delete(tenant);
     this.queues.charge(done.path, performance.now() - done.start);
     return done;
   }
 
-  private timedOut(id: number): void {
-    if (this.inFlight?.id !== id) return;
-    const done = this.finish();
+  private timedOut(slot: Slot, id: number): void {
+    if (slot.inFlight?.id !== id) return;
+    const done = this.finish(slot);
     this.logger?.warn(
       {
         event: 'judge_timeout',
@@ -199,15 +230,15 @@ export class JudgeThread {
       },
       'judging a statement took too long; it was refused and the judge thread replaced',
     );
-    // The thread is busy for as long as the statement takes: a new one takes the rest.
-    const w = this.worker;
-    this.worker = undefined;
+    // The thread is busy for as long as the statement takes: a new one takes its place.
+    const w = slot.worker;
+    slot.worker = undefined;
     void w?.terminate();
     done.job.resolve({ judgement: tooComplex(this.opts.timeoutMs) });
     this.next();
   }
 
-  private spawn(): Worker {
+  private spawn(slot: Slot): Worker {
     if (!this.inputs) throw new Error('the judge thread has no policy yet');
     const worker = new Worker(new URL('../thread-entry.mjs', import.meta.url), {
       argv: ['policy/judge-thread'],
@@ -216,8 +247,8 @@ export class JudgeThread {
       // dies, its statement is refused, and the next one starts a fresh thread.
       resourceLimits: { maxOldGenerationSizeMb: JUDGE_THREAD_HEAP_MB },
     });
-    this.worker = worker;
-    this.ready = false;
+    slot.worker = worker;
+    slot.ready = false;
     worker.unref();
     worker.postMessage({
       type: 'policy',
@@ -225,14 +256,14 @@ export class JudgeThread {
       generation: this.generation,
     } satisfies ToJudgeThread);
     worker.on('message', (m: FromJudgeThread) => {
-      if (this.worker !== worker) return;
+      if (slot.worker !== worker) return;
       if (m.type === 'ready') {
-        this.ready = true;
-        this.startClock();
+        slot.ready = true;
+        this.startClock(slot);
         return;
       }
-      if (this.inFlight?.id !== m.id) return;
-      const done = this.finish();
+      if (slot.inFlight?.id !== m.id) return;
+      const done = this.finish(slot);
       worker.unref();
       // Judged under rules replaced meanwhile: a statement the new rules refuse must not run on
       // the old ones' word, so it is judged again, first in its session's queue.
@@ -242,13 +273,15 @@ export class JudgeThread {
     });
     worker.on('error', (err) => this.logger?.error({ event: 'judge_thread_failed', err: err.message }));
     worker.on('exit', (code) => {
-      if (this.worker !== worker) return;
-      this.worker = undefined;
-      if (this.inFlight) {
+      if (slot.worker !== worker) return;
+      slot.worker = undefined;
+      if (slot.inFlight) {
         // The statement being judged is the likely cause (out of memory, say): it is refused, the
         // others get a new thread.
         this.logger?.error({ event: 'judge_thread_exited', code });
-        this.finish().job.resolve({ judgement: threadFailed(`the judging thread exited with code ${code}`) });
+        this.finish(slot).job.resolve({
+          judgement: threadFailed(`the judging thread exited with code ${code}`),
+        });
       }
       this.next();
     });
@@ -257,7 +290,7 @@ export class JudgeThread {
 
   private fail(reason: string): void {
     const pending: Queued[] = [];
-    if (this.inFlight) pending.push(this.finish().job);
+    for (const slot of this.slots) if (slot.inFlight) pending.push(this.finish(slot).job);
     pending.push(...this.queues.drop(() => false));
     for (const job of pending) job.resolve({ judgement: threadFailed(reason) });
   }

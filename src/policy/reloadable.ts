@@ -3,7 +3,7 @@ import { watch as watchPath } from 'node:fs';
 import type { Catalog } from './catalog.js';
 import { checkRulesAgainstCatalog } from './catalog.js';
 import { createPolicyJudge, type PolicyJudge } from './engine.js';
-import { JudgeThread, type JudgeThreadLogger } from './judge-thread-client.js';
+import { JudgeThreads, type JudgeThreadLogger } from './judge-thread-client.js';
 import { loadRules, RulesError } from './rules-load.js';
 import type { Rules } from './rules-schema.js';
 import type { Judge } from './verdict.js';
@@ -75,11 +75,16 @@ export async function createReloadableJudge(opts: {
   offThread?: boolean;
   /** How long the judge thread may take over one statement (limits.judgeTimeoutMs). */
   judgeTimeoutMs?: number;
+  /** Judge threads (limits.judgeThreadCount). */
+  judgeThreads?: number;
 }): Promise<ReloadableJudge> {
   const build = (rulesVersion: number): ReturnType<typeof buildJudge> =>
     buildJudge(opts.rulesPaths, opts.loadCatalog, opts.searchPath, opts.tenantClaim, rulesVersion);
   const thread = opts.offThread
-    ? new JudgeThread(opts.logger, { timeoutMs: opts.judgeTimeoutMs ?? 3000 })
+    ? new JudgeThreads(opts.logger, {
+        timeoutMs: opts.judgeTimeoutMs ?? 3000,
+        threads: opts.judgeThreads ?? 2,
+      })
     : undefined;
   /** Counts the rules put in force: sessions compare it with their prepared statements'. */
   let version = 0;
