@@ -241,8 +241,11 @@ describe('pgwarden log escapes what agents wrote', () => {
       await run(logCommand, ['--database-url', db.url, '--instance', 'cli-evil', '--aggregate', 'agent'])
     ).out;
     expect(agg).toContain('bot\\x1b]0;pwned\\x07\\x1b[2J');
-    // --json keeps the exact values for tools.
+    // --json keeps the exact values for tools, with nothing raw a terminal acts on either (JSON
+    // escapes C0 controls itself; C1, bidi controls and line separators are escaped too).
     const json = (await run(logCommand, ['--database-url', db.url, '--instance', 'cli-evil', '--json'])).out;
-    expect((JSON.parse(json.trim().split('\n')[0] as string) as DecisionRecord).agent).toBe(evil.agent);
+    expect(raw.test(json), JSON.stringify(json)).toBe(false);
+    const first = JSON.parse(json.trim().split('\n')[0] as string) as DecisionRecord;
+    expect([first.agent, first.tenant, first.sql]).toEqual([evil.agent, evil.tenant, evil.sql]);
   });
 });

@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import type { AuditReader, DecisionView } from '../audit/store-reader.js';
+import { safeJson } from '../audit/json-text.js';
 import { csvHeader, csvRow } from './csv.js';
 import { exportQuery, toFilter } from './params.js';
 
@@ -13,7 +14,7 @@ export function registerExportRoutes(app: FastifyInstance, reader: AuditReader, 
     const first = await rows.next();
     async function* lines(): AsyncGenerator<string> {
       if (q.format === 'csv') yield csvHeader;
-      const line = q.format === 'csv' ? csvRow : (d: DecisionView): string => JSON.stringify(d) + '\n';
+      const line = q.format === 'csv' ? csvRow : (d: DecisionView): string => safeJson(d) + '\n';
       if (!first.done) yield line(first.value);
       for await (const d of rows) yield line(d);
     }

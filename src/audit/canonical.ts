@@ -1,13 +1,16 @@
 import type { Link } from './chain.js';
+import { safeJson } from './json-text.js';
 import type { DecisionRecord, Outcome } from './record.js';
 
 /**
  * The one serialisation of records and outcomes. The body text is what the hash chain covers and
  * what the store keeps verbatim, so its key order is fixed here and must only ever grow at the end
- * (docs/decision-log.md: schema version 1).
+ * (docs/decision-log.md: schema version 1). Line separators, C1 and bidi controls in values are
+ * escaped (safeJson): a SIEM's line splitter sees one line per entry. Bodies written before that
+ * carry them raw and verify all the same, since the hash covers the text as written.
  */
 export function recordBody(r: DecisionRecord, redactParameters: boolean): string {
-  return JSON.stringify({
+  return safeJson({
     v: 1,
     id: r.id,
     time: r.time,
@@ -41,7 +44,7 @@ export function recordBody(r: DecisionRecord, redactParameters: boolean): string
 }
 
 export function outcomeBody(o: Outcome): string {
-  return JSON.stringify({
+  return safeJson({
     v: 1,
     recordId: o.recordId,
     sessionId: o.sessionId,

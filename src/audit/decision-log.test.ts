@@ -8,6 +8,7 @@ import { auditConfigSchema } from './config.js';
 import { startDecisionLog } from './decision-log.js';
 import { sampleOutcome, sampleRecord } from './sample-records.js';
 import { instanceDirName } from './spool-layout.js';
+import { verifyLines } from './verify-lines.js';
 
 const logger = pino({ level: 'silent' });
 // Nothing listens on port 1: the store is down for the whole test, so the spool only grows.
@@ -210,6 +211,38 @@ describe('startDecisionLog', () => {
       prev: d?.hash,
       outcome: { recordId: r.id },
     });
+  });
+
+  it('writes a statement holding line separators and C1 or bidi controls as one NDJSON line that verifies', async () => {
+    const dir = tmp();
+    const out = join(dir, 'd.ndjson');
+    const log = await startDecisionLog(auditConfigSchema.parse({ ndjson: out, durable: false }), {
+      instanceId: 'nd3',
+      upstreamUrl: DOWN,
+      logger,
+    });
+    // The attack (red team, round 8): raw U+2028 / U+0085 cut the entry in two for a SIEM that
+    // splits lines as Python does, and U+202E reorders what a responder's terminal shows.
+    const sql = 'SELECT \'a\u2028{"forged":1}\u2029\u0085b\u202e\' AS x';
+    const r = { ...sampleRecord({ instanceId: 'nd3', sessionId: 's', seq: 0 }), sql };
+    log.decide(r);
+    log.complete({ ...sampleOutcome(r), errorMessage: 'bad \u2028 value' });
+    // The look-alike: ordinary non-ASCII text is written as it is.
+    const plain = {
+      ...sampleRecord({ instanceId: 'nd3', sessionId: 's', seq: 1 }),
+      sql: "SELECT 'café 漢字'",
+    };
+    log.decide(plain);
+    await log.close();
+    const text = readFileSync(out, 'utf8');
+    expect(text).not.toMatch(/[\u0085\u2028\u2029\u202e]/);
+    expect(text).toContain("SELECT 'café 漢字'");
+    // eslint-disable-next-line no-control-regex -- the line ends of Python str.splitlines
+    const lines = text.split(/\r\n|[\n\r\v\f\x1c-\x1e\u0085\u2028\u2029]/).filter((l) => l !== '');
+    expect(lines).toHaveLength(3);
+    expect((JSON.parse(lines[0]!) as { record: { sql: string } }).record.sql).toBe(sql);
+    const [report] = await verifyLines([out], undefined);
+    expect(report).toMatchObject({ instance: 'nd3', problem: null });
   });
 
   it("writes one turn's decisions together, and tells whenDurable only once they are written", async () => {

@@ -3,6 +3,7 @@ import { openOrExplain, openSource, sourceArgs, sourceOptions } from '../audit/c
 import { FILTER_KEYS, type DecisionFilter } from '../audit/filter.js';
 import { AGGREGATE_BY, type AggregateBy, type DecisionView, type Interval } from '../audit/store-reader.js';
 import { printable } from './printable.js';
+import { safeJson } from '../audit/json-text.js';
 
 interface Io {
   stdout: (s: string) => void;
@@ -129,7 +130,7 @@ export async function logCommand(args: string[], io: Io): Promise<number> {
     const json = values.json === true;
     if (by !== undefined) {
       const buckets = await source.aggregate(by as AggregateBy | 'time', filter as DecisionFilter, interval);
-      if (json) for (const b of buckets) io.stdout(JSON.stringify(b));
+      if (json) for (const b of buckets) io.stdout(safeJson(b));
       else {
         const rows = (buckets as Record<string, unknown>[]).map((b) =>
           Object.values(b).map((v) => String(v ?? '(none)')),
@@ -147,7 +148,7 @@ export async function logCommand(args: string[], io: Io): Promise<number> {
         io.stderr(`no session ${printable(values.replay)}`);
         return 1;
       }
-      if (json) for (const d of items) io.stdout(JSON.stringify(d));
+      if (json) for (const d of items) io.stdout(safeJson(d));
       else {
         const first = items[0] as DecisionView;
         io.stdout(
@@ -160,7 +161,7 @@ export async function logCommand(args: string[], io: Io): Promise<number> {
       return 0;
     }
     const page = await source.search(filter as DecisionFilter, limit, values.cursor as string | undefined);
-    if (json) for (const d of page.items) io.stdout(JSON.stringify(d));
+    if (json) for (const d of page.items) io.stdout(safeJson(d));
     else io.stdout(page.items.length === 0 ? '(no decisions)' : table(decisionRows(page.items, false)));
     if (page.nextCursor) io.stderr(`more: --cursor ${printable(page.nextCursor)}`);
     return 0;
