@@ -21,6 +21,8 @@ export interface CpuSnapshot {
   readonly machine: number;
   /** The proxy process's own user + system jiffies (0 without a proxy). */
   readonly proxy: number;
+  /** Of which in user mode (its own code and the runtime's; the rest is its system calls). */
+  readonly proxyUser: number;
   /** Jiffies of this script's reaped children: pgbench, which exits inside the window. */
   readonly client: number;
 }
@@ -45,6 +47,7 @@ export function cpuSnapshot(proxyPid: number | undefined): CpuSnapshot | undefin
     return {
       machine,
       proxy: Number(proxy[11] ?? 0) + Number(proxy[12] ?? 0),
+      proxyUser: Number(proxy[11] ?? 0),
       client: Number(self[13]) + Number(self[14]),
     };
   } catch {
@@ -56,6 +59,8 @@ export function cpuSnapshot(proxyPid: number | undefined): CpuSnapshot | undefin
 export interface CpuPerTransaction {
   readonly client: number;
   readonly proxy: number;
+  /** The proxy's user-mode share: what its code (and its runtime) cost, system calls aside. */
+  readonly proxyUser: number;
   /** The server, the kernel's loopback TCP and whatever else ran: machine minus client and proxy. */
   readonly rest: number;
   readonly machine: number;
@@ -70,6 +75,7 @@ export function cpuPerTransaction(
   const us = (jiffies: number): number => (jiffies * 1e6) / ticksPerSecond / transactions;
   const client = us(after.client - before.client);
   const proxy = us(after.proxy - before.proxy);
+  const proxyUser = us(after.proxyUser - before.proxyUser);
   const machine = us(after.machine - before.machine);
-  return { client, proxy, rest: machine - client - proxy, machine };
+  return { client, proxy, proxyUser, rest: machine - client - proxy, machine };
 }

@@ -70,6 +70,7 @@ export function cpuTable(
         labels[t] ?? t,
         us(c.client),
         t === 'direct' ? '–' : us(c.proxy),
+        t === 'direct' ? '–' : us(c.proxyUser),
         us(c.rest),
         us(c.machine),
       ]);
@@ -80,6 +81,7 @@ export function cpuTable(
     'target',
     'pgbench µs/txn',
     'proxy µs/txn',
+    'of which user mode',
     'server + kernel µs/txn',
     'machine µs/txn',
   ];
