@@ -12,7 +12,7 @@ import { loadParser } from '../sql/parse.js';
 import { startPgwarden, type RunningPgwarden } from '../server.js';
 import type { CliIo } from './io.js';
 import { unlockableParents } from '../policy/lock-privileges.js';
-import { loadRules } from '../policy/rules-load.js';
+import type { Rules } from '../policy/rules-schema.js';
 
 export interface Started {
   readonly proxy: RunningPgwarden;
@@ -42,6 +42,24 @@ function instanceIdOf(config: Config): string {
 export async function startFromConfig(config: Config, logger: Logger): Promise<Started> {
   await loadParser();
   const url = upstreamUrl(config);
+  // Rules (at start and after each reload) may scope tables through parents that pgwarden's
+  // database user cannot lock: every INSERT into those would fail in the server, so it is said.
+  const checkLockPrivileges = (rules: Rules): void => {
+    unlockableParents(url, rules).then(
+      (tables) => {
+        for (const table of tables)
+          logger.error(
+            { event: 'parent_lock_privilege', table },
+            `pgwarden's database user cannot lock rows of ${table} (it needs UPDATE on some column): every INSERT and upsert into a table scoped through it will fail; grant it (docs/rules.md)`,
+          );
+      },
+      (err: Error) =>
+        logger.warn(
+          { event: 'parent_lock_privilege_unchecked', err: err.message },
+          'could not check lock privileges',
+        ),
+    );
+  };
   const policy = await createReloadableJudge({
     rulesPaths: config.rules.paths,
     loadCatalog: () => loadCatalog(url, config.session.searchPath),
@@ -51,12 +69,8 @@ export async function startFromConfig(config: Config, logger: Logger): Promise<S
     offThread: config.limits.judgeThread,
     judgeTimeoutMs: config.limits.judgeTimeoutMs,
     judgeThreads: config.limits.judgeThreadCount,
+    onRulesInForce: checkLockPrivileges,
   });
-  for (const table of await unlockableParents(url, await loadRules(config.rules.paths)))
-    logger.error(
-      { event: 'parent_lock_privilege', table },
-      `pgwarden's database user cannot lock rows of ${table} (it needs UPDATE on some column): every INSERT and upsert into a table scoped through it will fail; grant it (docs/rules.md)`,
-    );
   const stopWatching = policy.watch();
   const instanceId = instanceIdOf(config);
   const log = await startDecisionLog(config.audit, { instanceId, upstreamUrl: url, logger });

@@ -105,6 +105,30 @@ describe('reloadable judge', () => {
     await r.close();
   });
 
+  it('tells onRulesInForce of the rules at start and after each reload that changes them', async () => {
+    // The lock-privilege check ran only at start: rules reloaded later with a new parent-scoped
+    // table went unchecked (found by the review).
+    const dir = mkdtempSync(join(tmpdir(), 'pgw-reload-'));
+    writeFileSync(join(dir, 'rules.yaml'), products);
+    const seen: string[][] = [];
+    const r = await createReloadableJudge({
+      rulesPaths: [dir],
+      loadCatalog: async () => readCatalogSnapshot('grammar-tests/catalog.json'),
+      searchPath: 'public',
+      onRulesInForce: (rules) => seen.push(Object.keys(rules.tables)),
+    });
+    expect(seen).toEqual([['public.products']]);
+    expect(await r.reload()).toEqual({ ok: true });
+    writeFileSync(join(dir, 'rules.yaml'), 'version: 1\ntables: [oops\n');
+    expect((await r.reload()).ok).toBe(false);
+    // Neither a reload of the same rules nor refused ones put other rules in force.
+    expect(seen).toHaveLength(1);
+    writeFileSync(join(dir, 'rules.yaml'), orders);
+    expect(await r.reload()).toEqual({ ok: true });
+    expect(seen).toEqual([['public.products'], ['public.orders']]);
+    await r.close();
+  });
+
   it('refuses to start without valid rules', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pgw-reload-'));
     writeFileSync(join(dir, 'r.yaml'), 'version: 2\n');

@@ -77,6 +77,11 @@ export async function createReloadableJudge(opts: {
   judgeTimeoutMs?: number;
   /** Judge threads (limits.judgeThreadCount). */
   judgeThreads?: number;
+  /**
+   * Told of the rules each time a different set is put in force, the first included (start.ts
+   * checks that pgwarden's database user can lock the parents they name). It must not throw.
+   */
+  onRulesInForce?: (rules: Rules) => void;
 }): Promise<ReloadableJudge> {
   const build = (rulesVersion: number): ReturnType<typeof buildJudge> =>
     buildJudge(opts.rulesPaths, opts.loadCatalog, opts.searchPath, opts.tenantClaim, rulesVersion);
@@ -92,6 +97,7 @@ export async function createReloadableJudge(opts: {
   let current = first.judge;
   /** What the rules in force were built from: a reload of the same is no change (see reload). */
   let currentInputs = inputsKey(first);
+  opts.onRulesInForce?.(first.rules);
   thread?.setPolicy({
     rules: first.rules,
     catalog: first.catalog,
@@ -146,6 +152,7 @@ export async function createReloadableJudge(opts: {
         { event: 'rules_loaded', tables: Object.keys(next.rules.tables).length },
         'rules loaded',
       );
+      opts.onRulesInForce?.(next.rules);
       return { ok: true };
     } catch (err) {
       const error =

@@ -50,7 +50,6 @@ export class SessionNames {
   /** Named prepared statements, portals and cursors the session holds (unnamed ones are one slot each). */
   get count(): number {
     const { preparedStatements, cursors } = this.policyState;
-    const named = (m: Map<string, unknown>): number => m.size - (m.has('') ? 1 : 0);
     return named(this.statements) + named(this.portals) + preparedStatements.size + cursors.size;
   }
 
@@ -86,8 +85,9 @@ export class SessionNames {
     if (order <= this.transactionEndedAt) return;
     this.transactionEndedAt = order;
     // The map is only tidied here; portalEnded decides. A portal whose Bind is still unanswered
-    // was bound after this request, so none of those is touched.
-    if (this.portals.size > 0) this.mirror.portals.forget((p) => this.portalEnded(p));
+    // was bound after this request, so none of those is touched. The unnamed portal alone is left
+    // for the next Bind to replace: it is not counted against the limit on names.
+    if (named(this.portals) > 0) this.mirror.portals.forget((p) => this.portalEnded(p));
   }
 
   /**
@@ -117,6 +117,11 @@ export class SessionNames {
       if (e.closeCursor) dropFromBoth([m.cursors, m.portals], e.closeCursor, log, at);
     }
   }
+}
+
+/** The names in `m` besides the unnamed one (each session has that slot anyway). */
+function named(m: ReadonlyMap<string, unknown>): number {
+  return m.size - (m.has('') ? 1 : 0);
 }
 
 /** Drops one name (or all) from mirrored name spaces the server keeps as one. */

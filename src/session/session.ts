@@ -786,11 +786,11 @@ export class Session {
   private onBind(m: FrontendMessage, out: OutBatch): void {
     const msg = fm.readBindNames(m.buffer, m.bodyStart, m.end);
     if (this.skipUntilSync) return;
-    for (const name of [msg.statement, msg.portal])
-      if (nameTooLong(name)) {
-        const protocol = { mode: 'extended' as const, statementName: msg.statement, portalName: msg.portal };
-        return this.denyLongName(name, protocol, null, out);
-      }
+    const longName = nameTooLong(msg.statement) ? msg.statement : nameTooLong(msg.portal) ? msg.portal : null;
+    if (longName !== null) {
+      const protocol = { mode: 'extended' as const, statementName: msg.statement, portalName: msg.portal };
+      return this.denyLongName(longName, protocol, null, out);
+    }
     const statement = this.names.statements.get(msg.statement);
     if (!statement) {
       const v = refusal(
