@@ -4,7 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCatalog } from '../src/policy/catalog.js';
 import { createPolicyJudge } from '../src/policy/engine.js';
 import { loadRules } from '../src/policy/rules-load.js';
+import { serialize } from 'pg-protocol';
+import { declaredTypeProblem } from '../src/session/param-types.js';
 import { loadParser } from '../src/sql/parse.js';
+import { RawClient, errorOf } from './support/raw-client.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
 
@@ -242,4 +245,74 @@ describe('the literal-shape cache', () => {
         expect(r.rows).toEqual([{ id: String(id), name: `acme customer ${id}` }]);
       }
     }));
+});
+
+describe('parameter types declared in Parse', () => {
+  const allow = { kind: 'allow' } as const;
+
+  it('refuses a system row type whose regtype field named any table by OID; built-in data types still work', async () => {
+    const [seq] = await db.sql<{ oid: number }>("SELECT 'pg_catalog.pg_sequences'::regtype::oid::int AS oid");
+    const [cls] = await db.sql<{ oid: number }>("SELECT 'pg_catalog.pg_class'::regtype::oid::int AS oid");
+    const [notes] = await db.sql<{ oid: number }>("SELECT 'internal_notes'::regtype::oid::int AS oid");
+    const c = await RawClient.connect(proxy.port);
+    try {
+      await c.login('support-bot', db.name, await proxy.token({ tenant: 'acme' }));
+      // The attack (red team, round 11): the row type of pg_sequences has a regtype field, so the
+      // server read the Bind value as a type OID and printed the name of an unlisted table.
+      const fields = Array.from({ length: 11 }, (_, i) => (i === 3 ? String(notes!.oid) : '')).join(',');
+      for (const [text, types, value] of [
+        ['SELECT ($1).data_type::text AS t', [seq!.oid], `(${fields})`],
+        ['SELECT ($1).relacl::text AS t', [cls!.oid], '(,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,{x=r/postgres},,)'],
+      ] as const) {
+        c.send(
+          Buffer.concat([
+            serialize.parse({ text, types: [...types] }),
+            serialize.bind({ values: [value] }),
+            serialize.execute({}),
+            serialize.sync(),
+          ]),
+        );
+        const answer = await c.untilReady();
+        const err = errorOf(answer.find((m) => m.code === 'E'));
+        expect(err, text).toMatchObject({ code: '42501' });
+        expect(err?.message).toContain('which agents may not use');
+        expect(answer.map((m) => m.code)).toEqual(['E', 'Z']);
+        expect(JSON.stringify(answer.map((m) => m.body.toString()))).not.toContain('internal_notes');
+      }
+      // The benign look-alike: parameters declared as ordinary built-in types.
+      c.send(
+        Buffer.concat([
+          serialize.parse({
+            text: 'SELECT $1::int + 1 AS a, $2::text AS b, $3::jsonb AS c, $4::int[] AS d, $5::timestamptz AS e',
+            types: [23, 25, 3802, 1007, 1184],
+          }),
+          serialize.bind({ values: ['41', 'x', '{"k":1}', '{1,2}', '2026-11-21T00:00:00Z'] }),
+          serialize.execute({}),
+          serialize.sync(),
+        ]),
+      );
+      expect((await c.untilReady()).map((m) => m.code)).toEqual(['1', '2', 'D', 'C', 'Z']);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('accepts no composite, pseudo or internal type of the server, nor arrays of them', async () => {
+    const rows = await db.sql<{ oid: number; typname: string; typtype: string; etype: string | null }>(`
+      SELECT t.oid::int AS oid, t.typname, t.typtype, e.typtype AS etype
+      FROM pg_type t LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'`);
+    expect(rows.length).toBeGreaterThan(400);
+    const unsafe = rows.filter(
+      (r) => (r.typtype === 'c' || r.etype === 'c' || r.typtype === 'p' || r.oid >= 16384) && r.oid !== 705,
+    );
+    expect(unsafe.length).toBeGreaterThan(200);
+    for (const r of unsafe) expect(declaredTypeProblem(allow, [r.oid]), r.typname).toBeDefined();
+    const naming = rows.filter((r) =>
+      /^_?(reg(?!config|dictionary)|aclitem|xid|cid$|txid|pg_snapshot)/.test(r.typname),
+    );
+    expect(naming.length).toBeGreaterThan(20);
+    for (const r of naming) expect(declaredTypeProblem(allow, [r.oid]), r.typname).toBeDefined();
+    for (const name of ['int4', 'text', 'numeric', 'uuid', 'jsonb', '_text', 'tstzrange', 'bytea', 'bool'])
+      expect(declaredTypeProblem(allow, [rows.find((r) => r.typname === name)!.oid]), name).toBeUndefined();
+  });
 });

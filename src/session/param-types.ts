@@ -28,38 +28,39 @@ const CHECKED_PARAM_TYPES: Record<ParamCheck['type'], readonly (readonly [number
 };
 
 /**
- * Built-in types whose input turns a name into an object (regclass: 'internal_notes' succeeds or
- * fails by whether the table exists), or that only internal code and the transaction machinery use
- * (the same types casts and functions may not use: src/policy/catalog.ts).
+ * The built-in data types a parameter may be declared with, by their OIDs (fixed in PostgreSQL's
+ * pg_type.dat, the same in every version that has them), arrays included: base, range and
+ * multirange types, 0 (unspecified) and 705 (unknown, which leaves the type to the server as 0
+ * does). Everything else is refused. Not here: the types whose input turns a name into an object
+ * (regclass: 'internal_notes' succeeds or fails by whether the table exists; regtype, regproc,
+ * regrole, aclitem, ...), those only internal code and the transaction machinery use (xid, cid,
+ * txid_snapshot, pg_snapshot, cstring, internal, pg_node_tree, statistics types), every composite
+ * type, and the database's own types. A composite type below 16384 is the row type of a system
+ * catalog or view; pg_sequences' has a regtype field and pg_class's an aclitem[] one, so
+ * `SELECT ($1).data_type::text` declared as pg_sequences named any table by OID (red team, round
+ * 11); a table's row type would show the columns of a table the rules do not list.
  */
-const NAMING_OR_INTERNAL = new Set(
-  Object.values({
-    regproc: [24, 1008],
-    regprocedure: [2202, 2207],
-    regoper: [2203, 2208],
-    regoperator: [2204, 2209],
-    regclass: [2205, 2210],
-    regtype: [2206, 2211],
-    regnamespace: [4089, 4090],
-    regrole: [4096, 4097],
-    regcollation: [4191, 4192],
-    aclitem: [1033, 1034],
-    xid: [28, 1011],
-    xid8: [5069, 271],
-    txid_snapshot: [2970, 2949],
-    pg_snapshot: [5038, 5039],
-    cstring: [2275, 1263],
-    internal: [2281],
-  }).flat(),
-);
-
-/** OIDs below this were made by initdb; the database's own types (row types of its tables among them) start here. */
-const FIRST_NORMAL_OBJECT_ID = 16384;
+const DATA_TYPES = new Set([
+  0, 705,
+  // bool, bytea, "char", name, int8, int2, int2vector, int4, text, oid, tid, oidvector, json, xml
+  16, 17, 18, 19, 20, 21, 22, 23, 25, 26, 27, 30, 114, 142,
+  // geometry, network, numeric, money, bit strings, date/time
+  600, 601, 602, 603, 604, 628, 650, 700, 701, 718, 774, 790, 829, 869, 1042, 1043, 1082, 1083, 1114, 1184,
+  1186, 1266, 1560, 1562, 1700,
+  // refcursor, uuid, pg_lsn, tsvector, tsquery, regconfig, regdictionary, jsonb, jsonpath
+  1790, 2950, 3220, 3614, 3615, 3734, 3769, 3802, 4072,
+  // ranges and multiranges
+  3904, 3906, 3908, 3910, 3912, 3926, 4451, 4532, 4533, 4534, 4535, 4536,
+  // arrays of the above
+  143, 199, 629, 651, 719, 775, 791, 1000, 1001, 1002, 1003, 1005, 1006, 1007, 1009, 1010, 1013, 1014, 1015,
+  1016, 1017, 1018, 1019, 1020, 1021, 1022, 1027, 1028, 1040, 1041, 1115, 1182, 1183, 1185, 1187, 1231, 1270,
+  1561, 1563, 2201, 2951, 3221, 3643, 3645, 3735, 3770, 3807, 4073, 3905, 3907, 3909, 3911, 3913, 3927, 6150,
+  6151, 6152, 6153, 6155, 6157,
+]);
 
 /**
- * Why the declared types cannot be accepted for this verdict, or undefined. Any parameter: no type
- * of the database's own (a table's row type would show the columns of a table the rules do not
- * list: `SELECT ($1).*`), none that names objects. A parameter with a tenant check: only a type
+ * Why the declared types cannot be accepted for this verdict, or undefined. Any parameter: a
+ * built-in data type (DATA_TYPES) or none. A parameter with a tenant check: only a type
  * that reads its value exactly as the check does (tsvector turns 'acme' into "'acme'"), or none.
  */
 export function declaredTypeProblem(
@@ -68,7 +69,7 @@ export function declaredTypeProblem(
 ): { message: string; reason: string } | undefined {
   for (let i = 0; i < declared.length; i++) {
     const oid = declared[i] ?? 0;
-    if (oid >= FIRST_NORMAL_OBJECT_ID || NAMING_OR_INTERNAL.has(oid))
+    if (!DATA_TYPES.has(oid))
       return {
         message: `parameter $${i + 1} is declared with type OID ${oid}, which agents may not use; declare a built-in data type (text, integer, numeric, timestamp, ...) or leave it unspecified (0)`,
         reason: 'param_type_not_allowed',
