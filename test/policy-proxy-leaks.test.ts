@@ -5,6 +5,7 @@ import { loadCatalog } from '../src/policy/catalog.js';
 import { createPolicyJudge } from '../src/policy/engine.js';
 import { loadRules } from '../src/policy/rules-load.js';
 import { serialize } from 'pg-protocol';
+import type { Verdict } from '../src/policy/verdict.js';
 import { declaredTypeProblem } from '../src/session/param-types.js';
 import { loadParser } from '../src/sql/parse.js';
 import { RawClient, errorOf } from './support/raw-client.js';
@@ -185,6 +186,10 @@ describe('functions over OIDs and server state', () => {
         'SELECT txid_current_if_assigned()',
         'SELECT txid_visible_in_snapshot(1, NULL)',
         'SELECT pg_typeof(1)',
+        // pg_get_expr reads a tree against any relation OID (red team, round 11): a tree without
+        // columns told which OIDs are relations, one with columns named an unlisted table's.
+        "SELECT g FROM pg_catalog.pg_type t, generate_series(16384, 16470) g WHERE t.typname = 'time_stamp' AND pg_catalog.pg_get_expr(t.typdefaultbin, g::oid) IS NOT NULL",
+        `SELECT pg_catalog.pg_get_expr(c.relpartbound, ${internal!.oid}::oid) FROM pg_catalog.pg_class c`,
       ]) {
         await expect(c.query(sql), sql).rejects.toMatchObject(refused);
         const m = await messageOf(c.query(sql));
@@ -199,6 +204,11 @@ describe('functions over OIDs and server state', () => {
         n: 3,
         v: expect.stringMatching(/PostgreSQL/),
       });
+      // Column defaults are still listed (information_schema renders them inside its own view).
+      const defaults = await c.query<{ column_name: string; column_default: string | null }>(
+        "SELECT column_name, column_default FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'status'",
+      );
+      expect(defaults.rows[0]?.column_default).toMatch(/'new'/);
       // The filtered pg_class lists orders; pg_table_is_visible, true or NULL for any OID, is refused.
       const listed = await c.query("SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relname = 'orders'");
       expect(listed.rowCount).toBe(1);
@@ -248,7 +258,15 @@ describe('the literal-shape cache', () => {
 });
 
 describe('parameter types declared in Parse', () => {
-  const allow = { kind: 'allow' } as const;
+  const allow: Verdict = {
+    kind: 'allow',
+    ruleIds: [],
+    reasons: [],
+    tables: [],
+    columns: [],
+    flags: [],
+    statementKinds: [],
+  };
 
   it('refuses a system row type whose regtype field named any table by OID; built-in data types still work', async () => {
     const [seq] = await db.sql<{ oid: number }>("SELECT 'pg_catalog.pg_sequences'::regtype::oid::int AS oid");

@@ -1,8 +1,6 @@
 import { parseSql } from '../sql/parse.js';
 import { stripLocations, type Node } from '../sql/ast.js';
 import { findRelation, splitQualified, type Catalog, type CatalogColumn } from './catalog.js';
-import { catalogDescriptionFunctions } from './functions.js';
-import { catalogRelations } from './introspection.js';
 import { introspectionViews } from './introspection-views.js';
 import type { AccessKind, Rules, TableOverride, TableRule } from './rules-schema.js';
 
@@ -34,11 +32,6 @@ export interface EffectivePolicy {
   /** Qualified names of user-defined functions agents may call. */
   readonly functions: ReadonlySet<string>;
   readonly introspection: ReadonlySet<string>;
-  /**
-   * Built-in catalog functions allowed because the rules list pg_catalog relations. Kept apart from
-   * `functions`: the rules' own list names user-defined functions and never unlocks a built-in.
-   */
-  readonly catalogFunctions: ReadonlySet<string>;
   /**
    * What stands in for a listed catalog relation or information_schema view: its rows about the
    * tables the rules name (and the columns agents may see), as a parsed SELECT.
@@ -152,14 +145,10 @@ export function effectivePolicy(rules: Rules, catalog: Catalog, roles: readonly 
   const tenantColumnNames = new Set<string>();
   for (const t of tables.values()) if (t.tenantColumn) tenantColumnNames.add(t.tenantColumn.name);
   const introspection = new Set(rules.introspection ?? []);
-  const catalogFunctions = new Set<string>(
-    catalogRelations(introspection).length > 0 ? catalogDescriptionFunctions : [],
-  );
   return {
     tables,
     functions,
     introspection,
-    catalogFunctions,
     introspectionViews: introspectionViews(introspection, tables),
     tenantColumnNames,
   };

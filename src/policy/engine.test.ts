@@ -337,7 +337,7 @@ describe('catalog description functions', () => {
   const describeQuery =
     "SELECT c.relname FROM pg_catalog.pg_class c WHERE pg_catalog.pg_table_is_visible(c.oid) AND c.relkind = 'r'";
 
-  it('pg_get_expr is allowed when the rules list pg_catalog relations; the visibility functions are not', () => {
+  it('pg_get_expr and the visibility functions are refused', () => {
     // pg_table_is_visible(o) is true or NULL by whether a relation has OID o, hidden ones included.
     expect(judge.judge(describeQuery, ctx()).verdict.kind).toBe('deny');
     expect(
@@ -346,9 +346,21 @@ describe('catalog description functions', () => {
         ctx(),
       ).verdict.kind,
     ).toBe('deny');
+    // pg_get_expr resolves the tree's columns in the relation its second argument names, any OID:
+    // a CHECK's tree read against an unlisted table named that table's columns (red team, round
+    // 11), and a tree without columns told which OIDs are relations.
+    for (const sql of [
+      'SELECT pg_catalog.pg_get_expr(c.relpartbound, c.oid) FROM pg_catalog.pg_class c',
+      'SELECT pg_catalog.pg_get_expr(c.relpartbound, 16454::oid) FROM pg_catalog.pg_class c',
+      'SELECT g FROM pg_catalog.pg_type t, generate_series(16384, 16470) g WHERE pg_get_expr(t.typdefaultbin, g::oid) IS NOT NULL',
+    ])
+      expect(judge.judge(sql, ctx()).verdict, sql).toMatchObject({
+        kind: 'deny',
+        reasons: expect.arrayContaining(['function_denied']),
+      });
+    // The look-alike: the catalogs themselves are still read (filtered).
     expect(
-      judge.judge('SELECT pg_catalog.pg_get_expr(c.relpartbound, c.oid) FROM pg_catalog.pg_class c', ctx())
-        .verdict.kind,
+      judge.judge('SELECT c.relname, c.relkind FROM pg_catalog.pg_class c', ctx()).verdict.kind,
     ).not.toBe('deny');
   });
 

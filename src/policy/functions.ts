@@ -81,15 +81,6 @@ function builtinAllowed(name: string, catalog: Catalog): boolean {
   return catalog.functions.pg_catalog?.[name]?.safe === true;
 }
 
-/**
- * Catalog functions allowed when the rules list a pg_catalog relation: pg_get_expr renders a
- * pg_node_tree, which only a catalog column can supply. Functions that take any OID are not here:
- * OIDs are small sequential numbers, so a loop over them would name the tables and columns, read
- * the comments, or (pg_table_is_visible, pg_type_is_visible: true or NULL) tell which OIDs the
- * filtered catalogs hide.
- */
-export const catalogDescriptionFunctions = ['pg_catalog.pg_get_expr'] as const;
-
 export type FunctionDecision =
   { ok: true; qualified: string } | { ok: false; qualified: string; why: string };
 
@@ -104,15 +95,13 @@ export function decideFunction(
   parts: readonly string[],
   catalog: Catalog,
   allowedUser: ReadonlySet<string>,
-  /** Built-ins the deny rules would refuse but the policy allows (catalogDescriptionFunctions). */
-  allowedBuiltins: ReadonlySet<string> = new Set(),
 ): FunctionDecision {
   const name = parts[parts.length - 1] ?? '';
   if (parts.length > 2) return { ok: false, qualified: parts.join('.'), why: 'cross-database reference' };
   const decide = (schema: string): FunctionDecision => {
     const qualified = `${schema}.${name}`;
     if (schema === 'pg_catalog')
-      return builtinAllowed(name, catalog) || allowedBuiltins.has(qualified)
+      return builtinAllowed(name, catalog)
         ? { ok: true, qualified }
         : { ok: false, qualified, why: 'denied' };
     return allowedUser.has(qualified) ? { ok: true, qualified } : { ok: false, qualified, why: 'not_listed' };

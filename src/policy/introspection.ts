@@ -30,8 +30,3 @@ export const safeIntrospection = [
 ] as const;
 
 export type SafeIntrospection = (typeof safeIntrospection)[number];
-
-/** The pg_catalog relations among those listed (they bring the catalog description functions). */
-export function catalogRelations(introspection: Iterable<string>): string[] {
-  return [...introspection].filter((q) => q.startsWith('pg_catalog.'));
-}

@@ -193,7 +193,7 @@ function checkSystemColumn(f: readonly string[], ctx: RewriteContext): void {
 
 function checkFunction(body: Record<string, unknown>, ctx: RewriteContext): void {
   const parts = names(body.funcname as Node[]);
-  const d = decideFunction(parts, ctx.catalog, ctx.policy.functions, ctx.policy.catalogFunctions);
+  const d = decideFunction(parts, ctx.catalog, ctx.policy.functions);
   if (d.ok) return;
   const shown = parts.join('.');
   if (d.why === 'ambiguous')
