@@ -84,13 +84,17 @@ function checkLocking(clauses: Node[], ctx: RewriteContext): void {
       `FOR UPDATE/SHARE cannot lock rows of ${catalogs.join(', ')}; drop the locking clause`,
       'locking_not_allowed',
     );
-  for (const t of ctx.refs.values())
-    if (!t.access.has('update'))
+  // Every table of the statement, not ctx.refs: that map is keyed by alias, and a second relation
+  // under the same alias replaced the first, which then went unchecked (red team, round 11).
+  for (const qname of ctx.tables) {
+    const t = ctx.policy.tables.get(qname);
+    if (t && !t.access.has('update'))
       throw new Denial(
         `FOR UPDATE/SHARE needs update access to ${t.qname}, which the rules do not grant; drop the locking clause`,
         'locking_not_allowed',
         { ruleId: `tables.${t.qname}` },
       );
+  }
   void clauses;
 }
 
