@@ -253,4 +253,43 @@ describe('long statements are judged off the event loop', () => {
       c.close();
     }
   });
+
+  it('records only the head and length of a text too long to judge, in both protocols (red team, round 11)', async () => {
+    // The attack: 8 MiB texts, refused, were recorded whole; a few a second from one session took
+    // the proxy past 1 GB and grew the NDJSON by 30 MiB a second.
+    const huge = `SELECT 'é${'x'.repeat(8 * 1024 * 1024)}' AS big`;
+    const c = await RawClient.connect(proxy.port);
+    try {
+      await c.login('support-bot', db.name, await proxy.token());
+      c.send(serialize.query(huge));
+      expect(errorOf((await c.untilReady())[0])).toMatchObject({ code: '54000' });
+      c.send(
+        Buffer.concat([
+          serialize.parse({ name: 'big', text: huge }),
+          serialize.bind({ statement: 'big' }),
+          serialize.execute({}),
+          serialize.sync(),
+        ]),
+      );
+      const answer = await c.untilReady();
+      expect(errorOf(answer[0])).toMatchObject({ code: '54000' });
+      expect(answer.map((m) => m.code)).toEqual(['E', 'Z']);
+      const refused = proxy.sink.records.filter((r) => r.error?.code === 'PGW_MESSAGE_TOO_LARGE');
+      expect(refused.map((r) => r.protocol)).toEqual([
+        { mode: 'simple' },
+        { mode: 'extended', statementName: 'big' },
+      ]);
+      for (const r of refused) {
+        expect(r.sql!.length).toBeLessThan(1100);
+        expect(r.sql).toMatch(/^SELECT 'éx+ \[pgwarden: 8388626 bytes in all, not recorded\]$/);
+      }
+      // The look-alike: a long text within the limit is judged, run and recorded whole.
+      const long = `SELECT '${'y'.repeat(100_000)}' AS fits`;
+      c.send(serialize.query(long));
+      expect((await c.untilReady()).map((m) => m.code)).toEqual(['T', 'D', 'C', 'Z']);
+      expect(proxy.sink.records.some((r) => r.sql === long)).toBe(true);
+    } finally {
+      c.close();
+    }
+  });
 });

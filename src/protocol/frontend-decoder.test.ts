@@ -10,6 +10,8 @@ import {
   readQuery,
   readStartupPacket,
   readTarget,
+  sqlTextBounds,
+  utf8Head,
 } from './frontend-messages.js';
 
 /** A pipelined extended-protocol request followed by a simple query, as real clients send. */
@@ -205,5 +207,23 @@ describe('FrontendDecoder', () => {
         [serialize.sync(), q1, q2].map((b) => b.toString('hex')),
       );
     });
+  });
+});
+
+describe('SQL text of Query and Parse, unread', () => {
+  it('is located without decoding, and its head is cut before a character, never inside one', () => {
+    const text = 'SELECT 1 -- é漢😀';
+    const q = Buffer.from(`${text}\0`);
+    expect(sqlTextBounds(false, q)).toEqual({ start: 0, end: Buffer.byteLength(text) });
+    const p = Buffer.concat([Buffer.from(`s1\0${text}\0`), Buffer.from([0, 0])]);
+    expect(sqlTextBounds(true, p)).toEqual({ start: 3, end: 3 + Buffer.byteLength(text) });
+    const bytes = Buffer.byteLength(text);
+    for (let max = 0; max <= bytes; max++) {
+      const head = utf8Head(q, 0, bytes, max);
+      expect(head.includes('\uFFFD'), `max ${max}`).toBe(false);
+      expect(text.startsWith(head)).toBe(true);
+      expect(Buffer.byteLength(head)).toBeLessThanOrEqual(max);
+    }
+    expect(() => sqlTextBounds(false, Buffer.from('SELECT 1'))).toThrow(/unterminated/);
   });
 });

@@ -113,6 +113,27 @@ export function readQuery(body: Buffer, start = 0, end = body.length): string {
   return readPassword(body, start, end);
 }
 
+/**
+ * Where the SQL text of a Query or Parse message lies in `body` (byte offsets), found without
+ * decoding it: a text too long to judge is refused unread, not turned into a string first.
+ */
+export function sqlTextBounds(
+  parse: boolean,
+  body: Buffer,
+  start = 0,
+  end = body.length,
+): { start: number; end: number } {
+  let from = start;
+  if (parse) {
+    const nameEnd = body.indexOf(0, start);
+    if (nameEnd < 0 || nameEnd >= end) throw malformed('unterminated string');
+    from = nameEnd + 1;
+  }
+  const to = body.indexOf(0, from);
+  if (to < 0 || to >= end) throw malformed('unterminated string');
+  return { start: from, end: to };
+}
+
 export interface ParseMessage {
   readonly statement: string;
   readonly query: string;
@@ -228,4 +249,12 @@ export function readExecute(body: Buffer, start = 0, end = body.length): Execute
 
 export function expectEmpty(body: Buffer, start = 0, end = body.length): void {
   new BodyReader(body, start, end).end();
+}
+
+/** The first `maxBytes` bytes of a UTF-8 text in `buf`, cut before a character, never inside one. */
+export function utf8Head(buf: Buffer, start: number, end: number, maxBytes: number): string {
+  let stop = Math.min(end, start + maxBytes);
+  // A byte 10xxxxxx continues a character: the cut goes before the byte that starts it.
+  if (stop < end) while (stop > start && ((buf[stop] ?? 0) & 0xc0) === 0x80) stop--;
+  return buf.toString('utf8', start, stop);
 }

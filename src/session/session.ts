@@ -119,6 +119,9 @@ function pinnedSettings(config: Config): ReadonlyMap<string, string> {
  * One client connection: startup and authentication, then the relay between the client and its
  * own upstream connection, with every statement judged before it is forwarded.
  */
+/** How much of a SQL text too long to judge its decision record keeps. */
+const OVERSIZED_SQL_HEAD_BYTES = 1024;
+
 export class Session {
   readonly id = randomUUID();
   private client!: Socket;
@@ -482,11 +485,15 @@ export class Session {
   private onClientMessage(m: FrontendMessage, out: OutBatch): void {
     switch (m.code) {
       case Frontend.Query: {
+        const oversized = this.oversizedSql(m);
+        if (oversized !== undefined) return this.refuseOversized(m, oversized, out);
         // Read already if it was looked up in the caches (judgingOffThread).
         const o = this.offThread;
         return this.onQuery(o?.message === m ? o.sql : fm.readQuery(m.buffer, m.bodyStart, m.end), m, out);
       }
       case Frontend.Parse: {
+        const oversized = this.oversizedSql(m);
+        if (oversized !== undefined) return this.refuseOversized(m, oversized, out);
         const o = this.offThread;
         return this.onParse(
           (o?.message === m && o.parse) || fm.readParse(m.buffer, m.bodyStart, m.end),
@@ -663,6 +670,8 @@ export class Session {
     const { judgeOffThreadBytes, maxQueryBytes } = this.deps.config.limits;
     if (m.code === Frontend.Query || m.code === Frontend.Parse) {
       if (m.end - m.bodyStart <= judgeOffThreadBytes) return false;
+      // Refused unread (refuseOversized).
+      if (this.oversizedSql(m) !== undefined) return false;
       mode = m.code === Frontend.Query ? 'simple' : 'extended';
       parse = mode === 'extended' ? fm.readParse(m.buffer, m.bodyStart, m.end) : undefined;
       sql = parse ? parse.query : fm.readQuery(m.buffer, m.bodyStart, m.end);
@@ -696,6 +705,38 @@ export class Session {
         this.continueReading();
       });
     return true;
+  }
+
+  /** The length in bytes of a Query's or Parse's SQL text when it exceeds limits.maxQueryBytes. */
+  private oversizedSql(m: FrontendMessage): number | undefined {
+    const max = this.deps.config.limits.maxQueryBytes;
+    // The body holds the text and a few bytes more: a body within the limit needs no closer look.
+    if (m.end - m.bodyStart <= max) return undefined;
+    const text = fm.sqlTextBounds(m.code === Frontend.Parse, m.buffer, m.bodyStart, m.end);
+    const bytes = text.end - text.start;
+    return bytes > max ? bytes : undefined;
+  }
+
+  /**
+   * Refuses a Query or Parse whose SQL text is longer than limits.maxQueryBytes without reading it
+   * into a string. Its record keeps the first KiB and the length: records of whole 15 MiB texts
+   * took the proxy's memory past 1 GB and grew the NDJSON by 30 MiB a second (red team, round 11).
+   */
+  private refuseOversized(m: FrontendMessage, bytes: number, out: OutBatch): void {
+    if (this.skipUntilSync) return;
+    const parse = m.code === Frontend.Parse;
+    const text = fm.sqlTextBounds(parse, m.buffer, m.bodyStart, m.end);
+    const head = fm.utf8Head(m.buffer, text.start, text.end, OVERSIZED_SQL_HEAD_BYTES);
+    const sql = `${head} [pgwarden: ${bytes} bytes in all, not recorded]`;
+    const max = this.deps.config.limits.maxQueryBytes;
+    const v = refusal('PGW_MESSAGE_TOO_LARGE', `query text of ${bytes} bytes exceeds ${max} bytes`);
+    const protocol = parse
+      ? {
+          mode: 'extended' as const,
+          statementName: fm.utf8Head(m.buffer, m.bodyStart, text.start - 1, 63 * 4),
+        }
+      : { mode: 'simple' as const };
+    this.deny(this.records.statement(protocol, sql, null, v), out, parse ? 'extended' : 'query');
   }
 
   /** Made once per session: identity and session state are the same objects for every statement. */
