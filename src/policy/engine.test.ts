@@ -422,3 +422,16 @@ describe('statements nested too deep', () => {
     for (const sql of [nested(20), sum(100)]) expect(judge.judge(sql, ctx()).verdict.kind).toBe('rewrite');
   });
 });
+
+describe('settings with restricted values', () => {
+  it("judges each value of client_min_messages: an allowed one's verdict is not reused for another of the same shape", () => {
+    const fresh = createPolicyJudge(rules, catalog, { searchPath: 'public' });
+    expect(fresh.judge("SET client_min_messages TO 'error'", ctx()).verdict.kind).toBe('allow');
+    expect(fresh.judge("SET client_min_messages TO 'error'", ctx()).verdict.kind).toBe('allow');
+    expect(fresh.judge("SET client_min_messages TO 'debug5'", ctx()).verdict).toMatchObject({
+      kind: 'deny',
+      reasons: ['setting_not_allowed'],
+    });
+    expect(fresh.judge("SET client_min_messages TO 'NOTICE'", ctx()).verdict.kind).toBe('allow');
+  });
+});

@@ -23,6 +23,16 @@ export const settableParameters = new Set([
   'xmlbinary',
 ]);
 
+/**
+ * Values allowed for settings whose other values tell more than the agent's own results. Below
+ * notice, client_min_messages sends the server's DEBUG and LOG messages: at DEBUG5 every commit
+ * reports its transaction id, which counts every tenant's writes (the leak xmin and txid_* are
+ * refused for; red team, round 11), and LOG can carry the SQL pgwarden forwarded.
+ */
+export const settableValues: Readonly<Record<string, ReadonlySet<string>>> = {
+  client_min_messages: new Set(['notice', 'warning', 'error']),
+};
+
 /** Settings an agent may SHOW: the settable ones plus read-only facts clients ask for at start. */
 export const showableParameters = new Set([
   ...settableParameters,

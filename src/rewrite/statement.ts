@@ -1,5 +1,11 @@
 import { names, nodeType, type Node } from '../sql/ast.js';
-import { copyOptions, explainOptions, settableParameters, showableParameters } from '../policy/settings.js';
+import {
+  copyOptions,
+  explainOptions,
+  settableParameters,
+  settableValues,
+  showableParameters,
+} from '../policy/settings.js';
 import { Denial, type RewriteContext } from './context.js';
 import { literalValue, selectBody, visitValue } from './expr.js';
 import { rewriteSelect } from './select.js';
@@ -269,10 +275,19 @@ function checkSet(body: Body, ctx: RewriteContext): void {
       `SET ${name} is not allowed; settable: ${[...settableParameters].join(', ')}`,
       'setting_not_allowed',
     );
-  for (const a of (body.args as Node[] | undefined) ?? [])
-    if (literalValue(a) === undefined && nodeType(a) !== 'A_Const')
-      throw new Denial(`SET ${name} takes literal values only`, 'setting_not_allowed');
+  // The verdict depends on the value (settableValues), so it is not reused for another value.
   ctx.literalSensitive = true;
+  const values = settableValues[name];
+  for (const a of (body.args as Node[] | undefined) ?? []) {
+    const value = literalValue(a);
+    if (value === undefined && nodeType(a) !== 'A_Const')
+      throw new Denial(`SET ${name} takes literal values only`, 'setting_not_allowed');
+    if (values && !values.has((value ?? '').toLowerCase()))
+      throw new Denial(
+        `SET ${name} to ${value ?? 'this value'} is not allowed; allowed: ${[...values].join(', ')}`,
+        'setting_not_allowed',
+      );
+  }
 }
 
 /**
