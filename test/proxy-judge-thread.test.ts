@@ -204,6 +204,42 @@ describe('long statements are judged off the event loop', () => {
     }
   });
 
+  it('looks a long text up by shape on the thread, not on the event loop; by exact text on the loop', async () => {
+    // The attack (red team, round 11): long statements of one cached shape, each lexed on the
+    // event loop (3 ms per 120 KB), held every other tenant's cached statements.
+    let onThread = 0;
+    const counting = {
+      ...policy.judge,
+      judgeOffThread: (sql: string, ctx: JudgeContext) => {
+        onThread++;
+        return policy.judge.judgeOffThread!(sql, ctx);
+      },
+    };
+    const p = await startTestProxy(db, { judge: counting });
+    const c = new pg.Client({ connectionString: await p.url() });
+    await c.connect();
+    try {
+      const ids = (n: number): string => Array.from({ length: 2000 }, (_, i) => n + i).join(', ');
+      const long = (n: number): string => `SELECT count(*)::int AS n FROM orders WHERE id IN (${ids(n)})`;
+      expect(long(1).length).toBeGreaterThan(8192);
+      await c.query(long(1));
+      expect(onThread).toBe(1);
+      // The same text: found on the event loop.
+      await c.query(long(1));
+      expect(onThread).toBe(1);
+      // Another text of the same shape: looked up on the thread (where the shape cache answers).
+      await c.query(long(5000));
+      expect(onThread).toBe(2);
+      // The look-alike: short texts of one shape are still found on the event loop.
+      await c.query('SELECT count(*)::int AS n FROM orders WHERE id IN (1, 2)');
+      await c.query('SELECT count(*)::int AS n FROM orders WHERE id IN (3, 4)');
+      expect(onThread).toBe(3);
+    } finally {
+      await c.end();
+      await p.close();
+    }
+  });
+
   it("keeps the order of a session's messages around the long one, in both protocols", async () => {
     const c = new pg.Client({ connectionString: await proxy.url() });
     await c.connect();

@@ -169,7 +169,7 @@ export interface Lesson {
 }
 
 export interface PolicyJudge extends Judge {
-  lookup(sql: string, ctx: JudgeContext): Judgement | undefined;
+  lookup(sql: string, ctx: JudgeContext, exactOnly?: boolean): Judgement | undefined;
   /** judge(), and what it added to the caches. */
   judgeAndTeach(sql: string, ctx: JudgeContext): { judgement: Judgement; lesson: Lesson };
   /** Remembers what a judge with the same rules learnt. */
@@ -391,6 +391,7 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
     sql: string,
     jc: JudgeContext,
     start: number,
+    exactOnly = false,
   ):
     | { hit: Judgement; shapeKey?: undefined; shape?: undefined }
     | { hit?: undefined; shapeKey: string | undefined; shape: LiteralShape | undefined } {
@@ -405,6 +406,7 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
           judgeMicros: elapsedMicros(start),
         },
       };
+    if (exactOnly) return { shapeKey: undefined, shape: undefined };
     const lk = literalShape(sql);
     const shapeKey = lk ? prefix + lk.key : undefined;
     const shapeHit = shapeKey !== undefined && lk ? shapes.get(shapeKey) : undefined;
@@ -463,9 +465,9 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
     namesRelation: (qname) => named.has(qname),
     judge: (sql, jc) => judgeAndTeach(sql, jc).judgement,
     judgeAndTeach,
-    lookup(sql, jc) {
+    lookup(sql, jc, exactOnly = false) {
       try {
-        return cached(sql, jc, performance.now()).hit;
+        return cached(sql, jc, performance.now(), exactOnly).hit;
       } catch {
         // judge() reports the error as a verdict.
         return undefined;

@@ -110,7 +110,7 @@ export async function createReloadableJudge(opts: {
       return version;
     },
     judge: (sql, ctx) => current.judge(sql, ctx),
-    lookup: (sql, ctx) => current.lookup(sql, ctx),
+    lookup: (sql, ctx, exactOnly) => current.lookup(sql, ctx, exactOnly),
     namesRelation: (qname) => current.namesRelation(qname),
     ...(thread
       ? {

@@ -121,8 +121,12 @@ export interface Judge {
    * name it (a table or an introspection relation).
    */
   namesRelation(qname: string): boolean;
-  /** The judgement from the decision caches alone, or undefined: costs microseconds at most. */
-  lookup?(sql: string, ctx: JudgeContext): Judgement | undefined;
+  /**
+   * The judgement from the decision caches alone, or undefined. `exactOnly`: only a statement seen
+   * with this very text; finding one of the same shape means lexing the text, which costs per
+   * byte (3 ms for 120 KB).
+   */
+  lookup?(sql: string, ctx: JudgeContext, exactOnly?: boolean): Judgement | undefined;
   /**
    * Judges on another thread, with the same rules, and remembers the judgement here: for
    * statements not in the caches, whose judging would otherwise hold the proxy's event loop and
