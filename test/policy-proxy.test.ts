@@ -141,6 +141,67 @@ describe('system catalogs, as ORMs and pgbench read them', () => {
     }
   });
 
+  it('list no constraint, index or comment that names a hidden column or speaks of an unlisted table', async () => {
+    // The attack (red team, round 11): with pg_constraint listed, a CHECK on customers.ssn showed
+    // its name, column number and pattern; a comment on internal_notes' key showed in pg_description.
+    const setup = [
+      `ALTER TABLE customers ADD CONSTRAINT customers_ssn_format CHECK (ssn ~ '^[0-9]{9}$') NOT VALID`,
+      `CREATE INDEX customers_ssn_idx ON customers (ssn)`,
+      `CREATE INDEX customers_name_if_ssn_idx ON customers (name) WHERE ssn IS NOT NULL`,
+      `ALTER TABLE orders ADD CONSTRAINT orders_note_fk FOREIGN KEY (customer_id) REFERENCES internal_notes (id) NOT VALID`,
+      `COMMENT ON CONSTRAINT internal_notes_pkey ON internal_notes IS 'pk of the negotiation notes'`,
+    ];
+    for (const sql of setup) await db.sql(sql);
+    const rules = await loadRules(['rules']);
+    const wide = createPolicyJudge(
+      {
+        ...rules,
+        introspection: [...(rules.introspection ?? []), 'pg_catalog.pg_constraint', 'pg_catalog.pg_index'],
+      },
+      await loadCatalog(db.url, 'public'),
+      { searchPath: 'public' },
+    );
+    const p = await startTestProxy(db, { judge: wide });
+    const c = new pg.Client({ connectionString: await p.url({ tenant: 'acme', human: 'alice@acme.test' }) });
+    await c.connect();
+    try {
+      const constraints = `SELECT k.conname FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class t ON t.oid = k.conrelid
+        WHERE t.relname IN ('customers', 'orders') ORDER BY 1`;
+      const indexes = `SELECT x.relname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class x ON x.oid = i.indexrelid
+        JOIN pg_catalog.pg_class t ON t.oid = i.indrelid WHERE t.relname = 'customers' ORDER BY 1`;
+      // The service role sees them all, so the filtered answers below can fail.
+      expect((await db.sql<{ conname: string }>(constraints)).map((r) => r.conname)).toEqual(
+        expect.arrayContaining(['customers_ssn_format', 'orders_note_fk']),
+      );
+      expect((await db.sql<{ relname: string }>(indexes)).map((r) => r.relname)).toEqual(
+        expect.arrayContaining(['customers_ssn_idx', 'customers_name_if_ssn_idx', 'customers_pkey']),
+      );
+      const seen = (await c.query<{ conname: string }>(constraints)).rows.map((r) => r.conname);
+      expect(seen).not.toContain('customers_ssn_format');
+      expect(seen).not.toContain('orders_note_fk');
+      // The look-alike: constraints on visible columns of listed tables are listed.
+      expect(seen).toEqual(expect.arrayContaining(['customers_pkey', 'orders_pkey']));
+      const shown = (await c.query<{ relname: string }>(indexes)).rows.map((r) => r.relname);
+      expect(shown).toContain('customers_pkey');
+      const names = await c.query<{ relname: string }>(
+        "SELECT relname FROM pg_catalog.pg_class WHERE relname LIKE 'customers%' ORDER BY 1",
+      );
+      for (const name of [...shown, ...names.rows.map((r) => r.relname)]) expect(name).not.toMatch(/ssn/);
+      const comments = (
+        await c.query<{ description: string }>('SELECT description FROM pg_catalog.pg_description')
+      ).rows;
+      expect(comments.map((r) => r.description)).not.toContain('pk of the negotiation notes');
+      expect(comments.map((r) => r.description)).toContain('one row per order');
+    } finally {
+      await c.end();
+      await p.close();
+      await db.sql(`COMMENT ON CONSTRAINT internal_notes_pkey ON internal_notes IS NULL`);
+      await db.sql(`ALTER TABLE orders DROP CONSTRAINT orders_note_fk`);
+      await db.sql(`DROP INDEX customers_ssn_idx, customers_name_if_ssn_idx`);
+      await db.sql(`ALTER TABLE customers DROP CONSTRAINT customers_ssn_format`);
+    }
+  });
+
   it('a predicate that raises on a hidden row never sees it (the views are fenced)', async () => {
     const c = await client('acme');
     try {

@@ -42,8 +42,33 @@ export function introspectionViews(
     );
     return rows.length === 0 ? 'true' : `NOT ${inValues(`${rel}, ${num}::pg_catalog.int4`, rows)}`;
   };
+  /**
+   * Rows whose `keys` (an int2[] of attnums of relation `rel`) include a hidden column: a
+   * constraint or index on it names it and shows its definition.
+   */
+  const hiddenKeyRows = visible.flatMap((t) => {
+    const nums = t.columns.filter((c) => t.hidden.has(c.name)).map((c) => c.position);
+    return nums.length === 0
+      ? []
+      : [`(${regclass(t)}::pg_catalog.oid, '{${nums.join(',')}}'::pg_catalog.int2[])`];
+  });
+  const touchesHidden = (rel: string, keys: string): string =>
+    hiddenKeyRows.length === 0
+      ? 'false'
+      : `EXISTS (SELECT 1 FROM (VALUES ${hiddenKeyRows.join(', ')}) AS h(rel, keys) ` +
+        `WHERE h.rel OPERATOR(pg_catalog.=) ${rel} AND h.keys OPERATOR(pg_catalog.&&) ${keys})`;
+  /** Tables with hidden columns: their expression and partial indexes may name one. */
+  const withHidden = visible.filter((t) => t.hidden.size > 0);
+  const hasHidden = (rel: string): string =>
+    withHidden.length === 0
+      ? 'false'
+      : `${rel} IN (VALUES ${withHidden.map((t) => `(${regclass(t)}::pg_catalog.oid)`).join(', ')})`;
+  /** An index agents may see: on a listed (or system) table, naming no hidden column. */
+  const visibleIndex = (i: string): string =>
+    `${about(`${i}indrelid`)} AND NOT ${touchesHidden(`${i}indrelid`, `${i}indkey::pg_catalog.int2[]`)} AND ` +
+    `NOT (${hasHidden(`${i}indrelid`)} AND (${i}indexprs IS NOT NULL OR ${i}indpred IS NOT NULL))`;
   const indexesOfListed = listed.has('pg_catalog.pg_index')
-    ? ` OR oid IN (SELECT i.indexrelid FROM pg_catalog.pg_index i WHERE ${about('i.indrelid')})`
+    ? ` OR oid IN (SELECT i.indexrelid FROM pg_catalog.pg_index i WHERE ${visibleIndex('i.')})`
     : '';
 
   const filters: Record<string, () => string> = {
@@ -66,9 +91,13 @@ export function introspectionViews(
       `${system('oid')} OR nspname::text IN (${[...new Set(visible.map((t) => lit(t.schema)))].join(', ') || 'NULL'})`,
     'pg_catalog.pg_attribute': () => `${about('attrelid')} AND ${hiddenColumns('attrelid', 'attnum')}`,
     'pg_catalog.pg_attrdef': () => `${about('adrelid')} AND ${hiddenColumns('adrelid', 'adnum')}`,
+    // A constraint on a hidden column names it and shows its check; a foreign key to an unlisted
+    // table (or its hidden column) names that table in its definition.
     'pg_catalog.pg_constraint': () =>
-      `(conrelid OPERATOR(pg_catalog.=) 0::pg_catalog.oid OR ${about('conrelid')})`,
-    'pg_catalog.pg_index': () => about('indrelid'),
+      `(conrelid OPERATOR(pg_catalog.=) 0::pg_catalog.oid OR ${about('conrelid')}) AND ` +
+      `(confrelid OPERATOR(pg_catalog.=) 0::pg_catalog.oid OR ${about('confrelid')}) AND ` +
+      `NOT ${touchesHidden('conrelid', 'conkey')} AND NOT ${touchesHidden('confrelid', 'confkey')}`,
+    'pg_catalog.pg_index': () => visibleIndex(''),
     'pg_catalog.pg_inherits': () => `${about('inhrelid')} AND ${about('inhparent')}`,
     'pg_catalog.pg_partitioned_table': () => about('partrelid'),
     // A table's row type and its array type name the table.
@@ -79,10 +108,12 @@ export function introspectionViews(
         `(SELECT e.oid FROM pg_catalog.pg_type e WHERE ${noRelation('e.')} OR ${isListed('e.typrelid')})`;
       return `${system('oid')} OR ${isListed('typrelid')} OR (${noRelation('')} AND (${element}))`;
     },
-    // Comments on relations and columns follow them; comments on other objects stay.
+    // Comments on relations and columns follow them. Comments on other objects of the database's
+    // own go: one on a constraint, trigger or policy speaks of its table, listed or not (red team,
+    // round 11); the system's own objects keep theirs.
     'pg_catalog.pg_description': () =>
-      `classoid OPERATOR(pg_catalog.<>) 'pg_catalog.pg_class'::pg_catalog.regclass OR ` +
-      `(${about('objoid')} AND ${hiddenColumns('objoid', 'objsubid')})`,
+      `CASE WHEN classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass ` +
+      `THEN ${about('objoid')} AND ${hiddenColumns('objoid', 'objsubid')} ELSE ${system('objoid')} END`,
   };
   const views = new Map<string, Node>();
   for (const [qname, filter] of Object.entries(filters)) {
