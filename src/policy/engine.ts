@@ -207,11 +207,9 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
     return scope;
   };
 
-  function evaluate(
-    sql: string,
-    jc: JudgeContext,
-    policy: EffectivePolicy,
-  ): { entry: Entry; cacheable: boolean; shape?: Entry } {
+  type Evaluated = { entry: Entry; cacheable: boolean; shape?: Entry };
+
+  function evaluate(sql: string, jc: JudgeContext, policy: EffectivePolicy): Evaluated {
     const kinds: string[] = [];
     let parsed;
     try {
@@ -310,17 +308,35 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
     let out = sql;
     let check = stmts;
     if (changed) {
-      out = deparseStatements(stmts);
+      // Limits of the SQL printer (pgsql-deparser), not of the agent's SQL: refused with a message
+      // that says so, where a bare internal error left agents nothing to act on.
+      const printerLimit = (why: string, reason: string): Evaluated => ({
+        entry: {
+          verdict: deny(
+            base,
+            `pgwarden could not rewrite this statement for your tenant (${why}); it was not run: write that part of it another way`,
+            reason,
+            'PGW_INTERNAL',
+          ),
+          fingerprint: fp,
+        },
+        cacheable: true,
+      });
+      try {
+        out = deparseStatements(stmts);
+      } catch (err) {
+        return printerLimit(
+          `its SQL printer does not handle ${/node type: (\w+)/.exec((err as Error).message)?.[1] ?? 'a construct in it'}`,
+          `rewrite_unprintable: ${(err as Error).message}`,
+        );
+      }
       try {
         check = parseSql(out).stmts.map((s) => s.stmt as Node);
       } catch (err) {
-        const verdict = deny(
-          base,
-          'pgwarden could not check its own rewrite; the statement was denied',
+        return printerLimit(
+          `its rewrite did not parse: ${(err as Error).message}`,
           `rewrite_unparsable: ${(err as Error).message}`,
-          'PGW_INTERNAL',
         );
-        return { entry: { verdict, fingerprint: fp }, cacheable: true };
       }
     }
     const violation =

@@ -130,6 +130,12 @@ export function visitExpr(node: Node, ctx: RewriteContext, scope: Scope | undefi
     case 'SelectStmt':
       rewriteSelect(body, ctx, scope);
       return;
+    case 'ColumnDef':
+      // A column definition list of a function in FROM (`jsonb_to_recordset(...) AS x(a int)`):
+      // a name and a type, checked like any type an agent writes.
+      if (body.typeName) checkTypeName(body.typeName as Node, ctx);
+      visitValue(body.collClause, ctx, scope);
+      return;
     case 'CurrentOfExpr':
       throw new Denial('WHERE CURRENT OF is not allowed: use a key column in WHERE instead', 'current_of');
     default:
