@@ -449,6 +449,7 @@ function rewriteInsert(body: Body, ctx: RewriteContext, scope: Scope | undefined
   } else if (sel) body.cols = cols;
   const oc = body.onConflictClause as Body | undefined;
   if (oc) {
+    checkConflictTarget(oc.infer as Body | undefined, t, refname, ctx, scope);
     visitValue((oc.infer as Body | undefined)?.whereClause, ctx, scope);
     if (oc.action === 'ONCONFLICT_UPDATE') {
       // The conflicting row may belong to another tenant: only a row of the caller's is updated.
@@ -464,6 +465,38 @@ function rewriteInsert(body: Body, ctx: RewriteContext, scope: Scope | undefined
       throw new Denial('unsupported ON CONFLICT action', 'unsupported_syntax');
   }
   rewriteReturning(body, t, refname, ctx, scope, false);
+}
+
+/**
+ * The columns ON CONFLICT names to find its unique index: a hidden or masked one is refused, as
+ * anywhere else (whether the statement runs tells whether a unique index on it exists; red team,
+ * round 11), and an index expression is checked like any expression over the target.
+ */
+function checkConflictTarget(
+  infer: Body | undefined,
+  t: TablePolicy,
+  refname: string,
+  ctx: RewriteContext,
+  scope: Scope | undefined,
+): void {
+  for (const e of (infer?.indexElems as Node[] | undefined) ?? []) {
+    const elem = (e as { IndexElem?: Body }).IndexElem;
+    const column = elem?.name as string | undefined;
+    if (column !== undefined && (t.hidden.has(column) || t.masks.has(column)))
+      throw new Denial(
+        `column ${t.qname}.${column} is ${t.hidden.has(column) ? 'not available to agents' : 'masked'}; ON CONFLICT may name: ${t.columns
+          .filter((c) => !t.hidden.has(c.name) && !t.masks.has(c.name))
+          .map((c) => c.name)
+          .join(', ')}`,
+        'column_denied',
+        { ruleId: `tables.${t.qname}.columns` },
+      );
+    if (elem?.expr !== undefined) {
+      enterTarget(ctx, t, [refname]);
+      visitValue(elem.expr, ctx, scope);
+      ctx.writeTarget = undefined;
+    }
+  }
 }
 
 function rewriteMerge(body: Body, ctx: RewriteContext, scope: Scope | undefined): void {
