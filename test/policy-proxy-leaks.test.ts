@@ -219,6 +219,42 @@ describe('functions over OIDs and server state', () => {
   });
 });
 
+describe('catalog columns of object-naming types', () => {
+  it('are read as numbers and text: an untyped literal beside one names no function or role', async () => {
+    await db.sql(
+      'CREATE OR REPLACE FUNCTION public.secret_payroll_calc() RETURNS int LANGUAGE sql AS $$SELECT 1$$',
+    );
+    const [fn] = await db.sql<{ oid: number }>(
+      "SELECT 'public.secret_payroll_calc'::regproc::oid::int AS oid",
+    );
+    // The server itself turns the literal into the function's name (so the test can fail).
+    const direct = await db.sql<{ g: string }>(
+      `SELECT greatest(typinput, '${fn!.oid}')::text AS g FROM pg_type WHERE typname = 'int4'`,
+    );
+    expect(direct[0]!.g).toBe('secret_payroll_calc');
+    await withClient(async (c) => {
+      // The attack (red team, round 11): the literal took typinput's type, regproc.
+      const named = await c.query<{ g: string }>(
+        `SELECT greatest(typinput, '${fn!.oid}')::text AS g FROM pg_catalog.pg_type WHERE typname = 'int4'`,
+      );
+      expect(named.rows[0]!.g).toBe(String(fn!.oid));
+      await expect(
+        c.query("SELECT greatest(typinput, 'no_such_fn_xyz') FROM pg_catalog.pg_type WHERE typname = 'int4'"),
+      ).rejects.toThrow(/invalid input syntax for type oid/);
+      const acl = await c.query<{ a: string[] }>(
+        "SELECT coalesce(relacl, '{no_such_role_xyz=r/postgres}') AS a FROM pg_catalog.pg_class WHERE relname = 'orders'",
+      );
+      expect(acl.rows[0]!.a).toEqual(['no_such_role_xyz=r/postgres']);
+      // The look-alike: the columns are still there, as numbers.
+      const plain = await c.query<{ typinput: number; typname: string }>(
+        "SELECT typname, typinput FROM pg_catalog.pg_type WHERE typname = 'int4'",
+      );
+      expect(plain.rows[0]!.typname).toBe('int4');
+      expect(Number(plain.rows[0]!.typinput)).toBeGreaterThan(0);
+    });
+  });
+});
+
 describe('the literal-shape cache', () => {
   // A statement allowed once is reused for every text of the same shape (literals replaced)
   // without parsing. The red team found texts the shape lexer split differently from PostgreSQL

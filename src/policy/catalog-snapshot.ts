@@ -1,10 +1,14 @@
 import { readFileSync } from 'node:fs';
 import type { Catalog, CatalogRelation, CatalogType } from './catalog.js';
+import { safeIntrospection } from './introspection.js';
+
+/** System relations whose columns the snapshot keeps: agents read them through views that list them. */
+const keptSystemColumns = new Set<string>(safeIntrospection);
 
 /**
  * A catalog saved to a file, for `pgwarden explain` / `rules test` without a database and for the
- * grammar tests. System relations keep their names only (nothing resolves their columns), and
- * keys are sorted so the file diffs cleanly.
+ * grammar tests. System relations keep their names only, except those agents may read
+ * (introspection.ts), whose columns their views list; keys are sorted so the file diffs cleanly.
  */
 export function catalogSnapshot(catalog: Catalog): string {
   const relations: Record<string, Record<string, CatalogRelation>> = {};
@@ -13,7 +17,8 @@ export function catalogSnapshot(catalog: Catalog): string {
     const rels = catalog.relations[schema] ?? {};
     for (const name of Object.keys(rels).sort()) {
       const r = rels[name] as CatalogRelation;
-      out[name] = schema === 'pg_catalog' ? { ...r, columns: [] } : r;
+      out[name] =
+        schema === 'pg_catalog' && !keptSystemColumns.has(`${schema}.${name}`) ? { ...r, columns: [] } : r;
     }
     relations[schema] = out;
   }

@@ -149,7 +149,7 @@ export function effectivePolicy(rules: Rules, catalog: Catalog, roles: readonly 
     tables,
     functions,
     introspection,
-    introspectionViews: introspectionViews(introspection, tables),
+    introspectionViews: introspectionViews(introspection, tables, catalog),
     tenantColumnNames,
   };
 }

@@ -1,6 +1,52 @@
 import { stripLocations, type Node } from '../sql/ast.js';
 import { parseSql } from '../sql/parse.js';
+import { findRelation, splitQualified, type Catalog } from './catalog.js';
 import type { TablePolicy } from './effective.js';
+
+/**
+ * Catalog columns whose types name objects, and what agents read them as. An untyped literal next
+ * to one takes its type and goes through its input function: `greatest(typinput, '16617')` named
+ * any function by OID, `coalesce(relacl, '{x=r/postgres}')` told whether a role exists (red team,
+ * round 11). As numbers and text they name nothing more than they show.
+ */
+const NAMING_COLUMN_CASTS: Readonly<Record<string, string>> = {
+  ...Object.fromEntries(
+    [
+      'regproc',
+      'regprocedure',
+      'regoper',
+      'regoperator',
+      'regclass',
+      'regtype',
+      'regnamespace',
+      'regrole',
+      'regcollation',
+    ].flatMap((t) => [
+      [t, 'pg_catalog.oid'],
+      [`_${t}`, 'pg_catalog.oid[]'],
+    ]),
+  ),
+  aclitem: 'pg_catalog.text',
+  _aclitem: 'pg_catalog.text[]',
+};
+
+/**
+ * The select list of a catalog relation's view: `*`, or its columns with the object-naming ones
+ * cast (NAMING_COLUMN_CASTS) when the catalog knows its columns (a snapshot written before they
+ * were kept does not: `pgwarden rules snapshot` writes them).
+ */
+function selectList(qname: string, catalog: Catalog): string {
+  const [schema, name] = splitQualified(qname);
+  const columns = findRelation(catalog, schema, name)?.columns ?? [];
+  if (!columns.some((c) => NAMING_COLUMN_CASTS[c.type] !== undefined)) return '*';
+  return columns
+    .map((c) => {
+      const id = `"${c.name.replace(/"/g, '""')}"`;
+      const cast = NAMING_COLUMN_CASTS[c.type];
+      return cast === undefined ? id : `${id}::${cast} AS ${id}`;
+    })
+    .join(', ');
+}
 
 /**
  * What stands in for a listed catalog relation: the relation filtered to what the rules name, so
@@ -18,6 +64,7 @@ import type { TablePolicy } from './effective.js';
 export function introspectionViews(
   listed: ReadonlySet<string>,
   tables: ReadonlyMap<string, TablePolicy>,
+  catalog: Catalog,
 ): Map<string, Node> {
   const visible = [...tables.values()];
   const lit = (s: string): string => `'${s.replace(/'/g, "''")}'`;
@@ -116,9 +163,13 @@ export function introspectionViews(
       `THEN ${about('objoid')} AND ${hiddenColumns('objoid', 'objsubid')} ELSE ${system('objoid')} END`,
   };
   const views = new Map<string, Node>();
-  for (const [qname, filter] of Object.entries(filters)) {
-    if (!listed.has(qname)) continue;
-    const stmt = parseSql(`SELECT * FROM ${qname} WHERE ${filter()} OFFSET 0`).stmts[0]?.stmt;
+  for (const qname of listed) {
+    const filter = filters[qname];
+    const columns = selectList(qname, catalog);
+    // A relation with neither rows to filter nor columns to cast is read as it is.
+    if (filter === undefined && columns === '*') continue;
+    const where = filter === undefined ? '' : ` WHERE ${filter()}`;
+    const stmt = parseSql(`SELECT ${columns} FROM ${qname}${where} OFFSET 0`).stmts[0]?.stmt;
     if (!stmt) throw new Error(`could not build the agents' view of ${qname}`);
     // Only the agent's own literals carry a location into a rewrite: the decision cache finds them by it.
     views.set(qname, stripLocations(stmt) as Node);
