@@ -245,6 +245,15 @@ describe('catalog columns of object-naming types', () => {
         "SELECT coalesce(relacl, '{no_such_role_xyz=r/postgres}') AS a FROM pg_catalog.pg_class WHERE relname = 'orders'",
       );
       expect(acl.rows[0]!.a).toEqual(['no_such_role_xyz=r/postgres']);
+      // Transaction ids follow every tenant's writes: read as NULL (the server has a value).
+      const [frozen] = await db.sql<{ x: string }>(
+        "SELECT relfrozenxid::text AS x FROM pg_class WHERE relname = 'orders'",
+      );
+      expect(frozen!.x).toMatch(/^\d+$/);
+      const xid = await c.query<{ x: string | null }>(
+        "SELECT relfrozenxid::text AS x FROM pg_catalog.pg_class WHERE relname = 'orders'",
+      );
+      expect(xid.rows[0]!.x).toBeNull();
       // The look-alike: the columns are still there, as numbers.
       const plain = await c.query<{ typinput: number; typname: string }>(
         "SELECT typname, typinput FROM pg_catalog.pg_type WHERE typname = 'int4'",

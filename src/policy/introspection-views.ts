@@ -31,6 +31,12 @@ const NAMING_COLUMN_CASTS: Readonly<Record<string, string>> = {
 };
 
 /**
+ * Catalog columns of transaction ids (`pg_class.relfrozenxid`, `relminmxid`): they follow the
+ * transaction counter, which moves with every tenant's writes. Read as NULL.
+ */
+const TRANSACTION_COLUMN_TYPES = new Set(['xid', 'xid8', '_xid', '_xid8']);
+
+/**
  * The select list of a catalog relation's view: `*`, or its columns with the object-naming ones
  * cast (NAMING_COLUMN_CASTS) when the catalog knows its columns (a snapshot written before they
  * were kept does not: `pgwarden rules snapshot` writes them).
@@ -38,10 +44,14 @@ const NAMING_COLUMN_CASTS: Readonly<Record<string, string>> = {
 function selectList(qname: string, catalog: Catalog): string {
   const [schema, name] = splitQualified(qname);
   const columns = findRelation(catalog, schema, name)?.columns ?? [];
-  if (!columns.some((c) => NAMING_COLUMN_CASTS[c.type] !== undefined)) return '*';
+  const rewritten = (type: string): boolean =>
+    NAMING_COLUMN_CASTS[type] !== undefined || TRANSACTION_COLUMN_TYPES.has(type);
+  if (!columns.some((c) => rewritten(c.type))) return '*';
   return columns
     .map((c) => {
       const id = `"${c.name.replace(/"/g, '""')}"`;
+      if (TRANSACTION_COLUMN_TYPES.has(c.type))
+        return `NULL::pg_catalog.${c.type.replace(/^_(.*)$/, '$1[]')} AS ${id}`;
       const cast = NAMING_COLUMN_CASTS[c.type];
       return cast === undefined ? id : `${id}::${cast} AS ${id}`;
     })
