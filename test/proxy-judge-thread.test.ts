@@ -204,6 +204,34 @@ describe('long statements are judged off the event loop', () => {
     }
   });
 
+  it('records only the head and length of a statement or portal name too long for the server (red team, round 12)', async () => {
+    // The attack: a Parse named with 15 MiB and the text SELECT 1 was refused, but its record kept
+    // the whole name: 15 MiB of NDJSON and spool per message.
+    const name = `n${'x'.repeat(1024 * 1024)}`;
+    const c = await RawClient.connect(proxy.port);
+    try {
+      await c.login('support-bot', db.name, await proxy.token());
+      c.send(
+        Buffer.concat([serialize.parse({ name, text: 'SELECT 1 AS long_name_probe' }), serialize.sync()]),
+      );
+      expect(errorOf((await c.untilReady())[0])).toMatchObject({ code: '42501' });
+      c.send(Buffer.concat([serialize.bind({ portal: name, statement: '' }), serialize.sync()]));
+      expect(errorOf((await c.untilReady())[0])).toMatchObject({ code: '42501' });
+      const refused = proxy.sink.records.filter((r) => r.reasons.includes('name_too_long'));
+      expect(refused.length).toBeGreaterThanOrEqual(2);
+      for (const r of refused) {
+        const names = [r.protocol?.statementName ?? '', r.protocol?.portalName ?? ''];
+        expect(Math.max(...names.map((n) => n.length))).toBeLessThan(300);
+        expect(JSON.stringify(r).length).toBeLessThan(5000);
+      }
+      expect(
+        refused.some((r) => r.protocol?.statementName?.endsWith(`... (${name.length} characters)`)),
+      ).toBe(true);
+    } finally {
+      c.close();
+    }
+  });
+
   it('looks a long text up by shape on the thread, not on the event loop; by exact text on the loop', async () => {
     // The attack (red team, round 11): long statements of one cached shape, each lexed on the
     // event loop (3 ms per 120 KB), held every other tenant's cached statements.

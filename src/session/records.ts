@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { DecisionRecord, DecisionSink } from '../audit/record.js';
+import { clippedText } from '../audit/clip.js';
 import { LogThrottle } from '../errors/log-throttle.js';
 import { errors } from '../errors/registry.js';
 import type { Identity } from '../identity/identity.js';
@@ -14,6 +15,29 @@ import type { Pending } from './pending.js';
 import type { ClientParameters } from './startup.js';
 
 export type Protocol = DecisionRecord['protocol'];
+
+/**
+ * The longest statement or portal name and application_name a record keeps whole. Protocol names
+ * over 63 bytes are refused anyway (the server would shorten them); a record of a 15 MiB one took
+ * 15 MiB of log per message.
+ */
+const MAX_RECORDED_NAME = 256;
+
+function recordedName(name: string | null): string | null {
+  return name === null ? null : clippedText(name, MAX_RECORDED_NAME);
+}
+
+/** The protocol facts with client-chosen names cut to what a record keeps. */
+function recordedProtocol(p: Protocol): Protocol {
+  if (!p) return p;
+  const { statementName: s, portalName: q } = p;
+  if ((s?.length ?? 0) <= MAX_RECORDED_NAME && (q?.length ?? 0) <= MAX_RECORDED_NAME) return p;
+  return {
+    ...p,
+    ...(s === undefined ? {} : { statementName: clippedText(s, MAX_RECORDED_NAME) }),
+    ...(q === undefined ? {} : { portalName: clippedText(q, MAX_RECORDED_NAME) }),
+  };
+}
 export type RecordWithHint = DecisionRecord & { hint?: string };
 
 /** Who the session's records name: known once the client has sent its parameters and token. */
@@ -118,8 +142,8 @@ export class SessionRecords {
       roles: id?.roles ?? [],
       tokenId: id?.tokenId ?? null,
       clientAddress: this.clientAddress,
-      applicationName: params?.applicationName ?? null,
-      protocol,
+      applicationName: recordedName(params?.applicationName ?? null),
+      protocol: recordedProtocol(protocol),
       sql,
       rewrittenSql: v?.kind === 'rewrite' ? v.sql : null,
       fingerprint: judgement?.fingerprint ?? null,

@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import type { SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import { serialize } from 'pg-protocol';
-import { headOf } from '../audit/clip.js';
+import { clippedText } from '../audit/clip.js';
 import type { DecisionRecord, DecisionSink } from '../audit/record.js';
 import type { Config } from '../config/schema.js';
 import { PgwardenError, errors } from '../errors/registry.js';
@@ -86,11 +86,6 @@ const STAND_IN_STATEMENT = 'pgwarden_denied';
  * not read, which a client can make as long as it likes.
  */
 const MAX_RECORDED_ERROR = 4096;
-
-function clipped(message: string): string {
-  if (message.length <= MAX_RECORDED_ERROR) return message;
-  return `${headOf(message, MAX_RECORDED_ERROR)}... (${message.length} characters)`;
-}
 
 /** How long one session's pipelined messages may hold the event loop before others get a turn. */
 const CLIENT_SLICE_MS = 5;
@@ -1075,7 +1070,7 @@ export class Session {
         if (!p) return agentsView ?? 'forward';
         p.sqlstate = f.sqlstate;
         // With parameters redacted, the record keeps no bind value quoted back by the server.
-        p.errorMessage = clipped(p.redactError ? redactQuoted(f.message) : f.message);
+        p.errorMessage = clippedText(p.redactError ? redactQuoted(f.message) : f.message, MAX_RECORDED_ERROR);
         const refusal = f.sqlstate === '22P02' ? parentKeyRefusal(f.message) : undefined;
         if (refusal !== undefined) {
           p.sqlstate = errors.PGW_PARENT_KEY_REFUSED.sqlstate;
