@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BoundedCache } from './decision-cache.js';
+import { BoundedCache, storedKey } from './decision-cache.js';
 
 describe('BoundedCache', () => {
   it('forgets the oldest entries beyond its entry count', () => {
@@ -32,5 +32,23 @@ describe('BoundedCache', () => {
     c.set('a', 'x'.repeat(40));
     c.set('a', 'x'.repeat(10));
     expect([c.size, c.bytes]).toEqual([1, 11]);
+  });
+});
+
+describe('long keys', () => {
+  it('are stored by digest, so texts of one length do not share one hash chain, and stay distinct', () => {
+    // V8 hashes a string over 16,383 characters by its length alone: every cached text of one
+    // length shared a bucket chain, and a lookup compared with all of them (red team, round 12).
+    const text = (i: number): string => `SELECT 1${' '.repeat(17_480)} AS a${String(i).padStart(6, '0')}`;
+    expect([text(1).length, text(2).length]).toEqual([17_499, 17_499]);
+    expect(storedKey(text(1)).startsWith('\u000017499:')).toBe(true);
+    expect(storedKey(text(1))).toMatch(/:[A-Za-z0-9+/]{43}=$/);
+    expect(storedKey(text(1))).not.toBe(storedKey(text(2)));
+    const c = new BoundedCache<number>(10_000, 1_000_000_000, () => 8);
+    for (let i = 0; i < 200; i++) c.set(text(i), i);
+    for (let i = 0; i < 200; i++) expect(c.get(text(i))).toBe(i);
+    expect(c.get(text(200))).toBeUndefined();
+    // The look-alike: a short key is stored as it is.
+    expect(storedKey('SELECT 1')).toBe('SELECT 1');
   });
 });
