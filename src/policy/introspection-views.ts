@@ -156,7 +156,9 @@ export function introspectionViews(
       `NOT ${touchesHidden('conrelid', 'conkey')} AND NOT ${touchesHidden('confrelid', 'confkey')}`,
     'pg_catalog.pg_index': () => visibleIndex(''),
     'pg_catalog.pg_inherits': () => `${about('inhrelid')} AND ${about('inhparent')}`,
-    'pg_catalog.pg_partitioned_table': () => about('partrelid'),
+    // A partition key on a hidden column tells which column it is.
+    'pg_catalog.pg_partitioned_table': () =>
+      `${about('partrelid')} AND NOT ${touchesHidden('partrelid', 'partattrs::pg_catalog.int2[]')}`,
     // A table's row type and its array type name the table.
     'pg_catalog.pg_type': () => {
       const noRelation = (t: string): string => `${t}typrelid OPERATOR(pg_catalog.=) 0::pg_catalog.oid`;

@@ -33,7 +33,7 @@ const CHECKED_PARAM_TYPES: Record<ParamCheck['type'], readonly (readonly [number
  * multirange types, 0 (unspecified) and 705 (unknown, which leaves the type to the server as 0
  * does). Everything else is refused. Not here: the types whose input turns a name into an object
  * (regclass: 'internal_notes' succeeds or fails by whether the table exists; regtype, regproc,
- * regrole, aclitem, ...), those only internal code and the transaction machinery use (xid, cid,
+ * regrole, regconfig, aclitem, ...), those only internal code and the transaction machinery use (xid, cid,
  * txid_snapshot, pg_snapshot, cstring, internal, pg_node_tree, statistics types), every composite
  * type, and the database's own types. A composite type below 16384 is the row type of a system
  * catalog or view; pg_sequences' has a regtype field and pg_class's an aclitem[] one, so
@@ -47,15 +47,15 @@ const DATA_TYPES = new Set([
   // geometry, network, numeric, money, bit strings, date/time
   600, 601, 602, 603, 604, 628, 650, 700, 701, 718, 774, 790, 829, 869, 1042, 1043, 1082, 1083, 1114, 1184,
   1186, 1266, 1560, 1562, 1700,
-  // refcursor, uuid, pg_lsn, tsvector, tsquery, regconfig, regdictionary, jsonb, jsonpath
-  1790, 2950, 3220, 3614, 3615, 3734, 3769, 3802, 4072,
+  // refcursor, uuid, pg_lsn, tsvector, tsquery, jsonb, jsonpath
+  1790, 2950, 3220, 3614, 3615, 3802, 4072,
   // ranges and multiranges
   3904, 3906, 3908, 3910, 3912, 3926, 4451, 4532, 4533, 4534, 4535, 4536,
   // arrays of the above
   143, 199, 629, 651, 719, 775, 791, 1000, 1001, 1002, 1003, 1005, 1006, 1007, 1009, 1010, 1013, 1014, 1015,
   1016, 1017, 1018, 1019, 1020, 1021, 1022, 1027, 1028, 1040, 1041, 1115, 1182, 1183, 1185, 1187, 1231, 1270,
-  1561, 1563, 2201, 2951, 3221, 3643, 3645, 3735, 3770, 3807, 4073, 3905, 3907, 3909, 3911, 3913, 3927, 6150,
-  6151, 6152, 6153, 6155, 6157,
+  1561, 1563, 2201, 2951, 3221, 3643, 3645, 3807, 4073, 3905, 3907, 3909, 3911, 3913, 3927, 6150, 6151, 6152,
+  6153, 6155, 6157,
 ]);
 
 /**
