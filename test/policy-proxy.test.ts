@@ -1142,3 +1142,37 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
     await small.close();
   });
 });
+
+describe('bind values in decision records', () => {
+  it('are recorded with audit.redactParameters off, and never read or recorded with it on', async () => {
+    // Found by the red team (round 13): the option was documented but no value was ever recorded.
+    const open = await startTestProxy(db, { judge, config: { audit: { redactParameters: false } } });
+    const c = new pg.Client({
+      connectionString: await open.url({ tenant: 'acme', human: 'alice@acme.test' }),
+    });
+    await c.connect();
+    try {
+      await c.query('SELECT id FROM orders WHERE id = $1 AND status <> $2', [3, 'gone']);
+      const rec = open.sink.records.find(
+        (r) => r.sql === 'SELECT id FROM orders WHERE id = $1 AND status <> $2',
+      );
+      expect(rec?.parameters).toEqual(['3', 'gone']);
+    } finally {
+      await c.end();
+      await open.close();
+    }
+    // The default: redacted, so the values never reach a record.
+    const d = await client('acme');
+    try {
+      await d.query('SELECT id FROM orders WHERE id = $1 AND status <> $2', [4, 'secret-value']);
+      const recs = proxy.sink.records.filter(
+        (r) => r.sql === 'SELECT id FROM orders WHERE id = $1 AND status <> $2',
+      );
+      expect(recs.length).toBeGreaterThan(0);
+      for (const r of recs) expect(r.parameters ?? null).toBeNull();
+      expect(JSON.stringify(proxy.sink.records)).not.toContain('secret-value');
+    } finally {
+      await d.end();
+    }
+  });
+});

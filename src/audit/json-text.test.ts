@@ -3,9 +3,9 @@ import { safeJson } from './json-text.js';
 
 describe('safeJson', () => {
   it('escapes line separators, C1 controls and bidi controls, and means the same value', () => {
-    const value = { sql: "SELECT 'a\u2028b\u2029c\u0085d\u009b2J\u202eevil\u2066'", n: 1 };
+    const value = { sql: "SELECT 'a\u2028b\u2029c\u0085d\u009b2J\u202eevil\u2066\ufeff'", n: 1 };
     const text = safeJson(value);
-    expect(text).not.toMatch(/[\u0080-\u009f\u2028\u2029\u202e\u2066]/);
+    expect(text).not.toMatch(/[\u0080-\u009f\u2028\u2029\u202e\u2066\ufeff]/);
     expect(text).toContain('\\u2028');
     expect(text).toContain('\\u0085');
     expect(JSON.parse(text)).toEqual(value);

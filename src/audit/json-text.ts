@@ -1,10 +1,11 @@
 /**
  * Characters JSON allows raw that readers of NDJSON trip over: C1 controls (U+0085 ends a line for
  * Python's `str.splitlines`, U+009B starts terminal sequences), the Unicode bidi controls (they
- * reorder what a terminal shows) and the line and paragraph separators (U+2028, U+2029: line ends
- * for splitlines and for many editors and log viewers). C0 controls JSON escapes already.
+ * reorder what a terminal shows), the line and paragraph separators (U+2028, U+2029: line ends
+ * for splitlines and for many editors and log viewers) and U+FEFF (a byte-order mark some readers
+ * drop). C0 controls JSON escapes already.
  */
-const RAW_UNSAFE = /[\u0080-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const RAW_UNSAFE = /[\u0080-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/g;
 
 /**
  * `JSON.stringify(value)` with the characters above written as `\uXXXX` escapes: the same value

@@ -433,6 +433,9 @@ describe('settings with restricted values', () => {
       reasons: ['setting_not_allowed'],
     });
     expect(fresh.judge("SET client_min_messages TO 'NOTICE'", ctx()).verdict.kind).toBe('allow');
+    // A refused value is quoted only in part: the record already holds the SQL (red team, round 13).
+    const long = fresh.judge(`SET client_min_messages TO '${'x'.repeat(100_000)}'`, ctx()).verdict;
+    expect(long.kind === 'deny' && long.message.length).toBeLessThan(300);
   });
 });
 

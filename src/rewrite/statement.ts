@@ -1,3 +1,4 @@
+import { headOf } from '../audit/clip.js';
 import { names, nodeType, type Node } from '../sql/ast.js';
 import {
   copyOptions,
@@ -284,7 +285,7 @@ function checkSet(body: Body, ctx: RewriteContext): void {
       throw new Denial(`SET ${name} takes literal values only`, 'setting_not_allowed');
     if (values && !values.has((value ?? '').toLowerCase()))
       throw new Denial(
-        `SET ${name} to ${value ?? 'this value'} is not allowed; allowed: ${[...values].join(', ')}`,
+        `SET ${name} to ${value === undefined ? 'this value' : headOf(value, 64)} is not allowed; allowed: ${[...values].join(', ')}`,
         'setting_not_allowed',
       );
   }

@@ -481,9 +481,9 @@ function checkConflictTarget(
 ): void {
   // A constraint named here may be one on a hidden column, which the filtered catalogs leave out:
   // whether it exists, and whether it has an index, shows in the server's answer (red team, round 12).
-  if (infer?.conname !== undefined && t.hidden.size > 0)
+  if (infer?.conname !== undefined && (t.hidden.size > 0 || t.masks.size > 0))
     throw new Denial(
-      `ON CONFLICT ON CONSTRAINT is not allowed on ${t.qname}, which has columns agents may not see; name the conflict columns instead: ON CONFLICT (${t.columns
+      `ON CONFLICT ON CONSTRAINT is not allowed on ${t.qname}, which has hidden or masked columns; name the conflict columns instead: ON CONFLICT (${t.columns
         .filter((c) => !t.hidden.has(c.name) && !t.masks.has(c.name))
         .map((c) => c.name)
         .join(', ')})`,

@@ -25,6 +25,8 @@ export interface BoundPortal {
   readonly order: number;
   /** Its Bind carried parameter values (which an error message of its execution can quote). */
   readonly parameters: boolean;
+  /** Those values as its execution's record keeps them, with audit.redactParameters off. */
+  readonly values?: readonly (string | null)[];
 }
 
 export class SessionNames {

@@ -27,6 +27,27 @@ function recordedName(name: string | null): string | null {
   return name === null ? null : clippedText(name, MAX_RECORDED_NAME);
 }
 
+/** The longest bind value a record keeps whole (audit.redactParameters off). */
+const MAX_RECORDED_PARAMETER = 4096;
+
+/**
+ * A Bind's values as a record keeps them: text-format values as text, binary ones as `\\x` and
+ * their bytes in hex (as bytea prints), each cut to MAX_RECORDED_PARAMETER characters.
+ */
+export function recordedParameters(
+  params: readonly (Buffer | null)[],
+  formats: readonly number[],
+): (string | null)[] {
+  return params.map((v, i) =>
+    v === null
+      ? null
+      : clippedText(
+          (formats[i] ?? 0) === 1 ? `\\x${v.toString('hex')}` : v.toString('utf8'),
+          MAX_RECORDED_PARAMETER,
+        ),
+  );
+}
+
 /** The protocol facts with client-chosen names cut to what a record keeps. */
 function recordedProtocol(p: Protocol): Protocol {
   if (!p) return p;
@@ -69,8 +90,11 @@ export class SessionRecords {
     judgement: Judgement | null,
     v: Verdict,
     judgeMicros: number | null = judgement?.judgeMicros ?? null,
+    /** Bind values, recorded only with audit.redactParameters off (recordedParameters). */
+    parameters: readonly (string | null)[] | null = null,
   ): RecordWithHint {
-    return this.make('statement', protocol, sql, judgement, v, judgeMicros);
+    const r = this.make('statement', protocol, sql, judgement, v, judgeMicros);
+    return parameters === null ? r : { ...r, parameters };
   }
 
   /**

@@ -30,7 +30,7 @@ import { confirmChanges, undoChanges } from './mirror.js';
 import { SessionNames, type JudgedStatement } from './names.js';
 import { checkParam } from './param-check.js';
 import { PendingQueue, pending, type Pending } from './pending.js';
-import { logAuditUnavailable, SessionRecords, type Party } from './records.js';
+import { logAuditUnavailable, recordedParameters, SessionRecords, type Party } from './records.js';
 import { redactQuoted } from './redact-error.js';
 import {
   judgedAlike,
@@ -857,9 +857,20 @@ export class Session {
     }
     const p = pending('bind');
     const parameters = fm.bindHasParameters(m.buffer, m.bodyStart, m.end);
-    p.redactError = parameters && this.deps.config.audit.redactParameters;
+    const redact = this.deps.config.audit.redactParameters;
+    p.redactError = parameters && redact;
+    // Recorded at Execute, and read only for that: with redaction on (the default) never.
+    let recorded: (string | null)[] | undefined;
+    if (!redact && parameters && !this.deps.sink.off) {
+      const bind = values ?? fm.readBind(m.buffer, m.bodyStart, m.end);
+      recorded = recordedParameters(bind.params, bind.paramFormats);
+    }
     // The Bind is queued right after this: its order is the next one.
-    this.names.mirror.portals.set(msg.portal, { statement, order: this.forwarded, parameters }, p);
+    this.names.mirror.portals.set(
+      msg.portal,
+      { statement, order: this.forwarded, parameters, ...(recorded ? { values: recorded } : {}) },
+      p,
+    );
     out.addMessage(m);
     this.enqueue(p);
   }
@@ -927,6 +938,7 @@ export class Session {
         statement.judgement,
         statement.judgement.verdict,
         0,
+        bound?.values ?? null,
       );
       if (!this.tryDecide(record, out, 'extended')) return;
       recordId = record.id;
