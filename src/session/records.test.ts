@@ -1,6 +1,7 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { logAuditUnavailable } from './records.js';
+import type { DecisionSink } from '../audit/record.js';
+import { logAuditUnavailable, recordedParameters, SessionRecords } from './records.js';
 
 describe('logAuditUnavailable', () => {
   it('writes one line per reason per minute, however many statements a full spool refuses', () => {
@@ -13,5 +14,50 @@ describe('logAuditUnavailable', () => {
       'the decision spool is full (test 1)',
       'the decision spool cannot be written (test 1)',
     ]);
+  });
+});
+
+describe('SessionRecords', () => {
+  const verdict = (sql: string) =>
+    ({
+      kind: 'rewrite',
+      sql,
+      ruleIds: [],
+      reasons: [],
+      tables: [],
+      columns: [],
+      flags: [],
+      statementKinds: [],
+    }) as const;
+  const records = (): SessionRecords =>
+    new SessionRecords(
+      's',
+      'i',
+      '127.0.0.1:1',
+      { identity: undefined, params: undefined },
+      { decide: () => {}, complete: () => {} } as unknown as DecisionSink,
+      pino({ level: 'silent' }),
+    );
+
+  it('keeps the head and the length of a rewrite many times the agent text (red team, round 13)', () => {
+    const huge = `SELECT ${'x'.repeat(300_000)}`;
+    const r = records().statement({ mode: 'simple' }, 'SELECT x', null, verdict(huge));
+    expect(r.rewrittenSql!.length).toBeLessThan(70_000);
+    expect(r.rewrittenSql).toMatch(new RegExp(`^SELECT x+\\.\\.\\. \\(${huge.length} characters\\)$`));
+    // The look-alike: an ordinary rewrite is kept whole.
+    const plain = "SELECT id FROM orders WHERE org_id = 'acme'";
+    expect(
+      records().statement({ mode: 'simple' }, 'SELECT id FROM orders', null, verdict(plain)).rewrittenSql,
+    ).toBe(plain);
+  });
+
+  it('records bind values as text, binary ones as hex, each cut to 4,096 characters', () => {
+    expect(recordedParameters([Buffer.from('42'), null, Buffer.from([1, 255])], [0, 0, 1])).toEqual([
+      '42',
+      null,
+      '\\x01ff',
+    ]);
+    const [long] = recordedParameters([Buffer.from('y'.repeat(10_000))], [0]);
+    expect(long).toMatch(/^y{4096}\.\.\. \(10000 characters\)$/);
   });
 });

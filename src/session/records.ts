@@ -27,6 +27,13 @@ function recordedName(name: string | null): string | null {
   return name === null ? null : clippedText(name, MAX_RECORDED_NAME);
 }
 
+/**
+ * The longest rewritten SQL a record keeps whole. A rewrite can be 16 times the agent's text (a
+ * join of 1,600 scoped references, a guard per row of a multi-row INSERT), and the agent's text is
+ * in the record whole; `pgwarden explain` prints any rewrite again (red team, round 13).
+ */
+const MAX_RECORDED_REWRITE = 65_536;
+
 /** The longest bind value a record keeps whole (audit.redactParameters off). */
 const MAX_RECORDED_PARAMETER = 4096;
 
@@ -169,7 +176,7 @@ export class SessionRecords {
       applicationName: recordedName(params?.applicationName ?? null),
       protocol: recordedProtocol(protocol),
       sql,
-      rewrittenSql: v?.kind === 'rewrite' ? v.sql : null,
+      rewrittenSql: v?.kind === 'rewrite' ? clippedText(v.sql, MAX_RECORDED_REWRITE) : null,
       fingerprint: judgement?.fingerprint ?? null,
       verdict: v?.kind ?? null,
       reasons: v?.reasons ?? [],
