@@ -9,6 +9,7 @@ import type { Verdict } from '../src/policy/verdict.js';
 import { declaredTypeProblem } from '../src/session/param-types.js';
 import { loadParser } from '../src/sql/parse.js';
 import { RawClient, errorOf } from './support/raw-client.js';
+import { emptyFacts } from './support/read-only-judge.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
 
@@ -303,15 +304,7 @@ describe('the literal-shape cache', () => {
 });
 
 describe('parameter types declared in Parse', () => {
-  const allow: Verdict = {
-    kind: 'allow',
-    ruleIds: [],
-    reasons: [],
-    tables: [],
-    columns: [],
-    flags: [],
-    statementKinds: [],
-  };
+  const allow: Verdict = { ...emptyFacts, kind: 'allow' };
 
   it('refuses a system row type whose regtype field named any table by OID; built-in data types still work', async () => {
     const [seq] = await db.sql<{ oid: number }>("SELECT 'pg_catalog.pg_sequences'::regtype::oid::int AS oid");

@@ -1,6 +1,8 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
+import { emptyFacts } from '../../test/support/read-only-judge.js';
 import type { DecisionSink } from '../audit/record.js';
+import type { Verdict } from '../policy/verdict.js';
 import { logAuditUnavailable, recordedParameters, SessionRecords } from './records.js';
 
 describe('logAuditUnavailable', () => {
@@ -18,17 +20,7 @@ describe('logAuditUnavailable', () => {
 });
 
 describe('SessionRecords', () => {
-  const verdict = (sql: string) =>
-    ({
-      kind: 'rewrite',
-      sql,
-      ruleIds: [],
-      reasons: [],
-      tables: [],
-      columns: [],
-      flags: [],
-      statementKinds: [],
-    }) as const;
+  const verdict = (sql: string): Verdict => ({ ...emptyFacts, kind: 'rewrite', sql });
   const records = (): SessionRecords =>
     new SessionRecords(
       's',
