@@ -38,8 +38,8 @@ const TRANSACTION_COLUMN_TYPES = new Set(['xid', 'xid8', '_xid', '_xid8']);
 
 /**
  * The select list of a catalog relation's view: `*`, or its columns with the object-naming ones
- * cast (NAMING_COLUMN_CASTS) when the catalog knows its columns (a snapshot written before they
- * were kept does not: `pgwarden rules snapshot` writes them).
+ * cast (NAMING_COLUMN_CASTS) and the transaction ids NULL, when the catalog knows its columns (a
+ * snapshot written before they were kept does not: `pgwarden rules snapshot` writes them).
  */
 function selectList(qname: string, catalog: Catalog): string {
   const [schema, name] = splitQualified(qname);
