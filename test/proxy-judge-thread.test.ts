@@ -31,6 +31,30 @@ async function rowsTagged(tag: string): Promise<number> {
   return r[0]!.n;
 }
 
+/** A proxy whose judge counts where statements are judged: on the event loop, or on a thread. */
+async function countingProxy(): Promise<{
+  counts: { onEventLoop: number; onThread: number };
+  p: TestProxy;
+  c: pg.Client;
+}> {
+  const counts = { onEventLoop: 0, onThread: 0 };
+  const counting = {
+    ...policy.judge,
+    judge: (sql: string, ctx: JudgeContext) => {
+      counts.onEventLoop++;
+      return policy.judge.judge(sql, ctx);
+    },
+    judgeOffThread: (sql: string, ctx: JudgeContext) => {
+      counts.onThread++;
+      return policy.judge.judgeOffThread!(sql, ctx);
+    },
+  };
+  const p = await startTestProxy(db, { judge: counting });
+  const c = new pg.Client({ connectionString: await p.url() });
+  await c.connect();
+  return { counts, p, c };
+}
+
 beforeAll(async () => {
   await loadParser();
   db = await createTestDatabase('judge_thread');
@@ -168,36 +192,21 @@ describe('long statements are judged off the event loop', () => {
   it('judges every statement the caches do not hold on the thread, and remembers it', async () => {
     // The attack this answers: agents sending new 1 KB statements without pause kept the event
     // loop judging, and every other session's SELECT 1 waited hundreds of milliseconds.
-    let onEventLoop = 0;
-    let onThread = 0;
-    const counting = {
-      ...policy.judge,
-      judge: (sql: string, ctx: JudgeContext) => {
-        onEventLoop++;
-        return policy.judge.judge(sql, ctx);
-      },
-      judgeOffThread: (sql: string, ctx: JudgeContext) => {
-        onThread++;
-        return policy.judge.judgeOffThread!(sql, ctx);
-      },
-    };
-    const p = await startTestProxy(db, { judge: counting });
-    const c = new pg.Client({ connectionString: await p.url() });
-    await c.connect();
+    const { counts, p, c } = await countingProxy();
     try {
       const shapes = Array.from(
         { length: 20 },
         (_, i) => `SELECT id AS c${i}, total FROM orders WHERE id = 1`,
       );
       for (const sql of shapes) expect((await c.query(sql)).rowCount).toBe(1);
-      expect([onEventLoop, onThread]).toEqual([0, 20]);
+      expect([counts.onEventLoop, counts.onThread]).toEqual([0, 20]);
       // The benign look-alike: statements seen before (and other literals of their shape) are
       // answered from the proxy's own caches, with no trip to the thread.
       for (const sql of shapes) await c.query(sql);
       for (const sql of shapes) await c.query(sql.replace('id = 1', 'id = 2'));
       await c.query({ text: 'SELECT id FROM orders WHERE id = $1', values: [3] });
       await c.query({ text: 'SELECT id FROM orders WHERE id = $1', values: [4] });
-      expect([onEventLoop, onThread]).toEqual([0, 21]);
+      expect([counts.onEventLoop, counts.onThread]).toEqual([0, 21]);
     } finally {
       await c.end();
       await p.close();
@@ -235,33 +244,23 @@ describe('long statements are judged off the event loop', () => {
   it('looks a long text up by shape on the thread, not on the event loop; by exact text on the loop', async () => {
     // The attack (red team, round 11): long statements of one cached shape, each lexed on the
     // event loop (3 ms per 120 KB), held every other tenant's cached statements.
-    let onThread = 0;
-    const counting = {
-      ...policy.judge,
-      judgeOffThread: (sql: string, ctx: JudgeContext) => {
-        onThread++;
-        return policy.judge.judgeOffThread!(sql, ctx);
-      },
-    };
-    const p = await startTestProxy(db, { judge: counting });
-    const c = new pg.Client({ connectionString: await p.url() });
-    await c.connect();
+    const { counts, p, c } = await countingProxy();
     try {
       const ids = (n: number): string => Array.from({ length: 2000 }, (_, i) => n + i).join(', ');
       const long = (n: number): string => `SELECT count(*)::int AS n FROM orders WHERE id IN (${ids(n)})`;
       expect(long(1).length).toBeGreaterThan(8192);
       await c.query(long(1));
-      expect(onThread).toBe(1);
+      expect(counts.onThread).toBe(1);
       // The same text: found on the event loop.
       await c.query(long(1));
-      expect(onThread).toBe(1);
+      expect(counts.onThread).toBe(1);
       // Another text of the same shape: looked up on the thread (where the shape cache answers).
       await c.query(long(5000));
-      expect(onThread).toBe(2);
+      expect(counts.onThread).toBe(2);
       // The look-alike: short texts of one shape are still found on the event loop.
       await c.query('SELECT count(*)::int AS n FROM orders WHERE id IN (1, 2)');
       await c.query('SELECT count(*)::int AS n FROM orders WHERE id IN (3, 4)');
-      expect(onThread).toBe(3);
+      expect(counts.onThread).toBe(3);
     } finally {
       await c.end();
       await p.close();

@@ -463,3 +463,33 @@ describe("limits of pgwarden's SQL printer", () => {
     expect(judge.judge("SELECT json_query('{\"id\": 1}'::jsonb, '$.id')", ctx()).verdict.kind).toBe('allow');
   });
 });
+
+describe('ON CONFLICT ON CONSTRAINT', () => {
+  it('is refused on a table with masked columns only, as on one with hidden columns; a plain table takes it', () => {
+    // Round 13: ON CONFLICT (email) was refused for the mask, ON CONSTRAINT on email's key was not.
+    const customers = rules.tables['public.customers']!;
+    const maskedOnly = createPolicyJudge(
+      {
+        ...rules,
+        tables: {
+          ...rules.tables,
+          'public.customers': { ...customers, columns: { deny: [], mask: customers.columns?.mask ?? {} } },
+        },
+      },
+      catalog,
+      { searchPath: 'public' },
+    );
+    const upsert = (table: string, key: string): string =>
+      `INSERT INTO ${table} (name) VALUES ('a') ON CONFLICT ON CONSTRAINT ${key} DO NOTHING`;
+    expect(maskedOnly.judge(upsert('customers', 'customers_email_key'), ctx()).verdict).toMatchObject({
+      kind: 'deny',
+      reasons: expect.arrayContaining(['column_denied']),
+    });
+    expect(
+      maskedOnly.judge(
+        'INSERT INTO orders (total) VALUES (1) ON CONFLICT ON CONSTRAINT orders_pkey DO NOTHING',
+        ctx(),
+      ).verdict.kind,
+    ).toBe('rewrite');
+  });
+});

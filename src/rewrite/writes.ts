@@ -479,14 +479,15 @@ function checkConflictTarget(
   ctx: RewriteContext,
   scope: Scope | undefined,
 ): void {
+  const plain = t.columns
+    .filter((c) => !t.hidden.has(c.name) && !t.masks.has(c.name))
+    .map((c) => c.name)
+    .join(', ');
   // A constraint named here may be one on a hidden column, which the filtered catalogs leave out:
   // whether it exists, and whether it has an index, shows in the server's answer (red team, round 12).
   if (infer?.conname !== undefined && (t.hidden.size > 0 || t.masks.size > 0))
     throw new Denial(
-      `ON CONFLICT ON CONSTRAINT is not allowed on ${t.qname}, which has hidden or masked columns; name the conflict columns instead: ON CONFLICT (${t.columns
-        .filter((c) => !t.hidden.has(c.name) && !t.masks.has(c.name))
-        .map((c) => c.name)
-        .join(', ')})`,
+      `ON CONFLICT ON CONSTRAINT is not allowed on ${t.qname}, which has hidden or masked columns; name the conflict columns instead: ON CONFLICT (${plain})`,
       'column_denied',
       { ruleId: `tables.${t.qname}.columns` },
     );
@@ -495,10 +496,7 @@ function checkConflictTarget(
     const column = elem?.name as string | undefined;
     if (column !== undefined && (t.hidden.has(column) || t.masks.has(column)))
       throw new Denial(
-        `column ${t.qname}.${column} is ${t.hidden.has(column) ? 'not available to agents' : 'masked'}; ON CONFLICT may name: ${t.columns
-          .filter((c) => !t.hidden.has(c.name) && !t.masks.has(c.name))
-          .map((c) => c.name)
-          .join(', ')}`,
+        `column ${t.qname}.${column} is ${t.hidden.has(column) ? 'not available to agents' : 'masked'}; ON CONFLICT may name: ${plain}`,
         'column_denied',
         { ruleId: `tables.${t.qname}.columns` },
       );
