@@ -113,11 +113,24 @@ describe('system catalogs, as ORMs and pgbench read them', () => {
     await db.sql(`COMMENT ON TABLE orders IS 'one row per order'`);
     // The service role sees everything, so the filtered answers below can fail.
     const all = await db.sql<{ relname: string }>(publicRelations);
-    expect(all.map((r) => r.relname)).toEqual(expect.arrayContaining(['internal_notes', 'orders_id_seq']));
+    expect(all.map((r) => r.relname)).toEqual(
+      expect.arrayContaining(['internal_notes', 'internal_notes_id_seq', 'internal_notes_pkey']),
+    );
     const c = await client('acme');
     try {
-      const rels = await c.query<{ relname: string }>(publicRelations);
-      expect(rels.rows.map((r) => r.relname)).toEqual(['customers', 'order_items', 'orders', 'products']);
+      const rels = await c.query<{ relname: string; relkind: string }>(
+        publicRelations.replace('c.relname', 'c.relname, c.relkind'),
+      );
+      const ofKind = (k: string): string[] => rels.rows.filter((r) => r.relkind === k).map((r) => r.relname);
+      expect(ofKind('r')).toEqual(['customers', 'order_items', 'orders', 'products']);
+      // The sequences their identity columns own, and their indexes (pg_index is listed too).
+      expect(ofKind('S')).toEqual([
+        'customers_id_seq',
+        'order_items_id_seq',
+        'orders_id_seq',
+        'products_id_seq',
+      ]);
+      expect(rels.rows.map((r) => r.relname).filter((n) => n.startsWith('internal_notes'))).toEqual([]);
       const system = await c.query(`SELECT 1 FROM pg_catalog.pg_class WHERE relname = 'pg_class'`);
       expect(system.rowCount).toBe(1);
       const cols = await c.query<{ attname: string }>(

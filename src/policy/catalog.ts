@@ -15,6 +15,11 @@ export interface CatalogColumn {
   readonly position: number;
   readonly notNull: boolean;
   readonly hasDefault: boolean;
+  /**
+   * "schema.name" of the sequence an identity or serial column owns (pg_get_serial_sequence).
+   * Agents may see it, and its settings in pg_sequence, when they may see the column.
+   */
+  readonly sequence?: string | null;
 }
 
 export interface CatalogRelation {
@@ -109,7 +114,9 @@ const relationsSql = `
 SELECT n.nspname AS schema, c.relname AS name, c.relkind AS kind,
        coalesce(json_agg(json_build_object(
          'name', a.attname, 'type', t.typname, 'sqlType', format_type(a.atttypid, a.atttypmod),
-         'position', a.attnum, 'notNull', a.attnotnull, 'hasDefault', a.atthasdef OR a.attidentity <> ''
+         'position', a.attnum, 'notNull', a.attnotnull, 'hasDefault', a.atthasdef OR a.attidentity <> '',
+         'sequence', CASE WHEN c.relkind IN ('r', 'p') AND n.nspname <> 'pg_catalog'
+           THEN pg_catalog.pg_get_serial_sequence(pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname) END
        ) ORDER BY a.attnum) FILTER (WHERE a.attnum IS NOT NULL), '[]') AS columns
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace

@@ -336,56 +336,89 @@ describe('conditions copied into a parent-scoped fence', () => {
 describe('catalog description functions', () => {
   const describeQuery =
     "SELECT c.relname FROM pg_catalog.pg_class c WHERE pg_catalog.pg_table_is_visible(c.oid) AND c.relkind = 'r'";
+  /** The guarded form: the arguments evaluated once, the call made only when they pass the guard. */
+  const guarded = (fn: string, guard: RegExp): RegExp =>
+    new RegExp(
+      `\\(SELECT pg_catalog\\.${fn}\\(s\\.a1[^)]*\\) FROM \\( SELECT .* OFFSET 0 \\) AS s WHERE ${guard.source}`,
+    );
 
-  it('pg_get_expr and the visibility functions are refused', () => {
-    // pg_table_is_visible(o) is true or NULL by whether a relation has OID o, hidden ones included.
-    expect(judge.judge(describeQuery, ctx()).verdict.kind).toBe('deny');
-    expect(
-      judge.judge(
+  it('are called only on what the filtered catalogs show: the OID scans of earlier red teams read NULL past them', () => {
+    // Each was an attack while the functions ran on any OID (pg_table_is_visible is true or NULL by
+    // whether a relation has the OID, format_type names every table's row type, pg_get_expr read a
+    // CHECK's tree against an unlisted table): the proxy tests show the answers, here the form.
+    const cases: [string, string, RegExp][] = [
+      [describeQuery, 'pg_table_is_visible', /s\.a1 IN \(SELECT g\.oid FROM \( SELECT oid, relname/],
+      [
         'SELECT o FROM generate_series(16384, 17000) o WHERE pg_catalog.pg_type_is_visible(o::oid)',
-        ctx(),
-      ).verdict.kind,
-    ).toBe('deny');
-    // pg_get_expr resolves the tree's columns in the relation its second argument names, any OID:
-    // a CHECK's tree read against an unlisted table named that table's columns (red team, round
-    // 11), and a tree without columns told which OIDs are relations.
-    for (const sql of [
-      'SELECT pg_catalog.pg_get_expr(c.relpartbound, c.oid) FROM pg_catalog.pg_class c',
-      'SELECT pg_catalog.pg_get_expr(c.relpartbound, 16454::oid) FROM pg_catalog.pg_class c',
-      'SELECT g FROM pg_catalog.pg_type t, generate_series(16384, 16470) g WHERE pg_get_expr(t.typdefaultbin, g::oid) IS NOT NULL',
-    ])
-      expect(judge.judge(sql, ctx()).verdict, sql).toMatchObject({
-        kind: 'deny',
-        reasons: expect.arrayContaining(['function_denied']),
-      });
-    // The look-alike: the catalogs themselves are still read (filtered).
-    expect(
-      judge.judge('SELECT c.relname, c.relkind FROM pg_catalog.pg_class c', ctx()).verdict.kind,
-    ).not.toBe('deny');
+        'pg_type_is_visible',
+        /s\.a1 IN \(SELECT g\.oid FROM \( SELECT oid, typname/,
+      ],
+      [
+        'SELECT pg_catalog.format_type(o::oid, NULL) FROM generate_series(16384, 17000) o',
+        'format_type',
+        /s\.a1 IN \(SELECT g\.oid FROM \( SELECT oid, typname/,
+      ],
+      [
+        'SELECT pg_catalog.pg_get_indexdef(o::oid) FROM generate_series(16384, 17000) o',
+        'pg_get_indexdef',
+        /s\.a1 IN \(SELECT g\.indexrelid FROM \( SELECT /,
+      ],
+      [
+        'SELECT pg_catalog.pg_get_constraintdef(o::oid) FROM generate_series(16384, 17000) o',
+        'pg_get_constraintdef',
+        /s\.a1 IN \(SELECT g\.oid FROM \( SELECT \* FROM pg_catalog\.pg_constraint /,
+      ],
+      [
+        'SELECT pg_catalog.pg_get_expr(c.relpartbound, 16454::oid) FROM pg_catalog.pg_class c',
+        'pg_get_expr',
+        /\(s\.a1::text, s\.a2\) IN \(+SELECT g\.adbin::text, g\.adrelid/,
+      ],
+    ];
+    for (const [sql, fn, guard] of cases) {
+      const v = judge.judge(sql, ctx()).verdict;
+      expect(v, sql).toMatchObject({ kind: 'rewrite', reasons: expect.arrayContaining(['introspection']) });
+      expect(sqlOf(v), sql).toMatch(guarded(fn, guard));
+    }
   });
 
-  it('that turn any OID into a name, a definition or a comment stay refused (a loop over OIDs would read past the filtered catalogs)', () => {
+  it('evaluate what the agent passes once, so a value that changes cannot pass the guard and then the call', () => {
+    const v = judge.judge('SELECT pg_catalog.format_type((random() * 20000)::int::oid, NULL)', ctx()).verdict;
+    // random() stands once, inside the fenced subquery; the call reads its column.
+    expect(sqlOf(v).match(/random\(\)/g)).toHaveLength(1);
+    expect(sqlOf(v)).toMatch(
+      /SELECT pg_catalog\.format_type\(s\.a1, s\.a2\) FROM \( SELECT CAST\(.*random\(\).* OFFSET 0 \) AS s/,
+    );
+  });
+
+  it('that describe other objects by OID, or stand where no subquery may, stay refused', () => {
     for (const sql of [
-      'SELECT pg_catalog.format_type(o::oid, NULL) FROM generate_series(16384, 17000) o',
       'SELECT pg_catalog.obj_description(o::oid, $$pg_class$$) FROM generate_series(16384, 17000) o',
       'SELECT pg_catalog.col_description(o::oid, 5) FROM generate_series(16384, 17000) o',
-      'SELECT pg_catalog.pg_get_indexdef(o::oid) FROM generate_series(16384, 17000) o',
-      'SELECT pg_catalog.pg_get_constraintdef(o::oid) FROM generate_series(16384, 17000) o',
+      'SELECT * FROM pg_catalog.pg_get_userbyid(10)',
+      'SELECT pg_catalog.pg_table_is_visible(VARIADIC ARRAY[1259::oid])',
+      'SELECT pg_catalog.format_type(1259::oid)',
+      "SELECT pg_catalog.to_regclass('internal_notes')",
+      "SELECT '{internal_notes}'::regclass[]",
     ])
       expect(judge.judge(sql, ctx()).verdict, sql).toMatchObject({ kind: 'deny' });
   });
 
-  it('stay refused without catalog introspection, and names still cannot become relations', () => {
+  it('are refused, naming the catalog to list, when the rules do not list the catalog the guard reads', () => {
     const bare = createPolicyJudge({ ...rules, introspection: [] }, catalog, { searchPath: 'public' });
-    const v = bare.judge(
-      'SELECT pg_catalog.pg_get_expr(c.relpartbound, c.oid) FROM pg_catalog.pg_class c',
-      ctx(),
-    ).verdict;
-    expect(v).toMatchObject({ kind: 'deny' });
+    for (const [sql, missing] of [
+      ['SELECT pg_catalog.pg_table_is_visible(16454::oid)', 'pg_catalog.pg_class'],
+      ['SELECT pg_catalog.format_type(25::oid, NULL)', 'pg_catalog.pg_type'],
+      ["SELECT pg_catalog.pg_get_serial_sequence('orders', 'id')", 'pg_catalog.pg_attribute'],
+      ["SELECT 'internal_notes'::regclass::oid", 'pg_catalog.pg_class'],
+    ] as const) {
+      const v = bare.judge(sql, ctx()).verdict;
+      expect(v, sql).toMatchObject({ kind: 'deny', reasons: ['function_denied'] });
+      expect(v.kind === 'deny' && v.message, sql).toContain(missing);
+    }
+    // The look-alike: with the catalogs listed, the same calls are made (guarded).
     expect(judge.judge("SELECT pg_catalog.pg_get_serial_sequence('orders', 'id')", ctx()).verdict.kind).toBe(
-      'deny',
+      'rewrite',
     );
-    expect(judge.judge("SELECT 'internal_notes'::regclass::oid", ctx()).verdict.kind).toBe('deny');
   });
 
   it("cannot be widened to other built-ins through the rules' functions list", () => {

@@ -10,7 +10,9 @@ import type { Catalog } from './catalog.js';
  * server does: current_query() returns the SQL pgwarden forwarded (mask expressions and the names
  * of hidden columns included), inet_* the server's and client's addresses, txid_* the transaction
  * counter, which moves with every tenant's writes. Most of these take or return a type in
- * unsafeTypes too; naming them keeps them refused whatever a catalog snapshot says.
+ * unsafeTypes too; naming them keeps them refused whatever a catalog snapshot says. A few catalog
+ * functions (format_type, pg_get_expr, pg_table_is_visible, ...) are called in a guarded form
+ * instead, only for what the filtered catalogs show: rewrite/oid-guards.ts, before this list.
  */
 const deniedNames = new Set([
   'query_to_xml',

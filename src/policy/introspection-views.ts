@@ -65,7 +65,8 @@ function selectList(qname: string, catalog: Catalog): string {
  *
  * The pg_catalog filters keep the rows about the listed tables and about the system's own objects
  * (OIDs below 16384, FirstNormalObjectId: everything initdb made, pg_catalog and
- * information_schema included), and drop hidden columns by attnum. Rows that describe no relation
+ * information_schema included), and drop hidden columns by attnum. pg_class also keeps the
+ * sequences that visible identity and serial columns own, and the indexes pg_index shows. Rows that describe no relation
  * (pg_enum, pg_range, pg_am, pg_collation) stay as they are. Each filter reads only its own
  * relation, or another catalog relation that is itself listed, so the rewrite names nothing the
  * rules did not. OFFSET 0 fences each view: the agent's predicates are evaluated above it, so one
@@ -124,6 +125,14 @@ export function introspectionViews(
   const visibleIndex = (i: string): string =>
     `${about(`${i}indrelid`)} AND NOT ${touchesHidden(`${i}indrelid`, `${i}indkey::pg_catalog.int2[]`)} AND ` +
     `NOT (${hasHidden(`${i}indrelid`)} AND (${i}indexprs IS NOT NULL OR ${i}indpred IS NOT NULL))`;
+  /** Sequences owned by columns agents may see (identity and serial columns). */
+  const ownedSequences = visible.flatMap((t) =>
+    t.columns
+      .filter((c) => !t.hidden.has(c.name) && typeof c.sequence === 'string')
+      .map((c) => `(pg_catalog.to_regclass(${lit(c.sequence ?? '')})::pg_catalog.oid)`),
+  );
+  const isOwnedSequence = (col: string): string =>
+    ownedSequences.length === 0 ? 'false' : `${col} IN (VALUES ${ownedSequences.join(', ')})`;
   const indexesOfListed = listed.has('pg_catalog.pg_index')
     ? ` OR oid IN (SELECT i.indexrelid FROM pg_catalog.pg_index i WHERE ${visibleIndex('i.')})`
     : '';
@@ -143,7 +152,8 @@ export function introspectionViews(
             .map((c) => `(${lit(t.schema)}, ${lit(t.name)}, ${lit(c.name)})`),
         ),
       ),
-    'pg_catalog.pg_class': () => `${about('oid')}${indexesOfListed}`,
+    'pg_catalog.pg_class': () => `${about('oid')} OR ${isOwnedSequence('oid')}${indexesOfListed}`,
+    'pg_catalog.pg_sequence': () => isOwnedSequence('seqrelid'),
     'pg_catalog.pg_namespace': () =>
       `${system('oid')} OR nspname::text IN (${[...new Set(visible.map((t) => lit(t.schema)))].join(', ') || 'NULL'})`,
     'pg_catalog.pg_attribute': () => `${about('attrelid')} AND ${hiddenColumns('attrelid', 'attnum')}`,

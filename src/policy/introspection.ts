@@ -23,6 +23,9 @@ export const safeIntrospection = [
   'pg_catalog.pg_collation',
   // Comments on tables and columns: SQLAlchemy's inspector (LangChain's SQLDatabase) reads them.
   'pg_catalog.pg_description',
+  // The settings (start, increment, bounds) of sequences that identity and serial columns own:
+  // SQLAlchemy reads them for identity columns. Never their current value.
+  'pg_catalog.pg_sequence',
   // What MCP Postgres servers read to list tables and their columns. Like pg_class, they name
   // every relation the service role can see; they hold no row data.
   'information_schema.tables',

@@ -2,6 +2,7 @@ import { names, nodeType, type Node } from '../sql/ast.js';
 import { castableUnsafeTypes, unsafeTypes } from '../policy/catalog.js';
 import { decideFunction } from '../policy/functions.js';
 import { Denial, type RewriteContext, type Scope } from './context.js';
+import { guardCast, guardedFunctionName, guardFunction } from './oid-guards.js';
 import { resolveType } from './resolve.js';
 import { rewriteSelect } from './select.js';
 
@@ -105,11 +106,15 @@ export function visitExpr(node: Node, ctx: RewriteContext, scope: Scope | undefi
     case 'ColumnRef':
       checkColumnRef(body as { fields: Node[] }, ctx);
       return;
-    case 'FuncCall':
+    case 'FuncCall': {
+      const guarded = guardedFunctionName(body.funcname as Node[], ctx.catalog);
+      if (guarded !== undefined) return guardFunction(node, guarded, ctx, scope);
       checkFunction(body, ctx);
       for (const [k, v] of Object.entries(body)) if (k !== 'funcname') visitValue(v, ctx, scope, k);
       return;
+    }
     case 'TypeCast':
+      if (guardCast(node, ctx, scope)) return;
       checkTypeName(body.typeName as Node, ctx);
       visitValue(body.arg, ctx, scope);
       return;

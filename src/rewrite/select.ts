@@ -13,6 +13,7 @@ import { selectBody, visitExpr, visitValue } from './expr.js';
 import { cteBodyScope, resolveRelation } from './resolve.js';
 import { inlineTenantFilter } from './inline-tenant.js';
 import { narrowScoped } from './narrow.js';
+import { guardedFunctionName } from './oid-guards.js';
 import { scopedSelect } from './scoped.js';
 import { rewriteWrite } from './writes.js';
 
@@ -159,6 +160,12 @@ export function rewriteFromItem(item: Node, ctx: RewriteContext, scope: Scope | 
         const fn = items[0];
         if (!fn || nodeType(fn) !== 'FuncCall')
           throw new Denial('only function calls may stand in FROM', 'unsupported_syntax');
+        // A guarded catalog function becomes a subquery, which cannot stand where a function does.
+        if (guardedFunctionName((fn.FuncCall as { funcname?: Node[] }).funcname, ctx.catalog) !== undefined)
+          throw new Denial(
+            `${names((fn.FuncCall as { funcname?: Node[] }).funcname).join('.')} may be called in the select list or WHERE, not in FROM`,
+            'unsupported_syntax',
+          );
         visitExpr(fn, ctx, scope);
         visitValue(items[1], ctx, scope, 'coldeflist');
       }

@@ -1,0 +1,271 @@
+import { names, nodeType, stripLocations, type Node } from '../sql/ast.js';
+import { parseSql } from '../sql/parse.js';
+import { decideFunction } from '../policy/functions.js';
+import type { Catalog } from '../policy/catalog.js';
+import { Denial, type RewriteContext, type Scope } from './context.js';
+import { visitValue } from './expr.js';
+
+/**
+ * Catalog functions and casts that take an object's OID (or name) and tell about that object:
+ * what psql's \dt and SQLAlchemy's inspector (LangChain's SQLDatabase) call. Called on any OID
+ * they would name any object, so pgwarden makes the call only for objects the filtered catalog
+ * relations show (introspection-views.ts), and answers NULL for every other OID, as the server does
+ * for an OID that names nothing.
+ *
+ * The agent's arguments are evaluated once, in a fenced subquery (OFFSET 0), and the call is made
+ * on those values only if the guard holds: an argument that changes between evaluations
+ * (`random()`) cannot pass the guard with one value and reach the function with another.
+ */
+
+/** Which OIDs agents may pass: a column of a filtered catalog relation. */
+interface Visible {
+  readonly catalog: string;
+  readonly column: string;
+  readonly where?: string;
+}
+
+const relations: Visible = { catalog: 'pg_catalog.pg_class', column: 'oid' };
+const types: Visible = { catalog: 'pg_catalog.pg_type', column: 'oid' };
+const constraints: Visible = { catalog: 'pg_catalog.pg_constraint', column: 'oid' };
+const indexes: Visible = { catalog: 'pg_catalog.pg_index', column: 'indexrelid' };
+/** The owners of listed tables (not of the system's objects: that names the bootstrap superuser). */
+const owners: Visible = {
+  catalog: 'pg_catalog.pg_class',
+  column: 'relowner',
+  where: 'g.oid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid',
+};
+
+interface Guard {
+  readonly sql: string;
+  /** Filtered catalog relations the guard reads: the rules must list them all. */
+  readonly reads: readonly string[];
+}
+
+function member(arg: string, v: Visible): Guard {
+  const where = v.where === undefined ? '' : ` WHERE ${v.where}`;
+  return { sql: `${arg} IN (SELECT g.${v.column} FROM ${v.catalog} AS g${where})`, reads: [v.catalog] };
+}
+
+/**
+ * Where expression trees (pg_node_tree) come from, with the relation whose columns their Vars
+ * number. pg_get_expr prints a tree against the relation it is given: a tree of one table read
+ * against another would name that one's columns by number, hidden ones too. So a tree is printed
+ * only against its own relation. Trees have no input function: agents cannot forge one.
+ */
+const treeSources: readonly { catalog: string; select: string }[] = [
+  { catalog: 'pg_catalog.pg_attrdef', select: 'g.adbin, g.adrelid' },
+  { catalog: 'pg_catalog.pg_constraint', select: 'g.conbin, g.conrelid' },
+  { catalog: 'pg_catalog.pg_index', select: 'g.indexprs, g.indrelid' },
+  { catalog: 'pg_catalog.pg_index', select: 'g.indpred, g.indrelid' },
+  { catalog: 'pg_catalog.pg_class', select: 'g.relpartbound, g.oid' },
+];
+
+function ownTree(tree: string, rel: string, listed: ReadonlySet<string>): Guard {
+  const sources = treeSources.filter((s) => listed.has(s.catalog));
+  if (sources.length === 0) return { sql: 'false', reads: ['pg_catalog.pg_attrdef'] };
+  const pairs = sources.map((s) => {
+    const [t, r] = s.select.split(', ');
+    return `SELECT ${t}::pg_catalog.text, ${r} FROM ${s.catalog} AS g WHERE ${t} IS NOT NULL`;
+  });
+  return {
+    sql: `(${tree}::pg_catalog.text, ${rel}) IN (${pairs.join(' UNION ALL ')})`,
+    reads: [...new Set(sources.map((s) => s.catalog))],
+  };
+}
+
+interface GuardedFunction {
+  /** The declared argument types of each overload agents may call. */
+  readonly overloads: readonly (readonly string[])[];
+  /** The condition on the arguments (a[0] is the first), each evaluated once. */
+  readonly guard: (a: readonly string[], listed: ReadonlySet<string>) => Guard;
+}
+
+const guardedFunctions: Readonly<Record<string, GuardedFunction>> = {
+  pg_table_is_visible: { overloads: [['oid']], guard: (a) => member(a[0]!, relations) },
+  pg_type_is_visible: { overloads: [['oid']], guard: (a) => member(a[0]!, types) },
+  format_type: { overloads: [['oid', 'int4']], guard: (a) => member(a[0]!, types) },
+  pg_get_userbyid: { overloads: [['oid']], guard: (a) => member(a[0]!, owners) },
+  pg_get_constraintdef: {
+    overloads: [['oid'], ['oid', 'bool']],
+    guard: (a) => member(a[0]!, constraints),
+  },
+  pg_get_indexdef: {
+    overloads: [['oid'], ['oid', 'int4', 'bool']],
+    guard: (a) => member(a[0]!, indexes),
+  },
+  pg_get_expr: {
+    overloads: [
+      ['pg_node_tree', 'oid'],
+      ['pg_node_tree', 'oid', 'bool'],
+    ],
+    guard: (a, listed) => ownTree(a[0]!, a[1]!, listed),
+  },
+  // A table named by text and a column named literally: both must be ones agents may see, or the
+  // error for a missing column would tell which hidden columns exist.
+  pg_get_serial_sequence: {
+    overloads: [['text', 'text']],
+    guard: (a) => ({
+      sql:
+        `(pg_catalog.to_regclass(${a[0]!})::pg_catalog.oid, ${a[1]!}) IN ` +
+        `(SELECT g.attrelid, g.attname::pg_catalog.text FROM pg_catalog.pg_attribute AS g)`,
+      reads: ['pg_catalog.pg_attribute'],
+    }),
+  },
+};
+
+/**
+ * Casts that turn an OID or a name into an object's name, how a name is looked up without error,
+ * and names not looked up at all. A type modifier is checked only once the type is found:
+ * to_regtype('internal_notes(5)') raised an error naming a hidden table's row type and answered
+ * NULL for a missing one, so a name with a modifier reads as NULL.
+ */
+const guardedCasts: Readonly<Record<string, { lookup: string; visible: Visible; skip?: string }>> = {
+  regclass: { lookup: 'pg_catalog.to_regclass', visible: relations },
+  regtype: { lookup: 'pg_catalog.to_regtype', visible: types, skip: '[(]' },
+};
+
+/** The built-in function a call names, if it is one of the guarded ones (and nothing shadows it). */
+export function guardedFunctionName(funcname: Node[] | undefined, catalog: Catalog): string | undefined {
+  const parts = names(funcname);
+  const name = parts[parts.length - 1] ?? '';
+  if (!Object.hasOwn(guardedFunctions, name)) return undefined;
+  return decideFunction(parts, catalog, new Set()).qualified === `pg_catalog.${name}` ? name : undefined;
+}
+
+function guardedCastName(typeName: Node, catalog: Catalog): string | undefined {
+  const tn = typeName as {
+    names?: Node[];
+    typmods?: unknown[];
+    arrayBounds?: unknown[];
+    pct_type?: boolean;
+    setof?: boolean;
+  };
+  if (tn.typmods?.length || tn.arrayBounds?.length || tn.pct_type || tn.setof) return undefined;
+  const parts = names(tn.names);
+  const name = parts[parts.length - 1] ?? '';
+  if (!Object.hasOwn(guardedCasts, name)) return undefined;
+  if (parts.length === 2) return parts[0] === 'pg_catalog' ? name : undefined;
+  if (parts.length !== 1) return undefined;
+  const home = catalog.searchPath.find((s) => {
+    const t = catalog.types[s];
+    return t !== undefined && Object.hasOwn(t, name);
+  });
+  return home === 'pg_catalog' ? name : undefined;
+}
+
+function requireListed(reads: readonly string[], what: string, ctx: RewriteContext): void {
+  const missing = reads.filter((q) => !ctx.policy.introspection.has(q));
+  if (missing.length > 0)
+    throw new Denial(
+      `${what} is answered only for objects the filtered catalogs show, and the rules do not list ${missing.join(', ')} under introspection`,
+      'function_denied',
+      {
+        ruleId: 'introspection',
+        hint: 'ask the data owner to list it, or read the catalog relations directly',
+      },
+    );
+  for (const q of reads) ctx.tables.add(q);
+  ctx.ruleIds.add('introspection');
+  ctx.reasons.add('introspection');
+}
+
+/**
+ * Parses pgwarden's own SQL for a guarded expression, puts the filtered catalog relations in place
+ * of the ones it names, and the agent's expressions in place of $1, $2, ...
+ */
+function build(sql: string, args: readonly Node[], ctx: RewriteContext): Node {
+  const stmt = parseSql(`SELECT ${sql}`).stmts[0]?.stmt;
+  const val = (stmt?.SelectStmt as { targetList?: { ResTarget: { val: Node } }[] } | undefined)
+    ?.targetList?.[0]?.ResTarget.val;
+  if (!val) throw new Error('pgwarden could not build a catalog guard');
+  // Only the agent's own literals carry a location into a rewrite: the decision cache finds them by it.
+  const expr = stripLocations(val) as Node;
+  const place = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(place);
+    if (v === null || typeof v !== 'object') return v;
+    const n = v as Node;
+    if (nodeType(n) === 'ParamRef') return args[((n.ParamRef as { number: number }).number ?? 0) - 1];
+    const rv = n.RangeVar as { schemaname?: string; relname: string; alias?: unknown } | undefined;
+    if (rv?.schemaname !== undefined) {
+      const view = ctx.policy.introspectionViews.get(`${rv.schemaname}.${rv.relname}`);
+      if (view) return { RangeSubselect: { subquery: structuredClone(view), alias: rv.alias } };
+    }
+    return Object.fromEntries(Object.entries(n).map(([k, c]) => [k, place(c)]));
+  };
+  return place(expr) as Node;
+}
+
+function replace(node: Node, by: Node): void {
+  for (const k of Object.keys(node)) Reflect.deleteProperty(node, k);
+  Object.assign(node, by);
+}
+
+/**
+ * A call of a guarded catalog function: its arguments are checked as any expression, then the
+ * call is rewritten to `(SELECT f(s.a1, ...) FROM (SELECT $1 AS a1, ... OFFSET 0) AS s WHERE guard)`.
+ */
+export function guardFunction(node: Node, name: string, ctx: RewriteContext, scope: Scope | undefined): void {
+  const body = node.FuncCall as Record<string, unknown>;
+  const fn = guardedFunctions[name]!;
+  const args = (body.args as Node[] | undefined) ?? [];
+  const qualified = `function pg_catalog.${name}`;
+  if (
+    body.agg_star ||
+    body.agg_distinct ||
+    body.agg_order ||
+    body.agg_filter ||
+    body.over ||
+    body.func_variadic
+  )
+    throw new Denial(`${qualified} takes plain arguments only`, 'unsupported_syntax');
+  if (args.some((a) => nodeType(a) === 'NamedArgExpr'))
+    throw new Denial(`${qualified} takes positional arguments only`, 'unsupported_syntax');
+  const types = fn.overloads.find((o) => o.length === args.length);
+  if (!types)
+    throw new Denial(
+      `${qualified} takes ${fn.overloads.map((o) => o.length).join(' or ')} arguments here`,
+      'unsupported_syntax',
+    );
+  const refs = types.map((_, i) => `s.a${i + 1}`);
+  const guard = fn.guard(refs, ctx.policy.introspection);
+  requireListed(guard.reads, qualified, ctx);
+  for (const a of args) visitValue(a, ctx, scope);
+  const inner = types.map((t, i) => `CAST($${i + 1} AS pg_catalog.${t}) AS a${i + 1}`).join(', ');
+  replace(
+    node,
+    build(
+      `(SELECT pg_catalog.${name}(${refs.join(', ')}) FROM (SELECT ${inner} OFFSET 0) AS s WHERE ${guard.sql})`,
+      args,
+      ctx,
+    ),
+  );
+}
+
+/**
+ * A cast to regclass or regtype: the value (an OID or a name, as text) names the object only if
+ * agents may see it, else NULL. A name is looked up with to_regclass / to_regtype, which answer
+ * NULL where the cast would fail, so a refusal never tells which names exist.
+ */
+export function guardCast(node: Node, ctx: RewriteContext, scope: Scope | undefined): boolean {
+  const body = node.TypeCast as { arg: Node; typeName: Node };
+  const name = guardedCastName(body.typeName, ctx.catalog);
+  if (name === undefined) return false;
+  const cast = guardedCasts[name]!;
+  const guard = member('s.o', cast.visible);
+  requireListed(guard.reads, `a cast to ${name}`, ctx);
+  visitValue(body.arg, ctx, scope);
+  const skip = cast.skip === undefined ? '' : `WHEN t.v OPERATOR(pg_catalog.~) '${cast.skip}' THEN NULL `;
+  const oid =
+    `CASE WHEN t.v OPERATOR(pg_catalog.~) '^[0-9]+$' THEN t.v::pg_catalog.oid ${skip}` +
+    `ELSE ${cast.lookup}(t.v)::pg_catalog.oid END`;
+  replace(
+    node,
+    build(
+      `(SELECT s.o::pg_catalog.${name} FROM (SELECT ${oid} AS o FROM ` +
+        `(SELECT CAST($1 AS pg_catalog.text) AS v OFFSET 0) AS t) AS s WHERE ${guard.sql})`,
+      [body.arg],
+      ctx,
+    ),
+  );
+  return true;
+}

@@ -1,0 +1,220 @@
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadCatalog } from '../src/policy/catalog.js';
+import { createPolicyJudge } from '../src/policy/engine.js';
+import { loadRules } from '../src/policy/rules-load.js';
+import { loadParser } from '../src/sql/parse.js';
+import { createTestDatabase, type TestDatabase } from './support/db.js';
+import { startTestProxy, type TestProxy } from './support/proxy.js';
+
+const run = promisify(execFile);
+
+/**
+ * The catalog functions and casts that describe objects by OID (psql's \dt, SQLAlchemy's
+ * inspector) through pgwarden with the demo rules: they answer for what the filtered catalogs show
+ * and read NULL for everything else. Each attack is checked against the server's own answer too,
+ * so the test fails if the guard stops guarding.
+ */
+let db: TestDatabase;
+let proxy: TestProxy;
+let url: string;
+let oids: Record<string, number>;
+
+async function withClient<T>(f: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return await f(c);
+  } finally {
+    await c.end();
+  }
+}
+
+beforeAll(async () => {
+  await loadParser();
+  db = await createTestDatabase('catalog_functions');
+  await db.sql(readFileSync('src/demo/seed.sql', 'utf8'));
+  // Objects that only a leak would show: an index and a check on the hidden column, a role that
+  // owns nothing listed, and a check on orders whose tree names attnum 5 (customers.ssn's place).
+  await db.sql(`
+    CREATE INDEX customers_ssn_idx ON customers (ssn);
+    ALTER TABLE customers ADD CONSTRAINT customers_ssn_shape CHECK (ssn ~ '^[0-9-]+$');
+    ALTER TABLE orders ADD CONSTRAINT orders_status_set CHECK (status <> '');
+    ALTER TABLE internal_notes ADD CONSTRAINT internal_notes_body_set CHECK (note <> '');
+    DROP ROLE IF EXISTS payroll_admin_secret; CREATE ROLE payroll_admin_secret;
+  `);
+  const rows = await db.sql<{ k: string; oid: number }>(`
+    SELECT 'internal_notes' AS k, 'internal_notes'::regclass::oid::int AS oid
+    UNION ALL SELECT 'customers', 'customers'::regclass::oid::int
+    UNION ALL SELECT 'orders', 'orders'::regclass::oid::int
+    UNION ALL SELECT 'customers_ssn_idx', 'customers_ssn_idx'::regclass::oid::int
+    UNION ALL SELECT 'orders_org_id', 'orders_org_id'::regclass::oid::int
+    UNION ALL SELECT 'internal_notes_type', 'internal_notes'::regtype::oid::int
+    UNION ALL SELECT 'role', 'payroll_admin_secret'::regrole::oid::int
+    UNION ALL SELECT c.conname, c.oid::int FROM pg_constraint c
+      WHERE c.conname IN ('customers_ssn_shape', 'orders_status_set', 'internal_notes_body_set', 'orders_customer_id_fkey')`);
+  oids = Object.fromEntries(rows.map((r) => [r.k, r.oid]));
+  const judge = createPolicyJudge(await loadRules(['rules']), await loadCatalog(db.url, 'public'), {
+    searchPath: 'public',
+  });
+  proxy = await startTestProxy(db, { judge });
+  url = await proxy.url({ tenant: 'acme', human: 'alice@acme.test' });
+});
+afterAll(async () => {
+  await proxy?.close();
+  await db?.drop();
+});
+
+describe('OID scans through the catalog functions', () => {
+  it('see only the listed tables, their sequences and visible indexes; the server itself sees more', async () => {
+    // OIDs are counted cluster-wide: other tests' objects push these past any fixed range.
+    const [lo, hi] = [Math.min(...Object.values(oids)) - 100, Math.max(...Object.values(oids)) + 100];
+    const scan = `SELECT o::int AS o FROM generate_series(${lo}, ${hi}) o WHERE pg_catalog.pg_table_is_visible(o::oid) IS NOT NULL`;
+    const direct = (await db.sql<{ o: number }>(scan)).map((r) => r.o);
+    expect(direct).toEqual(expect.arrayContaining([oids.internal_notes, oids.customers_ssn_idx]));
+    const seen = await withClient(async (c) => (await c.query<{ o: number }>(scan)).rows.map((r) => r.o));
+    expect(seen).toEqual(expect.arrayContaining([oids.orders, oids.customers, oids.orders_org_id]));
+    expect(seen).not.toContain(oids.internal_notes);
+    expect(seen).not.toContain(oids.customers_ssn_idx);
+  });
+
+  it('never name an unlisted table, index, constraint, type or role', async () => {
+    const probes: [string, string][] = [
+      ['format_type', `SELECT pg_catalog.format_type(${oids.internal_notes_type}::oid, NULL) AS v`],
+      ['regclass of an OID', `SELECT ${oids.internal_notes}::oid::regclass::text AS v`],
+      ['regclass of a name', `SELECT 'internal_notes'::regclass::text AS v`],
+      ['regtype of a name', `SELECT 'public.internal_notes'::pg_catalog.regtype::text AS v`],
+      ['index on a hidden column', `SELECT pg_catalog.pg_get_indexdef(${oids.customers_ssn_idx}::oid) AS v`],
+      ['index column', `SELECT pg_catalog.pg_get_indexdef(${oids.customers_ssn_idx}::oid, 1, true) AS v`],
+      [
+        'check on a hidden column',
+        `SELECT pg_catalog.pg_get_constraintdef(${oids.customers_ssn_shape}::oid) AS v`,
+      ],
+      [
+        'check on an unlisted table',
+        `SELECT pg_catalog.pg_get_constraintdef(${oids.internal_notes_body_set}::oid) AS v`,
+      ],
+      ['a role that owns nothing listed', `SELECT pg_catalog.pg_get_userbyid(${oids.role}::oid) AS v`],
+      [
+        'serial sequence of an unlisted table',
+        `SELECT pg_catalog.pg_get_serial_sequence('internal_notes', 'id') AS v`,
+      ],
+      // A tree of orders read against customers: attnum 5 is status there, ssn here.
+      [
+        "orders' check read against customers",
+        `SELECT pg_catalog.pg_get_expr(k.conbin, ${oids.customers}::oid) AS v FROM pg_catalog.pg_constraint k WHERE k.conname = 'orders_status_set'`,
+      ],
+    ];
+    await withClient(async (c) => {
+      for (const [what, sql] of probes) {
+        const direct = await db.sql<{ v: string | null }>(
+          sql.replaceAll('pg_catalog.pg_constraint k', 'pg_constraint k'),
+        );
+        // The server names the object (so this test can fail) ...
+        expect(direct[0]?.v, `${what}, directly`).toMatch(/internal_notes|ssn|note|payroll_admin_secret/);
+        // ... pgwarden answers NULL, as for an OID that names nothing.
+        const r = await c.query<{ v: string | null }>(sql);
+        expect(r.rows[0]?.v ?? null, what).toBeNull();
+      }
+      // A name that names nothing reads as NULL too, where the server would raise: the answer does
+      // not tell a hidden relation from a missing one.
+      await expect(db.sql("SELECT 'no_such_table'::regclass")).rejects.toThrow(/does not exist/);
+      expect((await c.query("SELECT 'no_such_table'::regclass AS v")).rows[0].v).toBeNull();
+      // A type modifier is checked once the type is found: the server names the hidden table's row
+      // type for one, and answers NULL for a missing type.
+      await expect(db.sql("SELECT to_regtype('internal_notes(5)')")).rejects.toThrow(/internal_notes/);
+      for (const name of ['internal_notes(5)', 'no_such_type(5)', 'internal_notes'])
+        expect((await c.query(`SELECT '${name}'::regtype AS v`)).rows[0].v, name).toBeNull();
+      expect((await c.query(`SELECT 'numeric'::regtype::text AS v`)).rows[0].v).toBe('numeric');
+      // Nor a hidden column from a missing one (the server raises for a missing column only).
+      await expect(db.sql("SELECT pg_get_serial_sequence('customers', 'no_such')")).rejects.toThrow(
+        /does not exist/,
+      );
+      for (const col of ['ssn', 'no_such'])
+        expect(
+          (await c.query(`SELECT pg_catalog.pg_get_serial_sequence('customers', '${col}') AS v`)).rows[0].v,
+        ).toBeNull();
+    });
+  });
+
+  it('still describe what the rules name (the look-alikes)', async () => {
+    await withClient(async (c) => {
+      const r = await c.query<Record<string, string>>(`SELECT
+          'orders'::regclass::text AS rel,
+          ${oids.orders}::oid::regclass::text AS rel_by_oid,
+          pg_catalog.format_type('pg_catalog.numeric'::regtype, 786438) AS numeric_type,
+          pg_catalog.pg_get_constraintdef(${oids.orders_status_set}::oid) AS own_check,
+          pg_catalog.pg_get_constraintdef(${oids.orders_customer_id_fkey}::oid) AS fk,
+          pg_catalog.pg_get_indexdef(${oids.orders_org_id}::oid) AS index,
+          pg_catalog.pg_get_serial_sequence('orders', 'id') AS seq,
+          pg_catalog.pg_table_is_visible(${oids.orders}::oid)::text AS visible,
+          (SELECT pg_catalog.pg_get_expr(k.conbin, k.conrelid) FROM pg_catalog.pg_constraint k
+            WHERE k.conname = 'orders_status_set') AS own_tree,
+          (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) FROM pg_catalog.pg_attrdef d
+            JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+            WHERE d.adrelid = ${oids.orders}::oid AND a.attname = 'status') AS status_default`);
+      expect(r.rows[0]).toEqual({
+        rel: 'orders',
+        rel_by_oid: 'orders',
+        numeric_type: 'numeric(12,2)',
+        own_check: "CHECK ((status <> ''::text))",
+        fk: 'FOREIGN KEY (customer_id) REFERENCES customers(id)',
+        index: 'CREATE INDEX orders_org_id ON public.orders USING btree (org_id)',
+        seq: 'public.orders_id_seq',
+        visible: 'true',
+        own_tree: "(status <> ''::text)",
+        status_default: "'new'::text",
+      });
+    });
+  });
+});
+
+describe('schema discovery by real clients', () => {
+  it("SQLAlchemy's inspector (LangChain's SQLDatabase) reflects the listed tables, without the hidden column", async () => {
+    // Debian's python3-sqlalchemy with psycopg2 (installed by .ci/run).
+    const script = [
+      'import sys, json, sqlalchemy as sa',
+      "eng = sa.create_engine(sys.argv[1].replace('postgres://', 'postgresql+psycopg2://'))",
+      'md = sa.MetaData()',
+      'md.reflect(bind=eng)',
+      'insp = sa.inspect(eng)',
+      'out = {t.name: {"columns": [c.name for c in t.columns], "pk": [c.name for c in t.primary_key],',
+      '  "fks": sorted(str(f.column) for f in t.foreign_keys), "indexes": sorted(i.name for i in t.indexes),',
+      '  "checks": sorted(c["name"] for c in insp.get_check_constraints(t.name))} for t in md.sorted_tables}',
+      "out['identity'] = insp.get_columns('orders')[0].get('identity', {}).get('increment')",
+      'print(json.dumps(out, sort_keys=True))',
+    ].join('\n');
+    const { stdout } = await run('/usr/bin/python3', ['-c', script, url]);
+    const seen = JSON.parse(stdout) as Record<string, unknown>;
+    expect(Object.keys(seen).sort()).toEqual(['customers', 'identity', 'order_items', 'orders', 'products']);
+    expect(seen.customers).toEqual({
+      columns: ['id', 'org_id', 'name', 'email'],
+      pk: ['id'],
+      fks: [],
+      indexes: ['customers_org_id'],
+      checks: [],
+    });
+    expect(seen.orders).toMatchObject({
+      fks: ['customers.id'],
+      indexes: ['orders_org_id'],
+      checks: ['orders_status_set'],
+    });
+    expect(seen.identity).toBe(1);
+  });
+
+  it("psql's \\dt, \\di and \\ds list what the rules name", async () => {
+    const list = async (cmd: string): Promise<string> =>
+      (await run('psql', [url, '-XAtc', cmd], { env: { ...process.env, PGSSLMODE: 'disable' } })).stdout;
+    expect(await list('\\dt')).toMatch(
+      /^public\|customers\|table\|.*\npublic\|order_items\|table\|.*\npublic\|orders\|table\|.*\npublic\|products\|table\|/,
+    );
+    const indexes = await list('\\di');
+    expect(indexes).toContain('orders_org_id');
+    expect(indexes).not.toContain('customers_ssn_idx');
+    expect(await list('\\ds')).toContain('orders_id_seq');
+    expect(await list('\\dt')).not.toContain('internal_notes');
+  });
+});
