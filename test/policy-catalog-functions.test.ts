@@ -140,10 +140,58 @@ describe('OID scans through the catalog functions', () => {
     });
   });
 
+  it('give no regclass or regtype for an untyped literal or parameter beside them to take (red team, round 14)', async () => {
+    // Each of these made a sibling literal or parameter a regclass, read by the server's own
+    // lookup past the guard: it named the hidden table, or raised only for a missing one.
+    const probes = [
+      `SELECT 'customers'::regclass AS v UNION SELECT 'internal_notes'`,
+      `SELECT CASE WHEN false THEN 'customers'::regclass ELSE 'internal_notes' END AS v`,
+      `SELECT v FROM (VALUES ('customers'::regclass), ('internal_notes'), ('${oids.internal_notes}')) x(v)`,
+      `SELECT coalesce(NULL::regclass, 'internal_notes') AS v`,
+      `SELECT 'customers'::regclass IN ('internal_notes', 'customers') AS v`,
+      `SELECT v FROM (VALUES (NULL::regtype), ('internal_notes'), ('_internal_notes')) x(v)`,
+    ];
+    const shown = (rows: Record<string, unknown>[]): string => JSON.stringify(rows);
+    /** The answer to `sql` with `name` in place of internal_notes, the name itself blanked out. */
+    const answer = async (
+      q: (sql: string) => Promise<Record<string, unknown>[]>,
+      sql: string,
+      name: string,
+    ) =>
+      q(sql.replaceAll('internal_notes', name)).then(
+        (rows) => shown(rows).replaceAll(name, '<name>'),
+        (e: Error) => e.message.replaceAll(name, '<name>'),
+      );
+    const direct = (sql: string) => db.sql(sql);
+    await withClient(async (c) => {
+      const proxied = async (sql: string) => (await c.query(sql)).rows;
+      for (const sql of probes) {
+        // The server tells the hidden table from a missing one (so the test can fail) ...
+        expect(await answer(direct, sql, 'internal_notes'), sql).not.toBe(
+          await answer(direct, sql, 'no_such_rel'),
+        );
+        // ... through pgwarden the literal stays a string: the same answer for both.
+        expect(await answer(proxied, sql, 'internal_notes'), sql).toBe(
+          await answer(proxied, sql, 'no_such_rel'),
+        );
+      }
+      // Extended protocol, the parameter's type left to the server: it took regclass from the cast.
+      const bound = async (name: string): Promise<string> =>
+        c.query({ text: 'SELECT coalesce(NULL::regclass, $1) AS v', values: [name] }).then(
+          (r) => shown(r.rows),
+          (e: Error) => e.message.replaceAll(name, '<name>'),
+        );
+      expect(await bound('internal_notes')).not.toMatch(/internal_notes|^\[\{"v":\d/);
+      expect(await bound('internal_notes')).toBe(await bound('no_such_rel'));
+    });
+  });
+
   it('still describe what the rules name (the look-alikes)', async () => {
     await withClient(async (c) => {
       const r = await c.query<Record<string, string>>(`SELECT
           'orders'::regclass::text AS rel,
+          'orders'::regclass = ${oids.orders}::oid AS rel_compares,
+          ('orders'::regclass)::int AS rel_oid,
           ${oids.orders}::oid::regclass::text AS rel_by_oid,
           pg_catalog.format_type('pg_catalog.numeric'::regtype, 786438) AS numeric_type,
           pg_catalog.pg_get_constraintdef(${oids.orders_status_set}::oid) AS own_check,
@@ -158,6 +206,8 @@ describe('OID scans through the catalog functions', () => {
             WHERE d.adrelid = ${oids.orders}::oid AND a.attname = 'status') AS status_default`);
       expect(r.rows[0]).toEqual({
         rel: 'orders',
+        rel_compares: true,
+        rel_oid: oids.orders,
         rel_by_oid: 'orders',
         numeric_type: 'numeric(12,2)',
         own_check: "CHECK ((status <> ''::text))",

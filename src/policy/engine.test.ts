@@ -390,6 +390,29 @@ describe('catalog description functions', () => {
     );
   });
 
+  it('read a regclass or regtype cast as an OID, or as text when cast on to text: never a type a sibling literal could take', () => {
+    const out = (sql: string): string => sqlOf(judge.judge(sql, ctx()).verdict);
+    expect(out("SELECT 'orders'::regclass")).toMatch(/^SELECT \(SELECT s\.o FROM /);
+    expect(out("SELECT 'orders'::regclass::text")).toMatch(
+      /^SELECT CAST\(\(SELECT CAST\(CAST\(s\.o AS pg_catalog\.regclass\) AS pg_catalog\.text\) FROM .*\) AS text\)$/,
+    );
+    expect(out("SELECT 'numeric'::pg_catalog.regtype::varchar(20)")).toMatch(
+      /AS pg_catalog\.regtype\) AS pg_catalog\.text\)/,
+    );
+    // Only a cast to text prints the name: to another type the value stays an OID.
+    expect(out("SELECT 'orders'::regclass::oid")).not.toMatch(/AS pg_catalog\.regclass\)/);
+  });
+
+  it('are capped per statement: each carries the filtered catalogs, some kilobytes of SQL', () => {
+    const calls = (n: number): string =>
+      `SELECT ${Array.from({ length: n }, (_, i) => `pg_catalog.format_type(${i}::oid, NULL)`).join(', ')}`;
+    expect(judge.judge(calls(64), ctx()).verdict.kind).toBe('rewrite');
+    expect(judge.judge(calls(65), ctx()).verdict).toMatchObject({
+      kind: 'deny',
+      reasons: expect.arrayContaining(['too_many_catalog_calls']),
+    });
+  });
+
   it('that describe other objects by OID, or stand where no subquery may, stay refused', () => {
     for (const sql of [
       'SELECT pg_catalog.obj_description(o::oid, $$pg_class$$) FROM generate_series(16384, 17000) o',

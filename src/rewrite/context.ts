@@ -73,6 +73,8 @@ export class RewriteContext {
   /** "schema.table" of scoped reads written without an alias (their 3-part column refs are shortened). */
   readonly qualifiedReads = new Set<string>();
   writeTarget: WriteTarget | undefined;
+  /** Guarded catalog function calls and reg* casts so far (oid-guards.ts caps them). */
+  guardedCalls = 0;
   /** The row limit of the tables a top-level SELECT reads (smallest wins). */
   rowLimit: number | undefined;
 
