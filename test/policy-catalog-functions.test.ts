@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -222,6 +223,31 @@ describe('OID scans through the catalog functions', () => {
   });
 });
 
+describe('pg_settings', () => {
+  it('shows the preset constants only: no configuration, paths or activity', async () => {
+    const sql = 'SELECT name FROM pg_catalog.pg_settings ORDER BY 1';
+    const all = (await db.sql<{ name: string }>(sql)).map((r) => r.name);
+    expect(all).toEqual(expect.arrayContaining(['data_directory', 'shared_buffers', 'max_index_keys']));
+    await withClient(async (c) => {
+      const seen = (await c.query<{ name: string }>(sql)).rows.map((r) => r.name);
+      expect(seen).toEqual([
+        'block_size',
+        'integer_datetimes',
+        'max_function_args',
+        'max_identifier_length',
+        'max_index_keys',
+        'server_encoding',
+        'server_version',
+        'server_version_num',
+      ]);
+      const filtered = await c.query(
+        `SELECT count(*)::int AS n FROM pg_catalog.pg_settings WHERE 1 / (CASE WHEN name = 'data_directory' THEN 0 ELSE 1 END) = 1`,
+      );
+      expect(filtered.rows[0].n).toBe(8);
+    });
+  });
+});
+
 describe('schema discovery by real clients', () => {
   it("SQLAlchemy's inspector (LangChain's SQLDatabase) reflects the listed tables, without the hidden column", async () => {
     // Debian's python3-sqlalchemy with psycopg2 (installed by .ci/run).
@@ -253,6 +279,31 @@ describe('schema discovery by real clients', () => {
       checks: ['orders_status_set'],
     });
     expect(seen.identity).toBe(1);
+  });
+
+  it("pgJDBC's DatabaseMetaData lists tables, columns, keys and indexes, without the hidden column or its index", async () => {
+    // Debian's pgJDBC and JDK (installed by .ci/run).
+    const token = new URL(url).password;
+    const { stdout } = await run(
+      'java',
+      [
+        '-cp',
+        process.env.PGWARDEN_JDBC_JAR ?? '/usr/share/java/postgresql.jar',
+        join(import.meta.dirname, 'clients/JdbcMetadataProbe.java'),
+        `jdbc:postgresql://127.0.0.1:${new URL(url).port}${new URL(url).pathname}?sslmode=disable`,
+        'java-agent',
+        decodeURIComponent(token),
+      ],
+      { timeout: 60_000 },
+    );
+    expect(stdout.trim().split('\n')).toEqual([
+      'tables customers,order_items,orders,products',
+      'columns id,org_id,name,email',
+      'primary key id',
+      'imported keys customers',
+      // customers_ssn_idx is on the hidden column: not listed.
+      'indexes customers_pkey,customers_org_id',
+    ]);
   });
 
   it("psql's \\dt, \\di and \\ds list what the rules name", async () => {

@@ -403,6 +403,18 @@ describe('catalog description functions', () => {
     expect(out("SELECT 'orders'::regclass::oid")).not.toMatch(/AS pg_catalog\.regclass\)/);
   });
 
+  it("allow information_schema._pg_expandarray (pgJDBC numbers index keys with it), not the schema's other functions", () => {
+    expect(
+      judge.judge('SELECT (information_schema._pg_expandarray(ARRAY[3, 1])).n', ctx()).verdict.kind,
+    ).toBe('allow');
+    for (const sql of [
+      'SELECT information_schema._pg_truetypid(NULL, NULL)',
+      'SELECT information_schema._pg_char_max_length(25::oid, 1)',
+      'SELECT _pg_expandarray(ARRAY[1])',
+    ])
+      expect(judge.judge(sql, ctx()).verdict.kind, sql).toBe('deny');
+  });
+
   it('are capped per statement: each carries the filtered catalogs, some kilobytes of SQL', () => {
     const calls = (n: number): string =>
       `SELECT ${Array.from({ length: n }, (_, i) => `pg_catalog.format_type(${i}::oid, NULL)`).join(', ')}`;

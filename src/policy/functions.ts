@@ -77,6 +77,12 @@ const allowedPgPrefixed = new Set([
   'pg_client_encoding',
 ]);
 
+/**
+ * Functions initdb puts in information_schema that only compute on their arguments: pgJDBC's
+ * getPrimaryKeys and getIndexInfo number index keys with _pg_expandarray (unnest with ordinality).
+ */
+const allowedInformationSchema = new Set(['_pg_expandarray']);
+
 function builtinAllowed(name: string, catalog: Catalog): boolean {
   if (deniedNames.has(name)) return false;
   if (deniedPrefixes.some((p) => name.startsWith(p)) && !allowedPgPrefixed.has(name)) return false;
@@ -106,6 +112,7 @@ export function decideFunction(
       return builtinAllowed(name, catalog)
         ? { ok: true, qualified }
         : { ok: false, qualified, why: 'denied' };
+    if (schema === 'information_schema' && allowedInformationSchema.has(name)) return { ok: true, qualified };
     return allowedUser.has(qualified) ? { ok: true, qualified } : { ok: false, qualified, why: 'not_listed' };
   };
   if (parts.length === 2) return decide(parts[0] ?? '');

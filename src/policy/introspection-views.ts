@@ -30,6 +30,18 @@ const NAMING_COLUMN_CASTS: Readonly<Record<string, string>> = {
   _aclitem: 'pg_catalog.text[]',
 };
 
+/** pg_settings rows agents may read: preset options that describe what SQL the server takes. */
+const presetSettings = [
+  'block_size',
+  'integer_datetimes',
+  'max_function_args',
+  'max_identifier_length',
+  'max_index_keys',
+  'server_encoding',
+  'server_version',
+  'server_version_num',
+];
+
 /**
  * Catalog columns of transaction ids (`pg_class.relfrozenxid`, `relminmxid`): they follow the
  * transaction counter, which moves with every tenant's writes. Read as NULL.
@@ -154,6 +166,9 @@ export function introspectionViews(
       ),
     'pg_catalog.pg_class': () => `${about('oid')} OR ${isOwnedSequence('oid')}${indexesOfListed}`,
     'pg_catalog.pg_sequence': () => isOwnedSequence('seqrelid'),
+    // Settings fixed when the server was built or the cluster made: they tell nothing of its
+    // configuration, its activity or another tenant.
+    'pg_catalog.pg_settings': () => `name IN (${presetSettings.map(lit).join(', ')})`,
     'pg_catalog.pg_namespace': () =>
       `${system('oid')} OR nspname::text IN (${[...new Set(visible.map((t) => lit(t.schema)))].join(', ') || 'NULL'})`,
     'pg_catalog.pg_attribute': () => `${about('attrelid')} AND ${hiddenColumns('attrelid', 'attnum')}`,

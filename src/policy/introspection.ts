@@ -1,9 +1,9 @@
 /**
  * System catalog relations that agents may read when the rules list them (`introspection:`).
  * They describe the schema, never row data: pg_statistic, pg_stats, pg_proc (function bodies),
- * pg_views / pg_rules (definitions), pg_authid, pg_settings and the pg_stat_* views are not here,
- * because they hold values, source text or cluster-wide state. Agents read them filtered to the
- * listed tables and the system's own objects (introspection-views.ts).
+ * pg_views / pg_rules (definitions), pg_authid and the pg_stat_* views are not here, because they
+ * hold values, source text or cluster-wide state. Agents read them filtered to the listed tables
+ * and the system's own objects (introspection-views.ts); pg_settings to a few constants.
  *
  * The first four are what pgbench reads at start (it asks whether pgbench_accounts is partitioned).
  */
@@ -26,6 +26,9 @@ export const safeIntrospection = [
   // The settings (start, increment, bounds) of sequences that identity and serial columns own:
   // SQLAlchemy reads them for identity columns. Never their current value.
   'pg_catalog.pg_sequence',
+  // Only the preset options (compile-time limits and the server's version): pgJDBC's
+  // getImportedKeys reads max_index_keys.
+  'pg_catalog.pg_settings',
   // What MCP Postgres servers read to list tables and their columns. Like pg_class, they name
   // every relation the service role can see; they hold no row data.
   'information_schema.tables',
