@@ -77,6 +77,15 @@ export const unsafeTypes = [
   'regnamespace',
   'regrole',
   'regcollation',
+  '_regclass',
+  '_regproc',
+  '_regprocedure',
+  '_regoper',
+  '_regoperator',
+  '_regtype',
+  '_regnamespace',
+  '_regrole',
+  '_regcollation',
   'trigger',
   'event_trigger',
   'language_handler',
@@ -99,6 +108,13 @@ export const unsafeTypes = [
   'pg_snapshot',
   '_pg_snapshot',
 ] as const;
+
+/**
+ * Types whose input looks a name up, but that built-in functions agents need take
+ * (`to_tsvector('english', …)` casts its first argument to regconfig): explicit casts to them are
+ * refused, the functions stay callable.
+ */
+export const lookupTypes = ['regconfig', 'regdictionary', '_regconfig', '_regdictionary'] as const;
 
 /** Unsafe types an overload may use when its result and every argument are that one type. */
 export const closedTypes = ['oid', 'xid', 'xid8'] as const;

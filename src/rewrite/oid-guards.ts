@@ -73,11 +73,35 @@ function ownTree(tree: string, rel: string, listed: ReadonlySet<string>): Guard 
   };
 }
 
+/**
+ * `fn(v)` (to_regclass, to_regtype) for a name an agent wrote, or NULL when the name is qualified
+ * with a schema outside the rules. The lookup raises "permission denied for schema" for a schema
+ * that exists but pgwarden's role may not use, and answers NULL for one that does not exist: an
+ * oracle for private schemas and other sessions' temporary ones (red team, round 15). So a name
+ * is looked up only unqualified (the pinned search path holds usable schemas only) or in the
+ * schemas of listed tables, pg_catalog and information_schema, spelled plainly or quoted.
+ */
+function lookup(fn: string, v: string, ctx: RewriteContext): string {
+  const schemas = [
+    ...new Set(['pg_catalog', 'information_schema', ...[...ctx.policy.tables.values()].map((t) => t.schema)]),
+  ];
+  const lit = (x: string): string => `'${x.replace(/'/g, "''")}'`;
+  const head = `pg_catalog.split_part(${v}, '.', 1)`;
+  const quoted = schemas.map((x) => lit(`"${x.replace(/"/g, '""')}"`)).join(', ');
+  // Unquoted identifiers fold ASCII letters only (downcase_identifier); lower() folds more.
+  const folded = `pg_catalog.translate(${head}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')`;
+  const usable =
+    `CASE WHEN pg_catalog.strpos(${head}, '"') OPERATOR(pg_catalog.>) 0 ` +
+    `THEN ${head} OPERATOR(pg_catalog.=) ANY (ARRAY[${quoted}]) ` +
+    `ELSE ${folded} OPERATOR(pg_catalog.=) ANY (ARRAY[${schemas.map(lit).join(', ')}]) END`;
+  return `CASE WHEN pg_catalog.strpos(${v}, '.') OPERATOR(pg_catalog.=) 0 OR ${usable} THEN ${fn}(${v}) END`;
+}
+
 interface GuardedFunction {
   /** The declared argument types of each overload agents may call. */
   readonly overloads: readonly (readonly string[])[];
   /** The condition on the arguments (a[0] is the first), each evaluated once. */
-  readonly guard: (a: readonly string[], listed: ReadonlySet<string>) => Guard;
+  readonly guard: (a: readonly string[], ctx: RewriteContext) => Guard;
 }
 
 const guardedFunctions: Readonly<Record<string, GuardedFunction>> = {
@@ -98,15 +122,15 @@ const guardedFunctions: Readonly<Record<string, GuardedFunction>> = {
       ['pg_node_tree', 'oid'],
       ['pg_node_tree', 'oid', 'bool'],
     ],
-    guard: (a, listed) => ownTree(a[0]!, a[1]!, listed),
+    guard: (a, ctx) => ownTree(a[0]!, a[1]!, ctx.policy.introspection),
   },
   // A table named by text and a column named literally: both must be ones agents may see, or the
   // error for a missing column would tell which hidden columns exist.
   pg_get_serial_sequence: {
     overloads: [['text', 'text']],
-    guard: (a) => ({
+    guard: (a, ctx) => ({
       sql:
-        `(pg_catalog.to_regclass(${a[0]!})::pg_catalog.oid, ${a[1]!}) IN ` +
+        `(${lookup('pg_catalog.to_regclass', a[0]!, ctx)}::pg_catalog.oid, ${a[1]!}) IN ` +
         `(SELECT g.attrelid, g.attname::pg_catalog.text FROM pg_catalog.pg_attribute AS g)`,
       reads: ['pg_catalog.pg_attribute'],
     }),
@@ -254,7 +278,7 @@ export function guardFunction(node: Node, name: string, ctx: RewriteContext, sco
       'unsupported_syntax',
     );
   const refs = types.map((_, i) => `s.a${i + 1}`);
-  const guard = fn.guard(refs, ctx.policy.introspection);
+  const guard = fn.guard(refs, ctx);
   requireListed(guard.reads, qualified, ctx);
   countCall(ctx);
   for (const a of args) visitValue(a, ctx, scope);
@@ -281,17 +305,63 @@ export function guardFunction(node: Node, name: string, ctx: RewriteContext, sco
  */
 export function guardCast(node: Node, ctx: RewriteContext, scope: Scope | undefined): boolean {
   const body = node.TypeCast as { arg: Node; typeName: Node };
+  // The result column keeps the name the server would give the agent's expression.
+  const column = `"${(figureColname(node)[0] ?? '?column?').replace(/"/g, '""')}"`;
   const inner = (body.arg as { TypeCast?: { arg: Node; typeName: Node } }).TypeCast;
   if (inner && builtinType(body.typeName, textTypes, ctx.catalog, true) !== undefined) {
     const name = builtinType(inner.typeName, castNames, ctx.catalog);
     if (name === undefined) return false;
-    body.arg = guardedName(inner.arg, name, `s.o::pg_catalog.${name}::pg_catalog.text`, ctx, scope);
+    const output = `s.o::pg_catalog.${name}::pg_catalog.text AS ${column}`;
+    body.arg = guardedName(inner.arg, name, output, ctx, scope);
     return true;
   }
   const name = builtinType(body.typeName, castNames, ctx.catalog);
   if (name === undefined) return false;
-  replace(node, guardedName(body.arg, name, 's.o', ctx, scope));
+  replace(node, guardedName(body.arg, name, `s.o AS ${column}`, ctx, scope));
   return true;
+}
+
+/**
+ * The column name PostgreSQL gives an expression and how sure it is (FigureColnameInternal in
+ * parse_target.c: 2 a name, 1 a type's or keyword's, 0 none), for the forms a cast's argument
+ * takes; anything else gets none (`?column?`).
+ */
+function figureColname(node: unknown): [string | undefined, number] {
+  const type = nodeType(node);
+  if (type === undefined) return [undefined, 0];
+  const b = (node as Node)[type] as Record<string, unknown>;
+  const last = (list: unknown): string | undefined => {
+    const n = names(list as Node[]);
+    return n[n.length - 1];
+  };
+  switch (type) {
+    case 'ColumnRef': {
+      const name = last(b.fields);
+      return name === undefined || name === '*' ? [undefined, 0] : [name, 2];
+    }
+    case 'A_Indirection': {
+      const fields = ((b.indirection as Node[] | undefined) ?? []).filter((n) => nodeType(n) === 'String');
+      return fields.length > 0 ? [last(fields), 2] : figureColname(b.arg);
+    }
+    case 'FuncCall':
+      return [last(b.funcname), 2];
+    case 'TypeCast': {
+      const inner = figureColname(b.arg);
+      return inner[1] <= 1 ? [last((b.typeName as { names?: Node[] }).names), 1] : inner;
+    }
+    case 'CaseExpr': {
+      const inner = figureColname(b.defresult);
+      return inner[1] <= 1 ? ['case', 1] : inner;
+    }
+    case 'CoalesceExpr':
+      return ['coalesce', 2];
+    case 'A_ArrayExpr':
+      return ['array', 2];
+    case 'RowExpr':
+      return ['row', 2];
+    default:
+      return [undefined, 0];
+  }
 }
 
 function guardedName(
@@ -309,7 +379,7 @@ function guardedName(
   const skip = cast.skip === undefined ? '' : `WHEN t.v OPERATOR(pg_catalog.~) '${cast.skip}' THEN NULL `;
   const oid =
     `CASE WHEN t.v OPERATOR(pg_catalog.~) '^[0-9]+$' THEN t.v::pg_catalog.oid ${skip}` +
-    `ELSE ${cast.lookup}(t.v)::pg_catalog.oid END`;
+    `ELSE ${lookup(cast.lookup, 't.v', ctx)}::pg_catalog.oid END`;
   return build(
     `(SELECT ${output} FROM (SELECT ${oid} AS o FROM ` +
       `(SELECT CAST($1 AS pg_catalog.text) AS v OFFSET 0) AS t) AS s WHERE ${guard.sql})`,
