@@ -46,6 +46,9 @@ beforeAll(async () => {
     ALTER TABLE orders ADD CONSTRAINT orders_status_set CHECK (status <> '');
     ALTER TABLE internal_notes ADD CONSTRAINT internal_notes_body_set CHECK (note <> '');
     DROP ROLE IF EXISTS payroll_admin_secret; CREATE ROLE payroll_admin_secret;
+    CREATE DOMAIN public.rel_name AS regclass;
+    CREATE TYPE public.rel_pair AS (r regclass, n int);
+    CREATE DOMAIN public.label AS text;
   `);
   const rows = await db.sql<{ k: string; oid: number }>(`
     SELECT 'internal_notes' AS k, 'internal_notes'::regclass::oid::int AS oid
@@ -248,6 +251,23 @@ describe('types whose input looks names up', () => {
       ).rejects.toMatchObject({ code: '42501' });
       const fts = await c.query<{ v: string }>("SELECT to_tsvector('english', 'widgets shipped')::text AS v");
       expect(fts.rows[0]!.v).toBe("'ship':2 'widget':1");
+    });
+  });
+
+  it("are refused behind the database's own domains and composite types too", async () => {
+    const attacks = [
+      "SELECT 'internal_notes'::rel_name::text AS v",
+      "SELECT ('(internal_notes,1)'::rel_pair).r::text AS v",
+      "SELECT (ARRAY['internal_notes']::public.rel_name[])[1]::text AS v",
+    ];
+    await withClient(async (c) => {
+      for (const sql of attacks) {
+        // The server looks the name up behind the domain or the field (so the test can fail) ...
+        expect((await db.sql<{ v: string }>(sql))[0]!.v, sql).toBe('internal_notes');
+        await expect(c.query(sql), sql).rejects.toMatchObject({ code: '42501' });
+      }
+      // The look-alike: a domain over text.
+      expect((await c.query("SELECT 'widget'::label AS v")).rows[0].v).toBe('widget');
     });
   });
 

@@ -37,7 +37,13 @@ export function catalogSnapshot(catalog: Catalog): string {
     types[schema] = Object.fromEntries(
       Object.keys(ts)
         .sort()
-        .map((n) => [n, ts[n]?.rowOf === undefined ? {} : { rowOf: ts[n].rowOf }]),
+        .map((n) => [
+          n,
+          {
+            ...(ts[n]?.rowOf === undefined ? {} : { rowOf: ts[n].rowOf }),
+            ...(ts[n]?.namesObjects === true ? { namesObjects: true as const } : {}),
+          },
+        ]),
     );
   }
   return `${JSON.stringify({ searchPath: catalog.searchPath, relations, functions, types, userOperators: catalog.userOperators })}\n`;

@@ -41,6 +41,11 @@ export interface CatalogType {
    * either: its values have that relation's columns. Absent for every other type.
    */
   readonly rowOf?: string;
+  /**
+   * True when the type's input can look names up: a domain over a naming type (regclass, ...), an
+   * array of one, or a composite type or row type with such a field. Absent otherwise.
+   */
+  readonly namesObjects?: true;
 }
 
 export interface Catalog {
@@ -162,7 +167,13 @@ GROUP BY 1, 2`;
  * free-standing composite type (relkind c) is no relation's.
  */
 const typesSql = `
-SELECT n.nspname AS schema, t.typname AS name, rn.nspname || '.' || r.relname AS "rowOf"
+SELECT n.nspname AS schema, t.typname AS name, rn.nspname || '.' || r.relname AS "rowOf",
+       EXISTS (SELECT 1 FROM pg_catalog.pg_type u
+               WHERE u.typnamespace = 'pg_catalog'::pg_catalog.regnamespace AND u.typname = ANY($1::text[])
+                 AND (u.oid IN (t.typbasetype, t.typelem, b.typelem, e.typbasetype)
+                      OR u.oid IN (SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                                   WHERE a.attrelid IN (t.typrelid, b.typrelid, e.typrelid) AND a.attnum > 0
+                                     AND NOT a.attisdropped))) AS "namesObjects"
 FROM pg_catalog.pg_type t
 JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
 LEFT JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype
@@ -191,7 +202,12 @@ export async function loadCatalog(connectionString: string, searchPath: string):
       [...unsafeTypes],
       [...closedTypes],
     ]);
-    const typeRows = await client.query<{ schema: string; name: string; rowOf: string | null }>(typesSql);
+    const typeRows = await client.query<{
+      schema: string;
+      name: string;
+      rowOf: string | null;
+      namesObjects: boolean;
+    }>(typesSql, [[...unsafeTypes, ...lookupTypes].filter((t) => !castableUnsafeTypes.includes(t as never))]);
     const ops = await client.query<{ name: string }>(operatorsSql);
     const relations: Record<string, Record<string, CatalogRelation>> = {};
     for (const r of rels.rows) (relations[r.schema] ??= {})[r.name] = r;
@@ -201,7 +217,9 @@ export async function loadCatalog(connectionString: string, searchPath: string):
     for (const t of typeRows.rows) {
       const bySchema = (types[t.schema] ??= {});
       // One row per relation matched: any relation at all makes the type a row type.
-      if (bySchema[t.name]?.rowOf === undefined) bySchema[t.name] = t.rowOf ? { rowOf: t.rowOf } : {};
+      const rowOf = bySchema[t.name]?.rowOf ?? t.rowOf ?? undefined;
+      const namesObjects = bySchema[t.name]?.namesObjects === true || t.namesObjects;
+      bySchema[t.name] = { ...(rowOf ? { rowOf } : {}), ...(namesObjects ? { namesObjects: true } : {}) };
     }
     return {
       searchPath: path.rows[0]?.s ?? ['pg_catalog'],

@@ -183,6 +183,11 @@ function checkTypeName(typeName: Node, ctx: RewriteContext): void {
       { hint: 'name the tables you need directly in FROM' },
     );
   const type = tn.pct_type ? undefined : resolveType(parts, ctx.catalog);
+  if (type?.namesObjects)
+    throw new Denial(
+      `casts to ${parts.join('.')} are not allowed: its values hold a type that names relations, functions or roles, which pgwarden does not let strings do`,
+      'object_name_cast',
+    );
   const t = type?.rowOf === undefined ? undefined : ctx.policy.tables.get(type.rowOf);
   if (type === undefined || (type.rowOf !== undefined && t === undefined))
     throw new Denial(
