@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadCatalog } from '../src/policy/catalog.js';
+import { checkRulesAgainstCatalog, loadCatalog } from '../src/policy/catalog.js';
 import { createPolicyJudge } from '../src/policy/engine.js';
 import { loadRules } from '../src/policy/rules-load.js';
 import { loadParser } from '../src/sql/parse.js';
@@ -49,6 +49,10 @@ beforeAll(async () => {
     CREATE DOMAIN public.rel_name AS regclass;
     CREATE TYPE public.rel_pair AS (r regclass, n int);
     CREATE DOMAIN public.label AS text;
+    CREATE DOMAIN public.rel_name2 AS rel_name;
+    CREATE TYPE public.rel_box AS (a rel_name);
+    CREATE TYPE public.rel_range AS RANGE (subtype = regclass);
+    CREATE SCHEMA private_types; CREATE TYPE private_types.mood AS ENUM ('ok');
   `);
   const rows = await db.sql<{ k: string; oid: number }>(`
     SELECT 'internal_notes' AS k, 'internal_notes'::regclass::oid::int AS oid
@@ -259,6 +263,10 @@ describe('types whose input looks names up', () => {
       "SELECT 'internal_notes'::rel_name::text AS v",
       "SELECT ('(internal_notes,1)'::rel_pair).r::text AS v",
       "SELECT (ARRAY['internal_notes']::public.rel_name[])[1]::text AS v",
+      // Deeper (red team, round 16): a domain over that domain, a composite of it, a range.
+      "SELECT 'internal_notes'::rel_name2::text AS v",
+      "SELECT ('(internal_notes)'::rel_box).a::text AS v",
+      "SELECT lower('[internal_notes,internal_notes]'::rel_range)::text AS v",
     ];
     await withClient(async (c) => {
       for (const sql of attacks) {
@@ -331,6 +339,92 @@ describe('types whose input looks names up', () => {
       );
       expect(r.fields.map((f) => f.name)).toEqual(['regclass', 'oid', 'text', 'oid']);
     });
+  });
+});
+
+describe('names the server looks up in other places (red team, round 16)', () => {
+  /** The server's answer and pgwarden's, for a name in a schema that exists and in one that does not. */
+  const both = async (c: pg.Client, sql: (schema: string) => string): Promise<string[]> => {
+    const answer = (p: Promise<unknown>): Promise<string> =>
+      p.then(
+        () => 'ok',
+        (e: Error & { code?: string }) => `${e.code}`,
+      );
+    return [
+      await answer(db.sql(sql('private_types'))),
+      await answer(db.sql(sql('no_such_schema'))),
+      await answer(c.query(sql('private_types'))),
+      await answer(c.query(sql('no_such_schema'))),
+    ];
+  };
+
+  it('COLLATE, ORDER BY USING, text search configurations and type names take no schema agents do not know', async () => {
+    await db.sql(`CREATE COLLATION private_types.c (locale = 'C');
+      CREATE TEXT SEARCH CONFIGURATION private_types.cfg (COPY = pg_catalog.english)`);
+    await withClient(async (c) => {
+      for (const sql of [
+        (s: string) => `SELECT 'a' COLLATE ${s}.c AS v`,
+        (s: string) => `SELECT to_tsvector('${s}.cfg', 'widgets')::text AS v`,
+        (s: string) => `SELECT NULL::${s}.mood AS v`,
+      ]) {
+        const [direct, directMissing, proxied, proxiedMissing] = await both(c, sql);
+        // The server tells the schema that exists from the one that does not (so the test can fail) ...
+        expect(direct, sql('s')).not.toBe(directMissing);
+        // ... pgwarden refuses both alike.
+        expect([proxied, proxiedMissing], sql('s')).toEqual(['42501', '42501']);
+      }
+      // An operator outside pg_catalog in ORDER BY ... USING, and inside an aggregate's ORDER BY.
+      for (const sql of [
+        'SELECT 1 AS v ORDER BY 1 USING OPERATOR(no_such_schema.<)',
+        "SELECT string_agg(name, ',' ORDER BY name USING OPERATOR(public.<)) AS v FROM products",
+      ])
+        await expect(c.query(sql), sql).rejects.toMatchObject({ code: '42501' });
+      for (const sql of ['SELECT get_current_ts_config()', "SELECT ts_lexize('english_stem', 'widgets')"])
+        await expect(c.query(sql), sql).rejects.toMatchObject({ code: '42501' });
+      await expect(
+        c.query({ text: "SELECT to_tsvector($1, 'widgets') AS v", values: ['private_types.cfg'] }),
+      ).rejects.toMatchObject({ code: '42501' });
+      // The look-alikes.
+      const ok = await c.query<Record<string, string>>(`SELECT
+          'b' COLLATE "C" AS a, 'b' COLLATE pg_catalog."C" AS b,
+          to_tsvector('english', 'widgets')::text AS c, to_tsvector('pg_catalog.english', 'widgets')::text AS d,
+          (SELECT string_agg(name, ',' ORDER BY name USING OPERATOR(pg_catalog.>)) FROM products) AS e`);
+      expect(ok.rows[0]).toEqual({
+        a: 'b',
+        b: 'b',
+        c: "'widget':1",
+        d: "'widget':1",
+        e: 'Widget,Gizmo,Gadget',
+      });
+      expect(
+        (await c.query({ text: 'SELECT to_tsvector($1)::text AS v', values: ['widgets'] })).rows[0].v,
+      ).toBe("'widget':1");
+    });
+  });
+
+  it('a listed table may not show a column whose values name objects: the rules are refused until it is denied', async () => {
+    await db.sql(
+      'CREATE TABLE public.audit_trail (id int, org_id text, rel regclass, acl aclitem[], note text)',
+    );
+    const catalog = await loadCatalog(db.url, 'public');
+    const rules = await loadRules(['rules']);
+    const listed = (columns?: { deny: string[] }) => ({
+      ...rules,
+      tables: {
+        ...rules.tables,
+        'public.audit_trail': {
+          tenant_column: 'org_id',
+          access: ['select' as const],
+          ...(columns ? { columns: { ...columns, mask: {} } } : {}),
+        },
+      },
+    });
+    const problems = checkRulesAgainstCatalog(listed() as never, catalog);
+    expect(problems).toEqual([
+      expect.stringMatching(/^tables\.public\.audit_trail\.columns: column "rel" has type regclass/),
+      expect.stringMatching(/^tables\.public\.audit_trail\.columns: column "acl" has type aclitem\[\]/),
+    ]);
+    expect(checkRulesAgainstCatalog(listed({ deny: ['rel', 'acl'] }) as never, catalog)).toEqual([]);
   });
 });
 

@@ -42,8 +42,9 @@ export interface CatalogType {
    */
   readonly rowOf?: string;
   /**
-   * True when the type's input can look names up: a domain over a naming type (regclass, ...), an
-   * array of one, or a composite type or row type with such a field. Absent otherwise.
+   * True when the type's input can look names up: a naming type (regclass, ...), or a domain,
+   * array, range or multirange over one, or a composite or row type with a field of one, at any
+   * depth. Absent otherwise.
    */
   readonly namesObjects?: true;
 }
@@ -167,13 +168,21 @@ GROUP BY 1, 2`;
  * free-standing composite type (relkind c) is no relation's.
  */
 const typesSql = `
+WITH RECURSIVE naming(oid) AS (
+  SELECT u.oid FROM pg_catalog.pg_type u
+  WHERE u.typnamespace = 'pg_catalog'::pg_catalog.regnamespace AND u.typname = ANY($1::text[])
+  UNION
+  -- Every type whose values hold one: domains, arrays, ranges and multiranges over it, composite
+  -- and row types with a field of it, to any depth.
+  SELECT t.oid FROM naming k JOIN pg_catalog.pg_type t
+    ON k.oid IN (t.typbasetype, t.typelem)
+    OR EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = t.typrelid AND a.atttypid = k.oid
+               AND a.attnum > 0 AND NOT a.attisdropped)
+    OR EXISTS (SELECT 1 FROM pg_catalog.pg_range g WHERE k.oid = g.rngsubtype AND t.oid = g.rngtypid)
+    OR EXISTS (SELECT 1 FROM pg_catalog.pg_range g WHERE k.oid = g.rngtypid AND t.oid = g.rngmultitypid)
+)
 SELECT n.nspname AS schema, t.typname AS name, rn.nspname || '.' || r.relname AS "rowOf",
-       EXISTS (SELECT 1 FROM pg_catalog.pg_type u
-               WHERE u.typnamespace = 'pg_catalog'::pg_catalog.regnamespace AND u.typname = ANY($1::text[])
-                 AND (u.oid IN (t.typbasetype, t.typelem, b.typelem, e.typbasetype)
-                      OR u.oid IN (SELECT a.atttypid FROM pg_catalog.pg_attribute a
-                                   WHERE a.attrelid IN (t.typrelid, b.typrelid, e.typrelid) AND a.attnum > 0
-                                     AND NOT a.attisdropped))) AS "namesObjects"
+       t.oid IN (SELECT oid FROM naming) AS "namesObjects"
 FROM pg_catalog.pg_type t
 JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
 LEFT JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype
@@ -242,6 +251,22 @@ export function splitQualified(name: string): [string, string] {
   return [name.slice(0, dot), name.slice(dot + 1)];
 }
 
+const namingTypes = new Set<string>(unsafeTypes.filter((t) => !castableUnsafeTypes.includes(t as never)));
+const lookupTypeNames = new Set<string>(lookupTypes);
+
+/**
+ * A column whose values name objects (regclass, aclitem, a domain over regtype, ...): an untyped
+ * literal or parameter beside it takes its type and goes through the server's lookup. The
+ * configuration types of full-text search (regconfig) are left to the full-text functions' checks.
+ */
+function namesObjects(c: CatalogColumn, catalog: Catalog): boolean {
+  if (lookupTypeNames.has(c.type)) return false;
+  if (namingTypes.has(c.type)) return true;
+  return Object.values(catalog.types).some(
+    (ts) => Object.hasOwn(ts, c.type) && ts[c.type]?.namesObjects === true,
+  );
+}
+
 /**
  * Checks the rules against the live catalog (at start and on every reload): every listed table
  * and column exists, tenant columns are present, parents are tenant-scoped, masks are known.
@@ -257,6 +282,21 @@ export function checkRulesAgainstCatalog(rules: Rules, catalog: Catalog): string
   const checkColumns = (where: string, cols: Set<string>, names: readonly string[]): void => {
     for (const c of names) if (!cols.has(c)) problems.push(`${where}: column "${c}" does not exist`);
   };
+  /** Visible columns of a naming type: agents must not see them (red team, round 16). */
+  const checkNaming = (
+    where: string,
+    q: string,
+    columns: { allow?: string[]; deny: string[] } | undefined,
+  ): void => {
+    const [s, n] = splitQualified(q);
+    for (const c of findRelation(catalog, s, n)?.columns ?? []) {
+      const visible = !(columns?.deny ?? []).includes(c.name) && (columns?.allow?.includes(c.name) ?? true);
+      if (visible && namesObjects(c, catalog))
+        problems.push(
+          `${where}: column "${c.name}" has type ${c.sqlType}, whose values name relations, functions or roles; deny it (columns.deny) or leave it out of columns.allow`,
+        );
+    }
+  };
   for (const [q, t] of Object.entries(rules.tables)) {
     const where = `tables.${q}`;
     const cols = columnsOf(q);
@@ -264,6 +304,7 @@ export function checkRulesAgainstCatalog(rules: Rules, catalog: Catalog): string
       problems.push(`${where}: relation ${q} does not exist in the database`);
       continue;
     }
+    checkNaming(`${where}.columns`, q, t.columns);
     if (t.tenant_column !== undefined && !cols.has(t.tenant_column))
       problems.push(`${where}.tenant_column: column "${t.tenant_column}" does not exist in ${q}`);
     if (t.columns) {
@@ -288,6 +329,7 @@ export function checkRulesAgainstCatalog(rules: Rules, catalog: Catalog): string
       if (!rules.tables[q]) problems.push(`${where}: ${q} is not listed under tables`);
       const cols = columnsOf(q);
       if (cols && o.columns) {
+        checkNaming(`${where}.columns`, q, o.columns);
         checkColumns(`${where}.columns.allow`, cols, o.columns.allow ?? []);
         checkColumns(`${where}.columns.deny`, cols, o.columns.deny);
         checkColumns(`${where}.columns.mask`, cols, Object.keys(o.columns.mask));

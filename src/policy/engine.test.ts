@@ -415,6 +415,18 @@ describe('catalog description functions', () => {
       expect(judge.judge(sql, ctx()).verdict.kind, sql).toBe('deny');
   });
 
+  it("judge each text search configuration literal: an allowed one's verdict is not reused for a private schema's", () => {
+    expect(judge.judge("SELECT to_tsvector('english', name) FROM products", ctx()).verdict.kind).not.toBe(
+      'deny',
+    );
+    expect(judge.judge("SELECT to_tsvector('private.cfg', name) FROM products", ctx()).verdict).toMatchObject(
+      {
+        kind: 'deny',
+        message: expect.stringContaining('private.cfg'),
+      },
+    );
+  });
+
   it('are capped per statement: each carries the filtered catalogs, some kilobytes of SQL', () => {
     const calls = (n: number): string =>
       `SELECT ${Array.from({ length: n }, (_, i) => `pg_catalog.format_type(${i}::oid, NULL)`).join(', ')}`;

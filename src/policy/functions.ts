@@ -61,6 +61,13 @@ const deniedNames = new Set([
   // A relation named by text: follows another tenant's row versions, and errors name any relation.
   'currtid',
   'currtid2',
+  // Text search internals that look a parser, dictionary or configuration up by name, or return
+  // regconfig / regdictionary values an untyped literal beside them would take (red team, round 16).
+  'get_current_ts_config',
+  'ts_debug',
+  'ts_parse',
+  'ts_token_type',
+  'ts_lexize',
 ]);
 
 const deniedPrefixes = ['pg_', 'lo_', 'dblink', 'has_', 'to_reg', 'brin_', 'binary_upgrade', 'txid_'];

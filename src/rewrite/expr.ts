@@ -17,7 +17,6 @@ const passive = new Set([
   'BoolExpr',
   'NullTest',
   'BooleanTest',
-  'CollateClause',
   'CaseExpr',
   'CaseWhen',
   'CoalesceExpr',
@@ -31,7 +30,6 @@ const passive = new Set([
   'GroupingFunc',
   'GroupingSet',
   'ResTarget',
-  'SortBy',
   'WindowDef',
   'List',
   'String',
@@ -119,6 +117,7 @@ export function visitExpr(node: Node, ctx: RewriteContext, scope: Scope | undefi
       const guarded = guardedFunctionName(body.funcname as Node[], ctx.catalog);
       if (guarded !== undefined) return guardFunction(node, guarded, ctx, scope);
       checkFunction(body, ctx);
+      checkTextSearchConfig(body, ctx);
       for (const [k, v] of Object.entries(body)) if (k !== 'funcname') visitValue(v, ctx, scope, k);
       return;
     }
@@ -143,6 +142,15 @@ export function visitExpr(node: Node, ctx: RewriteContext, scope: Scope | undefi
       return;
     case 'SelectStmt':
       rewriteSelect(body, ctx, scope);
+      return;
+    case 'CollateClause':
+      checkCollation(body.collname as Node[] | undefined, ctx);
+      visitValue(body.arg, ctx, scope);
+      return;
+    case 'SortBy':
+      // ORDER BY x USING OPERATOR(s.<): an operator like any other (red team, round 16).
+      checkOperator(body.useOp as Node[] | undefined, ctx);
+      visitValue(body.node, ctx, scope);
       return;
     case 'ColumnDef':
       // A column definition list of a function in FROM (`jsonb_to_recordset(...) AS x(a int)`):
@@ -182,7 +190,10 @@ function checkTypeName(typeName: Node, ctx: RewriteContext): void {
       'object_name_cast',
       { hint: 'name the tables you need directly in FROM' },
     );
-  const type = tn.pct_type ? undefined : resolveType(parts, ctx.catalog);
+  // A type in a schema pgwarden's role may not use raised "permission denied for schema" where a
+  // missing one is refused here: qualified names go to the schemas agents know of only.
+  const known = parts.length !== 2 || knownSchemas(ctx).has(parts[0] ?? '');
+  const type = tn.pct_type || !known ? undefined : resolveType(parts, ctx.catalog);
   if (type?.namesObjects)
     throw new Denial(
       `casts to ${parts.join('.')} are not allowed: its values hold a type that names relations, functions or roles, which pgwarden does not let strings do`,
@@ -237,6 +248,82 @@ function checkFunction(body: Record<string, unknown>, ctx: RewriteContext): void
     'function_denied',
     { ruleId: 'functions' },
   );
+}
+
+/**
+ * Schemas a qualified type or collation name may name: pg_catalog, information_schema, the pinned
+ * search path and the listed tables' schemas. Any other, existing or not, answers as a missing
+ * one; the server would tell a schema its role may not use ("permission denied") from a missing
+ * one ("does not exist").
+ */
+function knownSchemas(ctx: RewriteContext): Set<string> {
+  return new Set([
+    'pg_catalog',
+    'information_schema',
+    ...ctx.catalog.searchPath,
+    ...[...ctx.policy.tables.values()].map((t) => t.schema),
+  ]);
+}
+
+function checkCollation(collname: Node[] | undefined, ctx: RewriteContext): void {
+  const parts = names(collname);
+  if (parts.length > 2 || (parts.length === 2 && !knownSchemas(ctx).has(parts[0] ?? '')))
+    throw new Denial(
+      `collation ${parts.join('.')} is not available to agents: use a collation of pg_catalog or of the search path`,
+      'collation_not_available',
+    );
+}
+
+/**
+ * Full-text functions whose first argument is a configuration (regconfig) when they are called
+ * with this many arguments (ts_headline's three are ambiguous: taken as one).
+ */
+const textSearchConfigArgs: Readonly<Record<string, readonly number[]>> = {
+  to_tsvector: [2],
+  to_tsquery: [2],
+  plainto_tsquery: [2],
+  phraseto_tsquery: [2],
+  websearch_to_tsquery: [2],
+  ts_headline: [3, 4],
+  json_to_tsvector: [3],
+  jsonb_to_tsvector: [3],
+};
+
+/**
+ * A configuration given by name is looked up by the server: `to_tsvector('private.cfg', …)`
+ * raised "permission denied" for a schema pgwarden's role may not use and "does not exist" for a
+ * missing one (red team, round 16). A literal name is taken unqualified or in a known schema, and
+ * a column as it is (a regconfig column holds OIDs; a text one does not coerce); anything else
+ * (a parameter typed regconfig and looked up at Bind, `'x.y'::unknown`) is refused.
+ */
+function checkTextSearchConfig(body: Record<string, unknown>, ctx: RewriteContext): void {
+  const parts = names(body.funcname as Node[]);
+  const name = parts[parts.length - 1] ?? '';
+  const args = (body.args as Node[] | undefined) ?? [];
+  if (!Object.hasOwn(textSearchConfigArgs, name) || !textSearchConfigArgs[name]!.includes(args.length))
+    return;
+  const config = args[0];
+  if (nodeType(config) === 'ColumnRef') return;
+  const value = (config as { A_Const?: { sval?: { sval?: string } } }).A_Const?.sval?.sval;
+  if (value === undefined)
+    throw new Denial(
+      `the text search configuration of ${name} must be a literal name or a column, not a parameter or an expression`,
+      'unsupported_syntax',
+      { hint: `e.g. ${name}('english', …)` },
+    );
+  // The verdict depends on the literal's value: it must not be reused for another of the same shape.
+  ctx.literalSensitive = true;
+  if (!value.includes('.')) return;
+  const head = value.split('.')[0] ?? '';
+  // Unquoted identifiers fold ASCII letters only (downcase_identifier).
+  const schema = head.startsWith('"')
+    ? head.replace(/^"|"$/g, '').replace(/""/g, '"')
+    : head.replace(/[A-Z]/g, (c) => c.toLowerCase());
+  if (!knownSchemas(ctx).has(schema))
+    throw new Denial(
+      `text search configuration ${value} is not available to agents: use one of pg_catalog (e.g. 'english') or of the search path`,
+      'unsupported_syntax',
+    );
 }
 
 function checkOperator(name: Node[] | undefined, ctx: RewriteContext): void {
