@@ -1,8 +1,26 @@
-import { Deparser } from 'pgsql-deparser';
+import { Deparser, QuoteUtils } from 'pgsql-deparser';
 import type { Node } from './ast.js';
 
 type DeparserContext = Parameters<Deparser['A_Indirection']>[1];
 type Indirection = Parameters<Deparser['A_Indirection']>[0];
+
+/** The raw parse tree's SQL/JSON query function (JSON_VALUE, JSON_QUERY, JSON_EXISTS). */
+interface JsonFuncExpr {
+  op?: string;
+  context_item?: unknown;
+  pathspec?: unknown;
+  passing?: unknown[];
+  output?: unknown;
+  on_empty?: JsonBehavior;
+  on_error?: JsonBehavior;
+  wrapper?: string;
+  quotes?: string;
+}
+
+interface JsonBehavior {
+  btype?: string;
+  expr?: unknown;
+}
 
 /** Arguments the library already parenthesizes before a subscript or field selection. */
 const wrapped = new Set([
@@ -16,11 +34,12 @@ const wrapped = new Set([
 ]);
 
 /**
- * pgsql-deparser, with one repair. It prints an indirection's argument bare unless it is one of a
- * few node types, so `(ARRAY[1, 2])[1]` came out as `ARRAY[1, 2][1]`, which does not parse, and a
- * rewrite holding one was refused. PostgreSQL's grammar takes a subscript or a field only after a
- * column, a parameter, a subquery or a parenthesized expression: every other argument gets
- * parentheses here.
+ * pgsql-deparser, with two repairs. It does not print the SQL/JSON query functions (JSON_VALUE,
+ * JSON_QUERY, JSON_EXISTS): printed here. And it prints an indirection's argument bare unless it
+ * is one of a few node types, so `(ARRAY[1, 2])[1]` came out as `ARRAY[1, 2][1]`, which does not
+ * parse; PostgreSQL's grammar takes a subscript or a field only after a column, a parameter, a
+ * subquery or a parenthesized expression, so every other argument gets parentheses here. Either
+ * way a rewrite holding one was refused.
  */
 class Printer extends Deparser {
   override A_Indirection(node: Indirection, context: DeparserContext): string {
@@ -29,6 +48,63 @@ class Printer extends Deparser {
     if (type === undefined || wrapped.has(type)) return printed;
     const arg = this.visit(node.arg as never, context);
     return printed.startsWith(arg) ? `(${arg})${printed.slice(arg.length)}` : printed;
+  }
+
+  /**
+   * JSON_VALUE, JSON_QUERY and JSON_EXISTS (PostgreSQL 17), which the library does not print: a
+   * scoped statement holding one was refused. Printed in the grammar's order: context item, path,
+   * PASSING, RETURNING, wrapper, quotes, ON EMPTY, ON ERROR.
+   */
+  JsonFuncExpr(node: JsonFuncExpr, context: DeparserContext): string {
+    const names: Record<string, string> = {
+      JSON_VALUE_OP: 'JSON_VALUE',
+      JSON_QUERY_OP: 'JSON_QUERY',
+      JSON_EXISTS_OP: 'JSON_EXISTS',
+    };
+    const name = names[node.op ?? ''];
+    if (name === undefined) throw new Error(`Deparser does not handle ${node.op ?? 'this JSON function'}`);
+    const parts = [
+      `${this.JsonValueExpr(node.context_item as never, context)}, ${this.visit(node.pathspec as never, context)}`,
+    ];
+    const passing = (node.passing ?? []).map((p) => {
+      const a = (p as { JsonArgument?: { val: unknown; name: string } }).JsonArgument;
+      if (!a) throw new Error('Deparser does not handle this PASSING argument');
+      return `${this.JsonValueExpr(a.val as never, context)} AS ${QuoteUtils.quoteIdentifier(a.name)}`;
+    });
+    if (passing.length > 0) parts.push(`PASSING ${passing.join(', ')}`);
+    const output = this.formatJsonOutput(node.output as never, context);
+    if (output) parts.push(output);
+    const wrapper: Record<string, string> = {
+      JSW_NONE: 'WITHOUT WRAPPER',
+      JSW_CONDITIONAL: 'WITH CONDITIONAL WRAPPER',
+      JSW_UNCONDITIONAL: 'WITH UNCONDITIONAL WRAPPER',
+    };
+    if (node.wrapper && wrapper[node.wrapper]) parts.push(wrapper[node.wrapper]!);
+    if (node.quotes === 'JS_QUOTES_KEEP') parts.push('KEEP QUOTES');
+    if (node.quotes === 'JS_QUOTES_OMIT') parts.push('OMIT QUOTES');
+    for (const [behavior, when] of [
+      [node.on_empty, 'ON EMPTY'],
+      [node.on_error, 'ON ERROR'],
+    ] as const)
+      if (behavior) parts.push(`${this.jsonBehavior(behavior, context)} ${when}`);
+    return `${name}(${parts.join(' ')})`;
+  }
+
+  private jsonBehavior(b: JsonBehavior, context: DeparserContext): string {
+    const fixed: Record<string, string> = {
+      JSON_BEHAVIOR_NULL: 'NULL',
+      JSON_BEHAVIOR_ERROR: 'ERROR',
+      JSON_BEHAVIOR_EMPTY: 'EMPTY',
+      JSON_BEHAVIOR_TRUE: 'TRUE',
+      JSON_BEHAVIOR_FALSE: 'FALSE',
+      JSON_BEHAVIOR_UNKNOWN: 'UNKNOWN',
+      JSON_BEHAVIOR_EMPTY_ARRAY: 'EMPTY ARRAY',
+      JSON_BEHAVIOR_EMPTY_OBJECT: 'EMPTY OBJECT',
+    };
+    if (b.btype === 'JSON_BEHAVIOR_DEFAULT') return `DEFAULT ${this.visit(b.expr as never, context)}`;
+    const word = fixed[b.btype ?? ''];
+    if (word === undefined) throw new Error(`Deparser does not handle JSON behavior ${b.btype}`);
+    return word;
   }
 }
 
