@@ -511,6 +511,48 @@ describe('schema discovery by real clients', () => {
     ]);
   });
 
+  it('asyncpg reads the types it does not know (an enum, a domain, an array of the enum) through the filtered catalogs', async () => {
+    await db.sql(`CREATE TYPE public.mood AS ENUM ('sad', 'ok');
+      CREATE DOMAIN public.positive AS int CHECK (VALUE > 0);
+      CREATE TABLE public.tickets (id int, org_id text, m mood, n positive, tags mood[]);
+      INSERT INTO public.tickets VALUES (1, 'acme', 'ok', 3, '{ok,sad}'), (2, 'globex', 'sad', 4, '{}')`);
+    const rules = await loadRules(['rules']);
+    const judge = createPolicyJudge(
+      {
+        ...rules,
+        tables: {
+          ...rules.tables,
+          'public.tickets': { scope: 'tenant', tenant_column: 'org_id', access: ['select'] },
+        },
+      },
+      await loadCatalog(db.url, 'public'),
+      { searchPath: 'public' },
+    );
+    const withTickets = await startTestProxy(db, { judge });
+    try {
+      // Debian's python3-asyncpg (installed by .ci/run): binary results, its own type introspection.
+      const script = [
+        'import asyncio, sys, asyncpg',
+        'async def main():',
+        '    c = await asyncpg.connect(sys.argv[1], ssl=False)',
+        "    print([tuple(r) for r in await c.fetch('SELECT id, m, n, tags FROM tickets ORDER BY id')])",
+        '    await c.close()',
+        'asyncio.run(main())',
+      ].join('\n');
+      const { stdout } = await run('/usr/bin/python3', [
+        '-c',
+        script,
+        await withTickets.url({ tenant: 'acme' }),
+      ]);
+      expect(stdout.trim()).toBe("[(1, 'ok', 3, ['ok', 'sad'])]");
+    } finally {
+      for (const r of withTickets.sink.records)
+        if ((r as { verdict?: string }).verdict === 'deny')
+          console.log('DENY', JSON.stringify(r).slice(0, 3000));
+      await withTickets.close();
+    }
+  });
+
   it("psql's \\dt, \\di and \\ds list what the rules name", async () => {
     const list = async (cmd: string): Promise<string> =>
       (await run('psql', [url, '-XAtc', cmd], { env: { ...process.env, PGSSLMODE: 'disable' } })).stdout;
