@@ -368,3 +368,44 @@ describe('parameter types declared in Parse', () => {
       expect(declaredTypeProblem(allow, [rows.find((r) => r.typname === name)!.oid]), name).toBeUndefined();
   });
 });
+
+describe('HAVING on a table read directly', () => {
+  it("never runs before the tenant filter: its error cannot tell another tenant's values", async () => {
+    // The attack (red team, round 17): a HAVING condition without aggregates is moved into the
+    // scan's WHERE, and one that costs nothing (a jsonb subscript, CASE, ARRAY) runs before the
+    // tenant filter. It raises only for a globex row with status 'paid'.
+    const probe = (tenant: string, status: string): string =>
+      `SELECT 1 FROM orders GROUP BY id HAVING ARRAY[CASE WHEN ('{"${tenant}":{"${status}":1}}'::jsonb)[org_id][status] IS NULL THEN ARRAY[1] ELSE ARRAY[1,2] END, ARRAY[1]] IS NOT NULL`;
+    await db.sql('ANALYZE orders');
+    // With a sequential scan (what the planner picks for a small or mostly-own table), the
+    // unfenced form raises on globex's row: the server, given it directly, shows the attack works.
+    const unfenced = (sql: string): string =>
+      sql.replace(
+        'FROM orders GROUP BY',
+        "FROM public.orders AS orders WHERE orders.org_id OPERATOR(pg_catalog.=) 'acme'::text GROUP BY",
+      );
+    const s = new pg.Client({ connectionString: db.url });
+    await s.connect();
+    const direct: string[] = [];
+    try {
+      await s.query('SET enable_indexscan = off; SET enable_bitmapscan = off');
+      direct.push(await messageOf(s.query(unfenced(probe('globex', 'paid')))));
+      direct.push(await messageOf(s.query(unfenced(probe('globex', 'refunded')))));
+    } finally {
+      await s.end();
+    }
+    expect(direct[0]).toMatch(/multidimensional arrays/);
+    expect(direct[1]).toBe('no error');
+    // Through pgwarden the read stays fenced: the same answer for every tenant and status.
+    await withClient(async (c) => {
+      for (const [tenant, status] of [
+        ['globex', 'paid'],
+        ['globex', 'refunded'],
+        ['initech', 'paid'],
+      ])
+        expect(await messageOf(c.query(probe(tenant!, status!))), `${tenant} ${status}`).toBe('no error');
+      // acme's own paid orders still raise, as they would on a database of acme's rows alone.
+      expect(await messageOf(c.query(probe('acme', 'paid')))).toMatch(/multidimensional arrays/);
+    });
+  });
+});

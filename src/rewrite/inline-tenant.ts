@@ -1,4 +1,5 @@
-import { clone, names, type Node } from '../sql/ast.js';
+import { clone, names, stripLocations, type Node } from '../sql/ast.js';
+import { parseSql } from '../sql/parse.js';
 import type { EffectivePolicy } from '../policy/effective.js';
 import { tenantGuard } from './parent-guards.js';
 import { conjuncts, isSafe, ownColumns } from './safe-conjuncts.js';
@@ -14,7 +15,7 @@ type Body = Record<string, unknown>;
  * planning pass for every statement it plans; CASE keeps the agent's WHERE away from other
  * tenants' rows without it, and everything else in the SELECT only sees rows the WHERE let through.
  * Only at top level: a SELECT inside another could be pulled up, and the outer query's conditions
- * would then sit beside the filter, unguarded.
+ * would then sit beside the filter, unguarded. HAVING is guarded too (havingGuard).
  */
 export function inlineTenantFilter(sel: Body, tenant: string, policy: EffectivePolicy): void {
   const from = sel.fromClause as Node[] | undefined;
@@ -36,6 +37,37 @@ export function inlineTenantFilter(sel: Body, tenant: string, policy: EffectiveP
   const guard = rest.length <= 1 ? rest[0] : { BoolExpr: { boolop: 'AND_EXPR', args: rest } };
   from[0] = { RangeVar: { ...read.rv, alias: rs.alias } };
   sel.whereClause = tenantGuard(read.t, tenant, refname, guard, safe);
+  if (sel.havingClause !== undefined) sel.havingClause = havingGuard(sel.havingClause as Node);
+}
+
+let countWhen: Node | undefined;
+/** `pg_catalog.count(*) >= 0`: true for every group, and an aggregate. */
+export function havingGuardWhen(): Node {
+  countWhen ??= stripLocations(
+    (
+      parseSql('SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>=) 0').stmts[0]?.stmt.SelectStmt as {
+        targetList: { ResTarget: { val: Node } }[];
+      }
+    ).targetList[0]!.ResTarget.val,
+  ) as Node;
+  return clone(countWhen);
+}
+
+/**
+ * `CASE WHEN count(*) >= 0 THEN <agent's HAVING> ELSE false END`. PostgreSQL moves a HAVING
+ * condition without aggregates into the scan's WHERE, beside the tenant filter and outside its
+ * CASE, where one that costs nothing runs first, on every tenant's rows: its error told whether
+ * globex had a paid order (red team, round 17). With an aggregate in it, the condition stays on
+ * the groups, which hold the caller's rows only. count(*) is never negative, so the HAVING means
+ * what it did (HAVING already makes the query grouped).
+ */
+export function havingGuard(having: Node): Node {
+  return {
+    CaseExpr: {
+      args: [{ CaseWhen: { expr: havingGuardWhen(), result: having } }],
+      defresult: { A_Const: { boolval: {} } },
+    },
+  };
 }
 
 /** The condition with `refname.col` written `col`; undefined if it names anything else. */

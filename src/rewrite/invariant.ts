@@ -16,6 +16,7 @@ import type { Scope } from './context.js';
 import { cteBodyScope, resolveRelation } from './resolve.js';
 import { isSafe, ownColumns, rejectsNull, writeRelations, type ColumnTypes } from './safe-conjuncts.js';
 import { GUARD_ALIAS, parentKeyGuard, parentRowExists } from './parent-guards.js';
+import { havingGuardWhen } from './inline-tenant.js';
 import { parentFilter, tenantFilter, tenantValue, visibleTargets } from './scoped.js';
 
 type Body = Record<string, unknown>;
@@ -372,7 +373,10 @@ export function checkInvariant(
     if (!item || !rv || rv.alias?.colnames !== undefined) return;
     const t = tableOf(rv, undefined);
     if (typeof t !== 'object' || t.scope !== 'tenant' || t.hidden.size > 0 || t.masks.size > 0) return;
-    if (tenantGuarded(sel.whereClause, t, rv.alias?.aliasname ?? rv.relname, ownColumns(t)))
+    // A HAVING must be havingGuard's: bare, the planner could move it beside the filter.
+    const having =
+      sel.havingClause === undefined || caseGuardWhen(sel.havingClause, havingGuardWhen()) !== undefined;
+    if (having && tenantGuarded(sel.whereClause, t, rv.alias?.aliasname ?? rv.relname, ownColumns(t)))
       trusted.add(item);
   }
   for (const s of stmts) {
