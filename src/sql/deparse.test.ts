@@ -46,4 +46,17 @@ describe('the SQL printer', () => {
       expect(tree(out), `${sql} => ${out}`).toEqual(tree(sql));
     }
   });
+
+  it('keeps XMLSERIALIZE ... INDENT and XMLPARSE ... PRESERVE WHITESPACE, which the library dropped', () => {
+    const tree = (sql: string): unknown => stripLocations(parseSql(sql).stmts.map((s) => s.stmt) as never);
+    for (const sql of [
+      'SELECT xmlserialize(content x AS text INDENT)',
+      'SELECT xmlserialize(document x AS text NO INDENT)',
+      'SELECT xmlparse(document x PRESERVE WHITESPACE)',
+      'SELECT xmlparse(content x STRIP WHITESPACE)',
+    ]) {
+      const out = roundTrip(sql);
+      expect(tree(out), `${sql} => ${out}`).toEqual(tree(sql));
+    }
+  });
 });

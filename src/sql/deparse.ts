@@ -17,6 +17,15 @@ interface JsonFuncExpr {
   quotes?: string;
 }
 
+interface XmlSerializeNode {
+  indent?: boolean;
+}
+
+interface XmlExprNode {
+  op?: string;
+  args?: unknown[];
+}
+
 interface JsonBehavior {
   btype?: string;
   expr?: unknown;
@@ -34,8 +43,9 @@ const wrapped = new Set([
 ]);
 
 /**
- * pgsql-deparser, with two repairs. It does not print the SQL/JSON query functions (JSON_VALUE,
- * JSON_QUERY, JSON_EXISTS): printed here. And it prints an indirection's argument bare unless it
+ * pgsql-deparser, with repairs. It does not print the SQL/JSON query functions (JSON_VALUE,
+ * JSON_QUERY, JSON_EXISTS): printed here. It drops XMLSERIALIZE's INDENT and XMLPARSE's PRESERVE
+ * WHITESPACE, which change the result. And it prints an indirection's argument bare unless it
  * is one of a few node types, so `(ARRAY[1, 2])[1]` came out as `ARRAY[1, 2][1]`, which does not
  * parse; PostgreSQL's grammar takes a subscript or a field only after a column, a parameter, a
  * subquery or a parenthesized expression, so every other argument gets parentheses here. Either
@@ -48,6 +58,22 @@ class Printer extends Deparser {
     if (type === undefined || wrapped.has(type)) return printed;
     const arg = this.visit(node.arg as never, context);
     return printed.startsWith(arg) ? `(${arg})${printed.slice(arg.length)}` : printed;
+  }
+
+  /** The library drops INDENT. */
+  override XmlSerialize(node: XmlSerializeNode, context: DeparserContext): string {
+    const printed = super.XmlSerialize(node as never, context);
+    return node.indent === true ? printed.replace(/ \)$/, ' INDENT )') : printed;
+  }
+
+  /** The library drops XMLPARSE's PRESERVE WHITESPACE (the second argument, true). */
+  override XmlExpr(node: XmlExprNode, context: DeparserContext): string {
+    const printed = super.XmlExpr(node as never, context);
+    const preserve = (node.args?.[1] as { A_Const?: { boolval?: { boolval?: boolean } } } | undefined)
+      ?.A_Const?.boolval?.boolval;
+    return node.op === 'IS_XMLPARSE' && preserve === true
+      ? printed.replace(/\)$/, ' PRESERVE WHITESPACE)')
+      : printed;
   }
 
   /**
