@@ -110,6 +110,25 @@ export class RewriteContext {
       .join(', ');
   }
 
+  /**
+   * Schemas a qualified type, collation, text search configuration or guarded lookup may name:
+   * pg_catalog, information_schema, the pinned search path (usable schemas only) and the listed
+   * tables' schemas. Any other, existing or not, answers as a missing one: for a schema
+   * pgwarden's role may not use the server says "permission denied", telling that it exists
+   * (red team, rounds 15 and 16).
+   */
+  knownSchemas(): ReadonlySet<string> {
+    this.schemas ??= new Set([
+      'pg_catalog',
+      'information_schema',
+      ...this.catalog.searchPath,
+      ...[...this.policy.tables.values()].map((t) => t.schema),
+    ]);
+    return this.schemas;
+  }
+
+  private schemas: ReadonlySet<string> | undefined;
+
   listedTables(): string {
     return [...this.policy.tables.keys()].sort().join(', ');
   }

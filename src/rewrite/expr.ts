@@ -192,7 +192,7 @@ function checkTypeName(typeName: Node, ctx: RewriteContext): void {
     );
   // A type in a schema pgwarden's role may not use raised "permission denied for schema" where a
   // missing one is refused here: qualified names go to the schemas agents know of only.
-  const known = parts.length !== 2 || knownSchemas(ctx).has(parts[0] ?? '');
+  const known = parts.length !== 2 || ctx.knownSchemas().has(parts[0] ?? '');
   const type = tn.pct_type || !known ? undefined : resolveType(parts, ctx.catalog);
   if (type?.namesObjects)
     throw new Denial(
@@ -250,24 +250,9 @@ function checkFunction(body: Record<string, unknown>, ctx: RewriteContext): void
   );
 }
 
-/**
- * Schemas a qualified type or collation name may name: pg_catalog, information_schema, the pinned
- * search path and the listed tables' schemas. Any other, existing or not, answers as a missing
- * one; the server would tell a schema its role may not use ("permission denied") from a missing
- * one ("does not exist").
- */
-function knownSchemas(ctx: RewriteContext): Set<string> {
-  return new Set([
-    'pg_catalog',
-    'information_schema',
-    ...ctx.catalog.searchPath,
-    ...[...ctx.policy.tables.values()].map((t) => t.schema),
-  ]);
-}
-
 function checkCollation(collname: Node[] | undefined, ctx: RewriteContext): void {
   const parts = names(collname);
-  if (parts.length > 2 || (parts.length === 2 && !knownSchemas(ctx).has(parts[0] ?? '')))
+  if (parts.length > 2 || (parts.length === 2 && !ctx.knownSchemas().has(parts[0] ?? '')))
     throw new Denial(
       `collation ${parts.join('.')} is not available to agents: use a collation of pg_catalog or of the search path`,
       'collation_not_available',
@@ -319,7 +304,7 @@ function checkTextSearchConfig(body: Record<string, unknown>, ctx: RewriteContex
   const schema = head.startsWith('"')
     ? head.replace(/^"|"$/g, '').replace(/""/g, '"')
     : head.replace(/[A-Z]/g, (c) => c.toLowerCase());
-  if (!knownSchemas(ctx).has(schema))
+  if (!ctx.knownSchemas().has(schema))
     throw new Denial(
       `text search configuration ${value} is not available to agents: use one of pg_catalog (e.g. 'english') or of the search path`,
       'unsupported_syntax',

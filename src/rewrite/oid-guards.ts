@@ -75,16 +75,13 @@ function ownTree(tree: string, rel: string, listed: ReadonlySet<string>): Guard 
 
 /**
  * `fn(v)` (to_regclass, to_regtype) for a name an agent wrote, or NULL when the name is qualified
- * with a schema outside the rules. The lookup raises "permission denied for schema" for a schema
- * that exists but pgwarden's role may not use, and answers NULL for one that does not exist: an
- * oracle for private schemas and other sessions' temporary ones (red team, round 15). So a name
- * is looked up only unqualified (the pinned search path holds usable schemas only) or in the
- * schemas of listed tables, pg_catalog and information_schema, spelled plainly or quoted.
+ * with a schema agents do not know (RewriteContext.knownSchemas): for a schema that exists but
+ * pgwarden's role may not use the lookup raises "permission denied", for a missing one it answers
+ * NULL (red team, round 15). A name is looked up unqualified (the pinned search path holds usable
+ * schemas only) or in a known schema, spelled plainly or quoted.
  */
 function lookup(fn: string, v: string, ctx: RewriteContext): string {
-  const schemas = [
-    ...new Set(['pg_catalog', 'information_schema', ...[...ctx.policy.tables.values()].map((t) => t.schema)]),
-  ];
+  const schemas = [...ctx.knownSchemas()];
   const lit = (x: string): string => `'${x.replace(/'/g, "''")}'`;
   const head = `pg_catalog.split_part(${v}, '.', 1)`;
   const quoted = schemas.map((x) => lit(`"${x.replace(/"/g, '""')}"`)).join(', ');
