@@ -409,3 +409,57 @@ describe('HAVING on a table read directly', () => {
     });
   });
 });
+
+describe('a bigint column beside a parameter declared oid', () => {
+  it("is refused: the server's cast to oid raised only on another tenant's large ids (red team, round 18)", async () => {
+    // globex's item has an id past oid's range. `id = $1` with $1 declared oid casts the column to
+    // oid; pgwarden copies the condition next to the filter (it cannot raise, for the types it
+    // allows), so the cast ran on globex's rows and its error told whether they matched `sku = …`.
+    await db.sql(`INSERT INTO orders (id, org_id, customer_id, total, status) VALUES (5000000001, 'globex', NULL, 1, 'new');
+      INSERT INTO order_items (id, order_id, sku, qty) VALUES (5000000002, 5000000001, 'SECRET-SKU', 77)`);
+    const probe = (sku: string): string => `SELECT id FROM order_items WHERE sku = '${sku}' AND id = $1`;
+    // The server, given the forwarded form's copied condition, raises for the match only.
+    await expect(
+      db.sql(`SELECT id FROM order_items WHERE sku = 'SECRET-SKU' AND id = 1::oid`),
+    ).rejects.toThrow(/OID out of range/);
+    const c = await RawClient.connect(proxy.port);
+    try {
+      await c.login('support-bot', db.name, await proxy.token({ tenant: 'acme' }));
+      const answers: string[] = [];
+      for (const sku of ['SECRET-SKU', 'NOPE']) {
+        c.send(
+          Buffer.concat([
+            serialize.parse({ text: probe(sku), types: [26] }),
+            serialize.bind({ values: ['1'] }),
+            serialize.execute({}),
+            serialize.sync(),
+          ]),
+        );
+        const answer = await c.untilReady();
+        const err = errorOf(answer.find((m) => m.code === 'E'));
+        answers.push(`${err?.code ?? 'none'} ${err?.message.includes('which agents may not use') === true}`);
+      }
+      // Refused at Parse alike, whatever globex holds.
+      expect(answers).toEqual(['42501 true', '42501 true']);
+      // The look-alike: the parameter left to the server (it types it bigint) runs.
+      c.send(
+        Buffer.concat([
+          serialize.parse({ text: probe('SECRET-SKU'), types: [0] }),
+          serialize.bind({ values: ['5000000002'] }),
+          serialize.execute({}),
+          serialize.sync(),
+        ]),
+      );
+      expect((await c.untilReady()).map((m) => m.code)).toEqual(['1', '2', 'C', 'Z']);
+    } finally {
+      c.close();
+      await db.sql('DELETE FROM order_items WHERE id = 5000000002; DELETE FROM orders WHERE id = 5000000001');
+    }
+    // SQL-level PREPARE with an oid parameter is refused too.
+    await withClient(async (c) => {
+      await expect(c.query(`PREPARE p(oid) AS ${probe('SECRET-SKU')}`)).rejects.toMatchObject(refused);
+      await expect(c.query(`PREPARE q(pg_catalog.oid[]) AS SELECT $1`)).rejects.toMatchObject(refused);
+      await c.query(`PREPARE r(bigint) AS ${probe('SECRET-SKU')}`);
+    });
+  });
+});

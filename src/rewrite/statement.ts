@@ -150,6 +150,7 @@ export function rewriteStatement(stmt: Node, ctx: RewriteContext): void {
       return hideOtherTenantsCounts(body, ctx);
     case 'PrepareStmt': {
       visitValue(body.argtypes, ctx, undefined);
+      checkPrepareTypes(body.argtypes as Node[] | undefined, ctx);
       const checked = ctx.paramChecks.length;
       readQuery(body.query as Node, ctx);
       // A parameter pgwarden must check (the tenant column's $n) is checked on a protocol Bind;
@@ -335,4 +336,27 @@ function rewriteCopy(stmt: Node, body: Body, ctx: RewriteContext): void {
     throw new Denial('COPY (query) needs a SELECT or a write with RETURNING', 'unsupported_syntax');
   readQuery(q, ctx);
   void stmt;
+}
+
+/**
+ * PREPARE's parameter types, as the protocol's declared ones (session/param-types.ts): not oid or
+ * oid[]. Beside a bigint column the server casts the column to oid, which raises for values past
+ * its range, and `id = $1` is a condition pgwarden copies next to the tenant filter, where it would
+ * run on other tenants' rows: its error told another tenant's values (red team, round 18).
+ */
+function checkPrepareTypes(argtypes: Node[] | undefined, ctx: RewriteContext): void {
+  for (const t of argtypes ?? []) {
+    const tn = (t as { TypeName?: { names?: Node[]; arrayBounds?: unknown[] } }).TypeName;
+    const parts = names(tn?.names);
+    const last = parts[parts.length - 1] ?? '';
+    const home =
+      parts.length === 2
+        ? parts[0]
+        : ctx.catalog.searchPath.find((s) => Object.hasOwn(ctx.catalog.types[s] ?? {}, last));
+    if ((last === 'oid' || last === '_oid') && parts.length <= 2 && home === 'pg_catalog')
+      throw new Denial(
+        'PREPARE parameters may not be of type oid: declare bigint, integer or text, or leave the type out',
+        'param_type_not_allowed',
+      );
+  }
 }
