@@ -138,8 +138,10 @@ Tenant acme (alice@acme.test):
 Tenant globex (bob@globex.test):
   ${await line('globex', 'bob@globex.test')}
 
-Try:  SELECT * FROM orders;   SELECT ssn FROM customers;   SELECT * FROM internal_notes;
+Try:  \\dt   SELECT * FROM orders;   SELECT ssn FROM customers;   SELECT * FROM internal_notes;
       INSERT INTO order_items (order_id, sku, qty) VALUES (20, 'SKU-1', 1);   -- order 20 is globex's: acme is refused
+Agents use the same URL from any client: node-postgres, psycopg, asyncpg, JDBC, an MCP Postgres
+server, or LangChain's SQLDatabase.from_uri("postgresql+psycopg2://support-bot:<token>@127.0.0.1:${started.proxy.port}/app").
 
 Decision log for incident responders: open ${started.apiUrl ?? '(API off)'}/ and paste the responder token
   ${responderToken}
