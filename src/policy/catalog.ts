@@ -132,6 +132,11 @@ export const closedTypes = ['oid', 'xid', 'xid8'] as const;
  */
 export const castableUnsafeTypes = ['oid', '_oid'] as const;
 
+/** The unsafe types whose values name objects or hold the server's state: no cast may reach them. */
+export const namingTypes: readonly string[] = unsafeTypes.filter(
+  (t) => !castableUnsafeTypes.includes(t as never),
+);
+
 const relationsSql = `
 SELECT n.nspname AS schema, c.relname AS name, c.relkind AS kind,
        coalesce(json_agg(json_build_object(
@@ -216,7 +221,7 @@ export async function loadCatalog(connectionString: string, searchPath: string):
       name: string;
       rowOf: string | null;
       namesObjects: boolean;
-    }>(typesSql, [[...unsafeTypes, ...lookupTypes].filter((t) => !castableUnsafeTypes.includes(t as never))]);
+    }>(typesSql, [[...namingTypes, ...lookupTypes]]);
     const ops = await client.query<{ name: string }>(operatorsSql);
     const relations: Record<string, Record<string, CatalogRelation>> = {};
     for (const r of rels.rows) (relations[r.schema] ??= {})[r.name] = r;
@@ -251,7 +256,7 @@ export function splitQualified(name: string): [string, string] {
   return [name.slice(0, dot), name.slice(dot + 1)];
 }
 
-const namingTypes = new Set<string>(unsafeTypes.filter((t) => !castableUnsafeTypes.includes(t as never)));
+const namingTypeNames = new Set<string>(namingTypes);
 const lookupTypeNames = new Set<string>(lookupTypes);
 
 /**
@@ -261,7 +266,7 @@ const lookupTypeNames = new Set<string>(lookupTypes);
  */
 function namesObjects(c: CatalogColumn, catalog: Catalog): boolean {
   if (lookupTypeNames.has(c.type)) return false;
-  if (namingTypes.has(c.type)) return true;
+  if (namingTypeNames.has(c.type)) return true;
   return Object.values(catalog.types).some(
     (ts) => Object.hasOwn(ts, c.type) && ts[c.type]?.namesObjects === true,
   );

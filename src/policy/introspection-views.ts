@@ -78,8 +78,8 @@ function selectList(qname: string, catalog: Catalog): string {
  * The pg_catalog filters keep the rows about the listed tables and about the system's own objects
  * (OIDs below 16384, FirstNormalObjectId: everything initdb made, pg_catalog and
  * information_schema included), and drop hidden columns by attnum. pg_class also keeps the
- * sequences that visible identity and serial columns own, and the indexes pg_index shows. Rows that describe no relation
- * (pg_enum, pg_range, pg_am, pg_collation) stay as they are. Each filter reads only its own
+ * sequences that visible identity and serial columns own, and the indexes pg_index shows. Rows
+ * that describe no relation (pg_enum, pg_range, pg_am, pg_collation) stay as they are. Each filter reads only its own
  * relation, or another catalog relation that is itself listed, so the rewrite names nothing the
  * rules did not. OFFSET 0 fences each view: the agent's predicates are evaluated above it, so one
  * that raises on a hidden row's value (`1 / (relname = 'secret')::int`) never sees that row.

@@ -1,5 +1,5 @@
 import { names, nodeType, type Node } from '../sql/ast.js';
-import { castableUnsafeTypes, lookupTypes, unsafeTypes } from '../policy/catalog.js';
+import { lookupTypes, namingTypes } from '../policy/catalog.js';
 import { decideFunction } from '../policy/functions.js';
 import { Denial, type RewriteContext, type Scope } from './context.js';
 import { guardCast, guardedFunctionName, guardFunction } from './oid-guards.js';
@@ -64,16 +64,12 @@ const passive = new Set([
   'IndexElem',
 ]);
 
-const castableUnsafe = new Set<string>(castableUnsafeTypes);
 /**
  * Types agents may not name, and their arrays (`_regclass`): a cast to `'{internal_notes}'::_regclass`
  * went through the server's lookup for each element (red team, round 15, critical).
  */
 const unsafeTypeNames = new Set<string>(
-  [...unsafeTypes, ...lookupTypes]
-    .filter((t) => !castableUnsafe.has(t))
-    .flatMap((t) => [t, t.startsWith('_') ? t.slice(1) : `_${t}`])
-    .filter((t) => !castableUnsafe.has(t)),
+  [...namingTypes, ...lookupTypes].flatMap((t) => [t, t.startsWith('_') ? t.slice(1) : `_${t}`]),
 );
 
 /**
