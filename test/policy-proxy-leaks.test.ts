@@ -463,3 +463,48 @@ describe('a bigint column beside a parameter declared oid', () => {
     });
   });
 });
+
+describe('a parameter the server types from another use', () => {
+  it("is not copied beside the tenant filter: its cast raised only on another tenant's rows (red team, round 19)", async () => {
+    // An undeclared $1 takes the type of its first use: `(SELECT $1::oid) x` made it an oid, and
+    // the copy of `order_id = $1` into order_items' fence cast the bigint column to oid, which
+    // raised on globex's order 5000000000 only when `sku = 'X'` matched it.
+    await db.sql(`INSERT INTO orders (id, org_id, customer_id, total, status) VALUES (5000000000, 'globex', NULL, 1, 'new');
+      INSERT INTO order_items (id, order_id, sku, qty) VALUES (5000000003, 5000000000, 'X', 1)`);
+    const read = (sku: string): string =>
+      `SELECT x.o, i.id FROM (SELECT $1::oid AS o) x, order_items i WHERE i.sku = '${sku}' AND i.order_id = $1`;
+    const write = (sku: string): string =>
+      `UPDATE order_items SET qty = qty FROM (SELECT $1::oid AS o) x WHERE order_items.order_id = $1 AND order_items.sku = '${sku}'`;
+    try {
+      // The server, given the copy as the old rewrite placed it, raises for the match only.
+      await expect(
+        db.sql(`SELECT id FROM order_items WHERE sku = 'X' AND order_id = '3'::oid`),
+      ).rejects.toThrow(/OID out of range/);
+      await withClient(async (c) => {
+        for (const sql of [read, write]) {
+          const answers = [];
+          for (const sku of ['X', 'Y'])
+            answers.push(
+              await c.query(sql(sku), ['3']).then(
+                (r) => `${r.command} ${r.rowCount}`,
+                (e: Error) => e.message,
+              ),
+            );
+          // The same answer whatever globex holds.
+          expect(answers[0], sql('X')).toBe(answers[1]);
+          expect(answers[0], sql('X')).toMatch(/^(SELECT|UPDATE) 0$/);
+        }
+        // The look-alike, and the server's own typing kept: $1 first used as numeric stays numeric
+        // (the copy had typed it integer, and '2.0' was refused as an integer).
+        const items = await c.query<{ v: string; id: string }>(
+          'SELECT $1::numeric AS v, i.id FROM order_items i WHERE i.qty = $1 ORDER BY i.id',
+          ['2.0'],
+        );
+        expect(items.rows.length).toBeGreaterThan(0);
+        expect(items.rows.every((r) => r.v === '2.0')).toBe(true);
+      });
+    } finally {
+      await db.sql('DELETE FROM order_items WHERE id = 5000000003; DELETE FROM orders WHERE id = 5000000000');
+    }
+  });
+});

@@ -5,6 +5,7 @@ import { agreesWithScanner, literalShape, type LiteralShape } from '../sql/liter
 import { fingerprint, parseSql, scanTokens } from '../sql/parse.js';
 import { Denial, RewriteContext } from '../rewrite/context.js';
 import { checkInvariant } from '../rewrite/invariant.js';
+import { paramsUsedOnce } from '../rewrite/safe-conjuncts.js';
 import { setTypeNameParser } from '../rewrite/scoped.js';
 import { rewriteStatement } from '../rewrite/statement.js';
 import type { Catalog } from './catalog.js';
@@ -267,6 +268,7 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
       };
     const ctx = new RewriteContext(policy, catalog, tenant, jc.protocol, jc.session);
     ctx.rulesVersion = opts.rulesVersion ?? 0;
+    ctx.paramsUsedOnce = paramsUsedOnce(stmts);
     const lk = literalShape(sql);
     const before = JSON.stringify(stmts);
     try {

@@ -1,6 +1,7 @@
 import type { Catalog } from '../policy/catalog.js';
 import { tenantFitsType, type EffectivePolicy, type TablePolicy } from '../policy/effective.js';
 import type { ParamCheck, SessionEffect, SessionPolicyState } from '../policy/verdict.js';
+import type { ParamUse } from './safe-conjuncts.js';
 
 /** A refusal raised anywhere in the analysis; the engine turns it into a deny verdict. */
 export class Denial extends Error {
@@ -73,6 +74,8 @@ export class RewriteContext {
   /** "schema.table" of scoped reads written without an alias (their 3-part column refs are shortened). */
   readonly qualifiedReads = new Set<string>();
   writeTarget: WriteTarget | undefined;
+  /** Which parameters stand once in the agent's SQL (safe-conjuncts.ts); the engine sets it. */
+  paramsUsedOnce: ParamUse = () => false;
   /** Guarded catalog function calls and reg* casts so far (oid-guards.ts caps them). */
   guardedCalls = 0;
   /** The row limit of the tables a top-level SELECT reads (smallest wins). */

@@ -2,7 +2,7 @@ import { clone, names, stripLocations, type Node } from '../sql/ast.js';
 import { parseSql } from '../sql/parse.js';
 import type { EffectivePolicy } from '../policy/effective.js';
 import { tenantGuard } from './parent-guards.js';
-import { conjuncts, isSafe, ownColumns } from './safe-conjuncts.js';
+import { conjuncts, isSafe, ownColumns, type ParamUse } from './safe-conjuncts.js';
 import { scopedReadOf } from './scoped.js';
 
 type Body = Record<string, unknown>;
@@ -17,7 +17,12 @@ type Body = Record<string, unknown>;
  * Only at top level: a SELECT inside another could be pulled up, and the outer query's conditions
  * would then sit beside the filter, unguarded. HAVING is guarded too (havingGuard).
  */
-export function inlineTenantFilter(sel: Body, tenant: string, policy: EffectivePolicy): void {
+export function inlineTenantFilter(
+  sel: Body,
+  tenant: string,
+  policy: EffectivePolicy,
+  usedOnce: ParamUse,
+): void {
   const from = sel.fromClause as Node[] | undefined;
   if (from?.length !== 1) return;
   const rs = from[0]?.RangeSubselect as { subquery: Node; lateral?: boolean; alias?: Body } | undefined;
@@ -31,7 +36,7 @@ export function inlineTenantFilter(sel: Body, tenant: string, policy: EffectiveP
   const rest: Node[] = [];
   for (const c of conjuncts(sel.whereClause)) {
     const u = unqualified(clone(c), refname);
-    if (u !== undefined && isSafe(u, ownColumns(read.t))) safe.push(u);
+    if (u !== undefined && isSafe(u, ownColumns(read.t), usedOnce)) safe.push(u);
     else rest.push(c);
   }
   const guard = rest.length <= 1 ? rest[0] : { BoolExpr: { boolop: 'AND_EXPR', args: rest } };

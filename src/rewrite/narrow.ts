@@ -1,6 +1,6 @@
 import { clone, names, nodeType, type Node } from '../sql/ast.js';
 import type { EffectivePolicy, TablePolicy } from '../policy/effective.js';
-import { conjuncts, isSafe, ownColumns, rejectsNull } from './safe-conjuncts.js';
+import { conjuncts, isSafe, ownColumns, rejectsNull, type ParamUse } from './safe-conjuncts.js';
 import { scopedReadOf } from './scoped.js';
 
 type Body = Record<string, unknown>;
@@ -13,7 +13,7 @@ type Body = Record<string, unknown>;
  * filter. The WHERE keeps them too, so the result is the same: a strict condition on the nullable
  * side of an outer join only removes rows that the WHERE would have rejected.
  */
-export function narrowScoped(sel: Body, tenant: string, policy: EffectivePolicy): void {
+export function narrowScoped(sel: Body, tenant: string, policy: EffectivePolicy, usedOnce: ParamUse): void {
   const from = sel.fromClause as Node[] | undefined;
   if (sel.whereClause === undefined || !from) return;
   const fenced = new Map<string, { t: TablePolicy; sub: Body }>();
@@ -51,7 +51,7 @@ export function narrowScoped(sel: Body, tenant: string, policy: EffectivePolicy)
     const target = alias === undefined || seen.get(alias) !== 1 ? undefined : fenced.get(alias);
     if (alias === undefined || !target) continue;
     const unqualified = unqualify(clone(c));
-    if (!isSafe(unqualified, ownColumns(target.t)) || !rejectsNull(unqualified)) continue;
+    if (!isSafe(unqualified, ownColumns(target.t), usedOnce) || !rejectsNull(unqualified)) continue;
     copies.set(alias, [...(copies.get(alias) ?? []), unqualified]);
   }
   for (const [alias, list] of copies) {

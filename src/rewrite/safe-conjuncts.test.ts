@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { Node } from '../sql/ast.js';
 import { parseSql } from '../sql/parse.js';
 import { invariantObjection, loadDemoPolicy, type DemoPolicy } from '../../test/support/demo-policy.js';
-import { isSafe, type ColumnTypes } from './safe-conjuncts.js';
+import { isSafe, paramsUsedOnce, type ColumnTypes } from './safe-conjuncts.js';
 
 const types: Record<string, string> = {
   id: 'int8',
@@ -22,6 +22,21 @@ const where = (expr: string): Node =>
 let demo: DemoPolicy;
 beforeAll(async () => {
   demo = await loadDemoPolicy();
+});
+
+describe('a parameter in a conjunct that may run on any row', () => {
+  it('stands nowhere else in the statement: another use could give it a type whose cast of the column raises', () => {
+    const once = (sql: string) => paramsUsedOnce(parseSql(sql).stmts.map((s) => s.stmt));
+    const lone = once('SELECT 1 FROM order_items i WHERE i.order_id = $1 AND i.sku = $2');
+    expect(isSafe(where('id = $1'), typeOf, lone)).toBe(true);
+    expect(isSafe(where('id IN ($1, $2)'), typeOf, lone)).toBe(true);
+    // The attack's shape (red team, round 19): $1 first typed oid elsewhere.
+    const twice = once('SELECT x.o FROM (SELECT $1::oid AS o) x, order_items i WHERE i.order_id = $1');
+    expect(isSafe(where('id = $1'), typeOf, twice)).toBe(false);
+    expect(isSafe(where('id IN (1, $1)'), typeOf, twice)).toBe(false);
+    // Constants are typed at parse time whatever else the statement holds.
+    expect(isSafe(where('id = 5'), typeOf, twice)).toBe(true);
+  });
 });
 
 describe('conjuncts that may run on any row', () => {

@@ -18,10 +18,37 @@ type Body = Record<string, unknown>;
  * side has another type (numeric to float8 overflows, date to timestamp leaves its range). So two
  * columns must have the same type (or both be integers, which compare without casts), and a
  * parameter, whose type the client may declare, is accepted only against columns whose implicit
- * casts cannot fail. A constant is typed at parse time, where an error depends on no row.
+ * casts cannot fail, and that stands nowhere else (ParamUse). A constant is typed at parse time,
+ * where an error depends on no row.
  */
-export function safeConjuncts(where: unknown, typeOf: ColumnTypes): Node[] {
-  return conjuncts(where).filter((c) => isSafe(c, typeOf));
+export function safeConjuncts(where: unknown, typeOf: ColumnTypes, usedOnce?: ParamUse): Node[] {
+  return conjuncts(where).filter((c) => isSafe(c, typeOf, usedOnce));
+}
+
+/**
+ * Whether parameter $n stands only once in the agent's statement. A parameter of unspecified type
+ * takes the type of its first use: `(SELECT $1::oid) x, order_items i WHERE i.order_id = $1` made
+ * it an oid, and the copy of `order_id = $1` beside the tenant filter cast the bigint column to
+ * oid, which raised on another tenant's large ids (red team, round 19). Used once, beside the
+ * column, it takes the column's type. (Declared types are a fixed list whose casts cannot fail:
+ * session/param-types.ts.) Without it (the invariant's check of pgwarden's own output, where the
+ * copies stand twice) every parameter counts as used once.
+ */
+export type ParamUse = (n: number) => boolean;
+
+/** The numbers of the parameters that stand exactly once in `stmts`. */
+export function paramsUsedOnce(stmts: unknown): ParamUse {
+  const uses = new Map<number, number>();
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) v.forEach(walk);
+    else if (v !== null && typeof v === 'object') {
+      const p = (v as { ParamRef?: { number?: number } }).ParamRef;
+      if (p) uses.set(p.number ?? 0, (uses.get(p.number ?? 0) ?? 0) + 1);
+      else Object.values(v).forEach(walk);
+    }
+  };
+  walk(stmts);
+  return (n) => uses.get(n) === 1;
 }
 
 /** The type name of a column reference (`t.col`, or `col` when one relation is in scope), if known. */
@@ -38,7 +65,7 @@ export function conjuncts(where: unknown): Node[] {
   return where === undefined || where === null ? [] : [where as Node];
 }
 
-export function isSafe(node: Node, typeOf: ColumnTypes): boolean {
+export function isSafe(node: Node, typeOf: ColumnTypes, usedOnce: ParamUse = () => true): boolean {
   const kind = nodeType(node);
   if (kind === 'NullTest') return columnType((node.NullTest as { arg: Node }).arg, typeOf) !== undefined;
   if (kind !== 'A_Expr') return false;
@@ -49,12 +76,12 @@ export function isSafe(node: Node, typeOf: ColumnTypes): boolean {
   if (left === undefined) return false;
   if (e.kind === 'AEXPR_IN' && opName === '=') {
     const items = (e.rexpr as { List?: { items: Node[] } }).List?.items;
-    return items !== undefined && items.every((v) => isValue(v, left));
+    return items !== undefined && items.every((v) => isValue(v, left, usedOnce));
   }
   if (e.kind !== 'AEXPR_OP' || opName === undefined || !comparisons.has(opName)) return false;
   const right = columnType(e.rexpr, typeOf);
   if (right !== undefined) return right === left || (integers.has(left) && integers.has(right));
-  return isValue(e.rexpr, left);
+  return isValue(e.rexpr, left, usedOnce);
 }
 
 function columnType(n: Node, typeOf: ColumnTypes): string | undefined {
@@ -64,10 +91,14 @@ function columnType(n: Node, typeOf: ColumnTypes): string | undefined {
   return typeOf(names(fields));
 }
 
-function isValue(n: Node, columnType: string): boolean {
+function isValue(n: Node, columnType: string, usedOnce: ParamUse): boolean {
   const kind = nodeType(n);
   if (kind === 'A_Const') return (n.A_Const as { isnull?: boolean }).isnull !== true;
-  return kind === 'ParamRef' && castSafe.has(columnType);
+  return (
+    kind === 'ParamRef' &&
+    castSafe.has(columnType) &&
+    usedOnce((n.ParamRef as { number?: number }).number ?? 0)
+  );
 }
 
 /**

@@ -69,8 +69,8 @@ export function rewriteSelect(
   const from = sel.fromClause as Node[] | undefined;
   if (from) sel.fromClause = from.map((item) => rewriteFromItem(item, ctx, scope));
   for (const field of expressionFields) visitValue(sel[field], ctx, scope);
-  if (ctx.topLevel.has(sel)) inlineTenantFilter(sel, ctx.tenant, ctx.policy);
-  narrowScoped(sel, ctx.tenant, ctx.policy);
+  if (ctx.topLevel.has(sel)) inlineTenantFilter(sel, ctx.tenant, ctx.policy, ctx.paramsUsedOnce);
+  narrowScoped(sel, ctx.tenant, ctx.policy, ctx.paramsUsedOnce);
   if (sel.lockingClause) checkLocking(sel.lockingClause as Node[], ctx);
 }
 

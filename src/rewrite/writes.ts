@@ -108,7 +108,11 @@ function hoistable(
   scope: Scope | undefined,
 ): Node[] {
   if (t.scope === 'global') return [];
-  return safeConjuncts(condition, writeRelations(body, t, ctx.tenant, ctx.policy, ctx.catalog, scope));
+  return safeConjuncts(
+    condition,
+    writeRelations(body, t, ctx.tenant, ctx.policy, ctx.catalog, scope),
+    ctx.paramsUsedOnce,
+  );
 }
 
 /** An UPDATE may not move a row of a parent-scoped table to another parent (of any tenant). */
