@@ -1,5 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { loadParser } from '../sql/parse.js';
+import { loadParser, parseSql } from '../sql/parse.js';
+import { checkInvariant } from '../rewrite/invariant.js';
+import { effectivePolicy } from './effective.js';
 import type { Catalog } from './catalog.js';
 import { readCatalogSnapshot } from './catalog-snapshot.js';
 import { createPolicyJudge } from './engine.js';
@@ -478,6 +480,31 @@ describe('catalog description functions', () => {
     expect(
       widened.judge("SELECT pg_catalog.set_config('search_path', 'evil', false)", ctx()).verdict.kind,
     ).toBe('deny');
+  });
+});
+
+describe('conditions copied beside the tenant filter', () => {
+  it("hold a parameter only where it stands once in the agent's statement, and the invariant checks it", () => {
+    const copied = sqlOf(
+      judge.judge('SELECT i.id FROM order_items i WHERE i.sku = $2 AND i.order_id = $1', ctx()).verdict,
+    );
+    // Used once: `order_id = $1` is copied into the fence, for the index.
+    expect(copied).toMatch(/OFFSET 0 \) AS i/);
+    expect(copied.match(/order_id = \$1/g)).toHaveLength(2);
+    // Used elsewhere too (round 19: `(SELECT $1::oid) x` typed it oid): not copied.
+    const kept = sqlOf(
+      judge.judge(
+        'SELECT x.o, i.id FROM (SELECT $1::oid AS o) x, order_items i WHERE i.sku = $2 AND i.order_id = $1',
+        ctx(),
+      ).verdict,
+    );
+    expect(kept.match(/order_id = \$1/g)).toHaveLength(1);
+    // The invariant reads the copies against the agent's own counts: the first rewrite, had $1
+    // stood elsewhere, would be refused.
+    const stmts = parseSql(copied).stmts.map((st) => st.stmt as never);
+    const policy = effectivePolicy(rules, catalog, []);
+    expect(checkInvariant(stmts, policy, catalog, 'acme', [], () => true)).toBeUndefined();
+    expect(checkInvariant(stmts, policy, catalog, 'acme', [], (n) => n !== 1)).toBeDefined();
   });
 });
 

@@ -343,7 +343,7 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
     }
     const violation =
       check.length === stmts.length
-        ? checkInvariant(check, policy, catalog, tenant, ctx.paramChecks)
+        ? checkInvariant(check, policy, catalog, tenant, ctx.paramChecks, ctx.paramsUsedOnce)
         : 'statement count changed';
     if (violation !== undefined) {
       const verdict = deny(

@@ -14,7 +14,14 @@ import type { ParamCheck } from '../policy/verdict.js';
 import { exactLiteralValue, literalValue, tenantKeepingCasts } from './expr.js';
 import type { Scope } from './context.js';
 import { cteBodyScope, resolveRelation } from './resolve.js';
-import { isSafe, ownColumns, rejectsNull, writeRelations, type ColumnTypes } from './safe-conjuncts.js';
+import {
+  isSafe,
+  ownColumns,
+  rejectsNull,
+  writeRelations,
+  type ColumnTypes,
+  type ParamUse,
+} from './safe-conjuncts.js';
 import { GUARD_ALIAS, parentKeyGuard, parentRowExists } from './parent-guards.js';
 import { havingGuardWhen } from './inline-tenant.js';
 import { parentFilter, tenantFilter, tenantValue, visibleTargets } from './scoped.js';
@@ -34,6 +41,7 @@ export function checkInvariant(
   catalog: Catalog,
   tenant: string,
   paramChecks: readonly ParamCheck[],
+  usedOnce: ParamUse,
 ): string | undefined {
   const hiddenNames = new Set<string>();
   for (const t of policy.tables.values()) for (const h of t.hidden) hiddenNames.add(h);
@@ -70,9 +78,9 @@ export function checkInvariant(
     if (sameTree(where, f)) return true;
     const b = (where as { BoolExpr?: { boolop: string; args: unknown[] } } | undefined)?.BoolExpr;
     if (b?.boolop !== 'AND_EXPR' || b.args.length < 2 || !sameTree(b.args[0], f)) return false;
-    if (!b.args.slice(1, -1).every((h) => isSafe(h as Node, typeOf))) return false;
+    if (!b.args.slice(1, -1).every((h) => isSafe(h as Node, typeOf, usedOnce))) return false;
     // Nothing left to guard: every condition after the filter is one that cannot raise.
-    if (isSafe(b.args[b.args.length - 1] as Node, typeOf)) return true;
+    if (isSafe(b.args[b.args.length - 1] as Node, typeOf, usedOnce)) return true;
     return caseGuardWhen(b.args[b.args.length - 1], f) !== undefined;
   };
 
@@ -93,7 +101,7 @@ export function checkInvariant(
       b?.boolop === 'AND_EXPR' &&
       b.args.length > 1 &&
       sameTree(b.args[0], f) &&
-      b.args.slice(1).every((c) => isSafe(c, ownColumns(t)) && rejectsNull(c))
+      b.args.slice(1).every((c) => isSafe(c, ownColumns(t), usedOnce) && rejectsNull(c))
     );
   }
 
@@ -142,8 +150,8 @@ export function checkInvariant(
     }
     const b = (where as { BoolExpr?: { boolop: string; args: unknown[] } } | undefined)?.BoolExpr;
     if (b?.boolop !== 'AND_EXPR' || b.args.length < 2 || !sameTree(b.args[0], f)) return false;
-    if (!b.args.slice(1, -1).every((h) => isSafe(h as Node, typeOf))) return false;
-    if (isSafe(b.args[b.args.length - 1] as Node, typeOf)) {
+    if (!b.args.slice(1, -1).every((h) => isSafe(h as Node, typeOf, usedOnce))) return false;
+    if (isSafe(b.args[b.args.length - 1] as Node, typeOf, usedOnce)) {
       trusted.add(b.args[0]);
       return true;
     }

@@ -21,7 +21,7 @@ type Body = Record<string, unknown>;
  * casts cannot fail, and that stands nowhere else (ParamUse). A constant is typed at parse time,
  * where an error depends on no row.
  */
-export function safeConjuncts(where: unknown, typeOf: ColumnTypes, usedOnce?: ParamUse): Node[] {
+export function safeConjuncts(where: unknown, typeOf: ColumnTypes, usedOnce: ParamUse): Node[] {
   return conjuncts(where).filter((c) => isSafe(c, typeOf, usedOnce));
 }
 
@@ -31,8 +31,8 @@ export function safeConjuncts(where: unknown, typeOf: ColumnTypes, usedOnce?: Pa
  * it an oid, and the copy of `order_id = $1` beside the tenant filter cast the bigint column to
  * oid, which raised on another tenant's large ids (red team, round 19). Used once, beside the
  * column, it takes the column's type. (Declared types are a fixed list whose casts cannot fail:
- * session/param-types.ts.) Without it (the invariant's check of pgwarden's own output, where the
- * copies stand twice) every parameter counts as used once.
+ * session/param-types.ts.) The counts come from the agent's statement, before pgwarden's copies;
+ * the invariant checks its output against the same counts.
  */
 export type ParamUse = (n: number) => boolean;
 
@@ -65,7 +65,7 @@ export function conjuncts(where: unknown): Node[] {
   return where === undefined || where === null ? [] : [where as Node];
 }
 
-export function isSafe(node: Node, typeOf: ColumnTypes, usedOnce: ParamUse = () => true): boolean {
+export function isSafe(node: Node, typeOf: ColumnTypes, usedOnce: ParamUse): boolean {
   const kind = nodeType(node);
   if (kind === 'NullTest') return columnType((node.NullTest as { arg: Node }).arg, typeOf) !== undefined;
   if (kind !== 'A_Expr') return false;

@@ -8,6 +8,14 @@ beforeAll(async () => {
 });
 
 const roundTrip = (sql: string): string => deparseStatements(parseSql(sql).stmts.map((s) => s.stmt));
+const tree = (sql: string): unknown => stripLocations(parseSql(sql).stmts.map((s) => s.stmt) as never);
+/** Each statement, printed and parsed again, gives the tree it was printed from. */
+const expectSameTrees = (sqls: readonly string[]): void => {
+  for (const sql of sqls) {
+    const out = roundTrip(sql);
+    expect(tree(out), `${sql} => ${out}`).toEqual(tree(sql));
+  }
+};
 
 describe('the SQL printer', () => {
   it('parenthesizes what a subscript or field selection follows, so its output parses again', () => {
@@ -29,8 +37,7 @@ describe('the SQL printer', () => {
   it('prints JSON_VALUE, JSON_QUERY and JSON_EXISTS back to the same parse tree', () => {
     // The library refused them ("does not handle JsonFuncExpr"), so a scoped statement holding one
     // was refused.
-    const tree = (sql: string): unknown => stripLocations(parseSql(sql).stmts.map((s) => s.stmt) as never);
-    for (const sql of [
+    expectSameTrees([
       "SELECT json_value(j, '$.a')",
       "SELECT json_value(j, '$.a' RETURNING int DEFAULT 0 ON EMPTY ERROR ON ERROR)",
       "SELECT json_value(j, '$.a' RETURNING date NULL ON ERROR)",
@@ -41,22 +48,15 @@ describe('the SQL printer', () => {
       "SELECT json_query(j, '$.a' WITH WRAPPER)",
       "SELECT json_exists(j, '$.a ? (@ > $x)' PASSING $1 AS x UNKNOWN ON ERROR)",
       "SELECT json_exists(j, '$.a' TRUE ON ERROR), json_exists(j, '$.b' FALSE ON ERROR)",
-    ]) {
-      const out = roundTrip(sql);
-      expect(tree(out), `${sql} => ${out}`).toEqual(tree(sql));
-    }
+    ]);
   });
 
   it('keeps XMLSERIALIZE ... INDENT and XMLPARSE ... PRESERVE WHITESPACE, which the library dropped', () => {
-    const tree = (sql: string): unknown => stripLocations(parseSql(sql).stmts.map((s) => s.stmt) as never);
-    for (const sql of [
+    expectSameTrees([
       'SELECT xmlserialize(content x AS text INDENT)',
       'SELECT xmlserialize(document x AS text NO INDENT)',
       'SELECT xmlparse(document x PRESERVE WHITESPACE)',
       'SELECT xmlparse(content x STRIP WHITESPACE)',
-    ]) {
-      const out = roundTrip(sql);
-      expect(tree(out), `${sql} => ${out}`).toEqual(tree(sql));
-    }
+    ]);
   });
 });
