@@ -145,7 +145,10 @@ export function writeRelations(
       const r = item.RangeVar as RangeVar;
       const resolved = resolveRelation(r, catalog, scope);
       const t = resolved.kind === 'relation' ? policy.tables.get(resolved.qname) : undefined;
-      add(r.alias?.aliasname ?? r.relname, t && !needsSubquery(t) ? t : undefined);
+      // A column alias list renames its columns (`products AS p(price)`: p.price is products.id);
+      // they are not typed through it (red team, round 20).
+      const renamed = r.alias?.colnames !== undefined;
+      add(r.alias?.aliasname ?? r.relname, t && !needsSubquery(t) && !renamed ? t : undefined);
     } else if (kind === 'RangeSubselect') {
       const s = item.RangeSubselect as { subquery: Node; alias?: { aliasname: string; colnames?: Node[] } };
       if (!s.alias) return;
