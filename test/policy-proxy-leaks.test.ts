@@ -508,3 +508,25 @@ describe('a parameter the server types from another use', () => {
     }
   });
 });
+
+describe('TABLESAMPLE on a tenant table', () => {
+  it('is a fresh BERNOULLI draw only: pages and repeatable seeds told where rows lie (red team, round 21)', async () => {
+    await withClient(async (c) => {
+      for (const sql of [
+        'SELECT id FROM orders TABLESAMPLE SYSTEM (50)',
+        'SELECT id FROM orders TABLESAMPLE BERNOULLI (50) REPEATABLE (7)',
+        'SELECT id FROM order_items TABLESAMPLE SYSTEM (100) REPEATABLE (1)',
+      ])
+        await expect(c.query(sql), sql).rejects.toMatchObject(refused);
+      const all = await c.query<{ n: number }>(
+        'SELECT count(*)::int AS n FROM orders TABLESAMPLE BERNOULLI (100)',
+      );
+      const own = await c.query<{ n: number }>('SELECT count(*)::int AS n FROM orders');
+      expect(all.rows[0]!.n).toBe(own.rows[0]!.n);
+      // A global table samples as written.
+      expect(
+        (await c.query('SELECT sku FROM products TABLESAMPLE SYSTEM (100) REPEATABLE (1)')).rowCount,
+      ).toBe(3);
+    });
+  });
+});

@@ -138,7 +138,9 @@ export function rewriteFromItem(item: Node, ctx: RewriteContext, scope: Scope | 
         throw new Denial('only TABLESAMPLE SYSTEM and BERNOULLI are allowed', 'tablesample_method');
       const rel = s.relation as Node;
       if (nodeType(rel) !== 'RangeVar') throw new Denial('TABLESAMPLE needs a table', 'unsupported_syntax');
-      return rewriteRangeVar(rel.RangeVar as RangeVar, ctx, scope, item);
+      const out = rewriteRangeVar(rel.RangeVar as RangeVar, ctx, scope, item);
+      checkSampleOfScoped(s, ctx.refs.get(aliasOf(rel.RangeVar as RangeVar)));
+      return out;
     }
     case 'JoinExpr': {
       const j = item.JoinExpr as Record<string, unknown>;
@@ -178,6 +180,26 @@ export function rewriteFromItem(item: Node, ctx: RewriteContext, scope: Scope | 
         'unsupported_from_item',
       );
   }
+}
+
+function aliasOf(rv: RangeVar): string {
+  return rv.alias?.aliasname ?? rv.relname;
+}
+
+/**
+ * On a tenant's table only BERNOULLI without REPEATABLE: SYSTEM picks whole pages, and which pages
+ * a seed picks can be computed offline, so a few REPEATABLE seeds told the page of each of the
+ * agent's rows, and the page gaps how much room other tenants' rows take (red team, round 21):
+ * the row positions ctid would show, which system_column refuses. BERNOULLI with REPEATABLE names
+ * the slot. A fresh random draw of single rows tells nothing of where they lie.
+ */
+function checkSampleOfScoped(s: Record<string, unknown>, t: TablePolicy | undefined): void {
+  if (t === undefined || t.scope === 'global') return;
+  if (names(s.method as Node[]).some((m) => m !== 'bernoulli') || s.repeatable !== undefined)
+    throw new Denial(
+      `TABLESAMPLE on ${t.qname} may only be BERNOULLI without REPEATABLE: page samples and repeatable seeds tell where rows lie, and so how other tenants' rows fill the table`,
+      'tablesample_method',
+    );
 }
 
 function checkUsingColumn(col: string, ctx: RewriteContext): void {

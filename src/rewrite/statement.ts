@@ -89,20 +89,26 @@ function hideOtherTenantsCounts(body: Body, ctx: RewriteContext): void {
     (q) => ctx.policy.introspectionViews.has(q) || q.startsWith('information_schema.'),
   );
   if (!scoped && !filtered) return;
+  // Without costs the plan's shape still follows the statistics over every tenant's rows: a hash
+  // join for `status = 'refunded'` and a nested loop for another value told that another tenant
+  // has many refunded orders, and binary search found its revenue range (red team, round 21).
+  if (scoped)
+    throw new Denial(
+      "EXPLAIN over a tenant's tables is not allowed: PostgreSQL plans from statistics over every tenant's rows, so the plan's shape tells about other tenants' data; run the query itself",
+      'explain_scoped',
+    );
   const options = ((body.options as Node[] | undefined) ?? []).map(
     (o) => (o as { DefElem: { defname: string; arg?: Node } }).DefElem,
   );
   if (options.some((d) => d.defname === 'analyze' && optionOn(d.arg)))
     throw new Denial(
-      scoped
-        ? "EXPLAIN ANALYZE over a tenant's tables would show rows of other tenants that pgwarden filters out; use EXPLAIN (COSTS OFF) to see the plan"
-        : 'EXPLAIN ANALYZE over filtered catalog relations would count the rows pgwarden hides; use EXPLAIN (COSTS OFF) to see the plan',
+      'EXPLAIN ANALYZE over filtered catalog relations would count the rows pgwarden hides; use EXPLAIN (COSTS OFF) to see the plan',
       'explain_analyze_scoped',
     );
   // VERBOSE prints each node's output expressions: the masks, and the typed NULLs of denied columns.
   if (options.some((d) => d.defname === 'verbose' && optionOn(d.arg)))
     throw new Denial(
-      'EXPLAIN VERBOSE over scoped tables or filtered catalogs would print how pgwarden hides columns; use EXPLAIN (COSTS OFF)',
+      'EXPLAIN VERBOSE over filtered catalogs would print how pgwarden hides columns; use EXPLAIN (COSTS OFF)',
       'explain_verbose_scoped',
     );
   // PostgreSQL takes the last of repeated options, so every costs option goes and one off is added.
