@@ -49,6 +49,7 @@ beforeAll(async () => {
     CREATE DOMAIN public.rel_name AS regclass;
     CREATE TYPE public.rel_pair AS (r regclass, n int);
     CREATE DOMAIN public.label AS text;
+    CREATE DOMAIN public.oid_d AS oid;
     CREATE DOMAIN public.rel_name2 AS rel_name;
     CREATE TYPE public.rel_box AS (a rel_name);
     CREATE TYPE public.rel_range AS RANGE (subtype = regclass);
@@ -276,6 +277,19 @@ describe('types whose input looks names up', () => {
       }
       // The look-alike: a domain over text.
       expect((await c.query("SELECT 'widget'::label AS v")).rows[0].v).toBe('widget');
+    });
+  });
+
+  it('PREPARE takes built-in parameter types only, as Parse does: a domain over oid cast a bigint column as oid does', async () => {
+    await withClient(async (c) => {
+      for (const sql of [
+        'PREPARE p1(oid_d) AS SELECT id FROM order_items WHERE id = $1',
+        'PREPARE p2(public.label) AS SELECT $1',
+        'PREPARE p3(oid) AS SELECT id FROM order_items WHERE id = $1',
+      ])
+        await expect(c.query(sql), sql).rejects.toMatchObject({ code: '42501' });
+      // The look-alikes: built-in types, arrays of them.
+      await c.query('PREPARE p4(bigint, text[], timestamptz) AS SELECT id FROM order_items WHERE id = $1');
     });
   });
 

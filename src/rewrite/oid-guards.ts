@@ -3,6 +3,7 @@ import { parseSql } from '../sql/parse.js';
 import { decideFunction } from '../policy/functions.js';
 import type { Catalog } from '../policy/catalog.js';
 import { Denial, type RewriteContext, type Scope } from './context.js';
+import { typeSchema } from './resolve.js';
 import { visitValue } from './expr.js';
 
 /**
@@ -173,14 +174,7 @@ function builtinType(
   if ((tn.typmods?.length && !typmods) || tn.arrayBounds?.length || tn.pct_type || tn.setof) return undefined;
   const parts = names(tn.names);
   const name = parts[parts.length - 1] ?? '';
-  if (!wanted.has(name)) return undefined;
-  if (parts.length === 2) return parts[0] === 'pg_catalog' ? name : undefined;
-  if (parts.length !== 1) return undefined;
-  const home = catalog.searchPath.find((s) => {
-    const t = catalog.types[s];
-    return t !== undefined && Object.hasOwn(t, name);
-  });
-  return home === 'pg_catalog' ? name : undefined;
+  return wanted.has(name) && typeSchema(parts, catalog) === 'pg_catalog' ? name : undefined;
 }
 
 const castNames = new Set(Object.keys(guardedCasts));

@@ -46,15 +46,17 @@ export function cteBodyScope(
  * https://www.postgresql.org/docs/current/ddl-schemas.html#DDL-SCHEMAS-PATH
  */
 export function resolveType(parts: readonly string[], catalog: Catalog): CatalogType | undefined {
-  const find = (schema: string, name: string): CatalogType | undefined => {
+  const schema = typeSchema(parts, catalog);
+  return schema === undefined ? undefined : catalog.types[schema]?.[parts[parts.length - 1] ?? ''];
+}
+
+/** The schema a type name resolves to (as resolveType), or undefined when none has it. */
+export function typeSchema(parts: readonly string[], catalog: Catalog): string | undefined {
+  const has = (schema: string, name: string): boolean => {
     const types = catalog.types[schema];
-    return types !== undefined && Object.hasOwn(types, name) ? types[name] : undefined;
+    return types !== undefined && Object.hasOwn(types, name);
   };
-  if (parts.length === 2) return find(parts[0] ?? '', parts[1] ?? '');
+  if (parts.length === 2) return has(parts[0] ?? '', parts[1] ?? '') ? parts[0] : undefined;
   if (parts.length !== 1) return undefined;
-  for (const schema of catalog.searchPath) {
-    const t = find(schema, parts[0] ?? '');
-    if (t) return t;
-  }
-  return undefined;
+  return catalog.searchPath.find((schema) => has(schema, parts[0] ?? ''));
 }

@@ -9,6 +9,7 @@ import {
 } from '../policy/settings.js';
 import { Denial, type RewriteContext } from './context.js';
 import { literalValue, selectBody, visitValue } from './expr.js';
+import { typeSchema } from './resolve.js';
 import { rewriteSelect } from './select.js';
 import { rewriteWrite } from './writes.js';
 
@@ -345,23 +346,19 @@ function rewriteCopy(stmt: Node, body: Body, ctx: RewriteContext): void {
 }
 
 /**
- * PREPARE's parameter types, as the protocol's declared ones (session/param-types.ts): not oid or
- * oid[]. Beside a bigint column the server casts the column to oid, which raises for values past
- * its range, and `id = $1` is a condition pgwarden copies next to the tenant filter, where it would
- * run on other tenants' rows: its error told another tenant's values (red team, round 18).
+ * PREPARE's parameter types follow the protocol's declared ones (session/param-types.ts): built-in
+ * types only (not the database's own domains and enums), and not oid or oid[]. Beside a bigint
+ * column the server casts the column to oid (or to a domain over it), which raises for values past
+ * its range, and `id = $1` is a condition pgwarden copies next to the tenant filter, where it
+ * would run on other tenants' rows: its error told another tenant's values (red team, round 18).
  */
 function checkPrepareTypes(argtypes: Node[] | undefined, ctx: RewriteContext): void {
   for (const t of argtypes ?? []) {
-    const tn = (t as { TypeName?: { names?: Node[]; arrayBounds?: unknown[] } }).TypeName;
-    const parts = names(tn?.names);
+    const parts = names((t as { TypeName?: { names?: Node[] } }).TypeName?.names);
     const last = parts[parts.length - 1] ?? '';
-    const home =
-      parts.length === 2
-        ? parts[0]
-        : ctx.catalog.searchPath.find((s) => Object.hasOwn(ctx.catalog.types[s] ?? {}, last));
-    if ((last === 'oid' || last === '_oid') && parts.length <= 2 && home === 'pg_catalog')
+    if (typeSchema(parts, ctx.catalog) !== 'pg_catalog' || last === 'oid' || last === '_oid')
       throw new Denial(
-        'PREPARE parameters may not be of type oid: declare bigint, integer or text, or leave the type out',
+        `PREPARE parameters may be of built-in types other than oid only, not ${parts.join('.')}: declare bigint, integer or text, or leave the type out`,
         'param_type_not_allowed',
       );
   }

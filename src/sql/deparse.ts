@@ -63,7 +63,7 @@ class Printer extends Deparser {
   /** The library drops INDENT. */
   override XmlSerialize(node: XmlSerializeNode, context: DeparserContext): string {
     const printed = super.XmlSerialize(node as never, context);
-    return node.indent === true ? printed.replace(/ \)$/, ' INDENT )') : printed;
+    return node.indent === true ? beforeClosing(printed, 'INDENT') : printed;
   }
 
   /** The library drops XMLPARSE's PRESERVE WHITESPACE (the second argument, true). */
@@ -72,7 +72,7 @@ class Printer extends Deparser {
     const preserve = (node.args?.[1] as { A_Const?: { boolval?: { boolval?: boolean } } } | undefined)
       ?.A_Const?.boolval?.boolval;
     return node.op === 'IS_XMLPARSE' && preserve === true
-      ? printed.replace(/\)$/, ' PRESERVE WHITESPACE)')
+      ? beforeClosing(printed, 'PRESERVE WHITESPACE')
       : printed;
   }
 
@@ -100,14 +100,19 @@ class Printer extends Deparser {
     if (passing.length > 0) parts.push(`PASSING ${passing.join(', ')}`);
     const output = this.formatJsonOutput(node.output as never, context);
     if (output) parts.push(output);
-    const wrapper: Record<string, string> = {
-      JSW_NONE: 'WITHOUT WRAPPER',
-      JSW_CONDITIONAL: 'WITH CONDITIONAL WRAPPER',
-      JSW_UNCONDITIONAL: 'WITH UNCONDITIONAL WRAPPER',
-    };
-    if (node.wrapper && wrapper[node.wrapper]) parts.push(wrapper[node.wrapper]!);
-    if (node.quotes === 'JS_QUOTES_KEEP') parts.push('KEEP QUOTES');
-    if (node.quotes === 'JS_QUOTES_OMIT') parts.push('OMIT QUOTES');
+    parts.push(
+      ...clause(node.wrapper, 'wrapper', {
+        JSW_UNSPEC: '',
+        JSW_NONE: 'WITHOUT WRAPPER',
+        JSW_CONDITIONAL: 'WITH CONDITIONAL WRAPPER',
+        JSW_UNCONDITIONAL: 'WITH UNCONDITIONAL WRAPPER',
+      }),
+      ...clause(node.quotes, 'quotes', {
+        JS_QUOTES_UNSPEC: '',
+        JS_QUOTES_KEEP: 'KEEP QUOTES',
+        JS_QUOTES_OMIT: 'OMIT QUOTES',
+      }),
+    );
     for (const [behavior, when] of [
       [node.on_empty, 'ON EMPTY'],
       [node.on_error, 'ON ERROR'],
@@ -132,6 +137,24 @@ class Printer extends Deparser {
     if (word === undefined) throw new Error(`Deparser does not handle JSON behavior ${b.btype}`);
     return word;
   }
+}
+
+/**
+ * `words` before the closing parenthesis of what the library printed. When the print has another
+ * shape, the words would be lost and the statement would mean something else: refuse to print.
+ */
+function beforeClosing(printed: string, words: string): string {
+  const m = /^(.*?) ?\)$/s.exec(printed);
+  if (!m) throw new Error(`Deparser does not handle ${words} here`);
+  return `${m[1]} ${words})`;
+}
+
+/** The words of an enumerated option, none for the unspecified one; an unknown value is refused. */
+function clause(value: string | undefined, what: string, words: Readonly<Record<string, string>>): string[] {
+  if (value === undefined) return [];
+  const word = words[value];
+  if (word === undefined) throw new Error(`Deparser does not handle JSON ${what} ${value}`);
+  return word === '' ? [] : [word];
 }
 
 /** Turns statements back into one line of SQL (statements separated by "; "). */
