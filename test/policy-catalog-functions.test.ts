@@ -9,7 +9,7 @@ import { createPolicyJudge } from '../src/policy/engine.js';
 import { loadRules } from '../src/policy/rules-load.js';
 import { loadParser } from '../src/sql/parse.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
-import { startTestProxy, type TestProxy } from './support/proxy.js';
+import { startTestProxy, withPgClient, type TestProxy } from './support/proxy.js';
 
 const run = promisify(execFile);
 
@@ -24,15 +24,7 @@ let proxy: TestProxy;
 let url: string;
 let oids: Record<string, number>;
 
-async function withClient<T>(f: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return await f(c);
-  } finally {
-    await c.end();
-  }
-}
+const withClient = <T>(f: (c: pg.Client) => Promise<T>): Promise<T> => withPgClient(url, f);
 
 beforeAll(async () => {
   await loadParser();

@@ -2,6 +2,7 @@ import { stripLocations, type Node } from '../sql/ast.js';
 import { parseSql } from '../sql/parse.js';
 import { findRelation, splitQualified, type Catalog } from './catalog.js';
 import type { TablePolicy } from './effective.js';
+import { emptyIntrospection } from './introspection.js';
 
 /**
  * Catalog columns whose types name objects, and what agents read them as. An untyped literal next
@@ -199,6 +200,7 @@ export function introspectionViews(
       `CASE WHEN classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass ` +
       `THEN ${about('objoid')} AND ${hiddenColumns('objoid', 'objsubid')} ELSE ${system('objoid')} END`,
   };
+  for (const empty of emptyIntrospection) filters[empty] = () => 'false';
   const views = new Map<string, Node>();
   for (const qname of listed) {
     const filter = filters[qname];

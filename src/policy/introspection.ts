@@ -1,4 +1,21 @@
 /**
+ * What psql's \d <table> reads beside the relations below. Agents are told of no policies,
+ * triggers, rewrite rules, extended statistics, publications or roles: these read as empty
+ * (introspection-views.ts). Their definitions name other tables, functions and roles, and roles
+ * are the cluster's.
+ */
+export const emptyIntrospection = [
+  'pg_catalog.pg_policy',
+  'pg_catalog.pg_trigger',
+  'pg_catalog.pg_rewrite',
+  'pg_catalog.pg_statistic_ext',
+  'pg_catalog.pg_publication',
+  'pg_catalog.pg_publication_namespace',
+  'pg_catalog.pg_publication_rel',
+  'pg_catalog.pg_roles',
+] as const;
+
+/**
  * System catalog relations that agents may read when the rules list them (`introspection:`).
  * They describe the schema, never row data: pg_statistic, pg_stats, pg_proc (function bodies),
  * pg_views / pg_rules (definitions), pg_authid and the pg_stat_* views are not here, because they
@@ -29,6 +46,7 @@ export const safeIntrospection = [
   // Only the preset options (compile-time limits and the server's version): pgJDBC's
   // getImportedKeys reads max_index_keys.
   'pg_catalog.pg_settings',
+  ...emptyIntrospection,
   // What MCP Postgres servers read to list tables and their columns. Like pg_class, they name
   // every relation the service role can see; they hold no row data.
   'information_schema.tables',

@@ -99,8 +99,34 @@ interface GuardedFunction {
   /** The declared argument types of each overload agents may call. */
   readonly overloads: readonly (readonly string[])[];
   /** The condition on the arguments (a[0] is the first), each evaluated once. */
-  readonly guard: (a: readonly string[], ctx: RewriteContext) => Guard;
+  readonly guard?: (a: readonly string[], ctx: RewriteContext) => Guard;
+  /**
+   * Or pgwarden answers the call itself from the filtered catalogs: SQL over `from`, a FROM item
+   * that yields the arguments once as s.a1, s.a2, ... (a[0] is `s.a1`).
+   */
+  readonly answer?: (from: string, a: readonly string[], name: string) => Guard;
+  /** Or the call reads as this constant, whatever its arguments. */
+  readonly constant?: string;
+  /** The answer is a set-returning call that may stand in FROM, with these column names. */
+  readonly fromItem?: readonly string[];
 }
+
+const triggers: Visible = { catalog: 'pg_catalog.pg_trigger', column: 'oid' };
+const statistics: Visible = { catalog: 'pg_catalog.pg_statistic_ext', column: 'oid' };
+
+/** What a comment function reads: pg_description, filtered (the server's own SQL definitions). */
+function description(from: string, name: string, where: string, reads: readonly string[] = []): Guard {
+  return {
+    sql: `(SELECT d.description AS ${name} FROM ${from}, pg_catalog.pg_description AS d WHERE ${where} LIMIT 1)`,
+    reads: ['pg_catalog.pg_description', ...reads],
+  };
+}
+
+/**
+ * Sizes read NULL: a tenant's table holds every tenant's rows, so its size tells how much the
+ * others hold, as EXPLAIN's row estimates do (explain_scoped).
+ */
+const size: GuardedFunction = { overloads: [['regclass']], constant: 'CAST(NULL AS pg_catalog.int8)' };
 
 const guardedFunctions: Readonly<Record<string, GuardedFunction>> = {
   pg_table_is_visible: { overloads: [['oid']], guard: (a) => member(a[0]!, relations) },
@@ -133,17 +159,87 @@ const guardedFunctions: Readonly<Record<string, GuardedFunction>> = {
       reads: ['pg_catalog.pg_attribute'],
     }),
   },
+  // Triggers and extended statistics read as none (introspection-views.ts): these answer NULL.
+  pg_get_triggerdef: { overloads: [['oid'], ['oid', 'bool']], guard: (a) => member(a[0]!, triggers) },
+  pg_get_statisticsobjdef: { overloads: [['oid']], guard: (a) => member(a[0]!, statistics) },
+  pg_get_statisticsobjdef_columns: { overloads: [['oid']], guard: (a) => member(a[0]!, statistics) },
+  pg_relation_is_publishable: { overloads: [['regclass']], guard: (a) => member(a[0]!, relations) },
+  // The ancestors the filtered pg_class shows, as OIDs (never regclass values: round 14).
+  pg_partition_ancestors: {
+    overloads: [['regclass']],
+    fromItem: ['relid'],
+    answer: (from, a) => ({
+      sql:
+        `pg_catalog.unnest((SELECT pg_catalog.array_agg(p.r::pg_catalog.oid ORDER BY p.n) FROM ${from} ` +
+        `CROSS JOIN LATERAL pg_catalog.pg_partition_ancestors(${a[0]!}) WITH ORDINALITY AS p(r, n) ` +
+        `WHERE p.r::pg_catalog.oid IN (SELECT g.oid FROM pg_catalog.pg_class AS g)))`,
+      reads: ['pg_catalog.pg_class'],
+    }),
+  },
+  pg_table_size: size,
+  pg_total_relation_size: size,
+  pg_indexes_size: size,
+  pg_relation_size: { ...size, overloads: [['regclass'], ['regclass', 'text']] },
+  col_description: {
+    overloads: [['oid', 'int4']],
+    answer: (from, a, name) =>
+      description(
+        from,
+        name,
+        `d.objoid OPERATOR(pg_catalog.=) ${a[0]!} AND d.objsubid OPERATOR(pg_catalog.=) ${a[1]!} AND ` +
+          `d.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass`,
+      ),
+  },
+  obj_description: {
+    overloads: [['oid'], ['oid', 'name']],
+    answer: (from, a, name) =>
+      description(
+        from,
+        name,
+        `d.objoid OPERATOR(pg_catalog.=) ${a[0]!} AND d.objsubid OPERATOR(pg_catalog.=) 0` +
+          (a.length === 1
+            ? ''
+            : ` AND d.classoid IN (SELECT c.oid FROM pg_catalog.pg_class AS c WHERE c.relname ` +
+              `OPERATOR(pg_catalog.=) ${a[1]!} AND c.relnamespace OPERATOR(pg_catalog.=) 11::pg_catalog.oid)`),
+        a.length === 1 ? [] : ['pg_catalog.pg_class'],
+      ),
+  },
+  // Comments on databases, roles and tablespaces: pg_shdescription is not in the safe set.
+  shobj_description: { overloads: [['oid', 'name']], constant: 'CAST(NULL AS pg_catalog.text)' },
 };
 
+/** Column names for a guarded call that may stand in FROM, or undefined if it may not. */
+export function guardedFromItem(name: string): readonly string[] | undefined {
+  return guardedFunctions[name]?.fromItem;
+}
+
+const namespaces: Visible = { catalog: 'pg_catalog.pg_namespace', column: 'oid' };
+
+interface GuardedCast {
+  /** The OID a name `v` stands for, found without error and without naming what agents may not see. */
+  readonly byName: (v: string, ctx: RewriteContext) => string;
+  readonly visible: Visible;
+  /** Names matching this are not looked up at all. */
+  readonly skip?: string;
+}
+
 /**
- * Casts that turn an OID or a name into an object's name, how a name is looked up without error,
- * and names not looked up at all. A type modifier is checked only once the type is found:
- * to_regtype('internal_notes(5)') raised an error naming a hidden table's row type and answered
- * NULL for a missing one, so a name with a modifier reads as NULL.
+ * Casts that turn an OID or a name into an object's name, and how a name is looked up. A type
+ * modifier is checked only once the type is found: to_regtype('internal_notes(5)') raised an
+ * error naming a hidden table's row type and answered NULL for a missing one, so a name with a
+ * modifier reads as NULL. A schema's name is read with parse_ident (which folds and unquotes it as
+ * the server does) and found among the schemas agents see: to_regnamespace would tell which others
+ * exist.
  */
-const guardedCasts: Readonly<Record<string, { lookup: string; visible: Visible; skip?: string }>> = {
-  regclass: { lookup: 'pg_catalog.to_regclass', visible: relations },
-  regtype: { lookup: 'pg_catalog.to_regtype', visible: types, skip: '[(]' },
+const guardedCasts: Readonly<Record<string, GuardedCast>> = {
+  regclass: { byName: (v, ctx) => lookup('pg_catalog.to_regclass', v, ctx), visible: relations },
+  regtype: { byName: (v, ctx) => lookup('pg_catalog.to_regtype', v, ctx), visible: types, skip: '[(]' },
+  regnamespace: {
+    byName: (v) =>
+      `(SELECT g.oid FROM pg_catalog.pg_namespace AS g WHERE ` +
+      `ARRAY[g.nspname::pg_catalog.text] OPERATOR(pg_catalog.=) pg_catalog.parse_ident(${v}))`,
+    visible: namespaces,
+  },
 };
 
 /** The built-in function a call names, if it is one of the guarded ones (and nothing shadows it). */
@@ -244,7 +340,10 @@ function replace(node: Node, by: Node): void {
 
 /**
  * A call of a guarded catalog function: its arguments are checked as any expression, then the
- * call is rewritten to `(SELECT f(s.a1, ...) FROM (SELECT $1 AS a1, ... OFFSET 0) AS s WHERE guard)`.
+ * call is rewritten to `(SELECT f(s.a1, ...) FROM (SELECT $1 AS a1, ... OFFSET 0) AS s WHERE guard)`,
+ * to pgwarden's own answer over those arguments, or to a constant. An argument declared regclass
+ * is an OID the filtered pg_class shows, found as a cast to regclass finds it (guardedName): cast
+ * there, a name would go through the server's lookup.
  */
 export function guardFunction(node: Node, name: string, ctx: RewriteContext, scope: Scope | undefined): void {
   const body = node.FuncCall as Record<string, unknown>;
@@ -268,20 +367,27 @@ export function guardFunction(node: Node, name: string, ctx: RewriteContext, sco
       `${qualified} takes ${fn.overloads.map((o) => o.length).join(' or ')} arguments here`,
       'unsupported_syntax',
     );
+  if (fn.constant !== undefined) {
+    requireListed([], qualified, ctx);
+    for (const a of args) visitValue(a, ctx, scope);
+    // A scalar subquery: the column keeps the function's name, as the server would give it.
+    return replace(node, build(`(SELECT ${fn.constant} AS ${name})`, [], ctx));
+  }
   const refs = types.map((_, i) => `s.a${i + 1}`);
-  const guard = fn.guard(refs, ctx);
-  requireListed(guard.reads, qualified, ctx);
+  const from = `(SELECT ${types.map((t, i) => `CAST($${i + 1} AS pg_catalog.${t}) AS a${i + 1}`).join(', ')} OFFSET 0) AS s`;
+  const answer = fn.answer?.(from, refs, name);
+  const guard = fn.guard?.(refs, ctx);
+  const reads = answer?.reads ?? guard?.reads ?? [];
+  requireListed(reads, qualified, ctx);
   countCall(ctx);
-  for (const a of args) visitValue(a, ctx, scope);
-  const inner = types.map((t, i) => `CAST($${i + 1} AS pg_catalog.${t}) AS a${i + 1}`).join(', ');
-  replace(
-    node,
-    build(
-      `(SELECT pg_catalog.${name}(${refs.join(', ')}) FROM (SELECT ${inner} OFFSET 0) AS s WHERE ${guard.sql})`,
-      args,
-      ctx,
-    ),
-  );
+  const placed = args.map((a, i) => {
+    if (types[i] === 'regclass') return guardedName(a, 'regclass', 's.o', ctx, scope);
+    visitValue(a, ctx, scope);
+    return a;
+  });
+  const sql =
+    answer?.sql ?? `(SELECT pg_catalog.${name}(${refs.join(', ')}) FROM ${from} WHERE ${guard!.sql})`;
+  replace(node, build(sql, placed, ctx));
 }
 
 /**
@@ -370,11 +476,29 @@ function guardedName(
   const skip = cast.skip === undefined ? '' : `WHEN t.v OPERATOR(pg_catalog.~) '${cast.skip}' THEN NULL `;
   const oid =
     `CASE WHEN t.v OPERATOR(pg_catalog.~) '^[0-9]+$' THEN t.v::pg_catalog.oid ${skip}` +
-    `ELSE ${lookup(cast.lookup, 't.v', ctx)}::pg_catalog.oid END`;
+    `ELSE ${cast.byName('t.v', ctx)}::pg_catalog.oid END`;
   return build(
     `(SELECT ${output} FROM (SELECT ${oid} AS o FROM ` +
       `(SELECT CAST($1 AS pg_catalog.text) AS v OFFSET 0) AS t) AS s WHERE ${guard.sql})`,
     [arg],
     ctx,
   );
+}
+
+/**
+ * In the select list of a top-level SELECT, a cast to regclass, regtype or regnamespace reads as
+ * the name, what the server would print (psql's "Referenced by" and "Partitions" lists), rather
+ * than the OID it reads as elsewhere. The column keeps the name the server gives it. Only a plain
+ * SELECT: the arms of a set operation meet others whose types must match.
+ */
+export function castsForDisplay(sel: Record<string, unknown>, ctx: RewriteContext): void {
+  if (sel.larg !== undefined) return;
+  for (const t of (sel.targetList as Node[] | undefined) ?? []) {
+    const target = t.ResTarget as { name?: string; val?: Node } | undefined;
+    const cast = target?.val?.TypeCast as { typeName: Node } | undefined;
+    if (!target || !cast || builtinType(cast.typeName, castNames, ctx.catalog) === undefined) continue;
+    target.name ??= figureColname(target.val)[0] ?? '?column?';
+    const text = { names: [{ String: { sval: 'pg_catalog' } }, { String: { sval: 'text' } }], typemod: -1 };
+    target.val = { TypeCast: { arg: target.val, typeName: text } };
+  }
 }

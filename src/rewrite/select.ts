@@ -13,7 +13,7 @@ import { selectBody, visitExpr, visitValue } from './expr.js';
 import { cteBodyScope, resolveRelation } from './resolve.js';
 import { inlineTenantFilter } from './inline-tenant.js';
 import { narrowScoped } from './narrow.js';
-import { guardedFunctionName } from './oid-guards.js';
+import { guardedFromItem, guardedFunctionName } from './oid-guards.js';
 import { scopedSelect } from './scoped.js';
 import { rewriteWrite } from './writes.js';
 
@@ -162,10 +162,15 @@ export function rewriteFromItem(item: Node, ctx: RewriteContext, scope: Scope | 
         const fn = items[0];
         if (!fn || nodeType(fn) !== 'FuncCall')
           throw new Denial('only function calls may stand in FROM', 'unsupported_syntax');
-        // A guarded catalog function becomes a subquery, which cannot stand where a function does.
-        if (guardedFunctionName((fn.FuncCall as { funcname?: Node[] }).funcname, ctx.catalog) !== undefined)
+        // A guarded catalog function becomes a subquery, which cannot stand where a function does,
+        // unless its answer is itself a function call.
+        const guarded = guardedFunctionName((fn.FuncCall as { funcname?: Node[] }).funcname, ctx.catalog);
+        const columns = guarded === undefined ? undefined : guardedFromItem(guarded);
+        if (guarded !== undefined && columns !== undefined && (r.functions as Node[]).length === 1)
+          nameColumns(r, guarded, columns);
+        else if (guarded !== undefined)
           throw new Denial(
-            `${names((fn.FuncCall as { funcname?: Node[] }).funcname).join('.')} may be called in the select list or WHERE, not in FROM`,
+            `${names((fn.FuncCall as { funcname?: Node[] }).funcname).join('.')} may be called in the select list or WHERE, not in FROM${columns ? ' (ROWS FROM)' : ''}`,
             'unsupported_syntax',
           );
         visitExpr(fn, ctx, scope);
@@ -180,6 +185,16 @@ export function rewriteFromItem(item: Node, ctx: RewriteContext, scope: Scope | 
         'unsupported_from_item',
       );
   }
+}
+
+/**
+ * The columns of a guarded call in FROM keep the names the server's function gives them: its
+ * answer is another call (unnest), whose column the server would name after itself.
+ */
+function nameColumns(r: Record<string, unknown>, fn: string, columns: readonly string[]): void {
+  const alias = (r.alias as { aliasname: string; colnames?: Node[] } | undefined) ?? { aliasname: fn };
+  if (!alias.colnames?.length) alias.colnames = columns.map((c) => ({ String: { sval: c } }));
+  r.alias = alias;
 }
 
 function aliasOf(rv: RangeVar): string {

@@ -9,6 +9,7 @@ import {
 } from '../policy/settings.js';
 import { Denial, type RewriteContext } from './context.js';
 import { literalValue, selectBody, visitValue } from './expr.js';
+import { castsForDisplay } from './oid-guards.js';
 import { typeSchema } from './resolve.js';
 import { rewriteSelect } from './select.js';
 import { rewriteWrite } from './writes.js';
@@ -37,6 +38,7 @@ function readQuery(q: Node, ctx: RewriteContext): void {
   if (kind === 'SelectStmt') {
     const sel = selectBody(q);
     ctx.topLevel.add(sel);
+    castsForDisplay(sel, ctx);
     rewriteSelect(sel, ctx, undefined);
     applyRowLimit(sel, ctx);
   } else if (kind === 'InsertStmt' || kind === 'UpdateStmt' || kind === 'DeleteStmt' || kind === 'MergeStmt')

@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { pino, type Logger } from 'pino';
 import { createMemorySink } from './memory-sink.js';
 import type { DecisionSink } from '../../src/audit/record.js';
@@ -72,4 +73,15 @@ export async function startTestProxy(db: TestDatabase, opts: TestProxyOptions = 
     url: async (o) => `postgres://support-bot:${await token(o)}@127.0.0.1:${proxy.port}/${db.name}`,
     close: () => proxy.close(),
   };
+}
+
+/** Runs `f` with a node-postgres client connected to `url`, and ends the client whatever happens. */
+export async function withPgClient<T>(url: string, f: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return await f(c);
+  } finally {
+    await c.end();
+  }
 }
