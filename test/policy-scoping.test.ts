@@ -234,12 +234,14 @@ describe('reads and writes of a parent-scoped table keep usable plans', () => {
     expect(plan).toMatch(/Subquery Scan on pg_class/);
   });
 
-  it('a multi-row INSERT checks each key with one probe of the parent key, not a hash of all keys per row', async () => {
+  it('a multi-row INSERT checks its keys with probes of the parent key, not a hash of all the parent keys', async () => {
     const plan = await planOf(
       `INSERT INTO order_items (order_id, sku, qty) VALUES (1, 'a', 1), (2, 'b', 1), (3, 'c', 1)`,
       'enable_seqscan = off',
     );
-    expect(plan).toMatch(/Index (Only )?Scan using orders_pkey/);
+    // The keys are checked once: one scan of orders' primary key for all of them.
+    expect(plan).toMatch(/Index (Only )?Scan (using|on) orders_pkey/);
+    expect(plan.match(/Scan (using|on) orders_pkey/g)).toHaveLength(1);
     expect(plan).not.toMatch(/hashed SubPlan/);
   });
 });
@@ -520,6 +522,50 @@ describe('writes stay in the tenant', () => {
       `SELECT count(*) AS n FROM order_items WHERE sku IN ('a', 'b', 'c', 'd', 'e')`,
     );
     expect(leaked[0]!.n).toBe('0');
+  });
+
+  it("a multi-row INSERT with its keys checked once writes nothing if one key is NULL, missing or another tenant's, and every row otherwise", async () => {
+    const before = await checksum('globex');
+    const gid = await globexOrder();
+    const [a1, a2] = (
+      await shared.sql<{ id: string }>(`SELECT id FROM orders WHERE org_id = 'acme' ORDER BY id LIMIT 2`)
+    ).map((r) => Number(r.id));
+    const into = 'INSERT INTO order_items (order_id, sku, qty) VALUES';
+    for (const [sql, params] of [
+      [`${into} (${a1}, 'mk-1', 1), (${gid}, 'mk-2', 1)`, []],
+      [`${into} (${a1}, 'mk-3', 1), (NULL, 'mk-4', 1)`, []],
+      [`${into} (${a1}, 'mk-5', 1), (987654321, 'mk-6', 1)`, []],
+      [`${into} ($1, 'mk-7', 1), ($2, 'mk-8', 1)`, [a1, gid]],
+      // The agent's own pgwarden_keys that passes everything: with a WITH of its own, each row gets
+      // its guard, and the forged check guards nothing.
+      [
+        `WITH pgwarden_keys AS (SELECT true AS ok) ${into} ((SELECT CAST(${gid} AS bigint) FROM pgwarden_keys), 'mk-9', 1), ((SELECT CAST(${gid} AS bigint) FROM pgwarden_keys), 'mk-10', 1)`,
+        [],
+      ],
+    ] as const) {
+      const out = forwardable(judge.judge(sql, ctxFor('acme')).verdict, sql);
+      await expect(shared.sql(out, [...params]), sql).rejects.toThrow(
+        /pgwarden: public\.order_items\.order_id must reference a row of public\.orders in tenant acme/,
+      );
+    }
+    expect(await checksum('globex')).toBe(before);
+    const mk = async (): Promise<number> =>
+      Number(
+        (await shared.sql<{ n: string }>(`SELECT count(*) AS n FROM order_items WHERE sku LIKE 'mk-%'`))[0]!
+          .n,
+      );
+    expect(await mk()).toBe(0);
+    // The look-alikes: the tenant's own keys, repeated, literal or bound, are all written.
+    for (const [sql, params] of [
+      [`${into} (${a1}, 'mk-ok', 1), (${a1}, 'mk-ok', 2), (${a2}, 'mk-ok', 3)`, []],
+      [`${into} ($1, 'mk-ok', 1), ($2, 'mk-ok', 2)`, [a2, a1]],
+    ] as const) {
+      const out = forwardable(judge.judge(sql, ctxFor('acme')).verdict, sql);
+      expect(out, sql).toMatch(/^WITH pgwarden_keys AS MATERIALIZED/);
+      await shared.sql(out, [...params]);
+    }
+    expect(await mk()).toBe(5);
+    await shared.sql(`DELETE FROM order_items WHERE sku LIKE 'mk-%'`);
   });
 
   it('an order inserted by the same statement is not visible to the key check (as under RLS)', async () => {

@@ -18,9 +18,12 @@ let db: TestDatabase;
 let policy: ReloadableJudge;
 let proxy: TestProxy;
 
-/** A multi-row INSERT into parent-scoped order_items: every row gets a guard, judging takes ~1 s. */
+/**
+ * A multi-row INSERT into parent-scoped order_items whose keys are expressions (a cast), so every
+ * row gets a guard of its own (literal keys are checked once for the statement): judging takes ~1 s.
+ */
 function bulkInsert(orderId: (i: number) => number, rows = 3000, tag = 'BULK'): string {
-  const values = Array.from({ length: rows }, (_, i) => `(${orderId(i)}, '${tag}-${i}', 1)`);
+  const values = Array.from({ length: rows }, (_, i) => `(${orderId(i)}::bigint, '${tag}-${i}', 1)`);
   return `INSERT INTO order_items (order_id, sku, qty) VALUES ${values.join(', ')}`;
 }
 

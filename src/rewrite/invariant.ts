@@ -22,7 +22,14 @@ import {
   type ColumnTypes,
   type ParamUse,
 } from './safe-conjuncts.js';
-import { GUARD_ALIAS, parentKeyGuard, parentRowExists } from './parent-guards.js';
+import {
+  constantKey,
+  GUARD_ALIAS,
+  parentKeyGuard,
+  parentKeyRef,
+  parentKeysCte,
+  parentRowExists,
+} from './parent-guards.js';
 import { havingGuardWhen } from './inline-tenant.js';
 import { parentFilter, tenantFilter, tenantValue, visibleTargets } from './scoped.js';
 
@@ -190,6 +197,35 @@ export function checkInvariant(
     return x;
   };
 
+  /**
+   * Proves the keys of a multi-row VALUES are checked once for the statement: its WITH is exactly
+   * parentKeysCte(t, tenant, those keys) and each key is parentKeyRef(t, its literal or parameter).
+   * Trusts them and returns the agent's values, or undefined if the form is not that one.
+   */
+  const sharedKeys = (
+    body: Body,
+    sel: Body,
+    keys: readonly unknown[],
+    t: TablePolicy,
+  ): unknown[] | undefined => {
+    const ctes = (body.withClause as { ctes?: unknown[] } | undefined)?.ctes;
+    if (ctes?.length !== 1 || sel.withClause !== undefined) return undefined;
+    const values = keys.map((k) => {
+      const tl = (
+        (k as { SubLink?: { subselect: Node } } | undefined)?.SubLink?.subselect.SelectStmt as
+          Body | undefined
+      )?.targetList as Node[] | undefined;
+      const x = (tl?.[0]?.ResTarget as { val?: { TypeCast?: { arg: Node } } } | undefined)?.val?.TypeCast
+        ?.arg;
+      return x !== undefined && constantKey(x) && sameTree(k, parentKeyRef(t, x)) ? x : undefined;
+    });
+    if (values.some((x) => x === undefined)) return undefined;
+    if (!sameTree(ctes[0], parentKeysCte(t, tenant, values as Node[]))) return undefined;
+    trusted.add(ctes[0] as object);
+    for (const k of keys) trusted.add(k as object);
+    return values;
+  };
+
   function walk(v: unknown, scope: Scope | undefined, key?: string): void {
     if (violation || v === null || typeof v !== 'object' || trusted.has(v)) return;
     if (key === 'lockingClause') return; // names FROM items, not relations
@@ -229,18 +265,18 @@ export function checkInvariant(
     }
     let inner = scope;
     const w = body.withClause as { ctes?: Node[]; recursive?: boolean } | undefined;
-    if (w?.ctes) {
-      const cteNames = w.ctes.map((c) => (c.CommonTableExpr as { ctename: string }).ctename);
-      w.ctes.forEach((c, i) =>
-        walk((c.CommonTableExpr as Body).ctequery, cteBodyScope(scope, cteNames, i, w.recursive === true)),
-      );
-      inner = { ctes: new Set(cteNames), parent: scope };
-    }
+    const cteNames = w?.ctes?.map((c) => (c.CommonTableExpr as { ctename: string }).ctename) ?? [];
+    if (w?.ctes) inner = { ctes: new Set(cteNames), parent: scope };
+    // First the write's own checks: they trust the CTE that checks an INSERT's keys (sharedKeys).
     if (
       isNode &&
       (type === 'UpdateStmt' || type === 'DeleteStmt' || type === 'InsertStmt' || type === 'MergeStmt')
     )
       checkWrite(type, body, inner);
+    w?.ctes?.forEach((c, i) => {
+      if (!trusted.has(c))
+        walk((c.CommonTableExpr as Body).ctequery, cteBodyScope(scope, cteNames, i, w.recursive === true));
+    });
     for (const [k, child] of Object.entries(body)) {
       if (
         k === 'withClause' ||
@@ -352,8 +388,9 @@ export function checkInvariant(
     const keys = sel?.valuesLists
       ? (sel.valuesLists as Node[]).map((r) => (r.List as { items: unknown[] }).items[at])
       : [((sel?.targetList as Node[] | undefined)?.[at]?.ResTarget as { val?: unknown } | undefined)?.val];
-    for (const k of keys) {
-      const x = guardedKey(k, t);
+    const shared = sel?.valuesLists ? sharedKeys(body, sel, keys, t) : undefined;
+    for (const [i, k] of keys.entries()) {
+      const x = shared?.[i] ?? guardedKey(k, t);
       if (x === undefined) return fail(`INSERT into ${t.qname} sets ${fk ?? ''} unchecked`);
       walk(x, scope);
     }

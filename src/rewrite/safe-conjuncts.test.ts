@@ -53,7 +53,10 @@ describe('conjuncts that may run on any row', () => {
       'sku IS NOT NULL',
       'id OPERATOR(pg_catalog.=) 5',
     ])
-      expect(isSafe(where(e), typeOf, () => true), e).toBe(true);
+      expect(
+        isSafe(where(e), typeOf, () => true),
+        e,
+      ).toBe(true);
   });
 
   it('are never anything that could raise on a row value', () => {
@@ -69,7 +72,10 @@ describe('conjuncts that may run on any row', () => {
       'id = (SELECT 1)',
       'NOT (id = 5)',
     ])
-      expect(isSafe(where(e), typeOf, () => true), e).toBe(false);
+      expect(
+        isSafe(where(e), typeOf, () => true),
+        e,
+      ).toBe(false);
   });
 });
 

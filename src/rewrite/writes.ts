@@ -1,4 +1,5 @@
 import {
+  clone,
   columnRef,
   expandsToColumns,
   hasPositionalExpansion,
@@ -17,7 +18,15 @@ import { Denial, type RewriteContext, type Scope, type WriteTarget } from './con
 import { exactLiteralValue, literalValue, tenantKeepingCasts, visitValue } from './expr.js';
 import { resolveRelation } from './resolve.js';
 import { conjuncts, safeConjuncts, writeRelations } from './safe-conjuncts.js';
-import { parentConflictFilter, parentKeyGuard, parentWriteFilter, tenantGuard } from './parent-guards.js';
+import {
+  constantKey,
+  parentConflictFilter,
+  parentKeyGuard,
+  parentKeyRef,
+  parentKeysCte,
+  parentWriteFilter,
+  tenantGuard,
+} from './parent-guards.js';
 import { tenantValue } from './scoped.js';
 import { notListed, processWith, rewriteFromItem, rewriteSelect, tableFor } from './select.js';
 import type { AccessKind } from '../policy/rules-schema.js';
@@ -130,6 +139,14 @@ function checkParentKeyUnassigned(t: TablePolicy, column: string): void {
  * a parent row of the caller's tenant. A row without one would belong to no tenant (and DEFAULT
  * cannot be checked), so the key must be given.
  */
+/**
+ * A multi-row VALUES whose keys are all literals or parameters, in an INSERT with no WITH of its
+ * own, has its keys checked once for the statement (parentKeysCte) instead of row by row.
+ */
+function sharedKeyCheck(body: Body, sel: Body | undefined, keys: readonly unknown[]): boolean {
+  return body.withClause === undefined && sel?.withClause === undefined && keys.every(constantKey);
+}
+
 function guardParentKeys(values: unknown[], t: TablePolicy, ctx: RewriteContext): void {
   for (let i = 0; i < values.length; i++) {
     const v = values[i] as Node | undefined;
@@ -445,8 +462,22 @@ function rewriteInsert(body: Body, ctx: RewriteContext, scope: Scope | undefined
     if (((cols[at] as { ResTarget: { indirection?: Node[] } }).ResTarget.indirection?.length ?? 0) > 0)
       throw new Denial(`${t.qname}.${t.parent.foreignKey} may only be set whole`, 'parent_key_missing');
     const keys = rows.map((row) => row[at]);
-    if (simpleSelect) keys.push((targets[at] as { ResTarget: { val: Node } }).ResTarget.val);
-    guardParentKeys(keys, t, ctx);
+    if (rows.length > 1 && sharedKeyCheck(body, sel, keys)) {
+      body.withClause = {
+        ctes: [
+          parentKeysCte(
+            t,
+            ctx.tenant,
+            keys.map((k) => clone(k as Node)),
+          ),
+        ],
+      };
+      keys.forEach((k, i) => (keys[i] = parentKeyRef(t, k as Node)));
+      ctx.reasons.add('parent_key_checked');
+    } else {
+      if (simpleSelect) keys.push((targets[at] as { ResTarget: { val: Node } }).ResTarget.val);
+      guardParentKeys(keys, t, ctx);
+    }
     rows.forEach((row, i) => (row[at] = keys[i] as Node));
     if (simpleSelect) (targets[at] as { ResTarget: { val: Node } }).ResTarget.val = keys[rows.length] as Node;
     body.cols = cols;

@@ -86,12 +86,15 @@ export function catalogEquals(lexpr: Node, rexpr: Node): Node {
   return { A_Expr: { kind: 'AEXPR_OP', name: [str('pg_catalog'), str('=')], lexpr, rexpr } };
 }
 
+/** Where the parser found a node: `location`, and an array constructor's brackets. */
+const locationKeys = new Set(['location', 'list_start', 'list_end']);
+
 /** Drops parser locations so trees can be compared structurally. */
 export function stripLocations(node: unknown): unknown {
   if (Array.isArray(node)) return node.map(stripLocations);
   if (node === null || typeof node !== 'object') return node;
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(node)) if (k !== 'location') out[k] = stripLocations(v);
+  for (const [k, v] of Object.entries(node)) if (!locationKeys.has(k)) out[k] = stripLocations(v);
   return out;
 }
 
@@ -111,11 +114,11 @@ export function sameTree(a: unknown, b: unknown): boolean {
   const y = b as Record<string, unknown>;
   let keys = 0;
   for (const k in x) {
-    if (k === 'location' || x[k] === undefined) continue;
+    if (locationKeys.has(k) || x[k] === undefined) continue;
     if (!sameTree(x[k], y[k])) return false;
     keys++;
   }
-  for (const k in y) if (k !== 'location' && y[k] !== undefined) keys--;
+  for (const k in y) if (!locationKeys.has(k) && y[k] !== undefined) keys--;
   return keys === 0;
 }
 
