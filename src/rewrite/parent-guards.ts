@@ -178,12 +178,11 @@ export function constantKey(v: unknown): boolean {
 
 /**
  * The keys of a multi-row VALUES into a parent-scoped table, checked once for the statement:
- * `pgwarden_keys AS MATERIALIZED (SELECT CASE WHEN <no key is NULL, and as many parent rows of the
- * tenant, locked FOR KEY SHARE, as distinct keys> THEN true ELSE <error> END FROM (SELECT ARRAY[<keys>])
+ * `pgwarden_keys AS MATERIALIZED (SELECT CASE WHEN <no key is NULL, and every distinct key found
+ * among the tenant's parent rows, locked FOR KEY SHARE> THEN true ELSE <error> END FROM (SELECT ARRAY[<keys>])
  * AS k(keys))`. Each row then reads its key through the CTE (parentKeyRef), so the check runs before
  * any row is written, and one error refuses the statement, as a per-row guard's would. A guard per
  * row (parentKeyGuard) cost some 480 bytes of SQL a row: a 1,000-row INSERT took a second to judge.
- * The key column is the parent's unique reference, so each distinct key matches at most one row.
  */
 export function parentKeysCte(t: TablePolicy, tenant: string, values: readonly Node[]): Node {
   const p = parentOf(t);
@@ -197,22 +196,39 @@ export function parentKeysCte(t: TablePolicy, tenant: string, values: readonly N
       funcformat: 'COERCE_EXPLICIT_CALL',
     },
   });
+  // Distinct keys found, not parent rows: were the referenced column not unique, two rows of one
+  // key would stand in for a key of another tenant.
+  const reference = (): Node => columnRef(p.policy.schema, p.policy.name, p.references);
   const parents = {
     SubLink: {
       subLinkType: 'EXPR_SUBLINK',
       subselect: select(
-        [{ ResTarget: { val: count() } }],
+        [{ ResTarget: { val: count(columnRef('p', 'k'), true) } }],
         [
           {
             RangeSubselect: {
-              subquery: lockedParents(p.policy, tenant, {
-                A_Expr: {
-                  kind: 'AEXPR_OP_ANY',
-                  name: [str('pg_catalog'), str('=')],
-                  lexpr: columnRef(p.policy.schema, p.policy.name, p.references),
-                  rexpr: keys,
+              subquery: {
+                SelectStmt: {
+                  targetList: [{ ResTarget: { name: 'k', val: reference() } }],
+                  fromClause: [relation(p.policy, true)],
+                  whereClause: and(
+                    {
+                      A_Expr: {
+                        kind: 'AEXPR_OP_ANY',
+                        name: [str('pg_catalog'), str('=')],
+                        lexpr: reference(),
+                        rexpr: keys,
+                      },
+                    },
+                    tenantFilter(p.policy, tenant),
+                  ),
+                  lockingClause: [
+                    { LockingClause: { strength: 'LCS_FORKEYSHARE', waitPolicy: 'LockWaitBlock' } },
+                  ],
+                  limitOption: 'LIMIT_OPTION_DEFAULT',
+                  op: 'SETOP_NONE',
                 },
-              }),
+              },
               alias: { aliasname: 'p' },
             },
           },
@@ -303,20 +319,6 @@ export function parentKeyRef(t: TablePolicy, value: Node): Node {
         [{ ResTarget: { val: typeCast(value, parseTypeNameCache(foreignKeyColumn(t).sqlType)) } }],
         [{ RangeVar: { relname: KEYS_CTE, inh: true, relpersistence: 'p' } }],
       ),
-    },
-  };
-}
-
-/** `SELECT 1 FROM parent WHERE <cond> AND <parent tenant filter> FOR KEY SHARE`. */
-function lockedParents(parent: TablePolicy, tenant: string, cond: Node): Node {
-  return {
-    SelectStmt: {
-      targetList: [{ ResTarget: { val: { A_Const: { ival: { ival: 1 } } } } }],
-      fromClause: [relation(parent, true)],
-      whereClause: and(cond, tenantFilter(parent, tenant)),
-      lockingClause: [{ LockingClause: { strength: 'LCS_FORKEYSHARE', waitPolicy: 'LockWaitBlock' } }],
-      limitOption: 'LIMIT_OPTION_DEFAULT',
-      op: 'SETOP_NONE',
     },
   };
 }
