@@ -43,6 +43,13 @@ beforeAll(async () => {
     SET client_min_messages = error;
     CREATE PUBLICATION secret_pub FOR TABLE orders;
     CREATE SCHEMA hidden_schema;
+    CREATE TYPE hidden_schema.globex_status AS ENUM ('churning', 'acquired_by_acme');
+    CREATE DOMAIN hidden_schema.globex_ssn AS text;
+    CREATE COLLATION hidden_schema.globex_coll FROM "C";
+    CREATE SCHEMA shared_types;
+    CREATE TYPE shared_types.grade AS ENUM ('standard', 'premium');
+    ALTER TABLE products ADD COLUMN grade shared_types.grade;
+    ANALYZE orders;
     CREATE TABLE public.readings (id int, org_id text NOT NULL, at date) PARTITION BY RANGE (at);
     CREATE TABLE public.readings_2026 PARTITION OF public.readings
       FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
@@ -187,6 +194,46 @@ describe('the catalog functions psql calls', () => {
         WHERE c.oid = 'customers'::regclass`);
       expect(named.fields.map((f) => f.name)).toEqual(['regclass', 'oid']);
       expect(named.rows).toEqual([{ regclass: 'orders', oid: 'customers' }]);
+      const ancestors = await c.query(`SELECT pg_catalog.pg_partition_ancestors('orders')`);
+      expect(ancestors.fields.map((f) => f.name)).toEqual(['pg_partition_ancestors']);
+    });
+  });
+
+  it("show no type, enum label or collation of a schema agents do not see, nor a table's row count (red team, round 23)", async () => {
+    const probes = [
+      `SELECT string_agg(typname, ',' ORDER BY typname) AS v FROM pg_type WHERE typname LIKE 'globex%'`,
+      `SELECT string_agg(oid::regtype::text, ',' ORDER BY oid) AS v FROM pg_type WHERE typname LIKE 'globex%'`,
+      `SELECT string_agg(format_type(oid, NULL), ',' ORDER BY oid) AS v FROM pg_type WHERE oid >= 16384`,
+      `SELECT string_agg(enumlabel, ',' ORDER BY enumlabel) AS v FROM pg_enum`,
+      `SELECT string_agg(collname, ',' ORDER BY collname) AS v FROM pg_collation WHERE oid >= 16384`,
+      `SELECT reltuples::int::text AS v FROM pg_class WHERE relname = 'orders'`,
+    ];
+    const direct = [];
+    for (const sql of probes) direct.push((await db.sql<{ v: string | null }>(sql))[0]?.v ?? null);
+    expect(direct[0]).toBe('globex_ssn,globex_status');
+    expect(direct[1]).toContain('hidden_schema.globex_status');
+    expect(direct[2]).toContain('hidden_schema.globex_ssn');
+    expect(direct[3]).toContain('acquired_by_acme');
+    expect(direct[4]).toBe('globex_coll');
+    expect(direct[5]).toBe('30');
+    await withClient(async (c) => {
+      const seen = [];
+      for (const sql of probes) seen.push((await c.query<{ v: string | null }>(sql)).rows[0]?.v ?? null);
+      expect(seen[0]).toBeNull();
+      expect(seen[1]).toBeNull();
+      expect(seen[2]).not.toMatch(/globex|hidden_schema/);
+      // The look-alike: the enum of a visible column, in a schema of its own, keeps its labels.
+      expect(seen[3]).toBe('premium,standard');
+      expect(seen[2]).toContain('shared_types.grade');
+      expect(seen[4]).toBeNull();
+      expect(seen[5]).toBe('-1');
+    });
+  });
+
+  it('a function read as NULL keeps its parameters: the server still infers their types', async () => {
+    await withClient(async (c) => {
+      const r = await c.query('SELECT pg_table_size($1) AS s, $2::int AS n', ['orders', 5]);
+      expect(r.rows).toEqual([{ s: null, n: 5 }]);
     });
   });
 

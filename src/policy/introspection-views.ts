@@ -50,6 +50,25 @@ const presetSettings = [
 const TRANSACTION_COLUMN_TYPES = new Set(['xid', 'xid8', '_xid', '_xid8']);
 
 /**
+ * Columns of the database's own relations (OIDs from 16384) that agents read as a constant. Page
+ * and row counts (relpages, reltuples, relallvisible, relallfrozen) sum every tenant's rows: acme
+ * saw 18 rows of orders and reltuples said 30. The rule and row-security flags tell of rules and
+ * policies that pg_rewrite and pg_policy do not show (red team, round 23). relhastriggers stays:
+ * foreign keys set it too, and psql lists a table's foreign keys only when it is set.
+ */
+const UNTOLD_COLUMNS: Readonly<Record<string, Readonly<Record<string, string>>>> = {
+  'pg_catalog.pg_class': {
+    relpages: '0',
+    reltuples: '-1',
+    relallvisible: '0',
+    relallfrozen: '0',
+    relhasrules: 'false',
+    relrowsecurity: 'false',
+    relforcerowsecurity: 'false',
+  },
+};
+
+/**
  * The select list of a catalog relation's view: `*`, or its columns with the object-naming ones
  * cast (NAMING_COLUMN_CASTS) and the transaction ids NULL, when the catalog knows its columns (a
  * snapshot written before they were kept does not: `pgwarden rules snapshot` writes them).
@@ -57,12 +76,16 @@ const TRANSACTION_COLUMN_TYPES = new Set(['xid', 'xid8', '_xid', '_xid8']);
 function selectList(qname: string, catalog: Catalog): string {
   const [schema, name] = splitQualified(qname);
   const columns = findRelation(catalog, schema, name)?.columns ?? [];
-  const rewritten = (type: string): boolean =>
-    NAMING_COLUMN_CASTS[type] !== undefined || TRANSACTION_COLUMN_TYPES.has(type);
-  if (!columns.some((c) => rewritten(c.type))) return '*';
+  const untold = UNTOLD_COLUMNS[qname] ?? {};
+  const rewritten = (c: { name: string; type: string }): boolean =>
+    NAMING_COLUMN_CASTS[c.type] !== undefined || TRANSACTION_COLUMN_TYPES.has(c.type) || c.name in untold;
+  if (!columns.some(rewritten)) return '*';
   return columns
     .map((c) => {
       const id = `"${c.name.replace(/"/g, '""')}"`;
+      const stands = untold[c.name];
+      if (stands !== undefined)
+        return `CASE WHEN oid OPERATOR(pg_catalog.<) 16384::pg_catalog.oid THEN ${id} ELSE CAST(${stands} AS pg_catalog.${c.type}) END AS ${id}`;
       if (TRANSACTION_COLUMN_TYPES.has(c.type))
         return `NULL::pg_catalog.${c.type.replace(/^_(.*)$/, '$1[]')} AS ${id}`;
       const cast = NAMING_COLUMN_CASTS[c.type];
@@ -79,8 +102,9 @@ function selectList(qname: string, catalog: Catalog): string {
  * The pg_catalog filters keep the rows about the listed tables and about the system's own objects
  * (OIDs below 16384, FirstNormalObjectId: everything initdb made, pg_catalog and
  * information_schema included), and drop hidden columns by attnum. pg_class also keeps the
- * sequences that visible identity and serial columns own, and the indexes pg_index shows. Rows
- * that describe no relation (pg_enum, pg_range, pg_am, pg_collation) stay as they are. Each filter reads only its own
+ * sequences that visible identity and serial columns own, and the indexes pg_index shows. Types,
+ * enums, ranges and collations are those of the system, of the listed tables' schemas and of
+ * visible columns; pg_am stays as it is. Each filter reads only its own
  * relation, or another catalog relation that is itself listed, so the rewrite names nothing the
  * rules did not. OFFSET 0 fences each view: the agent's predicates are evaluated above it, so one
  * that raises on a hidden row's value (`1 / (relname = 'secret')::int`) never sees that row.
@@ -146,6 +170,45 @@ export function introspectionViews(
   );
   const isOwnedSequence = (col: string): string =>
     ownedSequences.length === 0 ? 'false' : `${col} IN (VALUES ${ownedSequences.join(', ')})`;
+  /**
+   * Schemas agents see (pg_namespace): a type, collation, enum or range in another is the
+   * database's private business, and its name says which schemas exist (red team, round 23).
+   */
+  const schemas = [...new Set(visible.map((t) => t.schema))];
+  const inVisibleSchema = (col: string): string =>
+    schemas.length === 0
+      ? 'false'
+      : `${col} IN (VALUES ${schemas.map((x) => `(pg_catalog.to_regnamespace(${lit(ident(x))})::pg_catalog.oid)`).join(', ')})`;
+  /** The types of visible columns (and an array column's element type), wherever they live. */
+  const columnTypes = [
+    ...new Set(
+      visible.flatMap((t) =>
+        t.columns
+          .filter((c) => !t.hidden.has(c.name))
+          .flatMap((c) => (c.sqlType.endsWith('[]') ? [c.sqlType, c.sqlType.slice(0, -2)] : [c.sqlType])),
+      ),
+    ),
+  ].map((x) => `(pg_catalog.to_regtype(${lit(x)})::pg_catalog.oid)`);
+  const ofColumn = (col: string): string =>
+    columnTypes.length === 0 ? 'false' : `${col} IN (VALUES ${columnTypes.join(', ')})`;
+  /** A type agents see: the system's own, a listed table's row type, or one in a visible schema or of a visible column. */
+  const visibleType = (t: string): string => {
+    const noRelation = (p: string): string => `${p}typrelid OPERATOR(pg_catalog.=) 0::pg_catalog.oid`;
+    const element =
+      `${t}typelem OPERATOR(pg_catalog.=) 0::pg_catalog.oid OR ${t}typelem IN ` +
+      `(SELECT e.oid FROM pg_catalog.pg_type e WHERE ${noRelation('e.')} OR ${isListed('e.typrelid')})`;
+    // A domain's base type goes with it (asyncpg reads it to decode the domain).
+    const base = `${t}oid IN (SELECT b.typbasetype FROM pg_catalog.pg_type b WHERE ${ofColumn('b.oid')})`;
+    return (
+      `${system(`${t}oid`)} OR ${isListed(`${t}typrelid`)} OR (${noRelation(t)} AND (${element}) AND ` +
+      `(${inVisibleSchema(`${t}typnamespace`)} OR ${ofColumn(`${t}oid`)} OR ${base}))`
+    );
+  };
+  /** `col` is a type agents see: through pg_type when it is listed, else the visible columns' own. */
+  const ofVisibleType = (col: string): string =>
+    listed.has('pg_catalog.pg_type')
+      ? `${system(col)} OR ${col} IN (SELECT t.oid FROM pg_catalog.pg_type t WHERE ${visibleType('t.')})`
+      : `${system(col)} OR ${ofColumn(col)}`;
   const indexesOfListed = listed.has('pg_catalog.pg_index')
     ? ` OR oid IN (SELECT i.indexrelid FROM pg_catalog.pg_index i WHERE ${visibleIndex('i.')})`
     : '';
@@ -186,13 +249,10 @@ export function introspectionViews(
     'pg_catalog.pg_partitioned_table': () =>
       `${about('partrelid')} AND NOT ${touchesHidden('partrelid', 'partattrs::pg_catalog.int2[]')}`,
     // A table's row type and its array type name the table.
-    'pg_catalog.pg_type': () => {
-      const noRelation = (t: string): string => `${t}typrelid OPERATOR(pg_catalog.=) 0::pg_catalog.oid`;
-      const element =
-        `typelem OPERATOR(pg_catalog.=) 0::pg_catalog.oid OR typelem IN ` +
-        `(SELECT e.oid FROM pg_catalog.pg_type e WHERE ${noRelation('e.')} OR ${isListed('e.typrelid')})`;
-      return `${system('oid')} OR ${isListed('typrelid')} OR (${noRelation('')} AND (${element}))`;
-    },
+    'pg_catalog.pg_type': () => visibleType(''),
+    'pg_catalog.pg_enum': () => ofVisibleType('enumtypid'),
+    'pg_catalog.pg_range': () => ofVisibleType('rngtypid'),
+    'pg_catalog.pg_collation': () => `${system('oid')} OR ${inVisibleSchema('collnamespace')}`,
     // Comments on relations and columns follow them. Comments on other objects of the database's
     // own go: one on a constraint, trigger or policy speaks of its table, listed or not (red team,
     // round 11); the system's own objects keep theirs.

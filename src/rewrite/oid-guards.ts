@@ -370,8 +370,14 @@ export function guardFunction(node: Node, name: string, ctx: RewriteContext, sco
   if (fn.constant !== undefined) {
     requireListed([], qualified, ctx);
     for (const a of args) visitValue(a, ctx, scope);
-    // A scalar subquery: the column keeps the function's name, as the server would give it.
-    return replace(node, build(`(SELECT ${fn.constant} AS ${name})`, [], ctx));
+    // The arguments stay, as text (a name is never looked up), so a parameter keeps a type for the
+    // server to infer and a Bind its count (red team, round 23). A scalar subquery: the column
+    // keeps the function's name, as the server would give it.
+    const texts = args.map((_, i) => `CAST($${i + 1} AS pg_catalog.text) AS a${i + 1}`).join(', ');
+    return replace(
+      node,
+      build(`(SELECT ${fn.constant} AS ${name} FROM (SELECT ${texts} OFFSET 0) AS s)`, args, ctx),
+    );
   }
   const refs = types.map((_, i) => `s.a${i + 1}`);
   const from = `(SELECT ${types.map((t, i) => `CAST($${i + 1} AS pg_catalog.${t}) AS a${i + 1}`).join(', ')} OFFSET 0) AS s`;
@@ -495,6 +501,10 @@ export function castsForDisplay(sel: Record<string, unknown>, ctx: RewriteContex
   if (sel.larg !== undefined) return;
   for (const t of (sel.targetList as Node[] | undefined) ?? []) {
     const target = t.ResTarget as { name?: string; val?: Node } | undefined;
+    // A set-returning guarded call becomes unnest(...): the column keeps the call's own name.
+    const call = target?.val?.FuncCall as { funcname?: Node[] } | undefined;
+    const guarded = call ? guardedFunctionName(call.funcname, ctx.catalog) : undefined;
+    if (target && guarded !== undefined && guardedFromItem(guarded)) target.name ??= guarded;
     const cast = target?.val?.TypeCast as { typeName: Node } | undefined;
     if (!target || !cast || builtinType(cast.typeName, castNames, ctx.catalog) === undefined) continue;
     target.name ??= figureColname(target.val)[0] ?? '?column?';
