@@ -9,7 +9,7 @@ import type { Config } from '../config/schema.js';
 import { PgwardenError, errors } from '../errors/registry.js';
 import type { Identity } from '../identity/identity.js';
 import type { TokenVerifier } from '../identity/token.js';
-import type { Judge, JudgeContext, Judgement, Verdict } from '../policy/verdict.js';
+import type { Judge, Verdict } from '../policy/verdict.js';
 import * as be from '../protocol/backend-encoder.js';
 import {
   endsTransaction,
@@ -33,7 +33,6 @@ import { PendingQueue, pending, type Pending } from './pending.js';
 import { logAuditUnavailable, recordedParameters, SessionRecords, type Party } from './records.js';
 import { redactQuoted } from './redact-error.js';
 import {
-  judgedAlike,
   longNameRefusal,
   nameTakenRefusal,
   namesAdded,
@@ -42,10 +41,11 @@ import {
   refuseNames,
   refuseParamTypes,
   refuseTakenName,
-  rulesChangedRefusal,
   sessionLimitRefusal,
 } from './refusals.js';
 import { OutBatch } from './out-batch.js';
+import { Segments } from './segments.js';
+import { StatementJudging } from './statement-judging.js';
 import type { ClientParameters } from './startup.js';
 import { parentKeyRefusal } from '../rewrite/parent-guards.js';
 
@@ -110,9 +110,6 @@ function pinnedSettings(config: Config): ReadonlyMap<string, string> {
   ]);
 }
 
-/** Longer texts are looked up by shape on a judge thread, not on the event loop (judgingOffThread). */
-const SHAPE_LOOKUP_ON_LOOP_CHARS = 8192;
-
 /** How much of a SQL text too long to judge its decision record keeps. */
 const OVERSIZED_SQL_HEAD_BYTES = 1024;
 
@@ -139,6 +136,7 @@ export class Session {
   private status: TransactionStatus = 'I';
   private closed = false;
   private readonly log: Logger;
+  private readonly judging: StatementJudging;
 
   constructor(
     private readonly socket: Socket,
@@ -146,7 +144,14 @@ export class Session {
   ) {
     this.log = deps.logger.child({ session: this.id });
     this.pinned = pinnedSettings(deps.config);
-    this.bornUnder = this.rulesVersion;
+    this.judging = new StatementJudging({
+      deps,
+      names: this.names,
+      party: this.party,
+      closed: () => this.closed,
+      skippingToSync: () => this.skipUntilSync,
+      continueReading: () => this.continueReading(),
+    });
     this.records = new SessionRecords(
       this.id,
       deps.instanceId,
@@ -307,14 +312,9 @@ export class Session {
   }
 
   private endAfterWrite: PgwardenError | undefined;
-  /** A message held until the server has answered earlier segments (see mustWait). */
+  /** A message held until the server has answered earlier segments, or until it is judged. */
   private waiting: FrontendMessage | undefined;
-  /** Segments (each ended by a Query or a Sync) forwarded, and answered by ReadyForQuery. */
-  private segmentsSent = 0;
-  private segmentsAnswered = 0;
-  /** Whether the segment being sent changed the mirror; the last ended segment that did. */
-  private segmentChanged = false;
-  private lastChangedSegment = -1;
+  private readonly segments = new Segments();
   /** Bytes for the server held until the decision log has made their records durable. */
   private held: Buffer[] | undefined;
   /** This chunk decided a record that the log has only queued. */
@@ -334,13 +334,13 @@ export class Session {
       this.waiting = undefined;
       const sliceEnd = performance.now() + CLIENT_SLICE_MS;
       while (!this.closed && (m ??= this.decoder.next())) {
-        if (this.mustWait(m) || this.judgingOffThread(m)) {
+        if (this.segments.mustWait(m) || this.judging.judgingOffThread(m)) {
           this.waiting = m;
           this.client.pause();
           break;
         }
         this.onClientMessage(m, out);
-        if (this.offThread?.message === m) this.offThread = undefined;
+        this.judging.handled(m);
         m = undefined;
         if (performance.now() > sliceEnd && this.decoder.pendingBytes > 0) {
           this.continueNextTurn();
@@ -377,40 +377,16 @@ export class Session {
     this.onClientData(Buffer.alloc(0));
   }
 
-  /**
-   * pgwarden applies a message's changes to its mirror when it forwards the message, and undoes
-   * them when the server reports that it did not carry the message out. Within one pipeline (up
-   * to Sync) that is enough: after an error the server skips the rest of it. Across a Sync, or
-   * after a Query, later messages run even if earlier ones failed: a message that reads the mirror
-   * (to judge SQL, to check a name, to find a statement's checks) waits until the server has
-   * answered every earlier pipeline that changed it, so it is judged against what the server has.
-   */
-  private mustWait(m: FrontendMessage): boolean {
-    if (this.lastChangedSegment < this.segmentsAnswered) return false;
-    return (
-      m.code === Frontend.Query ||
-      m.code === Frontend.Parse ||
-      m.code === Frontend.Bind ||
-      m.code === Frontend.Execute
-    );
-  }
-
   private enqueue(p: Pending): void {
     p.order = this.forwarded++;
     this.queue.push(p);
-    if (p.changes !== undefined) this.segmentChanged = true;
-    // A Query, and a Sync, end a segment the server answers with one ReadyForQuery.
-    if (p.kind === 'query' || p.kind === 'sync') {
-      if (this.segmentChanged) this.lastChangedSegment = this.segmentsSent;
-      this.segmentsSent++;
-      this.segmentChanged = false;
-    }
+    this.segments.forwarded(p);
   }
 
   /** ReadyForQuery: a segment is answered; a message waiting for it goes on. */
   private segmentAnswered(): void {
-    this.segmentsAnswered++;
-    if (this.waiting && !this.mustWait(this.waiting))
+    this.segments.answer();
+    if (this.waiting && !this.segments.mustWait(this.waiting))
       queueMicrotask(() => {
         if (!this.closed && this.waiting) this.continueReading();
       });
@@ -483,21 +459,14 @@ export class Session {
   private onClientMessage(m: FrontendMessage, out: OutBatch): void {
     switch (m.code) {
       case Frontend.Query: {
-        const oversized = this.oversizedSql(m);
+        const oversized = this.judging.oversizedSql(m);
         if (oversized !== undefined) return this.refuseOversized(m, oversized, out);
-        // Read already if it was looked up in the caches (judgingOffThread).
-        const o = this.offThread;
-        return this.onQuery(o?.message === m ? o.sql : fm.readQuery(m.buffer, m.bodyStart, m.end), m, out);
+        return this.onQuery(this.judging.queryText(m), m, out);
       }
       case Frontend.Parse: {
-        const oversized = this.oversizedSql(m);
+        const oversized = this.judging.oversizedSql(m);
         if (oversized !== undefined) return this.refuseOversized(m, oversized, out);
-        const o = this.offThread;
-        return this.onParse(
-          (o?.message === m && o.parse) || fm.readParse(m.buffer, m.bodyStart, m.end),
-          m,
-          out,
-        );
+        return this.onParse(this.judging.parseMessage(m), m, out);
       }
       case Frontend.Bind:
         return this.onBind(m, out);
@@ -562,152 +531,6 @@ export class Session {
     }
   }
 
-  /** A text over limits.maxQueryBytes never gets here: refuseOversized refused it unread. */
-  private judge(sql: string, mode: 'simple' | 'extended'): Judgement {
-    const o = this.offThread;
-    if (o?.judgement && o.mode === mode && o.sql === sql && o.rulesVersion === this.rulesVersion)
-      return o.judgement;
-    return this.deps.judge.judge(sql, this.contextFor(mode));
-  }
-
-  /** Which rules are in force (Judge.rulesVersion). */
-  private get rulesVersion(): number {
-    return this.deps.judge.rulesVersion ?? 0;
-  }
-
-  /**
-   * A refusal if `statement` was judged under rules since replaced and the rules in force judge it
-   * otherwise: the server runs the SQL its Parse forwarded, which they may refuse or rewrite
-   * differently. Judged alike, it is theirs from now on.
-   */
-  private staleRefusal(statement: JudgedStatement): Verdict | undefined {
-    const now = this.rulesVersion;
-    if (statement.rulesVersion === now) return undefined;
-    const fresh = this.judge(statement.sql, 'extended');
-    if (judgedAlike(fresh.verdict, statement.judgement.verdict)) {
-      statement.rulesVersion = now;
-      return undefined;
-    }
-    return fresh.verdict.kind === 'deny' ? fresh.verdict : rulesChangedRefusal(statement.name);
-  }
-
-  /** The rules in force when the session started: nothing it prepares is older. */
-  private readonly bornUnder: number;
-
-  /** The statement a Bind or Execute would run, if it was judged under rules since replaced. */
-  private staleStatementOf(m: FrontendMessage): JudgedStatement | undefined {
-    if (this.rulesVersion === this.bornUnder) return undefined;
-    const statement =
-      m.code === Frontend.Bind
-        ? this.names.statements.get(fm.readBindNames(m.buffer, m.bodyStart, m.end).statement)
-        : m.code === Frontend.Execute
-          ? this.names.livePortal(fm.readExecute(m.buffer, m.bodyStart, m.end).portal)?.statement
-          : undefined;
-    return statement && statement.rulesVersion !== this.rulesVersion ? statement : undefined;
-  }
-
-  private contextFor(mode: 'simple' | 'extended'): JudgeContext {
-    const maxStatements = this.deps.config.limits.maxStatementsPerQuery;
-    const session = this.names.policyState;
-    const identity = this.party.identity!;
-    this.judgeContexts ??= {
-      simple: { identity, protocol: 'simple', session, maxStatements },
-      extended: { identity, protocol: 'extended', session, maxStatements },
-    };
-    return this.judgeContexts[mode];
-  }
-
-  /**
-   * A statement looked up in the decision caches, or sent to the judge thread, and then its
-   * judgement (see judgingOffThread).
-   */
-  private offThread:
-    | {
-        message: FrontendMessage;
-        sql: string;
-        mode: 'simple' | 'extended';
-        /** The Parse message read whole, so it is read once. */
-        parse?: fm.ParseMessage;
-        judgement?: Judgement;
-        /** The rules it was judged under: a reload since makes it no judgement of theirs. */
-        rulesVersion: number;
-      }
-    | undefined;
-
-  /**
-   * Whether a Query or Parse waits for its judgement from the judge thread. Judging on the event
-   * loop holds every session's messages for as long as it takes (a second for an INSERT of
-   * thousands of rows into a parent-scoped table; 24 agents sending new 1 KB statements without
-   * pause held a SELECT 1 for 300 ms): a statement the decision caches do not hold is judged on
-   * the judge thread while this session's messages wait, in order, and everyone else's go on. The
-   * session's state cannot change meanwhile: every earlier pipeline that changed it has been
-   * answered (mustWait) and nothing more of this session is forwarded.
-   */
-  private judgingOffThread(m: FrontendMessage): boolean {
-    const { judge } = this.deps;
-    if (!judge.judgeOffThread) return false;
-    if (this.skipUntilSync) return false;
-    const o = this.offThread;
-    if (o?.message === m) {
-      if (o.judgement === undefined) return true;
-      if (o.rulesVersion === this.rulesVersion) return false;
-      // Answered under rules replaced since: asked again, off the event loop, under the new ones.
-    }
-    let mode: 'simple' | 'extended' = 'extended';
-    let parse: fm.ParseMessage | undefined;
-    let sql: string;
-    const { judgeOffThreadBytes } = this.deps.config.limits;
-    if (m.code === Frontend.Query || m.code === Frontend.Parse) {
-      if (m.end - m.bodyStart <= judgeOffThreadBytes) return false;
-      // Refused unread (refuseOversized).
-      if (this.oversizedSql(m) !== undefined) return false;
-      mode = m.code === Frontend.Query ? 'simple' : 'extended';
-      parse = mode === 'extended' ? fm.readParse(m.buffer, m.bodyStart, m.end) : undefined;
-      sql = parse ? parse.query : fm.readQuery(m.buffer, m.bodyStart, m.end);
-    } else {
-      // A Bind or Execute of a statement judged under replaced rules: judged again (staleRefusal).
-      const stale = this.staleStatementOf(m);
-      if (!stale) return false;
-      sql = stale.sql;
-    }
-    const ctx = this.contextFor(mode);
-    // A long text is looked up by its exact text only: finding it by shape means lexing it on
-    // the event loop every session shares, at 3 ms per 120 KB; the judge threads do that in the
-    // tenant's fair share (4 sessions sending 120 KB refusals held another tenant's cached SELECT
-    // for 160 ms at the median; red team, round 11).
-    const cached = judge.lookup?.(sql, ctx, sql.length > SHAPE_LOOKUP_ON_LOOP_CHARS);
-    const job: NonNullable<Session['offThread']> = {
-      message: m,
-      sql,
-      mode,
-      parse,
-      judgement: cached,
-      rulesVersion: this.rulesVersion,
-    };
-    this.offThread = job;
-    if (cached) return false;
-    void judge
-      .judgeOffThread(sql, ctx, () => !this.closed)
-      .then((judgement) => {
-        if (this.offThread !== job || this.closed) return;
-        job.judgement = judgement;
-        // The thread answers with the rules in force when it answers (judge-thread-client.ts).
-        job.rulesVersion = this.rulesVersion;
-        this.continueReading();
-      });
-    return true;
-  }
-
-  /** The length in bytes of a Query's or Parse's SQL text when it exceeds limits.maxQueryBytes. */
-  private oversizedSql(m: FrontendMessage): number | undefined {
-    const max = this.deps.config.limits.maxQueryBytes;
-    // The body holds the text and a few bytes more: a body within the limit needs no closer look.
-    if (m.end - m.bodyStart <= max) return undefined;
-    const text = fm.sqlTextBounds(m.code === Frontend.Parse, m.buffer, m.bodyStart, m.end);
-    const bytes = text.end - text.start;
-    return bytes > max ? bytes : undefined;
-  }
-
   /**
    * Refuses a Query or Parse whose SQL text is longer than limits.maxQueryBytes without reading it
    * into a string. Its record keeps the first KiB and the length: records of whole 15 MiB texts
@@ -730,12 +553,9 @@ export class Session {
     this.deny(this.records.statement(protocol, sql, null, v), out, parse ? 'extended' : 'query');
   }
 
-  /** Made once per session: identity and session state are the same objects for every statement. */
-  private judgeContexts: Record<'simple' | 'extended', JudgeContext> | undefined;
-
   private onQuery(sql: string, m: FrontendMessage, out: OutBatch): void {
     if (this.skipUntilSync) return;
-    const judgement = this.judge(sql, 'simple');
+    const judgement = this.judging.judge(sql, 'simple');
     const v = this.refuseNames(
       refuseTakenName(judgement.verdict, this.nameTaken),
       namesAdded(judgement.verdict),
@@ -751,7 +571,7 @@ export class Session {
     if (v.kind === 'allow') out.addMessage(m);
     else out.add(serialize.query(v.sql));
     const p = pending('query', recordId);
-    this.names.applyEffects(v.effects, p, this.rulesVersion);
+    this.names.applyEffects(v.effects, p, this.judging.rulesVersion);
     this.enqueue(p);
   }
 
@@ -773,7 +593,7 @@ export class Session {
       );
       return;
     }
-    const judged = this.judge(msg.query, 'extended');
+    const judged = this.judging.judge(msg.query, 'extended');
     const v = this.refuseNames(
       refuseParamTypes(refuseTakenName(judged.verdict, this.nameTaken), msg.paramTypes),
       msg.statement === '' ? 0 : 1,
@@ -783,7 +603,7 @@ export class Session {
       name: msg.statement,
       sql: msg.query,
       judgement,
-      rulesVersion: this.rulesVersion,
+      rulesVersion: this.judging.rulesVersion,
     };
     if (v.kind === 'deny') {
       const record = this.records.statement(
@@ -831,7 +651,7 @@ export class Session {
       );
       return this.refuseBind(msg, undefined, v, out);
     }
-    const changed = this.staleRefusal(statement);
+    const changed = this.judging.staleRefusal(statement);
     if (changed) return this.refuseBind(msg, statement, changed, out);
     const limit = this.deps.config.limits.maxNamesPerSession;
     if (msg.portal !== '' && !this.names.portals.has(msg.portal) && this.names.count >= limit)
@@ -906,7 +726,7 @@ export class Session {
       this.deny(this.records.statement(protocol, null, null, v), out, 'extended');
       return;
     }
-    const changed = this.staleRefusal(statement);
+    const changed = this.judging.staleRefusal(statement);
     if (changed) {
       this.deny(
         this.records.statement(protocol, statement.sql, statement.judgement, changed),
