@@ -46,6 +46,8 @@ beforeAll(async () => {
     CREATE TYPE hidden_schema.globex_status AS ENUM ('churning', 'acquired_by_acme');
     CREATE DOMAIN hidden_schema.globex_ssn AS text;
     CREATE COLLATION hidden_schema.globex_coll FROM "C";
+    CREATE DOMAIN hidden_schema.globex_discount AS numeric CONSTRAINT globex_discount_cap CHECK (VALUE <= 0.35);
+    CREATE DOMAIN public.positive_qty AS int CONSTRAINT positive_qty_check CHECK (VALUE > 0);
     CREATE SCHEMA shared_types;
     CREATE TYPE shared_types.grade AS ENUM ('standard', 'premium');
     ALTER TABLE products ADD COLUMN grade shared_types.grade;
@@ -199,7 +201,7 @@ describe('the catalog functions psql calls', () => {
     });
   });
 
-  it("show no type, enum label or collation of a schema agents do not see, nor a table's row count (red team, round 23)", async () => {
+  it("show no type, enum label, collation or domain check of a schema agents do not see, nor a table's row count (red team, rounds 23 and 24)", async () => {
     const probes = [
       `SELECT string_agg(typname, ',' ORDER BY typname) AS v FROM pg_type WHERE typname LIKE 'globex%'`,
       `SELECT string_agg(oid::regtype::text, ',' ORDER BY oid) AS v FROM pg_type WHERE typname LIKE 'globex%'`,
@@ -207,15 +209,17 @@ describe('the catalog functions psql calls', () => {
       `SELECT string_agg(enumlabel, ',' ORDER BY enumlabel) AS v FROM pg_enum`,
       `SELECT string_agg(collname, ',' ORDER BY collname) AS v FROM pg_collation WHERE oid >= 16384`,
       `SELECT reltuples::int::text AS v FROM pg_class WHERE relname = 'orders'`,
+      `SELECT string_agg(conname || ' ' || pg_get_constraintdef(oid), ',' ORDER BY conname) AS v FROM pg_constraint WHERE conrelid = 0 AND oid >= 16384`,
     ];
     const direct = [];
     for (const sql of probes) direct.push((await db.sql<{ v: string | null }>(sql))[0]?.v ?? null);
-    expect(direct[0]).toBe('globex_ssn,globex_status');
+    expect(direct[0]).toBe('globex_discount,globex_ssn,globex_status');
     expect(direct[1]).toContain('hidden_schema.globex_status');
     expect(direct[2]).toContain('hidden_schema.globex_ssn');
     expect(direct[3]).toContain('acquired_by_acme');
     expect(direct[4]).toBe('globex_coll');
     expect(direct[5]).toBe('30');
+    expect(direct[6]).toContain('globex_discount_cap CHECK ((VALUE <= 0.35))');
     await withClient(async (c) => {
       const seen = [];
       for (const sql of probes) seen.push((await c.query<{ v: string | null }>(sql)).rows[0]?.v ?? null);
@@ -227,6 +231,8 @@ describe('the catalog functions psql calls', () => {
       expect(seen[2]).toContain('shared_types.grade');
       expect(seen[4]).toBeNull();
       expect(seen[5]).toBe('-1');
+      // A domain's check goes with the domain (red team, round 24): public's is shown, the hidden one's not.
+      expect(seen[6]).toBe('positive_qty_check CHECK ((VALUE > 0))');
     });
   });
 

@@ -614,6 +614,37 @@ describe('writes stay in the tenant', () => {
     expect(left[0]!.n).toBe('0');
   });
 
+  it("FOR UPDATE OF locks only the tables it names: the caller's orders, not the read-only products joined to them", async () => {
+    const sql = `SELECT o.id, p.price FROM orders o JOIN products p ON p.sku = 'SKU-1' ORDER BY o.id LIMIT 1 FOR UPDATE OF o`;
+    const out = forwardable(judge.judge(sql, ctxFor('acme')).verdict, sql);
+    const locker = new pg.Client({ connectionString: shared.url });
+    const other = new pg.Client({ connectionString: shared.url });
+    await Promise.all([locker.connect(), other.connect()]);
+    try {
+      await locker.query('BEGIN');
+      const [row] = (await locker.query<{ id: string }>(out)).rows;
+      await other.query(`SET lock_timeout = '300ms'`);
+      // products' row is not locked: the data owner's update goes through ...
+      await other.query(`UPDATE products SET price = price WHERE sku = 'SKU-1'`);
+      // ... the order's is (and only acme's rows were read).
+      await expect(other.query(`UPDATE orders SET total = total WHERE id = ${row!.id}`)).rejects.toThrow(
+        /lock timeout/,
+      );
+      expect(
+        (await shared.sql<{ org_id: string }>(`SELECT org_id FROM orders WHERE id = ${row!.id}`))[0]!.org_id,
+      ).toBe('acme');
+      // Locking products too needs update access the rules do not grant.
+      for (const refused of [`${sql.replace('OF o', 'OF o, p')}`, sql.replace(' OF o', '')])
+        expect(judge.judge(refused, ctxFor('acme')).verdict, refused).toMatchObject({
+          kind: 'deny',
+          reasons: expect.arrayContaining(['locking_not_allowed']),
+        });
+    } finally {
+      await locker.query('ROLLBACK').catch(() => {});
+      await Promise.all([locker.end(), other.end()]);
+    }
+  });
+
   it('writes that would land in another tenant are refused', () => {
     for (const sql of [
       `INSERT INTO orders (org_id, total) VALUES ('globex', 1)`,

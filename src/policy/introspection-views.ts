@@ -239,8 +239,11 @@ export function introspectionViews(
     'pg_catalog.pg_attrdef': () => `${about('adrelid')} AND ${hiddenColumns('adrelid', 'adnum')}`,
     // A constraint on a hidden column names it and shows its check; a foreign key to an unlisted
     // table (or its hidden column) names that table in its definition.
+    // A domain's constraints go with the domain: one in a schema agents do not see would name it
+    // and show its check (red team, round 24).
     'pg_catalog.pg_constraint': () =>
-      `(conrelid OPERATOR(pg_catalog.=) 0::pg_catalog.oid OR ${about('conrelid')}) AND ` +
+      `(CASE WHEN conrelid OPERATOR(pg_catalog.=) 0::pg_catalog.oid THEN (${ofVisibleType('contypid')}) ` +
+      `ELSE ${about('conrelid')} END) AND ` +
       `(confrelid OPERATOR(pg_catalog.=) 0::pg_catalog.oid OR ${about('confrelid')}) AND ` +
       `NOT ${touchesHidden('conrelid', 'conkey')} AND NOT ${touchesHidden('confrelid', 'confkey')}`,
     'pg_catalog.pg_index': () => visibleIndex(''),

@@ -67,36 +67,86 @@ export function rewriteSelect(
     rewriteSelect(sel.rarg as Record<string, unknown>, ctx, scope);
   }
   const from = sel.fromClause as Node[] | undefined;
+  // Read before the FROM items become scoped subqueries.
+  const locked = sel.lockingClause
+    ? lockedTables(sel.lockingClause as Node[], from ?? [], ctx, scope)
+    : undefined;
   if (from) sel.fromClause = from.map((item) => rewriteFromItem(item, ctx, scope));
   for (const field of expressionFields) visitValue(sel[field], ctx, scope);
   if (ctx.topLevel.has(sel)) inlineTenantFilter(sel, ctx.tenant, ctx.policy, ctx.paramsUsedOnce);
   narrowScoped(sel, ctx.tenant, ctx.policy, ctx.paramsUsedOnce);
-  if (sel.lockingClause) checkLocking(sel.lockingClause as Node[], ctx);
+  if (sel.lockingClause) checkLocking(locked ?? ctx.tables, ctx);
 }
 
 /**
- * FOR UPDATE / FOR SHARE lock rows, so they need update access on what is read; and never on
+ * The tables `FOR UPDATE OF a, b` locks when every name it gives is a table of this SELECT's own
+ * FROM list (by alias, or by name when it has none), else undefined: then every table of the
+ * statement counts, as for a clause without OF (a subquery, join alias or CTE named in OF locks
+ * what it reads, which is not worth following).
+ */
+function lockedTables(
+  clauses: Node[],
+  from: Node[],
+  ctx: RewriteContext,
+  scope: Scope | undefined,
+): string[] | undefined {
+  const named = clauses.map(
+    (c) => (c.LockingClause as { lockedRels?: Node[] } | undefined)?.lockedRels ?? [],
+  );
+  if (named.some((rels) => rels.length === 0)) return undefined;
+  // The FROM items visible by name at this level: join trees without an alias are looked into.
+  const items = new Map<string, RangeVar | undefined>();
+  const collect = (item: Node): void => {
+    const j = item.JoinExpr as { larg: Node; rarg: Node; alias?: { aliasname: string } } | undefined;
+    if (j && !j.alias) {
+      collect(j.larg);
+      collect(j.rarg);
+      return;
+    }
+    const rv = item.RangeVar as RangeVar | undefined;
+    const alias = (item[nodeType(item) ?? ''] as { alias?: { aliasname?: string } } | undefined)?.alias
+      ?.aliasname;
+    const name = alias ?? rv?.relname;
+    if (name === undefined) return;
+    // A name twice at one level is the server's error; count it as not understood.
+    items.set(name, items.has(name) ? undefined : rv);
+  };
+  from.forEach(collect);
+  const out: string[] = [];
+  for (const rel of named.flat()) {
+    const ref = rel.RangeVar as RangeVar | undefined;
+    if (!ref || ref.schemaname !== undefined) return undefined;
+    const rv = items.get(ref.relname);
+    if (!rv) return undefined;
+    const r = resolveRelation(rv, ctx.catalog, scope);
+    if (r.kind !== 'relation') return undefined;
+    out.push(r.qname);
+  }
+  return out;
+}
+
+/**
+ * FOR UPDATE / FOR SHARE lock rows, so they need update access on what they lock; and never on
  * system catalogs, where a held row lock stalls the DDL of everyone else.
  */
-function checkLocking(clauses: Node[], ctx: RewriteContext): void {
-  const catalogs = [...ctx.tables].filter((q) => ctx.policy.introspection.has(q));
+function checkLocking(tables: Iterable<string>, ctx: RewriteContext): void {
+  const catalogs = [...tables].filter((q) => ctx.policy.introspection.has(q));
   if (catalogs.length > 0)
     throw new Denial(
       `FOR UPDATE/SHARE cannot lock rows of ${catalogs.join(', ')}; drop the locking clause`,
       'locking_not_allowed',
     );
-  // Every table of the statement, not ctx.refs: that map is keyed by alias, and a second relation
-  // under the same alias replaced the first, which then went unchecked (red team, round 11).
-  for (const qname of ctx.tables) {
+  // By qualified name, not ctx.refs: that map is keyed by alias, and a second relation under the
+  // same alias replaced the first, which then went unchecked (red team, round 11).
+  for (const qname of tables) {
     const t = ctx.policy.tables.get(qname);
     if (t && !t.access.has('update'))
       throw new Denial(
-        `FOR UPDATE/SHARE needs update access to ${t.qname}, which the rules do not grant; drop the locking clause`,
+        `FOR UPDATE/SHARE needs update access to ${t.qname}, which the rules do not grant; lock only tables you may update (FOR UPDATE OF <alias>), or drop the locking clause`,
         'locking_not_allowed',
         { ruleId: `tables.${t.qname}` },
       );
   }
-  void clauses;
 }
 
 /** Scopes every CTE body (a SELECT, or a data-modifying statement scoped like a top-level write). */
