@@ -1,5 +1,5 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, renameSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -135,6 +135,36 @@ describe('pgwarden start', () => {
     await expect(c.query('SELECT count(*) FROM products')).rejects.toMatchObject({ code: '42501' });
     await c.end();
     writeFileSync(rulesFile, original);
+  });
+
+  it('reopens the NDJSON file on SIGHUP, so logrotate can move it away', async () => {
+    const file = join(dir, 'decisions.ndjson');
+    const query = async (human: string): Promise<void> => {
+      const c = new pg.Client({
+        host: '127.0.0.1',
+        port,
+        database: db.name,
+        user: 'cli-bot',
+        password: await token('acme'),
+      });
+      await c.connect();
+      await c.query(`SELECT 1 AS ${human}`);
+      await c.end();
+    };
+    const waitFor = async (f: string, text: string): Promise<void> => {
+      const deadline = Date.now() + 5000;
+      while (!(existsSync(f) && readFileSync(f, 'utf8').includes(text)) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 200));
+      expect(readFileSync(f, 'utf8')).toContain(text);
+    };
+    await query('before_rotation');
+    await waitFor(file, 'before_rotation');
+    renameSync(file, `${file}.1`);
+    child.kill('SIGHUP');
+    await new Promise((r) => setTimeout(r, 500));
+    await query('after_rotation');
+    await waitFor(file, 'after_rotation');
+    expect(readFileSync(`${file}.1`, 'utf8')).not.toContain('after_rotation');
   });
 
   it('shuts down cleanly on SIGTERM', async () => {

@@ -35,6 +35,8 @@ export interface DecisionLog extends DecisionSink {
   readonly reader: AuditReader | null;
   /** Waits until everything spooled so far is in the store (tests, orderly shutdown). */
   flushToStore(timeoutMs?: number): Promise<boolean>;
+  /** Opens the NDJSON file again by its name, once logrotate has moved it away (SIGHUP). */
+  reopenNdjson(): void;
   close(): Promise<void>;
 }
 
@@ -58,6 +60,7 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
   let ndjsonOut: NdjsonOutput | null = null;
   const ndjson: NdjsonOutput = {
     write: (lines) => (ndjsonOut ??= openNdjson(config.ndjson)).write(lines),
+    reopen: () => ndjsonOut?.reopen(),
     close: async () => ndjsonOut?.close(),
   };
   const redact = config.redactParameters;
@@ -200,6 +203,10 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
     flushToStore: async (timeoutMs = 10_000) => {
       writer.flush();
       return shipper.drain(timeoutMs);
+    },
+    reopenNdjson: () => {
+      ndjson.reopen();
+      shipper.reopenNdjson();
     },
     close: async () => {
       if (closed) return;

@@ -47,6 +47,7 @@ export function startNdjsonOnlyLog(
       shipper: null,
     }),
     flushToStore: async () => true,
+    reopenNdjson: () => out?.reopen(),
     close: async () => out?.close(),
   };
 }

@@ -24,7 +24,7 @@ export class NdjsonTail {
 
   constructor(
     dir: string,
-    target: string,
+    private readonly target: string,
     private readonly pollMs: number,
     private readonly logger: Logger,
   ) {
@@ -45,6 +45,23 @@ export class NdjsonTail {
     this.dest.on('error', (err: Error) =>
       logger.error({ err: err.message }, 'pgwarden audit: NDJSON output failed'),
     );
+  }
+
+  /**
+   * Opens the file again by its name, after what was written has reached the old one: logrotate
+   * moved it away (or copied and truncated it). Lines not yet written wait in the spool.
+   */
+  reopen(): void {
+    if (this.target === 'stdout') return;
+    try {
+      this.dest.reopen();
+      this.logger.info(
+        { event: 'ndjson_reopened', file: this.target },
+        'pgwarden audit: NDJSON file reopened',
+      );
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message }, 'pgwarden audit: NDJSON file could not be reopened');
+    }
   }
 
   /** The first segment the NDJSON output still needs. */

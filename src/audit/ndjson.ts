@@ -3,6 +3,8 @@ import { makeParentDir, PRIVATE_FILE_MODE } from './spool-layout.js';
 
 export interface NdjsonOutput {
   write(lines: string): void;
+  /** Opens a file target again by its name (log rotation). */
+  reopen(): void;
   close(): Promise<void>;
 }
 
@@ -14,7 +16,7 @@ export interface NdjsonOutput {
 const FLUSH_INTERVAL_MS = 1000;
 
 export function openNdjson(target: string): NdjsonOutput {
-  if (target === 'off') return { write: () => {}, close: async () => {} };
+  if (target === 'off') return { write: () => {}, reopen: () => {}, close: async () => {} };
   if (target !== 'stdout') ensureParent(target);
   const dest = pino.destination({
     dest: target === 'stdout' ? 1 : target,
@@ -36,6 +38,9 @@ export function openNdjson(target: string): NdjsonOutput {
   return {
     write: (lines) => {
       dest.write(lines);
+    },
+    reopen: () => {
+      if (target !== 'stdout') dest.reopen();
     },
     close: () =>
       new Promise((resolve) => {

@@ -78,6 +78,11 @@ export class ShipperClient {
     this.send({ type: 'poke' });
   }
 
+  /** The NDJSON file is opened again by its name (log rotation). */
+  reopenNdjson(): void {
+    this.send({ type: 'reopen' });
+  }
+
   drain(timeoutMs: number, giveUpOnFailure = false): Promise<boolean> {
     const id = this.nextId++;
     // While someone waits for the thread, it must keep the process alive (a CLI, a script).

@@ -23,6 +23,8 @@ export interface ShipperWorkerData {
 
 export type ToShipper =
   | { readonly type: 'poke' }
+  /** Open the NDJSON file again by its name: logrotate has moved it away. */
+  | { readonly type: 'reopen' }
   | {
       readonly type: 'drain';
       readonly id: number;

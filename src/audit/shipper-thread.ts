@@ -111,6 +111,7 @@ if (data.retentionDays > 0) {
 
 port.on('message', (m: ToShipper) => {
   if (m.type === 'poke') shipper.poke();
+  else if (m.type === 'reopen') ndjson?.reopen();
   else if (m.type === 'drain') {
     void shipper.drain(m.timeoutMs, m.giveUpOnFailure).then((ok) => post({ type: 'drained', id: m.id, ok }));
   } else if (m.type === 'stop') {

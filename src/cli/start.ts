@@ -37,7 +37,8 @@ function instanceIdOf(config: Config): string {
 
 /**
  * Starts pgwarden from a validated config: parser, rules checked against the live catalog,
- * decision sink, listener; SIGHUP reloads rules, SIGTERM/SIGINT shut down cleanly.
+ * decision sink, listener; SIGHUP reloads rules and reopens the NDJSON file, SIGTERM/SIGINT shut
+ * down cleanly.
  */
 export async function startFromConfig(config: Config, logger: Logger): Promise<Started> {
   await loadParser();
@@ -80,6 +81,8 @@ export async function startFromConfig(config: Config, logger: Logger): Promise<S
       : undefined;
   const proxy = await startPgwarden({ config, judge: policy.judge, sink: log, logger, instanceId });
   const onHup = (): void => {
+    // As most daemons do: SIGHUP after logrotate has moved the NDJSON file away.
+    log.reopenNdjson();
     void policy.reload().then((r) => {
       if (r.ok) logger.info({ event: 'rules_reloaded' }, 'rules reloaded');
       else
