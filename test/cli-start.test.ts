@@ -88,16 +88,22 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** A client of pgwarden connected as the agent cli-bot with a token for `tenant`. */
+async function agentClient(tenant: string): Promise<pg.Client> {
+  const c = new pg.Client({
+    host: '127.0.0.1',
+    port,
+    database: db.name,
+    user: 'cli-bot',
+    password: await token(tenant),
+  });
+  await c.connect();
+  return c;
+}
+
 describe('pgwarden start', () => {
   it('serves scoped queries with tokens minted by `pgwarden token`', async () => {
-    const c = new pg.Client({
-      host: '127.0.0.1',
-      port,
-      database: db.name,
-      user: 'cli-bot',
-      password: await token('globex'),
-    });
-    await c.connect();
+    const c = await agentClient('globex');
     const { rows } = await c.query<{ org_id: string }>('SELECT DISTINCT org_id FROM orders');
     expect(rows).toEqual([{ org_id: 'globex' }]);
     await c.end();
@@ -119,14 +125,7 @@ describe('pgwarden start', () => {
     child.kill('SIGHUP');
     await new Promise((r) => setTimeout(r, 1500));
     expect(stderr).toMatch(/refused|not_a_key/);
-    const c = new pg.Client({
-      host: '127.0.0.1',
-      port,
-      database: db.name,
-      user: 'cli-bot',
-      password: await token('acme'),
-    });
-    await c.connect();
+    const c = await agentClient('acme');
     expect((await c.query('SELECT count(*)::int AS n FROM products')).rows).toEqual([{ n: 3 }]);
     // Valid new rules without products: products disappears for agents.
     writeFileSync(rulesFile, original.replace(/ {2}public\.products:\n(?: {4}.*\n)+/, ''));
@@ -140,14 +139,7 @@ describe('pgwarden start', () => {
   it('reopens the NDJSON file on SIGHUP, so logrotate can move it away', async () => {
     const file = join(dir, 'decisions.ndjson');
     const query = async (human: string): Promise<void> => {
-      const c = new pg.Client({
-        host: '127.0.0.1',
-        port,
-        database: db.name,
-        user: 'cli-bot',
-        password: await token('acme'),
-      });
-      await c.connect();
+      const c = await agentClient('acme');
       await c.query(`SELECT 1 AS ${human}`);
       await c.end();
     };
