@@ -347,6 +347,55 @@ describe('audit verify: rows and bookkeeping outside the chain (store writers wi
     expect((await verifyInstance(reader.pool, 'v-ret-key', KEY, { retentionDays: 5 })).ok).toBe(true);
   });
 
+  it('retention goes by the hashed time: rows backdated in the store are kept, and verify reports them (red team, round 25)', async () => {
+    await chain('v-backdate', 8, undefined, { key: KEY });
+    const count = async (): Promise<number> =>
+      Number(
+        (
+          await db.sql<{ n: string }>(
+            `SELECT count(*) AS n FROM pgwarden_decisions WHERE instance_id = 'v-backdate'`,
+          )
+        )[0]!.n,
+      );
+    await db.sql(
+      `UPDATE pgwarden_decisions SET time = '2000-01-01' WHERE instance_id = 'v-backdate' AND chain_seq <= 6`,
+    );
+    await applyRetention(reader.pool, new Date(Date.now() - 90 * 86_400_000), KEY);
+    expect(await count()).toBe(8);
+    const r = await verifyInstance(reader.pool, 'v-backdate', KEY, { retentionDays: 90 });
+    expect(r.problem).toMatchObject({ kind: 'altered', chainSeq: 1 });
+    expect(r.problem?.message).toContain('column time');
+  });
+
+  it("reports a time edited to 'infinity' as altered instead of failing to read the store", async () => {
+    const [id] = await chain('v-infinity', 3);
+    await db.sql(`UPDATE pgwarden_decisions SET time = 'infinity' WHERE id = $1`, [id]);
+    const r = await verifyInstance(reader.pool, 'v-infinity', undefined);
+    expect(r.problem).toMatchObject({ kind: 'altered', recordId: id });
+  });
+
+  it('reports a row with no instance or chain position (its NOT NULL dropped) as inserted', async () => {
+    const [id] = await chain('v-unchained', 2);
+    await db.sql('ALTER TABLE pgwarden_decisions ALTER instance_id DROP NOT NULL');
+    const fake = randomUUID();
+    try {
+      await db.sql(
+        `INSERT INTO pgwarden_decisions SELECT $2, NULL, chain_seq, prev_hash, hash, mac, replace(body, id, $2), time,
+           kind, session_id, seq, human, agent, tenant, verdict, 'DROP TABLE customers -- by bob', facets
+         FROM pgwarden_decisions WHERE id = $1`,
+        [id, fake],
+      );
+      const reports = await verifyAll(reader.pool, undefined);
+      expect(reports.find((r) => r.instance === '(none)')).toMatchObject({
+        ok: false,
+        problem: { kind: 'inserted', recordId: fake },
+      });
+    } finally {
+      await db.sql('DELETE FROM pgwarden_decisions WHERE id = $1', [fake]);
+      await db.sql('ALTER TABLE pgwarden_decisions ALTER instance_id SET NOT NULL');
+    }
+  });
+
   it('reports an instance whose whole chain was deleted (rows, outcomes, head) as missing', async () => {
     await chain('v-gone', 3, undefined, { key: KEY });
     await chain('v-stays', 3, undefined, { key: KEY });

@@ -2,7 +2,7 @@ import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadCatalog } from '../src/policy/catalog.js';
 import { createPolicyJudge } from '../src/policy/engine.js';
 import { loadRules } from '../src/policy/rules-load.js';
@@ -567,6 +567,26 @@ describe('through the proxy', () => {
             /^public\.order_items\.order_id must reference a row of public\.orders/,
           ),
         });
+      // Checked once for a multi-row VALUES: the statement's refusal says no row was written.
+      await expect(
+        c.query(
+          `INSERT INTO order_items (order_id, sku, qty) VALUES (${ids!.acme}, 'E2E-X', 1), (${ids!.globex}, 'E2E-X', 1)`,
+        ),
+      ).rejects.toMatchObject({ code: '42501', message: expect.stringMatching(/no row was written$/) });
+      // An agent's own cast of a text that looks like pgwarden's refusal is the server's error, and
+      // its bind value is redacted from the record like any other (red team, round 25).
+      await expect(
+        c.query('INSERT INTO order_items (order_id, sku, qty) VALUES ($1, $2::int::text, 1)', [
+          ids!.acme,
+          'pgwarden: SECRET-BIND-VALUE',
+        ]),
+      ).rejects.toMatchObject({ code: '22P02' });
+      await vi.waitFor(() =>
+        expect(
+          proxy.sink.outcomes.some((o) => o.sqlstate === '22P02' && o.errorMessage?.includes('[redacted]')),
+        ).toBe(true),
+      );
+      expect(JSON.stringify(proxy.sink.outcomes)).not.toContain('SECRET-BIND-VALUE');
       // The refusal fails the transaction like any error, and the session goes on after ROLLBACK.
       await c.query('BEGIN');
       await expect(

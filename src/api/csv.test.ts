@@ -16,7 +16,7 @@ describe('CSV cells', () => {
     expect(csvCell('SELECT 1')).toBe('SELECT 1');
     expect(csvCell('+1')).toBe("'+1");
     expect(csvCell('@SUM(A1)')).toBe("'@SUM(A1)");
-    expect(csvCell('\t=1')).toBe("'\t=1");
+    expect(csvCell('\t=1')).toBe(`"'\t=1"`);
     expect(csvCell('\r=1')).toBe(`"'\r=1"`);
     // Found by the red team: an import that trims cells would run these.
     expect(csvCell('  =1+1')).toBe("'  =1+1");
@@ -25,8 +25,9 @@ describe('CSV cells', () => {
     expect(csvCell(' SELECT 1')).toBe(' SELECT 1');
   });
 
-  it('quote cells holding ; so a ;-separated spreadsheet does not split them into a formula', () => {
+  it('quote cells holding ; or a tab so a ;- or tab-separated import does not split them into a formula', () => {
     expect(csvCell('SELECT 1;=1+1')).toBe('"SELECT 1;=1+1"');
+    expect(csvCell("SELECT 1\t=cmd|' /C calc'!A0")).toBe(`"SELECT 1\t=cmd|' /C calc'!A0"`);
     expect(csvCell('x;@cmd')).toBe('"x;@cmd"');
     expect(csvCell(['tables.public.a', '=HYPERLINK("x")'])).toBe('"tables.public.a;=HYPERLINK(""x"")"');
     // The apostrophe defence still applies before quoting.

@@ -27,15 +27,16 @@ export const CSV_COLUMNS = [
 /**
  * RFC 4180 quoting. A cell that a spreadsheet would run as a formula (=, +, -, @, tab, CR at the
  * start) gets a leading apostrophe: exports are opened by people, and SQL is attacker-written.
- * Cells holding `;` are quoted too: where the list separator is `;` (most of Europe), an unquoted
- * `SELECT 1;=1+1` is split there and its second half runs as a formula.
+ * Cells holding `;` or a tab are quoted too: where the list separator is `;` (most of Europe), or
+ * an import splits at tabs, an unquoted `SELECT 1;=1+1` is split there and its second half runs
+ * as a formula (the tab: red team, round 25).
  */
 export function csvCell(v: unknown): string {
   if (v === null || v === undefined) return '';
   let s = Array.isArray(v) ? v.join(';') : String(v);
   // Leading whitespace too (any an import's trim removes): the formula would start after it.
   if (/^\s*[=+\-@\t\r]/.test(s)) s = `'${s}`;
-  return /[",;\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  return /[",;\t\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
 export function csvRow(d: DecisionView): string {

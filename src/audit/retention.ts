@@ -1,11 +1,54 @@
 import type pg from 'pg';
-import { anchorMac } from './chain.js';
+import { GENESIS, anchorMac, linkHash } from './chain.js';
+import { LINKS, macAndColumns, type LinkRow } from './verify.js';
+
+/** Links read per query while looking for where to cut. */
+const PAGE = 5000;
+
+/**
+ * The first chain position at or after `from` that retention must keep, and the hash of the link
+ * before it: the first decision whose body (the hashed one, not the searchable time column) is not
+ * older than the cutoff, or the first link that does not verify (a gap, a broken hash, a wrong HMAC, a
+ * column that differs from its body). Deciding by the time column let a store writer backdate any
+ * rows, and pgwarden's own retention then deleted them and signed an anchor over the gap (red
+ * team, round 25). What does not verify stays for `verify` to report.
+ */
+async function verifiedCut(
+  db: pg.ClientBase,
+  instance: string,
+  from: number,
+  prevHash: string,
+  cutoff: Date,
+  hmacKey: string | undefined,
+): Promise<{ cut: number; prev: string }> {
+  let expected = from;
+  let prev = prevHash;
+  while (true) {
+    const { rows } = await db.query<LinkRow>(LINKS, [instance, expected, expected + PAGE]);
+    // The end of the chain, or a gap of a page or more.
+    if (rows.length === 0) return { cut: expected, prev };
+    for (const row of rows) {
+      const intact =
+        Number(row.seq) === expected &&
+        row.prev === prev &&
+        linkHash(row.prev, row.body) === row.hash &&
+        macAndColumns(row, hmacKey, instance) === null;
+      if (!intact) return { cut: expected, prev };
+      // Decisions set the cut, as their age is what retention keeps; an outcome follows its own.
+      const time = Date.parse(String((JSON.parse(row.body) as { time?: unknown }).time));
+      if (row.type === 'decision' && !(time < cutoff.getTime())) return { cut: expected, prev };
+      prev = row.hash;
+      expected++;
+    }
+  }
+}
 
 /**
  * Deletes decisions older than the cutoff while keeping every instance's chain verifiable: it cuts
  * each chain at a position C such that nothing at or after C is deleted, and records (C, prev hash
- * of C) as the chain's new anchor. A decision older than the cutoff whose outcome link lies after C
- * (a long statement) is kept until a later run.
+ * of C) as the chain's new anchor. C is found by walking the chain from its anchor and checking
+ * each link as verify does (verifiedCut), by the time in its hashed body. A decision older than
+ * the cutoff whose outcome link lies after C (a long statement) is kept until a later run.
  * The anchor records the cutoff (verify compares it with the retention period) and, with an HMAC
  * key, its MAC (chain.ts anchorMac), so an anchor moved forward by hand is reported.
  */
@@ -18,22 +61,23 @@ export async function applyRetention(pool: pg.Pool, cutoff: Date, hmacKey?: stri
     const c = await pool.connect();
     try {
       await c.query('BEGIN');
-      const firstKept = await c.query<{ seq: string | null }>(
-        'SELECT min(chain_seq) AS seq FROM pgwarden_decisions WHERE instance_id = $1 AND time >= $2',
-        [inst.instance_id, cutoff],
+      const anchor = (
+        await c.query<{ chain_seq: string; prev_hash: string }>(
+          'SELECT chain_seq, prev_hash FROM pgwarden_chain_anchors WHERE instance_id = $1',
+          [inst.instance_id],
+        )
+      ).rows[0];
+      const from = anchor ? Number(anchor.chain_seq) : 1;
+      const { cut, prev: anchorPrev } = await verifiedCut(
+        c,
+        inst.instance_id,
+        from,
+        anchor?.prev_hash ?? GENESIS,
+        cutoff,
+        hmacKey,
       );
-      // Nothing newer than the cutoff: the chain resumes after the delivered head.
-      const cut = firstKept.rows[0]?.seq != null ? Number(firstKept.rows[0].seq) : Number(inst.chain_seq) + 1;
-      const prev = await c.query<{ prev: string }>(
-        `SELECT prev_hash AS prev FROM pgwarden_decisions WHERE instance_id = $1 AND chain_seq = $2
-         UNION ALL
-         SELECT outcome_prev_hash FROM pgwarden_decisions WHERE instance_id = $1 AND outcome_chain_seq = $2
-         UNION ALL
-         SELECT prev_hash FROM pgwarden_outcomes WHERE instance_id = $1 AND chain_seq = $2`,
-        [inst.instance_id, cut],
-      );
-      const anchorPrev = prev.rows[0]?.prev ?? (cut === Number(inst.chain_seq) + 1 ? inst.hash : null);
-      if (anchorPrev === null) {
+      // Nothing to delete, or the chain is broken at its start: verify reports that.
+      if (cut === from) {
         await c.query('ROLLBACK');
         continue;
       }

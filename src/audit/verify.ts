@@ -56,7 +56,7 @@ export interface VerifyOptions {
 /** Clock differences between the store and the machine running verify. */
 const RETENTION_SLACK_MS = 10 * 60_000;
 
-interface LinkRow {
+export interface LinkRow {
   seq: string;
   prev: string;
   hash: string;
@@ -82,7 +82,7 @@ interface LinkRow {
 }
 
 // One page of links: positions [$2, $3) of one instance, from the three places a link can be.
-const LINKS = `
+export const LINKS = `
 SELECT chain_seq AS seq, prev_hash AS prev, hash, mac, body, 'decision' AS type, id, time, kind,
   session_id, seq AS rseq, human, agent, tenant, verdict, sql, facets,
   NULL AS command, NULL::text AS rows, NULL::text AS upstream_micros, NULL AS sqlstate
@@ -109,12 +109,26 @@ const same = (a: unknown, b: unknown): boolean => JSON.stringify(a ?? null) === 
 const sameSet = (a: readonly string[] | null, b: readonly string[]): boolean =>
   same([...new Set(a ?? [])].sort(), [...new Set(b)].sort());
 
+/**
+ * A timestamp column as milliseconds. node-postgres reads 'infinity' as a number, not a Date: an
+ * edited time must be reported as altered, not crash verify into "could not read the store".
+ */
+function millis(t: unknown): number | null {
+  if (t instanceof Date) return t.getTime();
+  return typeof t === 'number' ? t : null;
+}
+
+/** An ISO time for a report, or the column's own text when it is not a date ('infinity'). */
+function iso(t: unknown): string {
+  return t instanceof Date && !Number.isNaN(t.getTime()) ? t.toISOString() : String(t);
+}
+
 /** The searchable columns must say what the hashed body says, or searches could be steered. */
 function columnMismatch(row: LinkRow, body: Record<string, unknown>, instance: string): string | null {
   if (row.type === 'decision') {
     const checks: [string, unknown, unknown][] = [
       ['id', row.id, body.id],
-      ['time', row.time?.getTime() ?? null, Date.parse(String(body.time))],
+      ['time', millis(row.time), Date.parse(String(body.time))],
       ['kind', row.kind, body.kind],
       ['session_id', row.session_id, body.sessionId],
       ['seq', row.rseq, body.seq],
@@ -140,7 +154,7 @@ function columnMismatch(row: LinkRow, body: Record<string, unknown>, instance: s
     ['sqlstate', row.sqlstate, body.sqlstate],
   ];
   // An outcome kept in its decision's row has no time column of its own: the body's is the one.
-  if (row.time !== null) checks.push(['time', row.time.getTime(), Date.parse(String(body.time))]);
+  if (row.time !== null) checks.push(['time', millis(row.time), Date.parse(String(body.time))]);
   for (const [col, a, b] of checks) if (!same(a, b)) return col;
   return null;
 }
@@ -245,9 +259,7 @@ async function verifyIn(
     firstSeq: start,
     lastSeq: expected - 1,
     problem,
-    anchor: anchor
-      ? { chainSeq: start, cutoff: anchor.cutoff === null ? null : anchor.cutoff.toISOString() }
-      : null,
+    anchor: anchor ? { chainSeq: start, cutoff: anchor.cutoff === null ? null : iso(anchor.cutoff) } : null,
   });
   const bookkeeping = (kind: ProblemKind, chainSeq: number, message: string): InstanceReport =>
     report({ kind, chainSeq, recordId: null, message });
@@ -256,7 +268,7 @@ async function verifyIn(
   if (hmacKey !== undefined && registered?.mac != null && registered.mac !== instanceMac(hmacKey, instance))
     return bookkeeping('forged', 0, `the registry entry of instance ${instance} has a wrong HMAC`);
   if (anchor && hmacKey !== undefined) {
-    const cutoff = anchor.cutoff === null ? null : anchor.cutoff.toISOString();
+    const cutoff = anchor.cutoff === null ? null : iso(anchor.cutoff);
     if (anchor.mac === null)
       return bookkeeping(
         'unauthenticated',
@@ -288,11 +300,11 @@ async function verifyIn(
   const retentionDays = opts.retentionDays ?? 0;
   if (anchor?.cutoff && retentionDays > 0) {
     const allowed = (opts.now ?? new Date()).getTime() - retentionDays * 86_400_000;
-    if (anchor.cutoff.getTime() > allowed + RETENTION_SLACK_MS)
+    if (!((millis(anchor.cutoff) ?? Infinity) <= allowed + RETENTION_SLACK_MS))
       return bookkeeping(
         'deleted',
         start,
-        `the chain's anchor (chain seq ${start}) says entries before ${anchor.cutoff.toISOString()} were deleted, ` +
+        `the chain's anchor (chain seq ${start}) says entries before ${iso(anchor.cutoff)} were deleted, ` +
           `but a retention of ${retentionDays} days deletes only entries before ${new Date(allowed).toISOString()}`,
       );
   }
@@ -354,7 +366,7 @@ async function verifyIn(
       ? bookkeeping(
           'deleted',
           1,
-          `instance ${instance} is registered (first seen ${registered.first_seen.toISOString()}) but its whole chain is missing: rows, outcomes and head`,
+          `instance ${instance} is registered (first seen ${iso(registered.first_seen)}) but its whole chain is missing: rows, outcomes and head`,
         )
       : report(null);
   }
@@ -426,7 +438,7 @@ async function verifyIn(
 }
 
 /** The checks a link passes on its own: its HMAC, a JSON body, and columns that match it. */
-function macAndColumns(row: LinkRow, hmacKey: string | undefined, instance: string): Problem | null {
+export function macAndColumns(row: LinkRow, hmacKey: string | undefined, instance: string): Problem | null {
   const seq = Number(row.seq);
   const at = { chainSeq: seq, recordId: row.id };
   if (hmacKey !== undefined && row.mac !== linkMac(hmacKey, row.hash)) {
@@ -461,7 +473,36 @@ export async function listChainInstances(pool: pg.Pool): Promise<string[]> {
      UNION SELECT DISTINCT instance_id FROM pgwarden_decisions
      UNION SELECT DISTINCT instance_id FROM pgwarden_outcomes ORDER BY 1`,
   );
-  return rows.map((r) => r.instance_id);
+  return rows.map((r) => r.instance_id).filter((i) => i !== null);
+}
+
+/**
+ * A row no chain walk reaches because its instance or position is NULL: the schema forbids that,
+ * but whoever owns the store's tables can drop the constraint, and the API would still show the row
+ * (red team, round 25).
+ */
+const UNCHAINED = `
+SELECT 'decision' AS what, id FROM pgwarden_decisions WHERE instance_id IS NULL OR chain_seq IS NULL
+UNION ALL
+SELECT 'outcome', record_id FROM pgwarden_outcomes WHERE instance_id IS NULL OR chain_seq IS NULL
+LIMIT 1`;
+
+async function unchainedRow(pool: pg.Pool): Promise<InstanceReport | null> {
+  const row = (await pool.query<{ what: string; id: string | null }>(UNCHAINED)).rows[0];
+  if (!row) return null;
+  return {
+    instance: '(none)',
+    ok: false,
+    checked: 0,
+    firstSeq: 0,
+    lastSeq: 0,
+    problem: {
+      kind: 'inserted',
+      chainSeq: 0,
+      recordId: row.id,
+      message: `a ${row.what} of record ${row.id} has no instance or chain position: it belongs to no chain, added by hand (and the table's NOT NULL constraints dropped)`,
+    },
+  };
 }
 
 export async function verifyAll(
@@ -473,5 +514,7 @@ export async function verifyAll(
   const instances = instance ? [instance] : await listChainInstances(pool);
   const out: InstanceReport[] = [];
   for (const i of instances) out.push(await verifyInstance(pool, i, hmacKey, opts));
+  const stray = instance ? null : await unchainedRow(pool);
+  if (stray) out.push(stray);
   return out;
 }

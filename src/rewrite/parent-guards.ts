@@ -107,14 +107,23 @@ export function tenantGuard(
 /** Starts the text whose failed cast is a parent key guard's error. */
 const GUARD_MARKER = 'pgwarden: ';
 const guardFailure = /^invalid input syntax for type integer: "pgwarden: (.*)"$/s;
+/** The two refusals pgwarden's guards write (parentKeyGuard, parentKeysCte), for tenant $t. */
+const guardMessage = (t: string): RegExp =>
+  new RegExp(
+    `^\\S+ must reference a row of \\S+ in tenant ${t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}` +
+      '(; the row was not written|, and a value given does not; no row was written)$',
+    's',
+  );
 
 /**
  * The agent-facing message when the server's error is a parent key guard firing (SQLSTATE 22P02
- * from the cast), else undefined. Only the guard's own text matches; an agent that casts such a
- * text itself only relabels its own error.
+ * from the cast), else undefined. The session asks only for statements that carry guards, and only
+ * a refusal pgwarden writes for the caller's tenant matches: an agent that casts a text of its own
+ * (a bind value, say) only gets the server's error, redacted as any other (red team, round 25).
  */
-export function parentKeyRefusal(serverMessage: string): string | undefined {
-  return guardFailure.exec(serverMessage)?.[1];
+export function parentKeyRefusal(serverMessage: string, tenant: string): string | undefined {
+  const text = guardFailure.exec(serverMessage)?.[1];
+  return text !== undefined && guardMessage(tenant).test(text) ? text : undefined;
 }
 
 /** The alias of the one-row subquery that holds the value a parent key guard checks. */

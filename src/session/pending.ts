@@ -19,6 +19,11 @@ export class Pending implements ChangeLog {
    * error message can quote those values, so the recorded message has its quoted spans redacted.
    */
   redactError = false;
+  /**
+   * Its SQL carries parent key guards: only then is an "invalid input syntax" error naming
+   * pgwarden's refusal its own (parentKeyRefusal), not the agent's cast of a text of its choosing.
+   */
+  keyGuarded = false;
   /** Changes to pgwarden's mirror of server state this request makes; undone if it is not carried out. */
   changes: Change[] | undefined = undefined;
   /** For a simple Query: how many of its statements the server has finished. */

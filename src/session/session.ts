@@ -571,6 +571,7 @@ export class Session {
     if (v.kind === 'allow') out.addMessage(m);
     else out.add(serialize.query(v.sql));
     const p = pending('query', recordId);
+    p.keyGuarded = v.reasons.includes('parent_key_checked');
     this.names.applyEffects(v.effects, p, this.judging.rulesVersion);
     this.enqueue(p);
   }
@@ -765,6 +766,7 @@ export class Session {
     }
     const p = pending('execute', recordId);
     p.redactError = (bound?.parameters ?? true) && this.deps.config.audit.redactParameters;
+    p.keyGuarded = verdict.reasons.includes('parent_key_checked');
     this.names.applyEffects(effects, p, statement.rulesVersion);
     out.addMessage(m);
     this.enqueue(p);
@@ -903,7 +905,10 @@ export class Session {
         p.sqlstate = f.sqlstate;
         // With parameters redacted, the record keeps no bind value quoted back by the server.
         p.errorMessage = clippedText(p.redactError ? redactQuoted(f.message) : f.message, MAX_RECORDED_ERROR);
-        const refusal = f.sqlstate === '22P02' ? parentKeyRefusal(f.message) : undefined;
+        const refusal =
+          f.sqlstate === '22P02' && p.keyGuarded
+            ? parentKeyRefusal(f.message, this.party.identity?.tenant ?? '')
+            : undefined;
         if (refusal !== undefined) {
           p.sqlstate = errors.PGW_PARENT_KEY_REFUSED.sqlstate;
           p.errorMessage = refusal;
