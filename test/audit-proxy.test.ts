@@ -211,6 +211,26 @@ describe('decision records through the proxy', () => {
     expect(literal?.outcome?.errorMessage).toContain('4111-1111-1111-1111 cvv 123');
   });
 
+  it('keeps bind values the server prints unquoted out of the recorded error too (red team, round 25)', async () => {
+    const client = new pg.Client({
+      connectionString: await proxy.url({ human: 'redact-bare@acme.test', tenant: 'acme' }),
+    });
+    await client.connect();
+    await expect(client.query('SELECT chr($1::int) AS c', ['123456789'])).rejects.toMatchObject({
+      code: '54000',
+    });
+    // Look-alike: the same number as a literal is part of the SQL text, recorded as sent.
+    await expect(client.query('SELECT chr(123456789) AS d')).rejects.toMatchObject({ code: '54000' });
+    await client.end();
+    expect(await log.flushToStore()).toBe(true);
+    const items = (await reader.search({ human: 'redact-bare@acme.test', kind: 'statement' }, { limit: 10 }))
+      .items;
+    const bound = items.find((d) => String(d.sql).includes('$1'));
+    expect(bound?.outcome?.errorMessage).toBe('requested character too large for encoding: [redacted]');
+    const literal = items.find((d) => String(d.sql).includes('AS d'));
+    expect(literal?.outcome?.errorMessage).toContain('123456789');
+  });
+
   it('keeps at most 4,096 characters of a server error in the record, however long the agent made it', async () => {
     const client = new pg.Client({
       connectionString: await proxy.url({ human: 'longerr@acme.test', tenant: 'acme' }),

@@ -27,6 +27,11 @@ export interface BoundPortal {
   readonly parameters: boolean;
   /** Those values as its execution's record keeps them, with audit.redactParameters off. */
   readonly values?: readonly (string | null)[];
+  /**
+   * With audit.redactParameters on, the texts those values can appear as in a server message
+   * (redact-error.ts valueTexts): its execution's error message has them redacted.
+   */
+  readonly secrets?: readonly string[];
 }
 
 export class SessionNames {

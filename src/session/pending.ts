@@ -19,6 +19,8 @@ export class Pending implements ChangeLog {
    * error message can quote those values, so the recorded message has its quoted spans redacted.
    */
   redactError = false;
+  /** The bind values' texts to redact from its error message besides the quoted spans. */
+  secrets: readonly string[] | undefined = undefined;
   /**
    * Its SQL carries parent key guards: only then is an "invalid input syntax" error naming
    * pgwarden's refusal its own (parentKeyRefusal), not the agent's cast of a text of its choosing.

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { bindHasParameters } from '../protocol/frontend-messages.js';
-import { redactQuoted } from './redact-error.js';
+import { redactQuoted, redactValues, valueTexts } from './redact-error.js';
 
 describe('redacting quoted spans of a server error', () => {
   it('replaces each quoted span and keeps the rest of the message', () => {
@@ -16,6 +16,22 @@ describe('redacting quoted spans of a server error', () => {
       'invalid input syntax for type integer: [redacted]',
     );
     expect(redactQuoted('value "it\'s 4111')).toBe('value [redacted]');
+  });
+});
+
+describe('redacting bind values the server prints unquoted (red team, round 25)', () => {
+  it('finds text values, and binary integers by their digits, longest first', () => {
+    const int4 = Buffer.alloc(4);
+    int4.writeInt32BE(-987654320);
+    const secrets = valueTexts([Buffer.from('123456789'), int4, Buffer.from('7'), null], [0, 1, 0, 0]);
+    expect(secrets).toEqual(['123456789', '-987654320']);
+    expect(redactValues('requested character too large for encoding: 123456789', secrets)).toBe(
+      'requested character too large for encoding: [redacted]',
+    );
+    expect(redactValues('date out of range: -987654320-01-01', secrets)).toBe(
+      'date out of range: [redacted]-01-01',
+    );
+    expect(redactValues('division by zero', secrets)).toBe('division by zero');
   });
 });
 

@@ -31,7 +31,7 @@ import { SessionNames, type JudgedStatement } from './names.js';
 import { checkParam } from './param-check.js';
 import { PendingQueue, pending, type Pending } from './pending.js';
 import { logAuditUnavailable, recordedParameters, SessionRecords, type Party } from './records.js';
-import { redactQuoted } from './redact-error.js';
+import { redactQuoted, redactValues, valueTexts } from './redact-error.js';
 import {
   longNameRefusal,
   nameTakenRefusal,
@@ -680,16 +680,26 @@ export class Session {
     const parameters = fm.bindHasParameters(m.buffer, m.bodyStart, m.end);
     const redact = this.deps.config.audit.redactParameters;
     p.redactError = parameters && redact;
-    // Recorded at Execute, and read only for that: with redaction on (the default) never.
+    // Recorded at Execute, and read only for that: with redaction on (the default), only the
+    // texts to redact from an error message of its execution.
     let recorded: (string | null)[] | undefined;
-    if (!redact && parameters && !this.deps.sink.off) {
+    let secrets: string[] | undefined;
+    if (parameters && !this.deps.sink.off) {
       const bind = values ?? fm.readBind(m.buffer, m.bodyStart, m.end);
-      recorded = recordedParameters(bind.params, bind.paramFormats);
+      if (redact) secrets = valueTexts(bind.params, bind.paramFormats);
+      else recorded = recordedParameters(bind.params, bind.paramFormats);
     }
+    p.secrets = secrets;
     // The Bind is queued right after this: its order is the next one.
     this.names.mirror.portals.set(
       msg.portal,
-      { statement, order: this.forwarded, parameters, ...(recorded ? { values: recorded } : {}) },
+      {
+        statement,
+        order: this.forwarded,
+        parameters,
+        ...(recorded ? { values: recorded } : {}),
+        ...(secrets?.length ? { secrets } : {}),
+      },
       p,
     );
     out.addMessage(m);
@@ -766,6 +776,7 @@ export class Session {
     }
     const p = pending('execute', recordId);
     p.redactError = (bound?.parameters ?? true) && this.deps.config.audit.redactParameters;
+    p.secrets = bound?.secrets;
     p.keyGuarded = verdict.reasons.includes('parent_key_checked');
     this.names.applyEffects(effects, p, statement.rulesVersion);
     out.addMessage(m);
@@ -904,7 +915,10 @@ export class Session {
         if (!p) return agentsView ?? 'forward';
         p.sqlstate = f.sqlstate;
         // With parameters redacted, the record keeps no bind value quoted back by the server.
-        p.errorMessage = clippedText(p.redactError ? redactQuoted(f.message) : f.message, MAX_RECORDED_ERROR);
+        p.errorMessage = clippedText(
+          p.redactError ? redactValues(redactQuoted(f.message), p.secrets ?? []) : f.message,
+          MAX_RECORDED_ERROR,
+        );
         const refusal =
           f.sqlstate === '22P02' && p.keyGuarded
             ? parentKeyRefusal(f.message, this.party.identity?.tenant ?? '')
