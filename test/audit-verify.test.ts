@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import pino from 'pino';
+import { buildApiApp } from '../src/api/app.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDecisionLog } from '../src/audit/decision-log.js';
 import { applyRetention } from '../src/audit/retention.js';
@@ -393,6 +394,66 @@ describe('audit verify: rows and bookkeeping outside the chain (store writers wi
     } finally {
       await db.sql('DELETE FROM pgwarden_decisions WHERE id = $1', [fake]);
       await db.sql('ALTER TABLE pgwarden_decisions ALTER instance_id SET NOT NULL');
+    }
+  });
+
+  it("a running instance's API verify reports an older head put back over deleted newest entries (red team, round 25)", async () => {
+    const token = 'replay-responder-token-'.padEnd(40, 'x');
+    const cfg = store.config({
+      hmacKey: KEY,
+      api: { tokens: [{ name: 'oncall', token, roles: ['responder'] }] },
+    });
+    const log = await startDecisionLog(cfg, { instanceId: 'v-replay', upstreamUrl: db.url, logger });
+    const app = await buildApiApp(cfg.api, {
+      reader,
+      logger,
+      hmacKey: KEY,
+      deliveredHead: () => log.deliveredHead(5000),
+    });
+    const write = async (from: number): Promise<void> => {
+      for (let seq = from; seq < from + 3; seq++) {
+        const r = sampleRecord({ instanceId: 'v-replay', sessionId: 'replay', seq });
+        log.decide(r);
+        log.complete(sampleOutcome(r));
+      }
+      expect(await log.flushToStore()).toBe(true);
+    };
+    const verifyThroughApi = async () =>
+      (
+        await app.inject({
+          url: '/api/v1/verify?instance=v-replay',
+          headers: { authorization: `Bearer ${token}` },
+        })
+      ).json() as {
+        ok: boolean;
+        instances: { problem: { kind: string } | null }[];
+      };
+    try {
+      await write(0);
+      const [saved] = await db.sql<{ chain_seq: string; hash: string; mac: string }>(
+        `SELECT chain_seq, hash, mac FROM pgwarden_chain_heads WHERE instance_id = 'v-replay'`,
+      );
+      await write(3);
+      expect((await verifyThroughApi()).ok).toBe(true);
+      // The saved head back, the entries after it gone: the store alone cannot tell ...
+      await db.sql(`DELETE FROM pgwarden_decisions WHERE instance_id = 'v-replay' AND chain_seq > $1`, [
+        saved!.chain_seq,
+      ]);
+      await db.sql(`DELETE FROM pgwarden_outcomes WHERE instance_id = 'v-replay' AND chain_seq > $1`, [
+        saved!.chain_seq,
+      ]);
+      await db.sql(
+        `UPDATE pgwarden_chain_heads SET chain_seq = $1, hash = $2, mac = $3 WHERE instance_id = 'v-replay'`,
+        [saved!.chain_seq, saved!.hash, saved!.mac],
+      );
+      expect((await verifyInstance(reader.pool, 'v-replay', KEY)).ok).toBe(true);
+      // ... the instance that delivered them can.
+      const report = await verifyThroughApi();
+      expect(report.ok).toBe(false);
+      expect(report.instances[0]?.problem).toMatchObject({ kind: 'deleted' });
+    } finally {
+      await app.close();
+      await log.close();
     }
   });
 

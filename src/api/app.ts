@@ -23,6 +23,8 @@ export interface ApiDeps {
   readonly logger: Logger;
   /** The chain's HMAC key, so /verify can check it too. */
   readonly hmacKey?: string | undefined;
+  /** The running instance's delivered chain position (DecisionLog.deliveredHead), for /verify. */
+  readonly deliveredHead?: () => Promise<{ instance: string; seq: number } | null>;
   /** Told of every route as it is registered (the OpenAPI test compares them with the document). */
   readonly onRoute?: (method: string, url: string) => void;
 }
@@ -137,7 +139,7 @@ export async function buildApiApp(api: AuditConfig['api'], deps: ApiDeps): Promi
   app.get('/openapi.json', { config: { public: true } }, async () => openApiDocument);
   registerDecisionRoutes(app, deps.reader, api.pageSize);
   registerExportRoutes(app, deps.reader, api.maxExportRows);
-  registerVerifyRoutes(app, deps.reader, deps.hmacKey);
+  registerVerifyRoutes(app, deps.reader, deps.hmacKey, deps.deliveredHead);
   registerWebPage(app);
   await app.ready();
   return app;

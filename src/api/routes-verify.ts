@@ -1,15 +1,35 @@
 import type { FastifyInstance } from 'fastify';
 import type { AuditReader } from '../audit/store-reader.js';
-import { verifyAll } from '../audit/verify.js';
+import { verifyAll, type InstanceReport } from '../audit/verify.js';
 import { verifyQuery } from './params.js';
 
 /** Seconds a client is asked to wait (Retry-After) while a verification runs. */
 const RETRY_AFTER_S = 5;
 
+/**
+ * The running instance's own report, checked against what it delivered: a store whose chain for it
+ * ends before that position had its newest entries deleted and an older head put back, which the
+ * store alone cannot tell (a head's MAC does not stop a replay; red team, round 25).
+ */
+function againstDelivered(r: InstanceReport, delivered: { instance: string; seq: number }): InstanceReport {
+  if (r.instance !== delivered.instance || !r.ok || r.lastSeq >= delivered.seq) return r;
+  return {
+    ...r,
+    ok: false,
+    problem: {
+      kind: 'deleted',
+      chainSeq: r.lastSeq + 1,
+      recordId: null,
+      message: `this instance delivered chain seq up to ${delivered.seq}, but the store's chain ends at ${r.lastSeq}: its newest entries were deleted and an older head put back`,
+    },
+  };
+}
+
 export function registerVerifyRoutes(
   app: FastifyInstance,
   reader: AuditReader,
   hmacKey: string | undefined,
+  deliveredHead?: () => Promise<{ instance: string; seq: number } | null>,
 ): void {
   // Walks whole chains: meant for a responder's check, not for polling. One runs at a time: it
   // hashes every record on the event loop pgwarden's sessions share, and 64 at once over 156,000
@@ -25,7 +45,10 @@ export function registerVerifyRoutes(
     }
     running = true;
     try {
-      const instances = await verifyAll(reader.pool, hmacKey, q.instance);
+      // Read before verify's snapshot: everything delivered by then is in it.
+      const delivered = (await deliveredHead?.()) ?? null;
+      const reports = await verifyAll(reader.pool, hmacKey, q.instance);
+      const instances = delivered ? reports.map((r) => againstDelivered(r, delivered)) : reports;
       return { ok: instances.every((i) => i.ok), hmac: hmacKey !== undefined, instances };
     } finally {
       running = false;

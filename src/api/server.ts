@@ -1,7 +1,5 @@
-import type { Logger } from 'pino';
 import type { AuditConfig } from '../audit/config.js';
-import type { AuditReader } from '../audit/store-reader.js';
-import { buildApiApp } from './app.js';
+import { buildApiApp, type ApiDeps } from './app.js';
 
 /**
  * Listens on `audit.api.host:port` (port 0 picks a free one). Returns the base URL, e.g.
@@ -10,7 +8,7 @@ import { buildApiApp } from './app.js';
  */
 export async function startApi(
   config: AuditConfig,
-  deps: { reader: AuditReader; logger: Logger; hmacKey?: string | undefined },
+  deps: ApiDeps,
 ): Promise<{ url: string; close(): Promise<void> }> {
   if (config.api.tokens.every((t) => !t.roles.includes(config.api.responderRole))) {
     deps.logger.warn(

@@ -37,6 +37,11 @@ export interface DecisionLog extends DecisionSink {
   flushToStore(timeoutMs?: number): Promise<boolean>;
   /** Opens the NDJSON file again by its name, once logrotate has moved it away (SIGHUP). */
   reopenNdjson(): void;
+  /**
+   * This instance's chain position, once everything spooled up to it is in the store (within
+   * `timeoutMs`), else null: verify compares it with the store's head (a head put back).
+   */
+  deliveredHead(timeoutMs: number): Promise<{ instance: string; seq: number } | null>;
   close(): Promise<void>;
 }
 
@@ -207,6 +212,11 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
     reopenNdjson: () => {
       ndjson.reopen();
       shipper.reopenNdjson();
+    },
+    deliveredHead: async (timeoutMs) => {
+      const seq = writer.head().seq;
+      writer.flush();
+      return (await shipper.drain(timeoutMs)) ? { instance: instanceId, seq } : null;
     },
     close: async () => {
       if (closed) return;

@@ -48,6 +48,7 @@ export function startNdjsonOnlyLog(
     }),
     flushToStore: async () => true,
     reopenNdjson: () => out?.reopen(),
+    deliveredHead: async () => null,
     close: async () => out?.close(),
   };
 }

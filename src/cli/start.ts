@@ -35,6 +35,9 @@ function instanceIdOf(config: Config): string {
   return config.instanceId ?? `${hostname()}:${config.listen.port}`;
 }
 
+/** How long /verify waits for this instance's spooled records to reach the store. */
+const VERIFY_DRAIN_MS = 5000;
+
 /**
  * Starts pgwarden from a validated config: parser, rules checked against the live catalog,
  * decision sink, listener; SIGHUP reloads rules and reopens the NDJSON file, SIGTERM/SIGINT shut
@@ -77,7 +80,12 @@ export async function startFromConfig(config: Config, logger: Logger): Promise<S
   const log = await startDecisionLog(config.audit, { instanceId, upstreamUrl: url, logger });
   const api =
     config.audit.api.enabled && log.reader
-      ? await startApi(config.audit, { reader: log.reader, logger, hmacKey: resolveHmacKey(config.audit) })
+      ? await startApi(config.audit, {
+          reader: log.reader,
+          logger,
+          hmacKey: resolveHmacKey(config.audit),
+          deliveredHead: () => log.deliveredHead(VERIFY_DRAIN_MS),
+        })
       : undefined;
   const proxy = await startPgwarden({ config, judge: policy.judge, sink: log, logger, instanceId });
   const onHup = (): void => {
