@@ -216,7 +216,17 @@ describe('decision records through the proxy', () => {
       connectionString: await proxy.url({ human: 'redact-bare@acme.test', tenant: 'acme' }),
     });
     await client.connect();
-    await expect(client.query('SELECT chr($1::int) AS c', ['123456789'])).rejects.toMatchObject({
+    // A scalar subquery keeps the call out of Bind's planning (which folds chr($1::int) with the
+    // value and fails before the execution is recorded): the error comes from the execution.
+    await expect(client.query('SELECT chr((SELECT $1::int)) AS c', ['123456789'])).rejects.toMatchObject({
+      code: '54000',
+    });
+    // A Buffer goes binary (as every parameter of Npgsql and asyncpg), and a number with a sign and
+    // leading zeros is printed without them (red team, round 26).
+    await expect(
+      client.query('SELECT chr((SELECT $1::text)::int) AS c2', [Buffer.from('987654321')]),
+    ).rejects.toMatchObject({ code: '54000' });
+    await expect(client.query('SELECT chr((SELECT $1::int)) AS c3', ['+0123456782'])).rejects.toMatchObject({
       code: '54000',
     });
     // Look-alike: the same number as a literal is part of the SQL text, recorded as sent.
@@ -225,8 +235,12 @@ describe('decision records through the proxy', () => {
     expect(await log.flushToStore()).toBe(true);
     const items = (await reader.search({ human: 'redact-bare@acme.test', kind: 'statement' }, { limit: 10 }))
       .items;
-    const bound = items.find((d) => String(d.sql).includes('$1'));
-    expect(bound?.outcome?.errorMessage).toBe('requested character too large for encoding: [redacted]');
+    const bound = items.filter((d) => String(d.sql).includes('$1'));
+    expect(bound.map((d) => d.outcome?.errorMessage)).toEqual([
+      'requested character too large for encoding: [redacted]',
+      'requested character too large for encoding: [redacted]',
+      'requested character too large for encoding: [redacted]',
+    ]);
     const literal = items.find((d) => String(d.sql).includes('AS d'));
     expect(literal?.outcome?.errorMessage).toContain('123456789');
   });

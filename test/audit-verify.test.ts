@@ -252,6 +252,67 @@ describe('audit verify: rows and bookkeeping outside the chain (store writers wi
       kind: 'altered',
       recordId: long.id,
     });
+    // Nor is its deletion: its outcome, in the chain, has lost its decision (red team, round 26).
+    // Delivered with it, the outcome shares its row, and goes with it: the chain's end is missing.
+    await db.sql('DELETE FROM pgwarden_decisions WHERE id = $1', [long.id]);
+    expect((await verifyInstance(reader.pool, 'v-keep', KEY)).problem).toMatchObject({ kind: 'deleted' });
+  });
+
+  it('reports a decision kept below the anchor deleted while its outcome, delivered later, stays (red team, round 26)', async () => {
+    const old = new Date(Date.now() - 10 * 86_400_000);
+    const log = await startDecisionLog(store.config({ hmacKey: KEY }), {
+      instanceId: 'v-orphan',
+      upstreamUrl: db.url,
+      logger,
+    });
+    const rec = (seq: number, time: Date): ReturnType<typeof sampleRecord> =>
+      sampleRecord({ instanceId: 'v-orphan', sessionId: 'v-orphan-s', seq, time: time.toISOString() });
+    const long = rec(0, old);
+    log.decide(long);
+    for (let i = 1; i < 4; i++) {
+      const r = rec(i, new Date());
+      log.decide(r);
+      log.complete(sampleOutcome(r));
+    }
+    // The decision reaches the store before its outcome: the outcome gets a row of its own.
+    expect(await log.flushToStore()).toBe(true);
+    log.complete(sampleOutcome(long, { rows: 9 }));
+    expect(await log.flushToStore()).toBe(true);
+    await log.close();
+    await applyRetention(reader.pool, new Date(Date.now() - 86_400_000), KEY);
+    expect((await verifyInstance(reader.pool, 'v-orphan', KEY)).ok).toBe(true);
+    await db.sql('DELETE FROM pgwarden_decisions WHERE id = $1', [long.id]);
+    expect((await verifyInstance(reader.pool, 'v-orphan', KEY)).problem).toMatchObject({
+      kind: 'deleted',
+      recordId: long.id,
+    });
+  });
+
+  it('retention does not walk on from an anchor moved by hand: it would key a new one over the gap (red team, round 26)', async () => {
+    const old = Date.now() - 10 * 86_400_000;
+    const ids = await chain(
+      'v-anchor-moved',
+      10,
+      (i) => new Date(i < 3 ? old + i : Date.now()).toISOString(),
+      {
+        key: KEY,
+      },
+    );
+    await applyRetention(reader.pool, new Date(Date.now() - 5 * 86_400_000), KEY);
+    // By hand: the anchor moved past recent entries, which are deleted; its MAC cannot be made.
+    const target = await rowOf(ids[6]!);
+    await db.sql(
+      `UPDATE pgwarden_chain_anchors SET chain_seq = $1, prev_hash = $2, mac = 'bogus' WHERE instance_id = 'v-anchor-moved'`,
+      [target.chain_seq, target.prev_hash],
+    );
+    await db.sql(
+      `DELETE FROM pgwarden_decisions WHERE instance_id = 'v-anchor-moved' AND chain_seq < $1 AND id = ANY($2)`,
+      [target.chain_seq, ids.slice(3, 6)],
+    );
+    expect((await verifyInstance(reader.pool, 'v-anchor-moved', KEY)).problem?.kind).toBe('forged');
+    // A later retention run (everything before now) leaves the forged anchor for verify to report.
+    await applyRetention(reader.pool, new Date(), KEY);
+    expect((await verifyInstance(reader.pool, 'v-anchor-moved', KEY)).problem?.kind).toBe('forged');
   });
 
   it('reports an outcome added to a denied statement (below the chain, or without a position) as inserted', async () => {

@@ -581,6 +581,18 @@ describe('through the proxy', () => {
           'pgwarden: SECRET-BIND-VALUE',
         ]),
       ).rejects.toMatchObject({ code: '22P02' });
+      // The same at run time (a scalar subquery is not folded at Bind), in the words of a refusal
+      // on a table the statement does not touch (red team, round 26).
+      await expect(
+        c.query(
+          'INSERT INTO order_items (order_id, sku, qty) VALUES ($1, $2, CAST((SELECT $3::text) AS int))',
+          [
+            ids!.acme,
+            'E2E-X',
+            'pgwarden: SECRET-BIND-VALUE must reference a row of public.customers in tenant acme; the row was not written',
+          ],
+        ),
+      ).rejects.toMatchObject({ code: '22P02' });
       await vi.waitFor(() =>
         expect(
           proxy.sink.outcomes.some((o) => o.sqlstate === '22P02' && o.errorMessage?.includes('[redacted]')),

@@ -43,6 +43,16 @@ async function verifiedCut(
   }
 }
 
+function anchorIsOwn(
+  a: { chain_seq: string; prev_hash: string; cutoff: Date | null; mac: string | null },
+  instance: string,
+  key: string,
+): boolean {
+  const cutoff =
+    a.cutoff instanceof Date && !Number.isNaN(a.cutoff.getTime()) ? a.cutoff.toISOString() : null;
+  return a.mac !== null && a.mac === anchorMac(key, instance, Number(a.chain_seq), a.prev_hash, cutoff);
+}
+
 /**
  * Deletes decisions older than the cutoff while keeping every instance's chain verifiable: it cuts
  * each chain at a position C such that nothing at or after C is deleted, and records (C, prev hash
@@ -62,11 +72,17 @@ export async function applyRetention(pool: pg.Pool, cutoff: Date, hmacKey?: stri
     try {
       await c.query('BEGIN');
       const anchor = (
-        await c.query<{ chain_seq: string; prev_hash: string }>(
-          'SELECT chain_seq, prev_hash FROM pgwarden_chain_anchors WHERE instance_id = $1',
+        await c.query<{ chain_seq: string; prev_hash: string; cutoff: Date | null; mac: string | null }>(
+          'SELECT chain_seq, prev_hash, cutoff, mac FROM pgwarden_chain_anchors WHERE instance_id = $1',
           [inst.instance_id],
         )
       ).rows[0];
+      // With a key, an anchor without its MAC, or with a wrong one, was moved by hand: walking on
+      // from it would key a new anchor over what it hid (red team, round 26). verify reports it.
+      if (anchor && hmacKey !== undefined && !anchorIsOwn(anchor, inst.instance_id, hmacKey)) {
+        await c.query('ROLLBACK');
+        continue;
+      }
       const from = anchor ? Number(anchor.chain_seq) : 1;
       const { cut, prev: anchorPrev } = await verifiedCut(
         c,
@@ -101,8 +117,7 @@ export async function applyRetention(pool: pg.Pool, cutoff: Date, hmacKey?: stri
       );
       const at = cutoff.toISOString();
       const mac = hmacKey === undefined ? null : anchorMac(hmacKey, inst.instance_id, cut, anchorPrev, at);
-      // The anchor only moves forward; at the same position it gains a MAC it lacked (written
-      // before a key was configured, or before anchors carried one).
+      // The anchor only moves forward (with a key, only from an anchor whose MAC holds).
       await c.query(
         `INSERT INTO pgwarden_chain_anchors (instance_id, chain_seq, prev_hash, cutoff, mac)
          VALUES ($1, $2, $3, $4, $5)

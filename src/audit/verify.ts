@@ -187,6 +187,14 @@ SELECT chain_seq AS seq, prev_hash AS prev, hash, mac, body, 'decision' AS type,
 FROM pgwarden_decisions WHERE instance_id = $1 AND chain_seq > 0 AND chain_seq < $2
 ORDER BY chain_seq`;
 
+// An outcome in the chain whose decision is gone: one retention kept below the anchor for it (a
+// long statement) is outside the walk, and deleting it left no gap (red team, round 26).
+const ORPHAN_OUTCOME = `
+SELECT o.record_id AS id, o.chain_seq::text AS seq FROM pgwarden_outcomes o
+WHERE o.instance_id = $1 AND o.chain_seq >= $2
+  AND NOT EXISTS (SELECT 1 FROM pgwarden_decisions d WHERE d.id = o.record_id)
+LIMIT 1`;
+
 const ANY_ROW = `
 SELECT EXISTS (SELECT 1 FROM pgwarden_decisions WHERE instance_id = $1)
   OR EXISTS (SELECT 1 FROM pgwarden_outcomes WHERE instance_id = $1) AS any`;
@@ -386,6 +394,14 @@ async function verifyIn(
         `(which starts at ${start}): added by hand`,
     });
   }
+  const orphan = (await db.query<{ id: string; seq: string }>(ORPHAN_OUTCOME, [instance, start])).rows[0];
+  if (orphan)
+    return report({
+      kind: 'deleted',
+      chainSeq: Number(orphan.seq),
+      recordId: orphan.id,
+      message: `the outcome at chain seq ${orphan.seq} belongs to record ${orphan.id}, whose decision is missing`,
+    });
   if (anchor) {
     // What retention kept below the anchor has no predecessor to check against, but its own hash,
     // HMAC and columns still hold.

@@ -306,6 +306,7 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
     const extras = {
       ...(ctx.paramChecks.length ? { paramChecks: ctx.paramChecks } : {}),
       ...(ctx.effects.length ? { effects: ctx.effects } : {}),
+      ...(ctx.keyRefusals.size ? { refusals: [...ctx.keyRefusals] } : {}),
     };
     let out = sql;
     let check = stmts;

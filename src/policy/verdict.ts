@@ -54,6 +54,11 @@ export type Verdict =
       /** The SQL to forward instead of the agent's. */
       readonly sql: string;
       readonly paramChecks?: readonly ParamCheck[];
+      /**
+       * Refusals pgwarden's own checks in `sql` raise in the server (a parent key outside the
+       * tenant), as the agent should read them.
+       */
+      readonly refusals?: readonly string[];
       readonly effects?: readonly SessionEffect[];
     })
   | (VerdictFacts & {

@@ -46,6 +46,8 @@ export class RewriteContext {
   readonly ruleIds = new Set<string>();
   readonly flags = new Set<string>();
   readonly paramChecks: ParamCheck[] = [];
+  /** The refusals the rewrite's parent key guards can raise (parentKeyMessage). */
+  readonly keyRefusals = new Set<string>();
   /**
    * Where (parser location) each checked tenant parameter ($n) stands in the agent's text: the
    * engine refuses the statement if the same $n stands anywhere else (tenant_param_reused).

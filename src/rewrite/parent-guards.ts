@@ -107,23 +107,30 @@ export function tenantGuard(
 /** Starts the text whose failed cast is a parent key guard's error. */
 const GUARD_MARKER = 'pgwarden: ';
 const guardFailure = /^invalid input syntax for type integer: "pgwarden: (.*)"$/s;
-/** The two refusals pgwarden's guards write (parentKeyGuard, parentKeysCte), for tenant $t. */
-const guardMessage = (t: string): RegExp =>
-  new RegExp(
-    `^\\S+ must reference a row of \\S+ in tenant ${t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}` +
-      '(; the row was not written|, and a value given does not; no row was written)$',
-    's',
+
+/**
+ * What the agent reads when a parent key guard fires: a guard per row (parentKeyGuard), or the
+ * statement's shared check (parentKeysCte). The rewriter keeps each it writes on the verdict
+ * (`refusals`), so the session recognises exactly these.
+ */
+export function parentKeyMessage(t: TablePolicy, tenant: string, shared: boolean): string {
+  const p = parentOf(t);
+  return (
+    `${t.qname}.${p.foreignKey} must reference a row of ${p.policy.qname} in tenant ${tenant}` +
+    (shared ? ', and a value given does not; no row was written' : '; the row was not written')
   );
+}
 
 /**
  * The agent-facing message when the server's error is a parent key guard firing (SQLSTATE 22P02
- * from the cast), else undefined. The session asks only for statements that carry guards, and only
- * a refusal pgwarden writes for the caller's tenant matches: an agent that casts a text of its own
- * (a bind value, say) only gets the server's error, redacted as any other (red team, round 25).
+ * from the cast), else undefined. Only a refusal the statement's own rewrite carries matches: an
+ * agent's cast of a text of its choosing, at run time (a scalar subquery over a bind value), gets
+ * the server's error, redacted as any other, not pgwarden's label on a table of its choosing (red
+ * team, rounds 25 and 26).
  */
-export function parentKeyRefusal(serverMessage: string, tenant: string): string | undefined {
+export function parentKeyRefusal(serverMessage: string, refusals: readonly string[]): string | undefined {
   const text = guardFailure.exec(serverMessage)?.[1];
-  return text !== undefined && guardMessage(tenant).test(text) ? text : undefined;
+  return text !== undefined && refusals.includes(text) ? text : undefined;
 }
 
 /** The alias of the one-row subquery that holds the value a parent key guard checks. */
@@ -142,10 +149,7 @@ export function parentKeyGuard(t: TablePolicy, tenant: string, value: Node): Nod
   const fk = p ? t.columns.find((c) => c.name === p.foreignKey) : undefined;
   if (!p || !fk) throw new Error(`${t.qname} has no parent key`);
   const k = (): Node => columnRef(GUARD_ALIAS, 'k');
-  const message =
-    `${GUARD_MARKER}${t.qname}.${p.foreignKey} must reference a row of ${p.policy.qname} ` +
-    `in tenant ${tenant}; the row was not written`;
-  const refusal = raise(message, fk.sqlType);
+  const refusal = raise(GUARD_MARKER + parentKeyMessage(t, tenant, false), fk.sqlType);
   // One index probe of the parent's key per row: an ANY over the tenant's keys would hash them
   // all again for every row of a multi-row VALUES. The probe locks the parent row (FOR KEY SHARE,
   // as the foreign key's own check does): the check reads the statement's snapshot and the
@@ -288,9 +292,7 @@ export function parentKeysCte(t: TablePolicy, tenant: string, values: readonly N
       ),
     },
   };
-  const message =
-    `${GUARD_MARKER}${t.qname}.${p.foreignKey} must reference a row of ${p.policy.qname} ` +
-    `in tenant ${tenant}, and a value given does not; no row was written`;
+  const message = GUARD_MARKER + parentKeyMessage(t, tenant, true);
   const check = {
     CaseExpr: {
       args: [{ CaseWhen: { expr: allFound, result: { A_Const: { boolval: { boolval: true } } } } }],

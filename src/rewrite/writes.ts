@@ -22,6 +22,7 @@ import {
   constantKey,
   parentConflictFilter,
   parentKeyGuard,
+  parentKeyMessage,
   parentKeyRef,
   parentKeysCte,
   parentWriteFilter,
@@ -159,6 +160,7 @@ function guardParentKeys(values: unknown[], t: TablePolicy, ctx: RewriteContext)
     values[i] = parentKeyGuard(t, ctx.tenant, v);
   }
   ctx.reasons.add('parent_key_checked');
+  ctx.keyRefusals.add(parentKeyMessage(t, ctx.tenant, false));
 }
 
 const paramTypes: Record<string, ParamCheck['type']> = {
@@ -474,6 +476,7 @@ function rewriteInsert(body: Body, ctx: RewriteContext, scope: Scope | undefined
       };
       keys.forEach((k, i) => (keys[i] = parentKeyRef(t, k as Node)));
       ctx.reasons.add('parent_key_checked');
+      ctx.keyRefusals.add(parentKeyMessage(t, ctx.tenant, true));
     } else {
       if (simpleSelect) keys.push((targets[at] as { ResTarget: { val: Node } }).ResTarget.val);
       guardParentKeys(keys, t, ctx);

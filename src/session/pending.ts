@@ -22,10 +22,10 @@ export class Pending implements ChangeLog {
   /** The bind values' texts to redact from its error message besides the quoted spans. */
   secrets: readonly string[] | undefined = undefined;
   /**
-   * Its SQL carries parent key guards: only then is an "invalid input syntax" error naming
-   * pgwarden's refusal its own (parentKeyRefusal), not the agent's cast of a text of its choosing.
+   * The refusals its SQL's parent key guards raise (Verdict.refusals): only those are pgwarden's own
+   * (parentKeyRefusal), not an agent's cast of a text of its choosing.
    */
-  keyGuarded = false;
+  refusals: readonly string[] = [];
   /** Changes to pgwarden's mirror of server state this request makes; undone if it is not carried out. */
   changes: Change[] | undefined = undefined;
   /** For a simple Query: how many of its statements the server has finished. */

@@ -34,19 +34,41 @@ export function redactQuoted(message: string): string {
 const MIN_REDACTED_VALUE = 2;
 
 /**
- * The texts a Bind's parameter values can appear as in a server message: a text-format value as
- * it is, a binary integer as its decimal digits (the server prints numbers unquoted).
+ * The texts a Bind's parameter values can appear as in a server message. A text-format value as it
+ * is and, if it is a number, as the server prints it once read (`+0123_4.0` as `1234`). A binary
+ * value's type is the server's to know, so every reading that could be printed: its UTF-8 (text
+ * types are sent as their bytes), and an integer or float of its width (Npgsql and asyncpg send
+ * every parameter binary; red team, round 26). numeric, date/time and uuid in binary are not read.
  */
 export function valueTexts(params: readonly (Buffer | null)[], formats: readonly number[]): string[] {
-  const out: string[] = [];
+  const out = new Set<string>();
+  const add = (v: string): void => {
+    const t = v.trim();
+    if (t.length < MIN_REDACTED_VALUE) return;
+    out.add(t);
+    const n = numberAsPrinted(t);
+    if (n !== undefined && n.length >= MIN_REDACTED_VALUE) out.add(n);
+  };
   params.forEach((p, i) => {
     if (p === null) return;
-    if ((formats[i] ?? 0) === 0) out.push(p.toString('utf8'));
-    else if (p.length === 2) out.push(String(p.readInt16BE(0)));
-    else if (p.length === 4) out.push(String(p.readInt32BE(0)));
-    else if (p.length === 8) out.push(String(p.readBigInt64BE(0)));
+    add(p.toString('utf8'));
+    if ((formats[i] ?? 0) === 0) return;
+    if (p.length === 2) add(String(p.readInt16BE(0)));
+    if (p.length === 4) add(String(p.readInt32BE(0)));
+    if (p.length === 4 && Number.isFinite(p.readFloatBE(0))) add(String(p.readFloatBE(0)));
+    if (p.length === 8) add(String(p.readBigInt64BE(0)));
+    if (p.length === 8 && Number.isFinite(p.readDoubleBE(0))) add(String(p.readDoubleBE(0)));
   });
-  return out.filter((v) => v.trim().length >= MIN_REDACTED_VALUE);
+  return [...out];
+}
+
+/** A decimal number as the server prints it after reading it: no +, leading zeros, _ or zero fraction. */
+function numberAsPrinted(v: string): string | undefined {
+  if (!/^[+-]?[\d_]+(\.\d*)?$/.test(v)) return undefined;
+  const [whole = '', fraction = ''] = v.replace(/^\+/, '').replace(/_/g, '').split('.');
+  const sign = whole.startsWith('-') ? '-' : '';
+  const digits = whole.replace(/^-/, '').replace(/^0+(?=\d)/, '');
+  return sign + digits + (/^0*$/.test(fraction) ? '' : `.${fraction.replace(/0+$/, '')}`);
 }
 
 /** Every occurrence of one of `values` in `message` becomes "[redacted]", longest values first. */

@@ -571,7 +571,7 @@ export class Session {
     if (v.kind === 'allow') out.addMessage(m);
     else out.add(serialize.query(v.sql));
     const p = pending('query', recordId);
-    p.keyGuarded = v.reasons.includes('parent_key_checked');
+    if (v.kind === 'rewrite') p.refusals = v.refusals ?? [];
     this.names.applyEffects(v.effects, p, this.judging.rulesVersion);
     this.enqueue(p);
   }
@@ -777,7 +777,7 @@ export class Session {
     const p = pending('execute', recordId);
     p.redactError = (bound?.parameters ?? true) && this.deps.config.audit.redactParameters;
     p.secrets = bound?.secrets;
-    p.keyGuarded = verdict.reasons.includes('parent_key_checked');
+    if (verdict.kind === 'rewrite') p.refusals = verdict.refusals ?? [];
     this.names.applyEffects(effects, p, statement.rulesVersion);
     out.addMessage(m);
     this.enqueue(p);
@@ -919,10 +919,7 @@ export class Session {
           p.redactError ? redactValues(redactQuoted(f.message), p.secrets ?? []) : f.message,
           MAX_RECORDED_ERROR,
         );
-        const refusal =
-          f.sqlstate === '22P02' && p.keyGuarded
-            ? parentKeyRefusal(f.message, this.party.identity?.tenant ?? '')
-            : undefined;
+        const refusal = f.sqlstate === '22P02' ? parentKeyRefusal(f.message, p.refusals) : undefined;
         if (refusal !== undefined) {
           p.sqlstate = errors.PGW_PARENT_KEY_REFUSED.sqlstate;
           p.errorMessage = refusal;
