@@ -298,6 +298,45 @@ describe('extended protocol error semantics', () => {
     c.close();
   });
 
+  it('records an unnamed statement whose Bind fails before its Execute arrives', async () => {
+    const c = await RawClient.connect(px.port);
+    await c.login('support-bot', db.name, await px.token());
+    // The server plans the Bind with the value, folds chr(123456789), and fails there: the
+    // statement reaches the server, but the Execute that records it comes after the error.
+    c.send(
+      Buffer.concat([
+        serialize.parse({ text: 'SELECT chr($1::int) AS bind_fails FROM items LIMIT 1', types: [23] }),
+        serialize.bind({ values: ['123456789'] }),
+        serialize.flush(),
+      ]),
+    );
+    expect((await c.read())?.code).toBe('1');
+    expect(errorOf(await c.read())).toMatchObject({ code: '54000' });
+    c.send(Buffer.concat([serialize.execute({}), serialize.sync()]));
+    expect((await c.untilReady()).map((m) => m.code)).toEqual(['Z']);
+    const record = px.sink.records.find((r) => r.sql?.includes('bind_fails'));
+    expect(record).toBeDefined();
+    expect(px.sink.outcomes.find((o) => o.recordId === record?.id)).toMatchObject({
+      command: 'BIND FAILED',
+      sqlstate: '54000',
+    });
+    // Look-alike: sent together, the Execute records the statement, and the Bind's failure is
+    // its outcome; there is no second record.
+    c.send(
+      Buffer.concat([
+        serialize.parse({ text: 'SELECT chr($1::int) AS bind_fails_too FROM items LIMIT 1', types: [23] }),
+        serialize.bind({ values: ['123456789'] }),
+        serialize.execute({}),
+        serialize.sync(),
+      ]),
+    );
+    expect((await c.untilReady()).map((m) => m.code)).toEqual(['1', 'E', 'Z']);
+    const together = px.sink.records.filter((r) => r.sql?.includes('bind_fails_too'));
+    expect(together).toHaveLength(1);
+    expect(px.sink.outcomes.find((o) => o.recordId === together[0]?.id)).toMatchObject({ sqlstate: '54000' });
+    c.close();
+  });
+
   it('named statements and portals, pipelined, with Describe and Close', async () => {
     const c = await RawClient.connect(px.port);
     await c.login('support-bot', db.name, await px.token());

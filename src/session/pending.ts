@@ -4,6 +4,7 @@
  * backend message belongs to: https://www.postgresql.org/docs/current/protocol-flow.html
  */
 import type { Change, ChangeLog } from './mirror.js';
+import type { JudgedStatement } from './names.js';
 
 export type PendingKind = 'query' | 'parse' | 'bind' | 'describe' | 'execute' | 'close' | 'sync';
 
@@ -26,6 +27,12 @@ export class Pending implements ChangeLog {
    * (parentKeyRefusal), not an agent's cast of a text of its choosing.
    */
   refusals: readonly string[] = [];
+  /**
+   * A Bind of the unnamed statement: its execution is recorded at Execute, so if the Bind fails
+   * first (the server plans it with the values, and folds `chr($1::int)` into an error) no record
+   * would tell of the attempt. Set until the Execute is recorded.
+   */
+  unrecordedBind: { statement: JudgedStatement; portal: string } | undefined = undefined;
   /** Changes to pgwarden's mirror of server state this request makes; undone if it is not carried out. */
   changes: Change[] | undefined = undefined;
   /** For a simple Query: how many of its statements the server has finished. */

@@ -415,6 +415,9 @@ export class Session {
     }
   }
 
+  /** The last Bind of the unnamed statement: its Execute's record clears its unrecordedBind. */
+  private unnamedBind: Pending | undefined;
+
   /** The server's socket is full: the client is not read until it drains. */
   private upstreamFull = false;
 
@@ -677,6 +680,10 @@ export class Session {
       }
     }
     const p = pending('bind');
+    if (msg.statement === '' && !this.deps.sink.off) {
+      p.unrecordedBind = { statement, portal: msg.portal };
+      this.unnamedBind = p;
+    }
     const parameters = fm.bindHasParameters(m.buffer, m.bodyStart, m.end);
     const redact = this.deps.config.audit.redactParameters;
     p.redactError = parameters && redact;
@@ -773,6 +780,8 @@ export class Session {
       );
       if (!this.tryDecide(record, out, 'extended')) return;
       recordId = record.id;
+      if (this.unnamedBind?.unrecordedBind?.portal === msg.portal)
+        this.unnamedBind.unrecordedBind = undefined;
     }
     const p = pending('execute', recordId);
     p.redactError = (bound?.parameters ?? true) && this.deps.config.audit.redactParameters;
@@ -936,6 +945,7 @@ export class Session {
           // recorded for them, oldest first (see mirror.ts).
           undoChanges(p);
           this.records.complete(p);
+          if (p.unrecordedBind) this.recordFailedBind(p, p.unrecordedBind);
           // The server now ignores everything up to Sync, so those requests get no answers.
           for (const skipped of this.queue.shiftUntilSync()) {
             undoChanges(skipped);
@@ -987,6 +997,30 @@ export class Session {
           }),
         );
     }
+  }
+
+  /**
+   * A Bind of the unnamed statement failed before its Execute was recorded (the client's messages
+   * came in separate chunks, and the server answered the Bind first): the attempt is recorded now,
+   * with the server's error, so no statement that reached the server goes unrecorded. Nothing of
+   * it ran: the error came from planning it with the values.
+   */
+  private recordFailedBind(p: Pending, bind: { statement: JudgedStatement; portal: string }): void {
+    const { statement, portal } = bind;
+    const protocol = { mode: 'extended' as const, statementName: '', portalName: portal };
+    const record = this.records.statement(
+      protocol,
+      statement.sql,
+      statement.judgement,
+      statement.judgement.verdict,
+      0,
+    );
+    this.records.bestEffort(record);
+    const outcome = pending('bind', record.id);
+    outcome.command = 'BIND FAILED';
+    outcome.sqlstate = p.sqlstate;
+    outcome.errorMessage = p.errorMessage;
+    this.records.complete(outcome);
   }
 
   /**
