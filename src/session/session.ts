@@ -46,6 +46,7 @@ import {
 import { OutBatch } from './out-batch.js';
 import { Segments } from './segments.js';
 import { StatementJudging } from './statement-judging.js';
+import { UpstreamWriter } from './upstream-writer.js';
 import type { ClientParameters } from './startup.js';
 import { parentKeyRefusal } from '../rewrite/parent-guards.js';
 
@@ -137,6 +138,7 @@ export class Session {
   private closed = false;
   private readonly log: Logger;
   private readonly judging: StatementJudging;
+  private readonly toServer: UpstreamWriter;
 
   constructor(
     private readonly socket: Socket,
@@ -144,6 +146,18 @@ export class Session {
   ) {
     this.log = deps.logger.child({ session: this.id });
     this.pinned = pinnedSettings(deps.config);
+    this.toServer = new UpstreamWriter({
+      upstream: () => this.upstream?.socket,
+      client: () => this.client,
+      whenDurable: deps.sink.whenDurable?.bind(deps.sink),
+      closed: () => this.closed,
+      failed: (err) => {
+        logAuditUnavailable(this.log, err.message);
+        // The held statements never reached the server; the client learns that its session is over.
+        this.fatal(err);
+      },
+      close: (why) => this.close(why),
+    });
     this.judging = new StatementJudging({
       deps,
       names: this.names,
@@ -315,12 +329,6 @@ export class Session {
   /** A message held until the server has answered earlier segments, or until it is judged. */
   private waiting: FrontendMessage | undefined;
   private readonly segments = new Segments();
-  /** Bytes for the server held until the decision log has made their records durable. */
-  private held: Buffer[] | undefined;
-  /** This chunk decided a record that the log has only queued. */
-  private awaitingLog = false;
-  /** Why the session ends once the held bytes are on their way. */
-  private closeWhenReleased: string | undefined;
 
   // ---- client → server -------------------------------------------------------------------
 
@@ -348,11 +356,11 @@ export class Session {
         }
       }
     } catch (err) {
-      this.flushUpstream(out);
+      this.toServer.flush(out);
       this.fatal(clientError(err));
       return;
     }
-    this.flushUpstream(out);
+    this.toServer.flush(out);
   }
 
   /**
@@ -369,11 +377,11 @@ export class Session {
 
   /**
    * Goes on with the messages already received, and reads the client again unless the server's
-   * socket is still full (writeUpstream resumes it on drain): a client whose pipeline is sliced or
+   * socket is still full (UpstreamWriter resumes it on drain): a client whose pipeline is sliced or
    * waits must not get past that backpressure.
    */
   private continueReading(): void {
-    if (!this.upstreamFull) this.client.resume();
+    if (!this.toServer.full) this.client.resume();
     this.onClientData(Buffer.alloc(0));
   }
 
@@ -392,60 +400,8 @@ export class Session {
       });
   }
 
-  private flushUpstream(out: OutBatch): void {
-    const bytes = out.take();
-    if (this.awaitingLog) {
-      this.awaitingLog = false;
-      this.holdUntilDurable();
-    }
-    if (bytes === undefined || this.closed || !this.upstream) return;
-    if (this.held) this.held.push(bytes);
-    else this.writeUpstream(bytes);
-  }
-
-  private writeUpstream(bytes: Buffer): void {
-    const socket = this.upstream!.socket;
-    if (!socket.write(bytes) && !this.upstreamFull) {
-      this.upstreamFull = true;
-      this.client.pause();
-      socket.once('drain', () => {
-        this.upstreamFull = false;
-        this.client.resume();
-      });
-    }
-  }
-
   /** The last Bind of the unnamed statement: its Execute's record clears its unrecordedBind. */
   private unnamedBind: Pending | undefined;
-
-  /** The server's socket is full: the client is not read until it drains. */
-  private upstreamFull = false;
-
-  /**
-   * The decision log queued this chunk's records and writes them at the end of the event-loop
-   * turn: until then nothing more of this session reaches the server, so a statement never runs
-   * before its record is durable, and the session's bytes keep their order.
-   */
-  private holdUntilDurable(): void {
-    // Already holding: the write that releases the earlier records takes these along.
-    if (this.held) return;
-    this.held = [];
-    this.deps.sink.whenDurable!((err) => this.releaseHeld(err));
-  }
-
-  private releaseHeld(err: PgwardenError | undefined): void {
-    const held = this.held ?? [];
-    this.held = undefined;
-    if (err) {
-      logAuditUnavailable(this.log, err.message);
-      // The held statements never reached the server; the client learns that its session is over.
-      this.fatal(err);
-      return;
-    }
-    if (held.length > 0 && !this.closed && this.upstream?.socket.writable)
-      this.writeUpstream(held.length === 1 ? held[0]! : Buffer.concat(held));
-    if (this.closeWhenReleased !== undefined) this.close(this.closeWhenReleased);
-  }
 
   /** Checked once per chunk the client sends: a chunk is the batch of messages it sent at once. */
   private checkTokenExpiry(): void {
@@ -504,7 +460,7 @@ export class Session {
         out.addMessage(m);
         return;
       case Frontend.Terminate:
-        this.flushUpstream(out);
+        this.toServer.flush(out);
         this.close('client sent Terminate');
         return;
       case Frontend.FunctionCall: {
@@ -814,7 +770,7 @@ export class Session {
   private tryDecide(record: DecisionRecord, out: OutBatch, mode: 'query' | 'extended'): boolean {
     try {
       this.deps.sink.decide(record);
-      if (this.deps.sink.whenDurable) this.awaitingLog = true;
+      this.toServer.recordQueued();
       return true;
     } catch (err) {
       const e = clientError(err);
@@ -1102,11 +1058,8 @@ export class Session {
   close(why: string): void {
     clearTimeout(this.expiryTimer);
     if (this.closed) return;
-    if (this.held) {
-      // Statements the client sent before it left still run, once their records are durable.
-      this.closeWhenReleased ??= why;
-      return;
-    }
+    // Statements the client sent before it left still run, once their records are durable.
+    if (this.toServer.deferClose(why)) return;
     this.closed = true;
     const up = this.upstream;
     if (up) {
