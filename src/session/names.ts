@@ -28,10 +28,10 @@ export interface BoundPortal {
   /** Those values as its execution's record keeps them, with audit.redactParameters off. */
   readonly values?: readonly (string | null)[];
   /**
-   * With audit.redactParameters on, the texts those values can appear as in a server message
-   * (redact-error.ts valueTexts): its execution's error message has them redacted.
+   * With audit.redactParameters on, the Bind's body as it came: an error message of its execution
+   * has the values in it redacted (redact-error.ts bindValueTexts).
    */
-  readonly secrets?: readonly string[];
+  readonly secrets?: Buffer;
 }
 
 export class SessionNames {

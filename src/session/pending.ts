@@ -20,8 +20,8 @@ export class Pending implements ChangeLog {
    * error message can quote those values, so the recorded message has its quoted spans redacted.
    */
   redactError = false;
-  /** The bind values' texts to redact from its error message besides the quoted spans. */
-  secrets: readonly string[] | undefined = undefined;
+  /** The Bind whose values are redacted from its error message besides the quoted spans. */
+  secrets: Buffer | undefined = undefined;
   /**
    * The refusals its SQL's parent key guards raise (Verdict.refusals): only those are pgwarden's own
    * (parentKeyRefusal), not an agent's cast of a text of its choosing.

@@ -1,3 +1,5 @@
+import { readBind } from '../protocol/frontend-messages.js';
+
 /**
  * The server's error message as the decision record keeps it when bind parameters are redacted:
  * PostgreSQL quotes the offending input in its messages (`invalid input syntax for type integer:
@@ -60,6 +62,18 @@ export function valueTexts(params: readonly (Buffer | null)[], formats: readonly
     if (p.length === 8 && Number.isFinite(p.readDoubleBE(0))) add(String(p.readDoubleBE(0)));
   });
   return [...out];
+}
+
+/** The texts to redact for the values of a Bind body (kept as it came), or none. */
+export function bindValueTexts(bind: Buffer | undefined): string[] {
+  if (!bind) return [];
+  try {
+    const { params, paramFormats } = readBind(bind);
+    return valueTexts(params, paramFormats);
+  } catch {
+    // A Bind the server refused as malformed: its error quotes nothing of it.
+    return [];
+  }
 }
 
 /** A decimal number as the server prints it after reading it: no +, leading zeros, _ or zero fraction. */

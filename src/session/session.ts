@@ -31,7 +31,7 @@ import { SessionNames, type JudgedStatement } from './names.js';
 import { checkParam } from './param-check.js';
 import { PendingQueue, pending, type Pending } from './pending.js';
 import { logAuditUnavailable, recordedParameters, SessionRecords, type Party } from './records.js';
-import { redactQuoted, redactValues, valueTexts } from './redact-error.js';
+import { bindValueTexts, redactQuoted, redactValues } from './redact-error.js';
 import {
   longNameRefusal,
   nameTakenRefusal,
@@ -643,14 +643,16 @@ export class Session {
     const parameters = fm.bindHasParameters(m.buffer, m.bodyStart, m.end);
     const redact = this.deps.config.audit.redactParameters;
     p.redactError = parameters && redact;
-    // Recorded at Execute, and read only for that: with redaction on (the default), only the
-    // texts to redact from an error message of its execution.
+    // Recorded at Execute, and read only for that. With redaction on (the default) the Bind is
+    // kept as it came, and read only if an error message of its execution has values to redact.
     let recorded: (string | null)[] | undefined;
-    let secrets: string[] | undefined;
+    let secrets: Buffer | undefined;
     if (parameters && !this.deps.sink.off) {
-      const bind = values ?? fm.readBind(m.buffer, m.bodyStart, m.end);
-      if (redact) secrets = valueTexts(bind.params, bind.paramFormats);
-      else recorded = recordedParameters(bind.params, bind.paramFormats);
+      if (redact) secrets = Buffer.from(m.buffer.subarray(m.bodyStart, m.end));
+      else {
+        const bind = values ?? fm.readBind(m.buffer, m.bodyStart, m.end);
+        recorded = recordedParameters(bind.params, bind.paramFormats);
+      }
     }
     p.secrets = secrets;
     // The Bind is queued right after this: its order is the next one.
@@ -661,7 +663,7 @@ export class Session {
         order: this.forwarded,
         parameters,
         ...(recorded ? { values: recorded } : {}),
-        ...(secrets?.length ? { secrets } : {}),
+        ...(secrets ? { secrets } : {}),
       },
       p,
     );
@@ -881,7 +883,7 @@ export class Session {
         p.sqlstate = f.sqlstate;
         // With parameters redacted, the record keeps no bind value quoted back by the server.
         p.errorMessage = clippedText(
-          p.redactError ? redactValues(redactQuoted(f.message), p.secrets ?? []) : f.message,
+          p.redactError ? redactValues(redactQuoted(f.message), bindValueTexts(p.secrets)) : f.message,
           MAX_RECORDED_ERROR,
         );
         const refusal = f.sqlstate === '22P02' ? parentKeyRefusal(f.message, p.refusals) : undefined;
@@ -958,8 +960,8 @@ export class Session {
   /**
    * A Bind of the unnamed statement failed before its Execute was recorded (the client's messages
    * came in separate chunks, and the server answered the Bind first): the attempt is recorded now,
-   * with the server's error, so no statement that reached the server goes unrecorded. Nothing of
-   * it ran: the error came from planning it with the values.
+   * with the server's error. Nothing of it ran, but the server planned it with the agent's values
+   * (immutable functions of them folded). A Parse the server refuses plans nothing: no record.
    */
   private recordFailedBind(p: Pending, bind: { statement: JudgedStatement; portal: string }): void {
     const { statement, portal } = bind;
