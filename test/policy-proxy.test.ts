@@ -541,6 +541,28 @@ describe('through the proxy', () => {
     expect(acme[0]!.n).toBeGreaterThan(0);
   });
 
+  it('refuses a portal named like a cursor of the session: FETCH would run it as the cursor (red team, round 28)', async () => {
+    const c = await client('acme');
+    try {
+      await c.query('BEGIN; DECLARE c CURSOR FOR SELECT id FROM products; COMMIT');
+      await c.query('BEGIN');
+      // The server dropped c at COMMIT; a portal bound under its name would answer FETCH c.
+      // node-postgres binds Query.portal by name; its typings leave the option out.
+      const named = (text: string, portal: string): pg.QueryConfig =>
+        ({ text, values: [1], portal }) as pg.QueryConfig;
+      await expect(c.query(named('SELECT total FROM orders WHERE id = $1', 'c'))).rejects.toMatchObject({
+        code: '42501',
+        message: expect.stringContaining('taken by a cursor'),
+      });
+      await c.query('ROLLBACK');
+      // The look-alike: another name binds and runs.
+      const ok = await c.query(named('SELECT 1 AS one WHERE $1::int = 1', 'p'));
+      expect(ok.rows).toEqual([{ one: 1 }]);
+    } finally {
+      await c.end();
+    }
+  });
+
   it("items go only under orders of the caller: another tenant's order is refused as 42501 and nothing is written", async () => {
     const before = await db.sql<{ h: string }>(
       `SELECT md5(coalesce(string_agg(i::text, ',' ORDER BY i.id), '')) AS h

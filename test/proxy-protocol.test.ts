@@ -337,6 +337,44 @@ describe('extended protocol error semantics', () => {
     c.close();
   });
 
+  it('stays in step when a FunctionCall comes while the server skips to Sync (red team, round 28)', async () => {
+    const c = await RawClient.connect(px.port);
+    await c.login('support-bot', db.name, await px.token());
+    const functionCall = (): Buffer => {
+      const b = Buffer.alloc(15);
+      b.write('F', 0);
+      b.writeInt32BE(14, 1);
+      b.writeInt32BE(1598, 5); // any function OID
+      return b;
+    };
+    c.send(Buffer.concat([serialize.parse({ name: 'S', text: 'SELECT 1 AS x' }), serialize.sync()]));
+    expect((await c.untilReady()).map((m) => m.code)).toEqual(['1', 'Z']);
+    // A denied Parse: the server fails the stand-in and skips everything up to Sync.
+    c.send(Buffer.concat([serialize.parse({ text: 'SELECT secret FROM secrets' }), serialize.flush()]));
+    expect(errorOf(await c.read())).toMatchObject({ code: '42501' });
+    // The server ignores these, and so must pgwarden's count of what it waits for.
+    c.send(Buffer.concat([functionCall(), functionCall(), serialize.sync()]));
+    expect((await c.untilReady()).map((m) => m.code)).toEqual(['Z']);
+    // S redefined, then an error: only the failing Describe is undone, not the Close and Parse.
+    c.send(
+      Buffer.concat([
+        serialize.close({ type: 'S', name: 'S' }),
+        serialize.parse({ name: 'S', text: 'SELECT name AS redefined FROM items WHERE id = 2' }),
+        serialize.describe({ type: 'S', name: 'nope' }),
+        serialize.sync(),
+      ]),
+    );
+    expect((await c.untilReady()).map((m) => m.code)).toEqual(['3', '1', 'E', 'Z']);
+    c.send(Buffer.concat([serialize.bind({ statement: 'S' }), serialize.execute({}), serialize.sync()]));
+    expect((await c.untilReady()).map((m) => m.code)).toEqual(['2', 'D', 'C', 'Z']);
+    // The execution's record names the statement that ran.
+    const executed = px.sink.records.filter(
+      (r) => r.protocol?.statementName === 'S' && r.protocol?.portalName === '',
+    );
+    expect(executed.at(-1)?.sql).toContain('redefined');
+    c.close();
+  });
+
   it('named statements and portals, pipelined, with Describe and Close', async () => {
     const c = await RawClient.connect(px.port);
     await c.login('support-bot', db.name, await px.token());

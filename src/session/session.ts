@@ -474,6 +474,9 @@ export class Session {
             'the fast-path FunctionCall message is not allowed; call functions in SQL',
           ),
         );
+        // While the server skips to Sync it would not answer a stand-in either: one queued here
+        // put every later answer against the request before it (red team, round 28).
+        if (this.skipUntilSync) return this.records.bestEffort(record);
         this.deny(record, out, 'query');
         return;
       }
@@ -602,6 +605,16 @@ export class Session {
     if (longName !== null) {
       const protocol = { mode: 'extended' as const, statementName: msg.statement, portalName: msg.portal };
       return this.denyLongName(longName, protocol, null, out);
+    }
+    // Cursors and portals share one name space on the server. A cursor pgwarden knows may have
+    // ended with its transaction there; a portal bound under its name would then run as that
+    // cursor for FETCH, which is judged against the cursor's query (red team, round 28).
+    if (msg.portal !== '' && this.names.policyState.cursors.has(msg.portal)) {
+      const v = refusal(
+        'PGW_POLICY_DENIED',
+        `portal name "${msg.portal}" is taken by a cursor of this session; bind another name (or the unnamed portal)`,
+      );
+      return this.refuseBind(msg, this.names.statements.get(msg.statement), v, out);
     }
     const statement = this.names.statements.get(msg.statement);
     if (!statement) {
@@ -923,6 +936,11 @@ export class Session {
         return p.standIn ?? agentsView ?? 'forward';
       }
       case Backend.ReadyForQuery: {
+        // ReadyForQuery answers a Query or a Sync. Anything else at the head means pgwarden and
+        // the server disagree on what was asked: every later answer would be matched to the wrong
+        // request (and undo the wrong changes), so the session ends.
+        const head = this.queue.peek();
+        if (head && head.kind !== 'query' && head.kind !== 'sync') return this.outOfStep(head.kind);
         const p = this.queue.shift();
         if (p) confirmChanges(p);
         if (p?.kind === 'query') this.records.complete(p);
@@ -990,6 +1008,13 @@ export class Session {
     if (f.severity !== 'ERROR' || f.table === undefined || f.schema === undefined) return false;
     if (f.schema === 'pg_catalog' || f.schema === 'information_schema') return false;
     return !this.deps.judge.namesRelation(`${f.schema}.${f.table}`);
+  }
+
+  private outOfStep(kind: string): Buffer {
+    this.log.error({ event: 'protocol_out_of_step', expected: kind }, 'server answer out of step');
+    return this.condemn(
+      new PgwardenError('PGW_INTERNAL', { message: 'pgwarden lost track of the protocol; session ended' }),
+    );
   }
 
   /** Ends the session after this chunk: the client gets the FATAL error in place of the message. */
