@@ -375,6 +375,50 @@ describe('extended protocol error semantics', () => {
     c.close();
   });
 
+  it('skips to Sync with the server when a statement timeout fires as it reads a Flush (red team, round 29)', async () => {
+    // The timeout an earlier Describe armed fires when the server reads the next message: a Flush
+    // then fails and the server skips to Sync; pgwarden must too, or it forwards what is skipped.
+    const short = await startTestProxy(db, {
+      tables: ['public.items'],
+      config: { session: { statementTimeoutMs: 200 } },
+    });
+    try {
+      const c = await RawClient.connect(short.port);
+      await c.login('support-bot', db.name, await short.token());
+      c.send(
+        Buffer.concat([
+          serialize.parse({ name: 'S', text: 'SELECT name AS original FROM items WHERE id = 1' }),
+          serialize.sync(),
+        ]),
+      );
+      expect((await c.untilReady()).map((m) => m.code)).toEqual(['1', 'Z']);
+      c.send(Buffer.concat([serialize.describe({ type: 'S', name: 'S' }), serialize.flush()]));
+      expect((await c.read())?.code).toBe('t');
+      expect((await c.read())?.code).toBe('T');
+      await new Promise((r) => setTimeout(r, 400));
+      c.send(serialize.flush());
+      expect(errorOf(await c.read())).toMatchObject({ code: '57014' });
+      // Skipped by the server up to the Sync: the Close and the new S must not reach pgwarden's mirror.
+      c.send(
+        Buffer.concat([
+          serialize.query('SELECT 1'),
+          serialize.close({ type: 'S', name: 'S' }),
+          serialize.parse({ name: 'S', text: 'SELECT name AS swapped FROM items WHERE id = 2' }),
+          serialize.sync(),
+        ]),
+      );
+      expect((await c.untilReady()).map((m) => m.code)).toEqual(['Z']);
+      c.send(Buffer.concat([serialize.bind({ statement: 'S' }), serialize.execute({}), serialize.sync()]));
+      const rows = await c.untilReady();
+      expect(rows.map((m) => m.code)).toEqual(['2', 'D', 'C', 'Z']);
+      const executed = short.sink.records.filter((r) => r.protocol?.statementName === 'S');
+      expect(executed.at(-1)?.sql).toContain('original');
+      c.close();
+    } finally {
+      await short.close();
+    }
+  });
+
   it('named statements and portals, pipelined, with Describe and Close', async () => {
     const c = await RawClient.connect(px.port);
     await c.login('support-bot', db.name, await px.token());

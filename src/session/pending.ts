@@ -6,7 +6,12 @@
 import type { Change, ChangeLog } from './mirror.js';
 import type { JudgedStatement } from './names.js';
 
-export type PendingKind = 'query' | 'parse' | 'bind' | 'describe' | 'execute' | 'close' | 'sync';
+/**
+ * 'flush' marks a forwarded Flush: the server answers it with nothing, unless an interrupt (a
+ * statement timeout armed by an earlier Parse, Bind or Describe) fires as it reads it, and then
+ * with an error after which it skips to Sync.
+ */
+export type PendingKind = 'query' | 'parse' | 'bind' | 'describe' | 'execute' | 'close' | 'sync' | 'flush';
 
 export class Pending implements ChangeLog {
   /** When it was forwarded; only measured for requests whose outcome is recorded. */
@@ -78,6 +83,11 @@ export class PendingQueue {
   }
   get length(): number {
     return this.items.length - this.head;
+  }
+  /** Whether a request still waits for the server's answer (a Flush's mark waits for none). */
+  awaitsAnswer(): boolean {
+    for (let i = this.head; i < this.items.length; i++) if (this.items[i]?.kind !== 'flush') return true;
+    return false;
   }
   /** Takes every request before the next Sync: the server skips them after an error. */
   shiftUntilSync(): Pending[] {

@@ -317,7 +317,7 @@ export class Session {
     const idle = this.deps.config.limits.idleTimeoutMs;
     if (idle > 0) {
       this.client.setTimeout(idle, () => {
-        if (this.queue.length === 0)
+        if (!this.queue.awaitsAnswer())
           this.fatal(new PgwardenError('PGW_TIMEOUT', { message: 'idle session timed out' }));
       });
     }
@@ -458,6 +458,7 @@ export class Session {
       case Frontend.Flush:
         fm.expectEmpty(m.buffer, m.bodyStart, m.end);
         out.addMessage(m);
+        if (!this.skipUntilSync) this.enqueue(pending('flush'));
         return;
       case Frontend.Terminate:
         this.toServer.flush(out);
@@ -832,6 +833,10 @@ export class Session {
   private onBackendMessage(code: number, buf: Buffer, bodyStart: number, end: number): Disposition {
     // Once the session is condemned nothing more from the server reaches the client.
     if (this.endAfterWrite) return 'drop';
+    if (this.queue.peek()?.kind === 'flush') {
+      const unsure = this.settleFlushes(code);
+      if (unsure) return unsure;
+    }
     switch (code) {
       case Backend.ParseComplete:
       case Backend.BindComplete:
@@ -1010,6 +1015,29 @@ export class Session {
     return !this.deps.judge.namesRelation(`${f.schema}.${f.table}`);
   }
 
+  /**
+   * A Flush at the head of the queue. Any answer to a request means the server read the Flush
+   * without incident: its marks go. An error may be the Flush's own: a statement timeout armed by
+   * an earlier Parse, Bind or Describe fires as the server reads it, and the server then skips to
+   * Sync, which pgwarden must too, or it forwards (and mirrors) what the server discards (red
+   * team, round 29). With nothing queued after the Flush the error can only be its own; with
+   * requests after it, it may be theirs, and the session ends rather than guess.
+   */
+  private settleFlushes(code: number): Buffer | undefined {
+    // Messages the server sends of its own accord answer nothing.
+    if (
+      code === Backend.NoticeResponse ||
+      code === Backend.ParameterStatus ||
+      code === Backend.NotificationResponse
+    )
+      return undefined;
+    while (this.queue.peek()?.kind === 'flush') this.queue.shift();
+    if (code !== Backend.ErrorResponse) return undefined;
+    if (this.queue.length > 0) return this.outOfStep('flush');
+    this.skipUntilSync = true;
+    return undefined;
+  }
+
   private outOfStep(kind: string): Buffer {
     this.log.error({ event: 'protocol_out_of_step', expected: kind }, 'server answer out of step');
     return this.condemn(
@@ -1090,7 +1118,7 @@ export class Session {
     this.closed = true;
     const up = this.upstream;
     if (up) {
-      if (this.queue.length > 0) this.cancel();
+      if (this.queue.awaitsAnswer()) this.cancel();
       for (const p of this.queue.drain()) {
         p.sqlstate ??= '08006';
         p.command ??= 'ABANDONED';
