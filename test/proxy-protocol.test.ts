@@ -419,6 +419,33 @@ describe('extended protocol error semantics', () => {
     }
   });
 
+  it("goes on after an ordinary error that follows a Flush: it is the next request's, not the Flush's (red team, round 30)", async () => {
+    const c = await RawClient.connect(px.port);
+    await c.login('support-bot', db.name, await px.token());
+    // A cursor-like read: one row per Execute, a Flush after each (node-postgres cursors do this).
+    c.send(
+      Buffer.concat([
+        serialize.parse({ text: 'SELECT 10 / (2 - id) AS x FROM items ORDER BY id' }),
+        serialize.bind({}),
+        serialize.execute({ rows: 1 }),
+        serialize.flush(),
+      ]),
+    );
+    expect([
+      (await c.read())?.code,
+      (await c.read())?.code,
+      (await c.read())?.code,
+      (await c.read())?.code,
+    ]).toEqual(['1', '2', 'D', 's']);
+    c.send(Buffer.concat([serialize.execute({ rows: 1 }), serialize.flush()]));
+    expect(errorOf(await c.read())).toMatchObject({ code: '22012' });
+    c.send(serialize.sync());
+    expect((await c.untilReady()).map((m) => m.code)).toEqual(['Z']);
+    c.send(serialize.query('SELECT name FROM items WHERE id = 4'));
+    expect((await c.untilReady()).map((m) => m.code)).toEqual(['T', 'D', 'C', 'Z']);
+    c.close();
+  });
+
   it('named statements and portals, pipelined, with Describe and Close', async () => {
     const c = await RawClient.connect(px.port);
     await c.login('support-bot', db.name, await px.token());

@@ -50,6 +50,12 @@ import { UpstreamWriter } from './upstream-writer.js';
 import type { ClientParameters } from './startup.js';
 import { parentKeyRefusal } from '../rewrite/parent-guards.js';
 
+/**
+ * Errors the server can raise as it reads a message (an interrupt): statement timeout or cancel,
+ * and lock timeout. Only these can be a Flush's (settleFlushes).
+ */
+const INTERRUPTS = new Set(['57014', '55P03']);
+
 /** What an agent reads instead of a server error that names a relation the rules do not. */
 const RELATION_WITHHELD =
   'the statement conflicts with data in a relation that the rules do not name (a foreign key from it, for example); pgwarden withholds its name';
@@ -834,7 +840,7 @@ export class Session {
     // Once the session is condemned nothing more from the server reaches the client.
     if (this.endAfterWrite) return 'drop';
     if (this.queue.peek()?.kind === 'flush') {
-      const unsure = this.settleFlushes(code);
+      const unsure = this.settleFlushes(code, buf, bodyStart, end);
       if (unsure) return unsure;
     }
     switch (code) {
@@ -1017,13 +1023,15 @@ export class Session {
 
   /**
    * A Flush at the head of the queue. Any answer to a request means the server read the Flush
-   * without incident: its marks go. An error may be the Flush's own: a statement timeout armed by
-   * an earlier Parse, Bind or Describe fires as the server reads it, and the server then skips to
-   * Sync, which pgwarden must too, or it forwards (and mirrors) what the server discards (red
-   * team, round 29). With nothing queued after the Flush the error can only be its own; with
-   * requests after it, it may be theirs, and the session ends rather than guess.
+   * without incident: its marks go. The one error a Flush can draw is an interrupt that fires as
+   * the server reads it (a statement timeout armed by an earlier Parse, Bind or Describe, or a lock
+   * timeout), after which the server skips to Sync (red team, round 29). With nothing queued after
+   * the Flush such an error is its own, and pgwarden skips too. Before an extended-protocol
+   * request or a Sync it comes to the same (that request fails or is skipped alike); before a
+   * simple Query it does not (a Query's own timeout skips nothing), and the session ends rather
+   * than guess. Any other error belongs to the request after the Flush (red team, round 30).
    */
-  private settleFlushes(code: number): Buffer | undefined {
+  private settleFlushes(code: number, buf: Buffer, bodyStart: number, end: number): Buffer | undefined {
     // Messages the server sends of its own accord answer nothing.
     if (
       code === Backend.NoticeResponse ||
@@ -1033,8 +1041,9 @@ export class Session {
       return undefined;
     while (this.queue.peek()?.kind === 'flush') this.queue.shift();
     if (code !== Backend.ErrorResponse) return undefined;
-    if (this.queue.length > 0) return this.outOfStep('flush');
-    this.skipUntilSync = true;
+    const interrupt = INTERRUPTS.has(readErrorFields(buf.subarray(bodyStart, end)).sqlstate);
+    if (this.queue.length === 0) this.skipUntilSync = true;
+    else if (interrupt && this.queue.peek()?.kind === 'query') return this.outOfStep('flush');
     return undefined;
   }
 
