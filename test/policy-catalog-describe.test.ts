@@ -8,7 +8,7 @@ import { createPolicyJudge } from '../src/policy/engine.js';
 import { loadRules } from '../src/policy/rules-load.js';
 import { loadParser } from '../src/sql/parse.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
-import { startTestProxy, withPgClient, type TestProxy } from './support/proxy.js';
+import { startDemoRulesProxy, startTestProxy, withPgClient, type TestProxy } from './support/proxy.js';
 
 const run = promisify(execFile);
 
@@ -56,11 +56,7 @@ beforeAll(async () => {
     CREATE TABLE public.readings_2026 PARTITION OF public.readings
       FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
   `);
-  const judge = createPolicyJudge(await loadRules(['rules']), await loadCatalog(db.url, 'public'), {
-    searchPath: 'public',
-  });
-  proxy = await startTestProxy(db, { judge });
-  url = await proxy.url({ tenant: 'acme', human: 'alice@acme.test' });
+  ({ proxy, url } = await startDemoRulesProxy(db));
 });
 afterAll(async () => {
   await proxy?.close();

@@ -9,7 +9,7 @@ import { createPolicyJudge } from '../src/policy/engine.js';
 import { loadRules } from '../src/policy/rules-load.js';
 import { loadParser } from '../src/sql/parse.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
-import { startTestProxy, withPgClient, type TestProxy } from './support/proxy.js';
+import { startDemoRulesProxy, startTestProxy, withPgClient, type TestProxy } from './support/proxy.js';
 
 const run = promisify(execFile);
 
@@ -58,11 +58,7 @@ beforeAll(async () => {
     UNION ALL SELECT c.conname, c.oid::int FROM pg_constraint c
       WHERE c.conname IN ('customers_ssn_shape', 'orders_status_set', 'internal_notes_body_set', 'orders_customer_id_fkey')`);
   oids = Object.fromEntries(rows.map((r) => [r.k, r.oid]));
-  const judge = createPolicyJudge(await loadRules(['rules']), await loadCatalog(db.url, 'public'), {
-    searchPath: 'public',
-  });
-  proxy = await startTestProxy(db, { judge });
-  url = await proxy.url({ tenant: 'acme', human: 'alice@acme.test' });
+  ({ proxy, url } = await startDemoRulesProxy(db));
 });
 afterAll(async () => {
   await proxy?.close();

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { GENESIS, anchorMac, linkHash } from './chain.js';
-import { LINKS, macAndColumns, type LinkRow } from './verify.js';
+import { expectedAnchorMac, LINKS, macAndColumns, type AnchorRow, type LinkRow } from './verify.js';
 
 /** Links read per query while looking for where to cut. */
 const PAGE = 5000;
@@ -43,16 +43,6 @@ async function verifiedCut(
   }
 }
 
-function anchorIsOwn(
-  a: { chain_seq: string; prev_hash: string; cutoff: Date | null; mac: string | null },
-  instance: string,
-  key: string,
-): boolean {
-  const cutoff =
-    a.cutoff instanceof Date && !Number.isNaN(a.cutoff.getTime()) ? a.cutoff.toISOString() : null;
-  return a.mac !== null && a.mac === anchorMac(key, instance, Number(a.chain_seq), a.prev_hash, cutoff);
-}
-
 /**
  * Deletes decisions older than the cutoff while keeping every instance's chain verifiable: it cuts
  * each chain at a position C such that nothing at or after C is deleted, and records (C, prev hash
@@ -72,14 +62,18 @@ export async function applyRetention(pool: pg.Pool, cutoff: Date, hmacKey?: stri
     try {
       await c.query('BEGIN');
       const anchor = (
-        await c.query<{ chain_seq: string; prev_hash: string; cutoff: Date | null; mac: string | null }>(
+        await c.query<AnchorRow>(
           'SELECT chain_seq, prev_hash, cutoff, mac FROM pgwarden_chain_anchors WHERE instance_id = $1',
           [inst.instance_id],
         )
       ).rows[0];
       // With a key, an anchor without its MAC, or with a wrong one, was moved by hand: walking on
       // from it would key a new anchor over what it hid (red team, round 26). verify reports it.
-      if (anchor && hmacKey !== undefined && !anchorIsOwn(anchor, inst.instance_id, hmacKey)) {
+      if (
+        anchor &&
+        hmacKey !== undefined &&
+        anchor.mac !== expectedAnchorMac(anchor, inst.instance_id, hmacKey)
+      ) {
         await c.query('ROLLBACK');
         continue;
       }

@@ -123,6 +123,19 @@ function iso(t: unknown): string {
   return t instanceof Date && !Number.isNaN(t.getTime()) ? t.toISOString() : String(t);
 }
 
+/** A row of pgwarden_chain_anchors. */
+export interface AnchorRow {
+  chain_seq: string;
+  prev_hash: string;
+  cutoff: Date | null;
+  mac: string | null;
+}
+
+/** The MAC an anchor row carries when retention wrote it with `key` (chain.ts anchorMac). */
+export function expectedAnchorMac(a: AnchorRow, instance: string, key: string): string {
+  return anchorMac(key, instance, Number(a.chain_seq), a.prev_hash, a.cutoff === null ? null : iso(a.cutoff));
+}
+
 /** The searchable columns must say what the hashed body says, or searches could be steered. */
 function columnMismatch(row: LinkRow, body: Record<string, unknown>, instance: string): string | null {
   if (row.type === 'decision') {
@@ -237,14 +250,10 @@ async function verifyIn(
   opts: VerifyOptions,
 ): Promise<InstanceReport> {
   const pageSize = opts.pageSize ?? 5000;
-  const anchorQ = await db.query<{
-    chain_seq: string;
-    prev_hash: string;
-    cutoff: Date | null;
-    mac: string | null;
-  }>('SELECT chain_seq, prev_hash, cutoff, mac FROM pgwarden_chain_anchors WHERE instance_id = $1', [
-    instance,
-  ]);
+  const anchorQ = await db.query<AnchorRow>(
+    'SELECT chain_seq, prev_hash, cutoff, mac FROM pgwarden_chain_anchors WHERE instance_id = $1',
+    [instance],
+  );
   const headQ = await db.query<{ chain_seq: string; hash: string; mac: string | null }>(
     'SELECT chain_seq, hash, mac FROM pgwarden_chain_heads WHERE instance_id = $1',
     [instance],
@@ -276,14 +285,13 @@ async function verifyIn(
   if (hmacKey !== undefined && registered?.mac != null && registered.mac !== instanceMac(hmacKey, instance))
     return bookkeeping('forged', 0, `the registry entry of instance ${instance} has a wrong HMAC`);
   if (anchor && hmacKey !== undefined) {
-    const cutoff = anchor.cutoff === null ? null : iso(anchor.cutoff);
     if (anchor.mac === null)
       return bookkeeping(
         'unauthenticated',
         start,
         `the chain's anchor (chain seq ${start}) has no HMAC: written before anchors were keyed, or by hand; compare with the SIEM copy`,
       );
-    if (anchor.mac !== anchorMac(hmacKey, instance, start, anchor.prev_hash, cutoff))
+    if (anchor.mac !== expectedAnchorMac(anchor, instance, hmacKey))
       return bookkeeping(
         'forged',
         start,

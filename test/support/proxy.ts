@@ -6,6 +6,9 @@ import { buildConfig } from '../../src/config/load.js';
 import type { Config, ConfigInput } from '../../src/config/schema.js';
 import { mintToken, type MintOptions } from '../../src/identity/token.js';
 import { createStrictDefaultJudge } from './read-only-judge.js';
+import { loadCatalog } from '../../src/policy/catalog.js';
+import { createPolicyJudge } from '../../src/policy/engine.js';
+import { loadRules } from '../../src/policy/rules-load.js';
 import type { Judge } from '../../src/policy/verdict.js';
 import { loadParser } from '../../src/sql/parse.js';
 import { startPgwarden, type RunningPgwarden } from '../../src/server.js';
@@ -84,4 +87,13 @@ export async function withPgClient<T>(url: string, f: (c: pg.Client) => Promise<
   } finally {
     await c.end();
   }
+}
+
+/** pgwarden judging by the demo rules (rules/) against `db`'s live catalog, and acme's URL to it. */
+export async function startDemoRulesProxy(db: TestDatabase): Promise<{ proxy: TestProxy; url: string }> {
+  const judge = createPolicyJudge(await loadRules(['rules']), await loadCatalog(db.url, 'public'), {
+    searchPath: 'public',
+  });
+  const proxy = await startTestProxy(db, { judge });
+  return { proxy, url: await proxy.url({ tenant: 'acme', human: 'alice@acme.test' }) };
 }
