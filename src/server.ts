@@ -174,12 +174,15 @@ export async function startPgwarden(opts: PgwardenOptions): Promise<RunningPgwar
     startupOrder.set(socket, evict);
     socket.once('close', () => {
       leaveStartup();
-      if (sessions.delete(session))
-        for (const k of counted) {
-          const n = (sessionsOf.get(k) ?? 1) - 1;
-          if (n > 0) sessionsOf.set(k, n);
-          else sessionsOf.delete(k);
-        }
+      // A session whose client left keeps its place until the server has answered what it sent.
+      session.whenEnded(() => {
+        if (sessions.delete(session))
+          for (const k of counted) {
+            const n = (sessionsOf.get(k) ?? 1) - 1;
+            if (n > 0) sessionsOf.set(k, n);
+            else sessionsOf.delete(k);
+          }
+      });
       state = 'ended';
       if (starting.size === 0 && (startupRefusals > 0 || evictions > 0)) {
         logger.warn({ event: 'startup_connections_refused', count: startupRefusals, evicted: evictions });

@@ -86,6 +86,23 @@ export interface SessionDeps {
  * own. It also leaves a readable trace in the server's log.
  */
 const STAND_IN_SQL = 'pgwarden denied this statement';
+
+/** Why a session ended when its client left (close() reasons, also in session_end records). */
+const TERMINATED = 'client sent Terminate';
+const CLIENT_CLOSED = 'client closed';
+const CLIENT_ERROR = 'client socket error';
+/** Its listener stays on after startup, and may be the first to hear of a close. */
+const CLIENT_CLOSED_IN_STARTUP = 'client closed during startup';
+const CLIENT_LEFT: ReadonlySet<string> = new Set([
+  TERMINATED,
+  CLIENT_CLOSED,
+  CLIENT_ERROR,
+  CLIENT_CLOSED_IN_STARTUP,
+]);
+/** How long a session whose client left waits for the server's answers beyond its statement timeout. */
+const DRAIN_MARGIN_MS = 5_000;
+/** The wait when no statement timeout is pinned. */
+const DRAIN_WITHOUT_TIMEOUT_MS = 60_000;
 const STAND_IN_STATEMENT = 'pgwarden_denied';
 
 /**
@@ -209,10 +226,10 @@ export class Session {
 
   private async startup(): Promise<void> {
     const { config } = this.deps;
-    this.socket.on('error', () => this.close('client socket error'));
+    this.socket.on('error', () => this.close(CLIENT_ERROR));
     // A client that leaves while its token is checked or its upstream connection is opened must
     // not leave that connection behind: close() marks the session, and startup stops there.
-    this.socket.once('close', () => this.close('client closed during startup'));
+    this.socket.once('close', () => this.close(CLIENT_CLOSED_IN_STARTUP));
     const auth = await authenticate(this.socket, this.deps, {
       connected: (client, decoder) => {
         this.client = client;
@@ -228,6 +245,7 @@ export class Session {
       target?.cancel();
       this.socket.end();
       this.closed = true;
+      this.ended = true;
       return;
     }
     const { reader, params, identity } = auth;
@@ -317,9 +335,9 @@ export class Session {
     upstream.on('error', () => this.upstreamLost());
     upstream.on('close', () => this.upstreamLost());
     this.client.on('data', (chunk: Buffer) => this.onClientData(chunk));
-    this.client.on('close', () => this.close('client closed'));
-    this.client.on('end', () => this.close('client closed'));
-    this.client.on('error', () => this.close('client socket error'));
+    this.client.on('close', () => this.close(CLIENT_CLOSED));
+    this.client.on('end', () => this.close(CLIENT_CLOSED));
+    this.client.on('error', () => this.close(CLIENT_ERROR));
     const idle = this.deps.config.limits.idleTimeoutMs;
     if (idle > 0) {
       this.client.setTimeout(idle, () => {
@@ -468,7 +486,7 @@ export class Session {
         return;
       case Frontend.Terminate:
         this.toServer.flush(out);
-        this.close('client sent Terminate');
+        this.close(TERMINATED);
         return;
       case Frontend.FunctionCall: {
         // The fast-path function call runs a function by OID, outside SQL and so outside policy.
@@ -1125,6 +1143,45 @@ export class Session {
     // Statements the client sent before it left still run, once their records are durable.
     if (this.toServer.deferClose(why)) return;
     this.closed = true;
+    if (this.keyData) this.deps.cancels.unregister(this.keyData.processId);
+    const sock = this.client ?? this.socket;
+    sock.end();
+    setTimeout(() => sock.destroy(), 1000).unref();
+    const up = this.upstream;
+    if (up && CLIENT_LEFT.has(why) && this.queue.awaitsAnswer() && up.socket.writable)
+      return this.drainUpstream(up.socket, why);
+    this.releaseUpstream(why);
+  }
+
+  /**
+   * The client left with requests still unanswered. A Terminate goes to the server behind them, as
+   * the client sent it: against the server itself they would run to the end, and so they do here (a
+   * client that vanished without one has them cancelled). Either way pgwarden reads the server's
+   * answers until it closes, so each record says what became of its statement, not a guess; the
+   * session keeps its place in the connection limits until then, since it still holds a server
+   * connection. The statement timeout pgwarden pins bounds the wait.
+   */
+  private drainUpstream(upstream: Socket, why: string): void {
+    if (why !== TERMINATED) this.cancel();
+    // The client's backpressure paused the server's socket; nobody reads the client side now.
+    upstream.resume();
+    upstream.end(serialize.end());
+    const limit = setTimeout(
+      () => {
+        this.cancel();
+        upstream.destroy();
+      },
+      (this.deps.config.session.statementTimeoutMs || DRAIN_WITHOUT_TIMEOUT_MS) + DRAIN_MARGIN_MS,
+    );
+    limit.unref();
+    upstream.once('close', () => {
+      clearTimeout(limit);
+      this.releaseUpstream(why);
+    });
+  }
+
+  /** Gives up the server connection; requests still unanswered are recorded as abandoned. */
+  private releaseUpstream(why: string): void {
     const up = this.upstream;
     if (up) {
       if (this.queue.awaitsAnswer()) this.cancel();
@@ -1136,13 +1193,20 @@ export class Session {
       if (up.socket.writable) up.socket.end(serialize.end());
       up.socket.destroy();
     }
-    if (this.keyData) this.deps.cancels.unregister(this.keyData.processId);
-    const sock = this.client ?? this.socket;
-    sock.end();
-    setTimeout(() => sock.destroy(), 1000).unref();
     if (this.party.identity && this.upstream) {
       this.records.bestEffort({ ...this.records.base('session_end', null), detail: why });
       this.log.info({ event: 'session_end', why });
     }
+    this.ended = true;
+    for (const f of this.endedCallbacks.splice(0)) f();
+  }
+
+  private ended = false;
+  private readonly endedCallbacks: (() => void)[] = [];
+
+  /** Calls `f` once the session holds no server connection (at once if it holds none now). */
+  whenEnded(f: () => void): void {
+    if (this.ended) f();
+    else this.endedCallbacks.push(f);
   }
 }
