@@ -4,7 +4,7 @@ import { serialize } from 'pg-protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StartupCode } from '../src/protocol/codes.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
-import { startTestProxy, type TestProxy } from './support/proxy.js';
+import { TEST_SECRET, startTestProxy, type TestProxy } from './support/proxy.js';
 import { RawClient, errorOf, startupPacket, type RawMessage } from './support/raw-client.js';
 
 let db: TestDatabase;
@@ -59,6 +59,36 @@ describe('before authentication', () => {
       true,
     );
     await stillServes();
+  });
+
+  it('reads no more than one message ahead of what it asked for, however fast a client sends', async () => {
+    // A second's delay before the bad token's FATAL: the red team (round 33) streamed 400 MB into
+    // pgwarden's memory in that second.
+    const slow = await startTestProxy(db, {
+      tables: ['public.items'],
+      config: { auth: { hs256Secret: TEST_SECRET, failureDelayMs: 1000 } },
+    });
+    try {
+      const c = await RawClient.connect(slow.port);
+      c.send(serialize.startup({ user: 'support-bot', database: db.name }));
+      expect((await c.read())?.code).toBe('R');
+      c.send(serialize.password('not a token'));
+      const junk = Buffer.alloc(1024 * 1024, 0x41);
+      const deadline = Date.now() + 800;
+      while (Date.now() < deadline && !c.closed) {
+        if (!c.socket.write(junk))
+          await new Promise((r) => {
+            c.socket.once('drain', r);
+            setTimeout(r, 50);
+          });
+      }
+      // What the kernel's socket buffers hold, and no more: pgwarden stopped reading.
+      expect(c.socket.bytesWritten - c.socket.writableLength).toBeLessThan(48 * 1024 * 1024);
+      expect(fieldsOf(await c.read(3000))).toMatchObject({ C: '28P01' });
+      await stillServes(slow);
+    } finally {
+      await slow.close();
+    }
   });
 
   it('accepts large messages once authenticated', async () => {

@@ -9,10 +9,19 @@ import { FrontendDecoder, type FrontendMessage } from '../protocol/frontend-deco
 export class MessageReader {
   private waiter: { resolve: (m: FrontendMessage) => void; reject: (e: Error) => void } | undefined;
   private failure: Error | undefined;
+  /** Set while the socket is paused because the bytes waiting exceed one message. */
+  private held = false;
   private readonly onData = (chunk: Buffer): void => {
     try {
       this.decoder.push(chunk);
       this.deliver();
+      // Startup asks for one message at a time. Beyond one message's worth of bytes nobody has
+      // asked for, the client waits: while its bad token's FATAL was delayed, a tokenless client
+      // streamed 400 MB into memory in a second (red team, round 33).
+      if (this.decoder.pendingBytes > this.decoder.maxBytes + 5) {
+        this.held = true;
+        this.socket.pause();
+      }
     } catch (err) {
       this.fail(err as Error);
     }
@@ -69,6 +78,10 @@ export class MessageReader {
       const w = this.waiter;
       this.waiter = undefined;
       w.resolve(m);
+    } else if (this.held && this.failure === undefined) {
+      // A message is awaited and not all of it is here: read on.
+      this.held = false;
+      this.socket.resume();
     }
   }
 

@@ -345,7 +345,9 @@ export class Session {
           this.fatal(new PgwardenError('PGW_TIMEOUT', { message: 'idle session timed out' }));
       });
     }
-    // Bytes the client pipelined behind its password message.
+    // Bytes the client pipelined behind its password message (the startup reader paused a client
+    // that sent more than one message's worth).
+    this.client.resume();
     if (this.decoder.pendingBytes > 0) this.onClientData(Buffer.alloc(0));
   }
 
