@@ -73,6 +73,28 @@ describe('HS256 tokens', () => {
     await expect(
       verify(await sign('https://idp.test/', 'pgwarden', { tenant: 'acme', roles: 42 }), 'u'),
     ).rejects.toMatchObject({ reason: 'claims' });
+    // Text the store cannot keep as sent, or that displays as other text (red team, round 33).
+    for (const claims of [
+      { tenant: 'acme\u0000x' },
+      { tenant: 'ac\u202eme' },
+      { tenant: 'acme', roles: ['r\ud800'] },
+      { tenant: 'acme', act: { sub: 'bot\u0007' } },
+      { tenant: 'acme', jti: 'id\udc00' },
+    ])
+      await expect(verify(await sign('https://idp.test/', 'pgwarden', claims), 'u')).rejects.toMatchObject({
+        reason: 'claims',
+      });
+    await expect(
+      verify(await sign('https://idp.test/', 'pgwarden', { tenant: 'acme' }), 'bot\u001b[2J'),
+    ).rejects.toMatchObject({
+      reason: 'claims',
+    });
+    // Benign look-alikes: non-Latin names, emoji (a surrogate pair), spaces and punctuation.
+    const ok = await verify(
+      await sign('https://idp.test/', 'pgwarden', { tenant: 'mañana-ü 株式会社 🚀', roles: ['lead (EU)'] }),
+      'u',
+    );
+    expect(ok).toMatchObject({ tenant: 'mañana-ü 株式会社 🚀', roles: ['lead (EU)'] });
   });
 
   it('refuses alg=none and an HS256 token signed with a public key', async () => {

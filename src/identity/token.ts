@@ -93,15 +93,34 @@ export function identityFromClaims(payload: JWTPayload, auth: AuthConfig, startu
           : undefined;
   if (roles === undefined)
     throw new TokenError('claims', `claim "${auth.claims.roles}" must be a string array`);
-  return Object.freeze({
+  const identity: Identity = {
     human,
     agent: actor ?? startupUser,
     tenant,
     roles: Object.freeze([...roles]),
     tokenId: stringClaim(payload, auth.claims.tokenId),
     expiresAt: typeof payload.exp === 'number' ? payload.exp : undefined,
-  });
+  };
+  for (const text of [identity.human, identity.agent, identity.tenant, identity.tokenId, ...identity.roles])
+    if (text !== undefined && UNPRINTABLE.test(text))
+      throw new TokenError(
+        'claims',
+        `an identity claim holds a control character, a direction control or half a surrogate pair: ${JSON.stringify(text)}`,
+      );
+  return Object.freeze(identity);
 }
+
+/**
+ * Characters no name of a human, agent, tenant or role holds, and that would make its records
+ * lie or vanish: the store cannot keep NUL (the records went to rejected.ndjson while the
+ * statement ran), keeps half a surrogate pair as U+FFFD (verify then reported the record altered,
+ * and stopped looking further along that chain), and direction controls display a name as
+ * another one (red team, round 33). C0 and C1 controls, DEL, the bidirectional controls and
+ * unpaired surrogates.
+ */
+const UNPRINTABLE =
+  // eslint-disable-next-line no-control-regex -- control characters are what it looks for
+  /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 export function createTokenVerifier(auth: AuthConfig): TokenVerifier {
   const key = keySource(auth);
