@@ -22,6 +22,8 @@ let api: { url: string; close(): Promise<void> };
 let browser: BrowserContext;
 let page: Page;
 const records: DecisionRecord[] = [];
+/** Displayed raw, it reads as an UPDATE of the row with id 3, followed by a comment (red team, round 33). */
+const BIDI_SQL = "UPDATE orders SET status = 'bidi' /*\u202e \u2066WHERE id = 3\u2069 \u2066 only one */";
 
 beforeAll(async () => {
   store = await startTestAuditStore('audit_web');
@@ -49,7 +51,9 @@ beforeAll(async () => {
         sql:
           human === 'eve@globex.test' && seq === 2
             ? `SELECT '<img src=x onerror="document.title=1">' FROM orders`
-            : `SELECT id, total FROM orders WHERE id = ${seq}`,
+            : human === 'eve@globex.test' && seq === 4
+              ? BIDI_SQL
+              : `SELECT id, total FROM orders WHERE id = ${seq}`,
         ruleIds: verdict === 'deny' ? ['default.deny-unlisted'] : ['tables.public.orders'],
       });
       records.push(r);
@@ -132,5 +136,26 @@ describe('responder web page in Chromium', () => {
     expect(Math.abs((boxes[0] as number) - (boxes[1] as number))).toBeLessThan(2);
     if (process.env.PGW_SCREENSHOT)
       await page.screenshot({ path: process.env.PGW_SCREENSHOT, fullPage: true });
+  });
+
+  it('shows the direction controls of agent-written SQL as visible escapes, in the list and the decision', async () => {
+    const bidi = records.find((r) => r.sql === BIDI_SQL)!;
+    await page.evaluate(() => (location.hash = '#/'));
+    await page.waitForSelector('#search-view:not([hidden])');
+    await page.fill('#f-human', 'eve@globex.test');
+    await page.click('#search');
+    await expect
+      .poll(() => page.locator('#results tbody td.sql').allTextContents())
+      .toContain(
+        "UPDATE orders SET status = 'bidi' /*\\u202e \\u2066WHERE id = 3\\u2069 \\u2066 only one */",
+      );
+    const listed = page.locator(`#results tbody tr[data-id="${bidi.id}"] td.sql`);
+    expect(await listed.getAttribute('title')).not.toMatch(/[\u202e\u2066\u2069]/);
+    await page.evaluate((id) => (location.hash = '#/decision/' + id), bidi.id);
+    await page.waitForSelector('#decision-view:not([hidden])');
+    const original = await page.textContent('#sql-original');
+    expect(original).not.toMatch(/[\u202e\u2066\u2069]/);
+    expect(original).toContain('/*\\u202e \\u2066WHERE id = 3\\u2069');
+    expect(await page.locator('#sql-original .hidden-char').count()).toBe(4);
   });
 });

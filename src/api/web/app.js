@@ -1,9 +1,46 @@
 // pgwarden's responder page. Plain JS, no build step. Every value from the store is put in the
-// page with textContent, never as HTML: the SQL shown here is written by agents (or attackers).
+// page as text, never as HTML, with its hidden characters shown (see shown()): the SQL shown here
+// is written by agents (or attackers).
 'use strict';
 
 const $ = (sel) => document.querySelector(sel);
 const state = { token: sessionStorage.getItem('pgwarden-token') || '', cursor: null, filters: {} };
+
+// Characters the page would act on instead of showing: C0 and C1 controls but newline and tab,
+// DEL, the bidi controls (they reorder what is shown: an agent's `/*U+202E ... */` made the page
+// show `... */ WHERE id = 3` for an UPDATE of every row, red team round 33) and the line and
+// paragraph separators. The same set as the CLI's (src/cli/printable.ts).
+// eslint-disable-next-line no-control-regex
+const HIDDEN =
+  /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+function escapeOf(c) {
+  const n = c.charCodeAt(0);
+  return n <= 0xff ? '\\x' + n.toString(16).padStart(2, '0') : '\\u' + n.toString(16).padStart(4, '0');
+}
+
+/** Agent-written text for an attribute (a tooltip): hidden characters as visible escapes. */
+function plain(value) {
+  return value == null ? '' : String(value).replace(HIDDEN, escapeOf);
+}
+
+/** Agent-written text for the page: hidden characters as visible, highlighted escapes. */
+function shown(value) {
+  const text = value == null ? '' : String(value);
+  const out = document.createDocumentFragment();
+  let from = 0;
+  for (const m of text.matchAll(HIDDEN)) {
+    out.append(text.slice(from, m.index));
+    const esc = document.createElement('span');
+    esc.className = 'hidden-char';
+    esc.title = 'a control character in the original text';
+    esc.textContent = escapeOf(m[0]);
+    out.append(esc);
+    from = m.index + m[0].length;
+  }
+  out.append(text.slice(from));
+  return out;
+}
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -12,8 +49,7 @@ function el(tag, attrs, ...children) {
     else if (k.startsWith('data-')) e.setAttribute(k, v);
     else e[k] = v;
   }
-  for (const c of children)
-    e.append(c instanceof Node ? c : document.createTextNode(c == null ? '' : String(c)));
+  for (const c of children) e.append(c instanceof Node ? c : shown(c));
   return e;
 }
 
@@ -67,7 +103,7 @@ function row(d) {
     el('td', {}, d.tenant),
     el('td', {}, verdictBadge(d.verdict)),
     el('td', {}, (d.ruleIds || []).join(', ')),
-    el('td', { class: 'sql', title: d.sql || '' }, d.sql || d.kind),
+    el('td', { class: 'sql', title: plain(d.sql) }, d.sql || d.kind),
     el('td', {}, d.outcome && d.outcome.rows != null ? d.outcome.rows : ''),
     el(
       'td',
@@ -105,10 +141,13 @@ function show(view) {
 
 async function showSession(id) {
   const s = await api('/api/v1/sessions/' + encodeURIComponent(id));
-  $('#session-id').textContent = id;
+  $('#session-id').replaceChildren(shown(id));
   const first = s.items[0] || {};
-  $('#session-who').textContent =
-    `${first.human || '?'} through ${first.agent || '?'} in tenant ${first.tenant || '?'}, ${s.items.length} records`;
+  $('#session-who').replaceChildren(
+    shown(
+      `${first.human || '?'} through ${first.agent || '?'} in tenant ${first.tenant || '?'}, ${s.items.length} records`,
+    ),
+  );
   const list = $('#timeline');
   list.replaceChildren();
   for (const d of s.items) {
@@ -139,7 +178,7 @@ async function showSession(id) {
 
 async function showDecision(id) {
   const d = await api('/api/v1/decisions/' + encodeURIComponent(id));
-  $('#decision-id').textContent = d.id;
+  $('#decision-id').replaceChildren(shown(d.id));
   $('#decision-session-link').href = '#/session/' + encodeURIComponent(d.sessionId);
   const facts = [
     ['Time', d.time],
@@ -161,9 +200,10 @@ async function showDecision(id) {
   const dl = $('#decision-facts');
   dl.replaceChildren();
   for (const [k, v] of facts) dl.append(el('dt', {}, k), el('dd', { 'data-fact': k }, v == null ? '' : v));
-  $('#sql-original').textContent = d.sql || '';
-  $('#sql-rewritten').textContent =
-    d.verdict === 'deny' ? '(not forwarded: denied)' : d.rewrittenSql || d.sql || '';
+  $('#sql-original').replaceChildren(shown(d.sql));
+  $('#sql-rewritten').replaceChildren(
+    shown(d.verdict === 'deny' ? '(not forwarded: denied)' : d.rewrittenSql || d.sql),
+  );
   show('decision-view');
 }
 
