@@ -68,8 +68,12 @@ describe('a client that leaves before its answers', () => {
       sqlstate: null,
     });
     expect(await db.sql(`SELECT org_id FROM orders WHERE total = 41.5`)).toEqual([{ org_id: 'acme' }]);
-    const end = proxy.sink.records.filter((r) => r.kind === 'session_end').at(-1);
-    expect(end?.detail).toBe('client sent Terminate');
+    const session = proxy.sink.records.find((r) => r.sql === sql)!.sessionId;
+    const end = await until(
+      () => proxy.sink.records.find((r) => r.kind === 'session_end' && r.sessionId === session),
+      'the session_end record',
+    );
+    expect(end.detail).toBe('client sent Terminate');
   });
 
   it('has a statement it left without Terminate cancelled, and records the cancel', async () => {
@@ -95,6 +99,37 @@ describe('a client that leaves before its answers', () => {
     await again.connect();
     expect((await again.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
     await again.end();
+  });
+
+  it('records what became of a pipeline cut off by its token expiring: run, cancelled, never abandoned', async () => {
+    // A token whose expiry (whole seconds) is 1 to 2 s away, and a pipeline of 3 s of work.
+    const started = performance.now();
+    await db.sql('SELECT count(*) FROM generate_series(1, 600000)');
+    const count = Math.ceil(3000 / Math.max(5, performance.now() - started));
+    const c = await RawClient.connect(proxy.port);
+    await until(() => (proxy.proxy.sessionCount() === 0 ? true : undefined), 'the last session to end');
+    await c.login('support-bot', db.name, await proxy.token({ ttlSeconds: 2 }));
+    const texts = Array.from(
+      { length: count },
+      (_, i) => `SELECT count(*) FROM generate_series(1, 600000) AS piped${i}`,
+    );
+    c.send(Buffer.concat(texts.map((t) => serialize.query(t))));
+    const outcomes = await until(() => {
+      const all = texts.map(outcomeOf);
+      return all.every((o) => o !== undefined) ? all : undefined;
+    }, 'every outcome');
+    const session = proxy.sink.records.find((r) => r.sql === texts[0])!.sessionId;
+    const end = await until(
+      () => proxy.sink.records.find((r) => r.kind === 'session_end' && r.sessionId === session),
+      'the session_end record',
+    );
+    expect(end.detail).toBe('PGW_TOKEN_EXPIRED');
+    const commands = outcomes.map((o) => o!.command ?? o!.sqlstate);
+    expect(commands).not.toContain('ABANDONED');
+    // The first ran before the expiry; the one running then was cancelled; those the server had
+    // already received ran after it.
+    expect(commands[0]).toBe('SELECT 1');
+    expect(commands).toContain('57014');
   });
 
   it('still ends at once when nothing is unanswered', async () => {

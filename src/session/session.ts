@@ -91,15 +91,19 @@ const STAND_IN_SQL = 'pgwarden denied this statement';
 const TERMINATED = 'client sent Terminate';
 const CLIENT_CLOSED = 'client closed';
 const CLIENT_ERROR = 'client socket error';
-/** Its listener stays on after startup, and may be the first to hear of a close. */
 const CLIENT_CLOSED_IN_STARTUP = 'client closed during startup';
-const CLIENT_LEFT: ReadonlySet<string> = new Set([
-  TERMINATED,
-  CLIENT_CLOSED,
-  CLIENT_ERROR,
-  CLIENT_CLOSED_IN_STARTUP,
+/**
+ * Ends after which the server's answers are not read: pgwarden could not tell which request each
+ * answers (out of step, an unexpected message), the server is gone, the log cannot take outcomes,
+ * or pgwarden is shutting down.
+ */
+const UNREADABLE_ANSWERS: ReadonlySet<string> = new Set([
+  'PGW_INTERNAL',
+  'PGW_UPSTREAM_UNAVAILABLE',
+  'PGW_AUDIT_UNAVAILABLE',
+  'PGW_SHUTTING_DOWN',
 ]);
-/** How long a session whose client left waits for the server's answers beyond its statement timeout. */
+/** How long an ending session waits for the server's answers beyond its statement timeout. */
 const DRAIN_MARGIN_MS = 5_000;
 /** The wait when no statement timeout is pinned. */
 const DRAIN_WITHOUT_TIMEOUT_MS = 60_000;
@@ -1150,18 +1154,27 @@ export class Session {
     sock.end();
     setTimeout(() => sock.destroy(), 1000).unref();
     const up = this.upstream;
-    if (up && CLIENT_LEFT.has(why) && this.queue.awaitsAnswer() && up.socket.writable)
+    if (
+      up &&
+      !UNREADABLE_ANSWERS.has(why) &&
+      !this.endAfterWrite &&
+      this.queue.awaitsAnswer() &&
+      up.socket.writable
+    )
       return this.drainUpstream(up.socket, why);
     this.releaseUpstream(why);
   }
 
   /**
-   * The client left with requests still unanswered. A Terminate goes to the server behind them, as
-   * the client sent it: against the server itself they would run to the end, and so they do here (a
-   * client that vanished without one has them cancelled). Either way pgwarden reads the server's
-   * answers until it closes, so each record says what became of its statement, not a guess; the
-   * session keeps its place in the connection limits until then, since it still holds a server
-   * connection. The statement timeout pgwarden pins bounds the wait.
+   * The session ends with requests still unanswered. A Terminate goes to the server behind them.
+   * After the client's own Terminate they run to the end, as they would against the server itself;
+   * otherwise (the client vanished, its token expired, an idle timeout) the one running is
+   * cancelled, and the server still runs those it has already received. Either way pgwarden reads
+   * the server's answers until it closes, so each record says what became of its statement, not a
+   * guess (statements of a pipeline cut off by its token's expiry ran, and were recorded as
+   * abandoned: red team, round 33). The session keeps its place in the connection limits until
+   * then, since it still holds a server connection. The statement timeout pgwarden pins bounds the
+   * wait.
    */
   private drainUpstream(upstream: Socket, why: string): void {
     if (why !== TERMINATED) this.cancel();
