@@ -375,6 +375,31 @@ describe('extended protocol error semantics', () => {
     c.close();
   });
 
+  it('counts a Query the server skips after an error as answered, so later pipelines are not held for good (red team, round 32)', async () => {
+    const c = await RawClient.connect(px.port);
+    await c.login('support-bot', db.name, await px.token());
+    c.send(Buffer.concat([serialize.parse({ name: 'S', text: 'SELECT $1::text AS v' }), serialize.sync()]));
+    expect((await c.untilReady()).map((m) => m.code)).toEqual(['1', 'Z']);
+    // The Bind fails (two values for one parameter); the server skips the Query and answers one
+    // ReadyForQuery, for the Sync.
+    c.send(
+      Buffer.concat([
+        serialize.bind({ statement: 'S', values: ['a', 'b'] }),
+        serialize.query('SELECT 42'),
+        serialize.sync(),
+      ]),
+    );
+    expect((await c.untilReady()).map((m) => m.code)).toEqual(['E', 'Z']);
+    // A pipeline that changes the mirror, then one that must wait for it to be answered.
+    c.send(Buffer.concat([serialize.parse({ name: 'T', text: 'SELECT 1 AS t' }), serialize.sync()]));
+    expect((await c.untilReady()).map((m) => m.code)).toEqual(['1', 'Z']);
+    c.send(Buffer.concat([serialize.bind({ statement: 'T' }), serialize.execute({}), serialize.sync()]));
+    expect((await c.untilReady(3000)).map((m) => m.code)).toEqual(['2', 'D', 'C', 'Z']);
+    c.send(serialize.query('SELECT count(*) FROM items'));
+    expect((await c.untilReady(3000)).map((m) => m.code)).toEqual(['T', 'D', 'C', 'Z']);
+    c.close();
+  });
+
   it('skips to Sync with the server when a statement timeout fires as it reads a Flush (red team, round 29)', async () => {
     // The timeout an earlier Describe armed fires when the server reads the next message: a Flush
     // then fails and the server skips to Sync; pgwarden must too, or it forwards what is skipped.

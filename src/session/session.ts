@@ -955,6 +955,10 @@ export class Session {
           // The server now ignores everything up to Sync, so those requests get no answers.
           for (const skipped of this.queue.shiftUntilSync()) {
             undoChanges(skipped);
+            // A skipped Query ended a segment that no ReadyForQuery will answer: counted as
+            // answered here, or every later message that waits for the answers waited for good
+            // (red team, round 32).
+            if (skipped.kind === 'query') this.segments.answer();
             skipped.command = 'SKIPPED';
             // Why it was skipped: the error of the request that failed (a Bind refused, say),
             // already redacted if that request carried parameter values.
