@@ -6,6 +6,7 @@
  */
 import type { Judgement, SessionEffect } from '../policy/verdict.js';
 import { MirroredNames, mapStore, type ChangeLog } from './mirror.js';
+import type { Secrets } from './pending.js';
 
 /** A statement judged at Parse time (protocol-level prepared statement, named or unnamed). */
 export interface JudgedStatement {
@@ -31,7 +32,7 @@ export interface BoundPortal {
    * With audit.redactParameters on, the Bind's body as it came: an error message of its execution
    * has the values in it redacted (redact-error.ts bindValueTexts).
    */
-  readonly secrets?: Buffer;
+  readonly secrets?: Secrets;
 }
 
 export class SessionNames {

@@ -25,8 +25,11 @@ export class Pending implements ChangeLog {
    * error message can quote those values, so the recorded message has its quoted spans redacted.
    */
   redactError = false;
-  /** The Bind whose values are redacted from its error message besides the quoted spans. */
-  secrets: Buffer | undefined = undefined;
+  /**
+   * The Bind whose values are redacted from its error message besides the quoted spans, or
+   * 'withheld' when it was too large to keep: the message is then not recorded at all.
+   */
+  secrets: Secrets | undefined = undefined;
   /**
    * The refusals its SQL's parent key guards raise (Verdict.refusals): only those are pgwarden's own
    * (parentKeyRefusal), not an agent's cast of a text of its choosing.
@@ -56,24 +59,55 @@ export class Pending implements ChangeLog {
   }
 }
 
+/** A Bind kept for redacting its values from error messages, or 'withheld' (see redact-error.ts). */
+export type Secrets = Buffer | 'withheld';
+
 export function pending(kind: PendingKind, recordId?: string, standIn?: Buffer): Pending {
   return new Pending(kind, recordId, standIn);
+}
+
+/**
+ * Requests a session may have forwarded and not yet had answered, and the bytes they keep; beyond
+ * either the client is not read until answers come. A client that never reads its answers (so
+ * pgwarden stops reading the server's) while sending Flushes, which the server answers with
+ * nothing, grew the queue until the process ran out of memory, ending every session (red team,
+ * round 32). The server's output buffer (8 KB, a few hundred answers at most) is far below the
+ * count, so answers always come and free the queue.
+ */
+const MAX_QUEUED = 10_000;
+const MAX_QUEUED_BYTES = 16 * 1024 * 1024;
+/** What a queued request costs besides the Bind it keeps, roughly. */
+const QUEUED_OVERHEAD_BYTES = 256;
+
+function bytesOf(p: Pending): number {
+  return QUEUED_OVERHEAD_BYTES + (p.secrets instanceof Buffer ? p.secrets.length : 0);
 }
 
 /** A FIFO with O(1) shift; sessions pipeline many requests. */
 export class PendingQueue {
   private items: (Pending | undefined)[] = [];
   private head = 0;
+  private bytes = 0;
 
   push(p: Pending): void {
     this.items.push(p);
+    this.bytes += bytesOf(p);
   }
   peek(): Pending | undefined {
     return this.items[this.head];
   }
+  /** The request forwarded last, if still unanswered. */
+  last(): Pending | undefined {
+    return this.length > 0 ? this.items[this.items.length - 1] : undefined;
+  }
+  /** Whether the session must stop reading its client until the server answers. */
+  get full(): boolean {
+    return this.length >= MAX_QUEUED || this.bytes >= MAX_QUEUED_BYTES;
+  }
   shift(): Pending | undefined {
     const p = this.items[this.head];
     if (p === undefined) return undefined;
+    this.bytes -= bytesOf(p);
     this.items[this.head++] = undefined;
     if (this.head > 1024 && this.head * 2 > this.items.length) {
       this.items = this.items.slice(this.head);

@@ -1,4 +1,5 @@
 import { readBind } from '../protocol/frontend-messages.js';
+import type { Secrets } from './pending.js';
 
 /**
  * The server's error message as the decision record keeps it when bind parameters are redacted:
@@ -64,11 +65,38 @@ export function valueTexts(params: readonly (Buffer | null)[], formats: readonly
   return [...out];
 }
 
-/** The texts to redact for the values of a Bind body (kept as it came), or none. */
-export function bindValueTexts(bind: Buffer | undefined): string[] {
-  if (!bind) return [];
+/**
+ * The largest Bind kept for redacting its values from a later error message, and the most values
+ * looked for in one. A larger Bind, or one with more values, has its error messages withheld from
+ * the record (the SQLSTATE stays): finding 32,767 values in a message took 250 ms of the event
+ * loop every session shares, and a Bind per named portal kept up to 16 MB each (red team, round
+ * 32). Parameter sets of ordinary statements are far below both.
+ */
+export const MAX_KEPT_BIND_BYTES = 8 * 1024;
+const MAX_VALUES_LOOKED_FOR = 1000;
+
+/** What the record keeps of an error message that may quote values pgwarden cannot look for. */
+export const WITHHELD_MESSAGE =
+  "[pgwarden: the server's message is not recorded: it may quote a parameter value, and the statement's parameters were too many or too large to look for]";
+
+/** A Bind body as kept for redaction: a copy, or 'withheld' when too large. */
+export function keptBind(body: Buffer): Secrets {
+  return body.length <= MAX_KEPT_BIND_BYTES ? Buffer.from(body) : 'withheld';
+}
+
+/** The server's error message as recorded with parameters redacted. */
+export function redactedError(message: string, bind: Secrets | undefined): string {
+  const texts = bindValueTexts(bind);
+  return texts === undefined ? WITHHELD_MESSAGE : redactValues(redactQuoted(message), texts);
+}
+
+/** The texts to redact for the values of a Bind body (kept as it came); undefined: too many. */
+export function bindValueTexts(bind: Secrets | undefined): string[] | undefined {
+  if (bind === undefined) return [];
+  if (bind === 'withheld') return undefined;
   try {
     const { params, paramFormats } = readBind(bind);
+    if (params.length > MAX_VALUES_LOOKED_FOR) return undefined;
     return valueTexts(params, paramFormats);
   } catch {
     // A Bind the server refused as malformed: its error quotes nothing of it.
@@ -88,6 +116,7 @@ function numberAsPrinted(v: string): string | undefined {
 /** Every occurrence of one of `values` in `message` becomes "[redacted]", longest values first. */
 export function redactValues(message: string, values: readonly string[]): string {
   let out = message;
-  for (const v of [...values].sort((a, b) => b.length - a.length)) out = out.split(v).join(REDACTED);
+  for (const v of [...values].sort((a, b) => b.length - a.length))
+    if (out.includes(v)) out = out.split(v).join(REDACTED);
   return out;
 }

@@ -29,9 +29,9 @@ import type { CancelRegistry } from './cancel-registry.js';
 import { confirmChanges, undoChanges } from './mirror.js';
 import { SessionNames, type JudgedStatement } from './names.js';
 import { checkParam } from './param-check.js';
-import { PendingQueue, pending, type Pending } from './pending.js';
+import { PendingQueue, pending, type Pending, type Secrets } from './pending.js';
 import { logAuditUnavailable, recordedParameters, SessionRecords, type Party } from './records.js';
-import { bindValueTexts, redactQuoted, redactValues } from './redact-error.js';
+import { keptBind, redactedError } from './redact-error.js';
 import {
   longNameRefusal,
   nameTakenRefusal,
@@ -335,6 +335,12 @@ export class Session {
         }
       }
       if (this.endAfterWrite) this.close(this.endAfterWrite.code);
+      else if (this.heldByQueue && !this.queue.full) {
+        this.heldByQueue = false;
+        queueMicrotask(() => {
+          if (!this.closed && this.waiting) this.continueReading();
+        });
+      }
     });
     upstream.on('error', () => this.upstreamLost());
     upstream.on('close', () => this.upstreamLost());
@@ -356,6 +362,8 @@ export class Session {
   }
 
   private endAfterWrite: PgwardenError | undefined;
+  /** The client is not read because too many requests await answers (PendingQueue.full). */
+  private heldByQueue = false;
   /** A message held until the server has answered earlier segments, or until it is judged. */
   private waiting: FrontendMessage | undefined;
   private readonly segments = new Segments();
@@ -372,6 +380,12 @@ export class Session {
       this.waiting = undefined;
       const sliceEnd = performance.now() + CLIENT_SLICE_MS;
       while (!this.closed && (m ??= this.decoder.next())) {
+        if (this.queue.full) {
+          this.waiting = m;
+          this.client.pause();
+          this.heldByQueue = true;
+          break;
+        }
         if (this.segments.mustWait(m) || this.judging.judgingOffThread(m)) {
           this.waiting = m;
           this.client.pause();
@@ -488,7 +502,8 @@ export class Session {
       case Frontend.Flush:
         fm.expectEmpty(m.buffer, m.bodyStart, m.end);
         out.addMessage(m);
-        if (!this.skipUntilSync) this.enqueue(pending('flush'));
+        // One mark stands for any run of Flushes: the server answers none of them.
+        if (!this.skipUntilSync && this.queue.last()?.kind !== 'flush') this.enqueue(pending('flush'));
         return;
       case Frontend.Terminate:
         this.toServer.flush(out);
@@ -690,9 +705,9 @@ export class Session {
     // Recorded at Execute, and read only for that. With redaction on (the default) the Bind is
     // kept as it came, and read only if an error message of its execution has values to redact.
     let recorded: (string | null)[] | undefined;
-    let secrets: Buffer | undefined;
+    let secrets: Secrets | undefined;
     if (parameters && !this.deps.sink.off) {
-      if (redact) secrets = Buffer.from(m.buffer.subarray(m.bodyStart, m.end));
+      if (redact) secrets = keptBind(m.buffer.subarray(m.bodyStart, m.end));
       else {
         const bind = values ?? fm.readBind(m.buffer, m.bodyStart, m.end);
         recorded = recordedParameters(bind.params, bind.paramFormats);
@@ -931,7 +946,7 @@ export class Session {
         p.sqlstate = f.sqlstate;
         // With parameters redacted, the record keeps no bind value quoted back by the server.
         p.errorMessage = clippedText(
-          p.redactError ? redactValues(redactQuoted(f.message), bindValueTexts(p.secrets)) : f.message,
+          p.redactError ? redactedError(f.message, p.secrets) : f.message,
           MAX_RECORDED_ERROR,
         );
         const refusal = f.sqlstate === '22P02' ? parentKeyRefusal(f.message, p.refusals) : undefined;
