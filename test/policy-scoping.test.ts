@@ -104,6 +104,13 @@ const reads = [
   'SELECT o.id FROM orders o LEFT JOIN order_items i ON i.order_id = o.id AND i.qty > 2 WHERE i.qty IS NULL ORDER BY 1',
   'SELECT o.id, i.qty FROM orders o LEFT JOIN order_items i ON i.order_id = o.id WHERE i.qty = 2 ORDER BY 1, 2',
   'SELECT count(*) FROM order_items i FULL JOIN orders o ON o.id = i.order_id WHERE i.qty >= 1',
+  // JSON_TABLE and XMLTABLE read what they are given: tenants' rows through subqueries, whole rows
+  // and columns of the FROM items before them, PASSING values and column defaults.
+  `SELECT jt.* FROM JSON_TABLE((SELECT jsonb_agg(jsonb_build_object('id', id, 'total', total) ORDER BY id) FROM orders), '$[*]' COLUMNS (n FOR ORDINALITY, id int PATH '$.id', total numeric PATH '$.total')) jt ORDER BY 2`,
+  `SELECT c.id, jt.* FROM customers c, JSON_TABLE(to_jsonb(c), '$' COLUMNS (email text PATH '$.email', ssn text PATH '$.ssn', name text EXISTS PATH '$.name')) jt ORDER BY 1`,
+  `SELECT o.id, jt.* FROM orders o, JSON_TABLE(jsonb_build_object('items', (SELECT jsonb_agg(i.sku ORDER BY i.id) FROM order_items i WHERE i.order_id = o.id)), '$' COLUMNS (NESTED PATH '$.items[*]' COLUMNS (sku text PATH '$'))) jt WHERE jt.sku IS NOT NULL ORDER BY 1, 2`,
+  `SELECT x.* FROM XMLTABLE('/r/o' PASSING (SELECT xmlelement(name r, xmlagg(xmlelement(name o, xmlattributes(id AS id, total AS total)) ORDER BY id)) FROM orders) COLUMNS id int PATH '@id', total numeric PATH '@total', n FOR ORDINALITY) x ORDER BY 1`,
+  `SELECT c.id, x.e FROM customers c, LATERAL XMLTABLE('/c' PASSING xmlelement(name c, c.email) COLUMNS e text PATH '.') x ORDER BY 1`,
 ];
 
 describe('scoped reads equal the single-tenant database', () => {
@@ -121,6 +128,42 @@ describe('scoped reads equal the single-tenant database', () => {
 /** Raises "multidimensional arrays must have array expressions with matching dimensions" on globex. */
 const ZERO_COST_RAISE = (col: string): string =>
   `ARRAY[CASE WHEN ('{"globex": 1}'::jsonb)[${col}] IS NULL THEN ARRAY[1] ELSE ARRAY[1, 2] END, ARRAY[1]] IS NOT NULL`;
+
+describe('JSON_TABLE and XMLTABLE', () => {
+  it('are refused what any expression is refused: denied columns, unlisted tables, row types with hidden columns', () => {
+    for (const [sql, reason] of [
+      [
+        `SELECT jt.* FROM customers c, JSON_TABLE(to_jsonb(c.ssn), '$' COLUMNS (s text PATH '$')) jt`,
+        'column_denied',
+      ],
+      [
+        `SELECT x.* FROM XMLTABLE('/r' PASSING (SELECT xmlelement(name r, ssn) FROM customers LIMIT 1) COLUMNS s text PATH '.') x`,
+        'column_denied',
+      ],
+      [
+        `SELECT jt.* FROM JSON_TABLE('[1]'::jsonb, '$[*]' PASSING (SELECT count(*) FROM internal_notes) AS n COLUMNS (v int PATH '$')) jt`,
+        'table_not_listed',
+      ],
+      [
+        `SELECT jt.* FROM JSON_TABLE('{}'::jsonb, '$' COLUMNS (v int PATH '$.x' DEFAULT (SELECT count(*)::int FROM internal_notes) ON ERROR)) jt`,
+        'table_not_listed',
+      ],
+      [`SELECT jt.* FROM JSON_TABLE('{}'::jsonb, '$' COLUMNS (v customers PATH '$')) jt`, 'row_type_hidden'],
+      [
+        `SELECT x.* FROM XMLTABLE('/r' PASSING ('<r/>'::xml) COLUMNS v text PATH 'a' || (SELECT note FROM internal_notes LIMIT 1)) x`,
+        'table_not_listed',
+      ],
+      [
+        `SELECT x.* FROM XMLTABLE(XMLNAMESPACES((SELECT note FROM internal_notes LIMIT 1) AS n), '/r' PASSING ('<r/>'::xml) COLUMNS v text) x`,
+        'table_not_listed',
+      ],
+    ] as const) {
+      const v = judge.judge(sql, ctxFor('acme')).verdict;
+      expect(v.kind, sql).toBe('deny');
+      expect(v.reasons, sql).toContain(reason);
+    }
+  });
+});
 
 describe('the tenant filter runs before any agent predicate', () => {
   // length('globex') = 6: these raise on a globex row, so they pass only if globex rows are never seen.

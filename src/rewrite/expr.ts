@@ -60,6 +60,9 @@ const passive = new Set([
   'JsonFuncExpr',
   'JsonArgument',
   'JsonBehavior',
+  // Columns of JSON_TABLE and XMLTABLE in FROM: names, types (checked), paths and defaults.
+  'JsonTableColumn',
+  'RangeTableFuncCol',
   'MergeSupportFunc',
   'IndexElem',
 ]);

@@ -229,6 +229,14 @@ export function rewriteFromItem(item: Node, ctx: RewriteContext, scope: Scope | 
       visitValue(r.coldeflist, ctx, scope);
       return item;
     }
+    case 'JsonTable':
+    case 'RangeTableFunc': {
+      // JSON_TABLE and XMLTABLE read only the expressions they are given (context item or
+      // document, PASSING values, column paths and defaults): those are scoped and checked like
+      // any expression here, with the FROM items before them in view; column types like any cast.
+      visitValue(item[type], ctx, scope);
+      return item;
+    }
     default:
       throw new Denial(
         `${type ?? 'this FROM item'} is not supported in FROM by pgwarden`,

@@ -86,8 +86,8 @@ export function catalogEquals(lexpr: Node, rexpr: Node): Node {
   return { A_Expr: { kind: 'AEXPR_OP', name: [str('pg_catalog'), str('=')], lexpr, rexpr } };
 }
 
-/** Where the parser found a node: `location`, and an array constructor's brackets. */
-const locationKeys = new Set(['location', 'list_start', 'list_end']);
+/** Where the parser found a node: `location`, a JSON_TABLE path name's, and an array constructor's brackets. */
+const locationKeys = new Set(['location', 'list_start', 'list_end', 'name_location']);
 
 /** Drops parser locations so trees can be compared structurally. */
 export function stripLocations(node: unknown): unknown {

@@ -17,6 +17,54 @@ interface JsonFuncExpr {
   quotes?: string;
 }
 
+/** JSON_TABLE (PostgreSQL 17) in FROM, as the raw parse tree has it. */
+interface JsonTableNode {
+  context_item?: unknown;
+  pathspec?: JsonTablePathSpec;
+  passing?: unknown[];
+  columns?: unknown[];
+  on_error?: JsonBehavior;
+  alias?: unknown;
+  lateral?: boolean;
+}
+
+interface JsonTablePathSpec {
+  string?: unknown;
+  name?: string;
+}
+
+interface JsonTableColumn {
+  coltype?: string;
+  name?: string;
+  typeName?: unknown;
+  pathspec?: JsonTablePathSpec;
+  format?: unknown;
+  wrapper?: string;
+  quotes?: string;
+  columns?: unknown[];
+  on_empty?: JsonBehavior;
+  on_error?: JsonBehavior;
+}
+
+/** XMLTABLE in FROM. */
+interface RangeTableFuncNode {
+  lateral?: boolean;
+  docexpr?: unknown;
+  rowexpr?: unknown;
+  namespaces?: unknown[];
+  columns?: unknown[];
+  alias?: unknown;
+}
+
+interface RangeTableFuncColNode {
+  colname?: string;
+  typeName?: unknown;
+  for_ordinality?: boolean;
+  is_not_null?: boolean;
+  colexpr?: unknown;
+  coldefexpr?: unknown;
+}
+
 interface XmlSerializeNode {
   indent?: boolean;
 }
@@ -44,7 +92,7 @@ const wrapped = new Set([
 
 /**
  * pgsql-deparser, with repairs. It does not print the SQL/JSON query functions (JSON_VALUE,
- * JSON_QUERY, JSON_EXISTS): printed here. It drops XMLSERIALIZE's INDENT and XMLPARSE's PRESERVE
+ * JSON_QUERY, JSON_EXISTS) nor JSON_TABLE, and misprints XMLTABLE: printed here. It drops XMLSERIALIZE's INDENT and XMLPARSE's PRESERVE
  * WHITESPACE, which change the result. And it prints an indirection's argument bare unless it
  * is one of a few node types, so `(ARRAY[1, 2])[1]` came out as `ARRAY[1, 2][1]`, which does not
  * parse; PostgreSQL's grammar takes a subscript or a field only after a column, a parameter, a
@@ -92,12 +140,7 @@ class Printer extends Deparser {
     const parts = [
       `${this.JsonValueExpr(node.context_item as never, context)}, ${this.visit(node.pathspec as never, context)}`,
     ];
-    const passing = (node.passing ?? []).map((p) => {
-      const a = (p as { JsonArgument?: { val: unknown; name: string } }).JsonArgument;
-      if (!a) throw new Error('Deparser does not handle this PASSING argument');
-      return `${this.JsonValueExpr(a.val as never, context)} AS ${QuoteUtils.quoteIdentifier(a.name)}`;
-    });
-    if (passing.length > 0) parts.push(`PASSING ${passing.join(', ')}`);
+    parts.push(...this.jsonPassing(node.passing, context));
     const output = this.formatJsonOutput(node.output as never, context);
     if (output) parts.push(output);
     parts.push(
@@ -119,6 +162,114 @@ class Printer extends Deparser {
     ] as const)
       if (behavior) parts.push(`${this.jsonBehavior(behavior, context)} ${when}`);
     return `${name}(${parts.join(' ')})`;
+  }
+
+  private jsonPassing(passing: readonly unknown[] | undefined, context: DeparserContext): string[] {
+    const args = (passing ?? []).map((p) => {
+      const a = (p as { JsonArgument?: { val: unknown; name: string } }).JsonArgument;
+      if (!a) throw new Error('Deparser does not handle this PASSING argument');
+      return `${this.JsonValueExpr(a.val as never, context)} AS ${QuoteUtils.quoteIdentifier(a.name)}`;
+    });
+    return args.length > 0 ? [`PASSING ${args.join(', ')}`] : [];
+  }
+
+  /**
+   * JSON_TABLE (PostgreSQL 17), which the library does not print: a scoped statement holding one
+   * was refused. Context item, path and its name, PASSING, COLUMNS, ON ERROR; then the alias.
+   */
+  JsonTable(node: JsonTableNode, context: DeparserContext): string {
+    const parts = [
+      `${this.JsonValueExpr(node.context_item as never, context)}, ${this.jsonTablePath(node.pathspec, context)}`,
+      ...this.jsonPassing(node.passing, context),
+      `COLUMNS (${this.jsonTableColumns(node.columns, context)})`,
+    ];
+    if (node.on_error) parts.push(`${this.jsonBehavior(node.on_error, context)} ON ERROR`);
+    const table = `${node.lateral === true ? 'LATERAL ' : ''}JSON_TABLE(${parts.join(' ')})`;
+    return node.alias ? `${table} ${this.Alias(node.alias as never, context)}` : table;
+  }
+
+  private jsonTablePath(spec: JsonTablePathSpec | undefined, context: DeparserContext): string {
+    if (spec?.string === undefined)
+      throw new Error('Deparser does not handle a JSON_TABLE path without text');
+    const path = this.visit(spec.string as never, context);
+    return spec.name === undefined ? path : `${path} AS ${QuoteUtils.quoteIdentifier(spec.name)}`;
+  }
+
+  private jsonTableColumns(columns: readonly unknown[] | undefined, context: DeparserContext): string {
+    return (columns ?? [])
+      .map((c) => {
+        const col = (c as { JsonTableColumn?: JsonTableColumn }).JsonTableColumn;
+        if (!col) throw new Error('Deparser does not handle this JSON_TABLE column');
+        return this.jsonTableColumn(col, context);
+      })
+      .join(', ');
+  }
+
+  private jsonTableColumn(c: JsonTableColumn, context: DeparserContext): string {
+    if (c.coltype === 'JTC_NESTED')
+      return `NESTED PATH ${this.jsonTablePath(c.pathspec, context)} COLUMNS (${this.jsonTableColumns(c.columns, context)})`;
+    const name = QuoteUtils.quoteIdentifier(c.name ?? '');
+    if (c.coltype === 'JTC_FOR_ORDINALITY') return `${name} FOR ORDINALITY`;
+    const parts = [name, this.TypeName(c.typeName as never, context)];
+    const path = c.pathspec ? [`PATH ${this.jsonTablePath(c.pathspec, context)}`] : [];
+    if (c.coltype === 'JTC_EXISTS') {
+      parts.push('EXISTS', ...path);
+      if (c.on_error) parts.push(`${this.jsonBehavior(c.on_error, context)} ON ERROR`);
+      return parts.join(' ');
+    }
+    if (c.coltype === 'JTC_FORMATTED') parts.push(this.formatJsonFormat(c.format as never) ?? 'FORMAT JSON');
+    else if (c.coltype !== 'JTC_REGULAR')
+      throw new Error(`Deparser does not handle JSON_TABLE column ${c.coltype}`);
+    parts.push(
+      ...path,
+      ...clause(c.wrapper, 'wrapper', {
+        JSW_UNSPEC: '',
+        JSW_NONE: 'WITHOUT WRAPPER',
+        JSW_CONDITIONAL: 'WITH CONDITIONAL WRAPPER',
+        JSW_UNCONDITIONAL: 'WITH UNCONDITIONAL WRAPPER',
+      }),
+      ...clause(c.quotes, 'quotes', {
+        JS_QUOTES_UNSPEC: '',
+        JS_QUOTES_KEEP: 'KEEP QUOTES',
+        JS_QUOTES_OMIT: 'OMIT QUOTES',
+      }),
+    );
+    if (c.on_empty) parts.push(`${this.jsonBehavior(c.on_empty, context)} ON EMPTY`);
+    if (c.on_error) parts.push(`${this.jsonBehavior(c.on_error, context)} ON ERROR`);
+    return parts.join(' ');
+  }
+
+  /**
+   * XMLTABLE, which the library prints without its name, namespaces or parentheses (a rewrite
+   * holding one was refused). Row and document expressions, paths and defaults are printed in
+   * parentheses: the grammar takes only a simple expression there, and parentheses make any one
+   * simple without changing the tree.
+   */
+  override RangeTableFunc(node: RangeTableFuncNode, context: DeparserContext): string {
+    const expr = (e: unknown): string => `(${this.visit(e as never, context)})`;
+    const namespaces = (node.namespaces ?? []).map((n) => {
+      const t = (n as { ResTarget?: { name?: string; val?: unknown } }).ResTarget;
+      if (!t?.val) throw new Error('Deparser does not handle this XML namespace');
+      return t.name === undefined
+        ? `DEFAULT ${expr(t.val)}`
+        : `${expr(t.val)} AS ${QuoteUtils.quoteIdentifier(t.name)}`;
+    });
+    const columns = (node.columns ?? []).map((c) => {
+      const col = (c as { RangeTableFuncCol?: RangeTableFuncColNode }).RangeTableFuncCol;
+      if (!col?.colname) throw new Error('Deparser does not handle this XMLTABLE column');
+      const name = QuoteUtils.quoteIdentifier(col.colname);
+      if (col.for_ordinality === true) return `${name} FOR ORDINALITY`;
+      const parts = [name, this.TypeName(col.typeName as never, context)];
+      if (col.colexpr !== undefined) parts.push(`PATH ${expr(col.colexpr)}`);
+      if (col.coldefexpr !== undefined) parts.push(`DEFAULT ${expr(col.coldefexpr)}`);
+      if (col.is_not_null === true) parts.push('NOT NULL');
+      return parts.join(' ');
+    });
+    if (node.rowexpr === undefined || node.docexpr === undefined || columns.length === 0)
+      throw new Error('Deparser does not handle this XMLTABLE');
+    const head = namespaces.length > 0 ? `XMLNAMESPACES(${namespaces.join(', ')}), ` : '';
+    const table = `${node.lateral === true ? 'LATERAL ' : ''}XMLTABLE(${head}${expr(node.rowexpr)} PASSING ${expr(node.docexpr)} COLUMNS ${columns.join(', ')})`;
+    return node.alias ? `${table} ${this.Alias(node.alias as never, context)}` : table;
   }
 
   private jsonBehavior(b: JsonBehavior, context: DeparserContext): string {
