@@ -906,89 +906,10 @@ export class Session {
         return 'forward';
       case Backend.CommandComplete:
       case Backend.EmptyQueryResponse:
-      case Backend.PortalSuspended: {
-        const p = this.queue.peek();
-        if (code === Backend.CommandComplete && endsTransaction(buf, bodyStart, end))
-          this.names.transactionEnded(p?.order ?? this.forwarded);
-        if (p?.kind === 'execute') {
-          this.queue.shift();
-          confirmChanges(p);
-        }
-        // One more statement of a simple Query is done: its changes are carried out.
-        else if (p?.kind === 'query' && code !== Backend.PortalSuspended) p.done++;
-        // The tag matters only to a decision record; with the log off there is none to complete.
-        if (p?.recordId === undefined) return 'forward';
-        const tag =
-          code === Backend.CommandComplete
-            ? readCommandTag(buf, bodyStart, end)
-            : code === Backend.PortalSuspended
-              ? 'SUSPENDED'
-              : 'EMPTY';
-        if (p.kind === 'execute') {
-          p.command = tag;
-          p.rows = rowsFromTag(tag);
-          this.records.complete(p);
-        } else if (p.kind === 'query') {
-          p.command = tag;
-          const rows = rowsFromTag(tag);
-          if (rows !== null) p.rows = (p.rows ?? 0) + rows;
-        }
-        return 'forward';
-      }
-      case Backend.ErrorResponse: {
-        const body = buf.subarray(bodyStart, end);
-        const f = readErrorFields(body);
-        const agentsView = this.withholdsRelation(f)
-          ? be.errorResponse({ severity: 'ERROR', sqlstate: f.sqlstate, message: RELATION_WITHHELD })
-          : be.withoutDetail(Backend.ErrorResponse, body);
-        const p = this.queue.peek();
-        if (!p) return agentsView ?? 'forward';
-        p.sqlstate = f.sqlstate;
-        // With parameters redacted, the record keeps no bind value quoted back by the server.
-        p.errorMessage = clippedText(
-          p.redactError ? redactedError(f.message, p.secrets) : f.message,
-          MAX_RECORDED_ERROR,
-        );
-        const refusal = f.sqlstate === '22P02' ? parentKeyRefusal(f.message, p.refusals) : undefined;
-        if (refusal !== undefined) {
-          p.sqlstate = errors.PGW_PARENT_KEY_REFUSED.sqlstate;
-          p.errorMessage = refusal;
-        }
-        if (p.kind === 'query') {
-          // The statements before the failing one ran; it and the rest of the query did not. The
-          // query stays queued until ReadyForQuery: its changes are forgotten here, undone once.
-          undoChanges(p, p.done);
-        } else if (p.kind !== 'sync') {
-          // An error at Sync (the commit of an implicit transaction) starts no skipping: the
-          // ReadyForQuery that follows takes the Sync off the queue.
-          this.queue.shift();
-          // The failing request and those the server skips have no effect: undo what pgwarden
-          // recorded for them, oldest first (see mirror.ts).
-          undoChanges(p);
-          this.records.complete(p);
-          if (p.unrecordedBind) this.recordFailedBind(p, p.unrecordedBind);
-          // The server now ignores everything up to Sync, so those requests get no answers.
-          for (const skipped of this.queue.shiftUntilSync()) {
-            undoChanges(skipped);
-            // A skipped Query ended a segment that no ReadyForQuery will answer: counted as
-            // answered here, or every later message that waits for the answers waited for good
-            // (red team, round 32).
-            if (skipped.kind === 'query') this.segments.answer();
-            skipped.command = 'SKIPPED';
-            // Why it was skipped: the error of the request that failed (a Bind refused, say),
-            // already redacted if that request carried parameter values.
-            skipped.sqlstate = p.sqlstate;
-            skipped.errorMessage = p.errorMessage;
-            this.records.complete(skipped);
-          }
-          // No Sync forwarded yet: the server will discard what the client sends until its Sync,
-          // so pgwarden must not expect answers to those messages either.
-          if (this.queue.length === 0) this.skipUntilSync = true;
-        }
-        if (refusal !== undefined && !p.standIn)
-          return be.errorResponse({ severity: 'ERROR', sqlstate: p.sqlstate, message: refusal });
-        return p.standIn ?? agentsView ?? 'forward';
-      }
+      case Backend.PortalSuspended:
+        return this.onCompletion(code, buf, bodyStart, end);
+      case Backend.ErrorResponse:
+        return this.onErrorResponse(buf, bodyStart, end);
       case Backend.ReadyForQuery: {
         // ReadyForQuery answers a Query or a Sync. Anything else at the head means pgwarden and
         // the server disagree on what was asked: every later answer would be matched to the wrong
@@ -1027,6 +948,93 @@ export class Session {
           }),
         );
     }
+  }
+
+  /** CommandComplete, EmptyQueryResponse or PortalSuspended: a statement or a part of one is done. */
+  private onCompletion(code: number, buf: Buffer, bodyStart: number, end: number): Disposition {
+    const p = this.queue.peek();
+    if (code === Backend.CommandComplete && endsTransaction(buf, bodyStart, end))
+      this.names.transactionEnded(p?.order ?? this.forwarded);
+    if (p?.kind === 'execute') {
+      this.queue.shift();
+      confirmChanges(p);
+    }
+    // One more statement of a simple Query is done: its changes are carried out.
+    else if (p?.kind === 'query' && code !== Backend.PortalSuspended) p.done++;
+    // The tag matters only to a decision record; with the log off there is none to complete.
+    if (p?.recordId === undefined) return 'forward';
+    const tag =
+      code === Backend.CommandComplete
+        ? readCommandTag(buf, bodyStart, end)
+        : code === Backend.PortalSuspended
+          ? 'SUSPENDED'
+          : 'EMPTY';
+    if (p.kind === 'execute') {
+      p.command = tag;
+      p.rows = rowsFromTag(tag);
+      this.records.complete(p);
+    } else if (p.kind === 'query') {
+      p.command = tag;
+      const rows = rowsFromTag(tag);
+      if (rows !== null) p.rows = (p.rows ?? 0) + rows;
+    }
+    return 'forward';
+  }
+
+  /** The server failed the request at the head of the queue, and may skip what follows to Sync. */
+  private onErrorResponse(buf: Buffer, bodyStart: number, end: number): Disposition {
+    const body = buf.subarray(bodyStart, end);
+    const f = readErrorFields(body);
+    const agentsView = this.withholdsRelation(f)
+      ? be.errorResponse({ severity: 'ERROR', sqlstate: f.sqlstate, message: RELATION_WITHHELD })
+      : be.withoutDetail(Backend.ErrorResponse, body);
+    const p = this.queue.peek();
+    if (!p) return agentsView ?? 'forward';
+    p.sqlstate = f.sqlstate;
+    // With parameters redacted, the record keeps no bind value quoted back by the server.
+    p.errorMessage = clippedText(
+      p.redactError ? redactedError(f.message, p.secrets) : f.message,
+      MAX_RECORDED_ERROR,
+    );
+    const refusal = f.sqlstate === '22P02' ? parentKeyRefusal(f.message, p.refusals) : undefined;
+    if (refusal !== undefined) {
+      p.sqlstate = errors.PGW_PARENT_KEY_REFUSED.sqlstate;
+      p.errorMessage = refusal;
+    }
+    if (p.kind === 'query') {
+      // The statements before the failing one ran; it and the rest of the query did not. The
+      // query stays queued until ReadyForQuery: its changes are forgotten here, undone once.
+      undoChanges(p, p.done);
+    } else if (p.kind !== 'sync') {
+      // An error at Sync (the commit of an implicit transaction) starts no skipping: the
+      // ReadyForQuery that follows takes the Sync off the queue.
+      this.queue.shift();
+      // The failing request and those the server skips have no effect: undo what pgwarden
+      // recorded for them, oldest first (see mirror.ts).
+      undoChanges(p);
+      this.records.complete(p);
+      if (p.unrecordedBind) this.recordFailedBind(p, p.unrecordedBind);
+      // The server now ignores everything up to Sync, so those requests get no answers.
+      for (const skipped of this.queue.shiftUntilSync()) {
+        undoChanges(skipped);
+        // A skipped Query ended a segment that no ReadyForQuery will answer: counted as
+        // answered here, or every later message that waits for the answers waited for good
+        // (red team, round 32).
+        if (skipped.kind === 'query') this.segments.answer();
+        skipped.command = 'SKIPPED';
+        // Why it was skipped: the error of the request that failed (a Bind refused, say),
+        // already redacted if that request carried parameter values.
+        skipped.sqlstate = p.sqlstate;
+        skipped.errorMessage = p.errorMessage;
+        this.records.complete(skipped);
+      }
+      // No Sync forwarded yet: the server will discard what the client sends until its Sync,
+      // so pgwarden must not expect answers to those messages either.
+      if (this.queue.length === 0) this.skipUntilSync = true;
+    }
+    if (refusal !== undefined && !p.standIn)
+      return be.errorResponse({ severity: 'ERROR', sqlstate: p.sqlstate, message: refusal });
+    return p.standIn ?? agentsView ?? 'forward';
   }
 
   /**
