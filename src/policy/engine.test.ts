@@ -373,7 +373,7 @@ describe('catalog description functions', () => {
       [
         'SELECT pg_catalog.pg_get_expr(c.relpartbound, 16454::oid) FROM pg_catalog.pg_class c',
         'pg_get_expr',
-        /\(s\.a1::text, s\.a2\) IN \(+SELECT g\.adbin::text, g\.adrelid/,
+        /\(CAST\(s\.a1 AS pg_catalog\.text\), s\.a2\) IN \(+SELECT CAST\(g\.adbin AS pg_catalog\.text\), g\.adrelid/,
       ],
     ];
     for (const [sql, fn, guard] of cases) {
@@ -583,5 +583,44 @@ describe('ON CONFLICT ON CONSTRAINT', () => {
         ctx(),
       ).verdict.kind,
     ).toBe('rewrite');
+  });
+});
+
+describe('the printed rewrite', () => {
+  it('is forwarded only when it reads back as exactly the tree pgwarden judged: agent strings the printer wrote unquoted stay strings', () => {
+    // Each printed the agent's string as SQL of its own, and the server ran it as pgwarden's
+    // service role (red team, round 34, critical).
+    const injected = `DO $$BEGIN DELETE FROM order_items; END$$ --`;
+    const attacks = [
+      `SELECT EXTRACT('epoch from created_at) as a, query_to_xml($$select ssn from customers$$, true, true, chr(32)) as b, extract(epoch' FROM created_at) FROM orders LIMIT 1`,
+      `SELECT EXTRACT('epoch from now()); ${injected}' FROM created_at) FROM orders; SELECT 1`,
+      `INSERT INTO orders (total) VALUES (1) ON CONFLICT (id int8_ops (x = 'a'')) DO NOTHING; ${injected.replace(/'/g, "''")}')) DO NOTHING; SELECT 1`,
+      `SET TimeZone = 'UTC'' ; ${injected.replace(/'/g, "''")}'; SELECT id FROM orders`,
+    ];
+    for (const sql of attacks) {
+      const v = judge.judge(sql, ctx()).verdict;
+      if (v.kind === 'deny') continue;
+      const printed = v.kind === 'rewrite' ? v.sql : sql;
+      const kinds = parseSql(printed).stmts.map((st) => Object.keys(st.stmt)[0]);
+      expect(kinds, printed).not.toContain('DoStmt');
+      expect(printed.toLowerCase(), printed).not.toContain('query_to_xml(');
+    }
+    // Benign look-alikes still run.
+    for (const sql of [
+      'SELECT EXTRACT(epoch FROM created_at) FROM orders',
+      `SELECT EXTRACT('epoch' FROM created_at) FROM orders`,
+      `SET TimeZone = 'Europe/Paris'; SELECT id FROM orders`,
+    ])
+      expect(judge.judge(sql, ctx()).verdict.kind, sql).toBe('rewrite');
+  });
+
+  it('keeps a cast to a pg_catalog type qualified, and FETCH FIRST ... WITH TIES (the library printed LIMIT)', () => {
+    const v = judge.judge(`SELECT id::pg_catalog.text FROM orders`, ctx()).verdict;
+    expect(sqlOf(v)).toContain('CAST(id AS pg_catalog.text)');
+    const ties = judge.judge(
+      'SELECT id FROM orders ORDER BY total OFFSET 1 FETCH FIRST 2 ROWS WITH TIES FOR UPDATE',
+      ctx(),
+    ).verdict;
+    expect(sqlOf(ties)).toMatch(/ORDER BY total OFFSET \(1\) FETCH FIRST \(2\) ROWS WITH TIES FOR UPDATE$/);
   });
 });

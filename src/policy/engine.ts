@@ -1,5 +1,5 @@
 import type { ErrorCode } from '../errors/registry.js';
-import { deeperThan, sameTree, type Node } from '../sql/ast.js';
+import { deeperThan, firstDifference, sameTree, type Node } from '../sql/ast.js';
 import { deparseStatements } from '../sql/deparse.js';
 import { agreesWithScanner, literalShape, type LiteralShape } from '../sql/literal-shape.js';
 import { fingerprint, parseSql, scanTokens } from '../sql/parse.js';
@@ -341,6 +341,16 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
           `rewrite_unparsable: ${(err as Error).message}`,
         );
       }
+      // What is forwarded must read as exactly the tree pgwarden judged and rewrote. The printer
+      // wrote some of the agent's strings unquoted (EXTRACT's field, opclass options, SET values):
+      // an agent's `EXTRACT('epoch from x) ...; DO $$...$$ --' FROM x)` printed as SQL of its own,
+      // which ran as pgwarden's service role (red team, round 34, critical). The invariant checks
+      // how tables are read; this checks that nothing else changed on the way through the printer.
+      if (!sameTree(check, stmts))
+        return printerLimit(
+          'its SQL printer would not print it back exactly',
+          `rewrite_unfaithful: ${firstDifference(check, stmts)}`,
+        );
     }
     const violation =
       check.length === stmts.length

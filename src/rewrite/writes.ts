@@ -298,7 +298,7 @@ function rewriteReturning(
           out.push({
             ResTarget: {
               name: c.name,
-              val: typeCast(nullConst(), { names: [str('pg_catalog'), str('text')] }),
+              val: typeCast(nullConst(), { names: [str('pg_catalog'), str('text')], typemod: -1 }),
             },
           });
         else out.push({ ResTarget: { name: c.name, val: columnRef(qual, c.name) } });

@@ -86,8 +86,11 @@ export function catalogEquals(lexpr: Node, rexpr: Node): Node {
   return { A_Expr: { kind: 'AEXPR_OP', name: [str('pg_catalog'), str('=')], lexpr, rexpr } };
 }
 
-/** Where the parser found a node: `location`, a JSON_TABLE path name's, and an array constructor's brackets. */
-const locationKeys = new Set(['location', 'list_start', 'list_end', 'name_location']);
+/** Where the parser found a node: `location`, `name_location` (a JSON_TABLE path's name) and the brackets of lists (`list_start`, `rexpr_list_start`, ...). */
+const locationKeys = {
+  has: (k: string): boolean =>
+    k === 'location' || k.endsWith('_location') || k.endsWith('list_start') || k.endsWith('list_end'),
+};
 
 /** Drops parser locations so trees can be compared structurally. */
 export function stripLocations(node: unknown): unknown {
@@ -120,6 +123,20 @@ export function sameTree(a: unknown, b: unknown): boolean {
   }
   for (const k in y) if (!locationKeys.has(k) && y[k] !== undefined) keys--;
   return keys === 0;
+}
+
+/** Where two trees first differ (as sameTree reads them), as a path: for a refusal's reason. */
+export function firstDifference(a: unknown, b: unknown, path = '$'): string {
+  if (sameTree(a, b)) return '';
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null)
+    return `${path}: ${JSON.stringify(a)?.slice(0, 60)} vs ${JSON.stringify(b)?.slice(0, 60)}`;
+  if (Array.isArray(a) && Array.isArray(b) && a.length !== b.length)
+    return `${path}: ${JSON.stringify(a).slice(0, 200)} vs ${JSON.stringify(b).slice(0, 200)}`;
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  for (const k of new Set([...Object.keys(x), ...Object.keys(y)]))
+    if (!locationKeys.has(k) && !sameTree(x[k], y[k])) return firstDifference(x[k], y[k], `${path}.${k}`);
+  return path;
 }
 
 /**

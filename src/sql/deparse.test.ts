@@ -61,6 +61,14 @@ describe('the SQL printer', () => {
     ]);
   });
 
+  it('prints FETCH FIRST ... WITH TIES, which the library printed as LIMIT', () => {
+    expectSameTrees([
+      'SELECT a FROM t ORDER BY a FETCH FIRST 2 ROWS WITH TIES',
+      'SELECT a FROM t ORDER BY a OFFSET 3 ROWS FETCH NEXT (1 + 1) ROWS WITH TIES FOR SHARE',
+      'SELECT a FROM t ORDER BY a FETCH FIRST 2 ROWS ONLY',
+    ]);
+  });
+
   it('prints JSON_TABLE back to the same parse tree', () => {
     // The library refused it ("does not handle JsonTable"), so a scoped statement holding one was refused.
     expectSameTrees([

@@ -65,6 +65,18 @@ interface RangeTableFuncColNode {
   coldefexpr?: unknown;
 }
 
+interface SelectNode {
+  limitOption?: string;
+  limitCount?: unknown;
+  limitOffset?: unknown;
+  lockingClause?: unknown[];
+}
+
+interface TypeCastNode {
+  arg?: unknown;
+  typeName?: unknown;
+}
+
 interface XmlSerializeNode {
   indent?: boolean;
 }
@@ -106,6 +118,28 @@ class Printer extends Deparser {
     if (type === undefined || wrapped.has(type)) return printed;
     const arg = this.visit(node.arg as never, context);
     return printed.startsWith(arg) ? `(${arg})${printed.slice(arg.length)}` : printed;
+  }
+
+  /**
+   * The library prints `x::pg_catalog.text` as `x::text`, which the server reads as whatever `text`
+   * names on the search path: a qualified type stays qualified.
+   */
+  override TypeCast(node: TypeCastNode, context: DeparserContext): string {
+    const type = this.TypeName(node.typeName as never, context);
+    if (type.startsWith('pg_catalog.')) return `CAST(${this.visit(node.arg as never, context)} AS ${type})`;
+    return super.TypeCast(node as never, context);
+  }
+
+  /** The library prints FETCH FIRST n ROWS WITH TIES as LIMIT n, which returns other rows. */
+  override SelectStmt(node: SelectNode, context: DeparserContext): string {
+    if (node.limitOption !== 'LIMIT_OPTION_WITH_TIES' || node.limitCount === undefined)
+      return super.SelectStmt(node as never, context);
+    const { limitCount, limitOffset, lockingClause, ...rest } = node;
+    const parts = [super.SelectStmt(rest as never, context)];
+    if (limitOffset !== undefined) parts.push(`OFFSET (${this.visit(limitOffset as never, context)})`);
+    parts.push(`FETCH FIRST (${this.visit(limitCount as never, context)}) ROWS WITH TIES`);
+    for (const c of lockingClause ?? []) parts.push(this.visit(c as never, context));
+    return parts.join(' ');
   }
 
   /** The library drops INDENT. */
