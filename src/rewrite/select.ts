@@ -94,22 +94,28 @@ function lockedTables(
     (c) => (c.LockingClause as { lockedRels?: Node[] } | undefined)?.lockedRels ?? [],
   );
   if (named.some((rels) => rels.length === 0)) return undefined;
-  // The FROM items visible by name at this level: join trees without an alias are looked into.
+  // Every FROM item of this level by name, joins looked into even when aliased: the server matches
+  // OF's names against every range table entry, in order, the members an aliased join hides from
+  // the query included, and takes the first. `(products AS o CROSS JOIN orders z) AS j, orders AS
+  // o ... FOR UPDATE OF o` locked products (red team, round 34). A name that stands more than once
+  // (or names a join or a subquery) counts as not understood: every table is then checked.
   const items = new Map<string, RangeVar | undefined>();
+  const add = (name: string, rv: RangeVar | undefined): void => {
+    items.set(name, items.has(name) ? undefined : rv);
+  };
   const collect = (item: Node): void => {
     const j = item.JoinExpr as { larg: Node; rarg: Node; alias?: { aliasname: string } } | undefined;
-    if (j && !j.alias) {
+    if (j) {
       collect(j.larg);
       collect(j.rarg);
+      if (j.alias) add(j.alias.aliasname, undefined);
       return;
     }
     const rv = item.RangeVar as RangeVar | undefined;
     const alias = (item[nodeType(item) ?? ''] as { alias?: { aliasname?: string } } | undefined)?.alias
       ?.aliasname;
     const name = alias ?? rv?.relname;
-    if (name === undefined) return;
-    // A name twice at one level is the server's error; count it as not understood.
-    items.set(name, items.has(name) ? undefined : rv);
+    if (name !== undefined) add(name, rv);
   };
   from.forEach(collect);
   const out: string[] = [];
