@@ -1,3 +1,4 @@
+import { connect, createServer, type Server } from 'node:net';
 import { pino } from 'pino';
 import pg from 'pg';
 import { serialize } from 'pg-protocol';
@@ -308,6 +309,50 @@ describe('the log', () => {
         .toEqual(['PGW_PROTOCOL_VIOLATION']);
     } finally {
       await p.close();
+    }
+  });
+});
+
+describe('a client that leaves while its server connection is being opened', () => {
+  it("keeps its human's place in the limits until that connection is settled (red team, round 35)", async () => {
+    // A relay that takes 600 ms to reach the server: the window in which the client leaves.
+    const relay: Server = createServer((c) => {
+      c.on('error', () => {});
+      setTimeout(() => {
+        const u = connect(db.port, db.host);
+        u.on('error', () => c.destroy());
+        c.on('close', () => u.destroy());
+        c.pipe(u);
+        u.pipe(c);
+      }, 600);
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    const port = (relay.address() as { port: number }).port;
+    const slow = await startTestProxy(db, {
+      tables: ['public.items'],
+      config: {
+        upstream: { host: '127.0.0.1', port, database: db.name, user: db.user, password: db.password },
+        limits: { maxSessionsPerHuman: 1 },
+      },
+    });
+    try {
+      const leaving = await RawClient.connect(slow.port);
+      leaving.send(serialize.startup({ user: 'support-bot', database: db.name }));
+      expect((await leaving.read())?.code).toBe('R');
+      leaving.send(serialize.password(await slow.token()));
+      await new Promise((r) => setTimeout(r, 150));
+      leaving.socket.destroy();
+      // Its server connection is still being opened: a second session of the same human waits.
+      const second = new pg.Client({ connectionString: await slow.url() });
+      await expect(second.connect()).rejects.toMatchObject({ code: '53300' });
+      await new Promise((r) => setTimeout(r, 1200));
+      const third = new pg.Client({ connectionString: await slow.url() });
+      await third.connect();
+      expect((await third.query('SELECT count(*)::int AS n FROM items')).rows).toEqual([{ n: 3 }]);
+      await third.end();
+    } finally {
+      await slow.close();
+      await new Promise((r) => relay.close(r));
     }
   });
 });

@@ -258,6 +258,10 @@ export class Session {
     this.party.identity = identity;
     this.decoder.setMaxMessageBytes(config.limits.maxMessageBytes);
 
+    // A client that leaves meanwhile ends the session, but its place in the limits is given back
+    // only once this connection is settled: it is a server connection all the same (a flood of
+    // clients leaving mid-connect held 72 server connections for one human, red team, round 35).
+    this.connecting = true;
     try {
       this.upstream = await connectUpstream({
         ...config.upstream,
@@ -273,12 +277,15 @@ export class Session {
     } catch (err) {
       // The server's words (and host:port) are for operators; the agent gets the generic 08006.
       this.log.error({ event: 'upstream_unavailable', err: (err as PgwardenError).detail ?? String(err) });
+      this.connected();
       throw new PgwardenError('PGW_UPSTREAM_UNAVAILABLE', { cause: err });
     }
     if (this.closed) {
       this.upstream.socket.destroy();
+      this.connected();
       return;
     }
+    this.connecting = false;
     reader.detach();
     this.keyData = this.deps.cancels.register(this);
     const out: Buffer[] = [be.authenticationOk()];
@@ -1239,11 +1246,24 @@ export class Session {
       this.records.bestEffort({ ...this.records.base('session_end', null), detail: why });
       this.log.info({ event: 'session_end', why });
     }
+    if (!this.connecting) this.markEnded();
+  }
+
+  /** The server connection being opened at startup is settled (open, refused or given up). */
+  private connected(): void {
+    this.connecting = false;
+    if (this.closed) this.markEnded();
+  }
+
+  private markEnded(): void {
+    if (this.ended) return;
     this.ended = true;
     for (const f of this.endedCallbacks.splice(0)) f();
   }
 
   private ended = false;
+  /** A server connection is being opened (startup): the session holds it even if it has closed. */
+  private connecting = false;
   private readonly endedCallbacks: (() => void)[] = [];
 
   /** Calls `f` once the session holds no server connection (at once if it holds none now). */
