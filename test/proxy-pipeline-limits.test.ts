@@ -1,6 +1,8 @@
 import pg from 'pg';
 import { serialize } from 'pg-protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadCatalog } from '../src/policy/catalog.js';
+import { createPolicyJudge } from '../src/policy/engine.js';
 import { WITHHELD_MESSAGE } from '../src/session/redact-error.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
@@ -17,7 +19,17 @@ let px: TestProxy;
 beforeAll(async () => {
   db = await createTestDatabase('pipelim');
   await db.sql(`CREATE TABLE items (id int PRIMARY KEY)`);
-  px = await startTestProxy(db, { tables: ['public.items'] });
+  // The policy engine, for DECLARE: the strict test judge allows plain SELECTs only.
+  const judge = createPolicyJudge(
+    {
+      version: 1,
+      tenant: { claim: 'tenant' },
+      tables: { 'public.items': { scope: 'global', access: ['select'] } },
+    },
+    await loadCatalog(db.url, 'public'),
+    { searchPath: 'public' },
+  );
+  px = await startTestProxy(db, { judge });
 });
 afterAll(async () => {
   await px?.close();
@@ -97,6 +109,35 @@ describe('error messages that may quote parameter values', () => {
     expect((await c.untilReady()).map((m) => m.code)).toEqual(['E', 'Z']);
     expect(recordedError(sql)).toBe(WITHHELD_MESSAGE);
     c.close();
+  });
+
+  it("of a cursor's FETCH have the values its DECLARE was bound with redacted (red team, round 35)", async () => {
+    const c = await login();
+    // Row by row, so the server cannot fold it at DECLARE: it fails at FETCH.
+    const declare = `DECLARE secret_cursor CURSOR FOR SELECT (id::text || $1::text)::int AS n FROM items`;
+    await db.sql(`INSERT INTO items VALUES (1) ON CONFLICT DO NOTHING`);
+    try {
+      c.send(serialize.query('BEGIN'));
+      await c.untilReady();
+      c.send(
+        Buffer.concat([
+          serialize.parse({ text: declare }),
+          serialize.bind({ values: ['S3CRET-42'] }),
+          serialize.execute({}),
+          serialize.sync(),
+        ]),
+      );
+      expect((await c.untilReady()).map((m) => m.code)).toEqual(['1', '2', 'C', 'Z']);
+      // The query runs now, and its error quotes the bound value.
+      c.send(serialize.query('FETCH 1 FROM secret_cursor'));
+      expect((await c.untilReady()).map((m) => m.code)).toEqual(['E', 'Z']);
+      const recorded = recordedError('FETCH 1 FROM secret_cursor');
+      expect(recorded).toBe('invalid input syntax for type integer: [redacted]');
+      expect(JSON.stringify(px.sink.outcomes)).not.toContain('S3CRET');
+    } finally {
+      c.close();
+      await db.sql('DELETE FROM items');
+    }
   });
 
   it('are withheld when the Bind was too large to keep, and redacted by value when it was not', async () => {

@@ -1,6 +1,20 @@
 import { describe, expect, it } from 'vitest';
 import { bindHasParameters } from '../protocol/frontend-messages.js';
-import { redactQuoted, redactValues, valueTexts } from './redact-error.js';
+import { serialize } from 'pg-protocol';
+import {
+  WITHHELD_MESSAGE,
+  keptBind,
+  redactQuoted,
+  redactValues,
+  redactedError,
+  valueTexts,
+} from './redact-error.js';
+
+/** The body of a Bind of the unnamed statement with these text values. */
+function bindBody(values: string[]): Buffer {
+  const m = serialize.bind({ values });
+  return m.subarray(5);
+}
 
 describe('redacting quoted spans of a server error', () => {
   it('replaces each quoted span and keeps the rest of the message', () => {
@@ -46,6 +60,33 @@ describe('redacting bind values the server prints unquoted (red team, round 25)'
       expect(redactValues(`value ${printed} is out of range`, secrets), printed).toBe(
         'value [redacted] is out of range',
       );
+  });
+});
+
+describe('redacting numbers written in other forms (red team, round 35)', () => {
+  it('finds hexadecimal, octal and binary integers and exponents as the server prints them', () => {
+    const secrets = valueTexts(
+      ['0x1E8483', '2.5e6', '-0o17', '0b1010_1010', '1.5E-3'].map((v) => Buffer.from(v)),
+      [0, 0, 0, 0, 0],
+    );
+    for (const printed of ['2000003', '2500000', '-15', '170', '0.0015'])
+      expect(redactValues(`value ${printed} is out of range`, secrets), printed).toBe(
+        'value [redacted] is out of range',
+      );
+    // Text that only looks like a number keeps its own reading.
+    expect(valueTexts([Buffer.from('0xZZ'), Buffer.from('e5')], [0, 0])).toEqual(['0xZZ', 'e5']);
+  });
+});
+
+describe('error messages of a session with cursors declared with parameter values', () => {
+  it('redact the values of every such cursor, and are withheld when one was too large to keep', () => {
+    const bind = (v: string): Buffer => keptBind(bindBody([v])) as Buffer;
+    const message = 'invalid input syntax for type integer: S3CRET-1 and 123456789';
+    expect(redactedError(message, [undefined, bind('S3CRET-1'), bind('123456789')])).toBe(
+      'invalid input syntax for type integer: [redacted] and [redacted]',
+    );
+    expect(redactedError(message, [undefined, 'withheld'])).toBe(WITHHELD_MESSAGE);
+    expect(redactedError(message, [])).toBe(message.replace(/"[^"]*"/g, '[redacted]'));
   });
 });
 

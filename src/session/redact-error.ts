@@ -49,8 +49,8 @@ export function valueTexts(params: readonly (Buffer | null)[], formats: readonly
     const t = v.trim();
     if (t.length < MIN_REDACTED_VALUE) return;
     out.add(t);
-    const n = numberAsPrinted(t);
-    if (n !== undefined && n.length >= MIN_REDACTED_VALUE) out.add(n);
+    for (const n of [numberAsPrinted(t), otherNumberAsPrinted(t)])
+      if (n !== undefined && n.length >= MIN_REDACTED_VALUE) out.add(n);
   };
   params.forEach((p, i) => {
     if (p === null) return;
@@ -84,10 +84,16 @@ export function keptBind(body: Buffer): Secrets {
   return body.length <= MAX_KEPT_BIND_BYTES ? Buffer.from(body) : 'withheld';
 }
 
-/** The server's error message as recorded with parameters redacted. */
-export function redactedError(message: string, bind: Secrets | undefined): string {
-  const texts = bindValueTexts(bind);
-  return texts === undefined ? WITHHELD_MESSAGE : redactValues(redactQuoted(message), texts);
+/** The server's error message as recorded with the values of these Binds redacted. */
+export function redactedError(message: string, binds: readonly (Secrets | undefined)[]): string {
+  const texts: string[] = [];
+  for (const bind of binds) {
+    const t = bindValueTexts(bind);
+    if (t === undefined) return WITHHELD_MESSAGE;
+    texts.push(...t);
+    if (texts.length > MAX_VALUES_LOOKED_FOR) return WITHHELD_MESSAGE;
+  }
+  return redactValues(redactQuoted(message), texts);
 }
 
 /** The texts to redact for the values of a Bind body (kept as it came); undefined: too many. */
@@ -111,6 +117,28 @@ function numberAsPrinted(v: string): string | undefined {
   const sign = whole.startsWith('-') ? '-' : '';
   const digits = whole.replace(/^-/, '').replace(/^0+(?=\d)/, '');
   return sign + digits + (/^0*$/.test(fraction) ? '' : `.${fraction.replace(/0+$/, '')}`);
+}
+
+/**
+ * A number in another form than plain decimal, as the server prints it once read: hexadecimal,
+ * octal or binary integers (`0x1E8483` is 2000003, PostgreSQL 16 and later) and exponents
+ * (`2.5e6` is 2500000 as numeric or float; red team, round 35).
+ */
+function otherNumberAsPrinted(v: string): string | undefined {
+  const t = v.replace(/_/g, '');
+  const radix = /^([+-]?)0([xob])([0-9a-f]+)$/i.exec(t);
+  if (radix) {
+    try {
+      const n = BigInt(`0${radix[2]!.toLowerCase()}${radix[3]}`);
+      return `${radix[1] === '-' && n !== 0n ? '-' : ''}${n}`;
+    } catch {
+      return undefined;
+    }
+  }
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)e[+-]?\d+$/i.test(t)) return undefined;
+  const n = Number(t);
+  if (!Number.isFinite(n)) return undefined;
+  return Number.isInteger(n) && Math.abs(n) < 1e21 ? BigInt(n).toString() : String(n);
 }
 
 /** Every occurrence of one of `values` in `message` becomes "[redacted]", longest values first. */

@@ -103,6 +103,8 @@ const UNREADABLE_ANSWERS: ReadonlySet<string> = new Set([
   'PGW_AUDIT_UNAVAILABLE',
   'PGW_SHUTTING_DOWN',
 ]);
+/** Cursors with parameter values whose Binds a session keeps for redaction; beyond, messages are withheld. */
+const MAX_CURSOR_BINDS = 16;
 /** How long an ending session waits for the server's answers beyond its statement timeout. */
 const DRAIN_MARGIN_MS = 5_000;
 /** The wait when no statement timeout is pinned. */
@@ -449,6 +451,18 @@ export class Session {
       queueMicrotask(() => {
         if (!this.closed && this.waiting) this.continueReading();
       });
+  }
+
+  /**
+   * The Binds of cursors declared with parameter values. A cursor runs its query as it is fetched,
+   * so a FETCH, MOVE or COMMIT (of a WITH HOLD cursor) fails quoting the DECLARE's values, which
+   * the error records of this session redact from then on (red team, round 35).
+   */
+  private cursorValues: Secrets[] = [];
+
+  private keepCursorValues(secrets: Secrets | undefined): void {
+    if (this.cursorValues.length >= MAX_CURSOR_BINDS) this.cursorValues = ['withheld'];
+    else this.cursorValues.push(secrets ?? 'withheld');
   }
 
   /** The last Bind of the unnamed statement: its Execute's record clears its unrecordedBind. */
@@ -811,6 +825,8 @@ export class Session {
     p.redactError = (bound?.parameters ?? true) && this.deps.config.audit.redactParameters;
     p.secrets = bound?.secrets;
     if (verdict.kind === 'rewrite') p.refusals = verdict.refusals ?? [];
+    if (p.redactError && bound?.parameters && effects?.some((e) => e.declareCursor !== undefined))
+      this.keepCursorValues(bound.secrets);
     this.names.applyEffects(effects, p, statement.rulesVersion);
     out.addMessage(m);
     this.enqueue(p);
@@ -1000,7 +1016,9 @@ export class Session {
     p.sqlstate = f.sqlstate;
     // With parameters redacted, the record keeps no bind value quoted back by the server.
     p.errorMessage = clippedText(
-      p.redactError ? redactedError(f.message, p.secrets) : f.message,
+      p.redactError || this.cursorValues.length > 0
+        ? redactedError(f.message, [p.secrets, ...this.cursorValues])
+        : f.message,
       MAX_RECORDED_ERROR,
     );
     const refusal = f.sqlstate === '22P02' ? parentKeyRefusal(f.message, p.refusals) : undefined;
