@@ -614,6 +614,19 @@ describe('the printed rewrite', () => {
       expect(judge.judge(sql, ctx()).verdict.kind, sql).toBe('rewrite');
   });
 
+  it("is reused for another statement's literals only where it prints them as the agent wrote them", () => {
+    // EXTRACT's field is printed as a bare word: no template, so no agent token is spliced there.
+    judge.judge(`SELECT EXTRACT('epoch' FROM created_at) AS e1 FROM orders`, ctx());
+    const field = judge.judge(`SELECT EXTRACT('year' FROM created_at) AS e1 FROM orders`, ctx());
+    expect(field.cached).toBe(false);
+    expect(sqlOf(field.verdict)).toContain('EXTRACT(YEAR FROM created_at)');
+    // Benign look-alike: a plain literal is printed as written, and the template serves.
+    judge.judge(`SELECT id FROM orders WHERE total > 10 AND status = 'new'`, ctx());
+    const plain = judge.judge(`SELECT id FROM orders WHERE total > 20 AND status = 'paid'`, ctx());
+    expect(plain.cached).toBe(true);
+    expect(sqlOf(plain.verdict)).toContain(`total > 20 AND status = 'paid'`);
+  });
+
   it('keeps a cast to a pg_catalog type qualified, and FETCH FIRST ... WITH TIES (the library printed LIMIT)', () => {
     const v = judge.judge(`SELECT id::pg_catalog.text FROM orders`, ctx()).verdict;
     expect(sqlOf(v)).toContain('CAST(id AS pg_catalog.text)');

@@ -398,11 +398,15 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
     const occurrences = marked.reduce((n, copies) => n + copies.length, 0);
     if (order.length !== occurrences || marked.some((_, i) => !order.includes(i)))
       return { entry, cacheable };
-    return {
-      entry,
-      cacheable,
-      shape: { verdict, fingerprint: fp, pieces: pieces.filter((_, i) => i % 2 === 0), order },
-    };
+    const shape: Entry = { verdict, fingerprint: fp, pieces: pieces.filter((_, i) => i % 2 === 0), order };
+    // The template must give back this statement's own rewrite from its own literals: then each
+    // marker stands where the printed SQL holds a whole literal token, and another statement's
+    // token of the same kind stays one literal there. Where the printer writes a literal in another
+    // form (EXTRACT's field as a bare word, an option's value between quotes it adds itself), an
+    // agent's token spliced in would be read differently from what was judged: no template.
+    const again = fromShape(shape, sql, lk.spans);
+    if (again.kind !== 'rewrite' || again.sql !== out) return { entry, cacheable };
+    return { entry, cacheable, shape };
   }
 
   function fromShape(shape: Entry, sql: string, spans: readonly (readonly [number, number])[]): Verdict {
