@@ -82,7 +82,7 @@ describe('the SQL printer', () => {
 
   it("prints XMLTABLE back to the same parse tree: every one of PostgreSQL's regression suite", () => {
     // The library printed no XMLTABLE( ... ), no namespaces and quoted PATH expressions as strings.
-    const corpus = readFileSync(new URL('../../../shared/corpus/pg-regress.jsonl', import.meta.url), 'utf8')
+    const corpus = readFileSync(new URL('../../test/corpus/pg-regress.jsonl', import.meta.url), 'utf8')
       .split('\n')
       .filter((line) => /xmltable/i.test(line))
       .map((line) => (JSON.parse(line) as { sql: string }).sql)
