@@ -57,6 +57,21 @@ afterAll(async () => {
   await db?.drop();
 });
 
+describe('statements that differ only in literals', () => {
+  it('share a judgement only when the literals are values: a UESCAPE string that renames a table is judged afresh (red team, round 36)', async () => {
+    await withClient(async (c) => {
+      const own = `WITH "!0063ustomers" AS (SELECT 1 AS id, 'x' AS ssn) SELECT * FROM U&"!0063ustomers" UESCAPE '#' ORDER BY id`;
+      expect((await c.query(own)).rows).toEqual([{ id: 1, ssn: 'x' }]);
+      // The same text but for the escape character names public.customers: judged as such, it
+      // reads acme's customers with the SSN hidden, as a plain SELECT * FROM customers does.
+      const theirs = own.replace(`UESCAPE '#'`, `UESCAPE '!'`);
+      const scoped = (await c.query('SELECT * FROM customers ORDER BY id')).rows;
+      expect(scoped.length).toBeGreaterThan(0);
+      expect((await c.query(theirs)).rows).toEqual(scoped);
+    });
+  });
+});
+
 describe('INSERT values are matched to columns by position', () => {
   it('a value that expands into several columns is refused, and no row of globex is written', async () => {
     const count = async (): Promise<number> =>

@@ -627,6 +627,21 @@ describe('the printed rewrite', () => {
     expect(sqlOf(plain.verdict)).toContain(`total > 20 AND status = 'paid'`);
   });
 
+  it("is learnt as a shape only when every literal is a value: UESCAPE's string decides a name", () => {
+    // A names its own CTE; B, the same text but for the escape character, names public.customers.
+    // B was served from A's shape, unjudged, and read every tenant's rows (red team, round 36).
+    const a = `WITH "!0063ustomers" AS (SELECT 1 AS id) SELECT * FROM U&"!0063ustomers" UESCAPE '#'`;
+    const b = a.replace(`UESCAPE '#'`, `UESCAPE '!'`);
+    expect(judge.judge(a, ctx()).verdict.kind).toBe('allow');
+    const served = judge.judge(b, ctx());
+    expect(served.cached).toBe(false);
+    expect(served.verdict.kind).not.toBe('allow');
+    // Benign look-alike: statements of a global table that differ in a value share one judgement.
+    judge.judge('SELECT name FROM products WHERE price > 10', ctx());
+    const other = judge.judge('SELECT name FROM products WHERE price > 20', ctx());
+    expect(other).toMatchObject({ cached: true, verdict: { kind: 'allow' } });
+  });
+
   it('keeps a cast to a pg_catalog type qualified, and FETCH FIRST ... WITH TIES (the library printed LIMIT)', () => {
     const v = judge.judge(`SELECT id::pg_catalog.text FROM orders`, ctx()).verdict;
     expect(sqlOf(v)).toContain('CAST(id AS pg_catalog.text)');

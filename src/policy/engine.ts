@@ -372,14 +372,20 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
     const cacheable = !ctx.sessionDependent;
     if (!lk || ctx.literalSensitive || ctx.sessionDependent || ctx.paramChecks.length > 0)
       return { entry, cacheable };
+    // A shape stands for every statement that differs only in its literals, so each literal must
+    // be a value in the tree (a constant at its place), never part of the statement's structure:
+    // the string after UESCAPE decides which name a U&"..." identifier spells, and a statement
+    // that named its own CTE taught a shape that served, unjudged, the same text naming
+    // public.customers (red team, round 36, critical).
+    const consts = new Map<number, Node[]>();
+    constsByLocation(stmts, consts);
+    if (lk.spans.some(([start]) => !consts.get(start)?.length)) return { entry, cacheable };
     if (!changed) return { entry, cacheable, shape: entry };
     // Swap the agent's literals for markers and deparse again: the template for this shape. The
     // literals are looked up in the rewritten tree, where the rewrite may have copied one (a
     // condition repeated outside a guard or into a fence): every copy gets the same marker, so
     // each receives the next statement's value. A location holding anything but copies of one
     // literal (a rules' constant that happens to share it) gets no template.
-    const consts = new Map<number, Node[]>();
-    constsByLocation(stmts, consts);
     const marked: Node[][] = [];
     for (const [start] of lk.spans) {
       const at = consts.get(start);
