@@ -61,6 +61,15 @@ describe('the SQL printer', () => {
     ]);
   });
 
+  it("quotes a CTE's name where it needs quotes (the library printed it bare)", () => {
+    expectSameTrees([
+      'WITH "a!b" AS (SELECT 1 AS x) SELECT * FROM "a!b"',
+      'WITH "Orders"(a, "B") AS (SELECT 1, 2) SELECT * FROM "Orders"',
+      'WITH "select" AS (SELECT 1) SELECT * FROM "select"',
+      'WITH plain AS MATERIALIZED (SELECT 1) SELECT * FROM plain',
+    ]);
+  });
+
   it('prints FETCH FIRST ... WITH TIES, which the library printed as LIMIT', () => {
     expectSameTrees([
       'SELECT a FROM t ORDER BY a FETCH FIRST 2 ROWS WITH TIES',

@@ -142,6 +142,14 @@ class Printer extends Deparser {
     return parts.join(' ');
   }
 
+  /** The library prints a CTE's name bare: `WITH "Orders" AS` came out as `WITH Orders AS`. */
+  override CommonTableExpr(node: { ctename?: string }, context: DeparserContext): string {
+    const printed = super.CommonTableExpr(node as never, context);
+    const name = node.ctename;
+    if (name === undefined || !printed.startsWith(name)) return printed;
+    return QuoteUtils.quoteIdentifier(name) + printed.slice(name.length);
+  }
+
   /** The library drops INDENT. */
   override XmlSerialize(node: XmlSerializeNode, context: DeparserContext): string {
     const printed = super.XmlSerialize(node as never, context);
