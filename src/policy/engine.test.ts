@@ -636,6 +636,12 @@ describe('the printed rewrite', () => {
     const served = judge.judge(b, ctx());
     expect(served.cached).toBe(false);
     expect(served.verdict.kind).not.toBe('allow');
+    // Nor does a refusal teach one: the same trick the other way made the cache refuse a
+    // statement that names its own CTE (red team, round 37).
+    const refused = `WITH "!0069nternal_notes" AS (SELECT 1 AS id) SELECT * FROM U&"!0069nternal_notes" UESCAPE '!'`;
+    expect(judge.judge(refused, ctx()).verdict.kind).toBe('deny');
+    const own = judge.judge(refused.replace(`UESCAPE '!'`, `UESCAPE '#'`), ctx());
+    expect(own).toMatchObject({ cached: false, verdict: { kind: 'allow' } });
     // Benign look-alike: statements of a global table that differ in a value share one judgement.
     judge.judge('SELECT name FROM products WHERE price > 10', ctx());
     const other = judge.judge('SELECT name FROM products WHERE price > 20', ctx());

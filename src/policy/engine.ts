@@ -93,6 +93,16 @@ function deny(
  * from the rules (masks, type names, catalog views) has its locations stripped, so none of it can
  * share a literal's place and be filled with the next statement's value.
  */
+/**
+ * The tree's constants by location, if every literal the shape lexer found is one of them at its
+ * place; else undefined.
+ */
+function constsAtLiterals(stmts: readonly Node[], lk: LiteralShape): Map<number, Node[]> | undefined {
+  const consts = new Map<number, Node[]>();
+  constsByLocation(stmts, consts);
+  return lk.spans.every(([start]) => (consts.get(start)?.length ?? 0) > 0) ? consts : undefined;
+}
+
 function constsByLocation(node: unknown, out: Map<number, Node[]>): void {
   if (Array.isArray(node)) {
     for (const n of node) constsByLocation(n, out);
@@ -288,7 +298,10 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
       return {
         entry: { verdict, fingerprint: fp },
         cacheable: !ctx.sessionDependent,
-        ...(ctx.literalSensitive || ctx.sessionDependent ? {} : { shape: { verdict, fingerprint: fp } }),
+        // A refusal is a verdict too: learnt as a shape only on the same terms (below).
+        ...(ctx.literalSensitive || ctx.sessionDependent || !lk || !constsAtLiterals(stmts, lk)
+          ? {}
+          : { shape: { verdict, fingerprint: fp } }),
       };
     }
     const reused = ctx.paramChecks.length > 0 ? reusedTenantParam(JSON.parse(before), ctx) : undefined;
@@ -377,9 +390,8 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
     // the string after UESCAPE decides which name a U&"..." identifier spells, and a statement
     // that named its own CTE taught a shape that served, unjudged, the same text naming
     // public.customers (red team, round 36, critical).
-    const consts = new Map<number, Node[]>();
-    constsByLocation(stmts, consts);
-    if (lk.spans.some(([start]) => !consts.get(start)?.length)) return { entry, cacheable };
+    const consts = constsAtLiterals(stmts, lk);
+    if (!consts) return { entry, cacheable };
     if (!changed) return { entry, cacheable, shape: entry };
     // Swap the agent's literals for markers and deparse again: the template for this shape. The
     // literals are looked up in the rewritten tree, where the rewrite may have copied one (a
