@@ -681,7 +681,10 @@ describe('writes stay in the tenant', () => {
       // products here, not the orders beside it (red team, round 34).
       const hidden =
         'SELECT o.id FROM (products AS o CROSS JOIN orders AS z) AS j, orders AS o FOR UPDATE OF o';
-      for (const refused of [`${sql.replace('OF o', 'OF o, p')}`, sql.replace(' OF o', ''), hidden])
+      // ... and a sampled table, named by the table inside it (round 38).
+      const sampled =
+        'SELECT o.id FROM products AS o TABLESAMPLE BERNOULLI (100), (orders AS o CROSS JOIN orders AS z) AS j FOR UPDATE OF o';
+      for (const refused of [`${sql.replace('OF o', 'OF o, p')}`, sql.replace(' OF o', ''), hidden, sampled])
         expect(judge.judge(refused, ctxFor('acme')).verdict, refused).toMatchObject({
           kind: 'deny',
           reasons: expect.arrayContaining(['locking_not_allowed']),

@@ -111,6 +111,10 @@ function lockedTables(
       if (j.alias) add(j.alias.aliasname, undefined);
       return;
     }
+    // A sampled table is named by the table inside it: products AS o TABLESAMPLE ... was missed,
+    // and OF o was checked against an orders o hidden in an aliased join (red team, round 38).
+    const sampled = (item.RangeTableSample as { relation?: Node } | undefined)?.relation;
+    if (sampled) return collect(sampled);
     const rv = item.RangeVar as RangeVar | undefined;
     const alias = (item[nodeType(item) ?? ''] as { alias?: { aliasname?: string } } | undefined)?.alias
       ?.aliasname;
