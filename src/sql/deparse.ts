@@ -185,19 +185,7 @@ class Printer extends Deparser {
     parts.push(...this.jsonPassing(node.passing, context));
     const output = this.formatJsonOutput(node.output as never, context);
     if (output) parts.push(output);
-    parts.push(
-      ...clause(node.wrapper, 'wrapper', {
-        JSW_UNSPEC: '',
-        JSW_NONE: 'WITHOUT WRAPPER',
-        JSW_CONDITIONAL: 'WITH CONDITIONAL WRAPPER',
-        JSW_UNCONDITIONAL: 'WITH UNCONDITIONAL WRAPPER',
-      }),
-      ...clause(node.quotes, 'quotes', {
-        JS_QUOTES_UNSPEC: '',
-        JS_QUOTES_KEEP: 'KEEP QUOTES',
-        JS_QUOTES_OMIT: 'OMIT QUOTES',
-      }),
-    );
+    parts.push(...wrapperAndQuotes(node.wrapper, node.quotes));
     for (const [behavior, when] of [
       [node.on_empty, 'ON EMPTY'],
       [node.on_error, 'ON ERROR'],
@@ -262,20 +250,7 @@ class Printer extends Deparser {
     if (c.coltype === 'JTC_FORMATTED') parts.push(this.formatJsonFormat(c.format as never) ?? 'FORMAT JSON');
     else if (c.coltype !== 'JTC_REGULAR')
       throw new Error(`Deparser does not handle JSON_TABLE column ${c.coltype}`);
-    parts.push(
-      ...path,
-      ...clause(c.wrapper, 'wrapper', {
-        JSW_UNSPEC: '',
-        JSW_NONE: 'WITHOUT WRAPPER',
-        JSW_CONDITIONAL: 'WITH CONDITIONAL WRAPPER',
-        JSW_UNCONDITIONAL: 'WITH UNCONDITIONAL WRAPPER',
-      }),
-      ...clause(c.quotes, 'quotes', {
-        JS_QUOTES_UNSPEC: '',
-        JS_QUOTES_KEEP: 'KEEP QUOTES',
-        JS_QUOTES_OMIT: 'OMIT QUOTES',
-      }),
-    );
+    parts.push(...path, ...wrapperAndQuotes(c.wrapper, c.quotes));
     if (c.on_empty) parts.push(`${this.jsonBehavior(c.on_empty, context)} ON EMPTY`);
     if (c.on_error) parts.push(`${this.jsonBehavior(c.on_error, context)} ON ERROR`);
     return parts.join(' ');
@@ -340,6 +315,23 @@ function beforeClosing(printed: string, words: string): string {
   const m = /^(.*?) ?\)$/s.exec(printed);
   if (!m) throw new Error(`Deparser does not handle ${words} here`);
   return `${m[1]} ${words})`;
+}
+
+/** The wrapper and quotes clauses of JSON_QUERY and of a JSON_TABLE column. */
+function wrapperAndQuotes(wrapper: string | undefined, quotes: string | undefined): string[] {
+  return [
+    ...clause(wrapper, 'wrapper', {
+      JSW_UNSPEC: '',
+      JSW_NONE: 'WITHOUT WRAPPER',
+      JSW_CONDITIONAL: 'WITH CONDITIONAL WRAPPER',
+      JSW_UNCONDITIONAL: 'WITH UNCONDITIONAL WRAPPER',
+    }),
+    ...clause(quotes, 'quotes', {
+      JS_QUOTES_UNSPEC: '',
+      JS_QUOTES_KEEP: 'KEEP QUOTES',
+      JS_QUOTES_OMIT: 'OMIT QUOTES',
+    }),
+  ];
 }
 
 /** The words of an enumerated option, none for the unspecified one; an unknown value is refused. */
