@@ -72,7 +72,7 @@ export function valueTexts(params: readonly (Buffer | null)[], formats: readonly
  * loop every session shares, and a Bind per named portal kept up to 16 MB each (red team, round
  * 32). Parameter sets of ordinary statements are far below both.
  */
-export const MAX_KEPT_BIND_BYTES = 8 * 1024;
+const MAX_KEPT_BIND_BYTES = 8 * 1024;
 const MAX_VALUES_LOOKED_FOR = 1000;
 
 /** What the record keeps of an error message that may quote values pgwarden cannot look for. */
@@ -97,7 +97,7 @@ export function redactedError(message: string, binds: readonly (Secrets | undefi
 }
 
 /** The texts to redact for the values of a Bind body (kept as it came); undefined: too many. */
-export function bindValueTexts(bind: Secrets | undefined): string[] | undefined {
+function bindValueTexts(bind: Secrets | undefined): string[] | undefined {
   if (bind === undefined) return [];
   if (bind === 'withheld') return undefined;
   try {

@@ -86,11 +86,19 @@ export function catalogEquals(lexpr: Node, rexpr: Node): Node {
   return { A_Expr: { kind: 'AEXPR_OP', name: [str('pg_catalog'), str('=')], lexpr, rexpr } };
 }
 
-/** Where the parser found a node: `location`, `name_location` (a JSON_TABLE path's name) and the brackets of lists (`list_start`, `rexpr_list_start`, ...). */
-const locationKeys = {
-  has: (k: string): boolean =>
-    k === 'location' || k.endsWith('_location') || k.endsWith('list_start') || k.endsWith('list_end'),
-};
+/**
+ * Where the parser found a node, every such key of the parse tree's types (@pgsql/types): named
+ * one by one, so a key not yet seen counts as content and a tree comparison fails closed.
+ */
+const locationKeys: ReadonlySet<string> = new Set([
+  'location',
+  'name_location',
+  'stmt_location',
+  'list_start',
+  'list_end',
+  'rexpr_list_start',
+  'rexpr_list_end',
+]);
 
 /** Drops parser locations so trees can be compared structurally. */
 export function stripLocations(node: unknown): unknown {
