@@ -26,11 +26,14 @@ function storeUrl(): string {
   return u.toString();
 }
 
-function cfg(): ReturnType<typeof auditConfigSchema.parse> {
+/** Redelivery tests keep one segment: a sealed segment is deleted once delivered. */
+const ONE_SEGMENT = 1 << 20;
+
+function cfg(segmentBytes = 64 * 1024): ReturnType<typeof auditConfigSchema.parse> {
   return auditConfigSchema.parse({
     ndjson: 'off',
     store: { pollIntervalMs: 10, maxRetryDelayMs: 200 },
-    spool: { dir: spoolRoot, segmentBytes: 64 * 1024 },
+    spool: { dir: spoolRoot, segmentBytes },
   });
 }
 
@@ -91,16 +94,67 @@ describe('store outage', () => {
   });
 
   it('delivers a batch twice (crash before the cursor was saved) without duplicates', async () => {
-    const log = await startDecisionLog(cfg(), { instanceId: 'o-2', upstreamUrl: pg.url, logger });
+    const log = await startDecisionLog(cfg(ONE_SEGMENT), { instanceId: 'o-2', upstreamUrl: pg.url, logger });
     const ids = drive(log, 'o-2', 0, 50);
     await log.flushToStore();
     await log.close();
     unlinkSync(join(spoolRoot, 'o-2', 'cursor.json'));
-    const again = await startDecisionLog(cfg(), { instanceId: 'o-2', upstreamUrl: pg.url, logger });
+    const again = await startDecisionLog(cfg(ONE_SEGMENT), {
+      instanceId: 'o-2',
+      upstreamUrl: pg.url,
+      logger,
+    });
     expect(await again.flushToStore()).toBe(true);
     await again.close();
     expect(await storedIds('o-2')).toEqual([...ids].sort());
     expect((await verifyInstance(reader.pool, 'o-2', undefined)).ok).toBe(true);
+  });
+
+  it('delivers a batch again whose outcomes were spooled after its first delivery: each stored once', async () => {
+    const log = await startDecisionLog(cfg(ONE_SEGMENT), { instanceId: 'o-3', upstreamUrl: pg.url, logger });
+    const records = Array.from({ length: 40 }, (_, i) =>
+      sampleRecord({ instanceId: 'o-3', sessionId: 'o-3-s', seq: i }),
+    );
+    for (const r of records) log.decide(r);
+    expect(await log.flushToStore()).toBe(true);
+    await log.close();
+    unlinkSync(join(spoolRoot, 'o-3', 'cursor.json'));
+    const again = await startDecisionLog(cfg(ONE_SEGMENT), {
+      instanceId: 'o-3',
+      upstreamUrl: pg.url,
+      logger,
+    });
+    for (const r of records) again.complete(sampleOutcome(r, { rows: 7 }));
+    expect(await again.flushToStore()).toBe(true);
+    await again.close();
+    expect(await storedIds('o-3')).toEqual(records.map((r) => r.id).sort());
+    const { rows } = await reader.pool.query<{ n: string }>(
+      `SELECT (SELECT count(outcome_body) FROM pgwarden_decisions WHERE instance_id = 'o-3')
+            + (SELECT count(*) FROM pgwarden_outcomes WHERE instance_id = 'o-3') AS n`,
+    );
+    expect(Number(rows[0]?.n)).toBe(40);
+    expect(await verifyInstance(reader.pool, 'o-3', undefined)).toMatchObject({ ok: true, checked: 80 });
+  });
+
+  it('stores a batch once when its records are in the store but the head was put back', async () => {
+    const log = await startDecisionLog(cfg(ONE_SEGMENT), { instanceId: 'o-4', upstreamUrl: pg.url, logger });
+    const ids = drive(log, 'o-4', 0, 60);
+    expect(await log.flushToStore()).toBe(true);
+    await log.close();
+    // The head no longer covers what is stored: the fast path's COPY meets the stored ids.
+    await reader.pool.query(`UPDATE pgwarden_chain_heads SET chain_seq = 1 WHERE instance_id = 'o-4'`);
+    unlinkSync(join(spoolRoot, 'o-4', 'cursor.json'));
+    const again = await startDecisionLog(cfg(ONE_SEGMENT), {
+      instanceId: 'o-4',
+      upstreamUrl: pg.url,
+      logger,
+    });
+    const more = drive(again, 'o-4', 60, 20);
+    expect(await again.flushToStore()).toBe(true);
+    expect(again.stats().shipper?.consecutiveFailures).toBe(0);
+    await again.close();
+    expect(await storedIds('o-4')).toEqual([...ids, ...more].sort());
+    expect(await verifyInstance(reader.pool, 'o-4', undefined)).toMatchObject({ ok: true, checked: 160 });
   });
 
   it('after kill -9 of a process mid-load, every record reported durable reaches the store', async () => {
