@@ -157,6 +157,21 @@ describe('store outage', () => {
     expect(await verifyInstance(reader.pool, 'o-4', undefined)).toMatchObject({ ok: true, checked: 160 });
   });
 
+  it('keeps storing records when someone who can write the store moves the head forward', async () => {
+    const log = await startDecisionLog(cfg(ONE_SEGMENT), { instanceId: 'o-5', upstreamUrl: pg.url, logger });
+    const ids = drive(log, 'o-5', 0, 20);
+    expect(await log.flushToStore()).toBe(true);
+    await reader.pool.query(
+      `UPDATE pgwarden_chain_heads SET chain_seq = 1000000000 WHERE instance_id = 'o-5'`,
+    );
+    ids.push(...drive(log, 'o-5', 20, 20));
+    expect(await log.flushToStore()).toBe(true);
+    await log.close();
+    expect(await storedIds('o-5')).toEqual([...ids].sort());
+    // The head stays where it was put (it only moves forward), and verify says so.
+    expect((await verifyInstance(reader.pool, 'o-5', undefined)).ok).toBe(false);
+  });
+
   it('after kill -9 of a process mid-load, every record reported durable reaches the store', async () => {
     const root = resolve(import.meta.dirname, '..');
     // The child decides in a tight loop and reports each id only once whenDurable() called back,
