@@ -163,4 +163,42 @@ describe('error messages that may quote parameter values', () => {
     c.close();
     await stillServes();
   });
+
+  it('are withheld for named portals bound while 256 others are held, and redacted before that', async () => {
+    const c = await login();
+    // Row by row, so the server cannot fold it when it plans the Bind: it fails at Execute.
+    const sql = 'SELECT (id::text || $1::text)::int AS n FROM items';
+    await db.sql(`INSERT INTO items VALUES (1) ON CONFLICT DO NOTHING`);
+    try {
+      c.send(Buffer.concat([serialize.parse({ name: 'concat', text: sql }), serialize.sync()]));
+      expect((await c.untilReady()).map((m) => m.code)).toEqual(['1', 'Z']);
+      // 300 named portals in one transaction: each kept its Bind, 80 MB for 10,000 of them.
+      const bindAll = async (): Promise<void> => {
+        c.send(serialize.query('BEGIN'));
+        await c.untilReady();
+        const binds = Array.from({ length: 300 }, (_, i) =>
+          serialize.bind({ statement: 'concat', portal: `p${i}`, values: [`S3CRET-${i}`] }),
+        );
+        c.send(Buffer.concat([...binds, serialize.sync()]));
+        expect((await c.untilReady()).filter((m) => m.code === '2')).toHaveLength(300);
+      };
+      const execute = async (portal: string): Promise<string | null | undefined> => {
+        c.send(Buffer.concat([serialize.execute({ portal }), serialize.sync()]));
+        expect((await c.untilReady()).map((m) => m.code)).toEqual(['E', 'Z']);
+        c.send(serialize.query('ROLLBACK'));
+        await c.untilReady();
+        return recordedError(sql);
+      };
+      await bindAll();
+      // Benign look-alike: one of the first 256 kept its Bind, so the value is redacted by value.
+      expect(await execute('p3')).toBe('invalid input syntax for type integer: [redacted]');
+      await bindAll();
+      expect(await execute('p299')).toBe(WITHHELD_MESSAGE);
+      expect(JSON.stringify(px.sink.outcomes)).not.toContain('S3CRET');
+    } finally {
+      c.close();
+      await db.sql('DELETE FROM items');
+    }
+    await stillServes();
+  });
 });

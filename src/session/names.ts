@@ -61,6 +61,11 @@ export class SessionNames {
     return named(this.statements) + named(this.portals) + preparedStatements.size + cursors.size;
   }
 
+  /** Named portals the session holds (some may have ended with their transaction already). */
+  get namedPortals(): number {
+    return named(this.portals);
+  }
+
   /**
    * Protocol-level (Parse) and SQL-level (PREPARE) statements share one name space on the server,
    * which keeps the first of two with the same name.

@@ -52,4 +52,20 @@ describe('SessionRecords', () => {
     const [long] = recordedParameters([Buffer.from('y'.repeat(10_000))], [0]);
     expect(long).toMatch(/^y{4096}\.\.\. \(10000 characters\)$/);
   });
+
+  it('keeps at most 64 K characters of values in one record, and at most 1,000 values', () => {
+    const big = recordedParameters(
+      Array.from({ length: 20 }, () => Buffer.from('z'.repeat(8192))),
+      [],
+    );
+    expect(big.slice(0, 16).every((v) => v?.startsWith('z'.repeat(4096)))).toBe(true);
+    expect(big.slice(16)).toEqual(Array.from({ length: 4 }, () => '... (8192 characters)'));
+    const many = recordedParameters(
+      Array.from({ length: 65_535 }, (_, i) => Buffer.from(String(i))),
+      [],
+    );
+    expect(many).toHaveLength(1001);
+    expect(many.slice(0, 3)).toEqual(['0', '1', '2']);
+    expect(many.at(-1)).toBe('... (65535 values)');
+  });
 });

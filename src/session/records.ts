@@ -38,21 +38,37 @@ const MAX_RECORDED_REWRITE = 65_536;
 const MAX_RECORDED_PARAMETER = 4096;
 
 /**
+ * The most values, and characters of values, one record keeps: a Bind within maxMessageBytes can
+ * carry 65,535 values, and at 4 KB each a record of them took 256 MB.
+ */
+const MAX_RECORDED_VALUES = 1000;
+const MAX_RECORDED_VALUE_CHARS = 64 * 1024;
+
+/**
  * A Bind's values as a record keeps them: text-format values as text, binary ones as `\\x` and
- * their bytes in hex (as bytea prints), each cut to MAX_RECORDED_PARAMETER characters.
+ * their bytes in hex (as bytea prints), each cut to MAX_RECORDED_PARAMETER characters, and cut
+ * shorter once the record holds MAX_RECORDED_VALUE_CHARS. Past MAX_RECORDED_VALUES values, one
+ * last element says how many there were.
  */
 export function recordedParameters(
   params: readonly (Buffer | null)[],
   formats: readonly number[],
 ): (string | null)[] {
-  return params.map((v, i) =>
-    v === null
-      ? null
-      : clippedText(
-          (formats[i] ?? 0) === 1 ? `\\x${v.toString('hex')}` : v.toString('utf8'),
-          MAX_RECORDED_PARAMETER,
-        ),
-  );
+  let left = MAX_RECORDED_VALUE_CHARS;
+  const kept: (string | null)[] = [];
+  for (let i = 0; i < params.length && i < MAX_RECORDED_VALUES; i++) {
+    const v = params[i];
+    if (v === undefined || v === null) {
+      kept.push(null);
+      continue;
+    }
+    const text = (formats[i] ?? 0) === 1 ? `\\x${v.toString('hex')}` : v.toString('utf8');
+    const max = Math.min(MAX_RECORDED_PARAMETER, left);
+    kept.push(clippedText(text, max));
+    left -= Math.min(text.length, max);
+  }
+  if (params.length > MAX_RECORDED_VALUES) kept.push(`... (${params.length} values)`);
+  return kept;
 }
 
 /** The protocol facts with client-chosen names cut to what a record keeps. */

@@ -105,6 +105,15 @@ const UNREADABLE_ANSWERS: ReadonlySet<string> = new Set([
 ]);
 /** Cursors with parameter values whose Binds a session keeps for redaction; beyond, messages are withheld. */
 const MAX_CURSOR_BINDS = 16;
+
+/**
+ * Named portals that keep what their Bind carried: the Bind itself for redacting error messages,
+ * or the values for the record (audit.redactParameters off). One transaction may bind
+ * limits.maxNamesPerSession portals; 10,000 of them kept 8 KB each, 80 MB for one session, or far
+ * more with the values kept (memory all sessions share). Beyond this many, a portal's execution
+ * records no values and its error message is withheld.
+ */
+const MAX_PORTALS_KEEPING_BINDS = 256;
 /** How long an ending session waits for the server's answers beyond its statement timeout. */
 const DRAIN_MARGIN_MS = 5_000;
 /** The wait when no statement timeout is pinned. */
@@ -727,9 +736,10 @@ export class Session {
     // kept as it came, and read only if an error message of its execution has values to redact.
     let recorded: (string | null)[] | undefined;
     let secrets: Secrets | undefined;
+    const keeps = msg.portal === '' || this.names.namedPortals < MAX_PORTALS_KEEPING_BINDS;
     if (parameters && !this.deps.sink.off) {
-      if (redact) secrets = keptBind(m.buffer.subarray(m.bodyStart, m.end));
-      else {
+      if (redact) secrets = keeps ? keptBind(m.buffer.subarray(m.bodyStart, m.end)) : 'withheld';
+      else if (keeps) {
         const bind = values ?? fm.readBind(m.buffer, m.bodyStart, m.end);
         recorded = recordedParameters(bind.params, bind.paramFormats);
       }
