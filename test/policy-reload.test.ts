@@ -128,6 +128,48 @@ describe('a reload that withdraws a column', () => {
     }
   });
 
+  it('keeps the PREPAREs and cursors the new rules forward alike, and refuses one they rewrite otherwise', async () => {
+    const c = new pg.Client({
+      connectionString: await proxy.url({ tenant: 'acme', human: 'alice@acme.test' }),
+    });
+    await c.connect();
+    const original = readFileSync(rulesFile(), 'utf8');
+    try {
+      // Rewritten (orders is scoped to the tenant), in a message of several statements, and plain.
+      await c.query(`SELECT 1; PREPARE totals AS SELECT id, total FROM orders WHERE total > $1 ORDER BY id`);
+      await c.query(`PREPARE one AS SELECT 1 AS n`);
+      await c.query(`PREPARE mail AS SELECT email FROM customers WHERE id = 1`);
+      await c.query('BEGIN');
+      await c.query('DECLARE cur CURSOR FOR SELECT id FROM orders ORDER BY id');
+      const before = (await c.query('EXECUTE totals(0)')).rows;
+      expect(before.length).toBeGreaterThan(0);
+
+      // Withdraws a column none of them reads, and changes the mask one of them reads.
+      await reloadWith((yaml) =>
+        yaml
+          .replace('deny: [ssn]', 'deny: [ssn, name]')
+          .replace(`email: "left(email, 1) || '***@' || split_part(email, '@', 2)"`, `email: "'hidden'"`),
+      );
+
+      expect((await c.query('FETCH 1 FROM cur')).rows).toHaveLength(1);
+      await c.query('COMMIT');
+      expect((await c.query('EXECUTE totals(0)')).rows).toEqual(before);
+      expect((await c.query('EXECUTE one')).rows).toEqual([{ n: 1 }]);
+      // The attack: the server would print the old mask, which the rules no longer allow.
+      await expect(c.query('EXECUTE mail')).rejects.toMatchObject({
+        code: '0A000',
+        message: expect.stringContaining('DEALLOCATE mail and PREPARE it again'),
+      });
+      await c.query('DEALLOCATE mail');
+      await c.query(`PREPARE mail AS SELECT email FROM customers WHERE id = 1`);
+      expect((await c.query('EXECUTE mail')).rows).toEqual([{ email: 'hidden' }]);
+    } finally {
+      writeFileSync(rulesFile(), original);
+      await policy.reload();
+      await c.end();
+    }
+  });
+
   it('a statement the new rules rewrite differently is refused with PGW_RULES_CHANGED, then prepared again', async () => {
     const c = new pg.Client({
       connectionString: await proxy.url({ tenant: 'acme', human: 'alice@acme.test' }),

@@ -2,7 +2,7 @@ import type { ErrorCode } from '../errors/registry.js';
 import { deeperThan, firstDifference, sameTree, type Node } from '../sql/ast.js';
 import { deparseStatements } from '../sql/deparse.js';
 import { agreesWithScanner, literalShape, type LiteralShape } from '../sql/literal-shape.js';
-import { fingerprint, parseSql, scanTokens } from '../sql/parse.js';
+import { fingerprint, parseSql, scanTokens, type ParseResult } from '../sql/parse.js';
 import { Denial, RewriteContext } from '../rewrite/context.js';
 import { checkInvariant } from '../rewrite/invariant.js';
 import { paramsUsedOnce } from '../rewrite/safe-conjuncts.js';
@@ -12,7 +12,16 @@ import type { Catalog } from './catalog.js';
 import { BoundedCache } from './decision-cache.js';
 import { effectivePolicy, parseTypeName, type EffectivePolicy } from './effective.js';
 import type { Rules } from './rules-schema.js';
-import type { Judge, JudgeContext, Judgement, ParamCheck, Verdict, VerdictFacts } from './verdict.js';
+import type {
+  Judge,
+  JudgeContext,
+  Judgement,
+  ParamCheck,
+  SessionEffect,
+  StaleName,
+  Verdict,
+  VerdictFacts,
+} from './verdict.js';
 
 setTypeNameParser(parseTypeName);
 
@@ -35,6 +44,9 @@ function entryChars(e: Entry): number {
   const v = e.verdict;
   let n = 256 + (v.kind === 'rewrite' ? v.sql.length : 0);
   if (e.pieces) for (const p of e.pieces) n += p.length;
+  if (v.kind !== 'deny')
+    for (const effect of v.effects ?? [])
+      if (effect.source) n += effect.source.sql.length + effect.source.forwarded.length;
   return n;
 }
 
@@ -73,7 +85,7 @@ function deny(
   message: string,
   reason: string,
   code: ErrorCode,
-  extra: { ruleId?: string; flags?: string[]; hint?: string } = {},
+  extra: { ruleId?: string; flags?: string[]; hint?: string; staleName?: StaleName } = {},
 ): Verdict {
   return {
     ...f,
@@ -84,7 +96,33 @@ function deny(
     code,
     message,
     ...(extra.hint ? { hint: extra.hint } : {}),
+    ...(extra.staleName ? { staleName: extra.staleName } : {}),
   };
+}
+
+/**
+ * Each PREPARE's and DECLARE's own text, and the text pgwarden forwards for it: after a reload the
+ * session judges that text again, and keeps using the name if the rules in force forward the same.
+ * Parser locations count UTF-8 bytes.
+ */
+function withSources(
+  effects: SessionEffect[],
+  sql: string,
+  parsed: ParseResult,
+  stmts: readonly Node[],
+  changed: boolean,
+  protocol: 'simple' | 'extended',
+): SessionEffect[] {
+  if (!effects.some((e) => e.prepare !== undefined || e.declareCursor !== undefined)) return effects;
+  const bytes = Buffer.from(sql, 'utf8');
+  return effects.map((e) => {
+    if (e.prepare === undefined && e.declareCursor === undefined) return e;
+    const raw = parsed.stmts[e.statement];
+    const start = raw?.stmt_location ?? 0;
+    const own = bytes.toString('utf8', start, raw?.stmt_len ? start + raw.stmt_len : bytes.length).trim();
+    const forwarded = changed ? deparseStatements([stmts[e.statement]!]) : own;
+    return { ...e, source: { sql: own, forwarded, protocol } };
+  });
 }
 
 /**
@@ -318,7 +356,9 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
     const base = facts(ctx, kinds);
     const extras = {
       ...(ctx.paramChecks.length ? { paramChecks: ctx.paramChecks } : {}),
-      ...(ctx.effects.length ? { effects: ctx.effects } : {}),
+      ...(ctx.effects.length
+        ? { effects: withSources(ctx.effects, sql, parsed, stmts, changed, jc.protocol) }
+        : {}),
       ...(ctx.keyRefusals.size ? { refusals: [...ctx.keyRefusals] } : {}),
     };
     let out = sql;

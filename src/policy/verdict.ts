@@ -39,8 +39,23 @@ export interface SessionEffect {
   readonly prepare?: string;
   readonly deallocate?: string | { all: true };
   readonly declareCursor?: string;
+  /** For a PREPARE or DECLARE: its own text, so it can be judged again after a reload. */
+  readonly source?: StatementSource;
   /** CLOSE name / CLOSE ALL: drops cursors, and protocol-level portals of that name too. */
   readonly closeCursor?: string | { all: true };
+}
+
+/** A PREPARE or DECLARE as the agent wrote it, and as pgwarden forwarded it. */
+export interface StatementSource {
+  readonly sql: string;
+  readonly forwarded: string;
+  readonly protocol: 'simple' | 'extended';
+}
+
+/** A prepared statement or cursor judged under rules since replaced (PGW_RULES_CHANGED). */
+export interface StaleName {
+  readonly kind: 'prepared' | 'cursor';
+  readonly name: string;
 }
 
 export type Verdict =
@@ -67,6 +82,8 @@ export type Verdict =
       /** What the agent sees: what was refused and what it may do instead. */
       readonly message: string;
       readonly hint?: string;
+      /** The name whose PREPARE or DECLARE the session may judge again (StatementJudging). */
+      readonly staleName?: StaleName;
     });
 
 /** Session state the policy engine may read (never write). */

@@ -1,6 +1,6 @@
 import type { Catalog } from '../policy/catalog.js';
 import { tenantFitsType, type EffectivePolicy, type TablePolicy } from '../policy/effective.js';
-import type { ParamCheck, SessionEffect, SessionPolicyState } from '../policy/verdict.js';
+import type { ParamCheck, SessionEffect, SessionPolicyState, StaleName } from '../policy/verdict.js';
 import type { ParamUse } from './safe-conjuncts.js';
 
 /** A refusal raised anywhere in the analysis; the engine turns it into a deny verdict. */
@@ -13,6 +13,7 @@ export class Denial extends Error {
       flags?: string[];
       hint?: string;
       code?: 'PGW_POLICY_DENIED' | 'PGW_FEATURE_REFUSED' | 'PGW_RULES_CHANGED';
+      staleName?: StaleName;
     } = {},
   ) {
     super(message);

@@ -172,11 +172,14 @@ export function rewriteStatement(stmt: Node, ctx: RewriteContext): void {
         );
       }
       ctx.effects.push({ statement: ctx.statementIndex, prepare: body.name as string });
+      // Its effect carries its own text (engine.ts): a shape would carry another statement's.
+      ctx.literalSensitive = true;
       return;
     }
     case 'DeclareCursorStmt':
       readQuery(body.query as Node, ctx);
       ctx.effects.push({ statement: ctx.statementIndex, declareCursor: body.portalname as string });
+      ctx.literalSensitive = true;
       return;
     case 'ExecuteStmt': {
       ctx.sessionDependent = true;
@@ -192,7 +195,7 @@ export function rewriteStatement(stmt: Node, ctx: RewriteContext): void {
         throw new Denial(
           `the rules changed since ${name} was prepared; DEALLOCATE ${name} and PREPARE it again`,
           'rules_changed',
-          { code: 'PGW_RULES_CHANGED' },
+          { code: 'PGW_RULES_CHANGED', staleName: { kind: 'prepared', name } },
         );
       visitValue(body.params, ctx, undefined);
       return;
@@ -216,7 +219,7 @@ export function rewriteStatement(stmt: Node, ctx: RewriteContext): void {
         throw new Denial(
           `the rules changed since cursor ${name} was declared; CLOSE ${name} and DECLARE it again`,
           'rules_changed',
-          { code: 'PGW_RULES_CHANGED' },
+          { code: 'PGW_RULES_CHANGED', staleName: { kind: 'cursor', name } },
         );
       return;
     }

@@ -4,8 +4,8 @@
  * (PREPARE, DECLARE). Every change goes through mirror.ts, recorded on the request that makes it
  * and undone if the server does not carry that request out.
  */
-import type { Judgement, SessionEffect } from '../policy/verdict.js';
-import { MirroredNames, mapStore, type ChangeLog } from './mirror.js';
+import type { Judgement, SessionEffect, StaleName, StatementSource } from '../policy/verdict.js';
+import { MirroredNames, mapStore, type ChangeLog, type NameStore } from './mirror.js';
 import type { Secrets } from './pending.js';
 
 /** A statement judged at Parse time (protocol-level prepared statement, named or unnamed). */
@@ -35,6 +35,31 @@ export interface BoundPortal {
   readonly secrets?: Secrets;
 }
 
+/** A SQL-level prepared statement or cursor: the rules it was judged under, and its PREPARE or DECLARE. */
+export interface SqlName {
+  rulesVersion: number;
+  readonly source?: StatementSource;
+}
+
+/**
+ * SQL-level names with their sources, and beside them the rules version of each, which is all
+ * the policy engine reads (and all that goes to the judge thread with a statement).
+ */
+function withVersions(full: Map<string, SqlName>, versions: Map<string, number>): NameStore<SqlName> {
+  return {
+    get: (key) => full.get(key),
+    set: (key, value) => {
+      full.set(key, value);
+      versions.set(key, value.rulesVersion);
+    },
+    delete: (key) => {
+      full.delete(key);
+      versions.delete(key);
+    },
+    keys: () => full.keys(),
+  };
+}
+
 export class SessionNames {
   readonly statements = new Map<string, JudgedStatement>();
   readonly portals = new Map<string, BoundPortal>();
@@ -43,11 +68,12 @@ export class SessionNames {
     preparedStatements: new Map<string, number>(),
     cursors: new Map<string, number>(),
   };
+  private readonly sqlNames = { prepared: new Map<string, SqlName>(), cursor: new Map<string, SqlName>() };
   readonly mirror = {
     statements: new MirroredNames(mapStore(this.statements)),
     portals: new MirroredNames(mapStore(this.portals)),
-    prepared: new MirroredNames(mapStore(this.policyState.preparedStatements)),
-    cursors: new MirroredNames(mapStore(this.policyState.cursors)),
+    prepared: new MirroredNames(withVersions(this.sqlNames.prepared, this.policyState.preparedStatements)),
+    cursors: new MirroredNames(withVersions(this.sqlNames.cursor, this.policyState.cursors)),
   };
   /**
    * The order of the latest request at whose reply the server had ended a transaction: every
@@ -59,6 +85,25 @@ export class SessionNames {
   get count(): number {
     const { preparedStatements, cursors } = this.policyState;
     return named(this.statements) + named(this.portals) + preparedStatements.size + cursors.size;
+  }
+
+  /** A SQL-level prepared statement or cursor of this session. */
+  sqlName(name: StaleName): SqlName | undefined {
+    return this.sqlNames[name.kind].get(name.name);
+  }
+
+  /**
+   * The rules of `rulesVersion` forward this name's PREPARE or DECLARE as it was forwarded: the
+   * server holds what they would run, so the name is theirs. Not a change the server makes, so
+   * it is not recorded for undoing: an undo restores an entry whose version is still true of it.
+   */
+  judgedAlike(name: StaleName, rulesVersion: number): void {
+    const entry = this.sqlNames[name.kind].get(name.name);
+    if (!entry) return;
+    entry.rulesVersion = rulesVersion;
+    const versions =
+      name.kind === 'prepared' ? this.policyState.preparedStatements : this.policyState.cursors;
+    versions.set(name.name, rulesVersion);
   }
 
   /** Named portals the session holds (some may have ended with their transaction already). */
@@ -122,8 +167,9 @@ export class SessionNames {
     const m = this.mirror;
     for (const e of effects) {
       const at = e.statement;
-      if (e.prepare !== undefined) m.prepared.set(e.prepare, rulesVersion, log, at);
-      if (e.declareCursor !== undefined) m.cursors.set(e.declareCursor, rulesVersion, log, at);
+      const entry = { rulesVersion, ...(e.source ? { source: e.source } : {}) };
+      if (e.prepare !== undefined) m.prepared.set(e.prepare, entry, log, at);
+      if (e.declareCursor !== undefined) m.cursors.set(e.declareCursor, entry, log, at);
       // SQL-level DEALLOCATE and CLOSE also drop protocol-level statements and portals: each pair
       // shares one name space on the server.
       if (e.deallocate) dropFromBoth([m.prepared, m.statements], e.deallocate, log, at);

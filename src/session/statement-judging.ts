@@ -1,4 +1,11 @@
-import type { Judge, JudgeContext, Judgement, Verdict } from '../policy/verdict.js';
+import type {
+  Judge,
+  JudgeContext,
+  Judgement,
+  StaleName,
+  StatementSource,
+  Verdict,
+} from '../policy/verdict.js';
 import type { Config } from '../config/schema.js';
 import { Frontend } from '../protocol/codes.js';
 import type { FrontendMessage } from '../protocol/frontend-decoder.js';
@@ -6,6 +13,12 @@ import * as fm from '../protocol/frontend-messages.js';
 import type { JudgedStatement, SessionNames } from './names.js';
 import type { Party } from './records.js';
 import { judgedAlike, rulesChangedRefusal } from './refusals.js';
+
+/**
+ * Names judged again for one statement after a reload (judgedAgainAlike); a statement using more
+ * of them is refused, and the agent prepares them again.
+ */
+const MAX_NAMES_JUDGED_AGAIN = 16;
 
 /** Longer texts are looked up by shape on a judge thread, not on the event loop (judgingOffThread). */
 const SHAPE_LOOKUP_ON_LOOP_CHARS = 8192;
@@ -76,7 +89,71 @@ export class StatementJudging {
     const o = this.offThread;
     if (o?.judgement && o.mode === mode && o.sql === sql && o.rulesVersion === this.rulesVersion)
       return o.judgement;
-    return this.host.deps.judge.judge(sql, this.contextFor(mode));
+    const { judge } = this.host.deps;
+    let judgement = judge.judge(sql, this.contextFor(mode));
+    // Judged again here only where a text of its length would be judged on the event loop anyway;
+    // otherwise judgingOffThread did it, on the judge thread.
+    for (let i = 0; i < MAX_NAMES_JUDGED_AGAIN; i++) {
+      const stale = this.staleSource(judgement.verdict);
+      if (!stale || !this.judgedOnLoop(stale.source.sql)) break;
+      const fresh = judge.judge(stale.source.sql, this.contextFor(stale.source.protocol));
+      if (!this.judgedAgainAlike(stale, fresh.verdict)) break;
+      judgement = judge.judge(sql, this.contextFor(mode));
+    }
+    return judgement;
+  }
+
+  /**
+   * A name the verdict refused because it was prepared or declared under rules since replaced,
+   * with its PREPARE or DECLARE, which the rules in force may forward alike (judgedAgainAlike).
+   */
+  private staleSource(v: Verdict): { name: StaleName; source: StatementSource } | undefined {
+    if (v.kind !== 'deny' || !v.staleName) return undefined;
+    const entry = this.host.names.sqlName(v.staleName);
+    if (!entry?.source || entry.rulesVersion === this.rulesVersion) return undefined;
+    return { name: v.staleName, source: entry.source };
+  }
+
+  /**
+   * Whether the rules in force forward a stale name's PREPARE or DECLARE (judged again: `fresh`)
+   * as it was forwarded: then the server holds what they would prepare, and the name is theirs.
+   * A statement using it is judged again, and runs if they allow it.
+   */
+  private judgedAgainAlike(stale: { name: StaleName; source: StatementSource }, fresh: Verdict): boolean {
+    const { source } = stale;
+    const forwarded = fresh.kind === 'allow' ? source.sql : fresh.kind === 'rewrite' ? fresh.sql : undefined;
+    if (forwarded !== source.forwarded) return false;
+    this.host.names.judgedAlike(stale.name, this.rulesVersion);
+    return true;
+  }
+
+  private judgedOnLoop(sql: string): boolean {
+    return (
+      !this.host.deps.judge.judgeOffThread || sql.length <= this.host.deps.config.limits.judgeOffThreadBytes
+    );
+  }
+
+  /** judge() on the judge thread, names judged again included. */
+  private async judgedOffThread(
+    sql: string,
+    mode: 'simple' | 'extended',
+    stillWanted: () => boolean,
+  ): Promise<Judgement> {
+    const judgeOffThread = this.host.deps.judge.judgeOffThread!.bind(this.host.deps.judge);
+    let judgement = await judgeOffThread(sql, this.contextFor(mode), stillWanted);
+    for (let i = 0; i < MAX_NAMES_JUDGED_AGAIN && stillWanted(); i++) {
+      const stale = this.staleSource(judgement.verdict);
+      if (!stale) break;
+      const fresh = await judgeOffThread(
+        stale.source.sql,
+        this.contextFor(stale.source.protocol),
+        stillWanted,
+      );
+      // The thread answers under the rules in force when it answers (judge-thread-client.ts).
+      if (!this.judgedAgainAlike(stale, fresh.verdict)) break;
+      judgement = await judgeOffThread(sql, this.contextFor(mode), stillWanted);
+    }
+    return judgement;
   }
 
   /** Which rules are in force (Judge.rulesVersion). */
@@ -179,15 +256,13 @@ export class StatementJudging {
     };
     this.offThread = job;
     if (cached) return false;
-    void judge
-      .judgeOffThread(sql, ctx, () => !this.host.closed())
-      .then((judgement) => {
-        if (this.offThread !== job || this.host.closed()) return;
-        job.judgement = judgement;
-        // The thread answers with the rules in force when it answers (judge-thread-client.ts).
-        job.rulesVersion = this.rulesVersion;
-        this.host.continueReading();
-      });
+    void this.judgedOffThread(sql, mode, () => !this.host.closed()).then((judgement) => {
+      if (this.offThread !== job || this.host.closed()) return;
+      job.judgement = judgement;
+      // The thread answers with the rules in force when it answers (judge-thread-client.ts).
+      job.rulesVersion = this.rulesVersion;
+      this.host.continueReading();
+    });
     return true;
   }
 
