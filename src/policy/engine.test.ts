@@ -215,6 +215,62 @@ describe('engine', () => {
     expect(judge.judge('SELECT 1', ctx()).verdict).not.toHaveProperty('effects');
   });
 
+  it("keeps each PREPARE's and DECLARE's own text and what is forwarded for it, multibyte text included", () => {
+    const v = judge.judge(
+      `SELECT 'é€' AS a; PREPARE z AS SELECT 'ü' AS x; DECLARE c CURSOR FOR SELECT id FROM orders`,
+      ctx(),
+    ).verdict;
+    expect(v).toMatchObject({
+      kind: 'rewrite',
+      effects: [
+        {
+          statement: 1,
+          prepare: 'z',
+          source: { sql: `PREPARE z AS SELECT 'ü' AS x`, forwarded: `PREPARE z AS SELECT 'ü' AS x` },
+        },
+        {
+          statement: 2,
+          declareCursor: 'c',
+          source: {
+            sql: 'DECLARE c CURSOR FOR SELECT id FROM orders',
+            forwarded: expect.stringContaining(`orders.org_id OPERATOR(pg_catalog.=) 'acme'::text`),
+          },
+        },
+      ],
+    });
+  });
+
+  it('refuses a decimal or exponent number as the tenant of a text column: it is written as its value', () => {
+    // The tenant `.5`: the server writes '0.5', and `1e3` '1000' (red team, round 40).
+    for (const [tenant, value] of [
+      ['.5', '.5'],
+      ['1e3', '1e3'],
+      ['5.', '5.'],
+    ]) {
+      const insert = judge.judge(
+        `INSERT INTO orders (org_id, customer_id, total, status) VALUES (${value}, 1, 1, 'x')`,
+        ctx(tenant),
+      ).verdict;
+      expect(insert).toMatchObject({
+        kind: 'deny',
+        reasons: expect.arrayContaining(['tenant_value_unchecked']),
+      });
+      const update = judge.judge(`UPDATE orders SET org_id = ${value} WHERE id = 1`, ctx(tenant)).verdict;
+      expect(update.kind).toBe('deny');
+    }
+    // Benign look-alikes: the tenant quoted, and a whole number (written as it is read: 7 as '7').
+    const quoted = judge.judge(
+      `INSERT INTO orders (org_id, customer_id, total, status) VALUES ('.5', 1, 1, 'x')`,
+      ctx('.5'),
+    ).verdict;
+    expect(quoted.kind).not.toBe('deny');
+    const whole = judge.judge(
+      `INSERT INTO orders (org_id, customer_id, total, status) VALUES (7, 1, 1, 'x')`,
+      ctx('7'),
+    ).verdict;
+    expect(whole.kind).not.toBe('deny');
+  });
+
   it('refuses a PREPARE whose tenant value is a parameter: EXECUTE values are never checked', () => {
     const v = judge.judge(
       'PREPARE p(text) AS INSERT INTO orders (org_id, total) VALUES ($1, 1)',

@@ -373,7 +373,10 @@ export function exactLiteralValue(node: unknown, keeping: ReadonlySet<string>): 
       t.pct_type !== true;
     return schemaOk && plain && keeping.has(type) ? exactLiteralValue(cast.arg, keeping) : undefined;
   }
-  return nodeType(node) === 'A_Const' ? literalValue(node) : undefined;
+  // A decimal or exponent number is written as its value, not as it is spelt: `.5` stores '0.5'
+  // and `1e3` '1000', other tenants' ids where the tenant is `.5` or `1e3` (red team, round 40).
+  const fval = (node as { A_Const?: { fval?: unknown } }).A_Const?.fval;
+  return nodeType(node) === 'A_Const' && fval === undefined ? literalValue(node) : undefined;
 }
 
 /**
