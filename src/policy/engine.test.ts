@@ -240,6 +240,12 @@ describe('engine', () => {
     });
   });
 
+  it("rewrites a COPY with old-style options (psql's \\copy ... with csv header), which was refused as unfaithful", () => {
+    const v = judge.judge('COPY (SELECT id, total FROM orders) TO STDOUT WITH CSV HEADER', ctx()).verdict;
+    expect(v.kind).toBe('rewrite');
+    expect(sqlOf(v)).toMatch(/TO STDOUT WITH CSV HEADER$/);
+  });
+
   it('refuses a decimal or exponent number as the tenant of a text column: it is written as its value', () => {
     // The tenant `.5`: the server writes '0.5', and `1e3` '1000' (red team, round 40).
     for (const [tenant, value] of [

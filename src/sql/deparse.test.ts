@@ -70,6 +70,17 @@ describe('the SQL printer', () => {
     ]);
   });
 
+  it("prints COPY's options written the old way (psql's \\copy ... with csv header) back to the same tree", () => {
+    expectSameTrees([
+      'COPY (SELECT 1) TO STDOUT WITH CSV HEADER',
+      `COPY t (a, "B") TO STDOUT CSV HEADER DELIMITER ';' NULL 'it''s' QUOTE '"' ESCAPE '\\' FORCE QUOTE a, "B"`,
+      `COPY (SELECT 1) TO STDOUT WITH CSV HEADER FORCE QUOTE * ENCODING 'UTF8'`,
+      'COPY (SELECT 1) TO STDOUT BINARY',
+      'COPY (SELECT 1) TO STDOUT WITH (FORMAT csv, HEADER true, FORCE_QUOTE *)',
+      'COPY (SELECT 1) TO STDOUT WITH (FORMAT csv, HEADER)',
+    ]);
+  });
+
   it('prints FETCH FIRST ... WITH TIES, which the library printed as LIMIT', () => {
     expectSameTrees([
       'SELECT a FROM t ORDER BY a FETCH FIRST 2 ROWS WITH TIES',

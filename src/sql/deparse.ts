@@ -111,6 +111,52 @@ const wrapped = new Set([
  * subquery or a parenthesized expression, so every other argument gets parentheses here. Either
  * way a rewrite holding one was refused.
  */
+/** COPY's statement, as far as its options go. */
+interface CopyStmtNode {
+  options?: { DefElem?: { defname?: string; arg?: Record<string, unknown> } }[];
+  whereClause?: unknown;
+}
+
+/** The old option syntax's words for options given as a string. */
+const OLD_COPY_STRINGS: Readonly<Record<string, string>> = {
+  delimiter: 'DELIMITER',
+  null: 'NULL',
+  quote: 'QUOTE',
+  escape: 'ESCAPE',
+  encoding: 'ENCODING',
+};
+const OLD_COPY_COLUMNS: Readonly<Record<string, string>> = {
+  force_quote: 'FORCE QUOTE',
+  force_not_null: 'FORCE NOT NULL',
+  force_null: 'FORCE NULL',
+};
+
+/**
+ * COPY options in the syntax before PostgreSQL 9.0 (copy_opt_list in gram.y), or undefined for an
+ * option it cannot say: the faithfulness check would refuse what came out.
+ */
+function oldCopyOptions(options: NonNullable<CopyStmtNode['options']>): string | undefined {
+  const words: string[] = [];
+  for (const o of options) {
+    const name = o.DefElem?.defname ?? '';
+    const [type, value] = Object.entries(o.DefElem?.arg ?? {})[0] ?? [];
+    const v = value as { sval?: string; boolval?: boolean; items?: { String?: { sval?: string } }[] };
+    if (type === 'Boolean' && v.boolval === true && (name === 'header' || name === 'freeze'))
+      words.push(name.toUpperCase());
+    else if (name === 'format' && type === 'String' && (v.sval === 'csv' || v.sval === 'binary'))
+      words.push(v.sval.toUpperCase());
+    else if (OLD_COPY_STRINGS[name] && type === 'String')
+      words.push(`${OLD_COPY_STRINGS[name]} ${QuoteUtils.escape(v.sval ?? '')}`);
+    else if (OLD_COPY_COLUMNS[name] && type === 'A_Star') words.push(`${OLD_COPY_COLUMNS[name]} *`);
+    else if (OLD_COPY_COLUMNS[name] && type === 'List' && v.items?.every((i) => i.String?.sval !== undefined))
+      words.push(
+        `${OLD_COPY_COLUMNS[name]} ${v.items.map((i) => QuoteUtils.quoteIdentifier(i.String!.sval!)).join(', ')}`,
+      );
+    else return undefined;
+  }
+  return `WITH ${words.join(' ')}`;
+}
+
 class Printer extends Deparser {
   override A_Indirection(node: Indirection, context: DeparserContext): string {
     const printed = super.A_Indirection(node, context);
@@ -148,6 +194,20 @@ class Printer extends Deparser {
     const name = node.ctename;
     if (name === undefined || !printed.startsWith(name)) return printed;
     return QuoteUtils.quoteIdentifier(name) + printed.slice(name.length);
+  }
+
+  /**
+   * COPY's options written the old way (`WITH CSV HEADER`, what psql's \copy sends) parse with
+   * HEADER as a Boolean, which no option list `WITH (...)` gives: the library printed them as a
+   * list, and every such COPY of a rewritten query was refused as unfaithful. Printed the old way.
+   */
+  override CopyStmt(copy: Parameters<Deparser['CopyStmt']>[0], context: DeparserContext): string {
+    const node = copy as CopyStmtNode;
+    const options = node.options ?? [];
+    const booleans = options.some((o) => Object.keys(o.DefElem?.arg ?? {})[0] === 'Boolean');
+    const old = booleans && node.whereClause === undefined ? oldCopyOptions(options) : undefined;
+    if (old === undefined) return super.CopyStmt(copy, context);
+    return `${super.CopyStmt({ ...copy, options: undefined }, context)} ${old}`;
   }
 
   /** The library drops INDENT. */
