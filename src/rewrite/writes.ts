@@ -182,7 +182,7 @@ function checkTenantValue(value: unknown, t: TablePolicy, ctx: RewriteContext): 
   const lit = exactLiteralValue(value, keeping);
   if (lit === undefined && literalValue(value) !== undefined)
     throw new Denial(
-      `${t.qname}.${col.name} may only be set to your tenant '${ctx.tenant}' as a literal ('${ctx.tenant}'), bare${keeping.size ? ` or cast to ${[...keeping].join(' or ')} without a length` : ''} (a cast or a decimal number can change the value written); leave it out and pgwarden fills it in`,
+      `${t.qname}.${col.name} may only be set to your tenant '${ctx.tenant}' as a literal ('${ctx.tenant}'), bare${keeping.size ? ` or cast to ${[...keeping].join(' or ')} without a length` : ''} (a cast can change the value written, and so can a decimal number: .5 is written as 0.5); leave it out and pgwarden fills it in`,
       'tenant_value_unchecked',
       { ruleId: `tables.${t.qname}` },
     );
