@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import pg from 'pg';
 import pino from 'pino';
 import { buildApiApp } from '../src/api/app.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -455,6 +456,63 @@ describe('audit verify: rows and bookkeeping outside the chain (store writers wi
     } finally {
       await db.sql('DELETE FROM pgwarden_decisions WHERE id = $1', [fake]);
       await db.sql('ALTER TABLE pgwarden_decisions ALTER instance_id SET NOT NULL');
+    }
+  });
+
+  it('reports an older head put back while its shipper is held up by a lock in the store (red team, round 41)', async () => {
+    const token = 'blocked-responder-token-'.padEnd(40, 'x');
+    const cfg = store.config({
+      hmacKey: KEY,
+      api: { tokens: [{ name: 'oncall', token, roles: ['responder'] }] },
+    });
+    const log = await startDecisionLog(cfg, { instanceId: 'v-blocked', upstreamUrl: db.url, logger });
+    const app = await buildApiApp(cfg.api, {
+      reader,
+      logger,
+      hmacKey: KEY,
+      deliveredHead: () => log.deliveredHead(1500),
+    });
+    const decide = (from: number): void => {
+      for (let seq = from; seq < from + 3; seq++) {
+        const r = sampleRecord({ instanceId: 'v-blocked', sessionId: 'blocked', seq });
+        log.decide(r);
+        log.complete(sampleOutcome(r));
+      }
+    };
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      decide(0);
+      expect(await log.flushToStore()).toBe(true);
+      const [saved] = await db.sql<{ chain_seq: string; hash: string; mac: string }>(
+        `SELECT chain_seq, hash, mac FROM pgwarden_chain_heads WHERE instance_id = 'v-blocked'`,
+      );
+      decide(3);
+      expect(await log.flushToStore()).toBe(true);
+      await db.sql(`DELETE FROM pgwarden_decisions WHERE instance_id = 'v-blocked' AND chain_seq > $1`, [
+        saved!.chain_seq,
+      ]);
+      await db.sql(
+        `UPDATE pgwarden_chain_heads SET chain_seq = $1, hash = $2, mac = $3 WHERE instance_id = 'v-blocked'`,
+        [saved!.chain_seq, saved!.hash, saved!.mac],
+      );
+      // The shipper's next delivery waits on this lock: verify could not compare, and said ok.
+      await holder.query('BEGIN');
+      await holder.query(`SELECT 1 FROM pgwarden_chain_heads WHERE instance_id = 'v-blocked' FOR UPDATE`);
+      decide(6);
+      const report = (
+        await app.inject({
+          url: '/api/v1/verify?instance=v-blocked',
+          headers: { authorization: `Bearer ${token}` },
+        })
+      ).json() as { ok: boolean; instances: { problem: { kind: string } | null }[] };
+      expect(report.ok).toBe(false);
+      expect(report.instances[0]?.problem).toMatchObject({ kind: 'deleted' });
+    } finally {
+      await holder.query('ROLLBACK').catch(() => {});
+      await holder.end();
+      await app.close();
+      await log.close();
     }
   });
 

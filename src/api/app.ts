@@ -1,3 +1,4 @@
+import type { DeliveredHead } from '../audit/decision-log.js';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -24,7 +25,7 @@ export interface ApiDeps {
   /** The chain's HMAC key, so /verify can check it too. */
   readonly hmacKey?: string | undefined;
   /** The running instance's delivered chain position (DecisionLog.deliveredHead), for /verify. */
-  readonly deliveredHead?: () => Promise<{ instance: string; seq: number } | null>;
+  readonly deliveredHead?: () => Promise<DeliveredHead | null>;
   /** Told of every route as it is registered (the OpenAPI test compares them with the document). */
   readonly onRoute?: (method: string, url: string) => void;
 }

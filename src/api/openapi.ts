@@ -146,12 +146,27 @@ export const openApiDocument = {
                 checked: { type: 'integer' },
                 firstSeq: { type: 'integer' },
                 lastSeq: { type: 'integer' },
+                delivering: {
+                  type: 'string',
+                  description:
+                    "The running instance's newest entries were not all in the store yet: the chain was checked up to what its shipper had committed",
+                },
                 problem: {
                   oneOf: [
                     {
                       type: 'object',
                       properties: {
-                        kind: { enum: ['altered', 'deleted', 'reordered', 'forged', 'truncated'] },
+                        kind: {
+                          enum: [
+                            'altered',
+                            'deleted',
+                            'reordered',
+                            'forged',
+                            'truncated',
+                            'inserted',
+                            'unauthenticated',
+                          ],
+                        },
                         chainSeq: { type: 'integer' },
                         recordId: nullable('string'),
                         message: str,

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import type { DeliveredHead } from '../audit/decision-log.js';
 import type { AuditReader } from '../audit/store-reader.js';
 import { verifyAll, type InstanceReport } from '../audit/verify.js';
 import { verifyQuery } from './params.js';
@@ -11,8 +12,9 @@ const RETRY_AFTER_S = 5;
  * ends before that position had its newest entries deleted and an older head put back, which the
  * store alone cannot tell (a head's MAC does not stop a replay; red team, round 25).
  */
-function againstDelivered(r: InstanceReport, delivered: { instance: string; seq: number }): InstanceReport {
-  if (r.instance !== delivered.instance || !r.ok || r.lastSeq >= delivered.seq) return r;
+function againstDelivered(r: InstanceReport, delivered: DeliveredHead): InstanceReport {
+  if (r.instance !== delivered.instance || !r.ok) return r;
+  if (r.lastSeq >= delivered.seq) return delivered.confirmed ? r : { ...r, ...unconfirmed(delivered) };
   return {
     ...r,
     ok: false,
@@ -25,11 +27,22 @@ function againstDelivered(r: InstanceReport, delivered: { instance: string; seq:
   };
 }
 
+/**
+ * The instance's newest entries had not all reached the store when verify ran (its shipper behind,
+ * or blocked by someone holding a lock in the store): the chain checks out up to what it has
+ * committed, and nothing can be said of the rest yet.
+ */
+function unconfirmed(d: DeliveredHead): { delivering: string } {
+  return {
+    delivering: `this instance's entries after chain seq ${d.seq} were not all in the store yet: verify again once they are (its shipper is behind, or blocked in the store)`,
+  };
+}
+
 export function registerVerifyRoutes(
   app: FastifyInstance,
   reader: AuditReader,
   hmacKey: string | undefined,
-  deliveredHead?: () => Promise<{ instance: string; seq: number } | null>,
+  deliveredHead?: () => Promise<DeliveredHead | null>,
 ): void {
   // Walks whole chains: meant for a responder's check, not for polling. One runs at a time: it
   // hashes every record on the event loop pgwarden's sessions share, and 64 at once over 156,000

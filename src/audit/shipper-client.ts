@@ -9,6 +9,7 @@ const INITIAL: ShipperStats = {
   consecutiveFailures: 0,
   lastError: null,
   orphanSpools: 0,
+  ownDeliveredSeq: 0,
 };
 
 /** The main thread's handle on the shipper's worker thread. */

@@ -33,7 +33,16 @@ const logger = pino(
   },
 );
 
-const pool = new pg.Pool({ connectionString: data.storeUrl, max: 2, connectionTimeoutMillis: 5000 });
+// A delivery waits on no lock and no statement for long: someone holding the head row's lock in
+// the store stalled every record, unnoticed (red team, round 41). A timeout is a failed round:
+// counted, logged and retried, with the records kept in the spool.
+const pool = new pg.Pool({
+  connectionString: data.storeUrl,
+  max: 2,
+  connectionTimeoutMillis: 5000,
+  lock_timeout: 10_000,
+  statement_timeout: 60_000,
+});
 // Idle connections die when the store restarts; the next round reconnects.
 pool.on('error', () => {});
 setStoreHmacKey(pool, data.hmacKey ?? undefined);

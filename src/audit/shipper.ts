@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -33,9 +33,20 @@ export interface ShipperStats {
   readonly consecutiveFailures: number;
   readonly lastError: string | null;
   readonly orphanSpools: number;
+  /** The last chain position of this instance's own spool committed to the store (0: none yet). */
+  readonly ownDeliveredSeq: number;
 }
 
 /** Spool directories whose writer process is gone: their records are delivered by us. */
+function ownerRunning(dir: string): boolean {
+  try {
+    const owner = JSON.parse(readFileSync(join(dir, 'owner.json'), 'utf8')) as { pid: number };
+    return owner.pid !== process.pid && pidAlive(owner.pid);
+  } catch {
+    return false;
+  }
+}
+
 function findOrphans(root: string, ownDir: string): string[] {
   let names: string[];
   try {
@@ -74,6 +85,7 @@ export class Shipper {
   private lastError: string | null = null;
   private roundsStarted = 0;
   private lastIdleRound = -1;
+  private ownDeliveredSeq = 0;
 
   constructor(private readonly o: ShipperOptions) {
     const bad = (segment: string, err: Error): void =>
@@ -104,6 +116,7 @@ export class Shipper {
       consecutiveFailures: this.failures,
       lastError: this.lastError,
       orphanSpools: this.orphans.length,
+      ownDeliveredSeq: this.ownDeliveredSeq,
     };
   }
 
@@ -149,8 +162,22 @@ export class Shipper {
     }
     let worked = false;
     for (const r of [this.own, ...this.orphans]) {
+      // The writer of a spool delivered as a stopped instance's may have started again: its
+      // spool is its own again (red team, round 41).
+      if (r !== this.own && ownerRunning(r.dir)) {
+        this.leave(r, 'pgwarden audit: the instance of a spool being delivered started again; left to it');
+        continue;
+      }
       const batch = await r.read(this.o.batchSize);
+      if (r !== this.own && batch.count === 0 && batch.bytes === 0) {
+        // Its last segment stays, with the chain's head, for when its instance starts again (a
+        // spool removed whole made it start a new chain at 1 under the same id; round 41).
+        this.leave(r, 'pgwarden audit: spool of a stopped instance delivered');
+        continue;
+      }
       if (batch.count > 0) await this.deliverOrQuarantine(r.dir, batch.lines);
+      if (r === this.own && batch.lines.last !== null)
+        this.ownDeliveredSeq = (JSON.parse(batch.lines.last) as { chainSeq: number }).chainSeq;
       if (batch.bytes > 0 || batch.finished.length > 0) {
         await r.commit(batch);
         this.delivered += batch.count;
@@ -158,14 +185,12 @@ export class Shipper {
         worked = worked || batch.count > 0 || batch.finished.length > 0;
       }
     }
-    for (const r of this.orphans) {
-      if (await r.drained()) {
-        rmSync(r.dir, { recursive: true, force: true });
-        this.o.logger.info({ spool: r.dir }, 'pgwarden audit: spool of a stopped instance delivered');
-      }
-    }
-    this.orphans = this.orphans.filter((r) => !(r.dir === '' || !existsDir(r.dir)));
     return worked;
+  }
+
+  private leave(r: SpoolReader, message: string): void {
+    this.orphans = this.orphans.filter((o) => o !== r);
+    this.o.logger.info({ spool: r.dir }, message);
   }
 
   /**
@@ -246,13 +271,4 @@ export class Shipper {
  */
 export function isDataError(err: unknown): boolean {
   return err instanceof SyntaxError || /^(22|54)/.test(String((err as { code?: string }).code ?? ''));
-}
-
-function existsDir(dir: string): boolean {
-  try {
-    readdirSync(dir);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -1,4 +1,4 @@
-import { open, readdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { open, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { listSegments, PRIVATE_FILE_MODE, readCursor, type Cursor } from './spool-layout.js';
 
@@ -35,6 +35,12 @@ export interface Batch {
 }
 
 const CHUNK = 1 << 20;
+
+/**
+ * A batch's text, at most (one line always goes): 700 records of 128 KiB each made a COPY text
+ * past V8's longest string, and every later record waited behind them (red team, round 41).
+ */
+const MAX_BATCH_CHARS = 16 * 1024 * 1024;
 const D = 'd'.charCodeAt(0);
 const O = 'o'.charCodeAt(0);
 const H = 'h'.charCodeAt(0);
@@ -84,7 +90,8 @@ export class SpoolReader {
     const finish = (seg: string): void => {
       if (keep === null || seg < keep) finished.push(seg);
     };
-    for (let i = 0; i < segs.length && count(lines) < maxEntries; i++) {
+    const budget = { chars: MAX_BATCH_CHARS };
+    for (let i = 0; i < segs.length && count(lines) < maxEntries && budget.chars > 0; i++) {
       const seg = segs[i] as string;
       if (seg < cur.segment) {
         finish(seg); // left behind by a crash between delivery and deletion, or kept for NDJSON
@@ -92,11 +99,13 @@ export class SpoolReader {
       }
       if (seg > cur.segment) cur = { segment: seg, offset: 0 };
       const sealed = this.opts.orphan === true || i < segs.length - 1;
-      const r = await this.readSegment(seg, cur.offset, maxEntries - count(lines), lines);
+      const r = await this.readSegment(seg, cur.offset, maxEntries - count(lines), lines, budget);
       bytes += r.consumed;
       cur = { segment: seg, offset: cur.offset + r.consumed };
       if (!(sealed && r.atEnd)) break;
-      finish(seg);
+      // A stopped instance's last segment is kept: its last line is the chain's head when that
+      // instance starts again (recoverHead).
+      if (i < segs.length - 1) finish(seg);
     }
     return { lines, count: count(lines), next: cur, bytes, finished };
   }
@@ -106,6 +115,7 @@ export class SpoolReader {
     offset: number,
     max: number,
     out: Lines,
+    budget: { chars: number },
   ): Promise<{ consumed: number; atEnd: boolean }> {
     const fh = await open(join(this.dir, seg), 'r');
     try {
@@ -113,13 +123,13 @@ export class SpoolReader {
       let carry = Buffer.alloc(0);
       let count = 0;
       const buf = (this.chunk ??= Buffer.allocUnsafe(CHUNK));
-      while (count < max) {
+      while (count < max && budget.chars > 0) {
         const { bytesRead } = await fh.read(buf, 0, CHUNK, offset + consumed + carry.length);
         if (bytesRead === 0) return { consumed, atEnd: true };
         const read = buf.subarray(0, bytesRead);
         let data = carry.length === 0 ? read : Buffer.concat([carry, read]);
         let start = 0;
-        while (count < max) {
+        while (count < max && budget.chars > 0) {
           const nl = data.indexOf(0x0a, start);
           if (nl < 0) break;
           const line = data.toString('utf8', start, nl);
@@ -136,6 +146,7 @@ export class SpoolReader {
           }
           out.ordered.push(line);
           out.last = line;
+          budget.chars -= line.length;
           count++;
         }
         consumed += start;
@@ -156,11 +167,5 @@ export class SpoolReader {
     await rename(tmp, join(this.dir, this.cursorFile));
     if (this.opts.deleteFinished === false) return;
     for (const seg of batch.finished) await unlink(join(this.dir, seg)).catch(() => {});
-  }
-
-  /** True when nothing is left to deliver in a directory whose writer is gone. */
-  async drained(): Promise<boolean> {
-    const segs = (await readdir(this.dir)).filter((f) => f.startsWith('seg-'));
-    return segs.length === 0;
   }
 }

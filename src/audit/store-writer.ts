@@ -52,8 +52,13 @@ const CREATE_STAGE = `CREATE TEMP TABLE IF NOT EXISTS pgwarden_stage
 const COPY_STAGE = `COPY pgwarden_stage (${COLUMN_LIST}) FROM STDIN`;
 const COPY_DECISIONS = `COPY pgwarden_decisions (${COLUMN_LIST}) FROM STDIN`;
 
-/** The delivered head, locked until commit: what is at or below it is in the store already. */
-const LOCK_HEAD = 'SELECT chain_seq FROM pgwarden_chain_heads WHERE instance_id = $1 FOR UPDATE';
+/**
+ * The delivered head, read once deliveries of this instance's chain are serialised: two instances
+ * delivering a stopped instance's spool at once (or one twice) stored an outcome in both tables
+ * while the head row did not exist yet, so FOR UPDATE locked nothing (red team, round 41).
+ */
+const LOCK_INSTANCE = 'SELECT pg_advisory_xact_lock(7403342, hashtext($1))';
+const READ_HEAD = 'SELECT chain_seq FROM pgwarden_chain_heads WHERE instance_id = $1';
 
 const INSERT_DECISIONS = `
 INSERT INTO pgwarden_decisions AS d (${COLUMN_LIST})
@@ -67,6 +72,17 @@ ON CONFLICT (id) DO UPDATE SET outcome_chain_seq = excluded.outcome_chain_seq,
   sqlstate = excluded.sqlstate
 WHERE d.outcome_body IS NULL AND excluded.outcome_body IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM pgwarden_outcomes o WHERE o.record_id = excluded.id)`;
+
+/**
+ * An outcome already stored on its own (delivered after its decision by a batch cut elsewhere, by
+ * another process delivering the same spool) stays there only: folded into its decision's row as
+ * well, it was stored twice and verify found its chain position twice (red team, round 41).
+ */
+const UNFOLD_STORED_OUTCOMES = `
+UPDATE pgwarden_stage s SET outcome_chain_seq = NULL, outcome_prev_hash = NULL, outcome_hash = NULL,
+  outcome_mac = NULL, outcome_body = NULL, command = NULL, rows = NULL, upstream_micros = NULL,
+  sqlstate = NULL
+WHERE s.outcome_body IS NOT NULL AND EXISTS (SELECT 1 FROM pgwarden_outcomes o WHERE o.record_id = s.id)`;
 
 /** Connections that have their staging table (a pool replaces broken ones with new objects). */
 const stagedClients = new WeakSet<pg.PoolClient>();
@@ -178,7 +194,8 @@ export async function deliver(pool: pg.Pool, lines: Lines): Promise<void> {
   const c = await pool.connect();
   try {
     await c.query('BEGIN');
-    const stored = await c.query<{ chain_seq: string }>(LOCK_HEAD, [head.instance]);
+    await c.query(LOCK_INSTANCE, [head.instance]);
+    const stored = await c.query<{ chain_seq: string }>(READ_HEAD, [head.instance]);
     const storedSeq = Number(stored.rows[0]?.chain_seq ?? 0);
     const { rows, late } = merged(decisions, outcomes);
     if (rows.length > 0) {
@@ -260,5 +277,6 @@ async function staged(c: pg.PoolClient, rows: Record<string, unknown>[]): Promis
     stagedClients.add(c);
   }
   await copyIn(c, COPY_STAGE, copyText(rows, DECISION_COLUMNS));
+  await c.query(UNFOLD_STORED_OUTCOMES);
   await c.query(INSERT_DECISIONS);
 }
