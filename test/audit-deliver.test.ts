@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import pino from 'pino';
@@ -155,5 +155,25 @@ describe("a stopped instance's spool delivered by another", () => {
     } finally {
       alive.kill();
     }
+  });
+
+  it("goes on from the store's head when its spool was removed whole", async () => {
+    const cfg = store.config({ hmacKey: 'k'.repeat(40) });
+    const run = async (sessionId: string, n: number): Promise<void> => {
+      const log = await startDecisionLog(cfg, { instanceId: 'g-wiped', upstreamUrl: store.db.url, logger });
+      for (let i = 0; i < n; i++) {
+        const r = sampleRecord({ instanceId: 'g-wiped', sessionId, seq: i });
+        log.decide(r);
+        log.complete(sampleOutcome(r));
+      }
+      expect(await log.flushToStore()).toBe(true);
+      await log.close();
+    };
+    await run('w1', 5);
+    // A spool lost with its container, say: the instance started a second chain at 1, which
+    // verify reported as reordered from then on (red team, round 41).
+    rmSync(join(store.spoolRoot, instanceDirName('g-wiped')), { recursive: true, force: true });
+    await run('w2', 2);
+    expect(await verifyInstance(pool, 'g-wiped', 'k'.repeat(40))).toMatchObject({ ok: true, lastSeq: 14 });
   });
 });

@@ -10,8 +10,9 @@ import { startNdjsonOnlyLog } from './ndjson-only-log.js';
 import type { DecisionRecord, DecisionSink, Outcome } from './record.js';
 import type { ShipperStats } from './shipper.js';
 import { ShipperClient } from './shipper-client.js';
-import { instanceDirName } from './spool-layout.js';
+import { instanceDirName, listSegments } from './spool-layout.js';
 import { SpoolWriter } from './spool-writer.js';
+import { storeHead } from './store-head.js';
 import { AuditReader } from './store-reader.js';
 import { redactUrl, storeUrl } from './store-url.js';
 
@@ -91,7 +92,11 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
 
   const root = resolve(config.spool.dir);
   const dir = join(root, instanceDirName(instanceId));
+  const url = storeUrl(config, opts.upstreamUrl);
+  const startHead =
+    listSegments(dir).length === 0 ? await storeHead(url, instanceId, hmacKey, log) : undefined;
   const writer = SpoolWriter.open({
+    startHead,
     dir,
     instanceId,
     segmentBytes: config.spool.segmentBytes,
@@ -102,7 +107,6 @@ export async function startDecisionLog(config: AuditConfig, opts: DecisionLogOpt
       log.error({ err: err.message, dir }, 'pgwarden audit: spool write or fsync failed'),
   });
 
-  const url = storeUrl(config, opts.upstreamUrl);
   const reader = new AuditReader(url);
   const shipper = new ShipperClient(
     {

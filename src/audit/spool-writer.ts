@@ -31,6 +31,8 @@ export interface SpoolWriterOptions {
   readonly fsyncIntervalMs: number;
   readonly hmacKey: string | undefined;
   readonly onFsyncError: (err: Error) => void;
+  /** Where the chain stands when the spool holds nothing of it (the store's head: store-head.ts). */
+  readonly startHead?: { seq: number; hash: string } | undefined;
 }
 
 /** Buffered outcomes are written at the latest after this long, or once this many bytes wait. */
@@ -102,7 +104,8 @@ export class SpoolWriter {
     writeFileSync(owner, JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString() }), {
       mode: PRIVATE_FILE_MODE,
     });
-    const head = recoverHead(opts.dir);
+    const recovered = recoverHead(opts.dir);
+    const head = recovered.seq === 0 && opts.startHead ? opts.startHead : recovered;
     const w = new SpoolWriter(opts, head);
     openDirs.add(opts.dir);
     return w;
