@@ -176,4 +176,38 @@ describe("a stopped instance's spool delivered by another", () => {
     await run('w2', 2);
     expect(await verifyInstance(pool, 'g-wiped', 'k'.repeat(40))).toMatchObject({ ok: true, lastSeq: 14 });
   });
+
+  it('writes on in a new segment when the one it writes is removed under it', async () => {
+    const log = await startDecisionLog(store.config(), {
+      instanceId: 'g-removed',
+      upstreamUrl: store.db.url,
+      logger,
+    });
+    const ids: string[] = [];
+    const decide = (sessionId: string): void => {
+      for (let i = 0; i < 5; i++) {
+        const r = sampleRecord({ instanceId: 'g-removed', sessionId, seq: i });
+        log.decide(r);
+        log.complete(sampleOutcome(r));
+        ids.push(r.id);
+      }
+    };
+    try {
+      decide('r1');
+      expect(await log.flushToStore()).toBe(true);
+      // The spool removed under a running instance: its records went on into the removed file,
+      // acknowledged durable, and never reached the store (red team, round 41).
+      rmSync(join(store.spoolRoot, instanceDirName('g-removed')), { recursive: true, force: true });
+      decide('r2');
+      await new Promise((r) => setImmediate(r));
+      expect(await log.flushToStore()).toBe(true);
+    } finally {
+      await log.close();
+    }
+    const { rows } = await pool.query<{ id: string }>(
+      `SELECT id FROM pgwarden_decisions WHERE instance_id = 'g-removed' ORDER BY id`,
+    );
+    expect(rows.map((r) => r.id)).toEqual([...ids].sort());
+    expect(await verifyInstance(pool, 'g-removed', undefined)).toMatchObject({ ok: true, lastSeq: 20 });
+  });
 });

@@ -2,6 +2,7 @@ import {
   closeSync,
   fdatasync,
   fdatasyncSync,
+  fstatSync,
   fsyncSync,
   ftruncateSync,
   openSync,
@@ -101,9 +102,7 @@ export class SpoolWriter {
     } catch (err) {
       if ((err as Error).message.startsWith('spool ')) throw err;
     }
-    writeFileSync(owner, JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString() }), {
-      mode: PRIVATE_FILE_MODE,
-    });
+    writeOwner(opts.dir);
     const recovered = recoverHead(opts.dir);
     const head = recovered.seq === 0 && opts.startHead ? opts.startHead : recovered;
     const w = new SpoolWriter(opts, head);
@@ -192,6 +191,7 @@ export class SpoolWriter {
     }
     try {
       this.write(this.pending);
+      if (this.segmentRemoved()) this.rewriteInNewSegment(this.pending);
     } catch (err) {
       // The entries stay queued, in chain order, for the next write; the statements that waited
       // for them are not run.
@@ -239,6 +239,29 @@ export class SpoolWriter {
     this.appended += written;
     if (this.opts.fsyncIntervalMs === 0) fdatasyncSync(this.fd);
     else this.dirty = true;
+  }
+
+  /**
+   * Whether the segment written to is no longer in the spool directory (removed by hand, or with
+   * the directory): what went to it would never be delivered, while its statements ran.
+   */
+  private segmentRemoved(): boolean {
+    return this.fd >= 0 && fstatSync(this.fd).nlink === 0;
+  }
+
+  /** The text just written to a removed segment, written again to a new one (its directory too). */
+  private rewriteInNewSegment(text: string): void {
+    const lost = Buffer.byteLength(text);
+    this.unshipped -= lost;
+    this.appended -= lost;
+    this.opts.onFsyncError(
+      new Error('the spool segment being written was removed; the log goes on in a new segment'),
+    );
+    this.closeSegment();
+    makePrivateDir(this.opts.dir, true);
+    writeOwner(this.opts.dir);
+    this.openSegment();
+    this.write(text);
   }
 
   private afterWrite(): void {
@@ -301,6 +324,15 @@ export class SpoolWriter {
     this.closeSegment();
     openDirs.delete(this.opts.dir);
   }
+}
+
+/** Marks the spool directory as this process's: other instances deliver it only once it is gone. */
+function writeOwner(dir: string): void {
+  writeFileSync(
+    join(dir, 'owner.json'),
+    JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString() }),
+    { mode: PRIVATE_FILE_MODE },
+  );
 }
 
 /**
