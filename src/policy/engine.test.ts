@@ -246,6 +246,16 @@ describe('engine', () => {
     expect(sqlOf(v)).toMatch(/TO STDOUT WITH CSV HEADER$/);
   });
 
+  it('keeps a PREPARE the rewrite left alone as written, even when another statement of its message was rewritten', () => {
+    const v = judge.judge('SELECT id FROM orders; prepare y as select 1', ctx()).verdict;
+    expect(v).toMatchObject({
+      kind: 'rewrite',
+      effects: [
+        { prepare: 'y', source: { sql: 'prepare y as select 1', forwarded: 'prepare y as select 1' } },
+      ],
+    });
+  });
+
   it('refuses a decimal or exponent number as the tenant of a text column: it is written as its value', () => {
     // The tenant `.5`: the server writes '0.5', and `1e3` '1000' (red team, round 40).
     for (const [tenant, value] of [

@@ -110,17 +110,21 @@ function withSources(
   sql: string,
   parsed: ParseResult,
   stmts: readonly Node[],
-  changed: boolean,
+  before: string,
   protocol: 'simple' | 'extended',
 ): SessionEffect[] {
   if (!effects.some((e) => e.prepare !== undefined || e.declareCursor !== undefined)) return effects;
   const bytes = Buffer.from(sql, 'utf8');
+  // Its own statement's change, not the message's: one left as it was is forwarded as written.
+  const was = JSON.parse(before) as Node[];
   return effects.map((e) => {
     if (e.prepare === undefined && e.declareCursor === undefined) return e;
     const raw = parsed.stmts[e.statement];
     const start = raw?.stmt_location ?? 0;
     const own = bytes.toString('utf8', start, raw?.stmt_len ? start + raw.stmt_len : bytes.length).trim();
-    const forwarded = changed ? deparseStatements([stmts[e.statement]!]) : own;
+    const stmt = stmts[e.statement]!;
+    const changed = JSON.stringify(stmt) !== JSON.stringify(was[e.statement]);
+    const forwarded = changed ? deparseStatements([stmt]) : own;
     return { ...e, source: { sql: own, forwarded, protocol } };
   });
 }
@@ -357,7 +361,7 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
     const extras = {
       ...(ctx.paramChecks.length ? { paramChecks: ctx.paramChecks } : {}),
       ...(ctx.effects.length
-        ? { effects: withSources(ctx.effects, sql, parsed, stmts, changed, jc.protocol) }
+        ? { effects: withSources(ctx.effects, sql, parsed, stmts, before, jc.protocol) }
         : {}),
       ...(ctx.keyRefusals.size ? { refusals: [...ctx.keyRefusals] } : {}),
     };

@@ -27,6 +27,31 @@ describe("a session's mirrored names", () => {
     expect(names.statementNameTaken('p')).toBe(true);
   });
 
+  it('keeps PREPARE and DECLARE texts up to 1 Mi characters a session, freed as names go, undo included', () => {
+    const names = new SessionNames();
+    const source = { sql: 'x'.repeat(100_000), forwarded: 'y'.repeat(100_000), protocol: 'simple' as const };
+    const prepare = (name: string, l = log()): ChangeLog => {
+      names.applyEffects([{ statement: 0, prepare: name, source }], l, 0);
+      return l;
+    };
+    for (let i = 0; i < 5; i++) prepare(`p${i}`);
+    // Beyond the budget a name keeps no text: after a reload it is refused as before.
+    const sixth = prepare('p5');
+    expect(names.sqlName({ kind: 'prepared', name: 'p4' })?.source).toBeDefined();
+    expect(names.sqlName({ kind: 'prepared', name: 'p5' })?.source).toBeUndefined();
+    undoChanges(sixth);
+    const dropped = log();
+    names.applyEffects([{ statement: 0, deallocate: 'p0' }], dropped, 0);
+    confirmChanges(dropped);
+    prepare('p6');
+    expect(names.sqlName({ kind: 'prepared', name: 'p6' })?.source).toBeDefined();
+    // An undone DEALLOCATE gives the name back with its text.
+    const again = log();
+    names.applyEffects([{ statement: 0, deallocate: 'p6' }], again, 0);
+    undoChanges(again);
+    expect(names.sqlName({ kind: 'prepared', name: 'p6' })?.source).toBe(source);
+  });
+
   it('SQL CLOSE ALL drops protocol-level portals too', () => {
     const names = new SessionNames();
     names.mirror.portals.set('c', { statement: statement(''), order: 0, parameters: false }, log());

@@ -45,20 +45,38 @@ export interface SqlName {
  * SQL-level names with their sources, and beside them the rules version of each, which is all
  * the policy engine reads (and all that goes to the judge thread with a statement).
  */
-function withVersions(full: Map<string, SqlName>, versions: Map<string, number>): NameStore<SqlName> {
+function withVersions(
+  full: Map<string, SqlName>,
+  versions: Map<string, number>,
+  kept: { chars: number },
+): NameStore<SqlName> {
   return {
     get: (key) => full.get(key),
     set: (key, value) => {
+      kept.chars += sourceChars(value) - sourceChars(full.get(key));
       full.set(key, value);
       versions.set(key, value.rulesVersion);
     },
     delete: (key) => {
+      kept.chars -= sourceChars(full.get(key));
       full.delete(key);
       versions.delete(key);
     },
     keys: () => full.keys(),
   };
 }
+
+function sourceChars(name: SqlName | undefined): number {
+  return name?.source ? name.source.sql.length + name.source.forwarded.length : 0;
+}
+
+/**
+ * Characters of PREPARE and DECLARE texts one session keeps to judge them again after a reload.
+ * Each may be limits.maxQueryBytes, and its rewrite many times that, for limits.maxNamesPerSession
+ * names: memory every session shares. Past this, a name keeps none, and after a reload it is
+ * refused as before (PGW_RULES_CHANGED).
+ */
+const MAX_KEPT_SOURCE_CHARS = 1024 * 1024;
 
 export class SessionNames {
   readonly statements = new Map<string, JudgedStatement>();
@@ -69,11 +87,15 @@ export class SessionNames {
     cursors: new Map<string, number>(),
   };
   private readonly sqlNames = { prepared: new Map<string, SqlName>(), cursor: new Map<string, SqlName>() };
+  /** Characters of the sources the names above keep (MAX_KEPT_SOURCE_CHARS). */
+  private readonly kept = { chars: 0 };
   readonly mirror = {
     statements: new MirroredNames(mapStore(this.statements)),
     portals: new MirroredNames(mapStore(this.portals)),
-    prepared: new MirroredNames(withVersions(this.sqlNames.prepared, this.policyState.preparedStatements)),
-    cursors: new MirroredNames(withVersions(this.sqlNames.cursor, this.policyState.cursors)),
+    prepared: new MirroredNames(
+      withVersions(this.sqlNames.prepared, this.policyState.preparedStatements, this.kept),
+    ),
+    cursors: new MirroredNames(withVersions(this.sqlNames.cursor, this.policyState.cursors, this.kept)),
   };
   /**
    * The order of the latest request at whose reply the server had ended a transaction: every
@@ -167,7 +189,10 @@ export class SessionNames {
     const m = this.mirror;
     for (const e of effects) {
       const at = e.statement;
-      const entry = { rulesVersion, ...(e.source ? { source: e.source } : {}) };
+      const keep =
+        e.source &&
+        this.kept.chars + sourceChars({ rulesVersion, source: e.source }) <= MAX_KEPT_SOURCE_CHARS;
+      const entry = { rulesVersion, ...(keep ? { source: e.source } : {}) };
       if (e.prepare !== undefined) m.prepared.set(e.prepare, entry, log, at);
       if (e.declareCursor !== undefined) m.cursors.set(e.declareCursor, entry, log, at);
       // SQL-level DEALLOCATE and CLOSE also drop protocol-level statements and portals: each pair
