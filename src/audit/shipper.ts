@@ -169,7 +169,7 @@ export class Shipper {
         continue;
       }
       const batch = await r.read(this.o.batchSize);
-      if (r !== this.own && batch.count === 0 && batch.bytes === 0) {
+      if (r !== this.own && batch.count === 0 && batch.bytes === 0 && batch.finished.length === 0) {
         // Its last segment stays, with the chain's head, for when its instance starts again (a
         // spool removed whole made it start a new chain at 1 under the same id; round 41).
         this.leave(r, 'pgwarden audit: spool of a stopped instance delivered');
