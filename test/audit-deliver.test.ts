@@ -11,6 +11,7 @@ import { sampleOutcome, sampleRecord } from '../src/audit/sample-records.js';
 import type { Lines } from '../src/audit/spool-reader.js';
 import { instanceDirName } from '../src/audit/spool-layout.js';
 import { ensureSchema } from '../src/audit/store-schema.js';
+import { applyRetention } from '../src/audit/retention.js';
 import { Shipper } from '../src/audit/shipper.js';
 import { deliver } from '../src/audit/store-writer.js';
 import { verifyAll, verifyInstance } from '../src/audit/verify.js';
@@ -49,6 +50,24 @@ function chainLines(instance: string, n: number): string[] {
   return lines;
 }
 
+/** Like chainLines, the first `old` statements two days old. */
+function agedLines(instance: string, n: number, old: number): string[] {
+  const chain = new Chain({ seq: 0, hash: GENESIS }, undefined);
+  const lines: string[] = [];
+  const add = (type: 'decision' | 'outcome', time: string, body: string): void => {
+    const link = chain.peek(body);
+    chain.commit(link);
+    lines.push(entryLine(type, instance, time, false, link, body).trimEnd());
+  };
+  for (let i = 0; i < n; i++) {
+    const time = new Date(Date.now() - (i < old ? 2 * 86_400_000 : 0)).toISOString();
+    const r = sampleRecord({ instanceId: instance, sessionId: `${instance}-s`, seq: i, time });
+    add('decision', r.time, recordBody(r, true));
+    add('outcome', r.time, outcomeBody(sampleOutcome(r, { time })));
+  }
+  return lines;
+}
+
 function batch(lines: string[]): Lines {
   return {
     decisions: lines.filter((l) => l.includes('"msg":"decision"')),
@@ -77,6 +96,23 @@ describe('delivering one chain from two places at once', () => {
     const reports = (await verifyAll(pool, undefined)).filter((r) => r.instance.startsWith('twice-'));
     expect(reports).toHaveLength(20);
     expect(reports.filter((r) => !r.ok)).toEqual([]);
+  });
+});
+
+describe('a batch delivered again after retention', () => {
+  it('leaves deleted what retention deleted', async () => {
+    const lines = agedLines('g-aged', 5, 3);
+    await deliver(pool, batch(lines));
+    expect(await applyRetention(pool, new Date(Date.now() - 86_400_000))).toBeGreaterThan(0);
+    expect(await verifyInstance(pool, 'g-aged', undefined)).toMatchObject({ ok: true, firstSeq: 7 });
+    // The cursor was not saved before a crash: the same batch again. The records retention had
+    // deleted came back below the anchor, reported as inserted by hand (red team, round 41).
+    await deliver(pool, batch(lines));
+    expect(await verifyInstance(pool, 'g-aged', undefined)).toMatchObject({
+      ok: true,
+      firstSeq: 7,
+      lastSeq: 10,
+    });
   });
 });
 

@@ -59,6 +59,7 @@ const COPY_DECISIONS = `COPY pgwarden_decisions (${COLUMN_LIST}) FROM STDIN`;
  */
 const LOCK_INSTANCE = 'SELECT pg_advisory_xact_lock(7403342, hashtext($1))';
 const READ_HEAD = 'SELECT chain_seq FROM pgwarden_chain_heads WHERE instance_id = $1';
+const READ_ANCHOR = 'SELECT chain_seq FROM pgwarden_chain_anchors WHERE instance_id = $1';
 
 const INSERT_DECISIONS = `
 INSERT INTO pgwarden_decisions AS d (${COLUMN_LIST})
@@ -197,13 +198,12 @@ export async function deliver(pool: pg.Pool, lines: Lines): Promise<void> {
     await c.query(LOCK_INSTANCE, [head.instance]);
     const stored = await c.query<{ chain_seq: string }>(READ_HEAD, [head.instance]);
     const storedSeq = Number(stored.rows[0]?.chain_seq ?? 0);
-    const { rows, late } = merged(decisions, outcomes);
-    if (rows.length > 0) {
-      // Nothing is skipped on the head's word: a head moved forward by someone who can write the
-      // store would otherwise make pgwarden drop every record after it.
-      if (storedSeq >= firstSeq(decisions, outcomes)) await staged(c, rows);
-      else await copied(c, rows);
-    }
+    let { rows, late } = merged(decisions, outcomes);
+    // Nothing is skipped on the head's word: a head moved forward by someone who can write the
+    // store would otherwise make pgwarden drop every record after it.
+    const again = storedSeq >= firstSeq(decisions, outcomes);
+    if (again) ({ rows, late } = await aboveAnchor(c, head.instance, rows, late));
+    if (rows.length > 0) await (again ? staged(c, rows) : copied(c, rows));
     if (late.length > 0) await c.query(INSERT_OUTCOMES, [JSON.stringify(late)]);
     const key = storeKeys.get(pool);
     await c.query(UPSERT_HEAD, [
@@ -221,6 +221,27 @@ export async function deliver(pool: pg.Pool, lines: Lines): Promise<void> {
     throw err;
   }
   c.release();
+}
+
+/**
+ * A batch delivered again after retention deleted some of it (a crash between the commit and the
+ * cursor write, the store down until the records aged out): what retention deleted stays deleted,
+ * or verify reported it as inserted by hand (red team, round 41). Kept below the anchor, as
+ * retention keeps it: a decision whose outcome lies after it.
+ */
+async function aboveAnchor(
+  c: pg.PoolClient,
+  instance: string,
+  rows: Record<string, unknown>[],
+  late: Record<string, unknown>[],
+): Promise<{ rows: Record<string, unknown>[]; late: Record<string, unknown>[] }> {
+  const { rows: anchors } = await c.query<{ chain_seq: string }>(READ_ANCHOR, [instance]);
+  const anchor = Number(anchors[0]?.chain_seq ?? 0);
+  const kept = (seq: unknown): boolean => typeof seq === 'number' && seq >= anchor;
+  return {
+    rows: rows.filter((d) => kept(d.chain_seq) || kept(d.outcome_chain_seq)),
+    late: late.filter((o) => kept(o.chain_seq)),
+  };
 }
 
 function firstSeq(...entries: Record<string, unknown>[][]): number {
