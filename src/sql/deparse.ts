@@ -102,15 +102,6 @@ const wrapped = new Set([
   'RowExpr',
 ]);
 
-/**
- * pgsql-deparser, with repairs. It does not print the SQL/JSON query functions (JSON_VALUE,
- * JSON_QUERY, JSON_EXISTS) nor JSON_TABLE, and misprints XMLTABLE: printed here. It drops XMLSERIALIZE's INDENT and XMLPARSE's PRESERVE
- * WHITESPACE, which change the result. And it prints an indirection's argument bare unless it
- * is one of a few node types, so `(ARRAY[1, 2])[1]` came out as `ARRAY[1, 2][1]`, which does not
- * parse; PostgreSQL's grammar takes a subscript or a field only after a column, a parameter, a
- * subquery or a parenthesized expression, so every other argument gets parentheses here. Either
- * way a rewrite holding one was refused.
- */
 /** COPY's statement, as far as its options go. */
 interface CopyStmtNode {
   options?: { DefElem?: { defname?: string; arg?: Record<string, unknown> } }[];
@@ -157,6 +148,16 @@ function oldCopyOptions(options: NonNullable<CopyStmtNode['options']>): string |
   return `WITH ${words.join(' ')}`;
 }
 
+/**
+ * pgsql-deparser, with repairs. It does not print the SQL/JSON query functions (JSON_VALUE,
+ * JSON_QUERY, JSON_EXISTS) nor JSON_TABLE, and misprints XMLTABLE: printed here. It drops XMLSERIALIZE's INDENT and XMLPARSE's PRESERVE
+ * WHITESPACE, which change the result. And it prints an indirection's argument bare unless it
+ * is one of a few node types, so `(ARRAY[1, 2])[1]` came out as `ARRAY[1, 2][1]`, which does not
+ * parse; PostgreSQL's grammar takes a subscript or a field only after a column, a parameter, a
+ * subquery or a parenthesized expression, so every other argument gets parentheses here. Either
+ * way a rewrite holding one was refused. Each method below says what else it repairs (qualified
+ * casts, WITH TIES, CTE names, COPY's old option syntax).
+ */
 class Printer extends Deparser {
   override A_Indirection(node: Indirection, context: DeparserContext): string {
     const printed = super.A_Indirection(node, context);
