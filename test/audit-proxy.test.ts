@@ -79,7 +79,7 @@ describe('decision records through the proxy', () => {
 
     const page = await reader.search({ human: 'dana@acme.test' }, { limit: 100 });
     const sessionId = page.items[0]?.sessionId as string;
-    const replay = await reader.session(sessionId);
+    const replay = await reader.wholeSession(sessionId);
     const statements = replay.filter((d) => d.kind === 'statement');
     const bySql = (s: string): DecisionView =>
       statements.find((d) => String(d.sql).startsWith(s)) as DecisionView;

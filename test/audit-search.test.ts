@@ -195,6 +195,25 @@ describe('decision search API', () => {
     expect(s.items[7]?.outcome).toMatchObject({ sqlstate: '57014', rows: null });
   });
 
+  it('replays a session a page at a time, so no request reads a whole session (red team, round 43)', async () => {
+    const pages: number[][] = [];
+    let after: number | null | undefined;
+    do {
+      const s = await get<{ items: DecisionView[]; next: number | null }>(
+        `/api/v1/sessions/sess-bob?limit=3${after === undefined ? '' : `&after=${after}`}`,
+      );
+      pages.push(s.items.map((d) => d.seq as number));
+      after = s.next;
+    } while (after !== null && pages.length < 10);
+    expect(pages).toEqual([
+      [0, 1, 2],
+      [3, 4, 5],
+      [6, 7],
+    ]);
+    // Past the end: an empty page, not "no such session".
+    expect(await get('/api/v1/sessions/sess-bob?after=7')).toMatchObject({ items: [], next: null });
+  });
+
   it('aggregates by verdict, human, rule and over time', async () => {
     const byVerdict = await get<{ buckets: { key: string | null; count: number }[] }>(
       '/api/v1/aggregates?by=verdict',

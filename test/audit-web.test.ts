@@ -23,6 +23,8 @@ let browser: BrowserContext;
 let page: Page;
 const records: DecisionRecord[] = [];
 /** Displayed raw, it reads as an UPDATE of the row with id 3, followed by a comment (red team, round 33). */
+const LONG_RUN_SQL = 'SELECT ' + '\u0001'.repeat(19_993);
+const ALTERNATING_SQL = 'SELECT ' + '\u0001\u0002'.repeat(9_996) + '\u0001';
 const BIDI_SQL = "UPDATE orders SET status = 'bidi' /*\u202e \u2066WHERE id = 3\u2069 \u2066 only one */";
 
 beforeAll(async () => {
@@ -60,6 +62,18 @@ beforeAll(async () => {
       log.decide(r);
       if (verdict !== 'deny') log.complete(sampleOutcome(r, { rows: seq }));
     }
+  }
+  // Agent-written SQL of nothing but control characters: one of a run, and two alternating.
+  for (const [seq, sql] of [LONG_RUN_SQL, ALTERNATING_SQL].entries()) {
+    const r = sampleRecord({
+      instanceId: 'web-1',
+      sessionId: 'sess-web-mallory',
+      seq,
+      sql,
+      human: 'mallory@acme.test',
+    });
+    records.push(r);
+    log.decide(r);
   }
   expect(await log.flushToStore()).toBe(true);
   await log.close();
@@ -136,6 +150,27 @@ describe('responder web page in Chromium', () => {
     expect(Math.abs((boxes[0] as number) - (boxes[1] as number))).toBeLessThan(2);
     if (process.env.PGW_SCREENSHOT)
       await page.screenshot({ path: process.env.PGW_SCREENSHOT, fullPage: true });
+  });
+
+  it('shows an agent statement of thousands of control characters in a bounded number of elements (red team, round 43)', async () => {
+    // One highlighted escape per character froze the page for every responder.
+    await page.evaluate(() => (location.hash = '#/'));
+    await page.waitForSelector('#search-view:not([hidden])');
+    await page.fill('#f-human', 'mallory@acme.test');
+    await page.click('#search');
+    await expect.poll(() => page.locator('#results tbody tr').count()).toBe(2);
+    const cells = page.locator('#results tbody td.sql');
+    for (const text of await cells.allTextContents()) expect(text).toMatch(/\u2026 \(20000 characters\)$/);
+    expect(await page.locator('#results tbody .hidden-char').count()).toBeLessThanOrEqual(400);
+    for (const sql of [LONG_RUN_SQL, ALTERNATING_SQL]) {
+      const r = records.find((x) => x.sql === sql)!;
+      await page.evaluate((id) => (location.hash = '#/decision/' + id), r.id);
+      await page.waitForSelector('#decision-view:not([hidden])');
+      await expect.poll(() => page.locator('#sql-original .hidden-char').count()).toBeGreaterThan(0);
+      expect(await page.locator('#sql-original .hidden-char').count()).toBeLessThanOrEqual(200);
+    }
+    // The run is one escape with its length; every character is still there, as text.
+    expect(await page.textContent('#sql-original')).not.toMatch(/[\u0001\u0002]/);
   });
 
   it('shows the direction controls of agent-written SQL as visible escapes, in the list and the decision', async () => {

@@ -125,6 +125,10 @@ export const openApiDocument = {
         properties: {
           sessionId: str,
           items: { type: 'array', items: { $ref: '#/components/schemas/Decision' } },
+          next: {
+            oneOf: [{ type: 'integer' }, { type: 'null' }],
+            description: 'the after of the next page; null on the last one',
+          },
         },
       },
       Aggregates: {
@@ -207,8 +211,17 @@ export const openApiDocument = {
     },
     '/api/v1/sessions/{id}': {
       get: {
-        summary: 'One session replayed in order (by its sequence numbers)',
-        parameters: [{ name: 'id', in: 'path', required: true, schema: str }],
+        summary: 'One session replayed in order (by its sequence numbers), a page at a time',
+        parameters: [
+          { name: 'id', in: 'path', required: true, schema: str },
+          {
+            name: 'after',
+            in: 'query',
+            description: "records after this sequence number (the previous page's next)",
+            schema: { type: 'integer', minimum: -1 },
+          },
+          { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000 } },
+        ],
         responses: {
           '200': { description: 'The session', content: json('Session') },
           '404': { description: 'Unknown session' },

@@ -30,6 +30,14 @@ export const filterShape = {
   q: text.optional(),
 };
 
+/** A page of a session: records after a sequence number. */
+export const sessionQuery = z
+  .object({
+    after: z.coerce.number().int().min(-1).optional(),
+    limit: z.coerce.number().int().min(1).max(1000).optional(),
+  })
+  .strict();
+
 export const searchQuery = z
   .object({
     ...filterShape,

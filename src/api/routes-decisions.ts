@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { AggregateBy, AuditReader, Interval } from '../audit/store-reader.js';
-import { aggregateQuery, searchQuery, toFilter } from './params.js';
+import { aggregateQuery, searchQuery, sessionQuery, toFilter } from './params.js';
 
 export function registerDecisionRoutes(app: FastifyInstance, reader: AuditReader, pageSize: number): void {
   app.get('/api/v1/decisions', async (req) => {
@@ -14,11 +14,13 @@ export function registerDecisionRoutes(app: FastifyInstance, reader: AuditReader
     return d;
   });
 
-  // A session replayed in the order it ran: statements, verdicts, rewrites, rows, timings, errors.
+  // A session replayed in the order it ran: statements, verdicts, rewrites, rows, timings, errors,
+  // a page at a time (`next`: the `after` of the next page).
   app.get<{ Params: { id: string } }>('/api/v1/sessions/:id', async (req, reply) => {
-    const items = await reader.session(req.params.id);
-    if (items.length === 0) return reply.code(404).send({ error: 'not_found' });
-    return { sessionId: req.params.id, items };
+    const q = sessionQuery.parse(req.query);
+    const page = await reader.session(req.params.id, { after: q.after, limit: q.limit ?? pageSize });
+    if (page.items.length === 0 && q.after === undefined) return reply.code(404).send({ error: 'not_found' });
+    return { sessionId: req.params.id, items: page.items, next: page.next };
   });
 
   app.get('/api/v1/aggregates', async (req) => {

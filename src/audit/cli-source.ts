@@ -36,7 +36,7 @@ function dbSource(url: string, hmacKey: string | undefined, retentionDays?: numb
   const reader = new AuditReader(url, 2);
   return {
     search: (f, limit, cursor) => reader.search(f, { limit, cursor }),
-    session: (id) => reader.session(id),
+    session: (id) => reader.wholeSession(id),
     aggregate: (by, f, interval) => (by === 'time' ? reader.overTime(interval, f) : reader.aggregate(by, f)),
     // The config's retention period, when there is one: an anchor newer than it allows is reported.
     verify: (instance) =>
@@ -57,8 +57,19 @@ function apiSource(base: string, token: string): DecisionSource {
   };
   return {
     search: (f, limit, cursor) => call<Page>('api/v1/decisions', { ...f, limit, cursor }),
-    session: async (id) =>
-      (await call<{ items: DecisionView[] }>(`api/v1/sessions/${encodeURIComponent(id)}`)).items,
+    session: async (id) => {
+      const all: DecisionView[] = [];
+      let after: number | undefined;
+      for (;;) {
+        const page = await call<{ items: DecisionView[]; next?: number | null }>(
+          `api/v1/sessions/${encodeURIComponent(id)}`,
+          { after, limit: 200 },
+        );
+        all.push(...page.items);
+        if (page.next === undefined || page.next === null) return all;
+        after = page.next;
+      }
+    },
     aggregate: async (by, f, interval) =>
       (await call<{ buckets: unknown[] }>('api/v1/aggregates', { ...f, by, interval })).buckets,
     verify: async (instance) =>

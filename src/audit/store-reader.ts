@@ -114,13 +114,36 @@ export class AuditReader {
     return rows[0] ? view(rows[0]) : null;
   }
 
-  /** A session in the order it happened: by its own sequence numbers, not by clock. */
-  async session(sessionId: string): Promise<DecisionView[]> {
-    const { rows } = await this.pool.query<Row>(
-      `SELECT ${COLUMNS} FROM ${FROM} WHERE d.session_id = $1 ORDER BY d.seq, d.chain_seq`,
-      [sessionId],
+  /**
+   * A session in the order it happened, by its own sequence numbers (not by clock), a page at a
+   * time: records after `after` (a seq), at most `limit`, and where the next page starts. One
+   * agent's session of 4,000 statements of 128 KiB each, read whole, took the process's heap
+   * (and the proxy in it) down at one responder's request (red team, round 43).
+   */
+  async session(
+    sessionId: string,
+    opts: { after?: number | undefined; limit: number },
+  ): Promise<{ items: DecisionView[]; next: number | null }> {
+    const { rows } = await this.pool.query<Row & { seq: number }>(
+      `SELECT ${COLUMNS}, d.seq FROM ${FROM} WHERE d.session_id = $1 AND d.seq > $2
+       ORDER BY d.seq, d.chain_seq LIMIT $3`,
+      [sessionId, opts.after ?? -1, opts.limit + 1],
     );
-    return rows.map(view);
+    const more = rows.length > opts.limit;
+    const page = more ? rows.slice(0, opts.limit) : rows;
+    return { items: page.map(view), next: more ? (page.at(-1)?.seq ?? null) : null };
+  }
+
+  /** A whole session, page by page (the CLI's replay: the responder's own process). */
+  async wholeSession(sessionId: string, pageSize = 200): Promise<DecisionView[]> {
+    const all: DecisionView[] = [];
+    let after: number | undefined;
+    for (;;) {
+      const page = await this.session(sessionId, { after, limit: pageSize });
+      all.push(...page.items);
+      if (page.next === null) return all;
+      after = page.next;
+    }
   }
 
   async aggregate(

@@ -24,22 +24,40 @@ function plain(value) {
   return value == null ? '' : String(value).replace(HIDDEN, escapeOf);
 }
 
+// A run of one hidden character, so 130,000 of them are one highlighted escape.
+const HIDDEN_RUNS = new RegExp('(' + HIDDEN.source + ')\\1*', 'g');
+// Highlighted escapes per value; the rest are escapes as plain text. One span per character froze
+// the page for every responder on an agent's statement of 130,000 control characters (red team,
+// round 43).
+const MAX_MARKED = 200;
+// Characters of agent-written text in the table and the timeline; the decision view shows it whole.
+const PREVIEW = 400;
+
 /** Agent-written text for the page: hidden characters as visible, highlighted escapes. */
 function shown(value) {
   const text = value == null ? '' : String(value);
   const out = document.createDocumentFragment();
   let from = 0;
-  for (const m of text.matchAll(HIDDEN)) {
+  let marked = 0;
+  for (const m of text.matchAll(HIDDEN_RUNS)) {
+    if (marked === MAX_MARKED) break;
     out.append(text.slice(from, m.index));
     const esc = document.createElement('span');
     esc.className = 'hidden-char';
     esc.title = 'a control character in the original text';
-    esc.textContent = escapeOf(m[0]);
+    esc.textContent = escapeOf(m[0]) + (m[0].length > 1 ? ' \u00d7' + m[0].length : '');
     out.append(esc);
+    marked++;
     from = m.index + m[0].length;
   }
-  out.append(text.slice(from));
+  out.append(plain(text.slice(from)));
   return out;
+}
+
+/** The head of agent-written text, with its length when cut. */
+function preview(value) {
+  const text = value == null ? '' : String(value);
+  return text.length <= PREVIEW ? text : text.slice(0, PREVIEW) + '\u2026 (' + text.length + ' characters)';
 }
 
 function el(tag, attrs, ...children) {
@@ -103,7 +121,7 @@ function row(d) {
     el('td', {}, d.tenant),
     el('td', {}, verdictBadge(d.verdict)),
     el('td', {}, (d.ruleIds || []).join(', ')),
-    el('td', { class: 'sql', title: plain(d.sql) }, d.sql || d.kind),
+    el('td', { class: 'sql', title: plain(preview(d.sql)) }, preview(d.sql) || d.kind),
     el('td', {}, d.outcome && d.outcome.rows != null ? d.outcome.rows : ''),
     el(
       'td',
@@ -139,18 +157,32 @@ function show(view) {
   for (const id of ['search-view', 'session-view', 'decision-view']) $('#' + id).hidden = id !== view;
 }
 
+// Records a timeline shows; a longer session is read with `pgwarden log --replay` or the API.
+const MAX_TIMELINE = 1000;
+
 async function showSession(id) {
-  const s = await api('/api/v1/sessions/' + encodeURIComponent(id));
+  const items = [];
+  let after = null;
+  do {
+    const s = await api(
+      '/api/v1/sessions/' + encodeURIComponent(id) + (after === null ? '' : '?after=' + after),
+    );
+    items.push(...s.items);
+    after = s.next;
+  } while (after !== null && items.length < MAX_TIMELINE);
   $('#session-id').replaceChildren(shown(id));
-  const first = s.items[0] || {};
+  const first = items[0] || {};
   $('#session-who').replaceChildren(
     shown(
-      `${first.human || '?'} through ${first.agent || '?'} in tenant ${first.tenant || '?'}, ${s.items.length} records`,
+      `${first.human || '?'} through ${first.agent || '?'} in tenant ${first.tenant || '?'}, ` +
+        (after === null
+          ? `${items.length} records`
+          : `the first ${items.length} records (pgwarden log --replay shows them all)`),
     ),
   );
   const list = $('#timeline');
   list.replaceChildren();
-  for (const d of s.items) {
+  for (const d of items) {
     const o = d.outcome;
     const outcome = o
       ? o.sqlstate
@@ -168,7 +200,7 @@ async function showSession(id) {
       d.kind,
       d.judgeMicros != null ? ` · judged in ${d.judgeMicros} µs` : '',
       outcome ? ' · ' + outcome : '',
-      el('code', {}, d.rewrittenSql || d.sql || ''),
+      el('code', {}, preview(d.rewrittenSql || d.sql || '')),
     );
     li.addEventListener('click', () => (location.hash = '#/decision/' + encodeURIComponent(d.id)));
     list.append(li);
