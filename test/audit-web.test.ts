@@ -169,8 +169,10 @@ describe('responder web page in Chromium', () => {
       await expect.poll(() => page.locator('#sql-original .hidden-char').count()).toBeGreaterThan(0);
       expect(await page.locator('#sql-original .hidden-char').count()).toBeLessThanOrEqual(200);
     }
-    // The run is one escape with its length; every character is still there, as text.
-    expect(await page.textContent('#sql-original')).not.toMatch(/[\u0001\u0002]/);
+    // Every character is still there, as an escape: none raw.
+    const original = (await page.textContent('#sql-original')) ?? '';
+    expect(original.includes('\u0001') || original.includes('\u0002')).toBe(false);
+    expect(original).toContain('\\x01\\x02');
   });
 
   it('shows the direction controls of agent-written SQL as visible escapes, in the list and the decision', async () => {
