@@ -6,7 +6,7 @@ import { JudgeThreads } from './judge-thread-client.js';
 const ctx = judgeContext('acme');
 /** A parent-scoped multi-row INSERT: every row gets its own guard, so judging takes long. */
 const longInsert = `INSERT INTO order_items (order_id, sku, qty) VALUES ${Array.from(
-  { length: 2000 },
+  { length: 4000 },
   (_, i) => `(${i}, 'SKU-${i}', 1)`,
 ).join(', ')}`;
 
@@ -195,7 +195,7 @@ describe('the judge thread', () => {
 
   it('refuses a statement it cannot judge within timeoutMs (54001) and goes on with a new thread', async () => {
     const demo = await loadDemoPolicy();
-    const thread = new JudgeThreads(undefined, { timeoutMs: 100 });
+    const thread = new JudgeThreads(undefined, { timeoutMs: 300 });
     thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
     try {
       // The benign look-alike first: a statement judged in time (the thread's start-up, loading
