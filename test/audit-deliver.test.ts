@@ -33,8 +33,8 @@ afterAll(async () => {
   await store?.close();
 });
 
-/** Entry lines of `n` statements of `instance`: decision, outcome, decision, outcome, ... */
-function chainLines(instance: string, n: number): string[] {
+/** Entry lines of `n` statements of `instance`: decision, outcome, ...; the first `aged` two days old. */
+function chainLines(instance: string, n: number, aged = 0): string[] {
   const chain = new Chain({ seq: 0, hash: GENESIS }, undefined);
   const lines: string[] = [];
   const add = (type: 'decision' | 'outcome', time: string, body: string): void => {
@@ -43,24 +43,7 @@ function chainLines(instance: string, n: number): string[] {
     lines.push(entryLine(type, instance, time, false, link, body).trimEnd());
   };
   for (let i = 0; i < n; i++) {
-    const r = sampleRecord({ instanceId: instance, sessionId: `${instance}-s`, seq: i });
-    add('decision', r.time, recordBody(r, true));
-    add('outcome', r.time, outcomeBody(sampleOutcome(r)));
-  }
-  return lines;
-}
-
-/** Like chainLines, the first `old` statements two days old. */
-function agedLines(instance: string, n: number, old: number): string[] {
-  const chain = new Chain({ seq: 0, hash: GENESIS }, undefined);
-  const lines: string[] = [];
-  const add = (type: 'decision' | 'outcome', time: string, body: string): void => {
-    const link = chain.peek(body);
-    chain.commit(link);
-    lines.push(entryLine(type, instance, time, false, link, body).trimEnd());
-  };
-  for (let i = 0; i < n; i++) {
-    const time = new Date(Date.now() - (i < old ? 2 * 86_400_000 : 0)).toISOString();
+    const time = new Date(Date.now() - (i < aged ? 2 * 86_400_000 : 0)).toISOString();
     const r = sampleRecord({ instanceId: instance, sessionId: `${instance}-s`, seq: i, time });
     add('decision', r.time, recordBody(r, true));
     add('outcome', r.time, outcomeBody(sampleOutcome(r, { time })));
@@ -101,7 +84,7 @@ describe('delivering one chain from two places at once', () => {
 
 describe('a batch delivered again after retention', () => {
   it('leaves deleted what retention deleted', async () => {
-    const lines = agedLines('g-aged', 5, 3);
+    const lines = chainLines('g-aged', 5, 3);
     await deliver(pool, batch(lines));
     expect(await applyRetention(pool, new Date(Date.now() - 86_400_000))).toBeGreaterThan(0);
     expect(await verifyInstance(pool, 'g-aged', undefined)).toMatchObject({ ok: true, firstSeq: 7 });
