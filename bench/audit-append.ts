@@ -160,6 +160,7 @@ async function storePath(): Promise<void> {
       const db = `pgwarden_audit_${sqlTextIndex ? 'trgm' : 'plain'}`;
       await ensureDatabase(server.url, db);
       const pool = new pg.Pool({ connectionString: server.url.replace(/\/postgres$/, `/${db}`), max: 1 });
+      pool.on('error', () => {});
       await ensureSchema(pool, { sqlTextIndex });
       const data = batches(40, 1000);
       const nothing = {
@@ -167,7 +168,7 @@ async function storePath(): Promise<void> {
           // A COPY (a pg Submittable) is answered as if the server had taken it.
           query: async (q: { submit?: unknown; handleReadyForQuery?: () => void }) => {
             if (typeof q.submit === 'function') q.handleReadyForQuery?.();
-            return {};
+            return { rows: [] };
           },
           release: () => {},
         }),
