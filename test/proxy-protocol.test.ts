@@ -337,6 +337,38 @@ describe('extended protocol error semantics', () => {
     c.close();
   });
 
+  it('records an unnamed statement whose Parse the server refuses before an Execute of it arrives', async () => {
+    const c = await RawClient.connect(px.port);
+    await c.login('support-bot', db.name, await px.token());
+    // Judged and forwarded, but the server's analysis runs int4's input function on the literal.
+    c.send(
+      Buffer.concat([
+        serialize.parse({ text: "SELECT 'parse_fails'::int AS x FROM items" }),
+        serialize.sync(),
+      ]),
+    );
+    expect((await c.untilReady()).map((m) => m.code)).toEqual(['E', 'Z']);
+    const record = px.sink.records.find((r) => r.sql?.includes('parse_fails'));
+    expect(record).toBeDefined();
+    expect(px.sink.outcomes.find((o) => o.recordId === record?.id)).toMatchObject({
+      command: 'PARSE FAILED',
+      sqlstate: '22P02',
+    });
+    // Look-alike: with its Execute in the same batch, the Execute's record is the one; no second.
+    c.send(
+      Buffer.concat([
+        serialize.parse({ text: "SELECT 'parse_fails_too'::int AS x FROM items" }),
+        serialize.bind({}),
+        serialize.execute({}),
+        serialize.sync(),
+      ]),
+    );
+    expect((await c.untilReady()).map((m) => m.code)).toEqual(['E', 'Z']);
+    const together = px.sink.records.filter((r) => r.sql?.includes('parse_fails_too'));
+    expect(together).toHaveLength(1);
+    c.close();
+  });
+
   it('stays in step when a FunctionCall comes while the server skips to Sync (red team, round 28)', async () => {
     const c = await RawClient.connect(px.port);
     await c.login('support-bot', db.name, await px.token());

@@ -41,6 +41,12 @@ export class Pending implements ChangeLog {
    * would tell of the attempt. Set until the Execute is recorded.
    */
   unrecordedBind: { statement: JudgedStatement; portal: string } | undefined = undefined;
+  /**
+   * A Parse of the unnamed statement, recorded at Execute: if the server refuses the Parse (a
+   * literal its type's input function rejects, an operator that does not exist) before an
+   * Execute of it is recorded, no record would tell of the attempt. Set until then.
+   */
+  unrecordedParse: JudgedStatement | undefined = undefined;
   /** Changes to pgwarden's mirror of server state this request makes; undone if it is not carried out. */
   changes: Change[] | undefined = undefined;
   /** For a simple Query: how many of its statements the server has finished. */

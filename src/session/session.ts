@@ -476,6 +476,8 @@ export class Session {
 
   /** The last Bind of the unnamed statement: its Execute's record clears its unrecordedBind. */
   private unnamedBind: Pending | undefined;
+  /** The last Parse of the unnamed statement: its Execute's record clears its unrecordedParse. */
+  private unnamedParse: Pending | undefined;
 
   /** Checked once per chunk the client sends: a chunk is the batch of messages it sent at once. */
   private checkTokenExpiry(): void {
@@ -668,6 +670,10 @@ export class Session {
     }
     // A PREPARE or DEALLOCATE sent by Parse runs at Execute: its effects are applied there.
     const p = pending('parse', recordId);
+    if (msg.statement === '' && !this.deps.sink.off) {
+      p.unrecordedParse = statement;
+      this.unnamedParse = p;
+    }
     this.names.mirror.statements.set(msg.statement, statement, p);
     if (v.kind === 'allow') out.addMessage(m);
     else out.add(serialize.parse({ name: msg.statement, text: v.sql, types: [...msg.paramTypes] }));
@@ -830,6 +836,7 @@ export class Session {
       recordId = record.id;
       if (this.unnamedBind?.unrecordedBind?.portal === msg.portal)
         this.unnamedBind.unrecordedBind = undefined;
+      if (this.unnamedParse?.unrecordedParse === statement) this.unnamedParse.unrecordedParse = undefined;
     }
     const p = pending('execute', recordId);
     p.redactError = (bound?.parameters ?? true) && this.deps.config.audit.redactParameters;
@@ -1048,7 +1055,9 @@ export class Session {
       // recorded for them, oldest first (see mirror.ts).
       undoChanges(p);
       this.records.complete(p);
-      if (p.unrecordedBind) this.recordFailedBind(p, p.unrecordedBind);
+      if (p.unrecordedBind)
+        this.recordFailed(p, p.unrecordedBind.statement, p.unrecordedBind.portal, 'BIND FAILED');
+      if (p.unrecordedParse) this.recordFailed(p, p.unrecordedParse, undefined, 'PARSE FAILED');
       // The server now ignores everything up to Sync, so those requests get no answers.
       for (const skipped of this.queue.shiftUntilSync()) {
         undoChanges(skipped);
@@ -1073,14 +1082,23 @@ export class Session {
   }
 
   /**
-   * A Bind of the unnamed statement failed before its Execute was recorded (the client's messages
-   * came in separate chunks, and the server answered the Bind first): the attempt is recorded now,
-   * with the server's error. Nothing of it ran, but the server planned it with the agent's values
-   * (immutable functions of them folded). A Parse the server refuses plans nothing: no record.
+   * The unnamed statement's attempt, recorded when the server refused its Parse or Bind before an
+   * Execute of it was recorded (the client's messages came in separate chunks, and the server
+   * answered first), with the server's error as its outcome. Nothing of it ran, but the server
+   * analysed it (a Parse runs the input functions of its literals' types) or planned it with the
+   * agent's values (a Bind folds immutable functions of them).
    */
-  private recordFailedBind(p: Pending, bind: { statement: JudgedStatement; portal: string }): void {
-    const { statement, portal } = bind;
-    const protocol = { mode: 'extended' as const, statementName: '', portalName: portal };
+  private recordFailed(
+    p: Pending,
+    statement: JudgedStatement,
+    portal: string | undefined,
+    command: 'PARSE FAILED' | 'BIND FAILED',
+  ): void {
+    const protocol = {
+      mode: 'extended' as const,
+      statementName: '',
+      ...(portal === undefined ? {} : { portalName: portal }),
+    };
     const record = this.records.statement(
       protocol,
       statement.sql,
@@ -1090,7 +1108,7 @@ export class Session {
     );
     this.records.bestEffort(record);
     const outcome = pending('bind', record.id);
-    outcome.command = 'BIND FAILED';
+    outcome.command = command;
     outcome.sqlstate = p.sqlstate;
     outcome.errorMessage = p.errorMessage;
     this.records.complete(outcome);
