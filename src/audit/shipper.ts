@@ -37,16 +37,25 @@ export interface ShipperStats {
   readonly ownDeliveredSeq: number;
 }
 
-/** Spool directories whose writer process is gone: their records are delivered by us. */
-function ownerRunning(dir: string): boolean {
+/** The process that owns a spool directory (its owner.json), or undefined: not a spool directory. */
+function ownerOf(dir: string): number | undefined {
   try {
-    const owner = JSON.parse(readFileSync(join(dir, 'owner.json'), 'utf8')) as { pid: number };
-    return owner.pid !== process.pid && pidAlive(owner.pid);
+    return (JSON.parse(readFileSync(join(dir, 'owner.json'), 'utf8')) as { pid: number }).pid;
   } catch {
-    return false;
+    return undefined;
   }
 }
 
+/** Whether another process that is alive owns the spool directory. */
+function ownerRunning(dir: string): boolean {
+  return runningElsewhere(ownerOf(dir));
+}
+
+function runningElsewhere(pid: number | undefined): pid is number {
+  return pid !== undefined && pid !== process.pid && pidAlive(pid);
+}
+
+/** Spool directories whose writer process is gone: their records are delivered by us. */
 function findOrphans(root: string, ownDir: string): string[] {
   let names: string[];
   try {
@@ -54,19 +63,13 @@ function findOrphans(root: string, ownDir: string): string[] {
   } catch {
     return [];
   }
-  const out: string[] = [];
-  for (const name of names) {
-    const dir = join(root, name);
-    if (dir === ownDir) continue;
-    try {
-      const owner = JSON.parse(readFileSync(join(dir, 'owner.json'), 'utf8')) as { pid: number };
-      if (owner.pid !== process.pid && pidAlive(owner.pid)) continue;
-      out.push(dir);
-    } catch {
-      // Not a spool directory (no owner file): not ours to touch.
-    }
-  }
-  return out;
+  // A directory without an owner file is not a spool directory: not ours to touch.
+  return names
+    .map((name) => join(root, name))
+    .filter((dir) => {
+      const pid = dir === ownDir ? undefined : ownerOf(dir);
+      return pid !== undefined && !runningElsewhere(pid);
+    });
 }
 
 /**

@@ -130,12 +130,6 @@ function withSources(
 }
 
 /**
- * Collects every A_Const node, by parser location, so literals can be swapped for markers. Only the
- * agent's literals (and the rewrite's copies of them) carry a location: everything pgwarden parses
- * from the rules (masks, type names, catalog views) has its locations stripped, so none of it can
- * share a literal's place and be filled with the next statement's value.
- */
-/**
  * The tree's constants by location, if every literal the shape lexer found is one of them at its
  * place; else undefined.
  */
@@ -145,6 +139,12 @@ function constsAtLiterals(stmts: readonly Node[], lk: LiteralShape): Map<number,
   return lk.spans.every(([start]) => (consts.get(start)?.length ?? 0) > 0) ? consts : undefined;
 }
 
+/**
+ * Collects every A_Const node, by parser location, so literals can be swapped for markers. Only the
+ * agent's literals (and the rewrite's copies of them) carry a location: everything pgwarden parses
+ * from the rules (masks, type names, catalog views) has its locations stripped, so none of it can
+ * share a literal's place and be filled with the next statement's value.
+ */
 function constsByLocation(node: unknown, out: Map<number, Node[]>): void {
   if (Array.isArray(node)) {
     for (const n of node) constsByLocation(n, out);
