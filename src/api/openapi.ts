@@ -189,7 +189,8 @@ export const openApiDocument = {
   paths: {
     '/api/v1/decisions': {
       get: {
-        summary: 'Search decisions, newest first, with cursor pagination',
+        summary:
+          'Search decisions, newest first, with cursor pagination; a page stops at `limit` records or about 4 MiB of them',
         parameters: [
           ...filterParams,
           limit(1000),
@@ -211,7 +212,8 @@ export const openApiDocument = {
     },
     '/api/v1/sessions/{id}': {
       get: {
-        summary: 'One session replayed in order (by its sequence numbers), a page at a time',
+        summary:
+          'One session replayed in order (by its sequence numbers), a page at a time (at most `limit` records or about 4 MiB of them)',
         parameters: [
           { name: 'id', in: 'path', required: true, schema: str },
           {

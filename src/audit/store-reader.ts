@@ -42,6 +42,30 @@ const FROM = 'pgwarden_decisions d LEFT JOIN pgwarden_outcomes o ON o.record_id 
 const COLUMNS = `d.id, d.instance_id, d.chain_seq, d.hash, d.body, coalesce(d.outcome_body, o.body) AS outcome_body,
   to_char(d.time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS tcur`;
 
+/**
+ * The stored text one page of decisions holds, about: a page stops at `limit` records or once
+ * this much is read, whichever comes first (it always holds at least one record). A record keeps
+ * the agent's statement whole, so a page of 1,000 records of 1 MiB statements would have read a
+ * gigabyte into the process that also runs the proxy.
+ */
+export const PAGE_BYTES = 4 * 1024 * 1024;
+
+// The stored size of a row, read from its header: octet_length does not detoast.
+const SIZE = 'octet_length(d.body) + coalesce(octet_length(coalesce(d.outcome_body, o.body)), 0)';
+
+/**
+ * Up to `limit` rows of `from … where` in `order`, cut once PAGE_BYTES are read; `more` on the
+ * last row says whether any row follows it (read ahead by one, in the same scan).
+ */
+function pageSql(order: string, fromWhere: string, limit: string, bytes: string, extra = ''): string {
+  return `SELECT * FROM (
+    SELECT ${COLUMNS}${extra}, sum(${SIZE}) OVER w - (${SIZE}) AS before, lead(d.id) OVER w IS NOT NULL AS more
+    FROM ${fromWhere}
+    WINDOW w AS (ORDER BY ${order} ROWS UNBOUNDED PRECEDING)
+    ORDER BY ${order} LIMIT ${limit}
+  ) p WHERE p.before < ${bytes}`;
+}
+
 interface Row {
   id: string;
   instance_id: string;
@@ -50,6 +74,7 @@ interface Row {
   body: string;
   outcome_body: string | null;
   tcur: string;
+  more?: boolean;
 }
 
 function view(r: Row): DecisionView {
@@ -83,8 +108,10 @@ function decodeCursor(c: string): [string, string] {
 /** Read access to the audit store for the API and the CLI. Newest first, keyset-paginated. */
 export class AuditReader {
   readonly pool: pg.Pool;
+  readonly #pageBytes: number;
 
-  constructor(url: string, max = 4) {
+  constructor(url: string, max = 4, pageBytes = PAGE_BYTES) {
+    this.#pageBytes = pageBytes;
     this.pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 5000 });
     // An idle connection dying (store restart) must not take the process down.
     this.pool.on('error', () => {});
@@ -98,15 +125,14 @@ export class AuditReader {
       params.push(t, id);
       where += ` AND (d.time, d.id) < ($${params.length - 1}::timestamptz, $${params.length})`;
     }
-    params.push(opts.limit + 1);
+    params.push(opts.limit, this.#pageBytes);
+    const n = params.length;
     const { rows } = await this.pool.query<Row>(
-      `SELECT ${COLUMNS} FROM ${FROM} WHERE ${where} ORDER BY d.time DESC, d.id DESC LIMIT $${params.length}`,
+      pageSql('d.time DESC, d.id DESC', `${FROM} WHERE ${where}`, `$${n - 1}`, `$${n}`),
       params,
     );
-    const more = rows.length > opts.limit;
-    const page = more ? rows.slice(0, opts.limit) : rows;
-    const last = page[page.length - 1];
-    return { items: page.map(view), nextCursor: more && last ? encodeCursor(last) : null };
+    const last = rows.at(-1);
+    return { items: rows.map(view), nextCursor: last?.more ? encodeCursor(last) : null };
   }
 
   async get(id: string): Promise<DecisionView | null> {
@@ -125,13 +151,11 @@ export class AuditReader {
     opts: { after?: number | undefined; limit: number },
   ): Promise<{ items: DecisionView[]; next: number | null }> {
     const { rows } = await this.pool.query<Row & { seq: number }>(
-      `SELECT ${COLUMNS}, d.seq FROM ${FROM} WHERE d.session_id = $1 AND d.seq > $2
-       ORDER BY d.seq, d.chain_seq LIMIT $3`,
-      [sessionId, opts.after ?? -1, opts.limit + 1],
+      pageSql('d.seq, d.chain_seq', `${FROM} WHERE d.session_id = $1 AND d.seq > $2`, '$3', '$4', ', d.seq'),
+      [sessionId, opts.after ?? -1, opts.limit, this.#pageBytes],
     );
-    const more = rows.length > opts.limit;
-    const page = more ? rows.slice(0, opts.limit) : rows;
-    return { items: page.map(view), next: more ? (page.at(-1)?.seq ?? null) : null };
+    const last = rows.at(-1);
+    return { items: rows.map(view), next: last?.more ? last.seq : null };
   }
 
   /** A whole session, page by page (the CLI's replay: the responder's own process). */
