@@ -170,6 +170,41 @@ describe('a reload that withdraws a column', () => {
     }
   });
 
+  it('judges a long PREPARE again on the judge thread when a short EXECUTE uses it (limits.judgeOffThreadBytes)', async () => {
+    // Texts up to 1 KiB are judged on the event loop; the PREPAREs below are longer. A short
+    // EXECUTE of one was refused after any reload: its PREPARE could not be judged again there.
+    const short = await startTestProxy(db, {
+      judge: policy.judge,
+      config: { limits: { judgeOffThreadBytes: 1024 } },
+    });
+    const c = new pg.Client({
+      connectionString: await short.url({ tenant: 'acme', human: 'alice@acme.test' }),
+    });
+    await c.connect();
+    const original = readFileSync(rulesFile(), 'utf8');
+    const padding = `'${'x'.repeat(2000)}' <> ''`;
+    try {
+      await c.query(
+        `PREPARE totals AS SELECT id, total FROM orders WHERE total > $1 AND ${padding} ORDER BY id`,
+      );
+      await c.query(`PREPARE names AS SELECT name FROM customers WHERE id = 1 AND ${padding}`);
+      const before = (await c.query('EXECUTE totals(0)')).rows;
+      expect(before.length).toBeGreaterThan(0);
+      await reloadWith((yaml) => yaml.replace('deny: [ssn]', 'deny: [ssn, name]'));
+      // Judged alike: runs, by the simple and the extended protocol.
+      expect((await c.query('EXECUTE totals(0)')).rows).toEqual(before);
+      expect((await c.query({ text: 'EXECUTE totals(0)', queryMode: 'extended' })).rows).toEqual(before);
+      // The attack it must not open: the column just withdrawn, through a long PREPARE.
+      await expect(c.query('EXECUTE names')).rejects.toMatchObject({ code: '0A000' });
+      await expect(c.query({ text: 'EXECUTE names', queryMode: 'extended' })).rejects.toMatchObject({ code: '0A000' });
+    } finally {
+      writeFileSync(rulesFile(), original);
+      await policy.reload();
+      await c.end();
+      await short.close();
+    }
+  });
+
   it('a statement the new rules rewrite differently is refused with PGW_RULES_CHANGED, then prepared again', async () => {
     const c = new pg.Client({
       connectionString: await proxy.url({ tenant: 'acme', human: 'alice@acme.test' }),

@@ -228,7 +228,7 @@ export class StatementJudging {
     let sql: string;
     const { judgeOffThreadBytes } = this.host.deps.config.limits;
     if (m.code === Frontend.Query || m.code === Frontend.Parse) {
-      if (m.end - m.bodyStart <= judgeOffThreadBytes) return false;
+      if (m.end - m.bodyStart <= judgeOffThreadBytes) return this.longStaleSourceOffThread(m);
       // Refused unread (refuseOversized).
       if (this.oversizedSql(m) !== undefined) return false;
       mode = m.code === Frontend.Query ? 'simple' : 'extended';
@@ -240,12 +240,44 @@ export class StatementJudging {
       if (!stale) return false;
       sql = stale.sql;
     }
+    return this.startOffThread(m, sql, mode, parse);
+  }
+
+  /**
+   * A text short enough to judge on the event loop that uses a name prepared or declared before a
+   * reload, from a text too long to judge there again (EXECUTE p, p's PREPARE 100 KB): judged on
+   * the judge thread, names included, rather than refused for want of a place to judge them.
+   */
+  private longStaleSourceOffThread(m: FrontendMessage): boolean {
+    if (this.rulesVersion === this.bornUnder) return false;
+    const mode = m.code === Frontend.Query ? 'simple' : 'extended';
+    const parse = mode === 'extended' ? fm.readParse(m.buffer, m.bodyStart, m.end) : undefined;
+    const sql = parse ? parse.query : fm.readQuery(m.buffer, m.bodyStart, m.end);
+    const judgement = this.host.deps.judge.judge(sql, this.contextFor(mode));
+    const stale = this.staleSource(judgement.verdict);
+    if (!stale) {
+      this.offThread = { message: m, sql, mode, parse, judgement, rulesVersion: this.rulesVersion };
+      return false;
+    }
+    // A short stale source is judged again on the loop, by judge().
+    if (this.judgedOnLoop(stale.source.sql)) return false;
+    return this.startOffThread(m, sql, mode, parse, false);
+  }
+
+  private startOffThread(
+    m: FrontendMessage,
+    sql: string,
+    mode: 'simple' | 'extended',
+    parse: fm.ParseMessage | undefined,
+    lookUp = true,
+  ): boolean {
+    const { judge } = this.host.deps;
     const ctx = this.contextFor(mode);
     // A long text is looked up by its exact text only: finding it by shape means lexing it on
     // the event loop every session shares, at 3 ms per 120 KB; the judge threads do that in the
     // tenant's fair share (4 sessions sending 120 KB refusals held another tenant's cached SELECT
     // for 160 ms at the median; red team, round 11).
-    const cached = judge.lookup?.(sql, ctx, sql.length > SHAPE_LOOKUP_ON_LOOP_CHARS);
+    const cached = lookUp ? judge.lookup?.(sql, ctx, sql.length > SHAPE_LOOKUP_ON_LOOP_CHARS) : undefined;
     const job: OffThreadJob = {
       message: m,
       sql,
