@@ -1,5 +1,5 @@
 import type { DeliveredHead } from '../audit/decision-log.js';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { AuditConfig } from '../audit/config.js';
@@ -95,7 +95,7 @@ export async function buildApiApp(api: AuditConfig['api'], deps: ApiDeps): Promi
     loggerInstance: log,
     // Fastify's two lines per request would undo the throttle on refusals (see requireTokens); an
     // accepted request gets one line there, naming who looked at the log.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // Cursors and SQL search terms are short; nothing legitimate sends a large request.
     bodyLimit: 64 * 1024,
     routerOptions: { maxParamLength: 500 },
