@@ -63,6 +63,79 @@ describe('loadCatalog', () => {
     ]);
   });
 
+  it('refuses a parent-scoped table unless a validated foreign key ties its key to the parent (red team, round 44)', async () => {
+    await db.sql(`
+      CREATE TABLE tenant_orders (id bigint PRIMARY KEY, org_id text NOT NULL, order_no int NOT NULL, UNIQUE (org_id, order_no), UNIQUE (order_no, id));
+      CREATE TABLE global_orders (id bigint PRIMARY KEY, org_id text NOT NULL, ref text NOT NULL UNIQUE);
+      -- The attack: order_no is unique only within a tenant, so a key names a row in each tenant.
+      CREATE TABLE shipments (id int PRIMARY KEY, org_order_no int NOT NULL);
+      -- No constraint at all: orphans another tenant can adopt by inserting a parent with their key.
+      CREATE TABLE attachments (id int PRIMARY KEY, order_id bigint NOT NULL);
+      CREATE TABLE unchecked (id int PRIMARY KEY, order_id bigint NOT NULL);
+      ALTER TABLE unchecked ADD FOREIGN KEY (order_id) REFERENCES tenant_orders (id) NOT VALID;
+      CREATE TABLE defaulted (id int PRIMARY KEY, order_id bigint DEFAULT 1 REFERENCES tenant_orders (id) ON DELETE SET DEFAULT);
+      CREATE TABLE composite (id int PRIMARY KEY, order_no int, order_id bigint, FOREIGN KEY (order_no, order_id) REFERENCES tenant_orders (order_no, id));
+      -- The look-alikes: a key the database ties to one parent row, by primary key or by a unique column.
+      CREATE TABLE lines (id int PRIMARY KEY, order_id bigint NOT NULL REFERENCES tenant_orders (id) ON DELETE CASCADE);
+      CREATE TABLE notes (id int PRIMARY KEY, ref text REFERENCES global_orders (ref) ON DELETE SET NULL);
+    `);
+    try {
+      const fresh = await loadCatalog(db.url, 'public');
+      const rules = await loadRules(['rules']);
+      const child = (foreign_key: string, references = 'id', table = 'public.tenant_orders') => ({
+        scope: 'parent' as const,
+        parent: { table, foreign_key, references },
+        access: ['select' as const, 'insert' as const],
+      });
+      const tables = {
+        ...rules.tables,
+        'public.tenant_orders': {
+          scope: 'tenant' as const,
+          tenant_column: 'org_id',
+          access: ['select' as const],
+        },
+        'public.global_orders': {
+          scope: 'tenant' as const,
+          tenant_column: 'org_id',
+          access: ['select' as const],
+        },
+        'public.shipments': child('org_order_no', 'order_no'),
+        'public.attachments': child('order_id'),
+        'public.unchecked': child('order_id'),
+        'public.defaulted': child('order_id'),
+        'public.composite': child('order_id'),
+        'public.lines': child('order_id'),
+        'public.notes': child('ref', 'ref', 'public.global_orders'),
+      };
+      const problems = checkRulesAgainstCatalog({ ...rules, tables }, fresh);
+      const about = (t: string): string[] => problems.filter((p) => p.startsWith(`tables.public.${t}.`));
+      expect(about('shipments')).toEqual([
+        expect.stringContaining(
+          'no foreign key constraint FOREIGN KEY (org_order_no) REFERENCES public.tenant_orders (order_no)',
+        ),
+      ]);
+      expect(about('attachments')).toEqual([expect.stringContaining('no foreign key constraint')]);
+      expect(about('composite')).toEqual([expect.stringContaining('no foreign key constraint')]);
+      expect(about('unchecked')).toEqual([expect.stringContaining('is NOT VALID')]);
+      expect(about('defaulted')).toEqual([expect.stringContaining('ON DELETE SET DEFAULT')]);
+      expect(about('lines')).toEqual([]);
+      expect(about('notes')).toEqual([]);
+      expect(problems).toHaveLength(5);
+      // A snapshot written before foreign keys were kept cannot vouch for any parent key.
+      const old = JSON.parse(catalogSnapshot(fresh)) as Catalog;
+      delete (old.relations.public?.lines as { foreignKeys?: unknown }).foreignKeys;
+      expect(
+        checkRulesAgainstCatalog({ ...rules, tables: { ...rules.tables, ...tables } }, old),
+      ).toContainEqual(
+        expect.stringMatching(/^tables\.public\.lines\.parent: the catalog snapshot holds no foreign keys/),
+      );
+    } finally {
+      await db.sql(
+        'DROP TABLE shipments, attachments, unchecked, defaulted, composite, lines, notes, tenant_orders, global_orders',
+      );
+    }
+  });
+
   it('grammar-tests/catalog.json is the demo catalog (UPDATE_SNAPSHOT=1 rewrites it)', () => {
     const now = catalogSnapshot(catalog);
     if (process.env.UPDATE_SNAPSHOT) writeFileSync(snapshotFile, now);

@@ -28,6 +28,22 @@ export interface CatalogRelation {
   /** pg_class.relkind: r table, p partitioned, v view, m materialized view, f foreign, S sequence... */
   readonly kind: string;
   readonly columns: readonly CatalogColumn[];
+  /** The relation's foreign key constraints (absent in a snapshot written before they were kept). */
+  readonly foreignKeys?: readonly CatalogForeignKey[];
+}
+
+/** A foreign key constraint (pg_constraint, contype f). */
+export interface CatalogForeignKey {
+  readonly name: string;
+  readonly columns: readonly string[];
+  /** "schema.name" of the referenced relation. */
+  readonly references: string;
+  readonly referencedColumns: readonly string[];
+  /** False for NOT VALID: rows from before it was added may reference nothing. */
+  readonly validated: boolean;
+  /** pg_constraint.confupdtype / confdeltype: a no action, r restrict, c cascade, n set null, d set default. */
+  readonly onUpdate: string;
+  readonly onDelete: string;
 }
 
 export interface CatalogFunction {
@@ -154,6 +170,25 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
   AND n.nspname NOT LIKE 'pg_toast_temp%'
 GROUP BY 1, 2, 3`;
 
+const foreignKeysSql = `
+SELECT n.nspname AS schema, c.relname AS name,
+       json_agg(json_build_object(
+         'name', con.conname,
+         'columns', (SELECT json_agg(a.attname ORDER BY k.i) FROM unnest(con.conkey) WITH ORDINALITY AS k(num, i)
+                     JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.num),
+         'references', rn.nspname || '.' || r.relname,
+         'referencedColumns', (SELECT json_agg(a.attname ORDER BY k.i) FROM unnest(con.confkey) WITH ORDINALITY AS k(num, i)
+                               JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.num),
+         'validated', con.convalidated, 'onUpdate', con.confupdtype, 'onDelete', con.confdeltype
+       ) ORDER BY con.conname) AS "foreignKeys"
+FROM pg_catalog.pg_constraint con
+JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_class r ON r.oid = con.confrelid
+JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
+WHERE con.contype = 'f' AND con.conparentid = 0
+GROUP BY 1, 2`;
+
 const functionsSql = `
 SELECT n.nspname AS schema, p.proname AS name,
        bool_and(p.prokind IN ('f', 'a', 'w') AND NOT EXISTS (
@@ -223,8 +258,13 @@ export async function loadCatalog(connectionString: string, searchPath: string):
       namesObjects: boolean;
     }>(typesSql, [[...namingTypes, ...lookupTypes]]);
     const ops = await client.query<{ name: string }>(operatorsSql);
+    const fks = await client.query<{ schema: string; name: string; foreignKeys: CatalogForeignKey[] }>(
+      foreignKeysSql,
+    );
+    const keysOf = new Map(fks.rows.map((k) => [`${k.schema}.${k.name}`, k.foreignKeys]));
     const relations: Record<string, Record<string, CatalogRelation>> = {};
-    for (const r of rels.rows) (relations[r.schema] ??= {})[r.name] = r;
+    for (const r of rels.rows)
+      (relations[r.schema] ??= {})[r.name] = { ...r, foreignKeys: keysOf.get(`${r.schema}.${r.name}`) ?? [] };
     const functions: Record<string, Record<string, CatalogFunction>> = {};
     for (const f of fns.rows) (functions[f.schema] ??= {})[f.name] = { safe: f.safe };
     const types: Record<string, Record<string, CatalogType>> = {};
@@ -270,6 +310,40 @@ function namesObjects(c: CatalogColumn, catalog: Catalog): boolean {
   return Object.values(catalog.types).some(
     (ts) => Object.hasOwn(ts, c.type) && ts[c.type]?.namesObjects === true,
   );
+}
+
+/**
+ * Why the database does not make `parent` a sound parent key for `child`, if it does not. A child
+ * row belongs to the tenant of the one parent row its key names; only a validated foreign key
+ * constraint from exactly that column to exactly the parent's column keeps it so. Without one the
+ * key may name a row in each of two tenants (a key unique only within its tenant: each tenant read
+ * and wrote the other's child rows), or no row at all until another tenant inserts a parent with
+ * that key and adopts the orphans (red team, round 44). ON DELETE or ON UPDATE SET DEFAULT moves
+ * child rows under whatever parent the default names, whichever tenant's it is.
+ */
+function parentKeyProblem(
+  child: CatalogRelation | undefined,
+  parent: { table: string; foreign_key: string; references: string },
+): string | undefined {
+  if (!child) return undefined;
+  if (child.foreignKeys === undefined)
+    return 'the catalog snapshot holds no foreign keys (written before they were kept): write it again with pgwarden rules snapshot';
+  const fk = child.foreignKeys.find(
+    (k) =>
+      k.references === parent.table &&
+      k.columns.length === 1 &&
+      k.columns[0] === parent.foreign_key &&
+      k.referencedColumns.length === 1 &&
+      k.referencedColumns[0] === parent.references,
+  );
+  const constraint = `FOREIGN KEY (${parent.foreign_key}) REFERENCES ${parent.table} (${parent.references})`;
+  if (!fk)
+    return `no foreign key constraint ${constraint} in the database: pgwarden scopes a child row by the one parent row its key names, which only such a constraint guarantees (the parent column unique in every tenant, no child row without its parent); add it`;
+  if (!fk.validated)
+    return `the foreign key ${fk.name} is NOT VALID: rows older than it may name a parent key no row has, which another tenant could then insert; VALIDATE CONSTRAINT ${fk.name}`;
+  if (fk.onDelete === 'd' || fk.onUpdate === 'd')
+    return `the foreign key ${fk.name} is ON ${fk.onDelete === 'd' ? 'DELETE' : 'UPDATE'} SET DEFAULT: it would move child rows under the parent row the default names, whichever tenant's it is; use NO ACTION, RESTRICT, CASCADE or SET NULL`;
+  return undefined;
 }
 
 /**
@@ -326,6 +400,9 @@ export function checkRulesAgainstCatalog(rules: Rules, catalog: Catalog): string
       checkColumns(`${where}.parent.foreign_key`, cols, [t.parent.foreign_key]);
       const pcols = columnsOf(t.parent.table);
       if (pcols) checkColumns(`${where}.parent.references`, pcols, [t.parent.references]);
+      const [s, n] = splitQualified(q);
+      const problem = parentKeyProblem(findRelation(catalog, s, n), t.parent);
+      if (problem) problems.push(`${where}.parent: ${problem}`);
     }
   }
   for (const [role, r] of Object.entries(rules.roles ?? {})) {
