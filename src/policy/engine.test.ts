@@ -115,6 +115,34 @@ describe('roles', () => {
     expect(v.ruleIds).toContain('roles.analyst.tables.public.orders');
     expect(judge.judge("UPDATE orders SET status = 'x'", ctx('acme', ['analyst'])).verdict.kind).toBe('deny');
   });
+
+  it('refuses a write whose RETURNING would return rows of a row-limited table uncapped (red team, round 44)', () => {
+    const analyst = (sql: string) => judge.judge(sql, ctx('acme', ['analyst'])).verdict;
+    for (const sql of [
+      `INSERT INTO order_items (order_id, sku, qty) SELECT id, 'x', 1 FROM orders RETURNING order_id`,
+      `PREPARE p AS INSERT INTO order_items (order_id, sku, qty) SELECT id, 'x', 1 FROM orders RETURNING order_id`,
+      `COPY (INSERT INTO order_items (order_id, sku, qty) SELECT id, 'x', 1 FROM orders RETURNING order_id) TO STDOUT`,
+      `WITH o AS (SELECT id FROM orders) INSERT INTO order_items (order_id, sku, qty) SELECT id, 'x', 1 FROM o RETURNING order_id`,
+    ]) {
+      const v = analyst(sql);
+      expect(v.kind, sql).toBe('deny');
+      expect(v.reasons, sql).toContain('row_limit');
+    }
+    // The look-alikes: the same writes without RETURNING, RETURNING of a write that reads no
+    // row-limited table, and the same RETURNING for a role without a row limit.
+    expect(
+      analyst(`INSERT INTO order_items (order_id, sku, qty) SELECT id, 'x', 1 FROM orders`).kind,
+    ).not.toBe('deny');
+    expect(
+      analyst(`INSERT INTO order_items (order_id, sku, qty) VALUES (1, 'x', 1) RETURNING id`).kind,
+    ).not.toBe('deny');
+    expect(
+      judge.judge(
+        `INSERT INTO order_items (order_id, sku, qty) SELECT id, 'x', 1 FROM orders RETURNING order_id`,
+        ctx('acme'),
+      ).verdict.kind,
+    ).not.toBe('deny');
+  });
 });
 
 describe('engine', () => {

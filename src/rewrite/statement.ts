@@ -41,9 +41,15 @@ function readQuery(q: Node, ctx: RewriteContext): void {
     castsForDisplay(sel, ctx);
     rewriteSelect(sel, ctx, undefined);
     applyRowLimit(sel, ctx);
-  } else if (kind === 'InsertStmt' || kind === 'UpdateStmt' || kind === 'DeleteStmt' || kind === 'MergeStmt')
+  } else if (
+    kind === 'InsertStmt' ||
+    kind === 'UpdateStmt' ||
+    kind === 'DeleteStmt' ||
+    kind === 'MergeStmt'
+  ) {
     rewriteWrite(q, ctx, undefined);
-  else
+    refuseUncappedReturning(q[kind] as Body, ctx);
+  } else
     throw new Denial(
       `${kind} is not allowed here: only SELECT, INSERT, UPDATE, DELETE or MERGE`,
       'statement_not_allowed',
@@ -70,6 +76,22 @@ function applyRowLimit(sel: Body, ctx: RewriteContext): void {
     given === undefined || isAll ? capNode : { MinMaxExpr: { op: 'IS_LEAST', args: [given, capNode] } };
   sel.limitOption = 'LIMIT_OPTION_COUNT';
   ctx.reasons.add('row_limit_applied');
+}
+
+/**
+ * RETURNING has no LIMIT: a write that reads or writes a table with a row limit would return every
+ * row it touched (`INSERT INTO t SELECT ... FROM orders RETURNING ...` returned 18 orders to a role
+ * capped at 3, `UPDATE orders ... RETURNING id` 20; red team, round 44). A write whose RETURNING
+ * stands under a top-level SELECT (a data-modifying CTE) is capped by that SELECT's limit.
+ */
+function refuseUncappedReturning(write: Body, ctx: RewriteContext): void {
+  const cap = ctx.rowLimit;
+  const returning = (write.returningClause as { exprs?: Node[] } | undefined)?.exprs ?? [];
+  if (cap === undefined || returning.length === 0) return;
+  throw new Denial(
+    `RETURNING cannot be capped at the row limit of ${cap} that the rules set on a table this statement uses; leave RETURNING out and read the rows with a SELECT, which pgwarden caps`,
+    'row_limit',
+  );
 }
 
 /**
