@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadParser, parseSql } from '../sql/parse.js';
 import { checkInvariant } from '../rewrite/invariant.js';
-import { effectivePolicy } from './effective.js';
+import { effectivePolicy, tenantFitsType } from './effective.js';
 import type { Catalog } from './catalog.js';
 import { readCatalogSnapshot } from './catalog-snapshot.js';
 import { createPolicyJudge } from './engine.js';
@@ -180,6 +180,26 @@ describe('engine', () => {
       kind: 'deny',
       reasons: ['tenant_type_mismatch'],
     });
+    // Only the form the server prints: 042 was tenant 42 here and another tenant in a text table;
+    // 4294967296 failed every statement at run time (red team, round 44).
+    for (const tenant of ['042', '-0', '+42', ' 42', '4294967296', '2147483648'])
+      expect(j.judge('SELECT * FROM tickets', ctx(tenant)).verdict.reasons, tenant).toEqual([
+        'tenant_type_mismatch',
+      ]);
+    for (const tenant of ['0', '-7', '2147483647', '-2147483648'])
+      expect(j.judge('SELECT * FROM tickets', ctx(tenant)).verdict.kind, tenant).toBe('rewrite');
+  });
+
+  it('takes tenant ids for uuid and char(n) tenant columns only in the form the server prints', () => {
+    expect(tenantFitsType('0e9c4c4e-3f43-4a3e-9a59-0c7b0f8e1d2a', 'uuid')).toBe(true);
+    expect(tenantFitsType('0E9C4C4E-3F43-4A3E-9A59-0C7B0F8E1D2A', 'uuid')).toBe(false);
+    expect(tenantFitsType('0e9c4c4e3f434a3e9a590c7b0f8e1d2a', 'uuid')).toBe(false);
+    expect(tenantFitsType('acme', 'bpchar')).toBe(true);
+    expect(tenantFitsType('acme ', 'bpchar')).toBe(false);
+    expect(tenantFitsType('acme ', 'text')).toBe(true);
+    expect(tenantFitsType('99999999999999999999', 'numeric')).toBe(true);
+    expect(tenantFitsType('9223372036854775808', 'int8')).toBe(false);
+    expect(tenantFitsType('-9223372036854775808', 'int8')).toBe(true);
   });
 
   it('denies with PGW_INTERNAL instead of throwing when something breaks inside', () => {
