@@ -136,6 +136,38 @@ describe('loadCatalog', () => {
     }
   });
 
+  it('refuses rules that hide the tenant column, in the base rule or a role (red team, round 44)', async () => {
+    const rules = await loadRules(['rules']);
+    const orders = rules.tables['public.orders']!;
+    const withColumns = (columns: { allow?: string[]; deny: string[]; mask: Record<string, string> }) =>
+      checkRulesAgainstCatalog(
+        {
+          ...rules,
+          tables: { ...rules.tables, 'public.orders': { ...orders, columns } },
+          roles: { ...rules.roles, hider: { tables: { 'public.customers': { columns } }, functions: [] } },
+        },
+        catalog,
+      );
+    expect(withColumns({ allow: ['id'], deny: [], mask: {} })).toEqual([
+      expect.stringMatching(/^tables\.public\.orders\.columns\.allow: must list the tenant column "org_id"/),
+      expect.stringMatching(/^roles\.hider\.tables\.public\.customers\.columns\.allow: must list/),
+    ]);
+    expect(withColumns({ deny: ['org_id'], mask: {} })).toEqual([
+      expect.stringMatching(
+        /^tables\.public\.orders\.columns\.deny: the tenant column "org_id" cannot be denied/,
+      ),
+      expect.stringMatching(/^roles\.hider\.tables\.public\.customers\.columns\.deny: /),
+    ]);
+    expect(withColumns({ deny: [], mask: { org_id: "'x'" } })).toEqual([
+      expect.stringMatching(
+        /^tables\.public\.orders\.columns\.mask: the tenant column "org_id" cannot be masked/,
+      ),
+      expect.stringMatching(/^roles\.hider\.tables\.public\.customers\.columns\.mask: /),
+    ]);
+    // The look-alike: an allowlist that names the tenant column, a mask and a deny of others.
+    expect(withColumns({ allow: ['id', 'org_id'], deny: [], mask: { id: '0' } })).toEqual([]);
+  });
+
   it('grammar-tests/catalog.json is the demo catalog (UPDATE_SNAPSHOT=1 rewrites it)', () => {
     const now = catalogSnapshot(catalog);
     if (process.env.UPDATE_SNAPSHOT) writeFileSync(snapshotFile, now);

@@ -376,6 +376,24 @@ export function checkRulesAgainstCatalog(rules: Rules, catalog: Catalog): string
         );
     }
   };
+  /**
+   * pgwarden filters on the tenant column and writes it: hidden (not allowed, denied or masked) in
+   * the base rule or a role's, every write failed at run time and a filter on it was refused.
+   */
+  const checkTenantColumnShown = (
+    where: string,
+    tenantColumn: string | undefined,
+    columns: { allow?: string[]; deny: string[]; mask: Record<string, string> },
+  ): void => {
+    if (tenantColumn === undefined) return;
+    const why = 'pgwarden filters on it and writes it; agents see only their own tenant in it anyway';
+    if (columns.deny.includes(tenantColumn))
+      problems.push(`${where}.deny: the tenant column "${tenantColumn}" cannot be denied (${why})`);
+    if (columns.allow && !columns.allow.includes(tenantColumn))
+      problems.push(`${where}.allow: must list the tenant column "${tenantColumn}" (${why})`);
+    if (Object.hasOwn(columns.mask, tenantColumn))
+      problems.push(`${where}.mask: the tenant column "${tenantColumn}" cannot be masked (${why})`);
+  };
   for (const [q, t] of Object.entries(rules.tables)) {
     const where = `tables.${q}`;
     const cols = columnsOf(q);
@@ -390,8 +408,7 @@ export function checkRulesAgainstCatalog(rules: Rules, catalog: Catalog): string
       checkColumns(`${where}.columns.allow`, cols, t.columns.allow ?? []);
       checkColumns(`${where}.columns.deny`, cols, t.columns.deny);
       checkColumns(`${where}.columns.mask`, cols, Object.keys(t.columns.mask));
-      if (t.tenant_column !== undefined && t.columns.deny.includes(t.tenant_column))
-        problems.push(`${where}.columns.deny: the tenant column cannot be denied (pgwarden filters on it)`);
+      checkTenantColumnShown(`${where}.columns`, t.tenant_column, t.columns);
     }
     if (t.parent) {
       const parent = rules.tables[t.parent.table];
@@ -411,6 +428,7 @@ export function checkRulesAgainstCatalog(rules: Rules, catalog: Catalog): string
       if (!rules.tables[q]) problems.push(`${where}: ${q} is not listed under tables`);
       const cols = columnsOf(q);
       if (cols && o.columns) {
+        checkTenantColumnShown(`${where}.columns`, rules.tables[q]?.tenant_column, o.columns);
         checkNaming(`${where}.columns`, q, o.columns);
         checkColumns(`${where}.columns.allow`, cols, o.columns.allow ?? []);
         checkColumns(`${where}.columns.deny`, cols, o.columns.deny);
