@@ -12,6 +12,7 @@ const commands: Record<string, () => Promise<Command>> = {
   rules: async () => (await import('./cli/rules.js')).rulesCommand,
   log: async () => (await import('./cli/log.js')).logCommand,
   audit: async () => (await import('./cli/audit.js')).auditCommand,
+  api: async () => (await import('./cli/api.js')).apiCommand,
 };
 
 const usage = `usage: pgwarden <command> [options]
@@ -24,6 +25,7 @@ commands:
   rules check | rules test <file>  validate rules; run rule test cases
   log [filters]                    search the decision log
   audit verify                     check the decision log's hash chain
+  api --config pgwarden.yaml       the responders' API and web page alone, apart from the proxy
 `;
 
 export async function main(argv: string[], io: CliIo = processIo): Promise<number> {

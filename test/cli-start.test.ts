@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
+import YAML, { stringify } from 'yaml';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
 import { freePort } from './support/embedded.js';
 
@@ -164,5 +164,41 @@ describe('pgwarden start', () => {
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
     expect(code).toBe(0);
     expect(readFileSync(join(dir, 'decisions.ndjson'), 'utf8')).toContain('session_end');
+  });
+
+  it('`pgwarden api` serves the decision log from the store in a process of its own, the proxy stopped', async () => {
+    const apiPort = await freePort();
+    const token = 'cli-responder-token-'.padEnd(40, 'r');
+    const config = YAML.parse(readFileSync(configFile, 'utf8')) as { audit: Record<string, unknown> };
+    config.audit.api = { port: apiPort, tokens: [{ name: 'oncall', token, roles: ['responder'] }] };
+    const apiConfig = join(dir, 'api.yaml');
+    writeFileSync(apiConfig, stringify(config));
+    const api = spawn(process.execPath, [bin, 'api', '--config', apiConfig], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let out = '';
+    api.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+    try {
+      const deadline = Date.now() + 30_000;
+      while (!out.includes('pgwarden api listening')) {
+        if (api.exitCode !== null) throw new Error(`pgwarden api exited ${api.exitCode}: ${out}`);
+        if (Date.now() > deadline) throw new Error(`pgwarden api did not start: ${out}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const base = `http://127.0.0.1:${apiPort}`;
+      const res = await fetch(`${base}/api/v1/decisions?human=h@globex.test`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      expect(res.status).toBe(200);
+      const page = (await res.json()) as { items: { human: string; sql: string | null }[] };
+      expect(page.items.length).toBeGreaterThan(0);
+      expect(page.items.every((d) => d.human === 'h@globex.test')).toBe(true);
+      expect(page.items.map((d) => d.sql)).toContain('SELECT DISTINCT org_id FROM orders');
+      expect((await fetch(`${base}/api/v1/decisions`)).status).toBe(401);
+      expect((await fetch(`${base}/`)).status).toBe(200);
+    } finally {
+      api.kill('SIGTERM');
+    }
+    expect(await new Promise<number | null>((resolve) => api.once('exit', resolve))).toBe(0);
   });
 });
