@@ -124,6 +124,29 @@ describe('cancel and backpressure', () => {
   });
 });
 
+describe('server answers of any size', () => {
+  it('clips an error message the server made huge from a short statement, and the session goes on (red team, round 45)', async () => {
+    // The server quotes the input: 8 MB here, 520 MB took the whole process down.
+    const c = new pg.Client({ connectionString: await px.url() });
+    await c.connect();
+    const err = (await c.query(`SELECT repeat('x', 8 * 1024 * 1024)::int`).catch((e: unknown) => e)) as {
+      code: string;
+      message: string;
+    };
+    expect(err.code).toBe('22P02');
+    expect(err.message).toMatch(/^invalid input syntax for type integer: "x{1000}/);
+    expect(err.message).toMatch(/\.\.\. \(pgwarden: the server's error was \d{7,} bytes long; clipped\)$/);
+    expect(Buffer.byteLength(err.message)).toBeLessThan(20 * 1024);
+    expect((await c.query('SELECT 1 AS n')).rows).toEqual([{ n: 1 }]);
+    // The look-alike: an error of ordinary size passes whole.
+    const small = (await c.query(`SELECT repeat('y', 1000)::int`).catch((e: unknown) => e)) as {
+      message: string;
+    };
+    expect(small.message).toBe(`invalid input syntax for type integer: "${'y'.repeat(1000)}"`);
+    await c.end();
+  });
+});
+
 describe('drift of pinned settings', () => {
   it('ends the session if the server reports a changed client_encoding or search_path', async () => {
     const open = await startTestProxy(db, { judge: allowEverything });

@@ -99,3 +99,35 @@ export function withoutDetail(
   kept.push(Buffer.from([0]));
   return message(code, Buffer.concat(kept));
 }
+
+/** The longest field value a clipped ErrorResponse or NoticeResponse keeps (clippedErrorOrNotice). */
+const MAX_CLIPPED_FIELD_BYTES = 16 * 1024;
+
+/**
+ * An ErrorResponse or NoticeResponse of `bodyBytes` bytes rebuilt from the first bytes of its body
+ * (`head`): its fields, each cut to MAX_CLIPPED_FIELD_BYTES, and the field `head` ends in, with a
+ * note saying so. The server quotes input in its messages (`repeat('x', 520*1024*1024)::int`
+ * drew a 520 MB one), and the whole of one took pgwarden's memory and then the process.
+ */
+export function clippedErrorOrNotice(
+  code: typeof Backend.ErrorResponse | typeof Backend.NoticeResponse,
+  head: Buffer,
+  bodyBytes: number,
+): Buffer {
+  const what = code === Backend.ErrorResponse ? 'error' : 'notice';
+  const parts: Buffer[] = [];
+  let pos = 0;
+  while (pos < head.length && head[pos] !== 0) {
+    const end = head.indexOf(0, pos + 1);
+    const stop = end < 0 ? head.length : end;
+    const cut = end < 0 || stop - (pos + 1) > MAX_CLIPPED_FIELD_BYTES;
+    // A character split by the cut reads as U+FFFD: the text stays valid UTF-8.
+    let text = head.toString('utf8', pos + 1, Math.min(stop, pos + 1 + MAX_CLIPPED_FIELD_BYTES));
+    if (cut) text += `... (pgwarden: the server's ${what} was ${bodyBytes} bytes long; clipped)`;
+    parts.push(Buffer.from([head[pos]!]), Buffer.from(`${text}\0`, 'utf8'));
+    if (end < 0) break;
+    pos = end + 1;
+  }
+  parts.push(Buffer.from([0]));
+  return message(code, Buffer.concat(parts));
+}

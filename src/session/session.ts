@@ -343,7 +343,22 @@ export class Session {
       this.onBackendMessage(code, buf, bodyStart, end),
     );
     upstream.on('data', (chunk: Buffer) => {
-      const out = stream.push(chunk);
+      let out: Buffer[];
+      try {
+        out = stream.push(chunk);
+      } catch (err) {
+        // An answer pgwarden cannot handle ends this session, never the process serving everyone.
+        this.log.error(
+          { event: 'upstream_answer_failed', err: (err as Error).message },
+          'server answer not handled',
+        );
+        this.fatal(
+          new PgwardenError('PGW_INTERNAL', {
+            message: "pgwarden could not handle the server's answer; session ended",
+          }),
+        );
+        return;
+      }
       if (out.length > 0 && !this.closed) {
         const ok = this.client.write(out.length === 1 ? out[0]! : Buffer.concat(out));
         // Backpressure: stop reading results until the client has taken what it was sent.

@@ -1,4 +1,15 @@
+import { clippedErrorOrNotice } from '../protocol/backend-encoder.js';
 import { Backend } from '../protocol/codes.js';
+
+/**
+ * The longest ErrorResponse or NoticeResponse passed on whole. The server quotes input in them, so
+ * a statement of a few bytes can draw one of any size; a longer one is read this far, rebuilt with
+ * its fields clipped (clippedErrorOrNotice), and the rest of it skipped as it arrives.
+ */
+export const MAX_WHOLE_NOTICE_BYTES = 1024 * 1024;
+
+const isNotice = (code: number): code is typeof Backend.ErrorResponse | typeof Backend.NoticeResponse =>
+  code === Backend.ErrorResponse || code === Backend.NoticeResponse;
 
 /**
  * What the relay does with one backend message: forward it, drop it, or send other bytes instead.
@@ -22,6 +33,8 @@ export class BackendStream {
   private pendingTotal = 0;
   /** Bytes of a streamed message still to come. */
   private streamRemaining = 0;
+  /** Bytes of a clipped error or notice still to come, dropped as they arrive. */
+  private skipRemaining = 0;
 
   /**
    * `inspect` gets the message's code and where its body lies in `buf` (from bodyStart to end);
@@ -39,6 +52,11 @@ export class BackendStream {
       const n = Math.min(this.streamRemaining, buf.length);
       out.push(buf.subarray(0, n));
       this.streamRemaining -= n;
+      buf = buf.subarray(n);
+    }
+    if (this.skipRemaining > 0) {
+      const n = Math.min(this.skipRemaining, buf.length);
+      this.skipRemaining -= n;
       buf = buf.subarray(n);
     }
     if (this.pendingBytes > 0) {
@@ -62,6 +80,23 @@ export class BackendStream {
     while (buf.length - pos >= 5) {
       const code = buf[pos]!;
       const total = 1 + buf.readInt32BE(pos + 1);
+      if (isNotice(code) && total > MAX_WHOLE_NOTICE_BYTES) {
+        // Waits for its head only (see pendingTotal below), then skips the rest.
+        if (buf.length - pos < MAX_WHOLE_NOTICE_BYTES) break;
+        const clipped = clippedErrorOrNotice(
+          code,
+          buf.subarray(pos + 5, pos + MAX_WHOLE_NOTICE_BYTES),
+          total - 5,
+        );
+        const verdict = this.inspect(code, clipped, 5, clipped.length);
+        if (pos > runStart) out.push(buf.subarray(runStart, pos));
+        if (verdict !== 'drop') out.push(verdict === 'forward' ? clipped : verdict);
+        const here = Math.min(total, buf.length - pos);
+        this.skipRemaining = total - here;
+        pos += here;
+        runStart = pos;
+        continue;
+      }
       if (buf.length - pos < total) {
         if (code === Backend.DataRow || code === Backend.CopyData) {
           // Stream the start of a large row now; the rest passes as it arrives.
@@ -88,8 +123,10 @@ export class BackendStream {
       const rest = Buffer.from(buf.subarray(pos));
       this.pending = [rest];
       this.pendingBytes = rest.length;
-      // With its header, it is a message the loop does not stream (not a row): wait for all of it.
-      this.pendingTotal = rest.length >= 5 ? 1 + rest.readInt32BE(1) : 0;
+      // With its header, it is a message the loop does not stream (not a row): wait for all of it,
+      // or for the head of a long error or notice.
+      const total = rest.length >= 5 ? 1 + rest.readInt32BE(1) : 0;
+      this.pendingTotal = isNotice(rest[0]!) ? Math.min(total, MAX_WHOLE_NOTICE_BYTES) : total;
     }
     return out;
   }
