@@ -360,4 +360,34 @@ describe('long statements are judged off the event loop', () => {
       c.close();
     }
   });
+
+  it("a statement that exhausts the parser's stack is refused and its thread replaced; the parser keeps serving everyone (red team, round 45)", async () => {
+    // Each one left part of the parser's stack behind: after eight, every statement not in the
+    // caches, of every tenant, failed with "memory access out of bounds" until a restart.
+    const sum = (seed: number): string => `SELECT ${seed}${'+1'.repeat(30_000)}`;
+    const acme = new pg.Client({ connectionString: await proxy.url({ tenant: 'acme' }) });
+    const globex = new pg.Client({ connectionString: await proxy.url({ tenant: 'globex' }) });
+    await acme.connect();
+    await globex.connect();
+    try {
+      for (let i = 0; i < 12; i++) {
+        await expect(acme.query(sum(i))).rejects.toMatchObject({
+          code: '54001',
+          message: expect.stringContaining('deeper than the SQL parser can read'),
+        });
+        // A statement no cache holds, from another tenant, right after.
+        const { rows } = await globex.query(
+          `SELECT ${i} + 1 AS n, count(*)::int AS c FROM products WHERE id > ${i}`,
+        );
+        expect(rows[0]).toMatchObject({ n: i + 1 });
+      }
+      // Refusals of the parser's failure are not remembered: the same text is judged again.
+      await expect(acme.query(sum(0))).rejects.toMatchObject({ code: '54001' });
+      // The look-alike: a sum of hundreds of terms is read, judged and run.
+      expect((await acme.query(`SELECT 0${'+1'.repeat(300)} AS n`)).rows).toEqual([{ n: 300 }]);
+    } finally {
+      await acme.end();
+      await globex.end();
+    }
+  }, 120_000);
 });

@@ -2,7 +2,7 @@ import type { ErrorCode } from '../errors/registry.js';
 import { deeperThan, firstDifference, sameTree, type Node } from '../sql/ast.js';
 import { deparseStatements } from '../sql/deparse.js';
 import { agreesWithScanner, literalShape, type LiteralShape } from '../sql/literal-shape.js';
-import { fingerprint, parseSql, scanTokens, type ParseResult } from '../sql/parse.js';
+import { fingerprint, parseSql, ParserLostError, scanTokens, type ParseResult } from '../sql/parse.js';
 import { Denial, RewriteContext } from '../rewrite/context.js';
 import { checkInvariant } from '../rewrite/invariant.js';
 import { paramsUsedOnce } from '../rewrite/safe-conjuncts.js';
@@ -262,12 +262,31 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
 
   type Evaluated = { entry: Entry; cacheable: boolean; shape?: Entry };
 
+  /** Refused, never remembered: the statement is not at fault once the parser is gone. */
+  function parserLost(err: ParserLostError): Evaluated {
+    const verdict = err.now
+      ? deny(
+          facts(undefined, []),
+          'the statement nests expressions or subqueries deeper than the SQL parser can read (a sum of thousands of terms, say): flatten it or split it',
+          'parser_stack_exhausted',
+          'PGW_TOO_COMPLEX',
+        )
+      : deny(
+          facts(undefined, []),
+          'internal pgwarden error: its SQL parser failed on an earlier statement and pgwarden must be restarted; the statement was denied',
+          'parser_lost',
+          'PGW_INTERNAL',
+        );
+    return { entry: { verdict, fingerprint: '' }, cacheable: false };
+  }
+
   function evaluate(sql: string, jc: JudgeContext, policy: EffectivePolicy): Evaluated {
     const kinds: string[] = [];
     let parsed;
     try {
       parsed = parseSql(sql);
     } catch (err) {
+      if (err instanceof ParserLostError) return parserLost(err);
       const verdict = deny(
         facts(undefined, []),
         `syntax error: ${(err as Error).message}`,
@@ -393,6 +412,7 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
       try {
         check = parseSql(out).stmts.map((s) => s.stmt as Node);
       } catch (err) {
+        if (err instanceof ParserLostError) throw err;
         return printerLimit(
           `its rewrite did not parse: ${(err as Error).message}`,
           `rewrite_unparsable: ${(err as Error).message}`,
@@ -542,12 +562,15 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
       };
       return { judgement, lesson };
     } catch (err) {
-      const verdict = deny(
-        facts(undefined, []),
-        'internal pgwarden error; the statement was denied',
-        `internal: ${(err as Error).message}`,
-        'PGW_INTERNAL',
-      );
+      const verdict =
+        err instanceof ParserLostError
+          ? parserLost(err).entry.verdict
+          : deny(
+              facts(undefined, []),
+              'internal pgwarden error; the statement was denied',
+              `internal: ${(err as Error).message}`,
+              'PGW_INTERNAL',
+            );
       return {
         judgement: { verdict, fingerprint: '', cached: false, judgeMicros: elapsedMicros(start) },
         lesson: {},

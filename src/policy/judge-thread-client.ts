@@ -265,6 +265,18 @@ export class JudgeThreads {
       if (slot.inFlight?.id !== m.id) return;
       const done = this.finish(slot);
       worker.unref();
+      if (m.retire) {
+        this.logger?.error(
+          {
+            event: 'judge_thread_parser_lost',
+            tenant: done.job.ctx.identity.tenant,
+            bytes: done.job.sql.length,
+          },
+          "a statement exhausted the SQL parser's stack; it was refused and the judge thread replaced",
+        );
+        slot.worker = undefined;
+        void worker.terminate();
+      }
       // Judged under rules replaced meanwhile: a statement the new rules refuse must not run on
       // the old ones' word, so it is judged again, first in its session's queue.
       if (m.generation === this.generation) done.job.resolve({ judgement: m.judgement, lesson: m.lesson });

@@ -25,4 +25,6 @@ interface Judged {
   readonly lesson: Lesson;
   /** The policy it was judged with. */
   readonly generation: number;
+  /** The thread's parser is lost: it judges nothing more and is to be replaced. */
+  readonly retire?: true;
 }

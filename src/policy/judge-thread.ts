@@ -1,5 +1,5 @@
 import { parentPort } from 'node:worker_threads';
-import { loadParser } from '../sql/parse.js';
+import { loadParser, parserLost } from '../sql/parse.js';
 import { createPolicyJudge } from './engine.js';
 import type { FromJudgeThread, ToJudgeThread } from './judge-thread-protocol.js';
 
@@ -29,6 +29,14 @@ port.on('message', (m: ToJudgeThread) => {
   }
   if (!judge) throw new Error('judge thread asked to judge before it was given a policy');
   const { judgement, lesson } = judge.judgeAndTeach(m.sql, m.ctx);
-  const reply: FromJudgeThread = { type: 'judged', id: m.id, judgement, lesson, generation };
+  // A thread whose parser is lost asks to be replaced (parse.ts, ParserLostError).
+  const reply: FromJudgeThread = {
+    type: 'judged',
+    id: m.id,
+    judgement,
+    lesson,
+    generation,
+    ...(parserLost() ? { retire: true } : {}),
+  };
   port.postMessage(reply);
 });
