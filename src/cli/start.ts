@@ -93,6 +93,8 @@ export async function startFromConfig(config: Config, logger: Logger): Promise<S
     log.reopenNdjson();
     void policy.reload().then((r) => {
       if (r.ok) logger.info({ event: 'rules_reloaded' }, 'rules reloaded');
+      else if (r.superseded)
+        logger.info({ event: 'rules_reload_superseded' }, 'a newer reload decides which rules are in force');
       else
         logger.error(
           { event: 'rules_reload_refused', error: r.error },

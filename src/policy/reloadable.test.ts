@@ -129,6 +129,29 @@ describe('reloadable judge', () => {
     await r.close();
   });
 
+  it('an older reload overtaken by a newer one says it was superseded, not refused (red team, round 45)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pgw-reload-'));
+    writeFileSync(join(dir, 'rules.yaml'), products);
+    let slow: (() => void) | undefined;
+    let calls = 0;
+    const r = await createReloadableJudge({
+      rulesPaths: [dir],
+      // The first reload's catalog comes only after the second reload has finished.
+      loadCatalog: async () => {
+        if (++calls === 2) await new Promise<void>((resolve) => (slow = resolve));
+        return readCatalogSnapshot('grammar-tests/catalog.json');
+      },
+      searchPath: 'public',
+    });
+    writeFileSync(join(dir, 'rules.yaml'), orders);
+    const older = r.reload();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(await r.reload()).toEqual({ ok: true });
+    slow?.();
+    expect(await older).toEqual({ ok: false, superseded: true, error: 'superseded by a newer reload' });
+    expect(r.judge.judge('SELECT * FROM orders', ctx).verdict.kind).toBe('rewrite');
+  });
+
   it('refuses to start without valid rules', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pgw-reload-'));
     writeFileSync(join(dir, 'r.yaml'), 'version: 2\n');

@@ -13,10 +13,20 @@ export interface ReloadLogger {
   warn(o: object, m?: string): void;
 }
 
+/**
+ * A reload's outcome. `superseded`: a newer reload (a file change after a SIGHUP, say) started
+ * meanwhile and decides what is in force; nothing was refused.
+ */
+export interface ReloadResult {
+  readonly ok: boolean;
+  readonly error?: string;
+  readonly superseded?: true;
+}
+
 export interface ReloadableJudge {
   /** Always judges with the rules in force; a reload swaps them in one assignment. */
   readonly judge: Judge;
-  reload(): Promise<{ ok: boolean; error?: string }>;
+  reload(): Promise<ReloadResult>;
   /** Reloads when a rules file changes (debounced); returns a function that stops watching. */
   watch(): () => void;
   /** Stops the judge thread, if there is one. */
@@ -125,13 +135,13 @@ export async function createReloadableJudge(opts: {
       : {}),
   };
 
-  const reload = async (): Promise<{ ok: boolean; error?: string }> => {
+  const reload = async (): Promise<ReloadResult> => {
     const mine = ++generation;
     try {
       // Only the newest reload is put in force, so the version it is built as is the next one.
       const next = await build(version + 1);
       // A slower, older reload must not overwrite a newer one.
-      if (mine !== generation) return { ok: false, error: 'superseded by a newer reload' };
+      if (mine !== generation) return { ok: false, superseded: true, error: 'superseded by a newer reload' };
       // The same rules and catalog (a SIGHUP, an editor's swap file in the rules directory): a
       // new version would refuse every session's PREPAREd statements and cursors for nothing.
       const key = inputsKey(next);
