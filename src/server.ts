@@ -71,7 +71,7 @@ export async function startPgwarden(opts: PgwardenOptions): Promise<RunningPgwar
     config,
     judge: opts.judge,
     sink: opts.sink,
-    verifyToken: opts.verifyToken ?? createTokenVerifier(config.auth),
+    verifyToken: opts.verifyToken ?? createTokenVerifier(config.auth, logger),
     cancels,
     tls: tlsContext(config),
     instanceId,

@@ -30,6 +30,8 @@ const auth = z
     hs256Secret: z.string().min(32, 'hs256Secret must be at least 32 characters').optional(),
     jwksFile: z.string().optional(),
     jwksUrl: z.url().optional(),
+    /** How long the last key set fetched from jwksUrl is used while the URL fails. */
+    jwksMaxStaleSec: z.number().int().positive().default(86_400),
     issuer: z.string().optional(),
     audience: z.string().optional(),
     claims: claims.default(claims.parse({})),

@@ -1,14 +1,8 @@
 import { readFileSync } from 'node:fs';
-import {
-  SignJWT,
-  createLocalJWKSet,
-  createRemoteJWKSet,
-  jwtVerify,
-  type JWTPayload,
-  type JWTVerifyGetKey,
-} from 'jose';
+import { SignJWT, createLocalJWKSet, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { Config } from '../config/schema.js';
 import type { Identity } from './identity.js';
+import { RemoteKeySet, type KeySetLogger } from './remote-jwks.js';
 
 type AuthConfig = Config['auth'];
 
@@ -25,12 +19,27 @@ export class TokenError extends Error {
 
 export type TokenVerifier = (token: string, startupUser: string) => Promise<Identity>;
 
-function keySource(auth: AuthConfig): Uint8Array | JWTVerifyGetKey {
+function keySource(auth: AuthConfig, logger: KeySetLogger | undefined): Uint8Array | JWTVerifyGetKey {
   if (auth.hs256Secret !== undefined) return new TextEncoder().encode(auth.hs256Secret);
   if (auth.jwksFile !== undefined) return createLocalJWKSet(JSON.parse(readFileSync(auth.jwksFile, 'utf8')));
-  if (auth.jwksUrl !== undefined) return createRemoteJWKSet(new URL(auth.jwksUrl));
+  if (auth.jwksUrl !== undefined) {
+    const keys = new RemoteKeySet(new URL(auth.jwksUrl), {
+      refreshMs: JWKS_REFRESH_MS,
+      maxStaleMs: auth.jwksMaxStaleSec * 1000,
+      minFetchIntervalMs: JWKS_MIN_FETCH_INTERVAL_MS,
+      timeoutMs: JWKS_TIMEOUT_MS,
+      logger,
+    });
+    void keys.prefetch();
+    return keys.getKey;
+  }
   throw new Error('auth has no key source');
 }
+
+/** How the identity provider's key set is fetched (remote-jwks.ts): jose's own defaults. */
+const JWKS_REFRESH_MS = 10 * 60_000;
+const JWKS_MIN_FETCH_INTERVAL_MS = 30_000;
+const JWKS_TIMEOUT_MS = 5000;
 
 /**
  * A claim as text. A number is accepted only when it is a safe integer other than -0: JSON.parse
@@ -122,8 +131,8 @@ const UNPRINTABLE =
   // eslint-disable-next-line no-control-regex -- control characters are what it looks for
   /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
-export function createTokenVerifier(auth: AuthConfig): TokenVerifier {
-  const key = keySource(auth);
+export function createTokenVerifier(auth: AuthConfig, logger?: KeySetLogger): TokenVerifier {
+  const key = keySource(auth, logger);
   const algorithms = auth.hs256Secret !== undefined ? ['HS256'] : ['RS256', 'ES256'];
   return async (token, startupUser) => {
     let payload: JWTPayload;
