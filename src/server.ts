@@ -8,7 +8,6 @@ import type { Config } from './config/schema.js';
 import { PgwardenError } from './errors/registry.js';
 import { createTokenVerifier, type TokenVerifier } from './identity/token.js';
 import type { Judge } from './policy/verdict.js';
-import * as be from './protocol/backend-encoder.js';
 import { CancelRegistry } from './session/cancel-registry.js';
 import { admissionRefusal } from './session/admission.js';
 import { addressKey } from './session/client-address.js';
@@ -84,13 +83,10 @@ export async function startPgwarden(opts: PgwardenOptions): Promise<RunningPgwar
   const onConnection = (socket: Socket): void => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    if (sessions.size >= config.limits.maxConnections) {
-      const e = new PgwardenError('PGW_TOO_MANY_CONNECTIONS');
-      socket.on('error', () => socket.destroy());
-      socket.end(be.errorResponse({ severity: 'FATAL', sqlstate: e.sqlstate, message: e.message }));
-      logger.warn({ event: 'connection_refused', reason: 'max_connections', client: socket.remoteAddress });
-      return;
-    }
+    // limits.maxConnections is checked when a session is admitted, after its token (admit below):
+    // refused here, before its first message, a CancelRequest could not stop a query while
+    // pgwarden was full (PostgreSQL takes cancels whatever max_connections says; red team, round
+    // 46), and a client without a token learnt how full pgwarden was.
     // Connections without a verified token have their own, smaller pool, so clients that never
     // authenticate cannot take the session slots. Before its startup packet a client could not
     // read an answer (it may be expecting a TLS handshake): it is closed without one.

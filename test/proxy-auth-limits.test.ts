@@ -183,7 +183,8 @@ describe('connection limits', () => {
       expect(p.proxy.sessionCount()).toBe(3);
       expect(p.proxy.startupCount()).toBe(0);
       const over = await RawClient.connect(p.port);
-      expect(errorOf(await over.read())).toMatchObject({ severity: 'FATAL', code: '53300' });
+      const answer = await over.login('support-bot', db.name, await p.token());
+      expect(errorOf(answer.at(-1))).toMatchObject({ severity: 'FATAL', code: '53300' });
       for (const c of sessions) c.close();
       await expect.poll(() => p.proxy.sessionCount()).toBe(0);
       await stillServes(p);

@@ -110,6 +110,27 @@ describe('cancel and backpressure', () => {
     await sql.end();
   });
 
+  it('a CancelRequest works while pgwarden is full (limits.maxConnections; red team, round 46)', async () => {
+    const full = await startTestProxy(db, {
+      tables: ['public.items'],
+      config: { limits: { maxConnections: 1 } },
+    });
+    const sql = postgres(await full.url(), { max: 1, onnotice: () => {}, fetch_types: false });
+    try {
+      const q = sql`SELECT pg_sleep(10) FROM items LIMIT 1`;
+      const started = Date.now();
+      setTimeout(() => void q.cancel(), 300);
+      await expect(q).rejects.toMatchObject({ code: '57014' });
+      expect(Date.now() - started).toBeLessThan(5000);
+      // The look-alike: a second session is still refused.
+      const second = new pg.Client({ connectionString: await full.url() });
+      await expect(second.connect()).rejects.toMatchObject({ code: '53300' });
+    } finally {
+      await sql.end();
+      await full.close();
+    }
+  });
+
   it('streams a large result with backpressure instead of buffering it', async () => {
     const c = await RawClient.connect(px.port);
     await c.login('support-bot', db.name, await px.token());
