@@ -1,3 +1,5 @@
+import net from 'node:net';
+import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { serialize } from 'pg-protocol';
@@ -56,6 +58,27 @@ describe('TLS', () => {
       (c as unknown as { connection: { stream: { encrypted?: boolean } } }).connection.stream.encrypted,
     ).toBe(true);
     await c.end();
+  });
+
+  it('answers a failure after the TLS upgrade inside TLS, before the startup packet too (red team, round 46)', async () => {
+    const sslRequest = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+    const raw = net.connect(px.port, '127.0.0.1');
+    await new Promise<void>((resolve) => raw.once('connect', resolve));
+    raw.write(sslRequest);
+    const answer = await new Promise<Buffer>((resolve) => raw.once('data', resolve));
+    expect(answer.toString()).toBe('S');
+    const secure = tls.connect({ socket: raw, rejectUnauthorized: false });
+    await new Promise<void>((resolve) => secure.once('secureConnect', resolve));
+    const received: Buffer[] = [];
+    secure.on('data', (b: Buffer) => received.push(b));
+    const ended = new Promise<void>((resolve) => secure.once('close', () => resolve()));
+    // A second SSLRequest, inside TLS: refused with an error the client can read.
+    secure.write(sslRequest);
+    await ended;
+    const reply = Buffer.concat(received);
+    expect(String.fromCharCode(reply[0]!)).toBe('E');
+    expect(reply.toString('latin1')).toContain('C08P01');
+    expect(reply.toString('latin1')).toContain('encryption was already negotiated');
   });
 
   it('refuses plaintext where only TLS is allowed (08004)', async () => {

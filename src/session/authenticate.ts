@@ -21,6 +21,12 @@ export interface AuthenticateDeps {
 }
 
 export interface AuthenticateHooks {
+  /**
+   * The TLS socket, as soon as the client's SSLRequest is accepted: whatever fails from then on
+   * (a second SSLRequest, a bad startup packet, the startup timeout) is answered through it, not
+   * in plaintext under the client's TLS session (red team, round 46).
+   */
+  secured(tlsSocket: Socket): void;
   /** The client's socket (the TLS one once upgraded) and its decoder, before anything can fail. */
   connected(client: Socket, decoder: FrontendDecoder): void;
   /** The client's startup parameters, before its password is read. */
@@ -55,7 +61,11 @@ export async function authenticate(
   hooks: AuthenticateHooks,
 ): Promise<Authentication> {
   const { config } = deps;
-  const first = await readStartup(socket, { maxMessageBytes: config.limits.maxMessageBytes, tls: deps.tls });
+  const first = await readStartup(socket, {
+    maxMessageBytes: config.limits.maxMessageBytes,
+    tls: deps.tls,
+    onSecure: (tlsSocket) => hooks.secured(tlsSocket),
+  });
   if (first.kind === 'cancel') return first;
   const client = first.socket;
   const reader = first.reader;

@@ -246,6 +246,9 @@ export class Session {
     // not leave that connection behind: close() marks the session, and startup stops there.
     this.socket.once('close', () => this.close(CLIENT_CLOSED_IN_STARTUP));
     const auth = await authenticate(this.socket, this.deps, {
+      secured: (tlsSocket) => {
+        this.client = tlsSocket;
+      },
       connected: (client, decoder) => {
         this.client = client;
         this.decoder = decoder;

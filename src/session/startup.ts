@@ -25,7 +25,12 @@ export type StartupPhaseResult =
  */
 export async function readStartup(
   socket: Socket,
-  opts: { maxMessageBytes: number; tls: SecureContext | undefined },
+  opts: {
+    maxMessageBytes: number;
+    tls: SecureContext | undefined;
+    /** Told of the TLS socket at once: an error before the startup packet must go through it. */
+    onSecure?: (tlsSocket: TLSSocket) => void;
+  },
 ): Promise<StartupPhaseResult> {
   const decoder = new FrontendDecoder(Math.min(opts.maxMessageBytes, 10_000));
   const reader = new MessageReader(socket, decoder);
@@ -60,6 +65,7 @@ export async function readStartup(
           reader.reattach(tlsSocket);
           current = tlsSocket;
           secure = true;
+          opts.onSecure?.(tlsSocket);
         } else {
           current.write(sslDeclined());
         }
