@@ -81,6 +81,19 @@ describe('TLS', () => {
     expect(reply.toString('latin1')).toContain('encryption was already negotiated');
   });
 
+  it('closes a connection that starts TLS directly (sslnegotiation=direct) without a plaintext answer it cannot read', async () => {
+    // Its ClientHello read as a startup packet drew "54000 message of 369295617 bytes" in plaintext.
+    const raw = net.connect(px.port, '127.0.0.1');
+    const received: Buffer[] = [];
+    raw.on('data', (b: Buffer) => received.push(b));
+    raw.on('error', () => {});
+    await new Promise<void>((resolve) => raw.once('connect', resolve));
+    raw.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]));
+    await new Promise<void>((resolve) => raw.once('close', () => resolve()));
+    expect(Buffer.concat(received)).toHaveLength(0);
+    // The look-alike: the same client through SSLRequest is served (the test above).
+  });
+
   it('refuses plaintext where only TLS is allowed (08004)', async () => {
     const strict = await startTestProxy(db, {
       tables: ['public.items'],

@@ -11,7 +11,10 @@ export class MessageReader {
   private failure: Error | undefined;
   /** Set while the socket is paused because the bytes waiting exceed one message. */
   private held = false;
+  /** The first byte the client sent (0x16 starts a TLS handshake: startup.ts). */
+  firstByte: number | undefined;
   private readonly onData = (chunk: Buffer): void => {
+    this.firstByte ??= chunk[0];
     try {
       this.decoder.push(chunk);
       this.deliver();

@@ -47,7 +47,7 @@ import { OutBatch } from './out-batch.js';
 import { Segments } from './segments.js';
 import { StatementJudging } from './statement-judging.js';
 import { UpstreamWriter } from './upstream-writer.js';
-import type { ClientParameters } from './startup.js';
+import { DirectTlsRefused, type ClientParameters } from './startup.js';
 import { parentKeyRefusal } from '../rewrite/parent-guards.js';
 
 /**
@@ -233,7 +233,10 @@ export class Session {
     try {
       await this.startup();
     } catch (err) {
-      this.fatal(clientError(err));
+      if (err instanceof DirectTlsRefused) {
+        this.log.info({ event: 'direct_tls_refused', client: this.clientAddress }, err.message);
+        this.socket.destroy();
+      } else this.fatal(clientError(err));
     } finally {
       clearTimeout(startupTimer);
     }

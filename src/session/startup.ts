@@ -18,6 +18,22 @@ export interface StartupRequest {
 export type StartupPhaseResult =
   StartupRequest | { readonly kind: 'cancel'; processId: number; secretKey: Buffer };
 
+/** The first byte of a TLS ClientHello record. */
+const TLS_HANDSHAKE = 0x16;
+
+/**
+ * A client that began with a TLS handshake instead of a startup packet (PostgreSQL 17's
+ * `sslnegotiation=direct`), which pgwarden does not take: it negotiates TLS with SSLRequest only.
+ * Such a client cannot read a plaintext answer, so it gets none; the log says why.
+ */
+export class DirectTlsRefused extends Error {
+  constructor() {
+    super(
+      'the client started TLS directly (sslnegotiation=direct); pgwarden takes TLS only after an SSLRequest',
+    );
+  }
+}
+
 /**
  * Reads the untyped startup-phase messages: SSLRequest (upgrade or decline), GSSENCRequest
  * (always declined), CancelRequest, and finally the StartupMessage.
@@ -39,7 +55,10 @@ export async function readStartup(
   let askedGss = false;
   let askedSsl = false;
   for (;;) {
-    const msg = await reader.next();
+    const msg = await reader.next().catch((err: unknown) => {
+      if (!secure && reader.firstByte === TLS_HANDSHAKE) throw new DirectTlsRefused();
+      throw err;
+    });
     const packet = readStartupPacket(msg.body);
     switch (packet.type) {
       case 'ssl':
