@@ -98,6 +98,25 @@ describe('bad input gets a clear error and the proxy keeps serving', () => {
     await stillServes();
   });
 
+  it("a display setting the server does not take is refused as the client's, not as an outage (red team, round 46)", async () => {
+    for (const extra of [{ DateStyle: 'bogus' }, { TimeZone: 'Nowhere/Bogus' }] as Record<string, string>[]) {
+      const c = await RawClient.connect(px.port);
+      const answer = await c.login('support-bot', db.name, await px.token(), extra);
+      expect(errorOf(answer.at(-1))).toMatchObject({
+        severity: 'FATAL',
+        code: '28000',
+        message: expect.stringContaining(`invalid value for parameter "${Object.keys(extra)[0]}"`),
+      });
+      c.close();
+    }
+    // The look-alike: values it takes are forwarded and the session opens.
+    const ok = await RawClient.connect(px.port);
+    const answer = await ok.login('support-bot', db.name, await px.token(), { DateStyle: 'ISO, DMY' });
+    expect(answer.at(-1)?.code).toBe('Z');
+    ok.close();
+    await stillServes();
+  });
+
   it('an oversized message ends that session with 54000 only', async () => {
     const c = await RawClient.connect(px.port);
     await c.login('support-bot', db.name, await px.token());

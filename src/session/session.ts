@@ -56,6 +56,9 @@ import { parentKeyRefusal } from '../rewrite/parent-guards.js';
  */
 const INTERRUPTS = new Set(['57014', '55P03']);
 
+/** The server's SQLSTATE for a setting's value it does not take (invalid value for parameter "..."). */
+const INVALID_PARAMETER_VALUE = '22023';
+
 /** What an agent reads instead of a server error that names a relation the rules do not. */
 const RELATION_WITHHELD =
   'the statement conflicts with data in a relation that the rules do not name (a foreign key from it, for example); pgwarden withholds its name';
@@ -292,9 +295,22 @@ export class Session {
         },
       });
     } catch (err) {
+      this.connected();
+      // A display setting the client asked for (DateStyle, TimeZone, ...) that the server does
+      // not take: the client's own mistake, told to it in the server's words, which quote only
+      // its value. It was answered as an outage and logged as one at error level.
+      const server = (err as { cause?: { code?: string; message?: string } }).cause;
+      if (server?.code === INVALID_PARAMETER_VALUE && Object.keys(params.forwarded).length > 0) {
+        this.log.info(
+          { event: 'startup_parameter_refused', err: server.message },
+          'the server refused a startup parameter',
+        );
+        throw new PgwardenError('PGW_STARTUP_REFUSED', {
+          message: `the server refused a startup parameter: ${server.message ?? ''}`,
+        });
+      }
       // The server's words (and host:port) are for operators; the agent gets the generic 08006.
       this.log.error({ event: 'upstream_unavailable', err: (err as PgwardenError).detail ?? String(err) });
-      this.connected();
       throw new PgwardenError('PGW_UPSTREAM_UNAVAILABLE', { cause: err });
     }
     if (this.closed) {

@@ -102,7 +102,7 @@ export function connectUpstream(opts: UpstreamOptions): Promise<UpstreamConnecti
           resolve({ socket, parameters, processId, secretKey });
           return;
         case 'error':
-          fail(`the server refused the connection: ${(msg as unknown as Error).message}`);
+          fail(`the server refused the connection: ${(msg as unknown as Error).message}`, msg);
           return;
         default:
           fail(`unexpected ${msg.name} during startup`);
