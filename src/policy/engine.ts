@@ -2,6 +2,7 @@ import type { ErrorCode } from '../errors/registry.js';
 import { deeperThan, firstDifference, sameTree, type Node } from '../sql/ast.js';
 import { deparseStatements } from '../sql/deparse.js';
 import { agreesWithScanner, literalShape, type LiteralShape } from '../sql/literal-shape.js';
+import { MAX_NESTING_ESTIMATE, NESTING_CHECK_CHARS, nestingEstimate } from '../sql/nesting.js';
 import { fingerprint, parseSql, ParserLostError, scanTokens, type ParseResult } from '../sql/parse.js';
 import { Denial, RewriteContext } from '../rewrite/context.js';
 import { checkInvariant } from '../rewrite/invariant.js';
@@ -262,6 +263,18 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
 
   type Evaluated = { entry: Entry; cacheable: boolean; shape?: Entry };
 
+  /** Refused before parsing, where parsing could run the parser out of stack (sql/nesting.ts). */
+  function tooDeepToParse(sql: string): boolean {
+    if (sql.length < NESTING_CHECK_CHARS) return false;
+    try {
+      return nestingEstimate(sql, scanTokens(sql)) > MAX_NESTING_ESTIMATE;
+    } catch (err) {
+      if (err instanceof ParserLostError) throw err;
+      // The parser reports what the scanner could not read.
+      return false;
+    }
+  }
+
   /** Refused, never remembered: the statement is not at fault once the parser is gone. */
   function parserLost(err: ParserLostError): Evaluated {
     const verdict = err.now
@@ -282,6 +295,15 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
 
   function evaluate(sql: string, jc: JudgeContext, policy: EffectivePolicy): Evaluated {
     const kinds: string[] = [];
+    if (tooDeepToParse(sql)) {
+      const verdict = deny(
+        facts(undefined, []),
+        'the statement nests expressions or subqueries deeper than the SQL parser can read (a sum of thousands of terms, say): flatten it or split it',
+        'too_deep',
+        'PGW_TOO_COMPLEX',
+      );
+      return { entry: { verdict, fingerprint: '' }, cacheable: true };
+    }
     let parsed;
     try {
       parsed = parseSql(sql);

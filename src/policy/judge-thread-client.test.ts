@@ -245,4 +245,38 @@ describe('the judge thread', () => {
     await thread.close();
     expect((await thread.judge('SELECT 1', ctx)).judgement.verdict.kind).toBe('deny');
   });
+
+  it('replaces a thread whose parser ran out of stack, and refuses the statement with 54001 (red team, round 45)', async () => {
+    // A small stack, so that a statement under the nesting estimate (sql/nesting.ts) still runs the
+    // parser out of it: the last line of defence, behind that check.
+    const demo = await loadDemoPolicy();
+    const events: string[] = [];
+    const logger = { warn: () => {}, error: (o: object) => events.push((o as { event: string }).event) };
+    const thread = new JudgeThreads(logger, { timeoutMs: 60_000, stackSizeMb: 0.5 });
+    thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
+    const nested = `SELECT ${'(SELECT '.repeat(1400)}1${')'.repeat(1400)}`;
+    try {
+      for (let i = 0; i < 3; i++) {
+        const j = await thread.judge(nested, ctx);
+        expect(j.judgement.verdict).toMatchObject({
+          kind: 'deny',
+          code: 'PGW_TOO_COMPLEX',
+          reasons: ['parser_stack_exhausted'],
+        });
+        // Not remembered: the thread's caches taught nothing about it.
+        expect(j.lesson).toEqual({});
+        // A new thread, with a parser of its own, judges the next statement.
+        expect(
+          (await thread.judge(`SELECT total FROM orders WHERE id = ${i}`, ctx)).judgement.verdict.kind,
+        ).toBe('rewrite');
+      }
+      expect(events).toEqual([
+        'judge_thread_parser_lost',
+        'judge_thread_parser_lost',
+        'judge_thread_parser_lost',
+      ]);
+    } finally {
+      await thread.close();
+    }
+  });
 });

@@ -15,6 +15,8 @@ export interface JudgeThreadOptions {
   readonly timeoutMs: number;
   /** Threads judging at once (limits.judgeThreadCount); default 1. */
   readonly threads?: number;
+  /** The threads' stack (Node's default otherwise); the tests make it small to exhaust it. */
+  readonly stackSizeMb?: number;
 }
 
 /** Heap of the judge thread: its decision caches (two of 32 Mi characters) and the largest judgement. */
@@ -245,7 +247,10 @@ export class JudgeThreads {
       execArgv: process.execArgv.filter((a) => !a.startsWith('--input-type')),
       // Judging one huge statement must not take pgwarden's memory with it: beyond this the thread
       // dies, its statement is refused, and the next one starts a fresh thread.
-      resourceLimits: { maxOldGenerationSizeMb: JUDGE_THREAD_HEAP_MB },
+      resourceLimits: {
+        maxOldGenerationSizeMb: JUDGE_THREAD_HEAP_MB,
+        ...(this.opts.stackSizeMb === undefined ? {} : { stackSizeMb: this.opts.stackSizeMb }),
+      },
     });
     slot.worker = worker;
     slot.ready = false;
