@@ -80,6 +80,11 @@ describe('HS256 tokens', () => {
       { tenant: 'acme', roles: ['r\ud800'] },
       { tenant: 'acme', act: { sub: 'bot\u0007' } },
       { tenant: 'acme', jti: 'id\udc00' },
+      // Invisible: the record would read as another human's (red team, round 46).
+      { tenant: 'acme', act: { sub: 'support\u200b-bot' } },
+      { tenant: 'acme\ufeff' },
+      { tenant: 'acme', roles: ['lead\u2060'] },
+      { tenant: 'acme\u2028' },
     ])
       await expect(verify(await sign('https://idp.test/', 'pgwarden', claims), 'u')).rejects.toMatchObject({
         reason: 'claims',
@@ -91,10 +96,18 @@ describe('HS256 tokens', () => {
     });
     // Benign look-alikes: non-Latin names, emoji (a surrogate pair), spaces and punctuation.
     const ok = await verify(
-      await sign('https://idp.test/', 'pgwarden', { tenant: 'mañana-ü 株式会社 🚀', roles: ['lead (EU)'] }),
+      await sign('https://idp.test/', 'pgwarden', {
+        tenant: 'mañana-ü 株式会社 🚀',
+        roles: ['lead (EU)'],
+        act: { sub: 'می\u200cخواهم 👩\u200d💻' },
+      }),
       'u',
     );
-    expect(ok).toMatchObject({ tenant: 'mañana-ü 株式会社 🚀', roles: ['lead (EU)'] });
+    expect(ok).toMatchObject({
+      tenant: 'mañana-ü 株式会社 🚀',
+      roles: ['lead (EU)'],
+      agent: 'می\u200cخواهم 👩\u200d💻',
+    });
   });
 
   it('refuses alg=none and an HS256 token signed with a public key', async () => {

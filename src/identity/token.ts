@@ -124,12 +124,15 @@ export function identityFromClaims(payload: JWTPayload, auth: AuthConfig, startu
  * lie or vanish: the store cannot keep NUL (the records went to rejected.ndjson while the
  * statement ran), keeps half a surrogate pair as U+FFFD (verify then reported the record altered,
  * and stopped looking further along that chain), and direction controls display a name as
- * another one (red team, round 33). C0 and C1 controls, DEL, the bidirectional controls and
- * unpaired surrogates.
+ * another one (red team, round 33). C0 and C1 controls, DEL, the bidirectional controls, unpaired
+ * surrogates, and the invisible characters that make one name display as another (zero-width
+ * space, word joiner and invisible operators, byte-order mark; line and paragraph separators):
+ * `alice\u200b@acme.test` read as alice in every record (red team, round 46). The zero-width
+ * joiner and non-joiner stay: Persian, Indic scripts and emoji need them.
  */
 const UNPRINTABLE =
   // eslint-disable-next-line no-control-regex -- control characters are what it looks for
-  /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+  /[\u0000-\u001f\u007f-\u009f\u061c\u200b\u200e\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 export function createTokenVerifier(auth: AuthConfig, logger?: KeySetLogger): TokenVerifier {
   const key = keySource(auth, logger);
