@@ -669,6 +669,62 @@ const tenantInsert = (total: number): string =>
   `INSERT INTO orders (org_id, total) VALUES ($1, ${total}) RETURNING id`;
 
 describe("pgwarden's mirror of prepared statements, portals and cursors follows the server", () => {
+  it('a Parsed EXECUTE or FETCH is judged again once the names it uses change (red team, round 48)', async () => {
+    const c = await RawClient.connect(proxy.port);
+    await c.login('support-bot', db.name, await proxy.token({ tenant: 'acme' }));
+    const before = await globexChecksum();
+    const round = async (...msgs: Buffer[]): Promise<RawMessage[]> => {
+      c.send(Buffer.concat([...msgs, serialize.sync()]));
+      return c.untilReady();
+    };
+    const query = async (sql: string): Promise<RawMessage[]> => {
+      c.send(serialize.query(sql));
+      return c.untilReady();
+    };
+    try {
+      await query('PREPARE p(text, numeric) AS SELECT $1::text AS a, $2::numeric AS b');
+      // e is judged while p is that SELECT; run then, it is (the look-alike).
+      expect(
+        (await round(serialize.parse({ name: 'e', text: "EXECUTE p('globex', 4242)" }))).map((m) => m.code),
+      ).toEqual(['1', 'Z']);
+      expect(
+        (await round(serialize.bind({ statement: 'e' }), serialize.execute({}))).map((m) => m.code),
+      ).toEqual(['2', 'D', 'C', 'Z']);
+      // The attack: p becomes a protocol INSERT whose tenant value only a protocol Bind checks.
+      await query('DEALLOCATE p');
+      expect(
+        (
+          await round(
+            serialize.parse({ name: 'p', text: 'INSERT INTO orders (org_id, total) VALUES ($1, $2)' }),
+          )
+        ).map((m) => m.code),
+      ).toEqual(['1', 'Z']);
+      const bound = await round(serialize.bind({ statement: 'e' }), serialize.execute({}));
+      expect(errorOf(bound[0])).toMatchObject({
+        code: '42501',
+        message: expect.stringContaining('was not prepared through pgwarden'),
+      });
+      // In one pipeline too: the name changes between e's Bind and its Execute.
+      await round(serialize.close({ type: 'S', name: 'p' }));
+      await query('PREPARE p(text, numeric) AS SELECT $1::text AS a, $2::numeric AS b');
+      c.send(
+        Buffer.concat([
+          serialize.bind({ statement: 'e', portal: 'pe' }),
+          serialize.close({ type: 'S', name: 'p' }),
+          serialize.parse({ name: 'p', text: 'INSERT INTO orders (org_id, total) VALUES ($1, $2)' }),
+          serialize.execute({ portal: 'pe' }),
+          serialize.sync(),
+        ]),
+      );
+      const late = await c.untilReady();
+      expect(late.map((m) => m.code)).toEqual(['2', '3', '1', 'E', 'Z']);
+      expect(errorOf(late[3])).toMatchObject({ code: '42501' });
+      expect(await globexChecksum()).toBe(before);
+    } finally {
+      c.close();
+    }
+  });
+
   it('PREPARE refuses a tenant parameter EXECUTE would pass unchecked, by Query or by Parse', async () => {
     const before = await globexChecksum();
     const c = await rawSession();

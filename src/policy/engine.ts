@@ -78,6 +78,7 @@ function facts(ctx: RewriteContext | undefined, kinds: string[]): VerdictFacts {
     columns: ctx ? [...ctx.columns] : [],
     flags: ctx ? [...ctx.flags] : [],
     statementKinds: kinds,
+    ...(ctx?.sessionDependent ? { usesSessionNames: true as const } : {}),
   };
 }
 

@@ -15,6 +15,11 @@ export interface VerdictFacts {
   readonly flags: readonly string[];
   /** Top-level statement kinds, e.g. ["SelectStmt"]. */
   readonly statementKinds: readonly string[];
+  /**
+   * The verdict read the session's prepared statements or cursors (EXECUTE p, FETCH c): it holds
+   * only while they are what they were (SessionNames.version).
+   */
+  readonly usesSessionNames?: true;
 }
 
 /**

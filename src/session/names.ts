@@ -18,6 +18,11 @@ export interface JudgedStatement {
    * alike (see Session.stillJudgedAlike).
    */
   rulesVersion: number;
+  /**
+   * For a statement whose verdict read the session's names (EXECUTE p, FETCH c: usesSessionNames),
+   * the names it was judged against (SessionNames.version); judged again once they change.
+   */
+  namesVersion?: number;
 }
 
 /** A portal made by Bind: its statement, and when the Bind was forwarded (Pending.order). */
@@ -81,6 +86,15 @@ const MAX_KEPT_SOURCE_CHARS = 1024 * 1024;
 export class SessionNames {
   readonly statements = new Map<string, JudgedStatement>();
   readonly portals = new Map<string, BoundPortal>();
+  /**
+   * Moves on with every change to any of the session's names, made, undone or forgotten: a
+   * statement that runs `EXECUTE p` was judged against the `p` of its Parse, and the server runs
+   * whatever `p` is when it executes (red team, round 48: an EXECUTE judged against a harmless
+   * PREPARE ran an INSERT Parsed under the same name later, with another tenant's values).
+   */
+  version = 0;
+  /** A statement of this session reads its names (JudgedStatement.namesVersion). */
+  namesDependent = false;
   /** What the policy engine reads to judge SQL that names them (EXECUTE, FETCH, ...). */
   readonly policyState = {
     preparedStatements: new Map<string, number>(),
@@ -90,13 +104,36 @@ export class SessionNames {
   /** Characters of the sources the names above keep (MAX_KEPT_SOURCE_CHARS). */
   private readonly kept = { chars: 0 };
   readonly mirror = {
-    statements: new MirroredNames(mapStore(this.statements)),
-    portals: new MirroredNames(mapStore(this.portals)),
+    statements: new MirroredNames(this.counted(mapStore(this.statements))),
+    portals: new MirroredNames(this.counted(mapStore(this.portals))),
     prepared: new MirroredNames(
-      withVersions(this.sqlNames.prepared, this.policyState.preparedStatements, this.kept),
+      this.counted(withVersions(this.sqlNames.prepared, this.policyState.preparedStatements, this.kept)),
     ),
-    cursors: new MirroredNames(withVersions(this.sqlNames.cursor, this.policyState.cursors, this.kept)),
+    cursors: new MirroredNames(
+      this.counted(withVersions(this.sqlNames.cursor, this.policyState.cursors, this.kept)),
+    ),
   };
+
+  /** `store`, moving `version` on at each change. */
+  private counted<V>(store: NameStore<V>): NameStore<V> {
+    return {
+      get: (key) => store.get(key),
+      set: (key, value) => {
+        this.version++;
+        store.set(key, value);
+      },
+      delete: (key) => {
+        this.version++;
+        store.delete(key);
+      },
+      keys: () => store.keys(),
+    };
+  }
+
+  /** Whether `statement` read names that have changed since it was judged. */
+  namesChangedFor(statement: JudgedStatement): boolean {
+    return statement.namesVersion !== undefined && statement.namesVersion !== this.version;
+  }
   /**
    * The order of the latest request at whose reply the server had ended a transaction: every
    * portal bound before it is gone (see portalEnded).

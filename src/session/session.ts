@@ -712,6 +712,11 @@ export class Session {
       this.unnamedParse = p;
     }
     this.names.mirror.statements.set(msg.statement, statement, p);
+    if (v.usesSessionNames) {
+      // Against the names as they are now, this Parse included.
+      statement.namesVersion = this.names.version;
+      this.names.namesDependent = true;
+    }
     if (v.kind === 'allow') out.addMessage(m);
     else out.add(serialize.parse({ name: msg.statement, text: v.sql, types: [...msg.paramTypes] }));
     this.enqueue(p);

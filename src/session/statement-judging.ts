@@ -168,25 +168,33 @@ export class StatementJudging {
    */
   staleRefusal(statement: JudgedStatement): Verdict | undefined {
     const now = this.rulesVersion;
-    if (statement.rulesVersion === now) return undefined;
+    const { names } = this.host;
+    if (statement.rulesVersion === now && !names.namesChangedFor(statement)) return undefined;
     const fresh = this.judge(statement.sql, 'extended');
     if (judgedAlike(fresh.verdict, statement.judgement.verdict)) {
       statement.rulesVersion = now;
+      if (statement.namesVersion !== undefined) statement.namesVersion = names.version;
       return undefined;
     }
     return fresh.verdict.kind === 'deny' ? fresh.verdict : rulesChangedRefusal(statement.name);
   }
 
-  /** The statement a Bind or Execute would run, if it was judged under rules since replaced. */
+  /**
+   * The statement a Bind or Execute would run, if it was judged under rules since replaced, or
+   * against names since changed.
+   */
   private staleStatementOf(m: FrontendMessage): JudgedStatement | undefined {
-    if (this.rulesVersion === this.bornUnder) return undefined;
+    if (this.rulesVersion === this.bornUnder && !this.host.names.namesDependent) return undefined;
     const statement =
       m.code === Frontend.Bind
         ? this.host.names.statements.get(fm.readBindNames(m.buffer, m.bodyStart, m.end).statement)
         : m.code === Frontend.Execute
           ? this.host.names.livePortal(fm.readExecute(m.buffer, m.bodyStart, m.end).portal)?.statement
           : undefined;
-    return statement && statement.rulesVersion !== this.rulesVersion ? statement : undefined;
+    return statement &&
+      (statement.rulesVersion !== this.rulesVersion || this.host.names.namesChangedFor(statement))
+      ? statement
+      : undefined;
   }
 
   private contextFor(mode: 'simple' | 'extended'): JudgeContext {
