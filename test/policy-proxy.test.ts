@@ -541,23 +541,26 @@ describe('through the proxy', () => {
     expect(acme[0]!.n).toBeGreaterThan(0);
   });
 
-  it('refuses a portal named like a cursor of the session: FETCH would run it as the cursor (red team, round 28)', async () => {
+  it('never runs a portal as a cursor of the same name: FETCH c of a portal c is refused (red team, round 28)', async () => {
     const c = await client('acme');
     try {
       await c.query('BEGIN; DECLARE c CURSOR FOR SELECT id FROM products; COMMIT');
       await c.query('BEGIN');
-      // The server dropped c at COMMIT; a portal bound under its name would answer FETCH c.
+      // The server dropped c at COMMIT, and so does pgwarden (red team, round 48): a portal may
+      // take its name. FETCH c would then run the portal, which no FETCH was judged for.
       // node-postgres binds Query.portal by name; its typings leave the option out.
       const named = (text: string, portal: string): pg.QueryConfig =>
-        ({ text, values: [1], portal }) as pg.QueryConfig;
-      await expect(c.query(named('SELECT total FROM orders WHERE id = $1', 'c'))).rejects.toMatchObject({
+        ({ text, values: [1], portal, rows: 1 }) as pg.QueryConfig;
+      expect((await c.query(named('SELECT total FROM orders WHERE id = $1', 'c'))).rows).toHaveLength(1);
+      await expect(c.query('FETCH ALL FROM c')).rejects.toMatchObject({
         code: '42501',
-        message: expect.stringContaining('taken by a cursor'),
+        message: expect.stringContaining('cursor c was not declared through pgwarden'),
       });
       await c.query('ROLLBACK');
-      // The look-alike: another name binds and runs.
-      const ok = await c.query(named('SELECT 1 AS one WHERE $1::int = 1', 'p'));
-      expect(ok.rows).toEqual([{ one: 1 }]);
+      // The look-alike: a cursor declared again under that name is fetched.
+      await c.query('BEGIN; DECLARE c CURSOR FOR SELECT id FROM products');
+      expect((await c.query('FETCH 1 FROM c')).rows).toHaveLength(1);
+      await c.query('COMMIT');
     } finally {
       await c.end();
     }
@@ -1205,6 +1208,43 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
     );
     expect(rows).toEqual([{ org_id: 'acme', status: "'shipped'", total: '1083.00' }]);
     c.close();
+  });
+
+  it('a cursor ends with its transaction in the mirror too, and makes room; a WITH HOLD one stays (red team, round 48)', async () => {
+    const small = await startTestProxy(db, { judge, config: { limits: { maxNamesPerSession: 3 } } });
+    const c = await RawClient.connect(small.port);
+    const query = async (sql: string): Promise<string> => {
+      c.send(serialize.query(sql));
+      return codes(await c.untilReady());
+    };
+    try {
+      await c.login('support-bot', db.name, await small.token());
+      // Ten cursors closed by their COMMIT, as drivers close them: each took a name for good.
+      for (let i = 0; i < 10; i++)
+        expect(await query(`BEGIN; DECLARE c${i} CURSOR FOR SELECT id FROM products; COMMIT`)).toBe('CCCZ');
+      expect(await query('PREPARE p1 AS SELECT 1')).toBe('CZ');
+      // Its name is free for a portal again.
+      c.send(
+        Buffer.concat([
+          serialize.parse({ name: '', text: 'SELECT id FROM products' }),
+          serialize.bind({ portal: 'c0' }),
+          serialize.execute({ portal: 'c0' }),
+          serialize.sync(),
+        ]),
+      );
+      expect(codes(await c.untilReady())).toMatch(/^12D+CZ$/);
+      // The look-alike: a WITH HOLD cursor outlives its COMMIT and still counts.
+      expect(await query('BEGIN; DECLARE h CURSOR WITH HOLD FOR SELECT id FROM products; COMMIT')).toBe(
+        'CCCZ',
+      );
+      expect(await query('FETCH 1 FROM h')).toMatch(/^TDCZ$/);
+      expect(await query('PREPARE p2 AS SELECT 1')).toBe('CZ');
+      c.send(serialize.query('PREPARE p3 AS SELECT 1'));
+      expect(errorOf((await c.untilReady())[0])).toMatchObject({ code: '53400' });
+    } finally {
+      c.close();
+      await small.close();
+    }
   });
 
   it('a session holds at most limits.maxNamesPerSession statements, portals and cursors; closed ones make room', async () => {

@@ -44,6 +44,8 @@ export interface SessionEffect {
   readonly prepare?: string;
   readonly deallocate?: string | { all: true };
   readonly declareCursor?: string;
+  /** DECLARE ... WITH HOLD: the cursor outlives the transaction's COMMIT. */
+  readonly hold?: true;
   /** For a PREPARE or DECLARE: its own text, so it can be judged again after a reload. */
   readonly source?: StatementSource;
   /** CLOSE name / CLOSE ALL: drops cursors, and protocol-level portals of that name too. */

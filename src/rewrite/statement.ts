@@ -200,7 +200,12 @@ export function rewriteStatement(stmt: Node, ctx: RewriteContext): void {
     }
     case 'DeclareCursorStmt':
       readQuery(body.query as Node, ctx);
-      ctx.effects.push({ statement: ctx.statementIndex, declareCursor: body.portalname as string });
+      ctx.effects.push({
+        statement: ctx.statementIndex,
+        declareCursor: body.portalname as string,
+        // CURSOR_OPT_HOLD (PostgreSQL's parsenodes.h)
+        ...(((body.options as number | undefined) ?? 0) & 0x20 ? { hold: true as const } : {}),
+      });
       ctx.literalSensitive = true;
       return;
     case 'ExecuteStmt': {

@@ -11,7 +11,7 @@ describe("a session's mirrored names", () => {
   it('sees protocol and SQL-level prepared statements as one name space', () => {
     const names = new SessionNames();
     names.mirror.statements.set('s', statement('s'), log());
-    names.applyEffects([{ statement: 0, prepare: 'p' }], log(), 0);
+    names.applyEffects([{ statement: 0, prepare: 'p' }], log(), 0, 0);
     expect(names.statementNameTaken('s')).toBe(true);
     expect(names.statementNameTaken('p')).toBe(true);
     expect(names.statementNameTaken('q')).toBe(false);
@@ -19,7 +19,7 @@ describe("a session's mirrored names", () => {
 
   it('Close of a statement drops a PREPAREd one of that name, and is undone if the server skips it', () => {
     const names = new SessionNames();
-    names.applyEffects([{ statement: 0, prepare: 'p' }], log(), 0);
+    names.applyEffects([{ statement: 0, prepare: 'p' }], log(), 0, 0);
     const close = log();
     names.close('S', 'p', close);
     expect(names.statementNameTaken('p')).toBe(false);
@@ -31,7 +31,7 @@ describe("a session's mirrored names", () => {
     const names = new SessionNames();
     const source = { sql: 'x'.repeat(100_000), forwarded: 'y'.repeat(100_000), protocol: 'simple' as const };
     const prepare = (name: string, l = log()): ChangeLog => {
-      names.applyEffects([{ statement: 0, prepare: name, source }], l, 0);
+      names.applyEffects([{ statement: 0, prepare: name, source }], l, 0, 0);
       return l;
     };
     for (let i = 0; i < 5; i++) prepare(`p${i}`);
@@ -41,13 +41,13 @@ describe("a session's mirrored names", () => {
     expect(names.sqlName({ kind: 'prepared', name: 'p5' })?.source).toBeUndefined();
     undoChanges(sixth);
     const dropped = log();
-    names.applyEffects([{ statement: 0, deallocate: 'p0' }], dropped, 0);
+    names.applyEffects([{ statement: 0, deallocate: 'p0' }], dropped, 0, 0);
     confirmChanges(dropped);
     prepare('p6');
     expect(names.sqlName({ kind: 'prepared', name: 'p6' })?.source).toBeDefined();
     // An undone DEALLOCATE gives the name back with its text.
     const again = log();
-    names.applyEffects([{ statement: 0, deallocate: 'p6' }], again, 0);
+    names.applyEffects([{ statement: 0, deallocate: 'p6' }], again, 0, 0);
     undoChanges(again);
     expect(names.sqlName({ kind: 'prepared', name: 'p6' })?.source).toBe(source);
   });
@@ -55,7 +55,7 @@ describe("a session's mirrored names", () => {
   it('SQL CLOSE ALL drops protocol-level portals too', () => {
     const names = new SessionNames();
     names.mirror.portals.set('c', { statement: statement(''), order: 0, parameters: false }, log());
-    names.applyEffects([{ statement: 0, closeCursor: { all: true } }], log(), 0);
+    names.applyEffects([{ statement: 0, closeCursor: { all: true } }], log(), 0, 0);
     expect(names.livePortal('c')).toBeUndefined();
   });
 
@@ -102,6 +102,7 @@ describe("a session's mirrored names", () => {
       ],
       query,
       0,
+      0,
     );
     undoChanges(query, 1);
     expect(names.statementNameTaken('a')).toBe(true);
@@ -123,7 +124,30 @@ describe("a session's mirrored names", () => {
       ],
       log(),
       0,
+      0,
     );
     expect(names.count).toBe(4);
+  });
+
+  it('forgets a cursor without HOLD when its transaction ends, and keeps one WITH HOLD (red team, round 48)', () => {
+    const names = new SessionNames();
+    // BEGIN; DECLARE a; DECLARE h WITH HOLD; COMMIT; in one Query of order 3, statements 1 to 3.
+    names.applyEffects(
+      [
+        { statement: 1, declareCursor: 'a' },
+        { statement: 2, declareCursor: 'h', hold: true },
+      ],
+      log(),
+      0,
+      3,
+    );
+    // A cursor declared after the COMMIT (statement 4) is not touched by it.
+    names.applyEffects([{ statement: 4, declareCursor: 'later' }], log(), 0, 3);
+    names.transactionEnded(3, 3);
+    expect([...names.policyState.cursors.keys()].sort()).toEqual(['h', 'later']);
+    expect(names.count).toBe(2);
+    // The end of the next transaction takes `later`; `h` stays until it is closed.
+    names.transactionEnded(5);
+    expect([...names.policyState.cursors.keys()]).toEqual(['h']);
   });
 });

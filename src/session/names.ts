@@ -44,6 +44,9 @@ export interface BoundPortal {
 export interface SqlName {
   rulesVersion: number;
   readonly source?: StatementSource;
+  /** A cursor: the request (Pending.order) and statement of its DECLARE, and whether WITH HOLD. */
+  readonly declaredAt?: readonly [order: number, statement: number];
+  readonly hold?: true;
 }
 
 /**
@@ -197,14 +200,35 @@ export class SessionNames {
     return portal.order < this.transactionEndedAt;
   }
 
-  /** The server's reply to the request of this order shows that a transaction had ended. */
-  transactionEnded(order: number): void {
+  /**
+   * The server's reply to the request of this order (to its statement of this index, in a Query of
+   * several) shows that a transaction had ended.
+   */
+  transactionEnded(order: number, statement = Number.POSITIVE_INFINITY): void {
+    this.forgetEndedCursors(order, statement);
     if (order <= this.transactionEndedAt) return;
     this.transactionEndedAt = order;
     // The map is only tidied here; portalEnded decides. A portal whose Bind is still unanswered
     // was bound after this request, so none of those is touched. The unnamed portal alone is left
     // for the next Bind to replace: it is not counted against the limit on names.
     if (named(this.portals) > 0) this.mirror.portals.forget((p) => this.portalEnded(p));
+  }
+
+  /**
+   * A cursor declared without HOLD ends with its transaction, as the server drops it: every one
+   * declared before the end. Kept, each took one of limits.maxNamesPerSession for good (10,000
+   * rounds of BEGIN; DECLARE; COMMIT left the session unable to PREPARE or DECLARE anything), and
+   * its name could not be used for a portal (red team, round 48). A WITH HOLD cursor is kept until
+   * it is closed; one a ROLLBACK drops stays taken in the mirror, which refuses, never allows, more.
+   */
+  private forgetEndedCursors(order: number, statement: number): void {
+    if (this.policyState.cursors.size === 0) return;
+    this.mirror.cursors.forget(
+      (c) =>
+        !c.hold &&
+        c.declaredAt !== undefined &&
+        (c.declaredAt[0] < order || (c.declaredAt[0] === order && c.declaredAt[1] < statement)),
+    );
   }
 
   /**
@@ -221,7 +245,12 @@ export class SessionNames {
    * Applies a statement's changes to SQL-level names, recorded on the request that runs it; names
    * it makes were judged under the rules of `rulesVersion`.
    */
-  applyEffects(effects: readonly SessionEffect[] | undefined, log: ChangeLog, rulesVersion: number): void {
+  applyEffects(
+    effects: readonly SessionEffect[] | undefined,
+    log: ChangeLog,
+    rulesVersion: number,
+    order: number,
+  ): void {
     if (!effects) return;
     const m = this.mirror;
     for (const e of effects) {
@@ -231,7 +260,13 @@ export class SessionNames {
         this.kept.chars + sourceChars({ rulesVersion, source: e.source }) <= MAX_KEPT_SOURCE_CHARS;
       const entry = { rulesVersion, ...(keep ? { source: e.source } : {}) };
       if (e.prepare !== undefined) m.prepared.set(e.prepare, entry, log, at);
-      if (e.declareCursor !== undefined) m.cursors.set(e.declareCursor, entry, log, at);
+      if (e.declareCursor !== undefined)
+        m.cursors.set(
+          e.declareCursor,
+          { ...entry, declaredAt: [order, at], ...(e.hold ? { hold: true as const } : {}) },
+          log,
+          at,
+        );
       // SQL-level DEALLOCATE and CLOSE also drop protocol-level statements and portals: each pair
       // shares one name space on the server.
       if (e.deallocate) dropFromBoth([m.prepared, m.statements], e.deallocate, log, at);

@@ -649,7 +649,8 @@ export class Session {
     else out.add(serialize.query(v.sql));
     const p = pending('query', recordId);
     if (v.kind === 'rewrite') p.refusals = v.refusals ?? [];
-    this.names.applyEffects(v.effects, p, this.judging.rulesVersion);
+    // Its order once enqueued (below).
+    this.names.applyEffects(v.effects, p, this.judging.rulesVersion, this.forwarded);
     this.enqueue(p);
   }
 
@@ -886,7 +887,7 @@ export class Session {
     if (verdict.kind === 'rewrite') p.refusals = verdict.refusals ?? [];
     if (p.redactError && bound?.parameters && effects?.some((e) => e.declareCursor !== undefined))
       this.keepCursorValues(bound.secrets);
-    this.names.applyEffects(effects, p, statement.rulesVersion);
+    this.names.applyEffects(effects, p, statement.rulesVersion, this.forwarded);
     out.addMessage(m);
     this.enqueue(p);
   }
@@ -1036,7 +1037,7 @@ export class Session {
   private onCompletion(code: number, buf: Buffer, bodyStart: number, end: number): Disposition {
     const p = this.queue.peek();
     if (code === Backend.CommandComplete && endsTransaction(buf, bodyStart, end))
-      this.names.transactionEnded(p?.order ?? this.forwarded);
+      this.names.transactionEnded(p?.order ?? this.forwarded, p?.kind === 'query' ? p.done : undefined);
     if (p?.kind === 'execute') {
       this.queue.shift();
       confirmChanges(p);
