@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RemoteKeySet } from './remote-jwks.js';
 
 // The identity provider: its key set, or failures of the kinds a provider has.
-let mode: 'ok' | 'fail' | 'hang' = 'ok';
+let mode: 'ok' | 'fail' | 'hang' | 'bad' = 'ok';
 let fetches = 0;
 let server: Server;
 let url: URL;
@@ -20,6 +20,10 @@ beforeAll(async () => {
     fetches++;
     if (mode === 'hang') return;
     if (mode === 'fail') return void res.writeHead(500).end('down');
+    if (mode === 'bad')
+      return void res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ keys: [jwk, 1] }));
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] }));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -107,5 +111,32 @@ describe('the identity provider key set', () => {
     mode = 'fail';
     const ks = keySet({ t: 9_000_000 });
     await expect(jwtVerify(await token(), ks.getKey)).rejects.toThrow(/could not be fetched/);
+  });
+
+  it('keeps the last key set when the provider serves one jose cannot read, and never rejects unheard (red team, round 47)', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (err: unknown): void => void unhandled.push(err);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      mode = 'bad';
+      const clock = { t: 20_000_000 };
+      const errors: string[] = [];
+      const ks = keySet(clock, errors);
+      await ks.prefetch();
+      await expect(jwtVerify(await token(), ks.getKey)).rejects.toThrow(/could not be fetched/);
+      mode = 'ok';
+      clock.t += 31_000;
+      expect((await jwtVerify(await token(), ks.getKey)).payload.tenant).toBe('acme');
+      // In the background, ten minutes on: the bad set is logged and the last good one used.
+      mode = 'bad';
+      clock.t += 601_000;
+      expect((await jwtVerify(await token(), ks.getKey)).payload.tenant).toBe('acme');
+      await new Promise((r) => setTimeout(r, 100));
+      expect(errors).toEqual(['jwks_fetch_failed', 'jwks_fetch_failed']);
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      mode = 'ok';
+    }
   });
 });

@@ -47,13 +47,24 @@ export class RemoteKeySet {
 
   /** Fetches the key set now (at start): the first login need not wait for it. */
   prefetch(): Promise<void> {
-    return this.refresh();
+    return this.refreshInBackground();
+  }
+
+  /**
+   * A refresh nobody waits for. refresh() itself never rejects (a failure is logged and the last
+   * key set kept); this is the backstop, since an unhandled rejection ends the process, and with it
+   * every session (red team, round 47: a key set jose could not read took pgwarden down).
+   */
+  private refreshInBackground(): Promise<void> {
+    return this.refresh().catch((err: unknown) =>
+      this.opts.logger?.error({ event: 'jwks_fetch_failed', url: this.url.href, err: String(err) }),
+    );
   }
 
   readonly getKey: JWTVerifyGetKey = async (header, token) => {
     if (this.now() - this.fetchedAt > this.opts.refreshMs) {
       // Without keys fit to use, the login waits for the fetch; with them, it does not.
-      const refreshing = this.refresh();
+      const refreshing = this.refreshInBackground();
       if (!this.usable()) await refreshing;
     }
     const keys = this.keys;
@@ -83,9 +94,10 @@ export class RemoteKeySet {
     if (this.now() - this.attemptedAt < this.opts.minFetchIntervalMs) return Promise.resolve();
     this.attemptedAt = this.now();
     this.inflight = this.fetchKeySet()
+      .then((set) => createLocalJWKSet(set))
       .then(
-        (set) => {
-          this.keys = createLocalJWKSet(set);
+        (keys) => {
+          this.keys = keys;
           this.fetchedAt = this.now();
           if (this.failing)
             this.opts.logger?.info({ event: 'jwks_fetched', url: this.url.href }, 'key set fetched again');
