@@ -136,6 +136,56 @@ describe('loadCatalog', () => {
     }
   });
 
+  it('refuses a parent-scoped table in a table inheritance tree, on either side; partitions are fine (red team, round 47)', async () => {
+    await db.sql(`
+      CREATE TABLE porders (id bigint PRIMARY KEY, org_id text NOT NULL);
+      CREATE TABLE porders_arch () INHERITS (porders);
+      CREATE TABLE pnotes (id int PRIMARY KEY, porder_id bigint NOT NULL REFERENCES porders (id));
+      CREATE TABLE inh_notes (id int PRIMARY KEY, order_id bigint NOT NULL REFERENCES orders (id));
+      CREATE TABLE inh_notes_old () INHERITS (inh_notes);
+      -- The look-alike: a partitioned child, named as a whole or by one partition (a cloned key).
+      CREATE TABLE item_p (id int, order_id bigint NOT NULL REFERENCES orders (id)) PARTITION BY RANGE (id);
+      CREATE TABLE item_p1 PARTITION OF item_p FOR VALUES FROM (0) TO (1000);
+    `);
+    try {
+      const fresh = await loadCatalog(db.url, 'public');
+      const rules = await loadRules(['rules']);
+      const child = (foreign_key: string, table = 'public.orders') => ({
+        scope: 'parent' as const,
+        parent: { table, foreign_key, references: 'id' },
+        access: ['select' as const],
+      });
+      const problems = checkRulesAgainstCatalog(
+        {
+          ...rules,
+          tables: {
+            ...rules.tables,
+            'public.porders': {
+              scope: 'tenant' as const,
+              tenant_column: 'org_id',
+              access: ['select' as const],
+            },
+            'public.pnotes': child('porder_id', 'public.porders'),
+            'public.inh_notes': child('order_id'),
+            'public.item_p': child('order_id'),
+            'public.item_p1': child('order_id'),
+          },
+        },
+        fresh,
+      );
+      expect(problems).toEqual([
+        expect.stringMatching(
+          /^tables\.public\.pnotes\.parent: public\.porders is in a table inheritance tree/,
+        ),
+        expect.stringMatching(
+          /^tables\.public\.inh_notes\.parent: public\.inh_notes is in a table inheritance tree/,
+        ),
+      ]);
+    } finally {
+      await db.sql('DROP TABLE pnotes, porders CASCADE; DROP TABLE inh_notes CASCADE; DROP TABLE item_p');
+    }
+  });
+
   it('refuses rules that hide the tenant column, in the base rule or a role (red team, round 44)', async () => {
     const rules = await loadRules(['rules']);
     const orders = rules.tables['public.orders']!;

@@ -30,6 +30,11 @@ export interface CatalogRelation {
   readonly columns: readonly CatalogColumn[];
   /** The relation's foreign key constraints (absent in a snapshot written before they were kept). */
   readonly foreignKeys?: readonly CatalogForeignKey[];
+  /**
+   * Table inheritance (INHERITS, not partitioning): the relation has children, or is one. A scan
+   * of a parent reads its children's rows too, which its keys and constraints do not cover.
+   */
+  readonly inheritance?: 'parent' | 'child' | 'both';
 }
 
 /** A foreign key constraint (pg_constraint, contype f). */
@@ -186,8 +191,18 @@ JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_class r ON r.oid = con.confrelid
 JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
-WHERE con.contype = 'f' AND con.conparentid = 0
+WHERE con.contype = 'f'
 GROUP BY 1, 2`;
+
+/** Relations in an inheritance tree (pg_inherits), partitions aside. */
+const inheritanceSql = `
+SELECT n.nspname AS schema, c.relname AS name,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class k ON k.oid = i.inhrelid
+               WHERE i.inhparent = c.oid AND NOT k.relispartition) AS parent,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid) AND NOT c.relispartition AS child
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid IN (SELECT inhrelid FROM pg_catalog.pg_inherits UNION SELECT inhparent FROM pg_catalog.pg_inherits)`;
 
 const functionsSql = `
 SELECT n.nspname AS schema, p.proname AS name,
@@ -262,9 +277,23 @@ export async function loadCatalog(connectionString: string, searchPath: string):
       foreignKeysSql,
     );
     const keysOf = new Map(fks.rows.map((k) => [`${k.schema}.${k.name}`, k.foreignKeys]));
+    const inh = await client.query<{ schema: string; name: string; parent: boolean; child: boolean }>(
+      inheritanceSql,
+    );
+    const treeOf = new Map<string, 'parent' | 'child' | 'both'>();
+    for (const r of inh.rows)
+      if (r.parent || r.child)
+        treeOf.set(`${r.schema}.${r.name}`, r.parent && r.child ? 'both' : r.parent ? 'parent' : 'child');
     const relations: Record<string, Record<string, CatalogRelation>> = {};
-    for (const r of rels.rows)
-      (relations[r.schema] ??= {})[r.name] = { ...r, foreignKeys: keysOf.get(`${r.schema}.${r.name}`) ?? [] };
+    for (const r of rels.rows) {
+      const q = `${r.schema}.${r.name}`;
+      const inheritance = treeOf.get(q);
+      (relations[r.schema] ??= {})[r.name] = {
+        ...r,
+        foreignKeys: keysOf.get(q) ?? [],
+        ...(inheritance ? { inheritance } : {}),
+      };
+    }
     const functions: Record<string, Record<string, CatalogFunction>> = {};
     for (const f of fns.rows) (functions[f.schema] ??= {})[f.name] = { safe: f.safe };
     const types: Record<string, Record<string, CatalogType>> = {};
@@ -323,9 +352,16 @@ function namesObjects(c: CatalogColumn, catalog: Catalog): boolean {
  */
 function parentKeyProblem(
   child: CatalogRelation | undefined,
+  parentRelation: CatalogRelation | undefined,
   parent: { table: string; foreign_key: string; references: string },
 ): string | undefined {
   if (!child) return undefined;
+  // PostgreSQL passes neither keys nor foreign keys down an inheritance tree, and a scan reads the
+  // children too: a parent key in a child table named a row in each of two tenants, and a child
+  // table's rows escaped its foreign key (red team, round 47). Partitions are not affected.
+  for (const r of [child, parentRelation])
+    if (r?.inheritance)
+      return `${r.schema}.${r.name} is in a table inheritance tree (INHERITS): its keys and foreign keys do not cover the tables it inherits to or from, so pgwarden cannot scope ${child.schema}.${child.name} through it; use a partitioned table or a plain one`;
   if (child.foreignKeys === undefined)
     return 'the catalog snapshot holds no foreign keys (written before they were kept): write it again with pgwarden rules snapshot';
   const fk = child.foreignKeys.find(
@@ -418,7 +454,8 @@ export function checkRulesAgainstCatalog(rules: Rules, catalog: Catalog): string
       const pcols = columnsOf(t.parent.table);
       if (pcols) checkColumns(`${where}.parent.references`, pcols, [t.parent.references]);
       const [s, n] = splitQualified(q);
-      const problem = parentKeyProblem(findRelation(catalog, s, n), t.parent);
+      const [ps, pn] = splitQualified(t.parent.table);
+      const problem = parentKeyProblem(findRelation(catalog, s, n), findRelation(catalog, ps, pn), t.parent);
       if (problem) problems.push(`${where}.parent: ${problem}`);
     }
   }
