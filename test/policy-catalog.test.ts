@@ -1,6 +1,12 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkRulesAgainstCatalog, loadCatalog, type Catalog } from '../src/policy/catalog.js';
+import {
+  checkRulesAgainstCatalog,
+  loadCatalog,
+  TENANT_COLUMN_TYPES,
+  type Catalog,
+} from '../src/policy/catalog.js';
+import { tenantFitsType } from '../src/policy/effective.js';
 import { catalogSnapshot } from '../src/policy/catalog-snapshot.js';
 import { loadRules } from '../src/policy/rules-load.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';
@@ -183,6 +189,49 @@ describe('loadCatalog', () => {
       ]);
     } finally {
       await db.sql('DROP TABLE pnotes, porders CASCADE; DROP TABLE inh_notes CASCADE; DROP TABLE item_p');
+    }
+  });
+
+  it('refuses a tenant column of a domain or citext type, or with a nondeterministic collation (red team, round 47)', async () => {
+    await db.sql(`
+      CREATE DOMAIN tenant_id AS text;
+      CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+      CREATE TABLE t_domain (id int PRIMARY KEY, org tenant_id NOT NULL);
+      CREATE TABLE t_ci (id int PRIMARY KEY, org text COLLATE ci NOT NULL);
+      CREATE TABLE t_ok (id int PRIMARY KEY, org varchar(20) COLLATE "C" NOT NULL, n int);
+    `);
+    try {
+      const fresh = await loadCatalog(db.url, 'public');
+      const rules = await loadRules(['rules']);
+      const scoped = { scope: 'tenant' as const, tenant_column: 'org', access: ['select' as const] };
+      const problems = checkRulesAgainstCatalog(
+        {
+          ...rules,
+          tables: {
+            ...rules.tables,
+            'public.t_domain': scoped,
+            'public.t_ci': scoped,
+            'public.t_ok': scoped,
+          },
+        },
+        fresh,
+      );
+      expect(problems).toEqual([
+        expect.stringMatching(
+          /^tables\.public\.t_domain\.tenant_column: column "org" has type tenant_id; a tenant column is/,
+        ),
+        expect.stringMatching(
+          /^tables\.public\.t_ci\.tenant_column: column "org" has a nondeterministic collation/,
+        ),
+      ]);
+      // Every type a tenant column may have takes a tenant id.
+      for (const type of TENANT_COLUMN_TYPES)
+        expect(
+          tenantFitsType(type === 'uuid' ? '0e9c4c4e-3f43-4a3e-9a59-0c7b0f8e1d2a' : '42', type),
+          type,
+        ).toBe(true);
+    } finally {
+      await db.sql('DROP TABLE t_domain, t_ci, t_ok; DROP DOMAIN tenant_id; DROP COLLATION ci');
     }
   });
 

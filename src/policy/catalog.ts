@@ -15,6 +15,8 @@ export interface CatalogColumn {
   readonly position: number;
   readonly notNull: boolean;
   readonly hasDefault: boolean;
+  /** Its collation is nondeterministic (case- or accent-insensitive): equal values differ in text. */
+  readonly nondeterministic?: true;
   /**
    * "schema.name" of the sequence an identity or serial column owns (pg_get_serial_sequence).
    * Agents may see it, and its settings in pg_sequence, when they may see the column.
@@ -163,6 +165,7 @@ SELECT n.nspname AS schema, c.relname AS name, c.relkind AS kind,
        coalesce(json_agg(json_build_object(
          'name', a.attname, 'type', t.typname, 'sqlType', format_type(a.atttypid, a.atttypmod),
          'position', a.attnum, 'notNull', a.attnotnull, 'hasDefault', a.atthasdef OR a.attidentity <> '',
+         'nondeterministic', (SELECT NOT co.collisdeterministic FROM pg_catalog.pg_collation co WHERE co.oid = a.attcollation),
          'sequence', CASE WHEN c.relkind IN ('r', 'p') AND n.nspname <> 'pg_catalog'
            THEN pg_catalog.pg_get_serial_sequence(pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname) END
        ) ORDER BY a.attnum) FILTER (WHERE a.attnum IS NOT NULL), '[]') AS columns
@@ -287,6 +290,11 @@ export async function loadCatalog(connectionString: string, searchPath: string):
     const relations: Record<string, Record<string, CatalogRelation>> = {};
     for (const r of rels.rows) {
       const q = `${r.schema}.${r.name}`;
+      // Kept only when true, so snapshots stay as they were for the usual columns.
+      r.columns = r.columns.map((c) => {
+        const { nondeterministic, ...rest } = c as CatalogColumn & { nondeterministic?: boolean | null };
+        return nondeterministic === true ? { ...rest, nondeterministic: true } : rest;
+      });
       const inheritance = treeOf.get(q);
       (relations[r.schema] ??= {})[r.name] = {
         ...r,
@@ -340,6 +348,18 @@ function namesObjects(c: CatalogColumn, catalog: Catalog): boolean {
     (ts) => Object.hasOwn(ts, c.type) && ts[c.type]?.namesObjects === true,
   );
 }
+
+/** The tenant column types pgwarden writes the tenant id for (effective.ts tenantFitsType). */
+export const TENANT_COLUMN_TYPES = new Set([
+  'text',
+  'varchar',
+  'bpchar',
+  'int2',
+  'int4',
+  'int8',
+  'numeric',
+  'uuid',
+]);
 
 /**
  * Why the database does not make `parent` a sound parent key for `child`, if it does not. A child
@@ -440,6 +460,16 @@ export function checkRulesAgainstCatalog(rules: Rules, catalog: Catalog): string
     checkNaming(`${where}.columns`, q, t.columns);
     if (t.tenant_column !== undefined && !cols.has(t.tenant_column))
       problems.push(`${where}.tenant_column: column "${t.tenant_column}" does not exist in ${q}`);
+    const [ts, tn] = splitQualified(q);
+    const tenantCol = findRelation(catalog, ts, tn)?.columns.find((c) => c.name === t.tenant_column);
+    if (tenantCol && !TENANT_COLUMN_TYPES.has(tenantCol.type))
+      problems.push(
+        `${where}.tenant_column: column "${tenantCol.name}" has type ${tenantCol.sqlType}; a tenant column is text, varchar, char, integer, bigint, smallint, numeric or uuid (a domain or citext compares otherwise than its text, and every statement on the table would be refused)`,
+      );
+    if (tenantCol?.nondeterministic)
+      problems.push(
+        `${where}.tenant_column: column "${tenantCol.name}" has a nondeterministic collation: tenant ids that differ in case or accents would be one tenant; give it a deterministic collation`,
+      );
     if (t.columns) {
       checkColumns(`${where}.columns.allow`, cols, t.columns.allow ?? []);
       checkColumns(`${where}.columns.deny`, cols, t.columns.deny);
