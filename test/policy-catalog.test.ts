@@ -264,7 +264,24 @@ describe('loadCatalog', () => {
       expect.stringMatching(/^roles\.hider\.tables\.public\.customers\.columns\.mask: /),
     ]);
     // The look-alike: an allowlist that names the tenant column, a mask and a deny of others.
-    expect(withColumns({ allow: ['id', 'org_id'], deny: [], mask: { id: '0' } })).toEqual([]);
+    expect(withColumns({ allow: ['id', 'org_id'], deny: [], mask: { id: '0' } })).toEqual([]); // A parent-scoped table's key, in a role's override: every INSERT under it failed (round 47).
+    expect(
+      checkRulesAgainstCatalog(
+        {
+          ...rules,
+          roles: {
+            ...rules.roles,
+            hider: {
+              tables: { 'public.order_items': { columns: { deny: ['order_id'], mask: {} } } },
+              functions: [],
+            },
+          },
+        },
+        catalog,
+      ),
+    ).toEqual([
+      'roles.hider.tables.public.order_items.columns.deny: the parent key "order_id" cannot be denied (pgwarden filters on it and writes it; agents see only their own tenant in it anyway)',
+    ]);
   });
 
   it('grammar-tests/catalog.json is the demo catalog (UPDATE_SNAPSHOT=1 rewrites it)', () => {

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import type { Rules } from './rules-schema.js';
+import type { Rules, TableRule } from './rules-schema.js';
 
 /**
  * What pgwarden knows of the database: enough to resolve names as Postgres does and to check the
@@ -438,17 +438,20 @@ export function checkRulesAgainstCatalog(rules: Rules, catalog: Catalog): string
    */
   const checkTenantColumnShown = (
     where: string,
-    tenantColumn: string | undefined,
+    rule: TableRule | undefined,
     columns: { allow?: string[]; deny: string[]; mask: Record<string, string> },
   ): void => {
-    if (tenantColumn === undefined) return;
+    // A parent-scoped table's key likewise: pgwarden filters on it and checks it in every INSERT.
+    const column = rule?.tenant_column ?? rule?.parent?.foreign_key;
+    if (column === undefined) return;
+    const what = rule?.tenant_column !== undefined ? 'the tenant column' : 'the parent key';
     const why = 'pgwarden filters on it and writes it; agents see only their own tenant in it anyway';
-    if (columns.deny.includes(tenantColumn))
-      problems.push(`${where}.deny: the tenant column "${tenantColumn}" cannot be denied (${why})`);
-    if (columns.allow && !columns.allow.includes(tenantColumn))
-      problems.push(`${where}.allow: must list the tenant column "${tenantColumn}" (${why})`);
-    if (Object.hasOwn(columns.mask, tenantColumn))
-      problems.push(`${where}.mask: the tenant column "${tenantColumn}" cannot be masked (${why})`);
+    if (columns.deny.includes(column))
+      problems.push(`${where}.deny: ${what} "${column}" cannot be denied (${why})`);
+    if (columns.allow && !columns.allow.includes(column))
+      problems.push(`${where}.allow: must list ${what} "${column}" (${why})`);
+    if (Object.hasOwn(columns.mask, column))
+      problems.push(`${where}.mask: ${what} "${column}" cannot be masked (${why})`);
   };
   for (const [q, t] of Object.entries(rules.tables)) {
     const where = `tables.${q}`;
@@ -474,7 +477,7 @@ export function checkRulesAgainstCatalog(rules: Rules, catalog: Catalog): string
       checkColumns(`${where}.columns.allow`, cols, t.columns.allow ?? []);
       checkColumns(`${where}.columns.deny`, cols, t.columns.deny);
       checkColumns(`${where}.columns.mask`, cols, Object.keys(t.columns.mask));
-      checkTenantColumnShown(`${where}.columns`, t.tenant_column, t.columns);
+      checkTenantColumnShown(`${where}.columns`, t, t.columns);
     }
     if (t.parent) {
       const parent = rules.tables[t.parent.table];
@@ -495,7 +498,7 @@ export function checkRulesAgainstCatalog(rules: Rules, catalog: Catalog): string
       if (!rules.tables[q]) problems.push(`${where}: ${q} is not listed under tables`);
       const cols = columnsOf(q);
       if (cols && o.columns) {
-        checkTenantColumnShown(`${where}.columns`, rules.tables[q]?.tenant_column, o.columns);
+        checkTenantColumnShown(`${where}.columns`, rules.tables[q], o.columns);
         checkNaming(`${where}.columns`, q, o.columns);
         checkColumns(`${where}.columns.allow`, cols, o.columns.allow ?? []);
         checkColumns(`${where}.columns.deny`, cols, o.columns.deny);
