@@ -1247,6 +1247,43 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
     }
   });
 
+  it('a PREPARE last in a Query whose commit fails is counted against the limit, never run (red team, round 48)', async () => {
+    // The server keeps the PREPARE (no rollback undoes one) but reports the commit's error as the
+    // PREPARE's: uncounted, such names took the server's memory without bound.
+    const small = await startTestProxy(db, { judge, config: { limits: { maxNamesPerSession: 4 } } });
+    const c = await RawClient.connect(small.port);
+    const query = async (sql: string): Promise<RawMessage[]> => {
+      c.send(serialize.query(sql));
+      return c.untilReady();
+    };
+    try {
+      await c.login('support-bot', db.name, await small.token());
+      // Two names each (the cursor, which the failed commit drops, counts until closed).
+      for (let i = 0; i < 2; i++) {
+        const answer = await query(
+          `DECLARE c${i} CURSOR WITH HOLD FOR SELECT 1 / (random() * 0)::int FROM products; PREPARE p${i} AS SELECT 1`,
+        );
+        expect(errorOf(answer.find((m) => m.code === 'E'))).toMatchObject({ code: '22012' });
+      }
+      expect(errorOf((await query('PREPARE q AS SELECT 1'))[0])).toMatchObject({ code: '53400' });
+      // Still never run on pgwarden's word: it does not know what the server holds under the name.
+      expect(errorOf((await query('EXECUTE p0'))[0])).toMatchObject({ code: '42501' });
+      // The look-alike: a Query that fails before its last statement counts nothing.
+      const fresh = await RawClient.connect(small.port);
+      await fresh.login('support-bot', db.name, await small.token());
+      for (let i = 0; i < 3; i++) {
+        fresh.send(serialize.query(`SELECT 1 / 0 FROM products; PREPARE r${i} AS SELECT 1`));
+        expect(errorOf((await fresh.untilReady())[0])).toMatchObject({ code: '22012' });
+      }
+      fresh.send(serialize.query('PREPARE q AS SELECT 1'));
+      expect(codes(await fresh.untilReady())).toBe('CZ');
+      fresh.close();
+    } finally {
+      c.close();
+      await small.close();
+    }
+  });
+
   it('a session holds at most limits.maxNamesPerSession statements, portals and cursors; closed ones make room', async () => {
     const small = await startTestProxy(db, { judge, config: { limits: { maxNamesPerSession: 3 } } });
     const c = await RawClient.connect(small.port);

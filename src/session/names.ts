@@ -143,10 +143,43 @@ export class SessionNames {
    */
   private transactionEndedAt = -1;
 
+  /**
+   * PREPAREs pgwarden undid that the server may nonetheless hold: the last statement of a Query of
+   * several fails when its implicit transaction cannot commit (a deferred constraint, a WITH HOLD
+   * cursor that cannot be read to the end), and the server reports that as the last statement's
+   * error although the PREPARE, which no rollback undoes, was carried out. pgwarden cannot tell,
+   * so it does not let the name run (EXECUTE) but counts it against limits.maxNamesPerSession:
+   * uncounted, such names took the server's memory without bound (red team, round 48). They count
+   * for the rest of the session: a DEALLOCATE ALL that drops them cannot be told from one the
+   * server refuses.
+   */
+  possiblyHeld = 0;
+
   /** Named prepared statements, portals and cursors the session holds (unnamed ones are one slot each). */
   get count(): number {
     const { preparedStatements, cursors } = this.policyState;
-    return named(this.statements) + named(this.portals) + preparedStatements.size + cursors.size;
+    return (
+      named(this.statements) +
+      named(this.portals) +
+      preparedStatements.size +
+      cursors.size +
+      this.possiblyHeld
+    );
+  }
+
+  /**
+   * A Query's statement `failed` failed. When it is the last of several, its PREPAREs may have been
+   * carried out all the same (possiblyHeld), and are counted; call before its changes are undone.
+   */
+  queryFailed(log: ChangeLog, failed: number, statements: number): void {
+    if (statements < 2 || failed !== statements - 1) return;
+    for (const c of log.changes ?? [])
+      if (
+        c.statement === failed &&
+        c.space === (this.mirror.prepared as MirroredNames<unknown>) &&
+        c.prev === undefined
+      )
+        this.possiblyHeld++;
   }
 
   /** A SQL-level prepared statement or cursor of this session. */

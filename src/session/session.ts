@@ -648,6 +648,7 @@ export class Session {
     if (v.kind === 'allow') out.addMessage(m);
     else out.add(serialize.query(v.sql));
     const p = pending('query', recordId);
+    p.statements = Math.max(1, v.statementKinds.length);
     if (v.kind === 'rewrite') p.refusals = v.refusals ?? [];
     // Its order once enqueued (below).
     this.names.applyEffects(v.effects, p, this.judging.rulesVersion, this.forwarded);
@@ -1089,6 +1090,7 @@ export class Session {
     if (p.kind === 'query') {
       // The statements before the failing one ran; it and the rest of the query did not. The
       // query stays queued until ReadyForQuery: its changes are forgotten here, undone once.
+      this.names.queryFailed(p, p.done, p.statements);
       undoChanges(p, p.done);
     } else if (p.kind !== 'sync') {
       // An error at Sync (the commit of an implicit transaction) starts no skipping: the
