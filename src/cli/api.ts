@@ -1,10 +1,8 @@
-import { parseArgs } from 'node:util';
-import { pino } from 'pino';
 import { startApi } from '../api/server.js';
 import { resolveHmacKey } from '../audit/hmac-key.js';
 import { AuditReader } from '../audit/store-reader.js';
 import { redactUrl, storeUrl, upstreamUrlFromConfig } from '../audit/store-url.js';
-import { loadConfigFile } from '../config/load.js';
+import { configFromArgs, untilStopSignal } from './daemon.js';
 import type { CliIo } from './io.js';
 
 /**
@@ -14,26 +12,12 @@ import type { CliIo } from './io.js';
  * proxy's). Verify reports what the store holds; only a running instance knows what it delivered.
  */
 export async function apiCommand(args: string[], io: CliIo): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: { config: { type: 'string', default: 'pgwarden.yaml' } },
-    strict: true,
-  });
-  const config = loadConfigFile(values.config);
-  const logger = pino({ level: config.logLevel }, pino.destination(2));
+  const { config, logger } = configFromArgs(args);
   const url = storeUrl(config.audit, upstreamUrlFromConfig(config));
   const reader = new AuditReader(url);
   const api = await startApi(config.audit, { reader, logger, hmacKey: resolveHmacKey(config.audit) });
   io.stderr(`pgwarden api listening on ${api.url} (store ${redactUrl(url)})`);
-  await new Promise<void>((resolve) => {
-    const stop = (): void => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  await untilStopSignal();
   await api.close();
   await reader.close();
   return 0;

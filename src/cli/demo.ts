@@ -9,6 +9,7 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { buildConfig } from '../config/load.js';
 import { mintToken } from '../identity/token.js';
+import { untilStopSignal } from './daemon.js';
 import type { CliIo } from './io.js';
 import { startFromConfig } from './start.js';
 
@@ -148,15 +149,7 @@ Decision log for incident responders: open ${started.apiUrl ?? '(API off)'}/ and
   or: curl -H 'Authorization: Bearer ${responderToken}' ${started.apiUrl ?? ''}/api/v1/decisions
 Tokens expire in one hour. Press Ctrl-C to stop (the demo database is deleted).
 `);
-  await new Promise<void>((resolve) => {
-    const stop = (): void => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  await untilStopSignal();
   await started.stop();
   await server.stop();
   rmSync(dir, { recursive: true, force: true });

@@ -1,15 +1,14 @@
-import { parseArgs } from 'node:util';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { hostname } from 'node:os';
 import { startApi } from '../api/server.js';
 import { resolveHmacKey } from '../audit/hmac-key.js';
 import { startDecisionLog } from '../audit/index.js';
-import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { loadCatalog } from '../policy/catalog.js';
 import { createReloadableJudge } from '../policy/reloadable.js';
 import { loadParser } from '../sql/parse.js';
 import { startPgwarden, type RunningPgwarden } from '../server.js';
+import { configFromArgs, untilStopSignal } from './daemon.js';
 import type { CliIo } from './io.js';
 import { unlockableParents } from '../policy/lock-privileges.js';
 import type { Rules } from '../policy/rules-schema.js';
@@ -119,23 +118,10 @@ export async function startFromConfig(config: Config, logger: Logger): Promise<S
 
 /** `pgwarden start --config pgwarden.yaml` */
 export async function startCommand(args: string[], io: CliIo): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: { config: { type: 'string', default: 'pgwarden.yaml' } },
-    strict: true,
-  });
-  const config = loadConfigFile(values.config);
-  const logger = pino({ level: config.logLevel }, pino.destination(2));
+  const { config, logger } = configFromArgs(args);
   const started = await startFromConfig(config, logger);
   io.stderr(`pgwarden listening on ${started.proxy.host}:${started.proxy.port}`);
-  await new Promise<void>((resolve) => {
-    const stop = (): void => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      void started.stop().then(resolve);
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  await untilStopSignal();
+  await started.stop();
   return 0;
 }
