@@ -300,7 +300,11 @@ export class Session {
       // not take: the client's own mistake, told to it in the server's words, which quote only
       // its value. It was answered as an outage and logged as one at error level.
       const server = (err as { cause?: { code?: string; message?: string } }).cause;
-      if (server?.code === INVALID_PARAMETER_VALUE && Object.keys(params.forwarded).length > 0) {
+      const named = (server?.message ?? '').toLowerCase();
+      if (
+        server?.code === INVALID_PARAMETER_VALUE &&
+        Object.keys(params.forwarded).some((k) => named.includes(`parameter "${k.toLowerCase()}"`))
+      ) {
         this.log.info(
           { event: 'startup_parameter_refused', err: server.message },
           'the server refused a startup parameter',
