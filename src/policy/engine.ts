@@ -70,6 +70,10 @@ const MARKER_BASE = 1_000_000;
  */
 const MAX_TREE_DEPTH = 1000;
 
+/** What the agent reads when its statement could run the SQL parser out of stack. */
+const TOO_DEEP_TO_PARSE =
+  'the statement nests expressions or subqueries deeper than the SQL parser can read (a sum of thousands of terms, say): flatten it or split it';
+
 function facts(ctx: RewriteContext | undefined, kinds: string[]): VerdictFacts {
   return {
     ruleIds: ctx ? [...ctx.ruleIds] : [],
@@ -279,12 +283,7 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
   /** Refused, never remembered: the statement is not at fault once the parser is gone. */
   function parserLost(err: ParserLostError): Evaluated {
     const verdict = err.now
-      ? deny(
-          facts(undefined, []),
-          'the statement nests expressions or subqueries deeper than the SQL parser can read (a sum of thousands of terms, say): flatten it or split it',
-          'parser_stack_exhausted',
-          'PGW_TOO_COMPLEX',
-        )
+      ? deny(facts(undefined, []), TOO_DEEP_TO_PARSE, 'parser_stack_exhausted', 'PGW_TOO_COMPLEX')
       : deny(
           facts(undefined, []),
           'internal pgwarden error: its SQL parser failed on an earlier statement and pgwarden must be restarted; the statement was denied',
@@ -297,12 +296,7 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
   function evaluate(sql: string, jc: JudgeContext, policy: EffectivePolicy): Evaluated {
     const kinds: string[] = [];
     if (tooDeepToParse(sql)) {
-      const verdict = deny(
-        facts(undefined, []),
-        'the statement nests expressions or subqueries deeper than the SQL parser can read (a sum of thousands of terms, say): flatten it or split it',
-        'too_deep',
-        'PGW_TOO_COMPLEX',
-      );
+      const verdict = deny(facts(undefined, []), TOO_DEEP_TO_PARSE, 'too_deep', 'PGW_TOO_COMPLEX');
       return { entry: { verdict, fingerprint: '' }, cacheable: true };
     }
     let parsed;
