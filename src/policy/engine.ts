@@ -38,6 +38,11 @@ export interface PolicyJudgeOptions {
    * may be older than the rules that judge it. Default 0.
    */
   readonly rulesVersion?: number;
+  /**
+   * Texts estimated deeper than this are refused before parsing (sql/nesting.ts). Default
+   * MAX_NESTING_ESTIMATE; the tests raise it to reach the parser's own failure behind it.
+   */
+  readonly maxNestingEstimate?: number;
 }
 
 /** An entry's own text: the rewritten SQL, or its template's pieces. */
@@ -272,7 +277,7 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
   function tooDeepToParse(sql: string): boolean {
     if (sql.length < NESTING_CHECK_CHARS) return false;
     try {
-      return nestingEstimate(sql, scanTokens(sql)) > MAX_NESTING_ESTIMATE;
+      return nestingEstimate(sql, scanTokens(sql)) > (opts.maxNestingEstimate ?? MAX_NESTING_ESTIMATE);
     } catch (err) {
       if (err instanceof ParserLostError) throw err;
       // The parser reports what the scanner could not read.

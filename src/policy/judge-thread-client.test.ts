@@ -247,13 +247,18 @@ describe('the judge thread', () => {
   });
 
   it('replaces a thread whose parser ran out of stack, and refuses the statement with 54001 (red team, round 45)', async () => {
-    // A small stack, so that a statement under the nesting estimate (sql/nesting.ts) still runs the
-    // parser out of it: the last line of defence, behind that check.
+    // The nesting estimate (sql/nesting.ts) off and a small stack: the parser runs out of it, the
+    // last line of defence behind that check.
     const demo = await loadDemoPolicy();
     const events: string[] = [];
     const logger = { warn: () => {}, error: (o: object) => events.push((o as { event: string }).event) };
     const thread = new JudgeThreads(logger, { timeoutMs: 60_000, stackSizeMb: 0.5 });
-    thread.setPolicy({ rules: demo.rules, catalog: demo.catalog, searchPath: 'public' });
+    thread.setPolicy({
+      rules: demo.rules,
+      catalog: demo.catalog,
+      searchPath: 'public',
+      maxNestingEstimate: Number.POSITIVE_INFINITY,
+    });
     const nested = `SELECT ${'(SELECT '.repeat(1400)}1${')'.repeat(1400)}`;
     try {
       for (let i = 0; i < 3; i++) {

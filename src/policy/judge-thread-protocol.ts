@@ -10,6 +10,8 @@ export interface PolicyInputs {
   readonly searchPath: string;
   /** PolicyJudgeOptions.rulesVersion. */
   readonly rulesVersion?: number;
+  /** PolicyJudgeOptions.maxNestingEstimate. */
+  readonly maxNestingEstimate?: number;
 }
 
 export type ToJudgeThread =

@@ -21,6 +21,9 @@ port.on('message', (m: ToJudgeThread) => {
     judge = createPolicyJudge(m.inputs.rules, m.inputs.catalog, {
       searchPath: m.inputs.searchPath,
       rulesVersion: m.inputs.rulesVersion,
+      ...(m.inputs.maxNestingEstimate === undefined
+        ? {}
+        : { maxNestingEstimate: m.inputs.maxNestingEstimate }),
     });
     generation = m.generation;
     // Judging time is counted from here: starting a thread is not the statement's fault.

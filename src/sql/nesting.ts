@@ -1,44 +1,63 @@
 import type { ScanToken } from './parse.js';
 
 /**
- * How deep the parser's tree for `sql` may go, over-estimated from its tokens, without parsing:
- * each open parenthesis, bracket or CASE counts 2, and each operator that chains to the left
- * within one (`+ - * / % ^ ||`, any other operator symbol, `::`, and the keywords in CHAINS)
- * counts 1 until a comma, semicolon, AND, OR or comparison ends the chain. A sum of 10,000 terms ran the WebAssembly
- * parser out of stack, which leaves it unusable (parse.ts, ParserLostError), and each judge
- * thread lost that way cost a new one (red team, round 45): such a text is refused before it is
- * parsed. A statement of this estimate is far deeper than the engine's own limit on the parsed
- * tree (engine.ts, MAX_TREE_DEPTH), so nothing it would have judged is refused here.
+ * How deep libpg-query's tree for `sql` may go, estimated from its tokens without parsing, in about
+ * the tree's own levels: each open parenthesis, bracket or CASE counts 3 (6 when a subquery starts
+ * there), and each operator that chains to the left within one (`+ - * / % ^ ||`, any other
+ * operator symbol, `::`, and the keywords in CHAINS) counts 3 until a comma, semicolon, AND, OR or
+ * comparison ends the chain. A sum of 10,000 terms ran the WebAssembly parser out of stack, which
+ * leaves it unusable (parse.ts, ParserLostError), and each judge thread lost that way cost a new
+ * one (red team, round 45); how deep the parser gets before that varies from run to run (1,000
+ * nested subqueries passed in one process and not in another). So a text is refused before it is
+ * parsed when its estimate passes MAX_NESTING_ESTIMATE: twice the deepest tree the engine judges
+ * (engine.ts, MAX_TREE_DEPTH), so that what it refuses would have been refused after parsing.
  */
-export const MAX_NESTING_ESTIMATE = 3000;
+export const MAX_NESTING_ESTIMATE = 2000;
 
-/** Texts shorter than this cannot reach MAX_NESTING_ESTIMATE (each unit takes a character). */
-export const NESTING_CHECK_CHARS = 1500;
+/** Texts shorter than this cannot reach MAX_NESTING_ESTIMATE (at most 3 a character). */
+export const NESTING_CHECK_CHARS = 667;
+
+const OPEN = 3;
+const SUBQUERY = 6;
+const CHAINED = 3;
 
 export function nestingEstimate(sql: string, tokens: readonly ScanToken[]): number {
-  const runs: number[] = [0];
+  // Per open level: what opening it cost, and the run of chained operators in it.
+  const levels: { open: number; run: number }[] = [{ open: 0, run: 0 }];
   let depth = 0;
   let max = 0;
+  let afterOpen = false;
   for (const t of tokens) {
     if (t.tokenName === 'SQL_COMMENT' || t.tokenName === 'C_COMMENT') continue;
     const text = sql.slice(t.start, t.end);
     const word = text.toUpperCase();
+    const level = levels[levels.length - 1]!;
+    if (afterOpen && STARTS_QUERY.has(word)) {
+      level.open += SUBQUERY - OPEN;
+      depth += SUBQUERY - OPEN;
+    }
+    afterOpen = false;
     if (text === '(' || text === '[' || word === 'CASE') {
-      runs.push(0);
-      depth += 2;
+      levels.push({ open: OPEN, run: 0 });
+      depth += OPEN;
+      afterOpen = text === '(';
     } else if (text === ')' || text === ']' || word === 'END') {
-      if (runs.length > 1) depth -= 2 + (runs.pop() ?? 0);
+      if (levels.length > 1) depth -= level.open + level.run;
+      if (levels.length > 1) levels.pop();
     } else if (ENDS_CHAIN.has(word)) {
-      depth -= runs[runs.length - 1] ?? 0;
-      runs[runs.length - 1] = 0;
+      depth -= level.run;
+      level.run = 0;
     } else if (t.tokenName === 'TYPECAST' || CHAINS.has(word) || OPERATOR.test(text)) {
-      runs[runs.length - 1] = (runs[runs.length - 1] ?? 0) + 1;
-      depth++;
+      level.run += CHAINED;
+      depth += CHAINED;
     }
     if (depth > max) max = depth;
   }
   return max;
 }
+
+/** Keywords a subquery in parentheses starts with. */
+const STARTS_QUERY = new Set(['SELECT', 'VALUES', 'WITH', 'TABLE']);
 
 /**
  * Keywords that nest their left side like an operator: NOT, COLLATE, AT TIME ZONE, a join of
