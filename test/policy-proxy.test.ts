@@ -1247,6 +1247,39 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
     }
   });
 
+  it('a WITH HOLD cursor a ROLLBACK dropped leaves the mirror when its CLOSE finds it gone (red team, round 48)', async () => {
+    const c = await RawClient.connect(proxy.port);
+    const query = async (sql: string): Promise<RawMessage[]> => {
+      c.send(serialize.query(sql));
+      return c.untilReady();
+    };
+    try {
+      await c.login('support-bot', db.name, await proxy.token());
+      await query('BEGIN; DECLARE h CURSOR WITH HOLD FOR SELECT id FROM products; ROLLBACK');
+      // The server dropped h; pgwarden kept it, so its CLOSE fails (34000) and was undone.
+      expect(errorOf((await query('CLOSE h'))[0])).toMatchObject({ code: '34000' });
+      // The name is free again: a portal may take it (a cursor's name is refused to portals).
+      c.send(
+        Buffer.concat([
+          serialize.parse({ name: '', text: 'SELECT id FROM products' }),
+          serialize.bind({ portal: 'h' }),
+          serialize.execute({ portal: 'h' }),
+          serialize.sync(),
+        ]),
+      );
+      expect(codes(await c.untilReady())).toMatch(/^12D+CZ$/);
+      expect(
+        codes(await query('BEGIN; DECLARE h CURSOR WITH HOLD FOR SELECT id FROM products; COMMIT')),
+      ).toBe('CCCZ');
+      expect(codes(await query('FETCH 1 FROM h'))).toBe('TDCZ');
+      // The look-alike: a cursor that exists is closed as before, and then FETCH is refused.
+      expect(codes(await query('CLOSE h'))).toBe('CZ');
+      expect(errorOf((await query('FETCH 1 FROM h'))[0])).toMatchObject({ code: '42501' });
+    } finally {
+      c.close();
+    }
+  });
+
   it('a PREPARE last in a Query whose commit fails is counted against the limit, never run (red team, round 48)', async () => {
     // The server keeps the PREPARE (no rollback undoes one) but reports the commit's error as the
     // PREPARE's: uncounted, such names took the server's memory without bound.

@@ -168,6 +168,33 @@ export class SessionNames {
   }
 
   /**
+   * A CLOSE the server refused because it had no such cursor (34000): the cursors the failing
+   * statement closed are gone on the server whatever pgwarden's mirror said (a WITH HOLD cursor a
+   * ROLLBACK dropped). Call with the request's changes, before they are undone; then forgetCursors.
+   */
+  cursorsClosedBy(log: ChangeLog, statement: number): unknown[] {
+    return (log.changes ?? [])
+      .filter(
+        (c) =>
+          c.statement === statement &&
+          c.space === (this.mirror.cursors as MirroredNames<unknown>) &&
+          c.prev !== undefined &&
+          !this.mirror.cursors.has(c.key),
+      )
+      .map((c) => c.prev);
+  }
+
+  /**
+   * Drops these cursors (as cursorsClosedBy found them) from the mirror, as the server already
+   * has; a name declared again since holds another entry and stays.
+   */
+  forgetCursors(entries: readonly unknown[]): void {
+    if (entries.length === 0) return;
+    const gone = new Set(entries);
+    this.mirror.cursors.forget((c) => gone.has(c));
+  }
+
+  /**
    * A Query's statement `failed` failed. When it is the last of several, its PREPAREs may have been
    * carried out all the same (possiblyHeld), and are counted; call before its changes are undone.
    */
