@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -64,6 +64,27 @@ describe('pgwarden rules', () => {
     expect(await rulesCommand(['check', '--rules', bad], t2.io)).toBe(1);
     expect(t2.err.join('')).toContain(
       'tables.public.nope: relation public.nope does not exist in the database',
+    );
+    expect(t.err.filter((l) => l.startsWith('warning:'))).toEqual([]);
+  });
+
+  it('check warns of a column a role shows that the base rule denies, and passes (red team, round 44)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pgw-cli-'));
+    const demo = readFileSync('rules/demo.yaml', 'utf8');
+    // A role meant to add one mask, which shows the ssn the base rule denies.
+    writeFileSync(
+      join(dir, 'demo.yaml'),
+      `${demo}
+  careless:
+    tables:
+      public.customers:
+        columns: { mask: { name: "'x'" } }
+`,
+    );
+    const t = io();
+    expect(await rulesCommand(['check', '--rules', dir], t.io)).toBe(0);
+    expect(t.err.join('\n')).toContain(
+      'warning: roles.careless.tables.public.customers.columns shows "ssn", which tables.public.customers denies',
     );
   });
 

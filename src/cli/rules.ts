@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { checkRulesAgainstCatalog, loadCatalog } from '../policy/catalog.js';
+import { roleWarnings } from '../policy/role-warnings.js';
 import { catalogSnapshot } from '../policy/catalog-snapshot.js';
 import { readCases, runCase } from '../policy/case-file.js';
 import { createPolicyJudge } from '../policy/engine.js';
@@ -65,6 +66,7 @@ export async function rulesCommand(args: string[], io: Io): Promise<number> {
     return 1;
   }
   if (sub === 'check') {
+    for (const w of roleWarnings(rules)) io.stderr(`warning: ${w}`);
     io.stdout(`rules are valid and match the catalog (${Object.keys(rules.tables).length} tables)`);
     return 0;
   }

@@ -11,6 +11,7 @@ import { startPgwarden, type RunningPgwarden } from '../server.js';
 import { configFromArgs, untilStopSignal } from './daemon.js';
 import type { CliIo } from './io.js';
 import { unlockableParents } from '../policy/lock-privileges.js';
+import { roleWarnings } from '../policy/role-warnings.js';
 import type { Rules } from '../policy/rules-schema.js';
 
 export interface Started {
@@ -45,9 +46,12 @@ const VERIFY_DRAIN_MS = 5000;
 export async function startFromConfig(config: Config, logger: Logger): Promise<Started> {
   await loadParser();
   const url = upstreamUrl(config);
-  // Rules (at start and after each reload) may scope tables through parents that pgwarden's
-  // database user cannot lock: every INSERT into those would fail in the server, so it is said.
-  const checkLockPrivileges = (rules: Rules): void => {
+  // Rules (at start and after each reload) may show a role columns the base rules deny (said, as
+  // it may be meant), or scope tables through parents that pgwarden's database user cannot lock:
+  // every INSERT into those would fail in the server, so it is said.
+  const sayOfRules = (rules: Rules): void => {
+    for (const warning of roleWarnings(rules))
+      logger.warn({ event: 'role_shows_denied_column', warning }, warning);
     unlockableParents(url, rules).then(
       (tables) => {
         for (const table of tables)
@@ -72,7 +76,7 @@ export async function startFromConfig(config: Config, logger: Logger): Promise<S
     offThread: config.limits.judgeThread,
     judgeTimeoutMs: config.limits.judgeTimeoutMs,
     judgeThreads: config.limits.judgeThreadCount,
-    onRulesInForce: checkLockPrivileges,
+    onRulesInForce: sayOfRules,
   });
   const stopWatching = policy.watch();
   const instanceId = instanceIdOf(config);
