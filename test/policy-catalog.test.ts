@@ -1,12 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  checkRulesAgainstCatalog,
-  loadCatalog,
-  TENANT_COLUMN_TYPES,
-  type Catalog,
-} from '../src/policy/catalog.js';
-import { tenantFitsType } from '../src/policy/effective.js';
+import { checkRulesAgainstCatalog, loadCatalog, type Catalog } from '../src/policy/catalog.js';
+import { TENANT_COLUMN_TYPES, tenantFitsType } from '../src/policy/tenant-id.js';
 import { catalogSnapshot } from '../src/policy/catalog-snapshot.js';
 import { loadRules } from '../src/policy/rules-load.js';
 import { createTestDatabase, type TestDatabase } from './support/db.js';

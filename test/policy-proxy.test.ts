@@ -667,6 +667,11 @@ async function pipeline(c: RawClient, rounds: number, ...messages: Buffer[]): Pr
   return out;
 }
 
+/** Sends one simple Query and reads its answers, up to ReadyForQuery. */
+async function simpleQuery(c: RawClient, sql: string): Promise<RawMessage[]> {
+  return (await pipeline(c, 1, serialize.query(sql)))[0]!;
+}
+
 const codes = (round: RawMessage[] | undefined): string => (round ?? []).map((m) => m.code).join('');
 const tenantInsert = (total: number): string =>
   `INSERT INTO orders (org_id, total) VALUES ($1, ${total}) RETURNING id`;
@@ -680,10 +685,7 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
       c.send(Buffer.concat([...msgs, serialize.sync()]));
       return c.untilReady();
     };
-    const query = async (sql: string): Promise<RawMessage[]> => {
-      c.send(serialize.query(sql));
-      return c.untilReady();
-    };
+    const query = (sql: string): Promise<RawMessage[]> => simpleQuery(c, sql);
     try {
       await query('PREPARE p(text, numeric) AS SELECT $1::text AS a, $2::numeric AS b');
       // e is judged while p is that SELECT; run then, it is (the look-alike).
@@ -1213,10 +1215,7 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
   it('a cursor ends with its transaction in the mirror too, and makes room; a WITH HOLD one stays (red team, round 48)', async () => {
     const small = await startTestProxy(db, { judge, config: { limits: { maxNamesPerSession: 3 } } });
     const c = await RawClient.connect(small.port);
-    const query = async (sql: string): Promise<string> => {
-      c.send(serialize.query(sql));
-      return codes(await c.untilReady());
-    };
+    const query = async (sql: string): Promise<string> => codes(await simpleQuery(c, sql));
     try {
       await c.login('support-bot', db.name, await small.token());
       // Ten cursors closed by their COMMIT, as drivers close them: each took a name for good.
@@ -1249,10 +1248,7 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
 
   it('a WITH HOLD cursor a ROLLBACK dropped leaves the mirror when its CLOSE finds it gone (red team, round 48)', async () => {
     const c = await RawClient.connect(proxy.port);
-    const query = async (sql: string): Promise<RawMessage[]> => {
-      c.send(serialize.query(sql));
-      return c.untilReady();
-    };
+    const query = (sql: string): Promise<RawMessage[]> => simpleQuery(c, sql);
     try {
       await c.login('support-bot', db.name, await proxy.token());
       await query('BEGIN; DECLARE h CURSOR WITH HOLD FOR SELECT id FROM products; ROLLBACK');
@@ -1285,10 +1281,7 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
     // PREPARE's: uncounted, such names took the server's memory without bound.
     const small = await startTestProxy(db, { judge, config: { limits: { maxNamesPerSession: 4 } } });
     const c = await RawClient.connect(small.port);
-    const query = async (sql: string): Promise<RawMessage[]> => {
-      c.send(serialize.query(sql));
-      return c.untilReady();
-    };
+    const query = (sql: string): Promise<RawMessage[]> => simpleQuery(c, sql);
     try {
       await c.login('support-bot', db.name, await small.token());
       // Two names each (the cursor, which the failed commit drops, counts until closed).

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { Rules, TableRule } from './rules-schema.js';
+import { TENANT_COLUMN_TYPES } from './tenant-id.js';
 
 /**
  * What pgwarden knows of the database: enough to resolve names as Postgres does and to check the
@@ -349,18 +350,6 @@ function namesObjects(c: CatalogColumn, catalog: Catalog): boolean {
   );
 }
 
-/** The tenant column types pgwarden writes the tenant id for (effective.ts tenantFitsType). */
-export const TENANT_COLUMN_TYPES = new Set([
-  'text',
-  'varchar',
-  'bpchar',
-  'int2',
-  'int4',
-  'int8',
-  'numeric',
-  'uuid',
-]);
-
 /**
  * Why the database does not make `parent` a sound parent key for `child`, if it does not. A child
  * row belongs to the tenant of the one parent row its key names; only a validated foreign key
@@ -465,7 +454,7 @@ export function checkRulesAgainstCatalog(rules: Rules, catalog: Catalog): string
       problems.push(`${where}.tenant_column: column "${t.tenant_column}" does not exist in ${q}`);
     const [ts, tn] = splitQualified(q);
     const tenantCol = findRelation(catalog, ts, tn)?.columns.find((c) => c.name === t.tenant_column);
-    if (tenantCol && !TENANT_COLUMN_TYPES.has(tenantCol.type))
+    if (tenantCol && !TENANT_COLUMN_TYPES.includes(tenantCol.type))
       problems.push(
         `${where}.tenant_column: column "${tenantCol.name}" has type ${tenantCol.sqlType}; a tenant column is text, varchar, char, integer, bigint, smallint, numeric or uuid (a domain or citext compares otherwise than its text, and every statement on the table would be refused)`,
       );

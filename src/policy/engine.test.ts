@@ -1,7 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadParser, parseSql } from '../sql/parse.js';
 import { checkInvariant } from '../rewrite/invariant.js';
-import { effectivePolicy, tenantFitsType } from './effective.js';
+import { effectivePolicy } from './effective.js';
+import { tenantFitsType } from './tenant-id.js';
 import type { Catalog } from './catalog.js';
 import { readCatalogSnapshot } from './catalog-snapshot.js';
 import { createPolicyJudge } from './engine.js';

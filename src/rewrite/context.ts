@@ -1,5 +1,6 @@
 import type { Catalog } from '../policy/catalog.js';
-import { tenantFitsType, type EffectivePolicy, type TablePolicy } from '../policy/effective.js';
+import type { EffectivePolicy, TablePolicy } from '../policy/effective.js';
+import { tenantFitsType } from '../policy/tenant-id.js';
 import type { ParamCheck, SessionEffect, SessionPolicyState, StaleName } from '../policy/verdict.js';
 import type { ParamUse } from './safe-conjuncts.js';
 

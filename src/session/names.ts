@@ -5,7 +5,10 @@
  * and undone if the server does not carry that request out.
  */
 import type { Judgement, SessionEffect, StaleName, StatementSource } from '../policy/verdict.js';
-import { MirroredNames, mapStore, type ChangeLog, type NameStore } from './mirror.js';
+import { MirroredNames, mapStore, undoChanges, type ChangeLog, type NameStore } from './mirror.js';
+
+/** The server's SQLSTATE for a cursor it does not have. */
+const INVALID_CURSOR_NAME = '34000';
 import type { Secrets } from './pending.js';
 
 /** A statement judged at Parse time (protocol-level prepared statement, named or unnamed). */
@@ -168,30 +171,27 @@ export class SessionNames {
   }
 
   /**
-   * A CLOSE the server refused because it had no such cursor (34000): the cursors the failing
-   * statement closed are gone on the server whatever pgwarden's mirror said (a WITH HOLD cursor a
-   * ROLLBACK dropped). Call with the request's changes, before they are undone; then forgetCursors.
+   * A request failed from its statement `from` on (with `sqlstate`): its changes from there are
+   * undone. A CLOSE the server refused because it had no such cursor (34000) is the exception: the
+   * cursor is gone on the server whatever pgwarden's mirror said (a WITH HOLD cursor a ROLLBACK
+   * dropped), so it leaves the mirror instead of coming back.
    */
-  cursorsClosedBy(log: ChangeLog, statement: number): unknown[] {
-    return (log.changes ?? [])
-      .filter(
-        (c) =>
-          c.statement === statement &&
-          c.space === (this.mirror.cursors as MirroredNames<unknown>) &&
-          c.prev !== undefined &&
-          !this.mirror.cursors.has(c.key),
-      )
-      .map((c) => c.prev);
-  }
-
-  /**
-   * Drops these cursors (as cursorsClosedBy found them) from the mirror, as the server already
-   * has; a name declared again since holds another entry and stays.
-   */
-  forgetCursors(entries: readonly unknown[]): void {
-    if (entries.length === 0) return;
-    const gone = new Set(entries);
-    this.mirror.cursors.forget((c) => gone.has(c));
+  undoFailed(log: ChangeLog, from: number, sqlstate: string): void {
+    const cursors = this.mirror.cursors as MirroredNames<unknown>;
+    // The entries the failed CLOSE dropped; an entry a later DECLARE put under the name stays.
+    const gone =
+      sqlstate === INVALID_CURSOR_NAME
+        ? new Set(
+            (log.changes ?? [])
+              .filter(
+                (c) =>
+                  c.statement === from && c.space === cursors && c.prev !== undefined && !cursors.has(c.key),
+              )
+              .map((c) => c.prev),
+          )
+        : undefined;
+    undoChanges(log, from);
+    if (gone?.size) this.mirror.cursors.forget((c) => gone.has(c));
   }
 
   /**

@@ -56,9 +56,6 @@ import { parentKeyRefusal } from '../rewrite/parent-guards.js';
  */
 const INTERRUPTS = new Set(['57014', '55P03']);
 
-/** The server's SQLSTATE for a cursor it does not have (CLOSE, FETCH of a dropped one). */
-const INVALID_CURSOR_NAME = '34000';
-
 /** The server's SQLSTATE for a setting's value it does not take (invalid value for parameter "..."). */
 const INVALID_PARAMETER_VALUE = '22023';
 
@@ -1098,18 +1095,14 @@ export class Session {
       // The statements before the failing one ran; it and the rest of the query did not. The
       // query stays queued until ReadyForQuery: its changes are forgotten here, undone once.
       this.names.queryFailed(p, p.done, p.statements);
-      const gone = f.sqlstate === INVALID_CURSOR_NAME ? this.names.cursorsClosedBy(p, p.done) : [];
-      undoChanges(p, p.done);
-      this.names.forgetCursors(gone);
+      this.names.undoFailed(p, p.done, f.sqlstate);
     } else if (p.kind !== 'sync') {
       // An error at Sync (the commit of an implicit transaction) starts no skipping: the
       // ReadyForQuery that follows takes the Sync off the queue.
       this.queue.shift();
       // The failing request and those the server skips have no effect: undo what pgwarden
       // recorded for them, oldest first (see mirror.ts).
-      const gone = f.sqlstate === INVALID_CURSOR_NAME ? this.names.cursorsClosedBy(p, 0) : [];
-      undoChanges(p);
-      this.names.forgetCursors(gone);
+      this.names.undoFailed(p, 0, f.sqlstate);
       this.records.complete(p);
       if (p.unrecordedBind)
         this.recordFailed(p, p.unrecordedBind.statement, p.unrecordedBind.portal, 'BIND FAILED');
