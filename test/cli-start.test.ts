@@ -69,7 +69,9 @@ beforeAll(async () => {
       logLevel: 'info',
     }),
   );
-  child = spawn(process.execPath, [bin, 'start', '--config', configFile], {
+  // Started as production often is, with a V8 heap flag: Node refuses it to worker threads, and
+  // with it once refused every thread pgwarden starts (the decision log's shipper, the judge).
+  child = spawn(process.execPath, ['--max-old-space-size=1024', bin, 'start', '--config', configFile], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));

@@ -1,5 +1,6 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
+import { startThread } from '../thread.js';
 import type { ShipperStats } from './shipper.js';
 import type { FromShipper, ShipperWorkerData, ToShipper } from './shipper-protocol.js';
 
@@ -30,13 +31,7 @@ export class ShipperClient {
   }
 
   private spawn(): void {
-    const worker = new Worker(new URL('../thread-entry.mjs', import.meta.url), {
-      argv: ['audit/shipper-thread'],
-      workerData: this.data,
-      // Inherited flags that only make sense for the main entry (node --input-type=module -e ...)
-      // would stop the worker from starting.
-      execArgv: process.execArgv.filter((a) => !a.startsWith('--input-type')),
-    });
+    const worker = startThread('audit/shipper-thread', { workerData: this.data });
     this.worker = worker;
     // The proxy decides when to exit; a forgotten close() must not keep the process alive.
     worker.unref();

@@ -1,5 +1,6 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { ErrorCode } from '../errors/registry.js';
+import { startThread } from '../thread.js';
 import type { Lesson } from './engine.js';
 import { FairQueue } from './fair-queue.js';
 import type { FromJudgeThread, PolicyInputs, ToJudgeThread } from './judge-thread-protocol.js';
@@ -242,9 +243,7 @@ export class JudgeThreads {
 
   private spawn(slot: Slot): Worker {
     if (!this.inputs) throw new Error('the judge thread has no policy yet');
-    const worker = new Worker(new URL('../thread-entry.mjs', import.meta.url), {
-      argv: ['policy/judge-thread'],
-      execArgv: process.execArgv.filter((a) => !a.startsWith('--input-type')),
+    const worker = startThread('policy/judge-thread', {
       // Judging one huge statement must not take pgwarden's memory with it: beyond this the thread
       // dies, its statement is refused, and the next one starts a fresh thread.
       resourceLimits: {
