@@ -1246,31 +1246,59 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
     }
   });
 
-  it('a WITH HOLD cursor a ROLLBACK dropped leaves the mirror when its CLOSE finds it gone (red team, round 48)', async () => {
+  it('a WITH HOLD cursor leaves the mirror when its transaction rolls back or fails to commit, as it leaves the server', async () => {
     const c = await RawClient.connect(proxy.port);
     const query = (sql: string): Promise<RawMessage[]> => simpleQuery(c, sql);
-    try {
-      await c.login('support-bot', db.name, await proxy.token());
-      await query('BEGIN; DECLARE h CURSOR WITH HOLD FOR SELECT id FROM products; ROLLBACK');
-      // The server dropped h; pgwarden kept it, so its CLOSE fails (34000) and was undone.
-      expect(errorOf((await query('CLOSE h'))[0])).toMatchObject({ code: '34000' });
-      // The name is free again: a portal may take it (a cursor's name is refused to portals).
+    /** Binds a portal of this name: refused while pgwarden believes a cursor holds the name. */
+    const bindPortal = async (name: string): Promise<string> => {
       c.send(
         Buffer.concat([
           serialize.parse({ name: '', text: 'SELECT id FROM products' }),
-          serialize.bind({ portal: 'h' }),
-          serialize.execute({ portal: 'h' }),
+          serialize.bind({ portal: name }),
+          serialize.execute({ portal: name }),
           serialize.sync(),
         ]),
       );
-      expect(codes(await c.untilReady())).toMatch(/^12D+CZ$/);
+      return codes(await c.untilReady());
+    };
+    try {
+      await c.login('support-bot', db.name, await proxy.token());
+      // Dropped by the server: by ROLLBACK, by a COMMIT that fails (the cursor cannot be read to
+      // its end), and with the implicit transaction of a Query that fails after declaring it.
+      await query('BEGIN; DECLARE h1 CURSOR WITH HOLD FOR SELECT id FROM products; ROLLBACK');
+      const failedCommit = await query(
+        'BEGIN; DECLARE h2 CURSOR WITH HOLD FOR SELECT 1 / (random() * 0)::int FROM products; COMMIT',
+      );
+      expect(errorOf(failedCommit.find((m) => m.code === 'E'))).toMatchObject({ code: '22012' });
+      const failedQuery = await query(
+        'DECLARE h3 CURSOR WITH HOLD FOR SELECT id FROM products; SELECT 1 / 0',
+      );
+      expect(errorOf(failedQuery.find((m) => m.code === 'E'))).toMatchObject({ code: '22012' });
+      for (const name of ['h1', 'h2', 'h3']) {
+        // The name is free for a portal at once, and the cursor is not fetched on pgwarden's word.
+        expect(await bindPortal(name)).toMatch(/^12D+CZ$/);
+        expect(errorOf((await query(`FETCH 1 FROM ${name}`))[0])).toMatchObject({ code: '42501' });
+        expect(errorOf((await query(`CLOSE ${name}`))[0])).toMatchObject({ code: '34000' });
+      }
+      // The look-alikes: a cursor whose transaction committed stays, whatever fails after it, in
+      // a later Query or later in its own.
       expect(
-        codes(await query('BEGIN; DECLARE h CURSOR WITH HOLD FOR SELECT id FROM products; COMMIT')),
+        codes(await query('BEGIN; DECLARE k1 CURSOR WITH HOLD FOR SELECT id FROM products; COMMIT')),
       ).toBe('CCCZ');
-      expect(codes(await query('FETCH 1 FROM h'))).toBe('TDCZ');
-      // The look-alike: a cursor that exists is closed as before, and then FETCH is refused.
-      expect(codes(await query('CLOSE h'))).toBe('CZ');
-      expect(errorOf((await query('FETCH 1 FROM h'))[0])).toMatchObject({ code: '42501' });
+      expect(
+        errorOf(
+          (
+            await query(
+              'BEGIN; DECLARE k2 CURSOR WITH HOLD FOR SELECT id FROM products; COMMIT; SELECT 1 / 0',
+            )
+          ).find((m) => m.code === 'E'),
+        ),
+      ).toMatchObject({ code: '22012' });
+      expect(errorOf((await query('SELECT 1 / 0'))[0])).toMatchObject({ code: '22012' });
+      for (const name of ['k1', 'k2']) {
+        expect(codes(await query(`FETCH 1 FROM ${name}`))).toBe('TDCZ');
+        expect(await bindPortal(name)).toBe('1EZ');
+      }
     } finally {
       c.close();
     }
@@ -1284,14 +1312,15 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
     const query = (sql: string): Promise<RawMessage[]> => simpleQuery(c, sql);
     try {
       await c.login('support-bot', db.name, await small.token());
-      // Two names each (the cursor, which the failed commit drops, counts until closed).
-      for (let i = 0; i < 2; i++) {
+      // One name each: the PREPARE the server may hold (the cursor leaves with the failed commit).
+      for (let i = 0; i < 3; i++) {
         const answer = await query(
           `DECLARE c${i} CURSOR WITH HOLD FOR SELECT 1 / (random() * 0)::int FROM products; PREPARE p${i} AS SELECT 1`,
         );
         expect(errorOf(answer.find((m) => m.code === 'E'))).toMatchObject({ code: '22012' });
       }
-      expect(errorOf((await query('PREPARE q AS SELECT 1'))[0])).toMatchObject({ code: '53400' });
+      expect(codes(await query('PREPARE q AS SELECT 1'))).toBe('CZ');
+      expect(errorOf((await query('PREPARE r AS SELECT 1'))[0])).toMatchObject({ code: '53400' });
       // Still never run on pgwarden's word: it does not know what the server holds under the name.
       expect(errorOf((await query('EXECUTE p0'))[0])).toMatchObject({ code: '42501' });
       // The look-alike: a Query that fails before its last statement counts nothing.

@@ -62,14 +62,19 @@ export function readParameterStatus(body: Buffer): { name: string; value: string
 
 /**
  * Whether a CommandComplete tag is COMMIT or ROLLBACK (END, ABORT, and ROLLBACK TO SAVEPOINT
- * answer with these too): the transaction, or a subtransaction, ended and took portals with it.
- * ROLLBACK TO drops only the portals made since its savepoint; pgwarden forgets all of them
- * (a later Execute of an older one is refused, never misjudged).
+ * answer with these too, and so does a COMMIT of a failed transaction, with ROLLBACK): the
+ * transaction, or a subtransaction, ended and took portals with it. ROLLBACK TO drops only the
+ * portals made since its savepoint; pgwarden forgets all of them (a later Execute of an older one
+ * is refused, never misjudged).
  * https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COMMANDCOMPLETE
  */
-export function endsTransaction(buf: Buffer, bodyStart: number, end: number): boolean {
+export function transactionEnd(
+  buf: Buffer,
+  bodyStart: number,
+  end: number,
+): 'COMMIT' | 'ROLLBACK' | undefined {
   const n = end - bodyStart;
-  if (n === 7) return buf.toString('latin1', bodyStart, end) === 'COMMIT\0';
-  if (n === 9) return buf.toString('latin1', bodyStart, end) === 'ROLLBACK\0';
-  return false;
+  if (n === 7 && buf.toString('latin1', bodyStart, end) === 'COMMIT\0') return 'COMMIT';
+  if (n === 9 && buf.toString('latin1', bodyStart, end) === 'ROLLBACK\0') return 'ROLLBACK';
+  return undefined;
 }

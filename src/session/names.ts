@@ -262,10 +262,11 @@ export class SessionNames {
 
   /**
    * The server's reply to the request of this order (to its statement of this index, in a Query of
-   * several) shows that a transaction had ended.
+   * several) shows that a transaction had ended; `rolledBack` when it did not commit.
    */
-  transactionEnded(order: number, statement = Number.POSITIVE_INFINITY): void {
-    this.forgetEndedCursors(order, statement);
+  transactionEnded(order: number, statement = Number.POSITIVE_INFINITY, rolledBack = false): void {
+    this.forgetEndedCursors([order, statement], rolledBack);
+    if (before(this.lastEnd, [order, statement])) this.lastEnd = [order, statement];
     if (order <= this.transactionEndedAt) return;
     this.transactionEndedAt = order;
     // The map is only tidied here; portalEnded decides. A portal whose Bind is still unanswered
@@ -274,20 +275,25 @@ export class SessionNames {
     if (named(this.portals) > 0) this.mirror.portals.forget((p) => this.portalEnded(p));
   }
 
+  /** Where the last transaction end pgwarden learnt of was: what came after is in the current one. */
+  private lastEnd: Position = [-1, Number.POSITIVE_INFINITY];
+
   /**
-   * A cursor declared without HOLD ends with its transaction, as the server drops it: every one
-   * declared before the end. Kept, each took one of limits.maxNamesPerSession for good (10,000
-   * rounds of BEGIN; DECLARE; COMMIT left the session unable to PREPARE or DECLARE anything), and
-   * its name could not be used for a portal (red team, round 48). A WITH HOLD cursor is kept until
-   * it is closed; one a ROLLBACK drops stays taken in the mirror, which refuses, never allows, more.
+   * The cursors the server drops at a transaction's end. One declared without HOLD ends with its
+   * transaction: kept, each took one of limits.maxNamesPerSession for good (10,000 rounds of
+   * BEGIN; DECLARE; COMMIT left the session unable to PREPARE or DECLARE anything), and its name
+   * could not be used for a portal (red team, round 48). One declared WITH HOLD outlives its
+   * transaction only if that commits: a rollback (or a failed commit) drops those it declared.
+   * A ROLLBACK TO SAVEPOINT answers as a ROLLBACK does, and drops them all here: one declared
+   * before the savepoint is then refused, never misjudged.
    */
-  private forgetEndedCursors(order: number, statement: number): void {
+  private forgetEndedCursors(end: Position, rolledBack: boolean): void {
     if (this.policyState.cursors.size === 0) return;
     this.mirror.cursors.forget(
       (c) =>
-        !c.hold &&
         c.declaredAt !== undefined &&
-        (c.declaredAt[0] < order || (c.declaredAt[0] === order && c.declaredAt[1] < statement)),
+        before(c.declaredAt, end) &&
+        (!c.hold || (rolledBack && before(this.lastEnd, c.declaredAt))),
     );
   }
 
@@ -333,6 +339,13 @@ export class SessionNames {
       if (e.closeCursor) dropFromBoth([m.cursors, m.portals], e.closeCursor, log, at);
     }
   }
+}
+
+/** A place in the session's requests: a request's order, and a statement's index in it. */
+type Position = readonly [order: number, statement: number];
+
+function before(a: Position, b: Position): boolean {
+  return a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
 }
 
 /** The names in `m` besides the unnamed one (each session has that slot anyway). */

@@ -12,7 +12,7 @@ import type { TokenVerifier } from '../identity/token.js';
 import type { Judge, Verdict } from '../policy/verdict.js';
 import * as be from '../protocol/backend-encoder.js';
 import {
-  endsTransaction,
+  transactionEnd,
   readCommandTag,
   readErrorFields,
   type ErrorFieldValues,
@@ -421,6 +421,8 @@ export class Session {
   }
 
   private endAfterWrite: PgwardenError | undefined;
+  /** The server failed a request since its last ReadyForQuery. */
+  private segmentFailed = false;
   /** The client is not read because too many requests await answers (PendingQueue.full). */
   private heldByQueue = false;
   /** A message held until the server has answered earlier segments, or until it is judged. */
@@ -1008,8 +1010,11 @@ export class Session {
         if (p) confirmChanges(p);
         if (p?.kind === 'query') this.records.complete(p);
         this.status = String.fromCharCode(buf[bodyStart] ?? 0x49) as TransactionStatus;
-        // Idle: the transaction of everything up to here has ended (an implicit one at Sync too).
-        if (this.status === 'I') this.names.transactionEnded(p?.order ?? this.forwarded);
+        // Idle: the transaction of everything up to here has ended (an implicit one at Sync too),
+        // rolled back if the server failed a request since the last ReadyForQuery.
+        if (this.status === 'I')
+          this.names.transactionEnded(p?.order ?? this.forwarded, undefined, this.segmentFailed);
+        this.segmentFailed = false;
         this.segmentAnswered();
         return 'forward';
       }
@@ -1041,8 +1046,13 @@ export class Session {
   /** CommandComplete, EmptyQueryResponse or PortalSuspended: a statement or a part of one is done. */
   private onCompletion(code: number, buf: Buffer, bodyStart: number, end: number): Disposition {
     const p = this.queue.peek();
-    if (code === Backend.CommandComplete && endsTransaction(buf, bodyStart, end))
-      this.names.transactionEnded(p?.order ?? this.forwarded, p?.kind === 'query' ? p.done : undefined);
+    const ended = code === Backend.CommandComplete ? transactionEnd(buf, bodyStart, end) : undefined;
+    if (ended)
+      this.names.transactionEnded(
+        p?.order ?? this.forwarded,
+        p?.kind === 'query' ? p.done : undefined,
+        ended === 'ROLLBACK',
+      );
     if (p?.kind === 'execute') {
       this.queue.shift();
       confirmChanges(p);
@@ -1071,6 +1081,7 @@ export class Session {
 
   /** The server failed the request at the head of the queue, and may skip what follows to Sync. */
   private onErrorResponse(buf: Buffer, bodyStart: number, end: number): Disposition {
+    this.segmentFailed = true;
     const body = buf.subarray(bodyStart, end);
     const f = readErrorFields(body);
     const agentsView = this.withholdsRelation(f)
