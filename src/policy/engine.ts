@@ -291,7 +291,7 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
       ? deny(facts(undefined, []), TOO_DEEP_TO_PARSE, 'parser_stack_exhausted', 'PGW_TOO_COMPLEX')
       : deny(
           facts(undefined, []),
-          'internal pgwarden error: its SQL parser failed on an earlier statement and pgwarden must be restarted; the statement was denied',
+          'internal pgwarden error: its SQL parser failed on an earlier statement and is being replaced; the statement was denied, retry it',
           'parser_lost',
           'PGW_INTERNAL',
         );
