@@ -46,6 +46,11 @@ beforeAll(async () => {
     CREATE TYPE public.rel_box AS (a rel_name);
     CREATE TYPE public.rel_range AS RANGE (subtype = regclass);
     CREATE SCHEMA private_types; CREATE TYPE private_types.mood AS ENUM ('ok');
+    -- Helpers a database has and the rules do not list, callable by field notation (round 49).
+    CREATE FUNCTION public.order_notes(o public.orders) RETURNS text LANGUAGE sql STABLE
+      AS $$ SELECT string_agg(n.org_id || ': ' || n.note, '; ') FROM public.internal_notes n $$;
+    CREATE FUNCTION public.debug_row(r anyelement) RETURNS text LANGUAGE sql
+      AS $$ SELECT string_agg(ssn, ',') FROM public.customers $$;
   `);
   const rows = await db.sql<{ k: string; oid: number }>(`
     SELECT 'internal_notes' AS k, 'internal_notes'::regclass::oid::int AS oid
@@ -427,6 +432,31 @@ describe('names the server looks up in other places (red team, round 16)', () =>
       expect.stringMatching(/^tables\.public\.audit_trail\.columns: column "acl" has type aclitem\[\]/),
     ]);
     expect(checkRulesAgainstCatalog(listed({ deny: ['rel', 'acl'] }) as never, catalog)).toEqual([]);
+  });
+});
+
+describe('field notation (red team, round 49)', () => {
+  it('x.f and (x).f are judged as the call f(x) they are when f is not a column: an unlisted function stays refused', async () => {
+    // The server runs them: every tenant's notes and SSNs.
+    const [direct] = await db.sql<{ notes: string }>('SELECT (o).order_notes AS notes FROM orders o LIMIT 1');
+    expect(direct?.notes).toContain('globex');
+    const attacks = [
+      'SELECT order_notes(o) FROM orders o',
+      'SELECT o.id, (o).order_notes FROM orders o',
+      'SELECT o.order_notes FROM orders o',
+      'SELECT x.debug_row FROM (SELECT 1 AS a) x',
+      'WITH w AS (SELECT 1 AS a) SELECT w.debug_row FROM w',
+    ];
+    await withClient(async (c) => {
+      for (const sql of attacks) await expect(c.query(sql), sql).rejects.toMatchObject({ code: '42501' });
+      // The look-alikes: columns by field notation, and a row's fields.
+      const { rows } = await c.query<{ total: string; status: string }>(
+        'SELECT (o).total, o.status FROM orders o ORDER BY o.id LIMIT 1',
+      );
+      expect(rows).toHaveLength(1);
+      const sub = await c.query<{ a: number }>('SELECT x.a FROM (SELECT 1 AS a) x');
+      expect(sub.rows).toEqual([{ a: 1 }]);
+    });
   });
 });
 

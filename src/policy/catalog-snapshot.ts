@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { Catalog, CatalogRelation, CatalogType } from './catalog.js';
+import type { Catalog, CatalogFunction, CatalogRelation, CatalogType } from './catalog.js';
 import { safeIntrospection } from './introspection.js';
 
 /** System relations whose columns the snapshot keeps: agents read them through views that list them. */
@@ -22,13 +22,13 @@ export function catalogSnapshot(catalog: Catalog): string {
     }
     relations[schema] = out;
   }
-  const functions: Record<string, Record<string, { safe: boolean }>> = {};
+  const functions: Record<string, Record<string, CatalogFunction>> = {};
   for (const schema of Object.keys(catalog.functions).sort()) {
     const fns = catalog.functions[schema] ?? {};
     functions[schema] = Object.fromEntries(
       Object.keys(fns)
         .sort()
-        .map((n) => [n, { safe: fns[n]?.safe === true }]),
+        .map((n) => [n, { safe: fns[n]?.safe === true, ...(fns[n]?.fieldCall ? { fieldCall: true } : {}) }]),
     );
   }
   const types: Record<string, Record<string, CatalogType>> = {};

@@ -57,6 +57,12 @@ export interface CatalogForeignKey {
 export interface CatalogFunction {
   /** False when some overload takes or returns a type that names or reaches catalog objects. */
   readonly safe: boolean;
+  /**
+   * Some overload takes one argument (the others have defaults) that a row can be: a composite
+   * type, record, or a polymorphic or "any" type. PostgreSQL reads `x.f` and `(x).f` as the call
+   * `f(x)` when f is not a column of x, so such a function is reachable by field notation.
+   */
+  readonly fieldCall?: boolean;
 }
 
 export interface CatalogType {
@@ -215,7 +221,13 @@ SELECT n.nspname AS schema, p.proname AS name,
          JOIN pg_catalog.pg_type ty ON ty.oid = u.oid
          WHERE ty.typname = ANY($1::text[])
            AND NOT (ty.typname = ANY($2::text[]) AND cardinality(p.args) > 0
-                    AND p.prorettype = ALL(p.args)))) AS safe
+                    AND p.prorettype = ALL(p.args)))) AS safe,
+       bool_or(p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1 AND EXISTS (
+         SELECT 1 FROM pg_catalog.pg_type t0 LEFT JOIN pg_catalog.pg_type b0 ON b0.oid = t0.typbasetype
+         WHERE t0.oid = p.proargtypes[0]
+           AND (t0.typtype = 'c' OR b0.typtype = 'c'
+                OR t0.typname IN ('record', 'any', 'anyelement', 'anynonarray', 'anycompatible',
+                                  'anycompatiblenonarray')))) AS "fieldCall"
 FROM (SELECT *, coalesce(proallargtypes, proargtypes::oid[]) AS args FROM pg_catalog.pg_proc) AS p
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname NOT IN ('information_schema', 'pg_toast')
@@ -266,10 +278,10 @@ export async function loadCatalog(connectionString: string, searchPath: string):
     const rels = await client.query<{ schema: string; name: string; kind: string; columns: CatalogColumn[] }>(
       relationsSql,
     );
-    const fns = await client.query<{ schema: string; name: string; safe: boolean }>(functionsSql, [
-      [...unsafeTypes],
-      [...closedTypes],
-    ]);
+    const fns = await client.query<{ schema: string; name: string; safe: boolean; fieldCall: boolean }>(
+      functionsSql,
+      [[...unsafeTypes], [...closedTypes]],
+    );
     const typeRows = await client.query<{
       schema: string;
       name: string;
@@ -304,7 +316,8 @@ export async function loadCatalog(connectionString: string, searchPath: string):
       };
     }
     const functions: Record<string, Record<string, CatalogFunction>> = {};
-    for (const f of fns.rows) (functions[f.schema] ??= {})[f.name] = { safe: f.safe };
+    for (const f of fns.rows)
+      (functions[f.schema] ??= {})[f.name] = { safe: f.safe, ...(f.fieldCall ? { fieldCall: true } : {}) };
     const types: Record<string, Record<string, CatalogType>> = {};
     for (const t of typeRows.rows) {
       const bySchema = (types[t.schema] ??= {});

@@ -9,7 +9,7 @@ import {
 } from '../sql/ast.js';
 import { needsSubquery, type TablePolicy } from '../policy/effective.js';
 import { Denial, type RewriteContext, type Scope } from './context.js';
-import { selectBody, visitExpr, visitValue } from './expr.js';
+import { checkCycleClause, selectBody, visitExpr, visitValue } from './expr.js';
 import { cteBodyScope, resolveRelation } from './resolve.js';
 import { inlineTenantFilter } from './inline-tenant.js';
 import { narrowScoped } from './narrow.js';
@@ -180,6 +180,7 @@ export function processWith(
     else if (kind === 'InsertStmt' || kind === 'UpdateStmt' || kind === 'DeleteStmt' || kind === 'MergeStmt')
       rewriteWrite(q, ctx, inner);
     else throw new Denial(`${kind} is not allowed in WITH`, 'statement_not_allowed');
+    checkCycleClause(cte.cycle_clause, ctx);
   });
   return { ctes: new Set(cteNames), parent: outer };
 }

@@ -15,7 +15,14 @@ import {
 import type { TablePolicy } from '../policy/effective.js';
 import type { ParamCheck } from '../policy/verdict.js';
 import { Denial, type RewriteContext, type Scope, type WriteTarget } from './context.js';
-import { exactLiteralValue, literalValue, tenantKeepingCasts, visitValue } from './expr.js';
+import {
+  checkCollation,
+  checkSchemaOf,
+  exactLiteralValue,
+  literalValue,
+  tenantKeepingCasts,
+  visitValue,
+} from './expr.js';
 import { resolveRelation } from './resolve.js';
 import { conjuncts, safeConjuncts, writeRelations } from './safe-conjuncts.js';
 import {
@@ -538,6 +545,9 @@ function checkConflictTarget(
         'column_denied',
         { ruleId: `tables.${t.qname}.columns` },
       );
+    // The server looks both up while inferring the arbiter index (red team, round 49).
+    checkCollation(elem?.collation as Node[] | undefined, ctx);
+    checkSchemaOf('operator class', elem?.opclass as Node[] | undefined, ctx);
     if (elem?.expr !== undefined) {
       enterTarget(ctx, t, [refname]);
       visitValue(elem.expr, ctx, scope);

@@ -35,6 +35,8 @@ export interface WithClause {
 export interface CommonTableExpr {
   ctename: string;
   ctequery?: Node;
+  /** CYCLE ... SET mark TO value DEFAULT value USING path (PostgreSQL 14+). */
+  cycle_clause?: Record<string, unknown>;
 }
 
 /** The single key of a node, e.g. "SelectStmt". */
