@@ -149,16 +149,11 @@ describe('bad input gets a clear error and the proxy keeps serving', () => {
     await stillServes();
   });
 
-  it('unknown message types, CopyData and FunctionCall are refused, never passed through', async () => {
+  it('unknown message types and FunctionCall are refused, never passed through', async () => {
     const unknown = await RawClient.connect(px.port);
     await unknown.login('support-bot', db.name, await px.token());
     unknown.send(Buffer.from([0x21, 0, 0, 0, 4]));
     expect(errorOf(await unknown.read())).toMatchObject({ severity: 'FATAL', code: '08P01' });
-
-    const copy = await RawClient.connect(px.port);
-    await copy.login('support-bot', db.name, await px.token());
-    copy.send(serialize.copyData(Buffer.from('1\tx\n')));
-    expect(errorOf(await copy.read())).toMatchObject({ severity: 'FATAL', code: '08P01' });
 
     const fn = await RawClient.connect(px.port);
     await fn.login('support-bot', db.name, await px.token());
@@ -168,6 +163,50 @@ describe('bad input gets a clear error and the proxy keeps serving', () => {
     expect(errorOf(reply[0])).toMatchObject({ severity: 'ERROR', code: '0A000' });
     expect(reply.at(-1)?.code).toBe('Z');
     await stillServes();
+  });
+
+  it('COPY data sent without waiting for the go-ahead of a refused COPY is dropped, as the server drops it, and the session goes on (red team, round 50)', async () => {
+    const copy = await RawClient.connect(px.port);
+    try {
+      await copy.login('support-bot', db.name, await px.token());
+      // asyncpg's copy_records_to_table: the COPY, its data and its end in one go.
+      copy.send(
+        Buffer.concat([
+          serialize.query('COPY products FROM STDIN'),
+          serialize.copyData(Buffer.from('1\tx\n')),
+          serialize.copyDone(),
+        ]),
+      );
+      const refused = await copy.untilReady();
+      expect(errorOf(refused[0])).toMatchObject({ severity: 'ERROR', code: '42501' });
+      // Stray data on its own, and a CopyFail, are dropped too.
+      copy.send(Buffer.concat([serialize.copyData(Buffer.from('2\ty\n')), serialize.copyFail('stop')]));
+      copy.send(serialize.query('SELECT 1'));
+      expect((await copy.untilReady()).map((m) => m.code).join('')).toBe('TDCZ');
+    } finally {
+      copy.close();
+    }
+  });
+
+  it('an empty query is answered as the server answers it (EmptyQueryResponse), in both protocols (red team, round 50)', async () => {
+    const c = await RawClient.connect(px.port);
+    try {
+      await c.login('support-bot', db.name, await px.token());
+      // pgJDBC's Connection.isValid() sends one; a refusal made it report every connection dead.
+      c.send(serialize.query(''));
+      expect((await c.untilReady()).map((m) => m.code).join('')).toBe('IZ');
+      c.send(
+        Buffer.concat([
+          serialize.parse({ text: '' }),
+          serialize.bind({}),
+          serialize.execute({}),
+          serialize.sync(),
+        ]),
+      );
+      expect((await c.untilReady()).map((m) => m.code).join('')).toBe('12IZ');
+    } finally {
+      c.close();
+    }
   });
 
   it('a client that disconnects mid-query does not disturb others', async () => {

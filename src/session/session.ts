@@ -604,9 +604,10 @@ export class Session {
       case Frontend.CopyData:
       case Frontend.CopyDone:
       case Frontend.CopyFail:
-        throw new PgwardenError('PGW_PROTOCOL_VIOLATION', {
-          message: 'COPY data outside COPY FROM STDIN, which pgwarden does not allow',
-        });
+        // pgwarden allows no COPY FROM STDIN, so this is data for one it refused: a client may send
+        // its data without waiting for the go-ahead (asyncpg's copy_records_to_table does), and
+        // the server ignores such stray messages too. Dropped, never forwarded (red team, round 50).
+        return;
       default:
         throw new PgwardenError('PGW_PROTOCOL_VIOLATION', {
           message: `unexpected message type ${JSON.stringify(String.fromCharCode(m.code))}`,

@@ -130,6 +130,9 @@ export function parserReplaced(): Promise<void> {
 
 /** Parses with the real PostgreSQL grammar; throws the parser's error for invalid SQL. */
 export function parseSql(sql: string): ParseResult {
+  // The library refuses an empty text; the server answers it with EmptyQueryResponse, and pgJDBC's
+  // Connection.isValid() sends one (red team, round 50).
+  if (sql === '') return { stmts: [] };
   const result = guarded((l) => l.parseSync(sql) as ParseResult);
   return { stmts: result.stmts ?? [] };
 }
@@ -157,5 +160,6 @@ export interface ScanToken {
 
 /** PostgreSQL's own scanner over the text; throws where the server's scanner would fail. */
 export function scanTokens(sql: string): readonly ScanToken[] {
+  if (sql === '') return [];
   return guarded((l) => l.scanSync(sql).tokens);
 }
