@@ -26,7 +26,7 @@ import { BackendStream, type Disposition } from '../upstream/backend-stream.js';
 import { cancelUpstream, connectUpstream, type UpstreamConnection } from '../upstream/connect.js';
 import { authenticate } from './authenticate.js';
 import type { CancelRegistry } from './cancel-registry.js';
-import { confirmChanges, undoChanges } from './mirror.js';
+import { confirmChanges, undoChanges, type MirroredNames } from './mirror.js';
 import { SessionNames, type JudgedStatement } from './names.js';
 import { checkParam } from './param-check.js';
 import { PendingQueue, pending, type Pending, type Secrets } from './pending.js';
@@ -394,7 +394,7 @@ export class Session {
         }
       }
       if (this.endAfterWrite) this.close(this.endAfterWrite.code);
-      else if (this.heldByQueue && !this.queue.full) {
+      else if (this.heldByQueue && this.queue.roomToResume) {
         this.heldByQueue = false;
         queueMicrotask(() => {
           if (!this.closed && this.waiting) this.continueReading();
@@ -490,10 +490,12 @@ export class Session {
     this.onClientData(Buffer.alloc(0));
   }
 
-  private enqueue(p: Pending): void {
+  private enqueue(p: Pending, bindsUnnamed = false): void {
     p.order = this.forwarded++;
     this.queue.push(p);
-    this.segments.forwarded(p);
+    const unnamedPortal = this.names.mirror.portals as MirroredNames<unknown>;
+    const unnamedPortalOnly = p.changes?.every((c) => c.space === unnamedPortal && c.key === '') ?? true;
+    this.segments.forwarded(p, unnamedPortalOnly, bindsUnnamed);
   }
 
   /** ReadyForQuery: a segment is answered; a message waiting for it goes on. */
@@ -815,7 +817,7 @@ export class Session {
       p,
     );
     out.addMessage(m);
-    this.enqueue(p);
+    this.enqueue(p, msg.portal === '');
   }
 
   /** Refuses a Bind, recorded with the statement it names (if pgwarden judged one). */
