@@ -1304,6 +1304,41 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
     }
   });
 
+  it("a connection pool's reset runs (red team, round 50): pgwarden's pins stay, and DISCARD ALL empties the mirror as it empties the server", async () => {
+    const c = new pg.Client({ connectionString: await proxy.url({ tenant: 'acme' }) });
+    await c.connect();
+    try {
+      await c.query('PREPARE p AS SELECT 1');
+      await c.query({ name: 's1', text: 'SELECT 1 AS one' });
+      await c.query('BEGIN; DECLARE k CURSOR WITH HOLD FOR SELECT id FROM products; COMMIT');
+      await c.query("SET TimeZone = 'Asia/Tokyo'");
+      // asyncpg's pool, between two users of a connection.
+      await c.query('SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;');
+      const show = async (name: string): Promise<string> =>
+        ((await c.query<Record<string, string>>(`SHOW ${name}`)).rows[0] ?? {})[name] ?? '';
+      // Back to the session's start: the server's own defaults, and pgwarden's pins.
+      expect(await show('timezone')).not.toBe('Asia/Tokyo');
+      expect(await show('statement_timeout')).toBe('30s');
+      expect(await show('standard_conforming_strings')).toBe('on');
+      expect(await show('application_name')).toBe('pgwarden/support-bot');
+      // CLOSE ALL took the cursor.
+      await expect(c.query('FETCH 1 FROM k')).rejects.toMatchObject({ code: '42501' });
+      await c.query('DISCARD ALL');
+      // The server dropped every name: pgwarden runs none of them on its word.
+      await expect(c.query('EXECUTE p')).rejects.toMatchObject({ code: '42501' });
+      await expect(c.query({ name: 's1', text: 'SELECT 1 AS one' })).rejects.toMatchObject({ code: '42501' });
+      // And the names are free again.
+      await c.query('PREPARE p AS SELECT 2');
+      expect((await c.query('EXECUTE p')).rows).toEqual([{ '?column?': 2 }]);
+      // The look-alikes stay refused: settings pgwarden pins, to other values.
+      await expect(c.query('SET standard_conforming_strings = off')).rejects.toMatchObject({ code: '42501' });
+      await expect(c.query("SET client_encoding = 'SJIS'")).rejects.toMatchObject({ code: '42501' });
+      await c.query("SET NAMES 'UTF8'");
+    } finally {
+      await c.end();
+    }
+  });
+
   it('a PREPARE last in a Query whose commit fails is counted against the limit, never run (red team, round 48)', async () => {
     // The server keeps the PREPARE (no rollback undoes one) but reports the commit's error as the
     // PREPARE's: uncounted, such names took the server's memory without bound.

@@ -78,6 +78,8 @@ const deniedPrefixes = ['pg_', 'lo_', 'dblink', 'has_', 'to_reg', 'brin_', 'bina
  * `pg_input_is_valid('internal_notes', 'regclass')` tells whether a table exists.)
  */
 const allowedPgPrefixed = new Set([
+  // Releases the session's own advisory locks, which agents cannot take: pools reset with it.
+  'pg_advisory_unlock_all',
   'pg_size_pretty',
   'pg_size_bytes',
   'pg_column_size',

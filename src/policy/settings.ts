@@ -2,8 +2,10 @@
  * Settings an agent may SET / RESET: they change how values are shown or how long to wait, never
  * who the session is, which objects names resolve to, or how SQL text is read. The proxy pins
  * search_path, standard_conforming_strings, client_encoding, statement_timeout and
- * application_name, so those are never here. idle_in_transaction_session_timeout is not either: an
- * agent must not switch off a timeout the DBA set (it can still SHOW it). https://www.postgresql.org/docs/current/runtime-config-client.html
+ * application_name: the second and third are here for the value pgwarden pins only (drivers set
+ * them at connect: Rails, SET NAMES), the others never. idle_in_transaction_session_timeout is not
+ * either: an agent must not switch off a timeout the DBA set (it can still SHOW it).
+ * https://www.postgresql.org/docs/current/runtime-config-client.html
  */
 export const settableParameters = new Set([
   'datestyle',
@@ -21,6 +23,8 @@ export const settableParameters = new Set([
   'transaction_deferrable',
   'xmloption',
   'xmlbinary',
+  'standard_conforming_strings',
+  'client_encoding',
 ]);
 
 /**
@@ -31,6 +35,9 @@ export const settableParameters = new Set([
  */
 export const settableValues: Readonly<Record<string, ReadonlySet<string>>> = {
   client_min_messages: new Set(['notice', 'warning', 'error']),
+  // The values pgwarden pins (session.ts): any other would change how SQL text is read.
+  standard_conforming_strings: new Set(['on']),
+  client_encoding: new Set(['utf8', 'utf-8', 'unicode']),
 };
 
 /** Settings an agent may SHOW: the settable ones plus read-only facts clients ask for at start. */

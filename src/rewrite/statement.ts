@@ -25,10 +25,8 @@ const refusedStatements: Record<string, string> = {
   DoStmt: 'DO blocks are not allowed: pgwarden cannot check code that builds SQL at run time',
   CallStmt: 'CALL is not allowed: procedures run SQL pgwarden cannot check',
   ListenStmt: 'LISTEN is not allowed',
-  UnlistenStmt: 'UNLISTEN is not allowed',
   NotifyStmt: 'NOTIFY is not allowed',
   LockStmt: 'LOCK TABLE is not allowed: it would block every tenant',
-  DiscardStmt: 'DISCARD is not allowed: it would reset settings pgwarden pins',
   VacuumStmt: 'VACUUM / ANALYZE are not allowed for agents',
   CreateTableAsStmt: 'CREATE TABLE AS is not allowed: agents cannot create objects',
 };
@@ -269,6 +267,19 @@ export function rewriteStatement(stmt: Node, ctx: RewriteContext): void {
     }
     case 'VariableSetStmt':
       return checkSet(body, ctx);
+    case 'UnlistenStmt':
+      // Nothing to undo: agents may not LISTEN. Connection pools send UNLISTEN * between clients.
+      return;
+    case 'DiscardStmt':
+      // What pools send between clients (PgBouncer's server_reset_query, Npgsql). Settings go back
+      // to the session's start, which holds pgwarden's pins; DISCARD ALL also drops every prepared
+      // statement, portal and cursor, protocol-level ones too.
+      if (body.target === 'DISCARD_ALL')
+        ctx.effects.push(
+          { statement: ctx.statementIndex, deallocate: { all: true } },
+          { statement: ctx.statementIndex, closeCursor: { all: true } },
+        );
+      return;
     case 'VariableShowStmt': {
       const name = String(body.name).toLowerCase();
       if (!showableParameters.has(name))
@@ -295,11 +306,9 @@ function checkSet(body: Body, ctx: RewriteContext): void {
   const kind = body.kind as string;
   const name = String(body.name ?? '').toLowerCase();
   if (name === 'application_name') return keepApplicationName(body, ctx);
-  if (kind === 'VAR_RESET_ALL')
-    throw new Denial(
-      'RESET ALL is not allowed: it would undo settings pgwarden pins; reset one setting',
-      'setting_not_allowed',
-    );
+  // Every setting goes back to the session's start: pgwarden pins its own in the startup packet,
+  // so they come back to the pinned values (asyncpg's pool resets each connection so).
+  if (kind === 'VAR_RESET_ALL') return;
   if (kind === 'VAR_SET_MULTI') {
     // SET TRANSACTION ... / SET SESSION CHARACTERISTICS AS TRANSACTION ...: isolation and read-only only.
     if (name !== 'transaction' && name !== 'session characteristics')
