@@ -460,6 +460,27 @@ describe('field notation (red team, round 49)', () => {
   });
 });
 
+describe("pgJDBC's type lookup (red team, round 50)", () => {
+  it("takes 'pg_catalog.f'::regproc, a built-in function's name, and no other regproc cast, whatever the cache learnt", async () => {
+    const typeInfo = (cast: string): string =>
+      `SELECT typinput=${cast} as is_array, typtype, typname, pg_type.oid FROM pg_catalog.pg_type LEFT JOIN (select ns.oid as nspoid, ns.nspname, r.r from pg_namespace as ns join ( select s.r, (current_schemas(false))[s.r] as nspname from generate_series(1, array_upper(current_schemas(false), 1)) as s(r) ) as r using ( nspname ) ) as sp ON sp.nspoid = typnamespace WHERE pg_type.oid = $1 ORDER BY sp.r, pg_type.oid DESC`;
+    await withClient(async (c) => {
+      // What TypeInfoCache.getSQLType sends for jsonb and jsonb[] (getObject failed on both).
+      const jsonb = await c.query(typeInfo("'pg_catalog.array_in'::regproc"), [3802]);
+      expect(jsonb.rows).toEqual([{ is_array: false, typtype: 'b', typname: 'jsonb', oid: 3802 }]);
+      const arrays = await c.query(typeInfo("'pg_catalog.array_in'::regproc"), [3807]);
+      expect(arrays.rows[0]).toMatchObject({ is_array: true, typname: '_jsonb' });
+      // The look-alikes, after the same shape was allowed: a user function, an unqualified name.
+      for (const cast of [
+        "'public.order_notes'::regproc",
+        "'array_in'::regproc",
+        "'pg_catalog.order_notes'::regproc",
+      ])
+        await expect(c.query(typeInfo(cast), [3802]), cast).rejects.toMatchObject({ code: '42501' });
+    });
+  });
+});
+
 describe('pg_settings', () => {
   it('shows the preset constants only: no configuration, paths or activity', async () => {
     const sql = 'SELECT name FROM pg_catalog.pg_settings ORDER BY 1';
