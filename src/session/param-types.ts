@@ -30,8 +30,8 @@ const CHECKED_PARAM_TYPES: Record<ParamCheck['type'], readonly (readonly [number
 /**
  * The built-in data types a parameter may be declared with, by their OIDs (fixed in PostgreSQL's
  * pg_type.dat, the same in every version that has them), arrays included: base, range and
- * multirange types, 0 (unspecified) and 705 (unknown, which leaves the type to the server as 0
- * does). Everything else is refused. Not here: the types whose input turns a name into an object
+ * multirange types, 0 (unspecified), 705 (unknown, which leaves the type to the server as 0
+ * does) and 2278 (void). Everything else is refused. Not here: the types whose input turns a name into an object
  * (regclass: 'internal_notes' succeeds or fails by whether the table exists; regtype, regproc,
  * regrole, regconfig, aclitem, ...), those only internal code and the transaction machinery use (xid, cid,
  * txid_snapshot, pg_snapshot, cstring, internal, pg_node_tree, statistics types), every composite
@@ -44,7 +44,9 @@ const CHECKED_PARAM_TYPES: Record<ParamCheck['type'], readonly (readonly [number
  * would run on other tenants' rows (red team, round 18).
  */
 const DATA_TYPES = new Set([
-  0, 705,
+  // void too: its input ignores the value, and pgJDBC declares a CallableStatement's OUT
+  // parameter so (red team, round 50)
+  0, 705, 2278,
   // bool, bytea, "char", name, int8, int2, int2vector, int4, text, tid, oidvector, json, xml
   16, 17, 18, 19, 20, 21, 22, 23, 25, 27, 30, 114, 142,
   // geometry, network, numeric, money, bit strings, date/time
