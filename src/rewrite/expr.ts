@@ -1,6 +1,7 @@
 import { names, nodeType, type Node } from '../sql/ast.js';
 import { lookupTypes, namingTypes } from '../policy/catalog.js';
 import { decideFunction } from '../policy/functions.js';
+import { settableParameters, settableValues } from '../policy/settings.js';
 import { Denial, type RewriteContext, type Scope } from './context.js';
 import { guardCast, guardedFunctionName, guardFunction } from './oid-guards.js';
 import { resolveType } from './resolve.js';
@@ -114,6 +115,7 @@ export function visitExpr(node: Node, ctx: RewriteContext, scope: Scope | undefi
     case 'FuncCall': {
       const guarded = guardedFunctionName(body.funcname as Node[], ctx.catalog);
       if (guarded !== undefined) return guardFunction(node, guarded, ctx, scope);
+      if (settingByFunction(body, ctx)) return;
       checkFunction(body, ctx);
       checkTextSearchConfig(body, ctx);
       for (const [k, v] of Object.entries(body)) if (k !== 'funcname') visitValue(v, ctx, scope, k);
@@ -238,6 +240,27 @@ function builtinFunctionName(cast: Record<string, unknown>, ctx: RewriteContext)
   const m = literal === undefined ? null : /^pg_catalog\.([a-z_][a-z0-9_]*)$/.exec(literal);
   ctx.literalSensitive = true;
   return m !== null && ctx.catalog.functions.pg_catalog?.[m[1] ?? ''] !== undefined;
+}
+
+/**
+ * `set_config(name, value, is_local)` with constants, where `SET name = value` is allowed: Django
+ * sets its time zone so on every connection (red team, round 50). Any other use of set_config
+ * stays refused with the function; the verdict depends on the literals.
+ */
+function settingByFunction(call: Record<string, unknown>, ctx: RewriteContext): boolean {
+  const args = call.args as Node[] | undefined;
+  if (args?.length !== 3 || !args.every((a) => nodeType(a) === 'A_Const')) return false;
+  const parts = names(call.funcname as Node[]);
+  if (decideFunction(parts, ctx.catalog, new Set()).qualified !== 'pg_catalog.set_config') return false;
+  const plain = ['agg_star', 'agg_distinct', 'func_variadic', 'over', 'agg_filter', 'agg_order'];
+  if (plain.some((k) => call[k] !== undefined && call[k] !== false)) return false;
+  ctx.literalSensitive = true;
+  const name = literalValue(args[0])?.toLowerCase();
+  const value = literalValue(args[1]);
+  const local = (args[2] as { A_Const: Record<string, unknown> }).A_Const;
+  if (name === undefined || value === undefined || !('boolval' in local)) return false;
+  if (!settableParameters.has(name)) return false;
+  return settableValues[name]?.has(value.toLowerCase()) ?? true;
 }
 
 /** A system column of a tenant- or parent-scoped table, named plainly or qualified. */
