@@ -1334,6 +1334,11 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
       await expect(c.query('SET standard_conforming_strings = off')).rejects.toMatchObject({ code: '42501' });
       await expect(c.query("SET client_encoding = 'SJIS'")).rejects.toMatchObject({ code: '42501' });
       await c.query("SET NAMES 'UTF8'");
+      // Laravel's connect, and pgJDBC's setSchema: the pinned search path, so nothing drifts.
+      await c.query('set search_path to "public"');
+      expect(await show('search_path')).toBe('public');
+      expect((await c.query('SELECT count(*)::int AS n FROM products')).rows).toEqual([{ n: 3 }]);
+      await expect(c.query('SET search_path TO public, pg_temp')).rejects.toMatchObject({ code: '42501' });
     } finally {
       await c.end();
     }

@@ -361,6 +361,7 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
       };
     const ctx = new RewriteContext(policy, catalog, tenant, jc.protocol, jc.session);
     ctx.rulesVersion = opts.rulesVersion ?? 0;
+    ctx.pinnedSearchPath = opts.searchPath;
     ctx.paramsUsedOnce = paramsUsedOnce(stmts);
     const lk = literalShape(sql);
     const before = JSON.stringify(stmts);

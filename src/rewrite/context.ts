@@ -87,6 +87,8 @@ export class RewriteContext {
 
   /** The version of the rules judging (PolicyJudgeOptions.rulesVersion). */
   rulesVersion = 0;
+  /** The search_path pgwarden pins (PolicyJudgeOptions.searchPath), as the server reports it. */
+  pinnedSearchPath: string | undefined;
 
   constructor(
     readonly policy: EffectivePolicy,

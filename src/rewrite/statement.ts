@@ -309,6 +309,7 @@ function checkSet(body: Body, ctx: RewriteContext): void {
   // Every setting goes back to the session's start: pgwarden pins its own in the startup packet,
   // so they come back to the pinned values (asyncpg's pool resets each connection so).
   if (kind === 'VAR_RESET_ALL') return;
+  if (name === 'search_path' && setsPinnedSearchPath(body, ctx)) return;
   if (kind === 'VAR_SET_MULTI') {
     // SET TRANSACTION ... / SET SESSION CHARACTERISTICS AS TRANSACTION ...: isolation and read-only only.
     if (name !== 'transaction' && name !== 'session characteristics')
@@ -338,6 +339,22 @@ function checkSet(body: Body, ctx: RewriteContext): void {
         'setting_not_allowed',
       );
   }
+}
+
+/**
+ * `SET search_path TO public` where pgwarden pins exactly that (Laravel connects so, and pgJDBC's
+ * setSchema): a no-op. The value the server then reports is the list as it flattens it, each
+ * schema quoted only where it must be; unless that is the pinned text, the SET stays refused, as
+ * the server's report would otherwise end the session for a drifted setting.
+ */
+function setsPinnedSearchPath(body: Body, ctx: RewriteContext): boolean {
+  if (body.kind !== 'VAR_SET_VALUE' || ctx.pinnedSearchPath === undefined) return false;
+  const args = (body.args as Node[] | undefined) ?? [];
+  const schemas = args.map((a) => (nodeType(a) === 'A_Const' ? literalValue(a) : undefined));
+  if (schemas.length === 0 || schemas.some((v) => v === undefined)) return false;
+  const flattened = schemas.map((v) => (/^[a-z_][a-z0-9_]*$/.test(v!) ? v : `"${v!.replace(/"/g, '""')}"`));
+  ctx.literalSensitive = true;
+  return flattened.join(', ') === ctx.pinnedSearchPath;
 }
 
 /**
