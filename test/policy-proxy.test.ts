@@ -52,6 +52,8 @@ beforeAll(async () => {
   await db.sql(readFileSync('src/demo/seed.sql', 'utf8'));
   judge = createPolicyJudge(await loadRules(['rules']), await loadCatalog(db.url, 'public'), {
     searchPath: 'public',
+    // The config's default (session.statementTimeoutMs), as start.ts passes it.
+    statementTimeoutMs: 30_000,
   });
   proxy = await startTestProxy(db, { judge });
 });
@@ -1342,6 +1344,39 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
     } finally {
       await c.end();
     }
+  });
+
+  it('statement_timeout may be shortened, at connect or by SET, never lengthened nor switched off (red team, round 50)', async () => {
+    // node-postgres's statement_timeout option puts it in the startup packet.
+    const c = new pg.Client({
+      connectionString: await proxy.url({ tenant: 'acme' }),
+      statement_timeout: 5000,
+    });
+    await c.connect();
+    const show = async (): Promise<string> =>
+      (await c.query<{ statement_timeout: string }>('SHOW statement_timeout')).rows[0]?.statement_timeout ??
+      '';
+    try {
+      expect(await show()).toBe('5s');
+      await c.query("SET statement_timeout = '2s'");
+      expect(await show()).toBe('2s');
+      await c.query('BEGIN; SET LOCAL statement_timeout = 500; COMMIT');
+      for (const longer of ["'1h'", '0', "'31s'", "'-1'", "'5 s x'"])
+        await expect(c.query(`SET statement_timeout = ${longer}`), longer).rejects.toMatchObject({
+          code: '42501',
+        });
+      // RESET goes back to the session's start: the client's own shorter value.
+      await c.query('RESET statement_timeout');
+      expect(await show()).toBe('5s');
+    } finally {
+      await c.end();
+    }
+    const longer = new pg.Client({
+      connectionString: await proxy.url({ tenant: 'acme' }),
+      statement_timeout: 60_000,
+    });
+    await expect(longer.connect()).rejects.toMatchObject({ code: '28000' });
+    await longer.end().catch(() => {});
   });
 
   it('a PREPARE last in a Query whose commit fails is counted against the limit, never run (red team, round 48)', async () => {

@@ -71,6 +71,7 @@ export async function startFromConfig(config: Config, logger: Logger): Promise<S
     rulesPaths: config.rules.paths,
     loadCatalog: () => loadCatalog(url, config.session.searchPath),
     searchPath: config.session.searchPath,
+    statementTimeoutMs: config.session.statementTimeoutMs,
     tenantClaim: config.auth.claims.tenant,
     logger,
     offThread: config.limits.judgeThread,

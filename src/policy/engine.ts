@@ -43,6 +43,11 @@ export interface PolicyJudgeOptions {
    * MAX_NESTING_ESTIMATE; the tests raise it to reach the parser's own failure behind it.
    */
   readonly maxNestingEstimate?: number;
+  /**
+   * The statement_timeout pgwarden pins (session.statementTimeoutMs; 0: none): an agent may set a
+   * shorter one. Unknown (undefined): it may only go back to the pinned one.
+   */
+  readonly statementTimeoutMs?: number;
 }
 
 /** An entry's own text: the rewritten SQL, or its template's pieces. */
@@ -362,6 +367,7 @@ export function createPolicyJudge(rules: Rules, catalog: Catalog, opts: PolicyJu
     const ctx = new RewriteContext(policy, catalog, tenant, jc.protocol, jc.session);
     ctx.rulesVersion = opts.rulesVersion ?? 0;
     ctx.pinnedSearchPath = opts.searchPath;
+    ctx.pinnedStatementTimeoutMs = opts.statementTimeoutMs;
     ctx.paramsUsedOnce = paramsUsedOnce(stmts);
     const lk = literalShape(sql);
     const before = JSON.stringify(stmts);

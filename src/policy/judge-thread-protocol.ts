@@ -12,6 +12,8 @@ export interface PolicyInputs {
   readonly rulesVersion?: number;
   /** PolicyJudgeOptions.maxNestingEstimate. */
   readonly maxNestingEstimate?: number;
+  /** PolicyJudgeOptions.statementTimeoutMs. */
+  readonly statementTimeoutMs?: number;
 }
 
 export type ToJudgeThread =

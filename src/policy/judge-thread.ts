@@ -24,6 +24,9 @@ port.on('message', (m: ToJudgeThread) => {
       ...(m.inputs.maxNestingEstimate === undefined
         ? {}
         : { maxNestingEstimate: m.inputs.maxNestingEstimate }),
+      ...(m.inputs.statementTimeoutMs === undefined
+        ? {}
+        : { statementTimeoutMs: m.inputs.statementTimeoutMs }),
     });
     generation = m.generation;
     // Judging time is counted from here: starting a thread is not the statement's fault.

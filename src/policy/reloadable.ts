@@ -60,6 +60,7 @@ export async function buildJudge(
   searchPath: string,
   tokenTenantClaim?: string,
   rulesVersion = 0,
+  statementTimeoutMs?: number,
 ): Promise<{ judge: PolicyJudge; rules: Rules; catalog: Catalog }> {
   const rules = await loadRules(rulesPaths);
   const mismatch = tenantClaimMismatch(rules, tokenTenantClaim);
@@ -67,7 +68,12 @@ export async function buildJudge(
   const cat = await catalog();
   const problems = checkRulesAgainstCatalog(rules, cat);
   if (problems.length > 0) throw new RulesError(problems);
-  return { judge: createPolicyJudge(rules, cat, { searchPath, rulesVersion }), rules, catalog: cat };
+  const judge = createPolicyJudge(rules, cat, {
+    searchPath,
+    rulesVersion,
+    ...(statementTimeoutMs === undefined ? {} : { statementTimeoutMs }),
+  });
+  return { judge, rules, catalog: cat };
 }
 
 /**
@@ -78,6 +84,8 @@ export async function createReloadableJudge(opts: {
   rulesPaths: string[];
   loadCatalog: () => Promise<Catalog>;
   searchPath: string;
+  /** session.statementTimeoutMs: agents may set a shorter one (PolicyJudgeOptions). */
+  statementTimeoutMs?: number;
   /** auth.claims.tenant: the rules' tenant.claim must be the same. */
   tenantClaim?: string;
   logger?: ReloadLogger & JudgeThreadLogger;
@@ -94,7 +102,14 @@ export async function createReloadableJudge(opts: {
   onRulesInForce?: (rules: Rules) => void;
 }): Promise<ReloadableJudge> {
   const build = (rulesVersion: number): ReturnType<typeof buildJudge> =>
-    buildJudge(opts.rulesPaths, opts.loadCatalog, opts.searchPath, opts.tenantClaim, rulesVersion);
+    buildJudge(
+      opts.rulesPaths,
+      opts.loadCatalog,
+      opts.searchPath,
+      opts.tenantClaim,
+      rulesVersion,
+      opts.statementTimeoutMs,
+    );
   const thread = opts.offThread
     ? new JudgeThreads(opts.logger, {
         timeoutMs: opts.judgeTimeoutMs ?? 3000,
@@ -113,6 +128,7 @@ export async function createReloadableJudge(opts: {
     catalog: first.catalog,
     searchPath: opts.searchPath,
     rulesVersion: version,
+    ...(opts.statementTimeoutMs === undefined ? {} : { statementTimeoutMs: opts.statementTimeoutMs }),
   });
   let generation = 0;
   const judge: Judge = {
@@ -157,6 +173,7 @@ export async function createReloadableJudge(opts: {
         catalog: next.catalog,
         searchPath: opts.searchPath,
         rulesVersion: version,
+        ...(opts.statementTimeoutMs === undefined ? {} : { statementTimeoutMs: opts.statementTimeoutMs }),
       });
       opts.logger?.info(
         { event: 'rules_loaded', tables: Object.keys(next.rules.tables).length },

@@ -91,3 +91,32 @@ export const copyOptions = new Set([
   'force_quote',
   'encoding',
 ]);
+
+const timeUnitsMs: Readonly<Record<string, number>> = {
+  us: 0.001,
+  ms: 1,
+  s: 1000,
+  min: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+};
+
+/**
+ * A statement_timeout value as the server reads it (an integer of milliseconds, or with one of
+ * its time units), in milliseconds; undefined when pgwarden cannot be sure of its reading.
+ * https://www.postgresql.org/docs/current/config-setting.html#CONFIG-SETTING-NAMES-VALUES
+ */
+export function timeoutMs(value: string): number | undefined {
+  const m = /^\s*(\d{1,12})\s*(us|ms|s|min|h|d)?\s*$/.exec(value);
+  if (!m) return undefined;
+  return Number(m[1]) * (timeUnitsMs[m[2] ?? 'ms'] ?? 1);
+}
+
+/**
+ * Whether an agent may set statement_timeout to `ms`: a timeout at most as long as the one
+ * pgwarden pins (`pinnedMs`, 0: none), never none at all. Drivers set their own at connect
+ * (node-postgres's statement_timeout option) or shorten it for one transaction.
+ */
+export function stricterTimeout(ms: number | undefined, pinnedMs: number): boolean {
+  return ms !== undefined && ms >= 1 && (pinnedMs === 0 || ms <= pinnedMs);
+}

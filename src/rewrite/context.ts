@@ -89,6 +89,8 @@ export class RewriteContext {
   rulesVersion = 0;
   /** The search_path pgwarden pins (PolicyJudgeOptions.searchPath), as the server reports it. */
   pinnedSearchPath: string | undefined;
+  /** The statement_timeout pgwarden pins (PolicyJudgeOptions.statementTimeoutMs). */
+  pinnedStatementTimeoutMs: number | undefined;
 
   constructor(
     readonly policy: EffectivePolicy,

@@ -6,6 +6,8 @@ import {
   settableParameters,
   settableValues,
   showableParameters,
+  stricterTimeout,
+  timeoutMs,
 } from '../policy/settings.js';
 import { Denial, type RewriteContext } from './context.js';
 import { literalValue, selectBody, visitValue } from './expr.js';
@@ -310,6 +312,7 @@ function checkSet(body: Body, ctx: RewriteContext): void {
   // so they come back to the pinned values (asyncpg's pool resets each connection so).
   if (kind === 'VAR_RESET_ALL') return;
   if (name === 'search_path' && setsPinnedSearchPath(body, ctx)) return;
+  if (name === 'statement_timeout' && setsStricterTimeout(body, ctx)) return;
   if (kind === 'VAR_SET_MULTI') {
     // SET TRANSACTION ... / SET SESSION CHARACTERISTICS AS TRANSACTION ...: isolation and read-only only.
     if (name !== 'transaction' && name !== 'session characteristics')
@@ -355,6 +358,20 @@ function setsPinnedSearchPath(body: Body, ctx: RewriteContext): boolean {
   const flattened = schemas.map((v) => (/^[a-z_][a-z0-9_]*$/.test(v!) ? v : `"${v!.replace(/"/g, '""')}"`));
   ctx.literalSensitive = true;
   return flattened.join(', ') === ctx.pinnedSearchPath;
+}
+
+/**
+ * statement_timeout at most as long as pgwarden's pin, never none (stricterTimeout), or back to the
+ * session's start (RESET, DEFAULT: the pin, or the client's own shorter startup value).
+ */
+function setsStricterTimeout(body: Body, ctx: RewriteContext): boolean {
+  if (body.kind === 'VAR_RESET' || body.kind === 'VAR_SET_DEFAULT') return true;
+  const args = (body.args as Node[] | undefined) ?? [];
+  if (body.kind !== 'VAR_SET_VALUE' || args.length !== 1 || ctx.pinnedStatementTimeoutMs === undefined)
+    return false;
+  ctx.literalSensitive = true;
+  const value = nodeType(args[0]) === 'A_Const' ? literalValue(args[0]) : undefined;
+  return value !== undefined && stricterTimeout(timeoutMs(value), ctx.pinnedStatementTimeoutMs);
 }
 
 /**

@@ -82,7 +82,11 @@ export async function authenticate(
     // A token sent in clear over a network can be replayed by anyone on the path.
     if (!allowed || !loopback) throw new PgwardenError('PGW_TLS_REQUIRED');
   }
-  const params = checkClientParameters(first.params, config.upstream.database);
+  const params = checkClientParameters(
+    first.params,
+    config.upstream.database,
+    config.session.statementTimeoutMs,
+  );
   hooks.parameters(params);
   if (first.minor > 0 || params.protocolOptions.length > 0) {
     // https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-NEGOTIATEPROTOCOLVERSION

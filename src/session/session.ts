@@ -290,7 +290,7 @@ export class Session {
           client_encoding: 'UTF8',
           standard_conforming_strings: 'on',
           search_path: config.session.searchPath,
-          statement_timeout: String(config.session.statementTimeoutMs),
+          statement_timeout: params.statementTimeout ?? String(config.session.statementTimeoutMs),
           application_name: `pgwarden/${identity.agent}`.slice(0, 63),
         },
       });

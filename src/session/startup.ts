@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import { PgwardenError } from '../errors/registry.js';
+import { stricterTimeout, timeoutMs } from '../policy/settings.js';
 import { FrontendDecoder } from '../protocol/frontend-decoder.js';
 import { readStartupPacket } from '../protocol/frontend-messages.js';
 import { sslAccepted, sslDeclined } from '../protocol/backend-encoder.js';
@@ -143,6 +144,8 @@ export interface ClientParameters {
   readonly forwarded: Readonly<Record<string, string>>;
   /** `_pq_.` protocol options the client asked for; pgwarden supports none. */
   readonly protocolOptions: readonly string[];
+  /** The client's own statement_timeout, shorter than pgwarden's pin (stricterTimeout). */
+  readonly statementTimeout?: string;
 }
 
 /**
@@ -153,6 +156,7 @@ export interface ClientParameters {
 export function checkClientParameters(
   params: ReadonlyMap<string, string>,
   database: string,
+  pinnedTimeoutMs = 0,
 ): ClientParameters {
   const user = params.get('user');
   if (!user)
@@ -160,7 +164,18 @@ export function checkClientParameters(
   const db = params.get('database') ?? user;
   const forwarded: Record<string, string> = {};
   const protocolOptions: string[] = [];
+  let statementTimeout: string | undefined;
   for (const [name, value] of params) {
+    // node-postgres's statement_timeout option: a timeout shorter than pgwarden's pin is the
+    // client's to choose; a longer one (or none, 0) is refused.
+    if (name === 'statement_timeout') {
+      if (!stricterTimeout(timeoutMs(value), pinnedTimeoutMs))
+        throw new PgwardenError('PGW_STARTUP_REFUSED', {
+          message: `startup parameter "statement_timeout" may only shorten pgwarden's (${pinnedTimeoutMs} ms)`,
+        });
+      statementTimeout = value;
+      continue;
+    }
     if (name.startsWith('_pq_.')) {
       protocolOptions.push(name);
       continue;
@@ -192,5 +207,6 @@ export function checkClientParameters(
     applicationName: params.get('application_name') ?? params.get('fallback_application_name') ?? null,
     forwarded,
     protocolOptions,
+    ...(statementTimeout === undefined ? {} : { statementTimeout }),
   };
 }
