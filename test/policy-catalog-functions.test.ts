@@ -446,6 +446,11 @@ describe('field notation (red team, round 49)', () => {
       'SELECT o.order_notes FROM orders o',
       'SELECT x.debug_row FROM (SELECT 1 AS a) x',
       'WITH w AS (SELECT 1 AS a) SELECT w.debug_row FROM w',
+      // Round 51: a value of any type, not only a row: any SQL as pgwarden's user, other
+      // sessions' statements, other sessions ended.
+      "SELECT (('SELECT to_tsvector(''simple'', ssn) FROM customers').ts_stat)",
+      'SELECT (NULL::int).pg_stat_get_activity',
+      'SELECT (pg_backend_pid()).pg_terminate_backend',
     ];
     await withClient(async (c) => {
       for (const sql of attacks) await expect(c.query(sql), sql).rejects.toMatchObject({ code: '42501' });

@@ -28,7 +28,14 @@ export function catalogSnapshot(catalog: Catalog): string {
     functions[schema] = Object.fromEntries(
       Object.keys(fns)
         .sort()
-        .map((n) => [n, { safe: fns[n]?.safe === true, ...(fns[n]?.fieldCall ? { fieldCall: true } : {}) }]),
+        .map((n) => [
+          n,
+          {
+            safe: fns[n]?.safe === true,
+            ...(fns[n]?.oneArg ? { oneArg: true } : {}),
+            ...(fns[n]?.fieldCall ? { fieldCall: true } : {}),
+          },
+        ]),
     );
   }
   const types: Record<string, Record<string, CatalogType>> = {};

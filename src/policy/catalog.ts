@@ -58,9 +58,14 @@ export interface CatalogFunction {
   /** False when some overload takes or returns a type that names or reaches catalog objects. */
   readonly safe: boolean;
   /**
-   * Some overload takes one argument (the others have defaults) that a row can be: a composite
-   * type, record, or a polymorphic or "any" type. PostgreSQL reads `x.f` and `(x).f` as the call
-   * `f(x)` when f is not a column of x, so such a function is reachable by field notation.
+   * Some overload can be called with one argument (the others have defaults, or are VARIADIC).
+   * PostgreSQL reads the field notation `(x).f` as the call `f(x)` when x has no column f, for a
+   * value of any type (`('abc').upper`): such a function is reachable without a call's syntax.
+   */
+  readonly oneArg?: boolean;
+  /**
+   * Of those, some overload's argument can be a row: a composite type, record, or a polymorphic
+   * or "any" type (`o.f` with o a table is f(o) when f is not one of its columns).
    */
   readonly fieldCall?: boolean;
 }
@@ -222,7 +227,9 @@ SELECT n.nspname AS schema, p.proname AS name,
          WHERE ty.typname = ANY($1::text[])
            AND NOT (ty.typname = ANY($2::text[]) AND cardinality(p.args) > 0
                     AND p.prorettype = ALL(p.args)))) AS safe,
-       bool_or(p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1 AND EXISTS (
+       bool_or(p.pronargs >= 1 AND p.pronargs - p.pronargdefaults - (p.provariadic <> 0)::int <= 1)
+         AS "oneArg",
+       bool_or(p.pronargs >= 1 AND p.pronargs - p.pronargdefaults - (p.provariadic <> 0)::int <= 1 AND EXISTS (
          SELECT 1 FROM pg_catalog.pg_type t0 LEFT JOIN pg_catalog.pg_type b0 ON b0.oid = t0.typbasetype
          WHERE t0.oid = p.proargtypes[0]
            AND (t0.typtype = 'c' OR b0.typtype = 'c'
@@ -278,10 +285,13 @@ export async function loadCatalog(connectionString: string, searchPath: string):
     const rels = await client.query<{ schema: string; name: string; kind: string; columns: CatalogColumn[] }>(
       relationsSql,
     );
-    const fns = await client.query<{ schema: string; name: string; safe: boolean; fieldCall: boolean }>(
-      functionsSql,
-      [[...unsafeTypes], [...closedTypes]],
-    );
+    const fns = await client.query<{
+      schema: string;
+      name: string;
+      safe: boolean;
+      oneArg: boolean;
+      fieldCall: boolean;
+    }>(functionsSql, [[...unsafeTypes], [...closedTypes]]);
     const typeRows = await client.query<{
       schema: string;
       name: string;
@@ -317,7 +327,11 @@ export async function loadCatalog(connectionString: string, searchPath: string):
     }
     const functions: Record<string, Record<string, CatalogFunction>> = {};
     for (const f of fns.rows)
-      (functions[f.schema] ??= {})[f.name] = { safe: f.safe, ...(f.fieldCall ? { fieldCall: true } : {}) };
+      (functions[f.schema] ??= {})[f.name] = {
+        safe: f.safe,
+        ...(f.oneArg ? { oneArg: true } : {}),
+        ...(f.fieldCall ? { fieldCall: true } : {}),
+      };
     const types: Record<string, Record<string, CatalogType>> = {};
     for (const t of typeRows.rows) {
       const bySchema = (types[t.schema] ??= {});

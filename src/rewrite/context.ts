@@ -66,6 +66,19 @@ export class RewriteContext {
   /** alias or table name -> table, for every table read or written in the statement. */
   readonly refs = new Map<string, TablePolicy>();
   /**
+   * alias or name -> columns, for every catalog relation read (introspection), subquery, WITH
+   * query and function in FROM of the statement whose columns can be told (field notation: expr.ts).
+   */
+  readonly knownColumns = new Map<string, Set<string>>();
+
+  /** Notes columns of a relation of the statement (knownColumns); names of one alias add up. */
+  knowColumns(alias: string | undefined, columns: Iterable<string>): void {
+    if (alias === undefined) return;
+    const known = this.knownColumns.get(alias) ?? new Set<string>();
+    for (const c of columns) known.add(c);
+    this.knownColumns.set(alias, known);
+  }
+  /**
    * SELECT bodies nothing encloses (a statement's own query, and the arms of its set operation):
    * no outer query can push a condition into them, so inline-tenant.ts may read a table there.
    */

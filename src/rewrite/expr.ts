@@ -1,5 +1,5 @@
 import { names, nodeType, type Node } from '../sql/ast.js';
-import { lookupTypes, namingTypes } from '../policy/catalog.js';
+import { lookupTypes, namingTypes, type CatalogFunction } from '../policy/catalog.js';
 import { decideFunction } from '../policy/functions.js';
 import { settableParameters, settableValues } from '../policy/settings.js';
 import { Denial, type RewriteContext, type Scope } from './context.js';
@@ -165,7 +165,7 @@ export function visitExpr(node: Node, ctx: RewriteContext, scope: Scope | undefi
       for (const field of names(body.indirection as Node[] | undefined)) {
         if (field === '*') continue;
         checkSystemColumn([field], ctx);
-        checkFieldCall(field, '(...)', ctx);
+        checkFieldCall(field, '(...)', 'any', ctx);
       }
       visitValue(body.arg, ctx, scope);
       visitValue(body.indirection, ctx, scope);
@@ -278,15 +278,20 @@ function checkSystemColumn(f: readonly string[], ctx: RewriteContext): void {
 }
 
 /**
- * PostgreSQL reads `x.f` and `(x).f` as the call `f(x)` when f is not a column of x (a function of
- * one row argument: ParseFuncOrColumn). Which columns x has is not known here in every scope (a
- * subquery's alias may shadow a table's), so a name some function callable that way bears is
- * judged as that call, column or not: allowed if the function is, refused otherwise (red team,
- * round 49: `(o).order_notes` and `x.debug_row` ran functions the rules did not list).
+ * PostgreSQL reads `x.f` and `(x).f` as the call `f(x)` when x has no column f
+ * (ParseFuncOrColumn), and `(x).f` so for a value of any type: `('abc').upper` is upper('abc').
+ * Which columns x has is not known here in every scope (a subquery's alias may shadow a table's),
+ * so a name that a function callable that way bears is judged as that call, column or not:
+ * allowed if the function is, refused otherwise (red team, round 49: `(o).order_notes` ran a
+ * function the rules did not list; round 51: `('...').ts_stat` ran any SQL). `arg` is what x can
+ * be: 'row' only where x is a table's name and f one of its columns (then f(x) could only be
+ * reached through another relation of that name, a row), 'any' everywhere else.
  */
-function checkFieldCall(field: string, on: string, ctx: RewriteContext): void {
+function checkFieldCall(field: string, on: string, arg: 'row' | 'any', ctx: RewriteContext): void {
   const { catalog } = ctx;
-  if (!catalog.searchPath.some((s) => catalog.functions[s]?.[field]?.fieldCall === true)) return;
+  const callable = (fn: CatalogFunction | undefined): boolean =>
+    (arg === 'row' ? fn?.fieldCall : fn?.oneArg) === true;
+  if (!catalog.searchPath.some((s) => callable(catalog.functions[s]?.[field]))) return;
   const d = decideFunction([field], catalog, ctx.policy.functions);
   if (d.ok) return;
   throw new Denial(
@@ -547,8 +552,6 @@ function checkColumnRef(body: { fields: Node[] }, ctx: RewriteContext): void {
     f.shift();
   }
   checkSystemColumn(f, ctx);
-  const last = f[f.length - 1] ?? '';
-  if (f.length >= 2 && last !== '*') checkFieldCall(last, f.slice(0, -1).join('.'), ctx);
   // [db.]schema.table.column naming a relation of this statement by its own name is that
   // relation's table.column; reduced, every check below sees it (a write target is not a subquery).
   for (const k of [2, 1]) {
@@ -560,6 +563,20 @@ function checkColumnRef(body: { fields: Node[] }, ctx: RewriteContext): void {
       f = f.slice(k);
       break;
     }
+  }
+  const last = f[f.length - 1] ?? '';
+  if (f.length >= 2 && last !== '*') {
+    const q = f.length === 2 ? (f[0] ?? '') : undefined;
+    const t =
+      q === undefined
+        ? undefined
+        : ctx.writeTarget?.refnames.has(q)
+          ? ctx.writeTarget.policy
+          : ctx.refs.get(q);
+    const column =
+      t?.columns.some((c) => c.name === last) === true ||
+      (q !== undefined && ctx.knownColumns.get(q)?.has(last) === true);
+    checkFieldCall(last, f.slice(0, -1).join('.'), column ? 'row' : 'any', ctx);
   }
   const w = ctx.writeTarget;
   if (w) {

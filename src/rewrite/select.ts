@@ -16,6 +16,7 @@ import { narrowScoped } from './narrow.js';
 import { guardedFromItem, guardedFunctionName } from './oid-guards.js';
 import { scopedSelect } from './scoped.js';
 import { rewriteWrite } from './writes.js';
+import { aliasedNames, outputNames } from './output-names.js';
 
 /** Fields of SelectStmt that hold expressions (visited after FROM, whose aliases they use). */
 const expressionFields = [
@@ -176,6 +177,8 @@ export function processWith(
     const q = cte.ctequery;
     if (!q) throw new Denial('empty WITH query', 'unsupported_syntax');
     const kind = nodeType(q);
+    const given = kind === 'SelectStmt' ? outputNames(q.SelectStmt as Record<string, unknown>) : [];
+    ctx.knowColumns(cte.ctename, aliasedNames(cte.aliascolnames, given));
     if (kind === 'SelectStmt') rewriteSelect(selectBody(q), ctx, inner);
     else if (kind === 'InsertStmt' || kind === 'UpdateStmt' || kind === 'DeleteStmt' || kind === 'MergeStmt')
       rewriteWrite(q, ctx, inner);
@@ -213,11 +216,16 @@ export function rewriteFromItem(item: Node, ctx: RewriteContext, scope: Scope | 
     }
     case 'RangeSubselect': {
       const r = item.RangeSubselect as Record<string, unknown>;
-      rewriteSelect(selectBody(r.subquery as Node), ctx, scope);
+      const alias = r.alias as { aliasname?: string; colnames?: Node[] } | undefined;
+      const body = selectBody(r.subquery as Node);
+      ctx.knowColumns(alias?.aliasname, aliasedNames(alias?.colnames, outputNames(body)));
+      rewriteSelect(body, ctx, scope);
       return item;
     }
     case 'RangeFunction': {
       const r = item.RangeFunction as Record<string, unknown>;
+      const alias = r.alias as { aliasname?: string; colnames?: Node[] } | undefined;
+      ctx.knowColumns(alias?.aliasname, names(alias?.colnames));
       for (const pair of (r.functions as Node[] | undefined) ?? []) {
         const items = (pair as { List?: { items?: Node[] } }).List?.items ?? [];
         const fn = items[0];
@@ -319,6 +327,7 @@ function rewriteRangeVar(rv: RangeVar, ctx: RewriteContext, scope: Scope | undef
   const r = resolveRelation(rv, ctx.catalog, scope);
   if (r.kind === 'cte') {
     if (sample) throw new Denial('TABLESAMPLE needs a table, not a WITH query', 'unsupported_syntax');
+    if (rv.alias) ctx.knowColumns(rv.alias.aliasname, ctx.knownColumns.get(rv.relname) ?? []);
     return original;
   }
   if (r.kind === 'missing') throw notListed(r.written, ctx);
@@ -326,6 +335,12 @@ function rewriteRangeVar(rv: RangeVar, ctx: RewriteContext, scope: Scope | undef
     ctx.tables.add(r.qname);
     ctx.ruleIds.add('introspection');
     ctx.reasons.add('introspection');
+    const [schema = '', name = ''] = r.qname.split('.');
+    const columns = ctx.catalog.relations[schema]?.[name]?.columns ?? [];
+    ctx.knowColumns(
+      rv.alias?.aliasname ?? rv.relname,
+      columns.map((c) => c.name),
+    );
     const view = ctx.policy.introspectionViews.get(r.qname);
     if (!view) return original;
     if (sample) throw new Denial('TABLESAMPLE needs a table, not a view', 'unsupported_syntax');

@@ -35,6 +35,8 @@ export interface WithClause {
 export interface CommonTableExpr {
   ctename: string;
   ctequery?: Node;
+  /** WITH x(a, b) AS (...): the columns' own names. */
+  aliascolnames?: Node[];
   /** CYCLE ... SET mark TO value DEFAULT value USING path (PostgreSQL 14+). */
   cycle_clause?: Record<string, unknown>;
 }
