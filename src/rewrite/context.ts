@@ -33,6 +33,21 @@ export interface WriteTarget {
 export interface Scope {
   readonly ctes: ReadonlySet<string>;
   readonly parent: Scope | undefined;
+  /**
+   * The range variables of one SELECT's FROM list, visible to its expressions and to their
+   * subqueries: name -> columns, when they are the rules' or the catalog's own (a table's, a
+   * catalog relation's), else undefined (a subquery's, a WITH query's, a function's).
+   */
+  readonly relations?: ReadonlyMap<string, ReadonlySet<string> | undefined>;
+}
+
+/** The innermost range variable of this name in scope: found, and its columns if known. */
+export function rangeVariable(
+  scope: Scope | undefined,
+  name: string,
+): { columns: ReadonlySet<string> | undefined } | undefined {
+  for (let s = scope; s; s = s.parent) if (s.relations?.has(name)) return { columns: s.relations.get(name) };
+  return undefined;
 }
 
 export function cteVisible(scope: Scope | undefined, name: string): boolean {
@@ -65,19 +80,8 @@ export class RewriteContext {
   sessionDependent = false;
   /** alias or table name -> table, for every table read or written in the statement. */
   readonly refs = new Map<string, TablePolicy>();
-  /**
-   * alias or name -> columns, for every catalog relation read (introspection), subquery, WITH
-   * query and function in FROM of the statement whose columns can be told (field notation: expr.ts).
-   */
-  readonly knownColumns = new Map<string, Set<string>>();
-
-  /** Notes columns of a relation of the statement (knownColumns); names of one alias add up. */
-  knowColumns(alias: string | undefined, columns: Iterable<string>): void {
-    if (alias === undefined) return;
-    const known = this.knownColumns.get(alias) ?? new Set<string>();
-    for (const c of columns) known.add(c);
-    this.knownColumns.set(alias, known);
-  }
+  /** alias or name -> columns, for every catalog relation read (introspection) in the statement. */
+  readonly catalogColumns = new Map<string, ReadonlySet<string>>();
   /**
    * SELECT bodies nothing encloses (a statement's own query, and the arms of its set operation):
    * no outer query can push a condition into them, so inline-tenant.ts may read a table there.

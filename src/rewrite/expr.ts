@@ -2,7 +2,7 @@ import { names, nodeType, type Node } from '../sql/ast.js';
 import { lookupTypes, namingTypes, type CatalogFunction } from '../policy/catalog.js';
 import { decideFunction } from '../policy/functions.js';
 import { settableParameters, settableValues } from '../policy/settings.js';
-import { Denial, type RewriteContext, type Scope } from './context.js';
+import { Denial, rangeVariable, type RewriteContext, type Scope } from './context.js';
 import { guardCast, guardedFunctionName, guardFunction } from './oid-guards.js';
 import { resolveType } from './resolve.js';
 import { rewriteSelect } from './select.js';
@@ -110,7 +110,7 @@ export function visitExpr(node: Node, ctx: RewriteContext, scope: Scope | undefi
   const body = node[type] as Record<string, unknown>;
   switch (type) {
     case 'ColumnRef':
-      checkColumnRef(body as { fields: Node[] }, ctx);
+      checkColumnRef(body as { fields: Node[] }, ctx, scope);
       return;
     case 'FuncCall': {
       const guarded = guardedFunctionName(body.funcname as Node[], ctx.catalog);
@@ -240,6 +240,29 @@ function builtinFunctionName(cast: Record<string, unknown>, ctx: RewriteContext)
   const m = literal === undefined ? null : /^pg_catalog\.([a-z_][a-z0-9_]*)$/.exec(literal);
   ctx.literalSensitive = true;
   return m !== null && ctx.catalog.functions.pg_catalog?.[m[1] ?? ''] !== undefined;
+}
+
+/**
+ * `q.f` is q's column f, or the call f(q) (checkFieldCall), and q is a range variable or, when
+ * none of that name is in scope, a column of one: any value. Only where q is a range variable in
+ * scope is f(q) a call with a row, and none where q is a table or catalog relation that has f. A
+ * name in scope nowhere but in a write target, a join condition or a FROM item beside it is taken
+ * as the table or catalog relation the statement names so, if it has f: its columns are the
+ * database's, not names an agent chose (`SELECT 1 AS pg_terminate_backend`) for a sibling.
+ */
+function checkQualifiedColumn(f: readonly string[], ctx: RewriteContext, scope: Scope | undefined): void {
+  const last = f[f.length - 1] ?? '';
+  const on = f.slice(0, -1).join('.');
+  if (f.length > 2) return checkFieldCall(last, on, 'any', ctx);
+  const q = f[0] ?? '';
+  const range = rangeVariable(scope, q);
+  if (range?.columns?.has(last)) return;
+  if (range) return checkFieldCall(last, on, 'row', ctx);
+  const w = ctx.writeTarget;
+  const t = w?.refnames.has(q) ? w.policy : ctx.refs.get(q);
+  const column =
+    t?.columns.some((c) => c.name === last) === true || ctx.catalogColumns.get(q)?.has(last) === true;
+  checkFieldCall(last, on, column ? 'row' : 'any', ctx);
 }
 
 /**
@@ -544,7 +567,7 @@ function checkCrossTenant(body: Record<string, unknown>, ctx: RewriteContext): v
   }
 }
 
-function checkColumnRef(body: { fields: Node[] }, ctx: RewriteContext): void {
+function checkColumnRef(body: { fields: Node[] }, ctx: RewriteContext, scope: Scope | undefined): void {
   let f = names(body.fields);
   // schema.table.column over a scoped read becomes table.column: the subquery carries the table name.
   if (f.length >= 3 && ctx.qualifiedReads.has(`${f[0]}.${f[1]}`)) {
@@ -565,19 +588,7 @@ function checkColumnRef(body: { fields: Node[] }, ctx: RewriteContext): void {
     }
   }
   const last = f[f.length - 1] ?? '';
-  if (f.length >= 2 && last !== '*') {
-    const q = f.length === 2 ? (f[0] ?? '') : undefined;
-    const t =
-      q === undefined
-        ? undefined
-        : ctx.writeTarget?.refnames.has(q)
-          ? ctx.writeTarget.policy
-          : ctx.refs.get(q);
-    const column =
-      t?.columns.some((c) => c.name === last) === true ||
-      (q !== undefined && ctx.knownColumns.get(q)?.has(last) === true);
-    checkFieldCall(last, f.slice(0, -1).join('.'), column ? 'row' : 'any', ctx);
-  }
+  if (f.length >= 2 && last !== '*') checkQualifiedColumn(f, ctx, scope);
   const w = ctx.writeTarget;
   if (w) {
     const t = w.policy;

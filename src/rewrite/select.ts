@@ -16,7 +16,6 @@ import { narrowScoped } from './narrow.js';
 import { guardedFromItem, guardedFunctionName } from './oid-guards.js';
 import { scopedSelect } from './scoped.js';
 import { rewriteWrite } from './writes.js';
-import { aliasedNames, outputNames } from './output-names.js';
 
 /** Fields of SelectStmt that hold expressions (visited after FROM, whose aliases they use). */
 const expressionFields = [
@@ -72,11 +71,52 @@ export function rewriteSelect(
   const locked = sel.lockingClause
     ? lockedTables(sel.lockingClause as Node[], from ?? [], ctx, scope)
     : undefined;
+  // This level's range variables, for its expressions and their subqueries, not for its FROM items:
+  // a subquery there sees the levels around the SELECT, not its siblings (field notation: expr.ts).
+  const relations = from ? rangeVariables(from, ctx, scope) : undefined;
   if (from) sel.fromClause = from.map((item) => rewriteFromItem(item, ctx, scope));
-  for (const field of expressionFields) visitValue(sel[field], ctx, scope);
+  const inner: Scope | undefined = relations ? { ctes: new Set(), parent: scope, relations } : scope;
+  for (const field of expressionFields) visitValue(sel[field], ctx, inner);
   if (ctx.topLevel.has(sel)) inlineTenantFilter(sel, ctx.tenant, ctx.policy, ctx.paramsUsedOnce);
   narrowScoped(sel, ctx.tenant, ctx.policy, ctx.paramsUsedOnce);
   if (sel.lockingClause) checkLocking(locked ?? ctx.tables, ctx);
+}
+
+/**
+ * The names a FROM list gives its range variables, with the columns of those that are a table's
+ * or a catalog relation's (their own names, not an alias's column list). An aliased join hides
+ * the names of its members.
+ */
+function rangeVariables(
+  items: readonly Node[],
+  ctx: RewriteContext,
+  scope: Scope | undefined,
+): Map<string, ReadonlySet<string> | undefined> {
+  const out = new Map<string, ReadonlySet<string> | undefined>();
+  const visit = (item: Node): void => {
+    const type = nodeType(item) ?? '';
+    const body = item[type] as Record<string, unknown>;
+    const alias = body.alias as { aliasname?: string; colnames?: Node[] } | undefined;
+    if (type === 'JoinExpr') {
+      if (alias?.aliasname !== undefined) out.set(alias.aliasname, undefined);
+      else for (const side of [body.larg, body.rarg]) visit(side as Node);
+      return;
+    }
+    const rv = (type === 'RangeTableSample' ? (body.relation as Node).RangeVar : body) as RangeVar;
+    if (type !== 'RangeVar' && type !== 'RangeTableSample') {
+      if (alias?.aliasname !== undefined) out.set(alias.aliasname, undefined);
+      return;
+    }
+    const name = rv.alias?.aliasname ?? rv.relname;
+    const r = resolveRelation(rv, ctx.catalog, scope);
+    const own = r.kind === 'relation' && rv.alias?.colnames === undefined;
+    const columns = own
+      ? (ctx.policy.tables.get(r.qname)?.columns ?? ctx.catalog.relations[r.schema]?.[r.name]?.columns)
+      : undefined;
+    out.set(name, columns ? new Set(columns.map((c) => c.name)) : undefined);
+  };
+  for (const item of items) visit(item);
+  return out;
 }
 
 /**
@@ -177,8 +217,6 @@ export function processWith(
     const q = cte.ctequery;
     if (!q) throw new Denial('empty WITH query', 'unsupported_syntax');
     const kind = nodeType(q);
-    const given = kind === 'SelectStmt' ? outputNames(q.SelectStmt as Record<string, unknown>) : [];
-    ctx.knowColumns(cte.ctename, aliasedNames(cte.aliascolnames, given));
     if (kind === 'SelectStmt') rewriteSelect(selectBody(q), ctx, inner);
     else if (kind === 'InsertStmt' || kind === 'UpdateStmt' || kind === 'DeleteStmt' || kind === 'MergeStmt')
       rewriteWrite(q, ctx, inner);
@@ -216,16 +254,11 @@ export function rewriteFromItem(item: Node, ctx: RewriteContext, scope: Scope | 
     }
     case 'RangeSubselect': {
       const r = item.RangeSubselect as Record<string, unknown>;
-      const alias = r.alias as { aliasname?: string; colnames?: Node[] } | undefined;
-      const body = selectBody(r.subquery as Node);
-      ctx.knowColumns(alias?.aliasname, aliasedNames(alias?.colnames, outputNames(body)));
-      rewriteSelect(body, ctx, scope);
+      rewriteSelect(selectBody(r.subquery as Node), ctx, scope);
       return item;
     }
     case 'RangeFunction': {
       const r = item.RangeFunction as Record<string, unknown>;
-      const alias = r.alias as { aliasname?: string; colnames?: Node[] } | undefined;
-      ctx.knowColumns(alias?.aliasname, names(alias?.colnames));
       for (const pair of (r.functions as Node[] | undefined) ?? []) {
         const items = (pair as { List?: { items?: Node[] } }).List?.items ?? [];
         const fn = items[0];
@@ -327,7 +360,6 @@ function rewriteRangeVar(rv: RangeVar, ctx: RewriteContext, scope: Scope | undef
   const r = resolveRelation(rv, ctx.catalog, scope);
   if (r.kind === 'cte') {
     if (sample) throw new Denial('TABLESAMPLE needs a table, not a WITH query', 'unsupported_syntax');
-    if (rv.alias) ctx.knowColumns(rv.alias.aliasname, ctx.knownColumns.get(rv.relname) ?? []);
     return original;
   }
   if (r.kind === 'missing') throw notListed(r.written, ctx);
@@ -337,10 +369,7 @@ function rewriteRangeVar(rv: RangeVar, ctx: RewriteContext, scope: Scope | undef
     ctx.reasons.add('introspection');
     const [schema = '', name = ''] = r.qname.split('.');
     const columns = ctx.catalog.relations[schema]?.[name]?.columns ?? [];
-    ctx.knowColumns(
-      rv.alias?.aliasname ?? rv.relname,
-      columns.map((c) => c.name),
-    );
+    ctx.catalogColumns.set(rv.alias?.aliasname ?? rv.relname, new Set(columns.map((c) => c.name)));
     const view = ctx.policy.introspectionViews.get(r.qname);
     if (!view) return original;
     if (sample) throw new Denial('TABLESAMPLE needs a table, not a view', 'unsupported_syntax');
