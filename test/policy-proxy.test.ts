@@ -1379,6 +1379,34 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
     await longer.end().catch(() => {});
   });
 
+  it('ROLLBACK TO SAVEPOINT forgets no cursor: those declared before it stay counted (red team, round 51)', async () => {
+    const small = await startTestProxy(db, { judge, config: { limits: { maxNamesPerSession: 3 } } });
+    const c = await RawClient.connect(small.port);
+    const query = (sql: string): Promise<RawMessage[]> => simpleQuery(c, sql);
+    try {
+      await c.login('support-bot', db.name, await small.token());
+      const declare = (name: string): string =>
+        `DECLARE ${name} CURSOR WITH HOLD FOR SELECT id FROM products`;
+      // The attack: its answer is ROLLBACK's, and the two cursors before the savepoint were
+      // forgotten while the server kept them, held them at COMMIT, and took more past the limit.
+      expect(
+        codes(await query(`BEGIN; ${declare('h1')}; ${declare('h2')}; SAVEPOINT s; ROLLBACK TO s`)),
+      ).toBe('CCCCCZ');
+      expect(codes(await query(declare('h3')))).toBe('CZ');
+      expect(errorOf((await query(declare('h4')))[0])).toMatchObject({ code: '53400' });
+      // The refusal failed the transaction, as the server's own would: its ROLLBACK ends it, and
+      // every cursor it declared with it (the look-alike: those names are free again).
+      expect(codes(await query('ROLLBACK'))).toBe('CZ');
+      expect(codes(await query(`BEGIN; ${declare('k1')}; ${declare('k2')}; ${declare('k3')}; COMMIT`))).toBe(
+        'CCCCCZ',
+      );
+      expect(codes(await query('FETCH 1 FROM k1'))).toBe('TDCZ');
+    } finally {
+      c.close();
+      await small.close();
+    }
+  });
+
   it('a PREPARE last in a Query whose commit fails is counted against the limit, never run (red team, round 48)', async () => {
     // The server keeps the PREPARE (no rollback undoes one) but reports the commit's error as the
     // PREPARE's: uncounted, such names took the server's memory without bound.

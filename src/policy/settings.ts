@@ -37,7 +37,7 @@ export const settableValues: Readonly<Record<string, ReadonlySet<string>>> = {
   client_min_messages: new Set(['notice', 'warning', 'error']),
   // The values pgwarden pins (session.ts): any other would change how SQL text is read.
   standard_conforming_strings: new Set(['on']),
-  client_encoding: new Set(['utf8', 'utf-8', 'unicode']),
+  client_encoding: new Set(['utf8', 'utf-8', 'utf_8', 'unicode']),
 };
 
 /** Settings an agent may SHOW: the settable ones plus read-only facts clients ask for at start. */

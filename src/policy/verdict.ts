@@ -50,6 +50,11 @@ export interface SessionEffect {
   readonly source?: StatementSource;
   /** CLOSE name / CLOSE ALL: drops cursors, and protocol-level portals of that name too. */
   readonly closeCursor?: string | { all: true };
+  /**
+   * ROLLBACK TO SAVEPOINT: answered with the tag of a ROLLBACK, but the transaction goes on, and
+   * so do its cursors and portals made before the savepoint.
+   */
+  readonly rollbackTo?: true;
 }
 
 /** A PREPARE or DECLARE as the agent wrote it, and as pgwarden forwarded it. */

@@ -63,9 +63,8 @@ export function readParameterStatus(body: Buffer): { name: string; value: string
 /**
  * Whether a CommandComplete tag is COMMIT or ROLLBACK (END, ABORT, and ROLLBACK TO SAVEPOINT
  * answer with these too, and so does a COMMIT of a failed transaction, with ROLLBACK): the
- * transaction, or a subtransaction, ended and took portals with it. ROLLBACK TO drops only the
- * portals made since its savepoint; pgwarden forgets all of them (a later Execute of an older one
- * is refused, never misjudged).
+ * transaction, or a subtransaction, ended and took portals with it. A ROLLBACK TO SAVEPOINT is
+ * told apart by its statement (SessionEffect.rollbackTo): the transaction goes on.
  * https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COMMANDCOMPLETE
  */
 export function transactionEnd(

@@ -265,6 +265,8 @@ export function rewriteStatement(stmt: Node, ctx: RewriteContext): void {
         k === 'TRANS_STMT_ROLLBACK_PREPARED'
       )
         throw new Denial('two-phase commit is not allowed', 'statement_not_allowed');
+      if (k === 'TRANS_STMT_ROLLBACK_TO')
+        ctx.effects.push({ statement: ctx.statementIndex, rollbackTo: true });
       return;
     }
     case 'VariableSetStmt':

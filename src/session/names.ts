@@ -284,8 +284,8 @@ export class SessionNames {
    * BEGIN; DECLARE; COMMIT left the session unable to PREPARE or DECLARE anything), and its name
    * could not be used for a portal (red team, round 48). One declared WITH HOLD outlives its
    * transaction only if that commits: a rollback (or a failed commit) drops those it declared.
-   * A ROLLBACK TO SAVEPOINT answers as a ROLLBACK does, and drops them all here: one declared
-   * before the savepoint is then refused, never misjudged.
+   * A ROLLBACK TO SAVEPOINT, which answers as a ROLLBACK does, is no end (session.ts): what it
+   * drops stays here until the transaction ends, refused by the server, never misjudged.
    */
   private forgetEndedCursors(end: Position, rolledBack: boolean): void {
     if (this.policyState.cursors.size === 0) return;

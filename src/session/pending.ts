@@ -51,6 +51,8 @@ export class Pending implements ChangeLog {
   changes: Change[] | undefined = undefined;
   /** For a simple Query: how many of its statements the server has finished. */
   done = 0;
+  /** Its statements (0-based) that are ROLLBACK TO SAVEPOINT: their ROLLBACK ends no transaction. */
+  rollbacksTo: readonly number[] | undefined = undefined;
   /** For a simple Query: how many statements it holds. */
   statements = 1;
   /** Its place among the session's forwarded requests (0, 1, 2, ...); set when it is queued. */

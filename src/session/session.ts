@@ -9,7 +9,7 @@ import type { Config } from '../config/schema.js';
 import { PgwardenError, errors } from '../errors/registry.js';
 import type { Identity } from '../identity/identity.js';
 import type { TokenVerifier } from '../identity/token.js';
-import type { Judge, Verdict } from '../policy/verdict.js';
+import type { Judge, SessionEffect, Verdict } from '../policy/verdict.js';
 import * as be from '../protocol/backend-encoder.js';
 import {
   transactionEnd,
@@ -150,6 +150,12 @@ function pinnedSettings(config: Config): ReadonlyMap<string, string> {
     ['search_path', config.session.searchPath],
     ['session_authorization', config.upstream.user],
   ]);
+}
+
+/** The statements of a message that are ROLLBACK TO SAVEPOINT (SessionEffect.rollbackTo). */
+function rollbacksTo(effects: readonly SessionEffect[] | undefined): readonly number[] | undefined {
+  const at = effects?.filter((e) => e.rollbackTo).map((e) => e.statement);
+  return at?.length ? at : undefined;
 }
 
 /** How much of a SQL text too long to judge its decision record keeps. */
@@ -659,6 +665,7 @@ export class Session {
     const p = pending('query', recordId);
     p.statements = Math.max(1, v.statementKinds.length);
     if (v.kind === 'rewrite') p.refusals = v.refusals ?? [];
+    p.rollbacksTo = rollbacksTo(v.effects);
     // Its order once enqueued (below).
     this.names.applyEffects(v.effects, p, this.judging.rulesVersion, this.forwarded);
     this.enqueue(p);
@@ -895,6 +902,7 @@ export class Session {
     p.redactError = (bound?.parameters ?? true) && this.deps.config.audit.redactParameters;
     p.secrets = bound?.secrets;
     if (verdict.kind === 'rewrite') p.refusals = verdict.refusals ?? [];
+    p.rollbacksTo = rollbacksTo(effects);
     if (p.redactError && bound?.parameters && effects?.some((e) => e.declareCursor !== undefined))
       this.keepCursorValues(bound.secrets);
     this.names.applyEffects(effects, p, statement.rulesVersion, this.forwarded);
@@ -1050,7 +1058,11 @@ export class Session {
   private onCompletion(code: number, buf: Buffer, bodyStart: number, end: number): Disposition {
     const p = this.queue.peek();
     const ended = code === Backend.CommandComplete ? transactionEnd(buf, bodyStart, end) : undefined;
-    if (ended)
+    // ROLLBACK TO SAVEPOINT answers ROLLBACK too, and ends nothing: what it drops (what was made
+    // since the savepoint) stays in the mirror and is refused, never misjudged; what was made
+    // before stays counted (red team, round 51: forgotten, WITH HOLD cursors past the limit took
+    // the server's memory).
+    if (ended && p?.rollbacksTo?.includes(p.kind === 'query' ? p.done : 0) !== true)
       this.names.transactionEnded(
         p?.order ?? this.forwarded,
         p?.kind === 'query' ? p.done : undefined,
