@@ -1379,6 +1379,38 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
     await longer.end().catch(() => {});
   });
 
+  it('a Bind of the unnamed portal the server refuses leaves no portal behind, not the one it replaced (red team, round 51)', async () => {
+    const c = await RawClient.connect(proxy.port);
+    const round = async (...msgs: Buffer[]): Promise<RawMessage[]> => {
+      c.send(Buffer.concat([...msgs, serialize.sync()]));
+      return c.untilReady();
+    };
+    try {
+      await c.login('support-bot', db.name, await proxy.token());
+      await simpleQuery(c, 'BEGIN');
+      await round(
+        serialize.parse({ name: 's_ok', text: 'SELECT id FROM products' }),
+        serialize.parse({ name: 's_int', text: 'SELECT $1::int AS n' }),
+      );
+      expect(codes(await round(serialize.bind({ statement: 's_ok' })))).toBe('2Z');
+      // The server makes the new portal before it reads the value, then fails on it.
+      const failed = await round(serialize.bind({ statement: 's_int', values: ['not-a-number'] }));
+      expect(errorOf(failed[0])).toMatchObject({ code: '22P02' });
+      // An Execute of the unnamed portal would have been recorded as running s_ok, which the
+      // server no longer holds (it answered with EmptyQueryResponse); pgwarden refuses it.
+      const executed = await round(serialize.execute({}));
+      expect(errorOf(executed[0])).toMatchObject({ code: '42501' });
+      expect(proxy.sink.outcomes.filter((o) => o.command === 'EMPTY')).toEqual([]);
+      await simpleQuery(c, 'ROLLBACK');
+      // The look-alike: a Bind that succeeds after it is executed as ever.
+      expect(codes(await round(serialize.bind({ statement: 's_ok' }), serialize.execute({})))).toMatch(
+        /^2D+CZ$/,
+      );
+    } finally {
+      c.close();
+    }
+  });
+
   it('ROLLBACK TO SAVEPOINT forgets no cursor: those declared before it stay counted (red team, round 51)', async () => {
     const small = await startTestProxy(db, { judge, config: { limits: { maxNamesPerSession: 3 } } });
     const c = await RawClient.connect(small.port);

@@ -195,6 +195,18 @@ export class SessionNames {
   }
 
   /**
+   * A Bind of the unnamed portal failed at the server: the server had already dropped the portal it
+   * replaces (exec_bind_message makes the new one before it reads the values, and leaves it empty),
+   * so undoing the Bind leaves no portal under that name, not the old one (red team, round 51: an
+   * Execute after it was recorded as running the old statement). Call before its changes are undone.
+   */
+  unnamedPortalBindFailed(log: ChangeLog): void {
+    const portals = this.mirror.portals as MirroredNames<unknown>;
+    const c = log.changes?.find((x) => x.space === portals && x.key === '');
+    if (c) c.prev = undefined;
+  }
+
+  /**
    * A Query's statement `failed` failed. When it is the last of several, its PREPAREs may have been
    * carried out all the same (possiblyHeld), and are counted; call before its changes are undone.
    */

@@ -1128,6 +1128,7 @@ export class Session {
       this.queue.shift();
       // The failing request and those the server skips have no effect: undo what pgwarden
       // recorded for them, oldest first (see mirror.ts).
+      if (p.kind === 'bind') this.names.unnamedPortalBindFailed(p);
       this.names.undoFailed(p, 0, f.sqlstate);
       this.records.complete(p);
       if (p.unrecordedBind)
