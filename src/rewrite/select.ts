@@ -246,10 +246,12 @@ export function rewriteFromItem(item: Node, ctx: RewriteContext, scope: Scope | 
     }
     case 'JoinExpr': {
       const j = item.JoinExpr as Record<string, unknown>;
+      // Its ON condition sees its own members (and the levels around), not the rest of the list.
+      const relations = rangeVariables([j.larg as Node, j.rarg as Node], ctx, scope);
       j.larg = rewriteFromItem(j.larg as Node, ctx, scope);
       j.rarg = rewriteFromItem(j.rarg as Node, ctx, scope);
       for (const col of names(j.usingClause as Node[] | undefined)) checkUsingColumn(col, ctx);
-      visitValue(j.quals, ctx, scope);
+      visitValue(j.quals, ctx, { ctes: new Set(), parent: scope, relations });
       return item;
     }
     case 'RangeSubselect': {
