@@ -33,20 +33,28 @@ export interface WriteTarget {
 export interface Scope {
   readonly ctes: ReadonlySet<string>;
   readonly parent: Scope | undefined;
-  /**
-   * The range variables of one SELECT's FROM list, visible to its expressions and to their
-   * subqueries: name -> columns, when they are the rules' or the catalog's own (a table's, a
-   * catalog relation's), else undefined (a subquery's, a WITH query's, a function's).
-   */
-  readonly relations?: ReadonlyMap<string, ReadonlySet<string> | undefined>;
+  /** The range variables of one FROM list, by name, visible here (field notation: expr.ts). */
+  readonly relations?: ReadonlyMap<string, RangeVariable>;
 }
 
-/** The innermost range variable of this name in scope: found, and its columns if known. */
-export function rangeVariable(
-  scope: Scope | undefined,
-  name: string,
-): { columns: ReadonlySet<string> | undefined } | undefined {
-  for (let s = scope; s; s = s.parent) if (s.relations?.has(name)) return { columns: s.relations.get(name) };
+/** What a range variable's name stands for in an expression. */
+export interface RangeVariable {
+  /**
+   * Its whole row is a row (a table's, a subquery's, a WITH query's). Not so for a function in
+   * FROM, whose whole row is its value when it returns one (`unnest(...) q`: q is that value), nor
+   * for a name whose item pgwarden cannot tell (a LATERAL sibling, from its FROM list).
+   */
+  readonly row: boolean;
+  /** Its columns, when they are the rules' or the catalog's own (a table's, a catalog relation's). */
+  readonly columns?: ReadonlySet<string>;
+}
+
+/** The innermost range variable of this name in scope. */
+export function rangeVariable(scope: Scope | undefined, name: string): RangeVariable | undefined {
+  for (let s = scope; s; s = s.parent) {
+    const r = s.relations?.get(name);
+    if (r) return r;
+  }
   return undefined;
 }
 

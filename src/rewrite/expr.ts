@@ -239,7 +239,9 @@ function builtinFunctionName(cast: Record<string, unknown>, ctx: RewriteContext)
   const literal = nodeType(cast.arg) === 'A_Const' ? literalValue(cast.arg) : undefined;
   const m = literal === undefined ? null : /^pg_catalog\.([a-z_][a-z0-9_]*)$/.exec(literal);
   ctx.literalSensitive = true;
-  return m !== null && ctx.catalog.functions.pg_catalog?.[m[1] ?? ''] !== undefined;
+  const builtins = ctx.catalog.functions.pg_catalog;
+  // Own keys only: 'pg_catalog.constructor' must not find Object's prototype (red team, round 52).
+  return m !== null && builtins !== undefined && Object.hasOwn(builtins, m[1] ?? '');
 }
 
 /**
@@ -257,7 +259,7 @@ function checkQualifiedColumn(f: readonly string[], ctx: RewriteContext, scope: 
   const q = f[0] ?? '';
   const range = rangeVariable(scope, q);
   if (range?.columns?.has(last)) return;
-  if (range) return checkFieldCall(last, on, 'row', ctx);
+  if (range) return checkFieldCall(last, on, range.row ? 'row' : 'any', ctx);
   const w = ctx.writeTarget;
   const t = w?.refnames.has(q) ? w.policy : ctx.refs.get(q);
   const column =

@@ -8,7 +8,7 @@ import {
   type WithClause,
 } from '../sql/ast.js';
 import { needsSubquery, type TablePolicy } from '../policy/effective.js';
-import { Denial, type RewriteContext, type Scope } from './context.js';
+import { Denial, type RangeVariable, type RewriteContext, type Scope } from './context.js';
 import { checkCycleClause, selectBody, visitExpr, visitValue } from './expr.js';
 import { cteBodyScope, resolveRelation } from './resolve.js';
 import { inlineTenantFilter } from './inline-tenant.js';
@@ -71,11 +71,12 @@ export function rewriteSelect(
   const locked = sel.lockingClause
     ? lockedTables(sel.lockingClause as Node[], from ?? [], ctx, scope)
     : undefined;
-  // This level's range variables, for its expressions and their subqueries, not for its FROM items:
-  // a subquery there sees the levels around the SELECT, not its siblings (field notation: expr.ts).
-  const relations = from ? rangeVariables(from, ctx, scope) : undefined;
-  if (from) sel.fromClause = from.map((item) => rewriteFromItem(item, ctx, scope));
-  const inner: Scope | undefined = relations ? { ctes: new Set(), parent: scope, relations } : scope;
+  // This level's range variables, for its expressions and their subqueries (field notation:
+  // expr.ts). Its FROM items see them too, as names that stand for values of any kind: a LATERAL
+  // item or a function's arguments see the items before them, and a name there hides the same
+  // name of an enclosing level (red team, round 52).
+  const { fromScope, inner } = levelScopes(from, ctx, scope);
+  if (from) sel.fromClause = from.map((item) => rewriteFromItem(item, ctx, fromScope));
   for (const field of expressionFields) visitValue(sel[field], ctx, inner);
   if (ctx.topLevel.has(sel)) inlineTenantFilter(sel, ctx.tenant, ctx.policy, ctx.paramsUsedOnce);
   narrowScoped(sel, ctx.tenant, ctx.policy, ctx.paramsUsedOnce);
@@ -91,32 +92,61 @@ function rangeVariables(
   items: readonly Node[],
   ctx: RewriteContext,
   scope: Scope | undefined,
-): Map<string, ReadonlySet<string> | undefined> {
-  const out = new Map<string, ReadonlySet<string> | undefined>();
+): Map<string, RangeVariable> {
+  const out = new Map<string, RangeVariable>();
   const visit = (item: Node): void => {
     const type = nodeType(item) ?? '';
     const body = item[type] as Record<string, unknown>;
     const alias = body.alias as { aliasname?: string; colnames?: Node[] } | undefined;
     if (type === 'JoinExpr') {
-      if (alias?.aliasname !== undefined) out.set(alias.aliasname, undefined);
+      if (alias?.aliasname !== undefined) out.set(alias.aliasname, { row: true });
       else for (const side of [body.larg, body.rarg]) visit(side as Node);
       return;
     }
-    const rv = (type === 'RangeTableSample' ? (body.relation as Node).RangeVar : body) as RangeVar;
-    if (type !== 'RangeVar' && type !== 'RangeTableSample') {
-      if (alias?.aliasname !== undefined) out.set(alias.aliasname, undefined);
+    if (type === 'RangeSubselect') {
+      if (alias?.aliasname !== undefined) out.set(alias.aliasname, { row: true });
       return;
     }
+    if (type !== 'RangeVar' && type !== 'RangeTableSample') {
+      // A function in FROM (and ROWS FROM, JSON_TABLE, XMLTABLE): its whole row may be a value of
+      // any type. Unaliased, it goes by its function's name.
+      const fn = (body.functions as { List?: { items?: Node[] } }[] | undefined)?.[0]?.List?.items?.[0];
+      const name =
+        alias?.aliasname ?? names((fn?.FuncCall as { funcname?: Node[] } | undefined)?.funcname).at(-1);
+      if (name !== undefined) out.set(name, { row: false });
+      return;
+    }
+    const rv = (type === 'RangeTableSample' ? (body.relation as Node).RangeVar : body) as RangeVar;
     const name = rv.alias?.aliasname ?? rv.relname;
     const r = resolveRelation(rv, ctx.catalog, scope);
     const own = r.kind === 'relation' && rv.alias?.colnames === undefined;
     const columns = own
       ? (ctx.policy.tables.get(r.qname)?.columns ?? ctx.catalog.relations[r.schema]?.[r.name]?.columns)
       : undefined;
-    out.set(name, columns ? new Set(columns.map((c) => c.name)) : undefined);
+    out.set(name, { row: true, ...(columns ? { columns: new Set(columns.map((c) => c.name)) } : {}) });
   };
   for (const item of items) visit(item);
   return out;
+}
+
+/**
+ * The scopes of one level's FROM items and of its expressions (see rewriteSelect); `also` adds
+ * range variables the list does not hold (a write's target).
+ */
+export function levelScopes(
+  from: readonly Node[] | undefined,
+  ctx: RewriteContext,
+  scope: Scope | undefined,
+  also?: readonly [string, RangeVariable],
+): { fromScope: Scope | undefined; inner: Scope | undefined } {
+  const relations = rangeVariables(from ?? [], ctx, scope);
+  if (also) relations.set(...also);
+  if (relations.size === 0) return { fromScope: scope, inner: scope };
+  const opaque = new Map([...relations.keys()].map((name) => [name, { row: false }]));
+  return {
+    fromScope: { ctes: new Set(), parent: scope, relations: opaque },
+    inner: { ctes: new Set(), parent: scope, relations },
+  };
 }
 
 /**

@@ -14,7 +14,7 @@ import {
 } from '../sql/ast.js';
 import type { TablePolicy } from '../policy/effective.js';
 import type { ParamCheck } from '../policy/verdict.js';
-import { Denial, type RewriteContext, type Scope, type WriteTarget } from './context.js';
+import { Denial, type RangeVariable, type RewriteContext, type Scope, type WriteTarget } from './context.js';
 import {
   checkCollation,
   checkSchemaOf,
@@ -36,7 +36,7 @@ import {
   tenantGuard,
 } from './parent-guards.js';
 import { tenantValue } from './scoped.js';
-import { notListed, processWith, rewriteFromItem, rewriteSelect, tableFor } from './select.js';
+import { levelScopes, notListed, processWith, rewriteFromItem, rewriteSelect, tableFor } from './select.js';
 import type { AccessKind } from '../policy/rules-schema.js';
 
 type Body = Record<string, unknown>;
@@ -319,38 +319,45 @@ function rewriteReturning(
   ctx.writeTarget = prev;
 }
 
+/** A write's target as a range variable: its whole row is a row, its columns the table's. */
+function targetVariable(refname: string, t: TablePolicy): readonly [string, RangeVariable] {
+  return [refname, { row: true, columns: new Set(t.columns.map((c) => c.name)) }];
+}
+
 function rewriteUpdate(body: Body, ctx: RewriteContext, scope: Scope | undefined): void {
   const { t, refname } = target(body, ctx, ['update']);
   const from = body.fromClause as Node[] | undefined;
-  if (from) body.fromClause = from.map((i) => rewriteFromItem(i, ctx, scope));
+  const { fromScope, inner } = levelScopes(from, ctx, scope, targetVariable(refname, t));
+  if (from) body.fromClause = from.map((i) => rewriteFromItem(i, ctx, fromScope));
   enterTarget(ctx, t, [refname]);
-  checkAssignments(body.targetList as Node[], t, ctx, scope);
-  visitValue(body.whereClause, ctx, scope);
+  checkAssignments(body.targetList as Node[], t, ctx, inner);
+  visitValue(body.whereClause, ctx, inner);
   body.whereClause = filterFirst(
     t,
     ctx,
     refname,
     body.whereClause,
-    hoistable(body, body.whereClause, t, ctx, scope),
+    hoistable(body, body.whereClause, t, ctx, inner),
   );
-  rewriteReturning(body, t, refname, ctx, scope, (from?.length ?? 0) > 0);
+  rewriteReturning(body, t, refname, ctx, inner, (from?.length ?? 0) > 0);
   ctx.writeTarget = undefined;
 }
 
 function rewriteDelete(body: Body, ctx: RewriteContext, scope: Scope | undefined): void {
   const { t, refname } = target(body, ctx, ['delete']);
   const using = body.usingClause as Node[] | undefined;
-  if (using) body.usingClause = using.map((i) => rewriteFromItem(i, ctx, scope));
+  const { fromScope, inner } = levelScopes(using, ctx, scope, targetVariable(refname, t));
+  if (using) body.usingClause = using.map((i) => rewriteFromItem(i, ctx, fromScope));
   enterTarget(ctx, t, [refname]);
-  visitValue(body.whereClause, ctx, scope);
+  visitValue(body.whereClause, ctx, inner);
   body.whereClause = filterFirst(
     t,
     ctx,
     refname,
     body.whereClause,
-    hoistable(body, body.whereClause, t, ctx, scope),
+    hoistable(body, body.whereClause, t, ctx, inner),
   );
-  rewriteReturning(body, t, refname, ctx, scope, (using?.length ?? 0) > 0);
+  rewriteReturning(body, t, refname, ctx, inner, (using?.length ?? 0) > 0);
   ctx.writeTarget = undefined;
 }
 
@@ -572,26 +579,28 @@ function rewriteMerge(body: Body, ctx: RewriteContext, scope: Scope | undefined)
       `MERGE into the parent-scoped table ${t.qname} is not supported; use INSERT, UPDATE and DELETE`,
       'unsupported_syntax',
     );
-  body.sourceRelation = rewriteFromItem(body.sourceRelation as Node, ctx, scope);
+  const source = body.sourceRelation as Node;
+  const { fromScope, inner } = levelScopes([source], ctx, scope, targetVariable(refname, t));
+  body.sourceRelation = rewriteFromItem(source, ctx, fromScope);
   enterTarget(ctx, t, [refname]);
-  visitValue(body.joinCondition, ctx, scope);
+  visitValue(body.joinCondition, ctx, inner);
   // Only the caller's rows can match; rows of other tenants are neither matched nor "not matched by source".
   body.joinCondition = filterFirst(
     t,
     ctx,
     refname,
     body.joinCondition,
-    hoistable(body, body.joinCondition, t, ctx, scope),
+    hoistable(body, body.joinCondition, t, ctx, inner),
   );
   for (const a of arms) {
-    visitValue(a.condition, ctx, scope);
+    visitValue(a.condition, ctx, inner);
     if (a.matchKind !== 'MERGE_WHEN_NOT_MATCHED_BY_TARGET')
       a.condition = filterFirst(t, ctx, refname, a.condition);
-    if (a.commandType === 'CMD_UPDATE') checkAssignments(a.targetList as Node[], t, ctx, scope);
-    if (a.commandType === 'CMD_INSERT') mergeInsert(a, t, ctx, scope);
+    if (a.commandType === 'CMD_UPDATE') checkAssignments(a.targetList as Node[], t, ctx, inner);
+    if (a.commandType === 'CMD_INSERT') mergeInsert(a, t, ctx, inner);
   }
   ctx.writeTarget = undefined;
-  rewriteReturning(body, t, refname, ctx, scope, true);
+  rewriteReturning(body, t, refname, ctx, inner, true);
 }
 
 function mergeInsert(a: Body, t: TablePolicy, ctx: RewriteContext, scope: Scope | undefined): void {
