@@ -88,8 +88,6 @@ export class RewriteContext {
   sessionDependent = false;
   /** alias or table name -> table, for every table read or written in the statement. */
   readonly refs = new Map<string, TablePolicy>();
-  /** alias or name -> columns, for every catalog relation read (introspection) in the statement. */
-  readonly catalogColumns = new Map<string, ReadonlySet<string>>();
   /**
    * SELECT bodies nothing encloses (a statement's own query, and the arms of its set operation):
    * no outer query can push a condition into them, so inline-tenant.ts may read a table there.

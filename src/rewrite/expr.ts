@@ -260,10 +260,9 @@ function checkQualifiedColumn(f: readonly string[], ctx: RewriteContext, scope: 
   const range = rangeVariable(scope, q);
   if (range?.columns?.has(last)) return;
   if (range) return checkFieldCall(last, on, range.row ? 'row' : 'any', ctx);
+  // Out of every SELECT's scope: a write target's own names (its alias, old, new, excluded).
   const w = ctx.writeTarget;
-  const t = w?.refnames.has(q) ? w.policy : ctx.refs.get(q);
-  const column =
-    t?.columns.some((c) => c.name === last) === true || ctx.catalogColumns.get(q)?.has(last) === true;
+  const column = w?.refnames.has(q) === true && w.policy.columns.some((c) => c.name === last);
   checkFieldCall(last, on, column ? 'row' : 'any', ctx);
 }
 

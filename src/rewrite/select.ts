@@ -399,9 +399,6 @@ function rewriteRangeVar(rv: RangeVar, ctx: RewriteContext, scope: Scope | undef
     ctx.tables.add(r.qname);
     ctx.ruleIds.add('introspection');
     ctx.reasons.add('introspection');
-    const [schema = '', name = ''] = r.qname.split('.');
-    const columns = ctx.catalog.relations[schema]?.[name]?.columns ?? [];
-    ctx.catalogColumns.set(rv.alias?.aliasname ?? rv.relname, new Set(columns.map((c) => c.name)));
     const view = ctx.policy.introspectionViews.get(r.qname);
     if (!view) return original;
     if (sample) throw new Denial('TABLESAMPLE needs a table, not a view', 'unsupported_syntax');
