@@ -313,6 +313,11 @@ function checkSystemColumn(f: readonly string[], ctx: RewriteContext): void {
  */
 function checkFieldCall(field: string, on: string, arg: 'row' | 'any', ctx: RewriteContext): void {
   const { catalog } = ctx;
+  // Where no function f fits, f(x) is the cast x::f when f names a type (FuncNameAsType):
+  // `('postgres').regrole` looked roles up, and `g.regtype` over integers named every table (red
+  // team, round 53). Judged as the cast it would be.
+  if (unsafeTypeNames.has(field) || resolveType([field], catalog) !== undefined)
+    checkTypeName({ names: [{ String: { sval: field } }] } as unknown as Node, ctx);
   const callable = (fn: CatalogFunction | undefined): boolean =>
     (arg === 'row' ? fn?.fieldCall : fn?.oneArg) === true;
   if (!catalog.searchPath.some((s) => callable(catalog.functions[s]?.[field]))) return;

@@ -376,6 +376,14 @@ function rowExpansion(): Denial {
 /** The explicit column list of an INSERT (positional inserts fill columns in attnum order). */
 function insertColumns(body: Body, t: TablePolicy, width: number): Node[] {
   const cols = body.cols as Node[] | undefined;
+  // `meta[<expr>]` or `col.field` in the column list: the server runs those expressions, which no
+  // check here reads (red team, round 53: a subscript ran ts_stat, any SQL as pgwarden's user).
+  for (const c of cols ?? [])
+    if ((c as { ResTarget?: { indirection?: unknown[] } }).ResTarget?.indirection?.length)
+      throw new Denial(
+        'a subscript or field in an INSERT column list is not allowed: insert the whole value, or set the element with UPDATE',
+        'unsupported_syntax',
+      );
   if (cols?.length) return cols;
   if (width > t.columns.length)
     throw new Denial(`INSERT has more values than ${t.qname} has columns`, 'insert_width');
