@@ -499,8 +499,8 @@ export class Session {
   private enqueue(p: Pending, bindsUnnamed = false): void {
     p.order = this.forwarded++;
     this.queue.push(p);
-    const unnamedPortal = this.names.mirror.portals as MirroredNames<unknown>;
-    const unnamedPortalOnly = p.changes?.every((c) => c.space === unnamedPortal && c.key === '') ?? true;
+    const portals = this.names.mirror.portals as MirroredNames<unknown>;
+    const unnamedPortalOnly = p.changes?.every((c) => c.space === portals && c.key === '') ?? true;
     this.segments.forwarded(p, unnamedPortalOnly, bindsUnnamed);
   }
 
