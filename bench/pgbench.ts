@@ -8,19 +8,11 @@ import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { startEmbeddedPostgres } from '../test/support/embedded.js';
+import { startBenchServer } from './lib/server.js';
 import { startNodePipe } from './lib/node-pipe.js';
 import { startPgBouncer } from './lib/pgbouncer.js';
 import { repoRoot, startPgwarden, STATEMENT_TIMEOUT_MS } from './lib/pgwarden.js';
-import {
-  cleanup,
-  installCleanupHandlers,
-  onCleanup,
-  postmasterGone,
-  registerPostgresDataDir,
-  run,
-  shuttingDown,
-} from './lib/processes.js';
+import { cleanup, installCleanupHandlers, run, shuttingDown } from './lib/processes.js';
 import { cpuPerTransaction, cpuSnapshot, type CpuPerTransaction } from './lib/cpu.js';
 import { cpuTable, markdownTable, type Measurements, type TargetName } from './lib/report.js';
 import {
@@ -165,17 +157,7 @@ async function main(): Promise<void> {
   // paths to the same server, and a tuned server would only move all of them alike.
   // max_connections is raised so that the clients of every target plus PgBouncer's pool fit.
   log('starting embedded PostgreSQL');
-  const server = await startEmbeddedPostgres({ postgresFlags: ['-c', 'max_connections=200'] });
-  registerPostgresDataDir(server.dataDir);
-  onCleanup('postgres', () => Promise.race([server.destroy(), postmasterGone(server.dataDir, 15_000)]));
-
-  const admin: Endpoint = {
-    host: '127.0.0.1',
-    port: server.port,
-    database: 'postgres',
-    user: 'postgres',
-    password: 'postgres',
-  };
+  const admin = await startBenchServer(200);
   const c = new pg.Client({ ...admin });
   await c.connect();
   await c.query('CREATE DATABASE bench');

@@ -7,17 +7,10 @@
  */
 import { parseArgs } from 'node:util';
 import postgres from 'postgres';
-import { startEmbeddedPostgres } from '../test/support/embedded.js';
+import { startBenchServer } from './lib/server.js';
 import { startPgBouncer } from './lib/pgbouncer.js';
 import { startPgwarden } from './lib/pgwarden.js';
-import {
-  cleanup,
-  installCleanupHandlers,
-  onCleanup,
-  postmasterGone,
-  registerPostgresDataDir,
-  run,
-} from './lib/processes.js';
+import { cleanup, installCleanupHandlers, run } from './lib/processes.js';
 import { libpqEnv, type Endpoint } from './lib/targets.js';
 import { variants } from './lib/variants.js';
 
@@ -59,16 +52,7 @@ async function pipelined(e: Endpoint): Promise<number> {
 async function main(): Promise<void> {
   installCleanupHandlers();
   const log = (msg: string): void => console.error(`[pipeline] ${msg}`);
-  const server = await startEmbeddedPostgres({ postgresFlags: ['-c', 'max_connections=50'] });
-  registerPostgresDataDir(server.dataDir);
-  onCleanup('postgres', () => Promise.race([server.destroy(), postmasterGone(server.dataDir, 15_000)]));
-  const direct: Endpoint = {
-    host: '127.0.0.1',
-    port: server.port,
-    database: 'postgres',
-    user: 'postgres',
-    password: 'postgres',
-  };
+  const direct = await startBenchServer(50);
   // The benchmark rules list pgbench's tables; the queries read none of them.
   await run('pgbench', ['-i', '-q', '-s', '1'], { env: libpqEnv(direct) });
   const v = variants.core;

@@ -31,8 +31,6 @@ export interface PgwardenOptions {
   readonly maxClients: number;
   /** Write a V8 CPU profile of the pgwarden process into this directory when it exits. */
   readonly cpuProfileDir?: string;
-  /** Extra flags for the Node.js process (A/B runs of V8 or runtime settings). */
-  readonly nodeFlags?: readonly string[];
 }
 
 /**
@@ -71,13 +69,9 @@ export async function startPgwarden(upstream: Endpoint, o: PgwardenOptions): Pro
   writeFileSync(configFile, stringify(input), { mode: 0o600 });
 
   const profile = o.cpuProfileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', o.cpuProfileDir];
-  const p = spawnTracked(
-    process.execPath,
-    [...(o.nodeFlags ?? []), ...profile, bin, 'start', '--config', configFile],
-    {
-      cwd: repoRoot,
-    },
-  );
+  const p = spawnTracked(process.execPath, [...profile, bin, 'start', '--config', configFile], {
+    cwd: repoRoot,
+  });
   onCleanup(o.name, () => stopChild(p));
   await waitForPort('127.0.0.1', port, 30_000, () =>
     p.child.exitCode !== null ? `${o.name} exited with ${p.child.exitCode}:\n${p.output()}` : undefined,
