@@ -543,29 +543,59 @@ describe('through the proxy', () => {
     expect(acme[0]!.n).toBeGreaterThan(0);
   });
 
-  it('never runs a portal as a cursor of the same name: FETCH c of a portal c is refused (red team, round 28)', async () => {
-    const c = await client('acme');
+  it('judges FETCH against what the name holds now: a portal bound after a cursor of its name ended (red team, round 28)', async () => {
+    const c = await rawSession('acme');
+    const dataRows = (round: RawMessage[]): string[] =>
+      round.filter((m) => m.code === 'D').map((m) => m.body.subarray(6).toString());
     try {
-      await c.query('BEGIN; DECLARE c CURSOR FOR SELECT id FROM products; COMMIT');
-      await c.query('BEGIN');
+      await simpleQuery(c, 'BEGIN; DECLARE c CURSOR FOR SELECT id, org_id FROM customers; COMMIT');
+      await simpleQuery(c, 'BEGIN');
       // The server dropped c at COMMIT, and so does pgwarden (red team, round 48): a portal may
-      // take its name. FETCH c would then run the portal, which no FETCH was judged for.
-      // node-postgres binds Query.portal by name; its typings leave the option out.
-      const named = (text: string, portal: string): pg.QueryConfig =>
-        ({ text, values: [1], portal, rows: 1 }) as pg.QueryConfig;
-      expect((await c.query(named('SELECT total FROM orders WHERE id = $1', 'c'))).rows).toHaveLength(1);
-      await expect(c.query('FETCH ALL FROM c')).rejects.toMatchObject({
+      // take its name. FETCH c then runs the portal, whose statement was judged (and scoped) at
+      // its Parse, not the cursor's query: asyncpg's Cursor.forward is a MOVE on such a portal.
+      const [bound] = await pipeline(
+        c,
+        1,
+        serialize.parse({ text: 'SELECT org_id FROM orders ORDER BY id' }),
+        serialize.bind({ portal: 'c' }),
+        serialize.execute({ portal: 'c', rows: 1 }),
+        serialize.sync(),
+      );
+      expect(codes(bound)).toBe('12DsZ');
+      expect(codes(await simpleQuery(c, 'MOVE 1 IN c'))).toBe('CZ');
+      const rest = await simpleQuery(c, 'FETCH ALL FROM c');
+      expect(codes(rest.slice(0, 2))).toBe('TD');
+      expect(new Set(dataRows(rest))).toEqual(new Set(['acme']));
+      // A name no cursor or portal of the session has is refused: pgwarden cannot tell what it runs.
+      expect(errorOf((await simpleQuery(c, 'FETCH ALL FROM d'))[0])).toMatchObject({
         code: '42501',
-        message: expect.stringContaining('cursor c was not declared through pgwarden'),
+        message: expect.stringContaining('cursor d was not declared through pgwarden'),
       });
-      await c.query('ROLLBACK');
-      // The look-alike: a cursor declared again under that name is fetched.
-      await c.query('BEGIN; DECLARE c CURSOR FOR SELECT id FROM products');
-      expect((await c.query('FETCH 1 FROM c')).rows).toHaveLength(1);
-      await c.query('COMMIT');
+      await simpleQuery(c, 'ROLLBACK');
+      // A cursor declared again under that name is fetched as the cursor.
+      await simpleQuery(c, 'BEGIN; DECLARE c CURSOR FOR SELECT id FROM products');
+      expect(codes(await simpleQuery(c, 'FETCH 1 FROM c'))).toBe('TDCZ');
+      await simpleQuery(c, 'COMMIT');
     } finally {
-      await c.end();
+      c.close();
     }
+  });
+
+  it("asyncpg's Cursor.forward (a MOVE on the portal it bound) and fetch read the tenant's rows", async () => {
+    // Debian's python3-asyncpg (installed by .ci/run).
+    const script = [
+      'import asyncio, sys, asyncpg',
+      'async def main():',
+      '    c = await asyncpg.connect(sys.argv[1], ssl=False)',
+      '    async with c.transaction():',
+      "        cur = await c.cursor('SELECT org_id FROM orders ORDER BY id')",
+      '        await cur.forward(2)',
+      '        print(sorted({r[0] for r in await cur.fetch(1000)}))',
+      '    await c.close()',
+      'asyncio.run(main())',
+    ].join('\n');
+    const { stdout } = await run('/usr/bin/python3', ['-c', script, await proxy.url({ tenant: 'acme' })]);
+    expect(stdout.trim()).toBe("['acme']");
   });
 
   it("items go only under orders of the caller: another tenant's order is refused as 42501 and nothing is written", async () => {

@@ -779,3 +779,22 @@ describe('the printed rewrite', () => {
     expect(sqlOf(ties)).toMatch(/ORDER BY total OFFSET \(1\) FETCH FIRST \(2\) ROWS WITH TIES FOR UPDATE$/);
   });
 });
+
+describe('FETCH and MOVE', () => {
+  const reasons = (v: Verdict): readonly string[] => v.reasons;
+  it('reach a cursor or a portal the session holds, judged under the rules in force', () => {
+    const session = { cursors: new Map([['c', 0]]), portals: new Map([['p', 0]]) };
+    for (const sql of ['FETCH 5 FROM c', 'MOVE FORWARD 3 p', 'FETCH ALL IN p'])
+      expect(judge.judge(sql, ctx('acme', [], session)).verdict.kind).toBe('allow');
+  });
+
+  it('refuse a name the session does not hold, and a portal bound under other rules', () => {
+    expect(
+      reasons(judge.judge('FETCH 5 FROM q', ctx('acme', [], { portals: new Map([['p', 0]]) })).verdict),
+    ).toEqual(['unknown_cursor']);
+    const newer = createPolicyJudge(rules, catalog, { searchPath: 'public', rulesVersion: 1 });
+    const v = newer.judge('MOVE 3 IN p', ctx('acme', [], { portals: new Map([['p', 0]]) })).verdict;
+    expect(v.kind).toBe('deny');
+    expect(reasons(v)).toEqual(['rules_changed']);
+  });
+});

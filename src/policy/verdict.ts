@@ -110,11 +110,16 @@ export interface SessionPolicyState {
    * under other rules than the judge's may no longer be used: it runs the SQL those allowed.
    */
   readonly cursors: ReadonlyMap<string, number>;
+  /**
+   * Named protocol-level portals (Bind), with the rules version of their statement's judgement:
+   * FETCH and MOVE reach a portal as they reach a cursor (asyncpg's Cursor.forward is a MOVE).
+   */
+  readonly portals: ReadonlyMap<string, number>;
 }
 
 /** The state of a session that has prepared nothing yet. */
 export function freshSessionState(): SessionPolicyState {
-  return { preparedStatements: new Map(), cursors: new Map() };
+  return { preparedStatements: new Map(), cursors: new Map(), portals: new Map() };
 }
 
 export interface JudgeContext {

@@ -237,11 +237,7 @@ export function rewriteStatement(stmt: Node, ctx: RewriteContext): void {
       ctx.sessionDependent = true;
       const name = String(body.portalname);
       const judgedUnder = ctx.session.cursors.get(name);
-      if (judgedUnder === undefined)
-        throw new Denial(
-          `cursor ${name} was not declared through pgwarden in this session`,
-          'unknown_cursor',
-        );
+      if (judgedUnder === undefined) return fetchFromPortal(name, ctx);
       if (judgedUnder !== ctx.rulesVersion)
         throw new Denial(
           `the rules changed since cursor ${name} was declared; CLOSE ${name} and DECLARE it again`,
@@ -304,6 +300,23 @@ export function rewriteStatement(stmt: Node, ctx: RewriteContext): void {
       );
     }
   }
+}
+
+/**
+ * FETCH or MOVE on a name no cursor of the session has: a portal the session bound (Bind) runs the
+ * statement that was judged at its Parse, as Execute would (asyncpg's Cursor.forward is a MOVE on
+ * one). Any other name is refused: pgwarden would not know what it runs.
+ */
+function fetchFromPortal(name: string, ctx: RewriteContext): void {
+  const boundUnder = ctx.session.portals.get(name);
+  if (boundUnder === undefined)
+    throw new Denial(`cursor ${name} was not declared through pgwarden in this session`, 'unknown_cursor');
+  if (boundUnder !== ctx.rulesVersion)
+    throw new Denial(
+      `the rules changed since portal ${name} was bound; close it and bind its statement again`,
+      'rules_changed',
+      { code: 'PGW_RULES_CHANGED' },
+    );
 }
 
 function checkSet(body: Body, ctx: RewriteContext): void {

@@ -81,6 +81,25 @@ function sourceChars(name: SqlName | undefined): number {
   return name?.source ? name.source.sql.length + name.source.forwarded.length : 0;
 }
 
+/** Portals, and beside the named ones the rules version of their statement's judgement. */
+function withPortalVersions(
+  full: Map<string, BoundPortal>,
+  versions: Map<string, number>,
+): NameStore<BoundPortal> {
+  return {
+    get: (key) => full.get(key),
+    set: (key, value) => {
+      full.set(key, value);
+      if (key !== '') versions.set(key, value.statement.rulesVersion);
+    },
+    delete: (key) => {
+      full.delete(key);
+      versions.delete(key);
+    },
+    keys: () => full.keys(),
+  };
+}
+
 /**
  * Characters of PREPARE and DECLARE texts one session keeps to judge them again after a reload.
  * Each may be limits.maxQueryBytes, and its rewrite many times that, for limits.maxNamesPerSession
@@ -105,13 +124,14 @@ export class SessionNames {
   readonly policyState = {
     preparedStatements: new Map<string, number>(),
     cursors: new Map<string, number>(),
+    portals: new Map<string, number>(),
   };
   private readonly sqlNames = { prepared: new Map<string, SqlName>(), cursor: new Map<string, SqlName>() };
   /** Characters of the sources the names above keep (MAX_KEPT_SOURCE_CHARS). */
   private readonly kept = { chars: 0 };
   readonly mirror = {
     statements: new MirroredNames(this.counted(mapStore(this.statements))),
-    portals: new MirroredNames(this.counted(mapStore(this.portals))),
+    portals: new MirroredNames(this.counted(withPortalVersions(this.portals, this.policyState.portals))),
     prepared: new MirroredNames(
       this.counted(withVersions(this.sqlNames.prepared, this.policyState.preparedStatements, this.kept)),
     ),
