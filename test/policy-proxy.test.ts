@@ -416,7 +416,7 @@ describe('prepared statement names', () => {
       code: '42501',
       message: expect.stringContaining('already exists'),
     });
-    expect(errorOf((await c.untilReady())[0])).toMatchObject({ code: '42501' });
+    expect(errorOf((await c.untilReady())[0])).toMatchObject({ code: '26000' });
     expect((await c.untilReady()).map((m) => m.code)).toEqual(['C', 'Z']);
     expect(errorOf((await c.untilReady())[0])).toMatchObject({
       code: '42501',
@@ -568,7 +568,7 @@ describe('through the proxy', () => {
       expect(new Set(dataRows(rest))).toEqual(new Set(['acme']));
       // A name no cursor or portal of the session has is refused: pgwarden cannot tell what it runs.
       expect(errorOf((await simpleQuery(c, 'FETCH ALL FROM d'))[0])).toMatchObject({
-        code: '42501',
+        code: '34000',
         message: expect.stringContaining('cursor d was not declared through pgwarden'),
       });
       await simpleQuery(c, 'ROLLBACK');
@@ -738,7 +738,7 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
       ).toEqual(['1', 'Z']);
       const bound = await round(serialize.bind({ statement: 'e' }), serialize.execute({}));
       expect(errorOf(bound[0])).toMatchObject({
-        code: '42501',
+        code: '26000',
         message: expect.stringContaining('was not prepared through pgwarden'),
       });
       // In one pipeline too: the name changes between e's Bind and its Execute.
@@ -755,7 +755,7 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
       );
       const late = await c.untilReady();
       expect(late.map((m) => m.code)).toEqual(['2', '3', '1', 'E', 'Z']);
-      expect(errorOf(late[3])).toMatchObject({ code: '42501' });
+      expect(errorOf(late[3])).toMatchObject({ code: '26000' });
       expect(await globexChecksum()).toBe(before);
     } finally {
       c.close();
@@ -775,7 +775,7 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
       code: '42501',
       message: expect.stringContaining("write your tenant as a literal ('acme')"),
     });
-    expect(errorOf(execute![0])).toMatchObject({ code: '42501' });
+    expect(errorOf(execute![0])).toMatchObject({ code: '26000' });
     const [parsed] = await pipeline(
       c,
       1,
@@ -930,7 +930,7 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
       code: '42501',
       message: expect.stringContaining('already exists'),
     });
-    expect(errorOf(execute![0])).toMatchObject({ code: '42501' });
+    expect(errorOf(execute![0])).toMatchObject({ code: '26000' });
     expect(await globexChecksum()).toBe(before);
     // Benign: a DEALLOCATE that runs frees the name for a new statement.
     const ok = await pipeline(
@@ -1155,11 +1155,11 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
     expect(codes(bound)).toBe('12Z');
     expect(codes(declared)).toBe('CCZ');
     expect(errorOf(executed![0])).toMatchObject({
-      code: '42501',
+      code: '34000',
       message: expect.stringContaining('ended with its transaction'),
     });
     expect(codes(rolledBack)).toBe('CZ');
-    expect(errorOf(execZ![0])).toMatchObject({ code: '42501', message: expect.stringContaining('pz1') });
+    expect(errorOf(execZ![0])).toMatchObject({ code: '26000', message: expect.stringContaining('pz1') });
     // The same inside a transaction block that COMMIT; BEGIN ends and restarts (the status stays
     // 'T'), and after a SQL-level CLOSE, which drops the portal as well.
     for (const [name, between] of [
@@ -1182,7 +1182,7 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
         '2Z',
         between.startsWith('COMMIT') ? 'CCCZ' : 'CCZ',
       ]);
-      expect(errorOf(execute![0]), between).toMatchObject({ code: '42501' });
+      expect(errorOf(execute![0]), between).toMatchObject({ code: '34000' });
       expect(codes(rollback)).toBe('CZ');
     }
     const misnamed = proxy.sink.records.filter(
@@ -1309,7 +1309,7 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
       for (const name of ['h1', 'h2', 'h3']) {
         // The name is free for a portal at once, and the cursor is not fetched on pgwarden's word.
         expect(await bindPortal(name)).toMatch(/^12D+CZ$/);
-        expect(errorOf((await query(`FETCH 1 FROM ${name}`))[0])).toMatchObject({ code: '42501' });
+        expect(errorOf((await query(`FETCH 1 FROM ${name}`))[0])).toMatchObject({ code: '34000' });
         expect(errorOf((await query(`CLOSE ${name}`))[0])).toMatchObject({ code: '34000' });
       }
       // The look-alikes: a cursor whose transaction committed stays, whatever fails after it, in
@@ -1354,11 +1354,11 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
       expect(await show('standard_conforming_strings')).toBe('on');
       expect(await show('application_name')).toBe('pgwarden/support-bot');
       // CLOSE ALL took the cursor.
-      await expect(c.query('FETCH 1 FROM k')).rejects.toMatchObject({ code: '42501' });
+      await expect(c.query('FETCH 1 FROM k')).rejects.toMatchObject({ code: '34000' });
       await c.query('DISCARD ALL');
       // The server dropped every name: pgwarden runs none of them on its word.
-      await expect(c.query('EXECUTE p')).rejects.toMatchObject({ code: '42501' });
-      await expect(c.query({ name: 's1', text: 'SELECT 1 AS one' })).rejects.toMatchObject({ code: '42501' });
+      await expect(c.query('EXECUTE p')).rejects.toMatchObject({ code: '26000' });
+      await expect(c.query({ name: 's1', text: 'SELECT 1 AS one' })).rejects.toMatchObject({ code: '26000' });
       // And the names are free again.
       await c.query('PREPARE p AS SELECT 2');
       expect((await c.query('EXECUTE p')).rows).toEqual([{ '?column?': 2 }]);
@@ -1429,7 +1429,7 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
       // An Execute of the unnamed portal would have been recorded as running s_ok, which the
       // server no longer holds (it answered with EmptyQueryResponse); pgwarden refuses it.
       const executed = await round(serialize.execute({}));
-      expect(errorOf(executed[0])).toMatchObject({ code: '42501' });
+      expect(errorOf(executed[0])).toMatchObject({ code: '34000' });
       expect(proxy.sink.outcomes.filter((o) => o.command === 'EMPTY')).toEqual([]);
       await simpleQuery(c, 'ROLLBACK');
       // The look-alike: a Bind that succeeds after it is executed as ever.
@@ -1487,7 +1487,7 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
       expect(codes(await query('PREPARE q AS SELECT 1'))).toBe('CZ');
       expect(errorOf((await query('PREPARE r AS SELECT 1'))[0])).toMatchObject({ code: '53400' });
       // Still never run on pgwarden's word: it does not know what the server holds under the name.
-      expect(errorOf((await query('EXECUTE p0'))[0])).toMatchObject({ code: '42501' });
+      expect(errorOf((await query('EXECUTE p0'))[0])).toMatchObject({ code: '26000' });
       // The look-alike: a Query that fails before its last statement counts nothing.
       const fresh = await RawClient.connect(small.port);
       await fresh.login('support-bot', db.name, await small.token());

@@ -588,7 +588,7 @@ describe('extended protocol error semantics', () => {
     // The statement was closed: binding it again is refused by pgwarden, which never judged it.
     c.send(Buffer.concat([serialize.bind({ statement: 'q1' }), serialize.execute({}), serialize.sync()]));
     const after = await c.untilReady();
-    expect(errorOf(after[0])).toMatchObject({ code: '42501' });
+    expect(errorOf(after[0])).toMatchObject({ code: '26000' });
     c.close();
   });
 });

@@ -40,6 +40,21 @@ export const errors = {
     message: 'the rules changed since this statement was prepared; prepare it again',
     logLevel: 'info',
   },
+  PGW_UNKNOWN_STATEMENT: {
+    // The server's own SQLSTATE for a prepared statement it does not have: drivers that prepare
+    // again on it (after a pool reset, say) do so here too.
+    sqlstate: '26000',
+    severity: 'ERROR',
+    message: 'this session has no such prepared statement',
+    logLevel: 'info',
+  },
+  PGW_UNKNOWN_CURSOR: {
+    // The server's own SQLSTATE for a cursor or portal it does not have.
+    sqlstate: '34000',
+    severity: 'ERROR',
+    message: 'this session has no such cursor or portal',
+    logLevel: 'info',
+  },
   PGW_SYNTAX_ERROR: {
     sqlstate: '42601',
     severity: 'ERROR',

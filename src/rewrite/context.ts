@@ -13,7 +13,12 @@ export class Denial extends Error {
       ruleId?: string;
       flags?: string[];
       hint?: string;
-      code?: 'PGW_POLICY_DENIED' | 'PGW_FEATURE_REFUSED' | 'PGW_RULES_CHANGED';
+      code?:
+        | 'PGW_POLICY_DENIED'
+        | 'PGW_FEATURE_REFUSED'
+        | 'PGW_RULES_CHANGED'
+        | 'PGW_UNKNOWN_STATEMENT'
+        | 'PGW_UNKNOWN_CURSOR';
       staleName?: StaleName;
     } = {},
   ) {

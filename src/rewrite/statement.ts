@@ -216,6 +216,7 @@ export function rewriteStatement(stmt: Node, ctx: RewriteContext): void {
         throw new Denial(
           `prepared statement ${name} was not prepared through pgwarden in this session`,
           'unknown_prepared',
+          { code: 'PGW_UNKNOWN_STATEMENT' },
         );
       // It runs the SQL the rules of its PREPARE allowed, which the rules in force may not.
       if (judgedUnder !== ctx.rulesVersion)
@@ -310,7 +311,9 @@ export function rewriteStatement(stmt: Node, ctx: RewriteContext): void {
 function fetchFromPortal(name: string, ctx: RewriteContext): void {
   const boundUnder = ctx.session.portals.get(name);
   if (boundUnder === undefined)
-    throw new Denial(`cursor ${name} was not declared through pgwarden in this session`, 'unknown_cursor');
+    throw new Denial(`cursor ${name} was not declared through pgwarden in this session`, 'unknown_cursor', {
+      code: 'PGW_UNKNOWN_CURSOR',
+    });
   if (boundUnder !== ctx.rulesVersion)
     throw new Denial(
       `the rules changed since portal ${name} was bound; close it and bind its statement again`,

@@ -761,7 +761,7 @@ export class Session {
     const statement = this.names.statements.get(msg.statement);
     if (!statement) {
       const v = refusal(
-        'PGW_POLICY_DENIED',
+        'PGW_UNKNOWN_STATEMENT',
         `prepared statement "${msg.statement}" was not judged by pgwarden`,
       );
       return this.refuseBind(msg, undefined, v, out);
@@ -852,7 +852,7 @@ export class Session {
     };
     if (!statement) {
       const v = refusal(
-        'PGW_POLICY_DENIED',
+        'PGW_UNKNOWN_CURSOR',
         `portal "${msg.portal}" was not judged by pgwarden, or has ended with its transaction`,
       );
       this.deny(this.records.statement(protocol, null, null, v), out, 'extended');
