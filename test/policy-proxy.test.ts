@@ -1185,8 +1185,53 @@ describe("pgwarden's mirror of prepared statements, portals and cursors follows 
       expect(errorOf(execute![0]), between).toMatchObject({ code: '34000' });
       expect(codes(rollback)).toBe('CZ');
     }
+    // Ends pgwarden does not see as ends of the portal (red team, round 55): ROLLBACK TO SAVEPOINT
+    // drops the portals bound since the savepoint, and a COMMIT in the same pipeline drops the
+    // portal before its answer comes. A DECLARE of the name then takes it over on the server.
+    const declare = (name: string): Buffer[] => [
+      serialize.parse({ text: `DECLARE ${name} CURSOR FOR SELECT name, email FROM customers` }),
+      serialize.bind({}),
+      serialize.execute({}),
+    ];
+    const run = (sql: string): Buffer[] => [
+      serialize.parse({ text: sql }),
+      serialize.bind({}),
+      serialize.execute({}),
+    ];
+    const [savepoint, boundC4, afterRollbackTo, rolledBackC4] = await pipeline(
+      c,
+      4,
+      serialize.query('BEGIN; SAVEPOINT s'),
+      serialize.bind({ statement: 'ps1', portal: 'c4' }),
+      serialize.sync(),
+      ...run('ROLLBACK TO SAVEPOINT s'),
+      ...declare('c4'),
+      serialize.execute({ portal: 'c4', rows: 2 }),
+      serialize.sync(),
+      serialize.query('ROLLBACK'),
+    );
+    expect([savepoint, boundC4].map(codes)).toEqual(['CCZ', '2Z']);
+    expect(codes(afterRollbackTo)).toBe('12C12CEZ');
+    expect(errorOf(afterRollbackTo![6])).toMatchObject({ code: '34000' });
+    expect(codes(rolledBackC4)).toBe('CZ');
+    const [begun, pipelined, rolledBackC5] = await pipeline(
+      c,
+      3,
+      serialize.query('BEGIN'),
+      serialize.bind({ statement: 'ps1', portal: 'c5' }),
+      ...run('COMMIT'),
+      ...run('BEGIN'),
+      ...declare('c5'),
+      serialize.execute({ portal: 'c5', rows: 2 }),
+      serialize.sync(),
+      serialize.query('ROLLBACK'),
+    );
+    expect(codes(begun)).toBe('CZ');
+    expect(codes(pipelined)).toBe('2' + '12C'.repeat(3) + 'EZ');
+    expect(errorOf(pipelined![10])).toMatchObject({ code: '34000' });
+    expect(codes(rolledBackC5)).toBe('CZ');
     const misnamed = proxy.sink.records.filter(
-      (r) => r.verdict !== 'deny' && ['c1', 'c2', 'c3'].includes(r.protocol?.portalName ?? ''),
+      (r) => r.verdict !== 'deny' && ['c1', 'c2', 'c3', 'c4', 'c5'].includes(r.protocol?.portalName ?? ''),
     );
     expect(misnamed).toEqual([]);
     // Benign: a portal lives on across Syncs inside a transaction block, and a Bind forwarded

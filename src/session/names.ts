@@ -358,6 +358,10 @@ export class SessionNames {
         this.kept.chars + sourceChars({ rulesVersion, source: e.source }) <= MAX_KEPT_SOURCE_CHARS;
       const entry = { rulesVersion, ...(keep ? { source: e.source } : {}) };
       if (e.prepare !== undefined) m.prepared.set(e.prepare, entry, log, at);
+      // The server had no portal of that name if the DECLARE runs: one pgwarden still holds had
+      // ended unseen (ROLLBACK TO SAVEPOINT, a COMMIT earlier in the pipeline), and an Execute of
+      // the name would run the cursor as that portal's statement (red team, round 55).
+      if (e.declareCursor !== undefined) m.portals.delete(e.declareCursor, log, at);
       if (e.declareCursor !== undefined)
         m.cursors.set(
           e.declareCursor,
