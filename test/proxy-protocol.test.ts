@@ -398,6 +398,40 @@ describe('extended protocol error semantics', () => {
     c.close();
   });
 
+  it('records an unnamed statement bound and never executed: the server planned it with the values (red team, round 55)', async () => {
+    const c = await RawClient.connect(px.port);
+    await c.login('support-bot', db.name, await px.token());
+    c.send(
+      Buffer.concat([
+        serialize.parse({ text: 'SELECT length(repeat($1, 1000)) AS bound_only FROM items LIMIT 1' }),
+        serialize.bind({ values: ['abc'] }),
+        serialize.sync(),
+      ]),
+    );
+    expect((await c.untilReady()).map((m) => m.code)).toEqual(['1', '2', 'Z']);
+    const records = px.sink.records.filter((r) => r.sql?.includes('bound_only'));
+    expect(records).toHaveLength(1);
+    expect(px.sink.outcomes.filter((o) => o.recordId === records[0]?.id)).toEqual([
+      expect.objectContaining({ command: 'BOUND' }),
+    ]);
+    // Look-alike: bound and executed together, it has the one record of its execution.
+    c.send(
+      Buffer.concat([
+        serialize.parse({ text: 'SELECT length(repeat($1, 1000)) AS bound_and_run FROM items LIMIT 1' }),
+        serialize.bind({ values: ['abc'] }),
+        serialize.execute({}),
+        serialize.sync(),
+      ]),
+    );
+    expect((await c.untilReady()).map((m) => m.code)).toEqual(['1', '2', 'D', 'C', 'Z']);
+    const run = px.sink.records.filter((r) => r.sql?.includes('bound_and_run'));
+    expect(run).toHaveLength(1);
+    expect(px.sink.outcomes.filter((o) => o.recordId === run[0]?.id)).toEqual([
+      expect.objectContaining({ command: 'SELECT 1' }),
+    ]);
+    c.close();
+  });
+
   it('records an unnamed statement whose Parse the server refuses before an Execute of it arrives', async () => {
     const c = await RawClient.connect(px.port);
     await c.login('support-bot', db.name, await px.token());

@@ -992,6 +992,11 @@ export class Session {
         if (!p) return 'forward';
         confirmChanges(p);
         if (p.kind === 'parse') this.records.complete(p, 'PARSE');
+        // An unnamed statement bound with no Execute recorded yet: the server planned it with the
+        // agent's values (folding immutable functions of them, which may take long), so it is
+        // recorded now, as a failed Bind is (red team, round 55).
+        if (p.unrecordedBind)
+          this.recordAttempt(p, p.unrecordedBind.statement, p.unrecordedBind.portal, 'BOUND');
         return 'forward';
       }
       case Backend.RowDescription:
@@ -1132,8 +1137,8 @@ export class Session {
       this.names.undoFailed(p, 0, f.sqlstate);
       this.records.complete(p);
       if (p.unrecordedBind)
-        this.recordFailed(p, p.unrecordedBind.statement, p.unrecordedBind.portal, 'BIND FAILED');
-      if (p.unrecordedParse) this.recordFailed(p, p.unrecordedParse, undefined, 'PARSE FAILED');
+        this.recordAttempt(p, p.unrecordedBind.statement, p.unrecordedBind.portal, 'BIND FAILED');
+      if (p.unrecordedParse) this.recordAttempt(p, p.unrecordedParse, undefined, 'PARSE FAILED');
       // The server now ignores everything up to Sync, so those requests get no answers.
       for (const skipped of this.queue.shiftUntilSync()) {
         undoChanges(skipped);
@@ -1158,18 +1163,20 @@ export class Session {
   }
 
   /**
-   * The unnamed statement's attempt, recorded when the server refused its Parse or Bind before an
-   * Execute of it was recorded (the client's messages came in separate chunks, and the server
-   * answered first), with the server's error as its outcome. Nothing of it ran, but the server
-   * analysed it (a Parse runs the input functions of its literals' types) or planned it with the
-   * agent's values (a Bind folds immutable functions of them).
+   * The unnamed statement's attempt, recorded when the server answered its Parse or Bind before an
+   * Execute of it was recorded (the client's messages came in separate chunks, or it sent no
+   * Execute), with the server's answer as its outcome: its error, or BOUND. Nothing of it ran, but
+   * the server analysed it (a Parse runs the input functions of its literals' types) or planned it
+   * with the agent's values (a Bind folds immutable functions of them).
    */
-  private recordFailed(
+  private recordAttempt(
     p: Pending,
     statement: JudgedStatement,
     portal: string | undefined,
-    command: 'PARSE FAILED' | 'BIND FAILED',
+    command: 'PARSE FAILED' | 'BIND FAILED' | 'BOUND',
   ): void {
+    p.unrecordedBind = undefined;
+    if (this.unnamedParse?.unrecordedParse === statement) this.unnamedParse.unrecordedParse = undefined;
     const protocol = {
       mode: 'extended' as const,
       statementName: '',
