@@ -482,6 +482,18 @@ describe("pgJDBC's type lookup (red team, round 50)", () => {
         "'pg_catalog.order_notes'::regproc",
       ])
         await expect(c.query(typeInfo(cast), [3802]), cast).rejects.toMatchObject({ code: '42501' });
+      // Beside it, integers and literals of the agent's took its type, and the server looked them
+      // up as functions, by OID or by name (red team, round 54): it reaches the server as an oid.
+      const scan = (cast: string): string =>
+        `SELECT string_agg(v::text, ' ') AS v FROM (SELECT CASE WHEN g < 0 THEN ${cast} ELSE g END AS v FROM generate_series(16384, 16384 + 3000) g) s`;
+      const direct = (await db.sql<{ v: string }>(scan("'pg_catalog.array_in'::regproc")))[0]!.v;
+      expect(direct).toContain('order_notes');
+      const proxied = (await c.query<{ v: string }>(scan("'pg_catalog.array_in'::regproc"))).rows[0]!.v;
+      expect(proxied).toMatch(/^[0-9 ]+$/);
+      const named = await c
+        .query<{ v: string[] }>("SELECT ARRAY['pg_catalog.array_in'::regproc, 'no_such_function'] AS v")
+        .catch((e: { code: string }) => e);
+      expect(named).toMatchObject({ code: '22P02' });
     });
   });
 });

@@ -798,3 +798,27 @@ describe('FETCH and MOVE', () => {
     expect(reasons(v)).toEqual(['rules_changed']);
   });
 });
+
+describe('operators the server finds by name though none is written', () => {
+  const statements = [
+    "SELECT CASE name WHEN 'Widget' THEN 1 END AS v FROM products",
+    'SELECT id BETWEEN 1 AND 3 AS v, id NOT BETWEEN SYMMETRIC 3 AND 1 AS w FROM products',
+    'SELECT 1 AS v FROM products p JOIN products q USING (id) NATURAL JOIN products r',
+  ];
+  it('are the built-in ones where no operator of their names is defined elsewhere', () => {
+    for (const sql of statements) expect(judge.judge(sql, ctx()).verdict.kind, sql).toBe('allow');
+  });
+
+  it('are refused where one is (a = in public ran for each of them: red team, round 54)', () => {
+    const shadowed = createPolicyJudge(
+      rules,
+      { ...catalog, userOperators: ['<=', '='] },
+      { searchPath: 'public' },
+    );
+    for (const sql of statements) {
+      const v = shadowed.judge(sql, ctx()).verdict;
+      expect(v.kind, sql).toBe('deny');
+      expect(v.reasons, sql).toEqual(['operator_ambiguous']);
+    }
+  });
+});

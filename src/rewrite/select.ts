@@ -9,7 +9,7 @@ import {
 } from '../sql/ast.js';
 import { needsSubquery, type TablePolicy } from '../policy/effective.js';
 import { Denial, type RangeVariable, type RewriteContext, type Scope } from './context.js';
-import { checkCycleClause, selectBody, visitExpr, visitValue } from './expr.js';
+import { checkCycleClause, checkImplicitOperators, selectBody, visitExpr, visitValue } from './expr.js';
 import { cteBodyScope, resolveRelation } from './resolve.js';
 import { inlineTenantFilter } from './inline-tenant.js';
 import { narrowScoped } from './narrow.js';
@@ -281,6 +281,13 @@ export function rewriteFromItem(item: Node, ctx: RewriteContext, scope: Scope | 
       j.larg = rewriteFromItem(j.larg as Node, ctx, scope);
       j.rarg = rewriteFromItem(j.rarg as Node, ctx, scope);
       for (const col of names(j.usingClause as Node[] | undefined)) checkUsingColumn(col, ctx);
+      if (j.usingClause !== undefined || j.isNatural === true)
+        checkImplicitOperators(
+          ['='],
+          j.isNatural === true ? 'NATURAL JOIN' : 'JOIN ... USING',
+          'JOIN ... ON a.x = b.x',
+          ctx,
+        );
       visitValue(j.quals, ctx, { ctes: new Set(), parent: scope, relations });
       return item;
     }
