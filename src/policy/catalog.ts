@@ -18,6 +18,8 @@ export interface CatalogColumn {
   readonly hasDefault: boolean;
   /** Its collation is nondeterministic (case- or accent-insensitive): equal values differ in text. */
   readonly nondeterministic?: true;
+  /** A virtual generated column: its expression is evaluated when the column is read. */
+  readonly virtual?: true;
   /**
    * "schema.name" of the sequence an identity or serial column owns (pg_get_serial_sequence).
    * Agents may see it, and its settings in pg_sequence, when they may see the column.
@@ -178,6 +180,7 @@ SELECT n.nspname AS schema, c.relname AS name, c.relkind AS kind,
          'name', a.attname, 'type', t.typname, 'sqlType', format_type(a.atttypid, a.atttypmod),
          'position', a.attnum, 'notNull', a.attnotnull, 'hasDefault', a.atthasdef OR a.attidentity <> '',
          'nondeterministic', (SELECT NOT co.collisdeterministic FROM pg_catalog.pg_collation co WHERE co.oid = a.attcollation),
+         'virtual', a.attgenerated = 'v',
          'sequence', CASE WHEN c.relkind IN ('r', 'p') AND n.nspname <> 'pg_catalog'
            THEN pg_catalog.pg_get_serial_sequence(pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname) END
        ) ORDER BY a.attnum) FILTER (WHERE a.attnum IS NOT NULL), '[]') AS columns
@@ -315,8 +318,15 @@ export async function loadCatalog(connectionString: string, searchPath: string):
       const q = `${r.schema}.${r.name}`;
       // Kept only when true, so snapshots stay as they were for the usual columns.
       r.columns = r.columns.map((c) => {
-        const { nondeterministic, ...rest } = c as CatalogColumn & { nondeterministic?: boolean | null };
-        return nondeterministic === true ? { ...rest, nondeterministic: true } : rest;
+        const { nondeterministic, virtual, ...rest } = c as CatalogColumn & {
+          nondeterministic?: boolean | null;
+          virtual?: boolean | null;
+        };
+        return {
+          ...rest,
+          ...(nondeterministic === true ? { nondeterministic: true as const } : {}),
+          ...(virtual === true ? { virtual: true as const } : {}),
+        };
       });
       const inheritance = treeOf.get(q);
       (relations[r.schema] ??= {})[r.name] = {
@@ -484,6 +494,10 @@ export function checkRulesAgainstCatalog(rules: Rules, catalog: Catalog): string
     if (tenantCol && !TENANT_COLUMN_TYPES.includes(tenantCol.type))
       problems.push(
         `${where}.tenant_column: column "${tenantCol.name}" has type ${tenantCol.sqlType}; a tenant column is text, varchar, char, integer, bigint, smallint, numeric or uuid (a domain or citext compares otherwise than its text, and every statement on the table would be refused)`,
+      );
+    if (tenantCol?.virtual)
+      problems.push(
+        `${where}.tenant_column: column "${tenantCol.name}" is a virtual generated column: its expression runs on every tenant's rows when it is read; make it a stored column`,
       );
     if (tenantCol?.nondeterministic)
       problems.push(

@@ -22,6 +22,11 @@ export interface TablePolicy {
   readonly hidden: ReadonlySet<string>;
   /** column -> parsed mask expression. */
   readonly masks: ReadonlyMap<string, Node>;
+  /**
+   * Columns whose value is computed when read (every column of a view, a virtual generated
+   * column): a condition on one runs an expression that may raise on another tenant's row.
+   */
+  readonly computed: ReadonlySet<string>;
   readonly rowLimit: number | undefined;
   readonly ruleIds: readonly string[];
 }
@@ -133,6 +138,7 @@ export function effectivePolicy(rules: Rules, catalog: Catalog, roles: readonly 
       columns: rel.columns,
       hidden,
       masks,
+      computed: new Set(rel.columns.filter((c) => rel.kind === 'v' || c.virtual).map((c) => c.name)),
       rowLimit: rule.row_limit,
       ruleIds,
     };

@@ -112,11 +112,19 @@ export function rejectsNull(node: Node): boolean {
 }
 
 /** Column types of one table, for unqualified references inside its own scoped subquery. */
+/**
+ * The type of a column read as stored: not masked (the mask is an expression), not hidden, not
+ * computed when read (a view's, a virtual generated column: red team, round 56).
+ */
+function plainColumnType(t: TablePolicy, col: string): string | undefined {
+  if (t.masks.has(col) || t.hidden.has(col) || t.computed.has(col)) return undefined;
+  return t.columns.find((c) => c.name === col)?.type;
+}
+
 export function ownColumns(t: TablePolicy): ColumnTypes {
   return (fields) => {
     const [col] = fields;
-    if (fields.length !== 1 || col === undefined || t.masks.has(col) || t.hidden.has(col)) return undefined;
-    return t.columns.find((c) => c.name === col)?.type;
+    return fields.length === 1 && col !== undefined ? plainColumnType(t, col) : undefined;
   };
 }
 
@@ -176,7 +184,6 @@ export function writeRelations(
           ? target
           : undefined;
     const col = fields.length === 2 ? b : a;
-    if (!t || col === undefined || t.masks.has(col) || t.hidden.has(col)) return undefined;
-    return t.columns.find((c) => c.name === col)?.type;
+    return t && col !== undefined ? plainColumnType(t, col) : undefined;
   };
 }
