@@ -402,6 +402,14 @@ function refuseOverriding(override: unknown): void {
     );
 }
 
+/** A GROUP BY with ROLLUP, CUBE or GROUPING SETS (not the empty grouping set). */
+function groupingSets(sel: Body): boolean {
+  return ((sel.groupClause as Node[] | undefined) ?? []).some(
+    (g) =>
+      nodeType(g) === 'GroupingSet' && (g.GroupingSet as { kind?: string }).kind !== 'GROUPING_SET_EMPTY',
+  );
+}
+
 function rewriteInsert(body: Body, ctx: RewriteContext, scope: Scope | undefined): void {
   refuseOverriding(body.override);
   const { t, refname } = target(body, ctx, ['insert']);
@@ -427,6 +435,13 @@ function rewriteInsert(body: Body, ctx: RewriteContext, scope: Scope | undefined
   )
     throw new Denial('INSERT ... SELECT * is not allowed: list the columns you select', 'insert_select_star');
   if (hasPositionalExpansion(sel)) throw rowExpansion();
+  // Grouping sets make the tenant value or parent key pgwarden checked (or added) NULL in their
+  // super-aggregate rows, which then belong to no tenant (red team, round 56).
+  if (simpleSelect && t.scope !== 'global' && groupingSets(sel))
+    throw new Denial(
+      `INSERT into ${t.qname} ... SELECT with ROLLUP, CUBE or GROUPING SETS is not allowed: they turn the tenant value or parent key into NULL; insert each grouping on its own`,
+      'insert_grouping_sets',
+    );
   const width = values ? Math.max(...rows.map((r) => r.length)) : simpleSelect ? targets.length : 0;
   // The source is read like any query, before the tenant value is added to it.
   if (sel) rewriteSelect(sel, ctx, scope);
