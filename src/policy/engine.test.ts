@@ -114,11 +114,24 @@ describe('roles', () => {
       /LIMIT 1000$/,
     );
     expect(v.ruleIds).toContain('roles.analyst.tables.public.orders');
-    expect(judge.judge("UPDATE orders SET status = 'x'", ctx('acme', ['analyst'])).verdict.kind).toBe('deny');
+    for (const sql of [
+      "UPDATE orders SET status = 'x'",
+      // Through the child of a table it may only read too (red team, round 56).
+      'DELETE FROM order_items WHERE order_id = 1',
+      "INSERT INTO order_items (order_id, sku, qty) VALUES (1, 'x', 1)",
+      "UPDATE customers SET name = 'x'",
+    ])
+      expect(judge.judge(sql, ctx('acme', ['analyst'])).verdict.kind, sql).toBe('deny');
   });
 
   it('refuses a write whose RETURNING would return rows of a row-limited table uncapped (red team, round 44)', () => {
-    const analyst = (sql: string) => judge.judge(sql, ctx('acme', ['analyst'])).verdict;
+    // A role that may write, with a row limit on what it reads.
+    const withCapped = createPolicyJudge(
+      { ...rules, roles: { ...rules.roles, capped: { tables: { 'public.orders': { row_limit: 1000 } } } } },
+      catalog,
+      { searchPath: 'public' },
+    );
+    const analyst = (sql: string) => withCapped.judge(sql, ctx('acme', ['capped'])).verdict;
     for (const sql of [
       `INSERT INTO order_items (order_id, sku, qty) SELECT id, 'x', 1 FROM orders RETURNING order_id`,
       `PREPARE p AS INSERT INTO order_items (order_id, sku, qty) SELECT id, 'x', 1 FROM orders RETURNING order_id`,
