@@ -127,7 +127,13 @@ describe('roles', () => {
   it('refuses a write whose RETURNING would return rows of a row-limited table uncapped (red team, round 44)', () => {
     // A role that may write, with a row limit on what it reads.
     const withCapped = createPolicyJudge(
-      { ...rules, roles: { ...rules.roles, capped: { tables: { 'public.orders': { row_limit: 1000 } } } } },
+      {
+        ...rules,
+        roles: {
+          ...rules.roles,
+          capped: { tables: { 'public.orders': { row_limit: 1000 } }, functions: [] },
+        },
+      },
       catalog,
       { searchPath: 'public' },
     );
@@ -833,5 +839,24 @@ describe('operators the server finds by name though none is written', () => {
       expect(v.kind, sql).toBe('deny');
       expect(v.reasons, sql).toEqual(['operator_ambiguous']);
     }
+  });
+});
+
+describe("the rewrite's invariant", () => {
+  it("takes a hidden column's name elsewhere for what it is (red team, round 55: XX000 for any such name)", () => {
+    for (const sql of [
+      "SELECT s.ssn FROM (SELECT 'x' AS ssn) s",
+      'WITH t(ssn) AS (VALUES (1)) SELECT ssn FROM t',
+      'SELECT n.ssn FROM orders o, LATERAL (SELECT o.status AS ssn) n',
+    ])
+      expect(judge.judge(sql, ctx()).verdict.kind, sql).not.toBe('deny');
+    // The attacks stay refused: the hidden column itself, read or written through.
+    for (const sql of [
+      'SELECT ssn FROM customers',
+      "UPDATE customers SET name = 'x' WHERE ssn = '1'",
+      "UPDATE customers SET name = 'x' RETURNING ssn",
+      'SELECT s.ssn FROM (SELECT ssn FROM customers) s',
+    ])
+      expect(judge.judge(sql, ctx()).verdict.kind, sql).toBe('deny');
   });
 });

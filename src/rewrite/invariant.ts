@@ -50,8 +50,16 @@ export function checkInvariant(
   paramChecks: readonly ParamCheck[],
   usedOnce: ParamUse,
 ): string | undefined {
+  // Every other listed table with hidden columns is read through its scoped subquery, which
+  // shows none of them (or the walk below fails): only a write target's hidden columns can be
+  // named. A column of that name elsewhere (`(SELECT 'x' AS ssn) s`) is another's (red team,
+  // round 55: any such name failed every statement).
   const hiddenNames = new Set<string>();
-  for (const t of policy.tables.values()) for (const h of t.hidden) hiddenNames.add(h);
+  for (const rv of writeTargets(stmts)) {
+    const r = resolveRelation(rv, catalog, undefined);
+    const t = r.kind === 'relation' ? policy.tables.get(r.qname) : undefined;
+    for (const h of t?.hidden ?? []) hiddenNames.add(h);
+  }
   const checkedParams = new Set(paramChecks.map((p) => p.index));
 
   const tableOf = (rv: RangeVar, scope: Scope | undefined): TablePolicy | 'cte' | 'other' | 'unknown' => {
@@ -434,4 +442,23 @@ export function checkInvariant(
   }
   for (const s of stmts) walk(s, undefined);
   return violation;
+}
+
+const writeKinds: ReadonlySet<string> = new Set(['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt']);
+
+/** The targets of every write in the statements, at any depth (data-modifying CTEs, PREPARE). */
+function writeTargets(v: unknown, out: RangeVar[] = []): RangeVar[] {
+  if (v === null || typeof v !== 'object') return out;
+  if (Array.isArray(v)) {
+    for (const x of v) writeTargets(x, out);
+    return out;
+  }
+  for (const [k, child] of Object.entries(v)) {
+    if (writeKinds.has(k)) {
+      const rel = (child as { relation?: RangeVar } | undefined)?.relation;
+      if (rel) out.push(rel);
+    }
+    writeTargets(child, out);
+  }
+  return out;
 }
