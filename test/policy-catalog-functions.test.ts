@@ -454,6 +454,20 @@ describe('field notation (red team, round 49)', () => {
     ];
     await withClient(async (c) => {
       for (const sql of attacks) await expect(c.query(sql), sql).rejects.toMatchObject({ code: '42501' });
+      // A table's row read by a name that is none of its columns is refused alike, whether the
+      // name is an unlisted table's row type, a function, or nothing: the server's "column does not
+      // exist" for the last told which exist (red team, round 54).
+      const answers = await Promise.all(
+        ['internal_notes', 'no_such_table', 'order_notes', 'no_such_function'].map(async (f) => {
+          const e = await c.query(`SELECT o.${f} FROM orders o`).then(
+            () => ({ code: 'none', message: '' }),
+            (x: { code: string; message: string }) => x,
+          );
+          return `${e.code} ${e.message.replaceAll(f, 'F')}`;
+        }),
+      );
+      expect(new Set(answers).size, answers.join('\n')).toBe(1);
+      expect(answers[0]).toMatch(/^42501 /);
       // The look-alikes: columns by field notation, and a row's fields.
       const { rows } = await c.query<{ total: string; status: string }>(
         'SELECT (o).total, o.status FROM orders o ORDER BY o.id LIMIT 1',

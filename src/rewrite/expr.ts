@@ -273,6 +273,7 @@ function checkQualifiedColumn(f: readonly string[], ctx: RewriteContext, scope: 
   const q = f[0] ?? '';
   const range = rangeVariable(scope, q);
   if (range?.columns?.has(last)) return;
+  if (range?.columns && !systemColumns.has(last)) return checkRowFieldCall(last, on, ctx);
   if (range) return checkFieldCall(last, on, range.row ? 'row' : 'any', ctx);
   // Out of every SELECT's scope: a write target's own names (its alias, old, new, excluded).
   const w = ctx.writeTarget;
@@ -344,6 +345,23 @@ function checkFieldCall(field: string, on: string, arg: 'row' | 'any', ctx: Rewr
       ruleId: 'functions',
       hint: `if ${field} is a column, read it from the table by name (SELECT ${field} FROM ...) rather than from a row value`,
     },
+  );
+}
+
+/**
+ * `q.f` where q is a table or catalog relation without a column f: the call f(q), allowed only
+ * when a function available to agents takes that row, and refused alike whatever else f names (a
+ * type, a function of another kind, nothing): the server's "column does not exist" for the last
+ * told unlisted tables and functions from missing ones (red team, round 54).
+ */
+function checkRowFieldCall(field: string, on: string, ctx: RewriteContext): void {
+  const { catalog } = ctx;
+  const rowCall = catalog.searchPath.some((s) => catalog.functions[s]?.[field]?.fieldCall === true);
+  if (rowCall && decideFunction([field], catalog, ctx.policy.functions).ok) return;
+  throw new Denial(
+    `${on}.${field}: ${on} has no column ${field} available to agents, and ${field} is no function of its row that agents may call`,
+    'field_function_call',
+    { ruleId: 'functions', hint: `the columns of ${on} are the ones its table shows` },
   );
 }
 
