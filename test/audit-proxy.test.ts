@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import postgres from 'postgres';
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { auditConfigSchema } from '../src/audit/config.js';
 import { startDecisionLog, type DecisionLog } from '../src/audit/decision-log.js';
 import { AuditReader, type DecisionView } from '../src/audit/store-reader.js';
@@ -257,9 +257,18 @@ describe('decision records through the proxy', () => {
     // Look-alike: a short error is kept whole.
     await expect(client.query(`SELECT 'short'::int AS w`)).rejects.toMatchObject({ code: '22P02' });
     await client.end();
-    expect(await log.flushToStore()).toBe(true);
-    const items = (await reader.search({ human: 'longerr@acme.test', kind: 'statement' }, { limit: 10 }))
-      .items;
+    // node-postgres rejects at the ErrorResponse; pgwarden records the outcome at the
+    // ReadyForQuery after it, which may come a moment later.
+    const items = await vi.waitFor(
+      async () => {
+        expect(await log.flushToStore()).toBe(true);
+        const found = (await reader.search({ human: 'longerr@acme.test', kind: 'statement' }, { limit: 10 }))
+          .items;
+        expect(found.filter((d) => d.outcome?.errorMessage).length).toBe(2);
+        return found;
+      },
+      { timeout: 10_000, interval: 100 },
+    );
     const long = String(items.find((d) => String(d.sql).includes('AS z'))?.outcome?.errorMessage);
     expect(long.length).toBeLessThan(4200);
     expect(long).toMatch(/^invalid input syntax for type integer: "x+\.\.\. \(\d+ characters\)$/);
